@@ -1,0 +1,2 @@
+//! The `kybern` command.
+fn main() {}

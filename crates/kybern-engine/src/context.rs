@@ -1,0 +1,94 @@
+//! The seam to the outside world: everything evaluation may need beyond the admission request.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Labels of an object.
+pub type Labels = BTreeMap<String, String>;
+
+/// Why the outside world could not answer.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ProviderError {
+    /// This provider has no access to that source (e.g. the CLI without cluster resources).
+    #[error("{what} is not available: {reason}")]
+    Unavailable { what: String, reason: String },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// An API call from a rule's `context` (`apiCall`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiCall {
+    /// `urlPath` for Kubernetes API calls, or the service URL.
+    pub url: String,
+    /// True when `url` is a service URL, false for a Kubernetes API path.
+    pub is_service: bool,
+    pub method: String,
+    pub body: Option<Value>,
+}
+
+/// Image metadata for `imageRegistry` context entries.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ImageData {
+    pub data: Value,
+}
+
+/// What evaluation may need from outside the admission request.
+/// Implemented from files (CLI), from informer caches (cluster), from recorded data (replay).
+pub trait ContextProvider: Send + Sync {
+    /// One object by apiVersion, kind, namespace and name.
+    fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, ProviderError>;
+    /// Objects of one apiVersion and kind, in a namespace (empty: all).
+    fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+    ) -> Result<Vec<Value>, ProviderError>;
+    fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Value>, ProviderError>;
+    fn api_call(&self, call: &ApiCall) -> Result<Value, ProviderError>;
+    fn namespace_labels(&self, namespace: &str) -> Result<Option<Labels>, ProviderError>;
+    fn image_data(&self, image: &str) -> Result<ImageData, ProviderError>;
+    fn global_context(&self, name: &str) -> Result<Option<Value>, ProviderError>;
+}
+
+/// A provider that knows nothing: every lookup is unavailable. The CLI's local mode.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProvider;
+
+fn unavailable(what: &str) -> ProviderError {
+    ProviderError::Unavailable {
+        what: what.to_string(),
+        reason: "no cluster access".to_string(),
+    }
+}
+
+impl ContextProvider for NoProvider {
+    fn resource(&self, _: &str, _: &str, _: &str, _: &str) -> Result<Option<Value>, ProviderError> {
+        Err(unavailable("resource"))
+    }
+    fn list(&self, _: &str, _: &str, _: &str) -> Result<Vec<Value>, ProviderError> {
+        Err(unavailable("resource list"))
+    }
+    fn config_map(&self, _: &str, _: &str) -> Result<Option<Value>, ProviderError> {
+        Err(unavailable("configMap"))
+    }
+    fn api_call(&self, _: &ApiCall) -> Result<Value, ProviderError> {
+        Err(unavailable("apiCall"))
+    }
+    fn namespace_labels(&self, _: &str) -> Result<Option<Labels>, ProviderError> {
+        Ok(None)
+    }
+    fn image_data(&self, _: &str) -> Result<ImageData, ProviderError> {
+        Err(unavailable("image registry"))
+    }
+    fn global_context(&self, _: &str) -> Result<Option<Value>, ProviderError> {
+        Err(unavailable("globalContext"))
+    }
+}

@@ -1,0 +1,24 @@
+//! kybern-engine: a pure, deterministic Kyverno-compatible policy engine.
+//!
+//! Policies and resources come in as bytes or JSON values; rule results, patches and generated
+//! objects come out as data. This crate owns the policy model, matching, variables and JMESPath,
+//! the pattern language, validation, auto-generated rules, Pod Security Standards and exceptions.
+//! It must not touch the file system, the network, a clock-driven runtime or global loggers:
+//! everything from outside the request comes through [`context::ContextProvider`].
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+pub mod autogen;
+pub mod conditions;
+pub mod context;
+pub mod duration;
+pub mod jmespath;
+pub mod pattern;
+pub mod pod_security;
+pub mod quantity;
+pub mod response;
+pub mod wildcard;

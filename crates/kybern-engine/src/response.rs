@@ -1,0 +1,105 @@
+//! What the engine returns: one response per policy and resource, with one result per rule.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// The outcome of one rule on one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleStatus {
+    Pass,
+    Fail,
+    Warn,
+    Error,
+    Skip,
+}
+
+impl RuleStatus {
+    /// The lower-case word Kyverno prints and reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleStatus::Pass => "pass",
+            RuleStatus::Fail => "fail",
+            RuleStatus::Warn => "warn",
+            RuleStatus::Error => "error",
+            RuleStatus::Skip => "skip",
+        }
+    }
+}
+
+/// The kind of rule that produced a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RuleType {
+    Validation,
+    Mutation,
+    Generation,
+    ImageVerify,
+}
+
+/// One rule's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleResult {
+    pub name: String,
+    pub rule_type: RuleType,
+    pub status: RuleStatus,
+    pub message: String,
+    /// The PolicyExceptions (`namespace/name`) that turned this rule into a skip.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exceptions: Vec<String>,
+}
+
+impl RuleResult {
+    pub fn new(
+        name: impl Into<String>,
+        rule_type: RuleType,
+        status: RuleStatus,
+        message: impl Into<String>,
+    ) -> Self {
+        RuleResult {
+            name: name.into(),
+            rule_type,
+            status,
+            message: message.into(),
+            exceptions: Vec::new(),
+        }
+    }
+}
+
+/// Whether a failing rule blocks admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub enum FailureAction {
+    #[default]
+    Audit,
+    Enforce,
+}
+
+/// The result of one policy on one resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineResponse {
+    pub policy_name: String,
+    /// Empty for cluster-wide policies.
+    pub policy_namespace: String,
+    pub policy_kind: String,
+    /// The policy carries `policies.kyverno.io/scored: "false"`: reports show failures as warnings.
+    pub unscored: bool,
+    pub rules: Vec<RuleResult>,
+    /// The resource the rules looked at (after the mutations applied before them).
+    pub resource: Value,
+    /// The resource after this policy's mutations (equal to `resource` when nothing changed).
+    pub patched_resource: Value,
+    /// The effective failure action of each failing rule, by rule name.
+    pub failure_actions: Vec<(String, FailureAction)>,
+}
+
+impl EngineResponse {
+    /// True when a rule failed and its failure action is Enforce.
+    pub fn blocks(&self) -> bool {
+        self.rules.iter().any(|r| {
+            r.status == RuleStatus::Fail
+                && self
+                    .failure_actions
+                    .iter()
+                    .any(|(n, a)| n == &r.name && *a == FailureAction::Enforce)
+        })
+    }
+}
