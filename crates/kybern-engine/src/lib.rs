@@ -5,20 +5,25 @@
 //! the pattern language, validation, auto-generated rules, Pod Security Standards and exceptions.
 //! It must not touch the file system, the network, a clock-driven runtime or global loggers:
 //! everything from outside the request comes through [`context::ContextProvider`].
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 pub mod autogen;
 pub mod conditions;
 pub mod context;
+pub mod context_loader;
 pub mod duration;
+pub mod engine;
+pub mod exceptions;
+pub mod images;
 pub mod jmespath;
+pub mod matching;
 pub mod pattern;
 pub mod pod_security;
+pub mod policy;
+pub mod preconditions;
 pub mod quantity;
+pub mod request;
 pub mod response;
+pub mod validation;
+pub mod variables;
 pub mod wildcard;

@@ -1,0 +1,314 @@
+//! The entry point: evaluating a compiled policy on one admission request. The CLI and the
+//! webhook both call this, so a decision never differs between them.
+
+use crate::context::ContextProvider;
+use crate::context_loader;
+use crate::exceptions::PolicyException;
+use crate::matching::{self, MatchSubject};
+use crate::policy::{FailureActionOverride, Policy, Rule, RuleBody, Validation, ValidationCheck};
+use crate::preconditions;
+use crate::request::{AdmissionRequest, Operation};
+use crate::response::{EngineResponse, FailureAction, RuleResult, RuleStatus, RuleType};
+use crate::validation::{self, CheckInput};
+use crate::variables::{SubstituteOptions, value_has_variables};
+use crate::wildcard;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// Values a caller supplies per rule (e.g. a `kyverno test` values file).
+#[derive(Debug, Clone, Default)]
+pub struct RuleValues {
+    pub values: Map<String, Value>,
+    pub foreach_values: Map<String, Value>,
+}
+
+/// One request, prepared once and evaluated against many policies.
+pub struct PolicyContext<'a> {
+    pub request: &'a AdmissionRequest,
+    subject: MatchSubject<'a>,
+    base: OnceLock<Value>,
+}
+
+impl<'a> PolicyContext<'a> {
+    pub fn new(request: &'a AdmissionRequest) -> Self {
+        PolicyContext {
+            request,
+            subject: MatchSubject::new(request),
+            base: OnceLock::new(),
+        }
+    }
+
+    /// The JSON context, built on first use: many rules never need it.
+    fn base(&self) -> &Value {
+        self.base.get_or_init(|| self.request.base_context())
+    }
+}
+
+/// Evaluates policies; everything from outside the request comes through the provider.
+pub struct Engine<'p> {
+    provider: &'p dyn ContextProvider,
+}
+
+fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
+    !rule.context.is_empty()
+        || values.is_some_and(|v| !v.values.is_empty())
+        || rule.preconditions.as_ref().is_some_and(value_has_variables)
+        || match &rule.body {
+            RuleBody::Validate(v) => {
+                let check_reads = match &v.check {
+                    ValidationCheck::Pattern(p) => value_has_variables(p),
+                    ValidationCheck::AnyPattern(ps) => ps.iter().any(value_has_variables),
+                    ValidationCheck::PodSecurity(_) | ValidationCheck::Unsupported(_) => false,
+                    ValidationCheck::Deny(_) | ValidationCheck::Foreach(_) => true,
+                };
+                check_reads || v.message.as_deref().is_some_and(|m| m.contains("{{"))
+            }
+            RuleBody::Unsupported { .. } => false,
+        }
+}
+
+impl<'p> Engine<'p> {
+    pub fn new(provider: &'p dyn ContextProvider) -> Self {
+        Engine { provider }
+    }
+
+    /// Runs the policy's validate rules (and reports its other rules as unsupported) on the request.
+    /// `rule_values` supplies per-rule variables by rule name.
+    pub fn validate(
+        &self,
+        policy: &Policy,
+        pctx: &PolicyContext,
+        exceptions: &[PolicyException],
+        rule_values: &BTreeMap<String, RuleValues>,
+    ) -> EngineResponse {
+        let request = pctx.request;
+        let resource = request.resource();
+        let mut response = EngineResponse {
+            policy_name: policy.name.clone(),
+            policy_namespace: policy.namespace.clone(),
+            policy_kind: policy.kind.as_str().to_string(),
+            unscored: policy.unscored(),
+            rules: Vec::new(),
+            resource: resource.clone(),
+            patched_resource: resource.clone(),
+            failure_actions: Vec::new(),
+        };
+        // A namespaced policy only sees resources of its own namespace.
+        if !policy.namespace.is_empty() && pctx.subject.namespace != policy.namespace {
+            return response;
+        }
+        for rule in &policy.rules {
+            let values = rule_values.get(&rule.name);
+            let Some(result) = self.evaluate_rule(policy, rule, pctx, exceptions, values) else {
+                continue;
+            };
+            if let RuleBody::Validate(v) = &rule.body {
+                response
+                    .failure_actions
+                    .push((rule.name.clone(), effective_action(policy, v, pctx)));
+            }
+            let applied = result.status != RuleStatus::Skip;
+            response.rules.push(result);
+            if policy.apply_one && applied {
+                break;
+            }
+        }
+        response
+    }
+
+    fn evaluate_rule(
+        &self,
+        policy: &Policy,
+        rule: &Rule,
+        pctx: &PolicyContext,
+        exceptions: &[PolicyException],
+        values: Option<&RuleValues>,
+    ) -> Option<RuleResult> {
+        let request = pctx.request;
+        let subject = &pctx.subject;
+        if !matching::matches(&rule.match_resources, subject) {
+            return None;
+        }
+        if let Some(ex) = &rule.exclude
+            && matching::excluded(ex, subject)
+        {
+            return None;
+        }
+        let (validation, rule_type) = match &rule.body {
+            RuleBody::Validate(v) => (v.as_ref(), RuleType::Validation),
+            RuleBody::Unsupported { field, rule_type } => {
+                return Some(RuleResult::new(
+                    &rule.name,
+                    *rule_type,
+                    RuleStatus::Error,
+                    format!("kybern does not support {field} rules yet"),
+                ));
+            }
+        };
+        let opts = SubstituteOptions {
+            delete: request.operation == Operation::Delete,
+        };
+        let empty = Map::new();
+        let preset = values.map_or(&empty, |v| &v.values);
+        let ctx: Cow<Value> = if rule_uses_context(rule, values) {
+            let mut ctx = pctx.base().clone();
+            for (k, v) in preset {
+                crate::variables::set_path(&mut ctx, k, v.clone());
+            }
+            if let Err(e) = context_loader::load_entries(
+                &rule.context,
+                &mut ctx,
+                self.provider,
+                &policy.namespace,
+                preset,
+                opts,
+            ) {
+                return Some(RuleResult::new(
+                    &rule.name,
+                    rule_type,
+                    RuleStatus::Error,
+                    format!("failed to load context: {e}"),
+                ));
+            }
+            Cow::Owned(ctx)
+        } else if exceptions.iter().any(|e| e.conditions.is_some()) {
+            Cow::Borrowed(pctx.base())
+        } else {
+            // Nothing in this rule reads variables: skip building the context.
+            static NULL: Value = Value::Null;
+            Cow::Borrowed(&NULL)
+        };
+        if let Some(pre) = &rule.preconditions {
+            match preconditions::evaluate_block(pre, &ctx, opts, "preconditions") {
+                Err(e) => {
+                    return Some(RuleResult::new(
+                        &rule.name,
+                        rule_type,
+                        RuleStatus::Error,
+                        format!("failed to evaluate preconditions: {e}"),
+                    ));
+                }
+                Ok(o) if !o.met => {
+                    let mut msg = "preconditions not met".to_string();
+                    if !o.messages.is_empty() {
+                        msg.push_str("; ");
+                        msg.push_str(&o.messages.join("; "));
+                    }
+                    return Some(RuleResult::new(&rule.name, rule_type, RuleStatus::Skip, msg));
+                }
+                Ok(_) => {}
+            }
+        }
+        // PolicyExceptions: a matching exception skips the rule, except that exceptions carrying
+        // podSecurity entries only exempt those controls.
+        let mut pss_excludes = Vec::new();
+        let mut pss_exceptions = Vec::new();
+        for ex in exceptions {
+            if !ex.covers(&policy.key(), &rule.name) || !ex.matches_resource(subject) {
+                continue;
+            }
+            if let Some(cond) = &ex.conditions {
+                match preconditions::evaluate_block(cond, &ctx, opts, "exception/conditions") {
+                    Ok(o) if o.met => {}
+                    _ => continue,
+                }
+            }
+            let is_pss = matches!(validation.check, ValidationCheck::PodSecurity(_));
+            if is_pss && !ex.pod_security.is_empty() {
+                pss_excludes.extend(ex.pod_security.iter().cloned());
+                pss_exceptions.push(ex.key());
+                continue;
+            }
+            let mut r = RuleResult::new(
+                &rule.name,
+                rule_type,
+                RuleStatus::Skip,
+                format!("rule is skipped due to policy exception {}", ex.key()),
+            );
+            r.exceptions.push(ex.key());
+            return Some(r);
+        }
+        let empty_foreach = Map::new();
+        let input = CheckInput {
+            rule_name: &rule.name,
+            validation,
+            resource: request.resource(),
+            ctx: &ctx,
+            opts,
+            provider: self.provider,
+            policy_namespace: &policy.namespace,
+            preset,
+            pss_excludes: &pss_excludes,
+            foreach_values: values.map_or(&empty_foreach, |v| &v.foreach_values),
+        };
+        let (mut status, mut message) = validation::run(&input)?;
+        if status == RuleStatus::Fail && !pss_exceptions.is_empty() {
+            // Exceptions narrowed the failure but did not clear it.
+        } else if status == RuleStatus::Pass && !pss_exceptions.is_empty() {
+            status = RuleStatus::Skip;
+            message = format!("rule is skipped due to policy exception {}", pss_exceptions.join(", "));
+        }
+        if status == RuleStatus::Fail
+            && request.operation == Operation::Update
+            && validation.allow_existing_violations
+            && effective_action(policy, validation, pctx) == FailureAction::Enforce
+            && !request.old_object.is_null()
+            && self.old_object_fails(policy, rule, request, exceptions, values)
+        {
+            status = RuleStatus::Skip;
+            message = "skipping modified resource as validation results have not changed".into();
+        }
+        let mut r = RuleResult::new(&rule.name, rule_type, status, message);
+        r.exceptions = pss_exceptions;
+        Some(r)
+    }
+
+    /// Re-validates the old object as a CREATE: pre-existing violations are allowed on UPDATE.
+    fn old_object_fails(
+        &self,
+        policy: &Policy,
+        rule: &Rule,
+        request: &AdmissionRequest,
+        exceptions: &[PolicyException],
+        values: Option<&RuleValues>,
+    ) -> bool {
+        let old = AdmissionRequest {
+            operation: Operation::Create,
+            object: request.old_object.clone(),
+            old_object: Value::Null,
+            ..request.clone()
+        };
+        let pctx = PolicyContext::new(&old);
+        self.evaluate_rule(policy, rule, &pctx, exceptions, values)
+            .is_some_and(|r| r.status == RuleStatus::Fail)
+    }
+}
+
+fn override_matches(o: &FailureActionOverride, pctx: &PolicyContext) -> bool {
+    let ns = pctx.subject.namespace;
+    let ns_ok = o.namespaces.is_empty() || o.namespaces.iter().any(|n| wildcard::matches(n, ns));
+    let sel_ok = match &o.namespace_selector {
+        None => true,
+        Some(sel) => {
+            let empty = BTreeMap::new();
+            matching::selector_matches(sel, pctx.request.namespace_labels.as_ref().unwrap_or(&empty))
+        }
+    };
+    ns_ok && sel_ok
+}
+
+/// Rule overrides, then the rule's action, then the policy's overrides, then the policy's action.
+pub fn effective_action(policy: &Policy, v: &Validation, pctx: &PolicyContext) -> FailureAction {
+    if let Some(o) = v.failure_action_overrides.iter().find(|o| override_matches(o, pctx)) {
+        return o.action;
+    }
+    if let Some(a) = v.failure_action {
+        return a;
+    }
+    if let Some(o) = policy.failure_action_overrides.iter().find(|o| override_matches(o, pctx)) {
+        return o.action;
+    }
+    policy.validation_failure_action
+}

@@ -1,0 +1,339 @@
+//! `match`/`exclude`: whether a rule selects a request by kind, name, namespace, labels,
+//! annotations, operation and requesting user.
+
+use crate::context::Labels;
+use crate::policy::{LabelSelector, MatchResources, ResourceDescription, ResourceFilter, Subject};
+use crate::request::{AdmissionRequest, Gvk};
+use crate::wildcard;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// What matching needs to know about the request, computed once per request.
+pub struct MatchSubject<'a> {
+    pub request: &'a AdmissionRequest,
+    pub gvk: Gvk,
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let s = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), s)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl<'a> MatchSubject<'a> {
+    pub fn new(request: &'a AdmissionRequest) -> Self {
+        let resource = request.resource();
+        let meta = resource.get("metadata");
+        let name = meta
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .or_else(|| {
+                meta.and_then(|m| m.get("generateName"))
+                    .and_then(Value::as_str)
+            })
+            .unwrap_or_default();
+        MatchSubject {
+            request,
+            gvk: request.gvk(),
+            name,
+            namespace: request.namespace(),
+            labels: string_map(meta.and_then(|m| m.get("labels"))),
+            annotations: string_map(meta.and_then(|m| m.get("annotations"))),
+        }
+    }
+}
+
+/// Does `match` select the request?
+pub fn matches(m: &MatchResources, s: &MatchSubject) -> bool {
+    if !m.any.is_empty() {
+        return m.any.iter().any(|f| filter_matches(f, s, true));
+    }
+    if !m.all.is_empty() {
+        return m.all.iter().all(|f| filter_matches(f, s, true));
+    }
+    m.inline_filter()
+        .is_some_and(|f| filter_matches(&f, s, true))
+}
+
+/// Does `exclude` remove the request?
+pub fn excluded(m: &MatchResources, s: &MatchSubject) -> bool {
+    if !m.any.is_empty() {
+        return m.any.iter().any(|f| filter_matches(f, s, false));
+    }
+    if !m.all.is_empty() {
+        return m.all.iter().all(|f| filter_matches(f, s, false));
+    }
+    m.inline_filter()
+        .is_some_and(|f| filter_matches(&f, s, false))
+}
+
+fn filter_matches(f: &ResourceFilter, s: &MatchSubject, is_match: bool) -> bool {
+    if !f.resources.is_empty() && !description_matches(&f.resources, s) {
+        return false;
+    }
+    if !f.has_user_criteria() {
+        return !f.resources.is_empty();
+    }
+    // Without admission user information, the user criteria of match blocks are ignored.
+    if s.request.no_user_info {
+        return is_match;
+    }
+    user_matches(f, s)
+}
+
+fn user_matches(f: &ResourceFilter, s: &MatchSubject) -> bool {
+    let req = s.request;
+    if !f.roles.is_empty() && !f.roles.iter().any(|r| req.roles.contains(r)) {
+        return false;
+    }
+    if !f.cluster_roles.is_empty() && !f.cluster_roles.iter().any(|r| req.cluster_roles.contains(r))
+    {
+        return false;
+    }
+    if !f.subjects.is_empty() && !f.subjects.iter().any(|sub| subject_matches(sub, req)) {
+        return false;
+    }
+    true
+}
+
+fn subject_matches(sub: &Subject, req: &AdmissionRequest) -> bool {
+    let user = &req.user_info;
+    match sub.kind.as_str() {
+        "User" => wildcard::matches(&sub.name, &user.username),
+        "Group" => user
+            .groups
+            .iter()
+            .any(|g| wildcard::matches(&sub.name, g)),
+        "ServiceAccount" => {
+            let ns = sub.namespace.as_deref().unwrap_or_default();
+            wildcard::matches(
+                &format!("system:serviceaccount:{ns}:{}", sub.name),
+                &user.username,
+            )
+        }
+        _ => false,
+    }
+}
+
+fn description_matches(d: &ResourceDescription, s: &MatchSubject) -> bool {
+    if !d.kinds.is_empty() && !d.kinds.iter().any(|k| kind_matches(k, &s.gvk, &s.request.subresource)) {
+        return false;
+    }
+    if !d.operations.is_empty()
+        && !d
+            .operations
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(s.request.operation.as_str()))
+    {
+        return false;
+    }
+    if let Some(name) = &d.name
+        && !wildcard::matches(name, s.name)
+    {
+        return false;
+    }
+    if !d.names.is_empty() && !d.names.iter().any(|n| wildcard::matches(n, s.name)) {
+        return false;
+    }
+    if !d.namespaces.is_empty() {
+        let ns = if s.gvk.kind == "Namespace" {
+            s.name
+        } else {
+            s.namespace
+        };
+        if !d.namespaces.iter().any(|n| wildcard::matches(n, ns)) {
+            return false;
+        }
+    }
+    if !d.annotations.is_empty()
+        && !d.annotations.iter().all(|(k, v)| {
+            s.annotations
+                .iter()
+                .any(|(rk, rv)| wildcard::matches(k, rk) && wildcard::matches(v, rv))
+        })
+    {
+        return false;
+    }
+    if let Some(sel) = &d.selector
+        && !selector_matches(sel, &s.labels)
+    {
+        return false;
+    }
+    if let Some(sel) = &d.namespace_selector {
+        if s.gvk.kind == "Namespace" {
+            return false;
+        }
+        let empty = Labels::new();
+        let labels = s.request.namespace_labels.as_ref().unwrap_or(&empty);
+        if !selector_matches(sel, labels) {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_version(s: &str) -> bool {
+    if s == "*" {
+        return true;
+    }
+    let Some(rest) = s.strip_prefix('v') else {
+        return false;
+    };
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    if digits == 0 {
+        return false;
+    }
+    let tail = rest.get(digits..).unwrap_or_default();
+    if tail.is_empty() {
+        return true;
+    }
+    let tail = tail
+        .strip_prefix("alpha")
+        .or_else(|| tail.strip_prefix("beta"));
+    tail.is_some_and(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// A parsed kind selector: group, version, kind, subresource (`None`: the main resource only).
+struct KindSelector<'a> {
+    group: &'a str,
+    version: &'a str,
+    kind: &'a str,
+    subresource: Option<&'a str>,
+}
+
+fn parse_kind(selector: &str) -> KindSelector<'_> {
+    // `Pod.status` is the same as `Pod/status`: only the last segment is split on its first dot.
+    let (head, last) = match selector.rsplit_once('/') {
+        Some((h, l)) => (Some(h), l),
+        None => (None, selector),
+    };
+    let mut parts: Vec<&str> = head.map(|h| h.split('/').collect()).unwrap_or_default();
+    match last.split_once('.') {
+        Some((k, sub)) => {
+            parts.push(k);
+            parts.push(sub);
+        }
+        None => parts.push(last),
+    }
+    match parts.as_slice() {
+        [kind] => KindSelector { group: "*", version: "*", kind, subresource: None },
+        ["*", "*"] => KindSelector { group: "*", version: "*", kind: "*", subresource: Some("*") },
+        [first, second] if is_version(first) => {
+            KindSelector { group: "*", version: first, kind: second, subresource: None }
+        }
+        [kind, sub] => KindSelector { group: "*", version: "*", kind, subresource: Some(sub) },
+        [first, kind, sub] if is_version(first) => {
+            KindSelector { group: "*", version: first, kind, subresource: Some(sub) }
+        }
+        [group, version, kind] => KindSelector { group, version, kind, subresource: None },
+        [group, version, kind, sub, ..] => {
+            KindSelector { group, version, kind, subresource: Some(sub) }
+        }
+        [] => KindSelector { group: "", version: "", kind: "", subresource: None },
+    }
+}
+
+/// Does a kind selector (`Pod`, `apps/v1/Deployment`, `Pod/exec`, `*`) select the request kind?
+pub fn kind_matches(selector: &str, gvk: &Gvk, subresource: &str) -> bool {
+    let k = parse_kind(selector);
+    if !wildcard::matches(k.group, &gvk.group)
+        || !wildcard::matches(k.version, &gvk.version)
+        || !wildcard::matches(k.kind, &gvk.kind)
+    {
+        return false;
+    }
+    match k.subresource {
+        None => subresource.is_empty() || (gvk.kind == "Pod" && subresource == "ephemeralcontainers"),
+        Some(sub) => wildcard::matches(sub, subresource),
+    }
+}
+
+/// Kyverno expands wildcards in `matchLabels` against the actual labels before matching.
+pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    for (k, v) in &sel.match_labels {
+        let ok = if wildcard::contains_wildcard(k) || wildcard::contains_wildcard(v) {
+            labels
+                .iter()
+                .any(|(lk, lv)| wildcard::matches(k, lk) && wildcard::matches(v, lv))
+        } else {
+            labels.get(k) == Some(v)
+        };
+        if !ok {
+            return false;
+        }
+    }
+    sel.match_expressions.iter().all(|e| {
+        let value = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| e.values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !e.values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gvk(g: &str, v: &str, k: &str) -> Gvk {
+        Gvk { group: g.into(), version: v.into(), kind: k.into() }
+    }
+
+    #[test]
+    fn kind_selectors() {
+        let pod = gvk("", "v1", "Pod");
+        let dep = gvk("apps", "v1", "Deployment");
+        let cases = [
+            ("Pod", &pod, "", true),
+            ("Pod", &dep, "", false),
+            ("v1/Pod", &pod, "", true),
+            ("apps/v1/Deployment", &dep, "", true),
+            ("apps/v1beta1/Deployment", &dep, "", false),
+            ("*", &dep, "", true),
+            ("Pod", &pod, "exec", false),
+            ("Pod/exec", &pod, "exec", true),
+            ("Pod.exec", &pod, "exec", true),
+            ("Pod", &pod, "ephemeralcontainers", true),
+            ("*/*", &pod, "status", true),
+            ("v1/Pod/status", &pod, "status", true),
+            ("Deploy*", &dep, "", true),
+        ];
+        for (sel, g, sub, want) in cases {
+            assert_eq!(kind_matches(sel, g, sub), want, "{sel} {g:?} {sub}");
+        }
+    }
+
+    #[test]
+    fn selector_with_wildcards() {
+        let mut labels = BTreeMap::new();
+        labels.insert("app.kubernetes.io/name".to_string(), "web".to_string());
+        let sel = LabelSelector {
+            match_labels: [("app.kubernetes.io/*".to_string(), "w*".to_string())].into(),
+            match_expressions: vec![],
+        };
+        assert!(selector_matches(&sel, &labels));
+        let star = LabelSelector {
+            match_labels: [("*".to_string(), "*".to_string())].into(),
+            match_expressions: vec![],
+        };
+        assert!(!selector_matches(&star, &BTreeMap::new()));
+    }
+}

@@ -1,0 +1,126 @@
+//! The `kyverno.io` ClusterPolicy/Policy model: typed where Kyverno is strict, raw JSON where rules
+//! carry patterns and variables, and the compilation of a policy document into an immutable [`Policy`].
+
+mod load;
+mod matching_types;
+
+pub use load::{PolicyLoadError, PolicyLoadErrorKind, compile_policy};
+pub use matching_types::{
+    LabelSelector, LabelSelectorRequirement, MatchResources, ResourceDescription,
+    ResourceFilter, Subject,
+};
+
+use crate::pod_security::PodSecurity;
+use crate::response::FailureAction;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Which policy kind a document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    ClusterPolicy,
+    Policy,
+}
+
+impl PolicyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::ClusterPolicy => "ClusterPolicy",
+            PolicyKind::Policy => "Policy",
+        }
+    }
+}
+
+/// `validationFailureActionOverrides` / `failureActionOverrides` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureActionOverride {
+    pub action: FailureAction,
+    pub namespaces: Vec<String>,
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+/// A compiled, immutable policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub kind: PolicyKind,
+    pub name: String,
+    /// Empty for ClusterPolicy.
+    pub namespace: String,
+    pub annotations: BTreeMap<String, String>,
+    pub validation_failure_action: FailureAction,
+    pub failure_action_overrides: Vec<FailureActionOverride>,
+    /// `applyRules: One`: stop after the first rule that applied.
+    pub apply_one: bool,
+    /// `failurePolicy: Fail` (the default): rule errors block admission.
+    pub failure_policy_fail: bool,
+    pub background: bool,
+    /// The rules, followed by the auto-generated rules for pod controllers.
+    pub rules: Vec<Rule>,
+}
+
+impl Policy {
+    /// `policies.kyverno.io/scored: "false"`: failures are reported as warnings.
+    pub fn unscored(&self) -> bool {
+        self.annotations
+            .get("policies.kyverno.io/scored")
+            .is_some_and(|v| v == "false")
+    }
+
+    /// `name` for a ClusterPolicy, `namespace/name` for a Policy (the key exceptions use).
+    pub fn key(&self) -> String {
+        if self.namespace.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.namespace, self.name)
+        }
+    }
+
+    pub fn has_rule_of(&self, f: impl Fn(&RuleBody) -> bool) -> bool {
+        self.rules.iter().any(|r| f(&r.body))
+    }
+}
+
+/// One rule of a policy.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub match_resources: MatchResources,
+    pub exclude: Option<MatchResources>,
+    /// Raw `context` entries; evaluated per request.
+    pub context: Vec<Value>,
+    /// Raw `preconditions` (any/all object or a legacy list).
+    pub preconditions: Option<Value>,
+    pub body: RuleBody,
+    /// The rule's JSON path inside the policy, for messages (e.g. `spec.rules[2]`).
+    pub path: String,
+}
+
+/// What a rule does.
+#[derive(Debug, Clone)]
+pub enum RuleBody {
+    Validate(Box<Validation>),
+    /// A rule kind this engine cannot evaluate yet; evaluating it gives a rule `error` naming the field.
+    Unsupported { field: String, rule_type: crate::response::RuleType },
+}
+
+/// A `validate` rule.
+#[derive(Debug, Clone)]
+pub struct Validation {
+    pub message: Option<String>,
+    pub failure_action: Option<FailureAction>,
+    pub failure_action_overrides: Vec<FailureActionOverride>,
+    pub allow_existing_violations: bool,
+    pub check: ValidationCheck,
+}
+
+/// The check of a validate rule.
+#[derive(Debug, Clone)]
+pub enum ValidationCheck {
+    Pattern(Value),
+    AnyPattern(Vec<Value>),
+    Deny(Value),
+    Foreach(Vec<Value>),
+    PodSecurity(PodSecurity),
+    /// A validate sub-type this engine cannot evaluate yet (e.g. `cel`, `manifests`).
+    Unsupported(String),
+}

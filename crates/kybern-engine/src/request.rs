@@ -1,0 +1,183 @@
+//! The admission request as the engine sees it, whether it comes from the CLI or the webhook,
+//! and the JSON context (`request.*`, `serviceAccountName`, `images`, ...) built from it.
+
+use crate::context::Labels;
+use crate::images;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// The admission operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    #[default]
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Operation> {
+        match s.to_ascii_uppercase().as_str() {
+            "CREATE" => Some(Operation::Create),
+            "UPDATE" => Some(Operation::Update),
+            "DELETE" => Some(Operation::Delete),
+            "CONNECT" => Some(Operation::Connect),
+            _ => None,
+        }
+    }
+}
+
+/// Who made the request (the AdmissionRequest `userInfo`, plus the roles bound to them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserInfo {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub uid: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extra: Map<String, Value>,
+}
+
+/// Group, version and kind of the requested object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gvk {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+}
+
+impl Gvk {
+    /// From an object's `apiVersion` and `kind`.
+    pub fn of(object: &Value) -> Gvk {
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let (group, version) = match api_version.rsplit_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), api_version.to_string()),
+        };
+        Gvk {
+            group,
+            version,
+            kind: object
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+/// One admission request: what every policy is evaluated against.
+#[derive(Debug, Clone, Default)]
+pub struct AdmissionRequest {
+    pub operation: Operation,
+    /// The new object; `Null` for DELETE.
+    pub object: Value,
+    /// The old object; `Null` for CREATE.
+    pub old_object: Value,
+    pub user_info: UserInfo,
+    pub roles: Vec<String>,
+    pub cluster_roles: Vec<String>,
+    /// Labels of the object's namespace, when known (for `namespaceSelector`).
+    pub namespace_labels: Option<Labels>,
+    /// e.g. `status`, `scale`, `exec`; empty for the main resource.
+    pub subresource: String,
+    /// The kind of the request when it differs from the object (subresources such as `Pod/exec`).
+    pub kind_override: Option<Gvk>,
+    pub dry_run: bool,
+    /// Extra variables to place in the context before context entries load (dotted paths),
+    /// e.g. values from a `kyverno test` values file.
+    pub variables: Map<String, Value>,
+    /// True when no admission user information is known (background scans, CLI without userinfo).
+    pub no_user_info: bool,
+}
+
+impl AdmissionRequest {
+    /// The object rules look at: the new object, or the old one for DELETE.
+    pub fn resource(&self) -> &Value {
+        if self.object.is_null() {
+            &self.old_object
+        } else {
+            &self.object
+        }
+    }
+
+    pub fn gvk(&self) -> Gvk {
+        self.kind_override
+            .clone()
+            .unwrap_or_else(|| Gvk::of(self.resource()))
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.resource()
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The JSON context every rule starts from.
+    pub fn base_context(&self) -> Value {
+        let gvk = self.gvk();
+        let resource = self.resource();
+        let (sa_namespace, sa_name) = self
+            .user_info
+            .username
+            .strip_prefix("system:serviceaccount:")
+            .and_then(|rest| rest.split_once(':'))
+            .unwrap_or(("", ""));
+        let mut request = json!({
+            "operation": self.operation.as_str(),
+            "object": self.object,
+            "oldObject": self.old_object,
+            "userInfo": self.user_info,
+            "roles": self.roles,
+            "clusterRoles": self.cluster_roles,
+            "namespace": self.namespace(),
+            "name": resource.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
+            "kind": {"group": gvk.group, "version": gvk.version, "kind": gvk.kind},
+            "dryRun": self.dry_run,
+        });
+        if !self.subresource.is_empty()
+            && let Value::Object(m) = &mut request
+        {
+            m.insert(
+                "subResource".into(),
+                Value::String(self.subresource.clone()),
+            );
+        }
+        let mut ctx = json!({
+            "request": request,
+            "serviceAccountName": sa_name,
+            "serviceAccountNamespace": sa_namespace,
+            "images": images::extract(resource),
+        });
+        for (k, v) in &self.variables {
+            crate::variables::set_path(&mut ctx, k, v.clone());
+        }
+        ctx
+    }
+}

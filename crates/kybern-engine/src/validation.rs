@@ -1,0 +1,302 @@
+//! The validate rule handler: `pattern`, `anyPattern`, `deny`, `foreach` and `podSecurity`,
+//! producing one rule status and message.
+
+use crate::context::ContextProvider;
+use crate::context_loader;
+use crate::pattern::{self, PatternError, PatternErrorKind};
+use crate::pod_security::{self, Exclude};
+use crate::policy::{Validation, ValidationCheck};
+use crate::preconditions;
+use crate::response::RuleStatus;
+use crate::variables::{self, SubstituteOptions};
+use serde_json::{Map, Value};
+
+/// What a handler needs about the rule being evaluated.
+pub struct CheckInput<'a> {
+    pub rule_name: &'a str,
+    pub validation: &'a Validation,
+    /// The resource the rule checks (the old object for DELETE).
+    pub resource: &'a Value,
+    pub ctx: &'a Value,
+    pub opts: SubstituteOptions,
+    pub provider: &'a dyn ContextProvider,
+    pub policy_namespace: &'a str,
+    pub preset: &'a Map<String, Value>,
+    /// PSS exclusions from matching PolicyExceptions.
+    pub pss_excludes: &'a [Exclude],
+    /// Values for `foreachValues`, by variable name: the i-th element is used in the i-th iteration.
+    pub foreach_values: &'a Map<String, Value>,
+}
+
+/// `None`: the rule produces no result (e.g. a pattern on DELETE, an empty foreach list).
+pub type CheckOutcome = Option<(RuleStatus, String)>;
+
+const MAX_FOREACH_DEPTH: usize = 8;
+
+pub fn run(input: &CheckInput) -> CheckOutcome {
+    let v = input.validation;
+    match &v.check {
+        ValidationCheck::Unsupported(field) => Some((
+            RuleStatus::Error,
+            format!("kybern does not support {field} yet"),
+        )),
+        ValidationCheck::PodSecurity(ps) => {
+            if input.opts.delete {
+                return None;
+            }
+            if crate::images::pod_spec_pointer(
+                input.resource.get("kind").and_then(Value::as_str).unwrap_or_default(),
+            )
+            .is_none()
+            {
+                return Some((
+                    RuleStatus::Error,
+                    "podSecurity applies to Pods and pod controllers only".into(),
+                ));
+            }
+            let failed = pod_security::evaluate(ps, input.resource, input.pss_excludes);
+            if failed.is_empty() {
+                Some((RuleStatus::Pass, format!("Validation rule '{}' passed.", input.rule_name)))
+            } else {
+                Some((
+                    RuleStatus::Fail,
+                    pod_security::failure_message(input.rule_name, ps, &failed),
+                ))
+            }
+        }
+        check => {
+            let scope = Scope {
+                resource: input.resource,
+                ctx: input.ctx,
+                depth: 0,
+            };
+            check_resource(input, check, &scope, None)
+        }
+    }
+}
+
+struct Scope<'a> {
+    resource: &'a Value,
+    ctx: &'a Value,
+    depth: usize,
+}
+
+fn message(input: &CheckInput, ctx: &Value) -> Result<Option<String>, String> {
+    match &input.validation.message {
+        None => Ok(None),
+        Some(m) => variables::substitute_string(m, ctx, input.opts, "validate/message")
+            .map(|v| Some(variables::to_text(&v)))
+            .map_err(|e| format!("failed to substitute variables in message: {e}")),
+    }
+}
+
+fn with_period(s: &str) -> String {
+    if s.ends_with('.') { s.to_string() } else { format!("{s}.") }
+}
+
+fn pattern_failure(input: &CheckInput, msg: Option<&str>, rule_ref: &str, err: &PatternError) -> String {
+    match msg {
+        Some(m) if !m.is_empty() => format!(
+            "validation error: {} rule {rule_ref} failed at path {}",
+            with_period(m),
+            err.path
+        ),
+        _ => format!("validation error: rule {rule_ref} failed at path {}", err.path),
+    }
+    .replace("{rule}", input.rule_name)
+}
+
+fn substitute_pattern(p: &Value, ctx: &Value, opts: SubstituteOptions, path: &str) -> Result<Value, String> {
+    let resolved = if p.to_string().contains("$(") {
+        pattern::resolve_references(p).map_err(|e| e.message)?
+    } else {
+        p.clone()
+    };
+    variables::substitute_all(&resolved, ctx, opts, path)
+        .map_err(|e| format!("variable substitution failed for rule: {e}"))
+}
+
+/// Evaluates pattern, anyPattern, deny or a foreach list against the scope.
+/// `element_check`: the check of a foreach entry (its own pattern/anyPattern/deny/foreach fields).
+fn check_resource(
+    input: &CheckInput,
+    check: &ValidationCheck,
+    scope: &Scope,
+    foreach_msg: Option<&str>,
+) -> CheckOutcome {
+    let msg = match message(input, scope.ctx) {
+        Ok(m) => m,
+        Err(e) => return Some((RuleStatus::Error, e)),
+    };
+    let msg = msg.as_deref().or(foreach_msg);
+    match check {
+        ValidationCheck::Deny(conditions) => {
+            match preconditions::evaluate_block(conditions, scope.ctx, input.opts, "validate/deny/conditions") {
+                Err(e) => Some((RuleStatus::Error, format!("failed to check deny conditions: {e}"))),
+                Ok(outcome) if outcome.met => {
+                    let text = match msg {
+                        Some(m) if !m.is_empty() => m.to_string(),
+                        _ => format!("validation error: rule {} failed", input.rule_name),
+                    };
+                    Some((RuleStatus::Fail, text))
+                }
+                Ok(_) => Some((RuleStatus::Pass, format!("validation rule '{}' passed.", input.rule_name))),
+            }
+        }
+        ValidationCheck::Pattern(p) => {
+            if input.opts.delete && scope.depth == 0 {
+                return None;
+            }
+            let pat = match substitute_pattern(p, scope.ctx, input.opts, "validate/pattern") {
+                Ok(p) => p,
+                Err(e) => return Some((RuleStatus::Error, e)),
+            };
+            match pattern::validate(scope.resource, &pat) {
+                Ok(()) => Some((RuleStatus::Pass, format!("validation rule '{}' passed.", input.rule_name))),
+                Err(e) if e.kind == PatternErrorKind::Skip => Some((RuleStatus::Skip, e.message)),
+                Err(e) if e.path.is_empty() => Some((RuleStatus::Error, e.message)),
+                Err(e) => Some((RuleStatus::Fail, pattern_failure(input, msg, input.rule_name, &e))),
+            }
+        }
+        ValidationCheck::AnyPattern(list) => {
+            if input.opts.delete && scope.depth == 0 {
+                return None;
+            }
+            let mut failures = Vec::new();
+            let mut skips = Vec::new();
+            for (i, p) in list.iter().enumerate() {
+                let pat = match substitute_pattern(p, scope.ctx, input.opts, &format!("validate/anyPattern/{i}")) {
+                    Ok(p) => p,
+                    Err(e) => return Some((RuleStatus::Error, e)),
+                };
+                match pattern::validate(scope.resource, &pat) {
+                    Ok(()) => {
+                        return Some((
+                            RuleStatus::Pass,
+                            format!("validation rule '{}' anyPattern[{i}] passed.", input.rule_name),
+                        ));
+                    }
+                    Err(e) if e.kind == PatternErrorKind::Skip => skips.push(e.message),
+                    Err(e) => failures.push(format!("rule {}[{i}] failed at path {}", input.rule_name, e.path)),
+                }
+            }
+            if failures.is_empty() {
+                return Some((RuleStatus::Skip, skips.join(" ")));
+            }
+            let text = match msg {
+                Some(m) if !m.is_empty() => format!("validation error: {} {}", with_period(m), failures.join(" ")),
+                _ => format!("validation error: {}", failures.join(" ")),
+            };
+            Some((RuleStatus::Fail, text))
+        }
+        ValidationCheck::Foreach(list) => foreach(input, list, scope, msg),
+        ValidationCheck::PodSecurity(_) | ValidationCheck::Unsupported(_) => run(input),
+    }
+}
+
+fn element_check(entry: &Value) -> Option<ValidationCheck> {
+    let present = |k: &str| entry.get(k).filter(|v| !v.is_null());
+    if let Some(p) = present("pattern") {
+        return Some(ValidationCheck::Pattern(p.clone()));
+    }
+    if let Some(list) = present("anyPattern").and_then(Value::as_array) {
+        return Some(ValidationCheck::AnyPattern(list.clone()));
+    }
+    if let Some(d) = present("deny") {
+        return Some(ValidationCheck::Deny(d.get("conditions").cloned().unwrap_or(Value::Null)));
+    }
+    if let Some(list) = present("foreach").and_then(Value::as_array) {
+        return Some(ValidationCheck::Foreach(list.clone()));
+    }
+    None
+}
+
+fn foreach(input: &CheckInput, list: &[Value], scope: &Scope, msg: Option<&str>) -> CheckOutcome {
+    if scope.depth >= MAX_FOREACH_DEPTH {
+        return Some((RuleStatus::Error, "foreach nesting is too deep".into()));
+    }
+    let mut applied = 0usize;
+    for entry in list {
+        let Some(check) = element_check(entry) else {
+            return Some((RuleStatus::Error, "foreach needs pattern, anyPattern, deny or foreach".into()));
+        };
+        let expr = entry.get("list").and_then(Value::as_str).unwrap_or_default();
+        let expr = match variables::substitute_string(expr, scope.ctx, input.opts, "validate/foreach/list") {
+            Ok(v) => variables::to_text(&v),
+            Err(e) => return Some((RuleStatus::Error, format!("failed to substitute foreach list: {e}"))),
+        };
+        let elements = match variables::evaluate(&expr, scope.ctx, input.opts) {
+            Ok(Value::Array(items)) => items,
+            Ok(Value::Null) => continue,
+            Ok(other) => vec![other],
+            Err(crate::jmespath::JmespathError::NotFound { .. }) => continue,
+            Err(e) => return Some((RuleStatus::Error, format!("failed to evaluate list {expr}: {e}"))),
+        };
+        for (index, element) in elements.iter().enumerate() {
+            if element.is_null() {
+                continue;
+            }
+            let mut ctx = scope.ctx.clone();
+            variables::set_path(&mut ctx, "element", element.clone());
+            variables::set_path(&mut ctx, "elementIndex", Value::from(index));
+            variables::set_path(&mut ctx, &format!("element{}", scope.depth), element.clone());
+            variables::set_path(&mut ctx, &format!("elementIndex{}", scope.depth), Value::from(index));
+            for (name, values) in input.foreach_values {
+                if let Some(v) = values.as_array().and_then(|a| a.get(index)) {
+                    variables::set_path(&mut ctx, name, v.clone());
+                }
+            }
+            if let Some(entries) = entry.get("context").and_then(Value::as_array)
+                && let Err(e) = context_loader::load_entries(
+                    entries,
+                    &mut ctx,
+                    input.provider,
+                    input.policy_namespace,
+                    input.preset,
+                    input.opts,
+                )
+            {
+                return Some((RuleStatus::Error, format!("failed to load foreach context: {e}")));
+            }
+            if let Some(pre) = entry.get("preconditions").filter(|p| !p.is_null()) {
+                match preconditions::evaluate_block(pre, &ctx, input.opts, "validate/foreach/preconditions") {
+                    Ok(o) if o.met => {}
+                    _ => continue,
+                }
+            }
+            let element_scope = entry
+                .get("elementScope")
+                .and_then(Value::as_bool)
+                .unwrap_or(element.is_object());
+            if element_scope && !element.is_object() {
+                return Some((
+                    RuleStatus::Error,
+                    format!("failed to evaluate foreach: elementScope is set but element {index} is not an object"),
+                ));
+            }
+            let inner = Scope {
+                resource: if element_scope { element } else { scope.resource },
+                ctx: &ctx,
+                depth: scope.depth + 1,
+            };
+            let outcome = check_resource(input, &check, &inner, msg);
+            match outcome {
+                None => {}
+                Some((RuleStatus::Pass, _)) => applied += 1,
+                Some((RuleStatus::Skip, _)) => {}
+                Some((status, text)) => {
+                    let text = if text.starts_with("validation failure: ") {
+                        text
+                    } else {
+                        format!("validation failure: {text}")
+                    };
+                    return Some((status, text));
+                }
+            }
+        }
+    }
+    if applied == 0 {
+        return Some((RuleStatus::Skip, "rule skipped".into())).filter(|_| scope.depth > 0);
+    }
+    Some((RuleStatus::Pass, format!("validation rule '{}' passed.", input.rule_name)))
+}

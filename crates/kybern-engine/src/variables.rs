@@ -1,0 +1,276 @@
+//! `{{ }}` variable substitution: finding variables in strings and keys, evaluating them as
+//! JMESPath against the JSON context, splicing typed or stringified results, escaping with `\{{`.
+
+use crate::jmespath::{self, Expression, JmespathError};
+use regex::Regex;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
+
+/// A variable that could not be substituted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum VariableError {
+    #[error("failed to resolve {variable} at path {path}: {source}")]
+    Resolve {
+        variable: String,
+        path: String,
+        #[source]
+        source: JmespathError,
+    },
+    #[error("variable substitution did not settle after {0} passes at path {1}")]
+    TooDeep(usize, String),
+}
+
+/// How substitution treats the request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SubstituteOptions {
+    /// DELETE requests have no new object: `request.object` reads `request.oldObject`.
+    pub delete: bool,
+}
+
+// Kyverno's detection rule: a `{{` not preceded by a backslash, allowing one level of `{}` inside.
+static VARIABLE: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"(^|[^\\])(\{\{(?:\{[^{}]*\}|[^{}])*\}\})").ok());
+
+const MAX_PASSES: usize = 32;
+const CACHE_LIMIT: usize = 4096;
+
+// Expressions are compiled once and shared; the set of distinct expressions is bounded by policies.
+static CACHE: LazyLock<RwLock<HashMap<String, Expression>>> =
+    LazyLock::new(|| RwLock::new(HashMap::new()));
+
+/// Compiles an expression, reusing an earlier compilation of the same text.
+pub fn compiled(expr: &str) -> Result<Expression, JmespathError> {
+    if let Ok(cache) = CACHE.read()
+        && let Some(e) = cache.get(expr)
+    {
+        return Ok(e.clone());
+    }
+    let e = jmespath::compile(expr)?;
+    if let Ok(mut cache) = CACHE.write() {
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(expr.to_string(), e.clone());
+    }
+    Ok(e)
+}
+
+/// True if the string holds an unescaped variable.
+pub fn has_variables(s: &str) -> bool {
+    s.contains("{{") && VARIABLE.as_ref().is_some_and(|re| re.is_match(s))
+}
+
+/// True if any string or key in the value holds a variable.
+pub fn value_has_variables(v: &Value) -> bool {
+    match v {
+        Value::String(s) => has_variables(s),
+        Value::Array(items) => items.iter().any(value_has_variables),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| has_variables(k) || value_has_variables(v)),
+        _ => false,
+    }
+}
+
+/// Evaluates one JMESPath expression against the context.
+pub fn evaluate(expr: &str, ctx: &Value, opts: SubstituteOptions) -> Result<Value, JmespathError> {
+    let expr = expr.trim();
+    let rewritten;
+    let expr = if opts.delete && expr.contains("request.object") {
+        rewritten = expr.replace("request.object", "request.oldObject");
+        rewritten.as_str()
+    } else {
+        expr
+    };
+    compiled(expr)?.search(ctx)
+}
+
+/// Substitutes every variable in string leaves and keys of `value`.
+/// `path` is the JSON path of `value` in the rule, used in errors and by `{{@}}`.
+pub fn substitute_all(
+    value: &Value,
+    ctx: &Value,
+    opts: SubstituteOptions,
+    path: &str,
+) -> Result<Value, VariableError> {
+    if !value_has_variables(value) {
+        return Ok(value.clone());
+    }
+    substitute_walk(value, ctx, opts, path)
+}
+
+fn substitute_walk(
+    value: &Value,
+    ctx: &Value,
+    opts: SubstituteOptions,
+    path: &str,
+) -> Result<Value, VariableError> {
+    match value {
+        Value::String(s) => substitute_string(s, ctx, opts, path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| substitute_walk(v, ctx, opts, &format!("{path}/{i}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        Value::Object(map) => {
+            let mut out = Map::with_capacity(map.len());
+            for (k, v) in map {
+                let child_path = format!("{path}/{k}");
+                let key = if has_variables(k) {
+                    match substitute_string(k, ctx, opts, &child_path)? {
+                        Value::String(s) => s,
+                        other => to_text(&other),
+                    }
+                } else {
+                    k.clone()
+                };
+                out.insert(key, substitute_walk(v, ctx, opts, &child_path)?);
+            }
+            Ok(Value::Object(out))
+        }
+        other => Ok(other.clone()),
+    }
+}
+
+/// The text Kyverno splices into a string for a non-string result.
+pub fn to_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `{{@}}`: the resource value at the same place as the pattern key being substituted.
+fn at_expression(path: &str) -> String {
+    let mut expr = String::from("request.object");
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        if seg.chars().all(|c| c.is_ascii_digit()) {
+            expr.push_str(&format!("[{seg}]"));
+        } else {
+            // Anchored keys like `(name)` refer to the plain key.
+            let key = seg
+                .trim_start_matches(['(', '=', '^', 'X', '<', '+'])
+                .trim_start_matches('(')
+                .trim_end_matches(')');
+            expr.push_str(&format!(".\"{}\"", key.replace('"', "\\\"")));
+        }
+    }
+    expr
+}
+
+/// Substitutes the variables of one string; a string that is exactly one variable becomes its typed value.
+pub fn substitute_string(
+    s: &str,
+    ctx: &Value,
+    opts: SubstituteOptions,
+    path: &str,
+) -> Result<Value, VariableError> {
+    let Some(re) = VARIABLE.as_ref() else {
+        return Ok(Value::String(s.to_string()));
+    };
+    let mut current = s.to_string();
+    for _ in 0..MAX_PASSES {
+        let mut replaced_any = false;
+        let mut out = String::with_capacity(current.len());
+        let mut last = 0;
+        for caps in re.captures_iter(&current) {
+            let Some(var) = caps.get(2) else { continue };
+            let raw = var.as_str();
+            let inner = raw
+                .get(2..raw.len().saturating_sub(2))
+                .unwrap_or_default();
+            let (shallow, inner) = match inner.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, inner),
+            };
+            let expr_text = inner.trim();
+            let value = if expr_text == "@" {
+                evaluate(&at_expression(path), ctx, opts)
+            } else {
+                evaluate(expr_text, ctx, opts)
+            }
+            .map_err(|source| VariableError::Resolve {
+                variable: raw.to_string(),
+                path: path.to_string(),
+                source,
+            })?;
+            if raw == current && !shallow {
+                // The whole string is one variable: keep the typed value, but resolve
+                // variables the value itself may carry.
+                if let Value::String(next) = &value
+                    && has_variables(next)
+                {
+                    current = next.clone();
+                    replaced_any = true;
+                    break;
+                }
+                return Ok(value);
+            }
+            let mut text = to_text(&value);
+            if shallow {
+                text = text.replace("{{", "\\{{");
+            }
+            out.push_str(current.get(last..var.start()).unwrap_or_default());
+            out.push_str(&text);
+            last = var.end();
+            replaced_any = true;
+        }
+        if !replaced_any {
+            return Ok(Value::String(current.replace("\\{{", "{{")));
+        }
+        if last > 0 {
+            out.push_str(current.get(last..).unwrap_or_default());
+            current = out;
+        }
+    }
+    Err(VariableError::TooDeep(MAX_PASSES, path.to_string()))
+}
+
+/// Sets `value` at a dotted path (`request.operation`, `foo.bar`), creating objects on the way.
+pub fn set_path(ctx: &mut Value, dotted: &str, value: Value) {
+    let mut cur = ctx;
+    let mut parts = dotted.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
+        let Value::Object(map) = cur else { return };
+        if parts.peek().is_none() {
+            map.insert(part.to_string(), value);
+            return;
+        }
+        cur = map
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn detects_unescaped_variables_only() {
+        assert!(has_variables("a {{ b }}"));
+        assert!(!has_variables("a \\{{ b }}"));
+        assert!(!has_variables("plain"));
+    }
+
+    #[test]
+    fn set_path_nests() {
+        let mut ctx = json!({});
+        set_path(&mut ctx, "request.operation", json!("UPDATE"));
+        assert_eq!(ctx, json!({"request": {"operation": "UPDATE"}}));
+    }
+
+    #[test]
+    fn at_expression_uses_plain_keys() {
+        assert_eq!(
+            at_expression("/spec/(name)/0"),
+            "request.object.\"spec\".\"name\"[0]"
+        );
+    }
+}
