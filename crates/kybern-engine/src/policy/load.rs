@@ -18,8 +18,8 @@ pub enum PolicyLoadErrorKind {
     UnknownKind,
     /// Kyverno itself would reject the policy (its validation webhook or CLI would refuse it).
     Invalid,
-    /// The policy uses a feature this engine does not implement yet.
-    Unsupported,
+    /// A field has the wrong shape or is unknown to this engine.
+    Malformed,
 }
 
 /// A policy that could not be compiled.
@@ -49,7 +49,11 @@ fn decode<T: DeserializeOwned>(value: &Value, path: &str) -> Result<T, PolicyLoa
         } else {
             format!("{path}.{inner}")
         };
-        invalid(full, e.into_inner().to_string())
+        PolicyLoadError {
+            kind: PolicyLoadErrorKind::Malformed,
+            path: full,
+            message: e.into_inner().to_string(),
+        }
     })
 }
 
@@ -483,7 +487,7 @@ mod tests {
             "validate": {"pattern": {}}
         }])))
         .unwrap_err();
-        assert_eq!(err.kind, PolicyLoadErrorKind::Invalid);
+        assert_eq!(err.kind, PolicyLoadErrorKind::Malformed);
         assert!(err.path.starts_with("spec.rules[0].match"), "{}", err.path);
         assert!(err.message.contains("kind"), "{}", err.message);
     }

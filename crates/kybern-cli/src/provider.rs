@@ -1,0 +1,132 @@
+//! The CLI's context provider: cluster objects, mocked API calls and global context entries
+//! read from files, the way `kyverno test` and `kyverno apply` serve them offline.
+
+use kybern_engine::context::{ApiCall, ContextProvider, ImageData, Labels, ProviderError};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// File-backed answers. Sources that were not given are unavailable, so rules behave as in
+/// the kyverno CLI's local mode (such context entries are left unloaded).
+#[derive(Debug, Default, Clone)]
+pub struct FileProvider {
+    /// Objects from `clusterResources`; `None` when the test has none.
+    pub cluster: Option<Vec<Value>>,
+    /// `(url or urlPath, method, body)` from `apiCallResponses`.
+    pub api_responses: Vec<(String, String, Value)>,
+    pub global_entries: BTreeMap<String, Value>,
+    pub namespace_labels: BTreeMap<String, Labels>,
+}
+
+fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn unavailable(what: &str) -> ProviderError {
+    ProviderError::Unavailable { what: what.into(), reason: "no cluster resources were given".into() }
+}
+
+impl FileProvider {
+    fn cluster(&self, what: &str) -> Result<&Vec<Value>, ProviderError> {
+        self.cluster.as_ref().ok_or_else(|| unavailable(what))
+    }
+
+    /// Answers Kubernetes API paths such as `/api/v1/namespaces/x/configmaps` from cluster objects.
+    fn api_path(&self, path: &str) -> Result<Value, ProviderError> {
+        let objects = self.cluster("apiCall")?;
+        let path = path.split('?').next().unwrap_or_default().trim_end_matches('/');
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let (api_version, rest) = match segs.as_slice() {
+            ["api", v, rest @ ..] => ((*v).to_string(), rest),
+            ["apis", g, v, rest @ ..] => (format!("{g}/{v}"), rest),
+            _ => return Err(ProviderError::Failed(format!("unsupported API path {path}"))),
+        };
+        let (namespace, resource, name) = match rest {
+            ["namespaces", ns, res] => (Some(*ns), *res, None),
+            ["namespaces", ns, res, name] => (Some(*ns), *res, Some(*name)),
+            [res] => (None, *res, None),
+            [res, name] => (None, *res, Some(*name)),
+            _ => return Err(ProviderError::Failed(format!("unsupported API path {path}"))),
+        };
+        let matches_resource = |o: &Value| {
+            let kind = field(o, "/kind").to_ascii_lowercase();
+            field(o, "/apiVersion") == api_version
+                && (format!("{kind}s") == resource
+                    || format!("{kind}es") == resource
+                    || kind.strip_suffix('y').is_some_and(|k| format!("{k}ies") == resource))
+                && namespace.is_none_or(|ns| field(o, "/metadata/namespace") == ns)
+        };
+        let items: Vec<Value> = objects.iter().filter(|o| matches_resource(o)).cloned().collect();
+        match name {
+            Some(n) => items
+                .into_iter()
+                .find(|o| field(o, "/metadata/name") == n)
+                .ok_or_else(|| ProviderError::Failed(format!("{path} not found"))),
+            None => Ok(serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {}})),
+        }
+    }
+}
+
+impl ContextProvider for FileProvider {
+    fn resource(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>, ProviderError> {
+        Ok(self.cluster("resource")?.iter().find(|o| {
+            field(o, "/apiVersion") == api_version
+                && field(o, "/kind") == kind
+                && field(o, "/metadata/namespace") == namespace
+                && field(o, "/metadata/name") == name
+        }).cloned())
+    }
+
+    fn list(&self, api_version: &str, kind: &str, namespace: &str) -> Result<Vec<Value>, ProviderError> {
+        Ok(self
+            .cluster("resource list")?
+            .iter()
+            .filter(|o| {
+                field(o, "/apiVersion") == api_version
+                    && field(o, "/kind") == kind
+                    && (namespace.is_empty() || field(o, "/metadata/namespace") == namespace)
+            })
+            .cloned()
+            .collect())
+    }
+
+    fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Value>, ProviderError> {
+        self.resource("v1", "ConfigMap", namespace, name)
+    }
+
+    fn api_call(&self, call: &ApiCall) -> Result<Value, ProviderError> {
+        let method = call.method.to_ascii_uppercase();
+        let wanted = call.url.split('?').next().unwrap_or_default();
+        for (url, m, body) in &self.api_responses {
+            let same_method = m.is_empty() || m.eq_ignore_ascii_case(&method);
+            let same_url = url == &call.url || url == wanted || (!call.is_service && url.split('?').next() == Some(wanted));
+            if same_method && same_url {
+                return Ok(body.clone());
+            }
+        }
+        if call.is_service {
+            return Err(ProviderError::Unavailable {
+                what: "service call".into(),
+                reason: format!("no mocked response for {} {}", method, call.url),
+            });
+        }
+        self.api_path(&call.url)
+    }
+
+    fn namespace_labels(&self, namespace: &str) -> Result<Option<Labels>, ProviderError> {
+        Ok(self.namespace_labels.get(namespace).cloned())
+    }
+
+    fn image_data(&self, image: &str) -> Result<ImageData, ProviderError> {
+        Err(ProviderError::Unavailable {
+            what: format!("image registry data for {image}"),
+            reason: "registry not reachable".into(),
+        })
+    }
+
+    fn global_context(&self, name: &str) -> Result<Option<Value>, ProviderError> {
+        if self.global_entries.is_empty() {
+            return Err(unavailable("globalContext"));
+        }
+        Ok(self.global_entries.get(name).cloned())
+    }
+}

@@ -1,0 +1,169 @@
+//! Turning expected results into rows, exactly as `kyverno test` judges them: resource lookup by
+//! name or namespace/name, the fallback to every resource, autogen rule aliases, `Excluded` and
+//! `Not found` rows, unscored policies, and patched-resource comparison.
+
+use super::run::{ResponseMap, TestRun};
+use crate::files;
+use crate::resources::{ResourceKey, default_namespace, resources_equal};
+use crate::spec::TestResult;
+use kybern_engine::response::{EngineResponse, RuleResult, RuleStatus, RuleType};
+use std::path::Path;
+
+/// One printed row.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub policy: String,
+    pub rule: String,
+    pub resource: String,
+    pub outcome: Outcome,
+    pub reason: String,
+    pub message: String,
+    /// The row counts as a skip (expected `skip`, `Excluded`, `Invalid Policy`) when it passed.
+    pub counts_as_skip: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail,
+    Skip,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "Pass",
+            Outcome::Fail => "Fail",
+            Outcome::Skip => "Skip",
+        }
+    }
+}
+
+/// The report result of a rule: an unscored policy reports failures as warnings.
+pub fn report_result(resp: &EngineResponse, rule: &RuleResult) -> &'static str {
+    if rule.status == RuleStatus::Fail && resp.unscored {
+        "warn"
+    } else {
+        rule.status.as_str()
+    }
+}
+
+fn resource_matches(selector: &str, key: &ResourceKey) -> bool {
+    match selector.split_once('/') {
+        Some((ns, name)) => key.namespace == ns && key.name == name,
+        None => key.name == selector,
+    }
+}
+
+fn keys_for(t: &TestResult, trigger: &ResponseMap) -> Vec<ResourceKey> {
+    let mut keys = Vec::new();
+    if let Some(list) = &t.resources {
+        for r in list {
+            for (k, _) in trigger {
+                if resource_matches(r, k) {
+                    keys.push(k.clone());
+                }
+            }
+        }
+    }
+    if keys.is_empty() {
+        keys = trigger.iter().map(|(k, _)| k.clone()).collect();
+    }
+    keys
+}
+
+fn rule_selected(t: &TestResult, rule: &RuleResult) -> bool {
+    t.rule.is_empty()
+        || rule.name == t.rule
+        || rule.name == format!("autogen-{}", t.rule)
+        || rule.name == format!("autogen-cronjob-{}", t.rule)
+}
+
+/// Compares the patched resource with the expected file: `None` when the file has no such object
+/// (the CLI then drops the row unless `failOnMissingResources`).
+fn compare_patched(dir: &Path, file: &str, actual: &serde_json::Value) -> Result<Option<bool>, String> {
+    let (docs, issues) = files::read_documents(&dir.join(file));
+    if let Some(i) = issues.first() {
+        return Err(i.to_string());
+    }
+    let key = ResourceKey::of(actual);
+    let expected = docs.into_iter().map(|d| default_namespace(d.value)).find(|v| ResourceKey::of(v) == key);
+    Ok(expected.map(|e| resources_equal(actual, &e)))
+}
+
+/// Rows of one expected result.
+pub fn rows_for(t: &TestResult, run: &TestRun, dir: &Path) -> Vec<Row> {
+    let trigger = match &t.operation {
+        Some(op) => run.by_operation.get(op).unwrap_or(&run.trigger),
+        None => &run.trigger,
+    };
+    let policy_name = t.policy.rsplit('/').next().unwrap_or_default();
+    let mut rows = Vec::new();
+    for key in keys_for(t, trigger) {
+        let responses = trigger.iter().filter(|(k, _)| *k == key).flat_map(|(_, r)| r);
+        let mut resource_rows = 0usize;
+        let mut resource_skipped = false;
+        for resp in responses.filter(|r| r.policy_name == policy_name) {
+            for rule in resp.rules.iter().filter(|r| rule_selected(t, r)) {
+                let actual_obj = if rule.rule_type == RuleType::Mutation { &resp.patched_resource } else { &resp.resource };
+                if let Some(file) = &t.patched_resources {
+                    match compare_patched(dir, file, actual_obj) {
+                        Ok(None) if !t.fail_on_missing_resources => {
+                            resource_skipped = true;
+                            continue;
+                        }
+                        Ok(Some(true)) => {}
+                        Ok(Some(false)) => {
+                            rows.push(row(t, &rule.name, &key, Outcome::Fail, "Resource diff",
+                                "Patched resource didn't match the patched resource in the test result"));
+                            resource_rows += 1;
+                            continue;
+                        }
+                        Ok(None) | Err(_) => {
+                            rows.push(row(t, &rule.name, &key, Outcome::Fail, "Resource error", "patched resource not found"));
+                            resource_rows += 1;
+                            continue;
+                        }
+                    }
+                }
+                let got = report_result(resp, rule);
+                let mut r = if got == t.expected() {
+                    row(t, &rule.name, &key, Outcome::Pass, "Ok", &rule.message)
+                } else {
+                    row(t, &rule.name, &key, Outcome::Fail, &format!("Want {}, got {got}", t.expected()), &rule.message)
+                };
+                r.counts_as_skip = t.expected() == "skip";
+                rows.push(r);
+                resource_rows += 1;
+            }
+            if resource_rows == 0 && !resource_skipped {
+                let mut r = row(t, &t.rule, &key, Outcome::Pass, "Excluded", "");
+                r.counts_as_skip = true;
+                rows.push(r);
+                resource_rows += 1;
+            }
+        }
+        if resource_rows == 0 && !resource_skipped {
+            if run.policy_set.invalid.iter().any(|p| p == policy_name) {
+                let mut r = row(t, &t.rule, &key, Outcome::Skip, "Invalid Policy", "");
+                r.counts_as_skip = true;
+                rows.push(r);
+            } else {
+                rows.push(row(t, &t.rule, &key, Outcome::Fail, "Not found", ""));
+            }
+        }
+    }
+    rows
+}
+
+fn row(t: &TestResult, rule: &str, key: &ResourceKey, outcome: Outcome, reason: &str, message: &str) -> Row {
+    Row {
+        policy: t.policy.clone(),
+        rule: rule.to_string(),
+        resource: key.to_string(),
+        outcome,
+        reason: reason.to_string(),
+        message: message.to_string(),
+        counts_as_skip: false,
+    }
+}
