@@ -1,2 +1,49 @@
-//! The `kybern` command.
-fn main() {}
+//! The `kybern` command: `test`, `apply` and `jp`, drop-in for the kyverno CLI verbs.
+//! This binary owns file access and printing; every decision comes from `kybern-engine`.
+
+mod apply_cmd;
+mod evaluation;
+mod files;
+mod jp_cmd;
+mod policy_set;
+mod provider;
+mod resources;
+mod spec;
+mod table;
+mod test_cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "kybern", version, about = "Kyverno-compatible policy engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run kyverno-test.yaml suites and compare results with their expectations.
+    Test(test_cmd::TestArgs),
+    /// Apply policies to resources and report the results.
+    Apply(apply_cmd::ApplyArgs),
+    /// JMESPath with Kyverno's functions: query, list functions, parse.
+    Jp(jp_cmd::JpArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Test(args) => test_cmd::execute(args),
+        Command::Apply(args) => apply_cmd::execute(args),
+        Command::Jp(args) => jp_cmd::execute(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The CLI's context provider: cluster objects, mocked API calls and global context entries
 //! read from files, the way `kyverno test` and `kyverno apply` serve them offline.
 
+use crate::spec::ValuesSpec;
 use kybern_engine::context::{ApiCall, ContextProvider, ImageData, Labels, ProviderError};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -26,6 +27,26 @@ fn unavailable(what: &str) -> ProviderError {
 }
 
 impl FileProvider {
+    /// Namespace labels from a values file (`namespaceSelector`, `namespaces`) and from Namespace
+    /// objects among the cluster resources; the first source to name a namespace wins.
+    pub fn add_namespace_labels(&mut self, values: &ValuesSpec) {
+        for ns in &values.namespace_selector {
+            self.namespace_labels.insert(ns.name.clone(), ns.labels.clone());
+        }
+        let mut ns_objects: Vec<&Value> = values.namespaces.iter().collect();
+        if let Some(cluster) = &self.cluster {
+            ns_objects.extend(cluster.iter().filter(|o| field(o, "/kind") == "Namespace"));
+        }
+        for ns in ns_objects {
+            let labels = ns
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), kybern_engine::variables::to_text(v))).collect())
+                .unwrap_or_default();
+            self.namespace_labels.entry(field(ns, "/metadata/name").to_string()).or_insert(labels);
+        }
+    }
+
     fn cluster(&self, what: &str) -> Result<&Vec<Value>, ProviderError> {
         self.cluster.as_ref().ok_or_else(|| unavailable(what))
     }

@@ -277,5 +277,5 @@ pub fn decode_test(mut v: Value) -> Result<Test, String> {
             normalize_keys(r, &RESULT_FIELDS);
         }
     }
-    serde_path_to_error::deserialize(v).map_err(|e| format!("{}: {}", e.path(), e.into_inner()))
+    serde_path_to_error::deserialize(v).map_err(|e| format!("{}: {}", e.path(), e.inner()))
 }

@@ -27,3 +27,4 @@ pub mod response;
 pub mod validation;
 pub mod variables;
 pub mod wildcard;
+pub mod yaml;

@@ -2,7 +2,8 @@
 //! name or namespace/name, the fallback to every resource, autogen rule aliases, `Excluded` and
 //! `Not found` rows, unscored policies, and patched-resource comparison.
 
-use super::run::{ResponseMap, TestRun};
+use super::run::TestRun;
+use crate::evaluation::ResponseMap;
 use crate::files;
 use crate::resources::{ResourceKey, default_namespace, resources_equal};
 use crate::spec::TestResult;

@@ -5,16 +5,13 @@ use crate::files::{self, Document, Issue};
 use crate::policy_set::PolicySet;
 use crate::provider::FileProvider;
 use crate::resources::{ResourceKey, default_namespace};
+
 use crate::spec::{Test, UserInfoSpec, ValuesSpec};
-use kybern_engine::engine::{Engine, PolicyContext, RuleValues};
-use kybern_engine::request::{AdmissionRequest, Operation};
-use kybern_engine::response::EngineResponse;
+use crate::evaluation::{Inputs, ResponseMap, evaluate};
+use kybern_engine::request::Operation;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// Responses by resource, in resource order.
-pub type ResponseMap = Vec<(ResourceKey, Vec<EngineResponse>)>;
 
 /// Everything a test run produced.
 pub struct TestRun {
@@ -37,7 +34,7 @@ fn read_one_doc<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Resu
     }
     let doc = docs.into_iter().next().ok_or_else(|| format!("{what} file {} is empty", path.display()))?;
     serde_path_to_error::deserialize(doc.value)
-        .map_err(|e| format!("failed to decode {what} {} at {}: {}", path.display(), e.path(), e.into_inner()))
+        .map_err(|e| format!("failed to decode {what} {} at {}: {}", path.display(), e.path(), e.inner()))
 }
 
 fn issue_text(i: &Issue) -> String {
@@ -97,22 +94,7 @@ fn build_provider(test: &Test, dir: &Path, values: &ValuesSpec, notes: &mut Vec<
         }
         provider.global_entries.insert(g.name.clone(), data);
     }
-    for ns in &values.namespace_selector {
-        provider.namespace_labels.insert(ns.name.clone(), ns.labels.clone());
-    }
-    let mut ns_objects: Vec<&Value> = values.namespaces.iter().collect();
-    if let Some(cluster) = &provider.cluster {
-        ns_objects.extend(cluster.iter().filter(|o| o.get("kind").and_then(Value::as_str) == Some("Namespace")));
-    }
-    for ns in ns_objects {
-        let name = ns.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let labels = ns
-            .pointer("/metadata/labels")
-            .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), kybern_engine::variables::to_text(v))).collect())
-            .unwrap_or_default();
-        provider.namespace_labels.entry(name).or_insert(labels);
-    }
+    provider.add_namespace_labels(values);
     provider
 }
 
@@ -136,72 +118,6 @@ fn load_resources(test: &Test, dir: &Path, notes: &mut Vec<String>) -> Vec<Docum
             }
             out.push(d);
         }
-    }
-    out
-}
-
-struct Inputs<'a> {
-    values: &'a ValuesSpec,
-    user: Option<&'a UserInfoSpec>,
-    provider: &'a FileProvider,
-    set: &'a PolicySet,
-}
-
-fn evaluate(inputs: &Inputs, resources: &[Document], forced_op: Option<Operation>) -> ResponseMap {
-    let engine = Engine::new(inputs.provider);
-    let mut out = Vec::with_capacity(resources.len());
-    for doc in resources {
-        let resource = &doc.value;
-        let name = resource.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        let namespace = resource.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-        let mut responses = Vec::with_capacity(inputs.set.policies.len());
-        for policy in &inputs.set.policies {
-            let mut variables = inputs.values.global_values.clone();
-            let mut rule_values: BTreeMap<String, RuleValues> = BTreeMap::new();
-            for pv in inputs.values.policies.iter().filter(|p| p.name == policy.name) {
-                for rv in pv.resources.iter().filter(|r| r.name == name) {
-                    variables.extend(rv.values.clone());
-                }
-                for rule in &pv.rules {
-                    rule_values.insert(
-                        rule.name.clone(),
-                        RuleValues { values: rule.values.clone(), foreach_values: rule.foreach_values.clone() },
-                    );
-                }
-            }
-            let op = forced_op.unwrap_or_else(|| {
-                variables
-                    .get("request.operation")
-                    .and_then(Value::as_str)
-                    .and_then(Operation::parse)
-                    .unwrap_or(Operation::Create)
-            });
-            if forced_op.is_some() {
-                variables.insert("request.operation".into(), Value::String(op.as_str().into()));
-            }
-            let (object, old_object) = if op == Operation::Delete {
-                (Value::Null, resource.clone())
-            } else {
-                (resource.clone(), Value::Null)
-            };
-            let request = AdmissionRequest {
-                operation: op,
-                object,
-                old_object,
-                user_info: inputs.user.map(|u| u.user_info.clone()).unwrap_or_default(),
-                roles: inputs.user.map(|u| u.roles.clone()).unwrap_or_default(),
-                cluster_roles: inputs.user.map(|u| u.cluster_roles.clone()).unwrap_or_default(),
-                namespace_labels: inputs.provider.namespace_labels.get(namespace).cloned(),
-                subresource: String::new(),
-                kind_override: None,
-                dry_run: false,
-                variables,
-                no_user_info: inputs.user.is_none(),
-            };
-            let pctx = PolicyContext::new(&request);
-            responses.push(engine.validate(policy, &pctx, &inputs.set.exceptions, &rule_values));
-        }
-        out.push((ResourceKey::of(resource), responses));
     }
     out
 }

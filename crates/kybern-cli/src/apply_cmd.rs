@@ -1,0 +1,330 @@
+//! `kybern apply`: evaluate policies on resource files and print per-rule outcomes, a results
+//! table, or a PolicyReport, with the kyverno CLI's summary line and exit codes.
+
+use crate::evaluation::{Inputs, ResponseMap, evaluate};
+use crate::files::{self, Issue};
+use crate::policy_set::PolicySet;
+use crate::provider::FileProvider;
+use crate::resources::{ResourceKey, default_namespace};
+use crate::spec::{UserInfoSpec, ValuesSpec};
+use crate::table;
+use anyhow::{Context, Result, bail};
+use kybern_engine::response::{EngineResponse, FailureAction, RuleResult, RuleStatus};
+use kybern_engine::yaml;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// Flags of `kybern apply`.
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// Policy files or directories.
+    #[arg(required = true)]
+    pub policies: Vec<PathBuf>,
+    /// Resource files or directories.
+    #[arg(short = 'r', long = "resource", alias = "resources", required = true)]
+    pub resources: Vec<PathBuf>,
+    /// A `Values` file with variables, namespace labels and per-policy values.
+    #[arg(short = 'f', long = "values-file")]
+    pub values_file: Option<PathBuf>,
+    /// Variables as `key=value`, comma separated; they win over the values file.
+    #[arg(short = 's', long = "set", value_delimiter = ',')]
+    pub set: Vec<String>,
+    /// A `UserInfo` file: the requester for subjects/roles matching and `request.userInfo`.
+    #[arg(short = 'u', long = "userinfo")]
+    pub userinfo: Option<PathBuf>,
+    /// PolicyException files or directories.
+    #[arg(short = 'e', long = "exception", alias = "exceptions")]
+    pub exceptions: Vec<PathBuf>,
+    /// Print a PolicyReport/ClusterPolicyReport instead of the text output.
+    #[arg(short = 'p', long = "policy-report")]
+    pub policy_report: bool,
+    /// Format of the policy report.
+    #[arg(long = "output-format", default_value = "yaml", value_parser = ["yaml", "json"])]
+    pub output_format: String,
+    /// Print results as a table.
+    #[arg(short = 't', long = "table")]
+    pub table: bool,
+    /// Report failures of Audit rules as warnings.
+    #[arg(long = "audit-warn")]
+    pub audit_warn: bool,
+    /// Add the MESSAGE column to the table.
+    #[arg(long = "detailed-results")]
+    pub detailed_results: bool,
+    /// Exit code to use when there are warnings.
+    #[arg(long = "warn-exit-code", default_value_t = 0)]
+    pub warn_exit_code: i32,
+    /// Accepted for compatibility; output has no colour.
+    #[arg(long = "remove-color")]
+    pub remove_color: bool,
+}
+
+#[derive(Default, Debug)]
+struct Counts {
+    pass: usize,
+    fail: usize,
+    warn: usize,
+    error: usize,
+    skip: usize,
+}
+
+/// The result word for a rule, after `scored: "false"` and `--audit-warn`.
+fn result_of(resp: &EngineResponse, rule: &RuleResult, audit_warn: bool) -> RuleStatus {
+    if rule.status != RuleStatus::Fail {
+        return rule.status;
+    }
+    let audit = resp
+        .failure_actions
+        .iter()
+        .any(|(n, a)| n == &rule.name && *a == FailureAction::Audit);
+    if resp.unscored || (audit_warn && audit) { RuleStatus::Warn } else { RuleStatus::Fail }
+}
+
+fn read_values(args: &ApplyArgs) -> Result<ValuesSpec> {
+    let mut values = match &args.values_file {
+        Some(p) => {
+            let (docs, issues) = files::read_documents(p);
+            if let Some(i) = issues.first() {
+                bail!("{i}");
+            }
+            let doc = docs.into_iter().next().with_context(|| format!("values file {} is empty", p.display()))?;
+            serde_path_to_error::deserialize(doc.value)
+                .map_err(|e| anyhow::anyhow!("{}: {} at {}", p.display(), e.inner(), e.path()))?
+        }
+        None => ValuesSpec::default(),
+    };
+    for kv in &args.set {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv:?}: expected key=value"))?;
+        values.global_values.insert(k.trim().to_string(), Value::String(v.trim().to_string()));
+    }
+    Ok(values)
+}
+
+fn read_user(args: &ApplyArgs) -> Result<Option<UserInfoSpec>> {
+    let Some(p) = &args.userinfo else { return Ok(None) };
+    let (docs, issues) = files::read_documents(p);
+    if let Some(i) = issues.first() {
+        bail!("{i}");
+    }
+    let doc = docs.into_iter().next().with_context(|| format!("user info file {} is empty", p.display()))?;
+    let u = serde_path_to_error::deserialize(doc.value)
+        .map_err(|e| anyhow::anyhow!("{}: {} at {}", p.display(), e.inner(), e.path()))?;
+    Ok(Some(u))
+}
+
+fn report_issues(issues: &[Issue]) {
+    for i in issues {
+        eprintln!("warning: {i}");
+    }
+}
+
+/// Runs the command; returns the process exit code.
+pub fn execute(args: &ApplyArgs) -> Result<i32> {
+    let values = read_values(args)?;
+    let user = read_user(args)?;
+    let mut set = PolicySet::default();
+    let (docs, issues) = files::read_paths(&args.policies);
+    report_issues(&issues);
+    set.add_policies(&docs, true);
+    let (docs, issues) = files::read_paths(&args.exceptions);
+    report_issues(&issues);
+    for d in &docs {
+        set.add_exception(d);
+    }
+    report_issues(&set.issues);
+    if set.policies.is_empty() {
+        bail!("no valid policies were loaded");
+    }
+    let (docs, issues) = files::read_paths(&args.resources);
+    report_issues(&issues);
+    let resources: Vec<_> = files::expand_lists(docs)
+        .into_iter()
+        .map(|mut d| {
+            d.value = default_namespace(d.value);
+            d
+        })
+        .collect();
+    let mut provider = FileProvider::default();
+    provider.add_namespace_labels(&values);
+    let inputs = Inputs { values: &values, user: user.as_ref(), provider: &provider, set: &set };
+    let responses = evaluate(&inputs, &resources, None);
+    let rule_count: usize = set.policies.iter().map(|p| p.rules.len()).sum();
+    let counts = count(&responses, args.audit_warn);
+    if args.policy_report {
+        print_report(&responses, args);
+    } else {
+        println!(
+            "\nApplying {rule_count} policy rule(s) to {} resource(s){}...",
+            resources.len(),
+            if set.exceptions.is_empty() { String::new() } else { format!(" with {} exception(s)", set.exceptions.len()) }
+        );
+        if args.table {
+            print_table(&responses, args);
+        } else {
+            print_failures(&responses, args.audit_warn);
+        }
+        println!(
+            "\npass: {}, fail: {}, warn: {}, error: {}, skip: {}",
+            counts.pass, counts.fail, counts.warn, counts.error, counts.skip
+        );
+    }
+    if counts.fail > 0 || counts.error > 0 {
+        return Ok(1);
+    }
+    if counts.warn > 0 && args.warn_exit_code != 0 {
+        return Ok(args.warn_exit_code);
+    }
+    Ok(0)
+}
+
+fn count(responses: &ResponseMap, audit_warn: bool) -> Counts {
+    let mut c = Counts::default();
+    for (_, resps) in responses {
+        for resp in resps {
+            for rule in &resp.rules {
+                match result_of(resp, rule, audit_warn) {
+                    RuleStatus::Pass => c.pass += 1,
+                    RuleStatus::Fail => c.fail += 1,
+                    RuleStatus::Warn => c.warn += 1,
+                    RuleStatus::Error => c.error += 1,
+                    RuleStatus::Skip => c.skip += 1,
+                }
+            }
+        }
+    }
+    c
+}
+
+fn short_resource(key: &ResourceKey) -> String {
+    if key.namespace.is_empty() {
+        format!("{}/{}", key.kind, key.name)
+    } else {
+        format!("{}/{}/{}", key.namespace, key.kind, key.name)
+    }
+}
+
+fn print_failures(responses: &ResponseMap, audit_warn: bool) {
+    for (key, resps) in responses {
+        for resp in resps {
+            let failed: Vec<(&RuleResult, RuleStatus)> = resp
+                .rules
+                .iter()
+                .map(|r| (r, result_of(resp, r, audit_warn)))
+                .filter(|(_, s)| matches!(s, RuleStatus::Fail | RuleStatus::Warn | RuleStatus::Error))
+                .collect();
+            if failed.is_empty() {
+                continue;
+            }
+            let how = if failed.iter().all(|(_, s)| *s == RuleStatus::Warn) { "failed as audit warning" } else { "failed" };
+            println!("\npolicy {} -> resource {} {how}:", resp.policy_name, short_resource(key));
+            for (i, (rule, status)) in failed.iter().enumerate() {
+                let tag = if *status == RuleStatus::Error { " (error)" } else { "" };
+                println!("{} - {}{tag} {}", i + 1, rule.name, rule.message);
+            }
+        }
+    }
+}
+
+fn title(s: RuleStatus) -> &'static str {
+    match s {
+        RuleStatus::Pass => "Pass",
+        RuleStatus::Fail => "Fail",
+        RuleStatus::Warn => "Warn",
+        RuleStatus::Error => "Error",
+        RuleStatus::Skip => "Skip",
+    }
+}
+
+fn print_table(responses: &ResponseMap, args: &ApplyArgs) {
+    let mut header = vec!["ID", "POLICY", "RULE", "RESOURCE", "RESULT", "REASON"];
+    if args.detailed_results {
+        header.push("MESSAGE");
+    }
+    let mut rows = Vec::new();
+    for (key, resps) in responses {
+        for resp in resps {
+            for rule in &resp.rules {
+                let mut row = vec![
+                    (rows.len() + 1).to_string(),
+                    resp.policy_name.clone(),
+                    rule.name.clone(),
+                    short_resource(key),
+                    title(result_of(resp, rule, args.audit_warn)).to_string(),
+                    String::new(),
+                ];
+                if args.detailed_results {
+                    row.push(rule.message.replace('\n', " "));
+                }
+                rows.push(row);
+            }
+        }
+    }
+    println!();
+    print!("{}", table::render(&header, &rows));
+}
+
+fn print_report(responses: &ResponseMap, args: &ApplyArgs) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    // Results of cluster-wide policies go to one ClusterPolicyReport; namespaced ones to a
+    // PolicyReport per namespace.
+    let mut cluster_results = Vec::new();
+    let mut by_namespace: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for (key, resps) in responses {
+        for resp in resps {
+            for rule in &resp.rules {
+                let result = json!({
+                    "policy": if resp.policy_namespace.is_empty() { resp.policy_name.clone() } else { format!("{}/{}", resp.policy_namespace, resp.policy_name) },
+                    "rule": rule.name,
+                    "result": result_of(resp, rule, args.audit_warn).as_str(),
+                    "message": rule.message,
+                    "scored": !resp.unscored,
+                    "source": "kyverno",
+                    "timestamp": {"nanos": 0, "seconds": now},
+                    "resources": [{"apiVersion": key.api_version, "kind": key.kind, "name": key.name, "namespace": key.namespace}],
+                });
+                if resp.policy_namespace.is_empty() {
+                    cluster_results.push(result);
+                } else {
+                    by_namespace.entry(resp.policy_namespace.clone()).or_default().push(result);
+                }
+            }
+        }
+    }
+    let summary = |results: &[Value]| {
+        let n = |w: &str| results.iter().filter(|r| r["result"] == w).count();
+        json!({"pass": n("pass"), "fail": n("fail"), "warn": n("warn"), "error": n("error"), "skip": n("skip")})
+    };
+    let mut reports = vec![json!({
+        "apiVersion": "wgpolicyk8s.io/v1alpha2",
+        "kind": "ClusterPolicyReport",
+        "metadata": {"name": "merged"},
+        "results": cluster_results,
+        "summary": summary(&cluster_results),
+    })];
+    for (ns, results) in by_namespace {
+        reports.push(json!({
+            "apiVersion": "wgpolicyk8s.io/v1alpha2",
+            "kind": "PolicyReport",
+            "metadata": {"name": "merged", "namespace": ns},
+            "summary": summary(&results),
+            "results": results,
+        }));
+    }
+    let text: Vec<String> = reports
+        .iter()
+        .map(|r| {
+            if args.output_format == "json" {
+                serde_json::to_string_pretty(r).unwrap_or_default()
+            } else {
+                yaml::to_yaml_string(r)
+            }
+        })
+        .collect();
+    let sep = if args.output_format == "json" { "\n" } else { "---\n" };
+    print!("{}", text.join(sep));
+    if args.output_format == "json" {
+        println!();
+    }
+}
