@@ -244,12 +244,6 @@ impl<'p> Engine<'p> {
             foreach_values: values.map_or(&empty_foreach, |v| &v.foreach_values),
         };
         let (mut status, mut message) = validation::run(&input)?;
-        if status == RuleStatus::Fail && !pss_exceptions.is_empty() {
-            // Exceptions narrowed the failure but did not clear it.
-        } else if status == RuleStatus::Pass && !pss_exceptions.is_empty() {
-            status = RuleStatus::Skip;
-            message = format!("rule is skipped due to policy exception {}", pss_exceptions.join(", "));
-        }
         if status == RuleStatus::Fail
             && request.operation == Operation::Update
             && validation.allow_existing_violations
@@ -261,7 +255,9 @@ impl<'p> Engine<'p> {
             message = "skipping modified resource as validation results have not changed".into();
         }
         let mut r = RuleResult::new(&rule.name, rule_type, status, message);
-        r.exceptions = pss_exceptions;
+        if status == RuleStatus::Skip {
+            r.exceptions = pss_exceptions;
+        }
         Some(r)
     }
 

@@ -44,24 +44,20 @@ pub fn run(input: &CheckInput) -> CheckOutcome {
             if input.opts.delete {
                 return None;
             }
-            if crate::images::pod_spec_pointer(
-                input.resource.get("kind").and_then(Value::as_str).unwrap_or_default(),
-            )
-            .is_none()
-            {
-                return Some((
-                    RuleStatus::Error,
-                    "podSecurity applies to Pods and pod controllers only".into(),
-                ));
-            }
-            let failed = pod_security::evaluate(ps, input.resource, input.pss_excludes);
-            if failed.is_empty() {
-                Some((RuleStatus::Pass, format!("Validation rule '{}' passed.", input.rule_name)))
-            } else {
-                Some((
+            match pod_security::evaluate_detailed(ps, input.resource, input.pss_excludes) {
+                Err(e) => Some((RuleStatus::Error, e.to_string())),
+                Ok(ev) if ev.checks_before_exceptions.is_empty() => Some((
+                    RuleStatus::Pass,
+                    format!("Validation rule '{}' passed.", input.rule_name),
+                )),
+                Ok(ev) if ev.checks.is_empty() => Some((
+                    RuleStatus::Skip,
+                    "rule is skipped due to policy exceptions".to_string(),
+                )),
+                Ok(ev) => Some((
                     RuleStatus::Fail,
-                    pod_security::failure_message(input.rule_name, ps, &failed),
-                ))
+                    pod_security::failure_message(input.rule_name, ps, &ev.checks),
+                )),
             }
         }
         check => {
