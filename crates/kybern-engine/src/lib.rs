@@ -22,3 +22,4 @@ pub mod pod_security;
 pub mod quantity;
 pub mod response;
 pub mod wildcard;
+pub mod yaml;
