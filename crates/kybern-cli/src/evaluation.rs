@@ -7,7 +7,7 @@ use crate::provider::FileProvider;
 use crate::resources::ResourceKey;
 use crate::spec::{UserInfoSpec, ValuesSpec};
 use kybern_engine::engine::{Engine, PolicyContext, RuleValues};
-use kybern_engine::request::{AdmissionRequest, Operation};
+use kybern_engine::request::{AdmissionRequest, Gvk, Operation};
 use kybern_engine::response::EngineResponse;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -75,6 +75,8 @@ pub fn evaluate(inputs: &Inputs, resources: &[Document], forced_op: Option<Opera
                 variables,
                 no_user_info: inputs.user.is_none(),
             };
+            let (kind_override, subresource) = subresource_of(inputs.values, resource);
+            let request = AdmissionRequest { kind_override, subresource, ..request };
             let pctx = PolicyContext::new(&request);
             responses.push(engine.validate(policy, &pctx, &inputs.set.exceptions, &rule_values));
         }
@@ -83,3 +85,19 @@ pub fn evaluate(inputs: &Inputs, resources: &[Document], forced_op: Option<Opera
     out
 }
 
+
+/// A resource whose kind is listed as a subresource in the values (e.g. a `Scale`) is evaluated as
+/// that subresource of its parent kind (`Deployment/scale`).
+fn subresource_of(values: &ValuesSpec, resource: &Value) -> (Option<Gvk>, String) {
+    let gvk = Gvk::of(resource);
+    for s in &values.subresources {
+        let sub = &s.subresource;
+        if sub.kind == gvk.kind && sub.group == gvk.group && sub.version == gvk.version {
+            let parent = &s.parent_resource;
+            let name = sub.name.split_once('/').map(|(_, n)| n.to_string()).unwrap_or_default();
+            let parent_gvk = Gvk { group: parent.group.clone(), version: parent.version.clone(), kind: parent.kind.clone() };
+            return (Some(parent_gvk), name);
+        }
+    }
+    (None, String::new())
+}

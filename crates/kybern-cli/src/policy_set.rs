@@ -33,6 +33,8 @@ pub struct PolicySet {
     pub exceptions: Vec<PolicyException>,
     /// Names of policies Kyverno itself would reject (they are reported and not applied).
     pub invalid: Vec<String>,
+    /// Names of policies of kinds this build cannot evaluate yet.
+    pub unsupported: Vec<String>,
     /// Problems to report: unreadable files, broken documents, unsupported kinds.
     pub issues: Vec<Issue>,
 }
@@ -54,6 +56,7 @@ impl PolicySet {
                 Ok(p) => self.policies.push(p),
                 Err(e) if e.kind == PolicyLoadErrorKind::UnknownKind => {
                     if UNSUPPORTED_KINDS.contains(&kind) {
+                        self.unsupported.push(doc_name(&d.value));
                         self.issues.push(Issue {
                             file: d.file.clone(),
                             index: Some(d.index),

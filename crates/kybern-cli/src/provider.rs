@@ -8,12 +8,23 @@ use std::collections::BTreeMap;
 
 /// File-backed answers. Sources that were not given are unavailable, so rules behave as in
 /// the kyverno CLI's local mode (such context entries are left unloaded).
+/// One mocked API answer.
+#[derive(Debug, Default, Clone)]
+pub struct MockResponse {
+    /// `url` (service calls) or `urlPath` (Kubernetes API calls).
+    pub url: String,
+    /// Empty: any method.
+    pub method: String,
+    pub status: u16,
+    pub body: Value,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct FileProvider {
     /// Objects from `clusterResources`; `None` when the test has none.
     pub cluster: Option<Vec<Value>>,
-    /// `(url or urlPath, method, body)` from `apiCallResponses`.
-    pub api_responses: Vec<(String, String, Value)>,
+    /// Mocked responses from `apiCallResponses`.
+    pub api_responses: Vec<MockResponse>,
     pub global_entries: BTreeMap<String, Value>,
     pub namespace_labels: BTreeMap<String, Labels>,
 }
@@ -117,11 +128,14 @@ impl ContextProvider for FileProvider {
     fn api_call(&self, call: &ApiCall) -> Result<Value, ProviderError> {
         let method = call.method.to_ascii_uppercase();
         let wanted = call.url.split('?').next().unwrap_or_default();
-        for (url, m, body) in &self.api_responses {
-            let same_method = m.is_empty() || m.eq_ignore_ascii_case(&method);
-            let same_url = url == &call.url || url == wanted || (!call.is_service && url.split('?').next() == Some(wanted));
+        for r in &self.api_responses {
+            let same_method = r.method.is_empty() || r.method.eq_ignore_ascii_case(&method);
+            let same_url = r.url == call.url || r.url == wanted || r.url.split('?').next() == Some(wanted);
             if same_method && same_url {
-                return Ok(body.clone());
+                if r.status >= 400 {
+                    return Err(ProviderError::Failed(format!("{} {} returned status {}", method, call.url, r.status)));
+                }
+                return Ok(r.body.clone());
             }
         }
         if call.is_service {

@@ -55,7 +55,9 @@ pub struct Test {
     pub results: Vec<TestResult>,
 }
 
-/// One expected result row.
+/// One expected result row. `kind` and the `is*Policy` flags are documentation only, as in
+/// `kyverno test`; they are decoded so that strict decoding accepts them.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TestResult {
@@ -159,6 +161,7 @@ pub struct Projection {
 }
 
 /// A `Values` file or inline `values:`.
+#[allow(dead_code)] // `metadata` is accepted and ignored, as the kyverno CLI does
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValuesSpec {
@@ -177,7 +180,27 @@ pub struct ValuesSpec {
     #[serde(default)]
     pub namespaces: Vec<Value>,
     #[serde(default)]
-    pub subresources: Vec<Value>,
+    pub subresources: Vec<SubresourceValue>,
+}
+
+/// Maps a subresource kind (e.g. `autoscaling/v1 Scale`) to the resource it belongs to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubresourceValue {
+    pub subresource: ApiResource,
+    pub parent_resource: ApiResource,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ApiResource {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -217,6 +240,7 @@ pub struct NamespaceSelectorValue {
 }
 
 /// A `UserInfo` file.
+#[allow(dead_code)] // `metadata` is accepted and ignored, as the kyverno CLI does
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserInfoSpec {

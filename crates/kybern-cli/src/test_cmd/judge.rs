@@ -100,6 +100,19 @@ pub fn rows_for(t: &TestResult, run: &TestRun, dir: &Path) -> Vec<Row> {
     };
     let policy_name = t.policy.rsplit('/').next().unwrap_or_default();
     let mut rows = Vec::new();
+    if run.policy_set.unsupported.iter().any(|p| p == policy_name) {
+        // Never let an unevaluated policy pass by having nothing to compare.
+        rows.push(Row {
+            policy: t.policy.clone(),
+            rule: t.rule.clone(),
+            resource: String::new(),
+            outcome: Outcome::Fail,
+            reason: "Not supported".into(),
+            message: "kybern cannot evaluate this policy kind yet".into(),
+            counts_as_skip: false,
+        });
+        return rows;
+    }
     for key in keys_for(t, trigger) {
         let responses = trigger.iter().filter(|(k, _)| *k == key).flat_map(|(_, r)| r);
         let mut resource_rows = 0usize;

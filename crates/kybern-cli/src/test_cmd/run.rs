@@ -3,7 +3,7 @@
 
 use crate::files::{self, Document, Issue};
 use crate::policy_set::PolicySet;
-use crate::provider::FileProvider;
+use crate::provider::{FileProvider, MockResponse};
 use crate::resources::{ResourceKey, default_namespace};
 
 use crate::spec::{Test, UserInfoSpec, ValuesSpec};
@@ -67,7 +67,12 @@ fn build_provider(test: &Test, dir: &Path, values: &ValuesSpec, notes: &mut Vec<
     }
     for r in &test.api_call_responses {
         let url = r.url.clone().or_else(|| r.url_path.clone()).unwrap_or_default();
-        provider.api_responses.push((url, r.method.clone().unwrap_or_default(), r.response.body.clone()));
+        provider.api_responses.push(MockResponse {
+            url,
+            method: r.method.clone().unwrap_or_default(),
+            status: r.response.status_code.unwrap_or(200),
+            body: r.response.body.clone(),
+        });
     }
     for g in &test.global_context_entries {
         let mut data = match &g.data {
@@ -124,6 +129,17 @@ fn load_resources(test: &Test, dir: &Path, notes: &mut Vec<String>) -> Vec<Docum
 
 /// Loads a test's inputs and evaluates them. `Err` aborts the whole run, as the kyverno CLI does.
 pub fn run_test(test: &Test, dir: &Path) -> Result<TestRun, String> {
+    let unsupported = [
+        ("jsonPayloads", !test.json_payloads.is_empty() || test.json_payload.is_some()),
+        ("httpPayloads", !test.http_payloads.is_empty()),
+        ("envoyPayloads", !test.envoy_payloads.is_empty()),
+        ("targetResources", !test.target_resources.is_empty()),
+        ("paramResources", !test.param_resources.is_empty()),
+        ("context", test.context.is_some()),
+    ];
+    if let Some((field, _)) = unsupported.iter().find(|(_, used)| *used) {
+        return Err(format!("the test uses {field}, which kybern does not support yet"));
+    }
     let mut notes = Vec::new();
     let values = load_values(test, dir)?;
     let user: Option<UserInfoSpec> = match &test.userinfo {
