@@ -1,8 +1,427 @@
-//! (being written)
-#[derive(Clone)] pub struct Expression(String);
-#[derive(Debug, Clone, thiserror::Error, PartialEq)] pub enum JmespathError { #[error("syntax {expr} {message}")] Syntax{expr:String, message:String}, #[error("Unknown key {key:?} in path")] NotFound{expr:String, key:String}, #[error("{message}")] Runtime{expr:String, message:String} }
-impl Expression { pub fn as_str(&self) -> &str { &self.0 } pub fn search(&self, _d: &serde_json::Value) -> Result<serde_json::Value, JmespathError> { Ok(serde_json::Value::Null) } }
-pub fn compile(e: &str) -> Result<Expression, JmespathError> { Ok(Expression(e.to_string())) }
-pub struct FunctionDoc { pub name: &'static str, pub signature: String, pub description: &'static str }
-pub fn functions() -> Vec<FunctionDoc> { vec![] }
-pub fn parse_tree(e: &str) -> Result<String, JmespathError> { Ok(e.to_string()) }
+//! JMESPath with Kyverno's semantics: the standard language (via the `jmespath` crate), Kyverno's 51
+//! custom functions, Go-style number output, and Kyverno's "Unknown key" error for plain paths.
+//!
+//! Expressions are compiled once against one shared runtime and are cheap to clone and share
+//! between threads. Nothing here touches the file system or the network; only `time_now*` and
+//! `random` are non-deterministic, as they are in Kyverno.
+
+mod arithmetic;
+mod functions;
+mod go_time;
+mod image;
+mod semver_range;
+mod strings;
+mod time;
+mod x509;
+mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, LazyLock};
+
+use ::jmespath::ast::{Ast, Comparator};
+use ::jmespath::{ErrorReason, Rcvar, Runtime, Variable};
+use serde_json::Value;
+
+/// Errors from compiling or evaluating an expression.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum JmespathError {
+    /// The expression is not valid JMESPath.
+    #[error("invalid JMESPath expression {expr:?}: {message}")]
+    Syntax { expr: String, message: String },
+    /// A plain path named a key that is absent (Kyverno's wording, which users match on).
+    #[error("Unknown key \"{key}\" in path")]
+    NotFound { expr: String, key: String },
+    /// Evaluation failed, e.g. a function got an argument of the wrong type.
+    #[error("JMESPath query {expr:?} failed: {message}")]
+    Runtime { expr: String, message: String },
+}
+
+/// A compiled JMESPath expression; cheap to clone, `Send + Sync`.
+#[derive(Clone)]
+pub struct Expression {
+    inner: Arc<Compiled>,
+}
+
+struct Compiled {
+    expr: ::jmespath::Expression<'static>,
+    /// True when the expression is only fields, indexes and sub-expressions, the one shape for
+    /// which Kyverno reports a missing key as an error instead of null.
+    plain_path: bool,
+}
+
+impl std::fmt::Debug for Expression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Expression").field(&self.as_str()).finish()
+    }
+}
+
+/// The runtime with the standard functions and Kyverno's, built once.
+static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
+    let mut runtime = Runtime::new();
+    runtime.register_builtin_functions();
+    functions::register(&mut runtime);
+    runtime
+});
+
+/// Compiles an expression; syntax errors become [`JmespathError::Syntax`].
+pub fn compile(expr: &str) -> Result<Expression, JmespathError> {
+    let compiled = RUNTIME.compile(expr).map_err(|e| syntax_error(expr, &e))?;
+    let plain_path = is_plain_path(compiled.as_ast());
+    Ok(Expression {
+        inner: Arc::new(Compiled {
+            expr: compiled,
+            plain_path,
+        }),
+    })
+}
+
+fn syntax_error(expr: &str, e: &::jmespath::JmespathError) -> JmespathError {
+    let message = match &e.reason {
+        ErrorReason::Parse(m) => format!("{m} at column {}", e.column),
+        ErrorReason::Runtime(r) => r.to_string(),
+    };
+    JmespathError::Syntax {
+        expr: expr.to_string(),
+        message,
+    }
+}
+
+impl Expression {
+    /// The source text of the expression.
+    pub fn as_str(&self) -> &str {
+        self.inner.expr.as_str()
+    }
+
+    /// Evaluates against data.
+    ///
+    /// When the whole expression is a plain field/sub-expression/index chain (`a.b[0].c`) and a
+    /// key is missing from an object on the way, this returns [`JmespathError::NotFound`], as
+    /// Kyverno does. Everything else (`||`, comparisons, functions, filters, projections) treats a
+    /// missing key as null. A present key whose value is JSON null is not an error, and a key
+    /// looked up under a non-object parent yields null.
+    pub fn search(&self, data: &Value) -> Result<Value, JmespathError> {
+        let root = to_variable(data);
+        if self.inner.plain_path {
+            return match walk_path(self.inner.expr.as_ast(), &root) {
+                Ok(v) => Ok(to_json(&v)),
+                Err(key) => Err(JmespathError::NotFound {
+                    expr: self.as_str().to_string(),
+                    key,
+                }),
+            };
+        }
+        self.inner
+            .expr
+            .search(root)
+            .map(|v| to_json(&v))
+            .map_err(|e| JmespathError::Runtime {
+                expr: self.as_str().to_string(),
+                message: runtime_message(&e),
+            })
+    }
+}
+
+fn runtime_message(e: &::jmespath::JmespathError) -> String {
+    match &e.reason {
+        // Custom functions report their own messages through `Parse`, the crate's only free-text reason.
+        ErrorReason::Parse(m) => m.clone(),
+        ErrorReason::Runtime(r) => r.to_string(),
+    }
+}
+
+fn is_plain_path(ast: &Ast) -> bool {
+    match ast {
+        Ast::Field { .. } | Ast::Index { .. } | Ast::Identity { .. } => true,
+        Ast::Subexpr { lhs, rhs, .. } => is_plain_path(lhs) && is_plain_path(rhs),
+        _ => false,
+    }
+}
+
+/// Evaluates a plain path; `Err(key)` names the first key missing from an object.
+fn walk_path(ast: &Ast, data: &Rcvar) -> Result<Rcvar, String> {
+    match ast {
+        Ast::Field { name, .. } => match data.as_object() {
+            Some(map) => map.get(name).cloned().ok_or_else(|| name.clone()),
+            None => Ok(null()),
+        },
+        Ast::Index { idx, .. } => Ok(if *idx >= 0 {
+            data.get_index(idx.unsigned_abs() as usize)
+        } else {
+            data.get_negative_index(idx.unsigned_abs() as usize)
+        }),
+        Ast::Subexpr { lhs, rhs, .. } => walk_path(rhs, &walk_path(lhs, data)?),
+        _ => Ok(data.clone()),
+    }
+}
+
+fn null() -> Rcvar {
+    Rcvar::new(Variable::Null)
+}
+
+/// Converts JSON into the interpreter's value type.
+pub(crate) fn to_variable(v: &Value) -> Rcvar {
+    Rcvar::new(match v {
+        Value::Null => Variable::Null,
+        Value::Bool(b) => Variable::Bool(*b),
+        Value::Number(n) => Variable::Number(n.clone()),
+        Value::String(s) => Variable::String(s.clone()),
+        Value::Array(a) => Variable::Array(a.iter().map(to_variable).collect()),
+        Value::Object(m) => Variable::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), to_variable(v)))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+    })
+}
+
+/// Converts an interpreter value to JSON. Whole floats become integers, as Go prints `3` for 3.0.
+pub(crate) fn to_json(v: &Variable) -> Value {
+    match v {
+        Variable::Null | Variable::Expref(_) => Value::Null,
+        Variable::Bool(b) => Value::Bool(*b),
+        Variable::Number(n) => Value::Number(normalize_number(n)),
+        Variable::String(s) => Value::String(s.clone()),
+        Variable::Array(a) => Value::Array(a.iter().map(|x| to_json(x)).collect()),
+        Variable::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect::<serde_json::Map<_, _>>(),
+        ),
+    }
+}
+
+fn normalize_number(n: &serde_json::Number) -> serde_json::Number {
+    if n.is_f64()
+        && let Some(f) = n.as_f64()
+        && f.fract() == 0.0
+        && f.abs() < 9.007_199_254_740_992e15
+    {
+        // Exact: |f| < 2^53 so the cast loses nothing.
+        return serde_json::Number::from(f as i64);
+    }
+    n.clone()
+}
+
+/// Documentation of one available function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionDoc {
+    pub name: &'static str,
+    /// E.g. `regex_match(string, string|number) bool`.
+    pub signature: String,
+    pub description: &'static str,
+}
+
+/// Every available function (Kyverno's custom ones and the standard built-ins), sorted by name.
+pub fn functions() -> Vec<FunctionDoc> {
+    functions::docs()
+}
+
+/// A readable dump of the syntax tree, for `kybern jp parse`.
+pub fn parse_tree(expr: &str) -> Result<String, JmespathError> {
+    let ast = ::jmespath::parse(expr).map_err(|e| syntax_error(expr, &e))?;
+    let mut out = String::new();
+    dump(&ast, 0, &mut out);
+    Ok(out)
+}
+
+fn dump(ast: &Ast, depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    let (name, value, children): (&str, Option<String>, Vec<&Ast>) = match ast {
+        Ast::Comparison {
+            comparator,
+            lhs,
+            rhs,
+            ..
+        } => (
+            "Comparator",
+            Some(
+                match comparator {
+                    Comparator::Equal => "==",
+                    Comparator::NotEqual => "!=",
+                    Comparator::LessThan => "<",
+                    Comparator::LessThanEqual => "<=",
+                    Comparator::GreaterThan => ">",
+                    Comparator::GreaterThanEqual => ">=",
+                }
+                .to_string(),
+            ),
+            vec![lhs, rhs],
+        ),
+        Ast::Condition {
+            predicate, then, ..
+        } => ("Condition", None, vec![predicate, then]),
+        Ast::Identity { .. } => ("CurrentNode", None, vec![]),
+        Ast::Expref { ast, .. } => ("ExpRef", None, vec![ast]),
+        Ast::Flatten { node, .. } => ("Flatten", None, vec![node]),
+        Ast::Function { name, args, .. } => (
+            "FunctionExpression",
+            Some(name.clone()),
+            args.iter().collect(),
+        ),
+        Ast::Field { name, .. } => ("Field", Some(format!("{name:?}")), vec![]),
+        Ast::Index { idx, .. } => ("Index", Some(idx.to_string()), vec![]),
+        Ast::Literal { value, .. } => ("Literal", Some(to_json(value).to_string()), vec![]),
+        Ast::MultiList { elements, .. } => ("MultiSelectList", None, elements.iter().collect()),
+        Ast::MultiHash { elements, .. } => {
+            let _ = writeln!(out, "{pad}MultiSelectHash {{");
+            for kv in elements {
+                let _ = writeln!(out, "{pad}  KeyValPair {:?} {{", kv.key);
+                dump(&kv.value, depth + 2, out);
+                let _ = writeln!(out, "{pad}  }}");
+            }
+            let _ = writeln!(out, "{pad}}}");
+            return;
+        }
+        Ast::Not { node, .. } => ("NotExpression", None, vec![node]),
+        Ast::Projection { lhs, rhs, .. } => ("Projection", None, vec![lhs, rhs]),
+        Ast::ObjectValues { node, .. } => ("ValueProjection", None, vec![node]),
+        Ast::And { lhs, rhs, .. } => ("AndExpression", None, vec![lhs, rhs]),
+        Ast::Or { lhs, rhs, .. } => ("OrExpression", None, vec![lhs, rhs]),
+        Ast::Slice {
+            start, stop, step, ..
+        } => (
+            "Slice",
+            Some(format!(
+                "[{}:{}:{step}]",
+                start.map(|s| s.to_string()).unwrap_or_default(),
+                stop.map(|s| s.to_string()).unwrap_or_default()
+            )),
+            vec![],
+        ),
+        Ast::Subexpr { lhs, rhs, .. } => ("Subexpression", None, vec![lhs, rhs]),
+    };
+    let _ = write!(out, "{pad}{name}");
+    if let Some(v) = value {
+        let _ = write!(out, " {v}");
+    }
+    if children.is_empty() {
+        out.push('\n');
+        return;
+    }
+    out.push_str(" {\n");
+    for child in children {
+        dump(child, depth + 1, out);
+    }
+    let _ = writeln!(out, "{pad}}}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn eval(expr: &str, data: &Value) -> Result<Value, JmespathError> {
+        compile(expr)?.search(data)
+    }
+
+    #[test]
+    fn plain_paths_report_missing_keys() {
+        let data = json!({"request": {"object": {"metadata": {"name": "x", "labels": null}, "spec": {"list": [{"a": 1}]}}}});
+        let cases: &[(&str, Result<Value, &str>)] = &[
+            ("request.object.metadata.name", Ok(json!("x"))),
+            ("request.object.metadata.namespace", Err("namespace")),
+            ("request.object.spec.foo.bar", Err("foo")),
+            ("missing", Err("missing")),
+            // A present null is a value, and a key under a null/non-object parent is null.
+            ("request.object.metadata.labels", Ok(json!(null))),
+            ("request.object.metadata.labels.app", Ok(json!(null))),
+            ("request.object.metadata.name.x", Ok(json!(null))),
+            ("request.object.spec.list[0].a", Ok(json!(1))),
+            ("request.object.spec.list[5].a", Ok(json!(null))),
+            ("request.object.spec.list[-1].a", Ok(json!(1))),
+            ("request.object.spec.list[0].b", Err("b")),
+            // Not plain paths: missing is null.
+            (
+                "request.object.metadata.namespace || 'none'",
+                Ok(json!("none")),
+            ),
+            ("request.object.spec.list[*].b", Ok(json!([]))),
+            ("request.object.metadata.namespace == null", Ok(json!(true))),
+            (
+                "to_string(request.object.metadata.namespace)",
+                Ok(json!("null")),
+            ),
+        ];
+        for (expr, want) in cases {
+            let got = eval(expr, &data);
+            match want {
+                Ok(v) => assert_eq!(got.as_ref().ok(), Some(v), "{expr}: {got:?}"),
+                Err(key) => assert_eq!(
+                    got,
+                    Err(JmespathError::NotFound {
+                        expr: expr.to_string(),
+                        key: key.to_string()
+                    }),
+                    "{expr}"
+                ),
+            }
+        }
+        let err = eval("a.b", &json!({})).unwrap_err();
+        assert_eq!(err.to_string(), "Unknown key \"a\" in path");
+    }
+
+    #[test]
+    fn syntax_errors_are_reported() {
+        assert!(matches!(compile("a.["), Err(JmespathError::Syntax { .. })));
+        assert!(matches!(
+            parse_tree("a.["),
+            Err(JmespathError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn whole_floats_print_as_integers() {
+        assert_eq!(eval("`3.0`", &json!({})).unwrap().to_string(), "3");
+        assert_eq!(eval("`2.5`", &json!({})).unwrap().to_string(), "2.5");
+        assert_eq!(eval("avg(@)", &json!([1, 2, 3])).unwrap().to_string(), "2");
+    }
+
+    #[test]
+    fn runtime_errors_are_reported() {
+        let err = eval("to_upper(`1`)", &json!({})).unwrap_err();
+        assert!(matches!(err, JmespathError::Runtime { .. }), "{err:?}");
+        let err = eval("nope(@)", &json!({})).unwrap_err();
+        assert!(matches!(err, JmespathError::Runtime { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn expressions_are_shareable() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<Expression>();
+        let e = compile("a").unwrap();
+        assert_eq!(e.clone().as_str(), "a");
+    }
+
+    #[test]
+    fn parse_tree_dumps_nodes() {
+        let tree = parse_tree("request.object.metadata.name | truncate(@, `9`)").unwrap();
+        assert!(tree.contains("FunctionExpression truncate"), "{tree}");
+        assert!(tree.contains("Field \"request\""), "{tree}");
+        assert!(tree.contains("Literal 9"), "{tree}");
+    }
+
+    #[test]
+    fn function_list_is_complete_and_sorted() {
+        let docs = functions();
+        let names: Vec<&str> = docs.iter().map(|d| d.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(names, sorted);
+        assert_eq!(names.len(), 51 + 25, "{names:?}");
+        let regex = docs.iter().find(|d| d.name == "regex_match").unwrap();
+        assert_eq!(regex.signature, "regex_match(string, string|number) bool");
+        // Every documented function is callable (unknown functions fail with a distinct message).
+        for d in &docs {
+            let err = eval(&format!("{}()", d.name), &json!({}));
+            if let Err(JmespathError::Runtime { message, .. }) = err {
+                assert!(
+                    !message.contains("undefined function"),
+                    "{}: {message}",
+                    d.name
+                );
+            }
+        }
+    }
+}
