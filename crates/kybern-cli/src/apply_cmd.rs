@@ -76,7 +76,11 @@ fn result_of(resp: &EngineResponse, rule: &RuleResult, audit_warn: bool) -> Rule
         .failure_actions
         .iter()
         .any(|(n, a)| n == &rule.name && *a == FailureAction::Audit);
-    if resp.unscored || (audit_warn && audit) { RuleStatus::Warn } else { RuleStatus::Fail }
+    if resp.unscored || (audit_warn && audit) {
+        RuleStatus::Warn
+    } else {
+        RuleStatus::Fail
+    }
 }
 
 fn read_values(args: &ApplyArgs) -> Result<ValuesSpec> {
@@ -86,26 +90,38 @@ fn read_values(args: &ApplyArgs) -> Result<ValuesSpec> {
             if let Some(i) = issues.first() {
                 bail!("{i}");
             }
-            let doc = docs.into_iter().next().with_context(|| format!("values file {} is empty", p.display()))?;
+            let doc = docs
+                .into_iter()
+                .next()
+                .with_context(|| format!("values file {} is empty", p.display()))?;
             serde_path_to_error::deserialize(doc.value)
                 .map_err(|e| anyhow::anyhow!("{}: {} at {}", p.display(), e.inner(), e.path()))?
         }
         None => ValuesSpec::default(),
     };
     for kv in &args.set {
-        let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv:?}: expected key=value"))?;
-        values.global_values.insert(k.trim().to_string(), Value::String(v.trim().to_string()));
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set {kv:?}: expected key=value"))?;
+        values
+            .global_values
+            .insert(k.trim().to_string(), Value::String(v.trim().to_string()));
     }
     Ok(values)
 }
 
 fn read_user(args: &ApplyArgs) -> Result<Option<UserInfoSpec>> {
-    let Some(p) = &args.userinfo else { return Ok(None) };
+    let Some(p) = &args.userinfo else {
+        return Ok(None);
+    };
     let (docs, issues) = files::read_documents(p);
     if let Some(i) = issues.first() {
         bail!("{i}");
     }
-    let doc = docs.into_iter().next().with_context(|| format!("user info file {} is empty", p.display()))?;
+    let doc = docs
+        .into_iter()
+        .next()
+        .with_context(|| format!("user info file {} is empty", p.display()))?;
     let u = serde_path_to_error::deserialize(doc.value)
         .map_err(|e| anyhow::anyhow!("{}: {} at {}", p.display(), e.inner(), e.path()))?;
     Ok(Some(u))
@@ -145,7 +161,12 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
         .collect();
     let mut provider = FileProvider::default();
     provider.add_namespace_labels(&values);
-    let inputs = Inputs { values: &values, user: user.as_ref(), provider: &provider, set: &set };
+    let inputs = Inputs {
+        values: &values,
+        user: user.as_ref(),
+        provider: &provider,
+        set: &set,
+    };
     let responses = evaluate(&inputs, &resources, None);
     let rule_count: usize = set.policies.iter().map(|p| p.rules.len()).sum();
     let counts = count(&responses, args.audit_warn);
@@ -155,7 +176,11 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
         println!(
             "\nApplying {rule_count} policy rule(s) to {} resource(s){}...",
             resources.len(),
-            if set.exceptions.is_empty() { String::new() } else { format!(" with {} exception(s)", set.exceptions.len()) }
+            if set.exceptions.is_empty() {
+                String::new()
+            } else {
+                format!(" with {} exception(s)", set.exceptions.len())
+            }
         );
         if args.table {
             print_table(&responses, args);
@@ -209,15 +234,29 @@ fn print_failures(responses: &ResponseMap, audit_warn: bool) {
                 .rules
                 .iter()
                 .map(|r| (r, result_of(resp, r, audit_warn)))
-                .filter(|(_, s)| matches!(s, RuleStatus::Fail | RuleStatus::Warn | RuleStatus::Error))
+                .filter(|(_, s)| {
+                    matches!(s, RuleStatus::Fail | RuleStatus::Warn | RuleStatus::Error)
+                })
                 .collect();
             if failed.is_empty() {
                 continue;
             }
-            let how = if failed.iter().all(|(_, s)| *s == RuleStatus::Warn) { "failed as audit warning" } else { "failed" };
-            println!("\npolicy {} -> resource {} {how}:", resp.policy_name, short_resource(key));
+            let how = if failed.iter().all(|(_, s)| *s == RuleStatus::Warn) {
+                "failed as audit warning"
+            } else {
+                "failed"
+            };
+            println!(
+                "\npolicy {} -> resource {} {how}:",
+                resp.policy_name,
+                short_resource(key)
+            );
             for (i, (rule, status)) in failed.iter().enumerate() {
-                let tag = if *status == RuleStatus::Error { " (error)" } else { "" };
+                let tag = if *status == RuleStatus::Error {
+                    " (error)"
+                } else {
+                    ""
+                };
                 println!("{} - {}{tag} {}", i + 1, rule.name, rule.message);
             }
         }
@@ -287,7 +326,10 @@ fn print_report(responses: &ResponseMap, args: &ApplyArgs) {
                 if resp.policy_namespace.is_empty() {
                     cluster_results.push(result);
                 } else {
-                    by_namespace.entry(resp.policy_namespace.clone()).or_default().push(result);
+                    by_namespace
+                        .entry(resp.policy_namespace.clone())
+                        .or_default()
+                        .push(result);
                 }
             }
         }
@@ -322,7 +364,11 @@ fn print_report(responses: &ResponseMap, args: &ApplyArgs) {
             }
         })
         .collect();
-    let sep = if args.output_format == "json" { "\n" } else { "---\n" };
+    let sep = if args.output_format == "json" {
+        "\n"
+    } else {
+        "---\n"
+    };
     print!("{}", text.join(sep));
     if args.output_format == "json" {
         println!();

@@ -24,25 +24,43 @@ pub struct Inputs<'a> {
 }
 
 /// Evaluates every policy on every resource; `forced_op` overrides the operation from values.
-pub fn evaluate(inputs: &Inputs, resources: &[Document], forced_op: Option<Operation>) -> ResponseMap {
+pub fn evaluate(
+    inputs: &Inputs,
+    resources: &[Document],
+    forced_op: Option<Operation>,
+) -> ResponseMap {
     let engine = Engine::new(inputs.provider);
     let mut out = Vec::with_capacity(resources.len());
     for doc in resources {
         let resource = &doc.value;
-        let name = resource.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        let namespace = resource.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+        let name = resource
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let namespace = resource
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let mut responses = Vec::with_capacity(inputs.set.policies.len());
         for policy in &inputs.set.policies {
             let mut variables = inputs.values.global_values.clone();
             let mut rule_values: BTreeMap<String, RuleValues> = BTreeMap::new();
-            for pv in inputs.values.policies.iter().filter(|p| p.name == policy.name) {
+            for pv in inputs
+                .values
+                .policies
+                .iter()
+                .filter(|p| p.name == policy.name)
+            {
                 for rv in pv.resources.iter().filter(|r| r.name == name) {
                     variables.extend(rv.values.clone());
                 }
                 for rule in &pv.rules {
                     rule_values.insert(
                         rule.name.clone(),
-                        RuleValues { values: rule.values.clone(), foreach_values: rule.foreach_values.clone() },
+                        RuleValues {
+                            values: rule.values.clone(),
+                            foreach_values: rule.foreach_values.clone(),
+                        },
                     );
                 }
             }
@@ -54,7 +72,10 @@ pub fn evaluate(inputs: &Inputs, resources: &[Document], forced_op: Option<Opera
                     .unwrap_or(Operation::Create)
             });
             if forced_op.is_some() {
-                variables.insert("request.operation".into(), Value::String(op.as_str().into()));
+                variables.insert(
+                    "request.operation".into(),
+                    Value::String(op.as_str().into()),
+                );
             }
             let (object, old_object) = if op == Operation::Delete {
                 (Value::Null, resource.clone())
@@ -67,7 +88,10 @@ pub fn evaluate(inputs: &Inputs, resources: &[Document], forced_op: Option<Opera
                 old_object,
                 user_info: inputs.user.map(|u| u.user_info.clone()).unwrap_or_default(),
                 roles: inputs.user.map(|u| u.roles.clone()).unwrap_or_default(),
-                cluster_roles: inputs.user.map(|u| u.cluster_roles.clone()).unwrap_or_default(),
+                cluster_roles: inputs
+                    .user
+                    .map(|u| u.cluster_roles.clone())
+                    .unwrap_or_default(),
                 namespace_labels: inputs.provider.namespace_labels.get(namespace).cloned(),
                 subresource: String::new(),
                 kind_override: None,
@@ -76,7 +100,11 @@ pub fn evaluate(inputs: &Inputs, resources: &[Document], forced_op: Option<Opera
                 no_user_info: inputs.user.is_none(),
             };
             let (kind_override, subresource) = subresource_of(inputs.values, resource);
-            let request = AdmissionRequest { kind_override, subresource, ..request };
+            let request = AdmissionRequest {
+                kind_override,
+                subresource,
+                ..request
+            };
             let pctx = PolicyContext::new(&request);
             responses.push(engine.validate(policy, &pctx, &inputs.set.exceptions, &rule_values));
         }
@@ -84,7 +112,6 @@ pub fn evaluate(inputs: &Inputs, resources: &[Document], forced_op: Option<Opera
     }
     out
 }
-
 
 /// A resource whose kind is listed as a subresource in the values (e.g. a `Scale`) is evaluated as
 /// that subresource of its parent kind (`Deployment/scale`).
@@ -94,8 +121,16 @@ fn subresource_of(values: &ValuesSpec, resource: &Value) -> (Option<Gvk>, String
         let sub = &s.subresource;
         if sub.kind == gvk.kind && sub.group == gvk.group && sub.version == gvk.version {
             let parent = &s.parent_resource;
-            let name = sub.name.split_once('/').map(|(_, n)| n.to_string()).unwrap_or_default();
-            let parent_gvk = Gvk { group: parent.group.clone(), version: parent.version.clone(), kind: parent.kind.clone() };
+            let name = sub
+                .name
+                .split_once('/')
+                .map(|(_, n)| n.to_string())
+                .unwrap_or_default();
+            let parent_gvk = Gvk {
+                group: parent.group.clone(),
+                version: parent.version.clone(),
+                kind: parent.kind.clone(),
+            };
             return (Some(parent_gvk), name);
         }
     }

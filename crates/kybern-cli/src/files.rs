@@ -26,7 +26,13 @@ pub struct Issue {
 impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.index {
-            Some(i) => write!(f, "{} (document {}): {}", self.file.display(), i + 1, self.message),
+            Some(i) => write!(
+                f,
+                "{} (document {}): {}",
+                self.file.display(),
+                i + 1,
+                self.message
+            ),
             None => write!(f, "{}: {}", self.file.display(), self.message),
         }
     }
@@ -42,7 +48,8 @@ fn is_manifest(path: &Path) -> bool {
 /// The manifest files under a path: the file itself, or every .yaml/.yml/.json below a directory,
 /// in name order.
 pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
@@ -69,7 +76,11 @@ pub fn read_documents(file: &Path) -> (Vec<Document>, Vec<Issue>) {
         Err(e) => {
             return (
                 vec![],
-                vec![Issue { file: file.to_path_buf(), index: None, message: format!("cannot read: {e}") }],
+                vec![Issue {
+                    file: file.to_path_buf(),
+                    index: None,
+                    message: format!("cannot read: {e}"),
+                }],
             );
         }
     };
@@ -77,10 +88,20 @@ pub fn read_documents(file: &Path) -> (Vec<Document>, Vec<Issue>) {
     let docs = docs
         .into_iter()
         .filter(|(_, v)| !v.is_null())
-        .map(|(index, value)| Document { file: file.to_path_buf(), index, value })
+        .map(|(index, value)| Document {
+            file: file.to_path_buf(),
+            index,
+            value,
+        })
         .collect();
     let issues = err
-        .map(|e| vec![Issue { file: file.to_path_buf(), index: None, message: e.to_string() }])
+        .map(|e| {
+            vec![Issue {
+                file: file.to_path_buf(),
+                index: None,
+                message: e.to_string(),
+            }]
+        })
         .unwrap_or_default();
     (docs, issues)
 }
@@ -98,7 +119,11 @@ pub fn read_paths(paths: &[PathBuf]) -> (Vec<Document>, Vec<Issue>) {
                     issues.extend(i);
                 }
             }
-            Err(e) => issues.push(Issue { file: p.clone(), index: None, message: format!("{e:#}") }),
+            Err(e) => issues.push(Issue {
+                file: p.clone(),
+                index: None,
+                message: format!("{e:#}"),
+            }),
         }
     }
     (docs, issues)
@@ -117,7 +142,11 @@ pub fn expand_lists(docs: Vec<Document>) -> Vec<Document> {
         if is_list {
             if let Some(items) = d.value.get("items").and_then(Value::as_array) {
                 for item in items {
-                    out.push(Document { file: d.file.clone(), index: d.index, value: item.clone() });
+                    out.push(Document {
+                        file: d.file.clone(),
+                        index: d.index,
+                        value: item.clone(),
+                    });
                 }
             }
         } else {

@@ -43,7 +43,12 @@ pub enum JpCommand {
 fn read_expressions(inline: &[String], files: &[PathBuf]) -> Result<Vec<String>> {
     let mut out = inline.to_vec();
     for f in files {
-        out.push(std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?.trim().to_string());
+        out.push(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read {}", f.display()))?
+                .trim()
+                .to_string(),
+        );
     }
     if out.is_empty() {
         bail!("no expression given");
@@ -54,13 +59,21 @@ fn read_expressions(inline: &[String], files: &[PathBuf]) -> Result<Vec<String>>
 /// Runs the command; returns the process exit code.
 pub fn execute(args: &JpArgs) -> Result<i32> {
     match &args.command {
-        JpCommand::Query { input, query_files, unquoted, expressions } => {
+        JpCommand::Query {
+            input,
+            query_files,
+            unquoted,
+            expressions,
+        } => {
             let exprs = read_expressions(expressions, query_files)?;
             let text = match input {
-                Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+                Some(p) => std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?,
                 None => {
                     let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s).context("cannot read standard input")?;
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .context("cannot read standard input")?;
                     s
                 }
             };
@@ -71,7 +84,9 @@ pub fn execute(args: &JpArgs) -> Result<i32> {
                 .unwrap_or(serde_json::Value::Null);
             for e in exprs {
                 let compiled = jmespath::compile(&e).map_err(|err| anyhow::anyhow!("{err}"))?;
-                let result = compiled.search(&data).map_err(|err| anyhow::anyhow!("{err}"))?;
+                let result = compiled
+                    .search(&data)
+                    .map_err(|err| anyhow::anyhow!("{err}"))?;
                 let out = match (&result, *unquoted) {
                     (serde_json::Value::String(s), true) => s.clone(),
                     (_, true) => serde_json::to_string(&result)?,
@@ -98,7 +113,10 @@ pub fn execute(args: &JpArgs) -> Result<i32> {
         JpCommand::Parse { files, expressions } => {
             for e in read_expressions(expressions, files)? {
                 println!("# {e}");
-                println!("{}", jmespath::parse_tree(&e).map_err(|err| anyhow::anyhow!("{err}"))?);
+                println!(
+                    "{}",
+                    jmespath::parse_tree(&e).map_err(|err| anyhow::anyhow!("{err}"))?
+                );
             }
             Ok(0)
         }

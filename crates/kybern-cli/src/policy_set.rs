@@ -40,14 +40,21 @@ pub struct PolicySet {
 }
 
 fn doc_name(v: &Value) -> String {
-    v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string()
+    v.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 impl PolicySet {
     /// Adds the policies among `docs`; other kinds are reported when `strict`.
     pub fn add_policies(&mut self, docs: &[Document], strict: bool) {
         for d in docs {
-            let kind = d.value.get("kind").and_then(Value::as_str).unwrap_or_default();
+            let kind = d
+                .value
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if kind == "PolicyException" {
                 self.add_exception(d);
                 continue;
@@ -80,7 +87,12 @@ impl PolicySet {
                     self.issues.push(Issue {
                         file: d.file.clone(),
                         index: Some(d.index),
-                        message: format!("policy {:?} at {}: {}", doc_name(&d.value), e.path, e.message),
+                        message: format!(
+                            "policy {:?} at {}: {}",
+                            doc_name(&d.value),
+                            e.path,
+                            e.message
+                        ),
                     });
                 }
             }
@@ -89,7 +101,11 @@ impl PolicySet {
 
     /// Adds one PolicyException document.
     pub fn add_exception(&mut self, d: &Document) {
-        let api = d.value.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let api = d
+            .value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if api.starts_with("policies.kyverno.io/") {
             self.issues.push(Issue {
                 file: d.file.clone(),
@@ -106,7 +122,12 @@ impl PolicySet {
             Err(e) => self.issues.push(Issue {
                 file: d.file.clone(),
                 index: Some(d.index),
-                message: format!("PolicyException {:?} at {}: {}", doc_name(&d.value), e.path, e.message),
+                message: format!(
+                    "PolicyException {:?} at {}: {}",
+                    doc_name(&d.value),
+                    e.path,
+                    e.message
+                ),
             }),
         }
     }

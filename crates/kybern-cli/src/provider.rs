@@ -34,7 +34,10 @@ fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
 }
 
 fn unavailable(what: &str) -> ProviderError {
-    ProviderError::Unavailable { what: what.into(), reason: "no cluster resources were given".into() }
+    ProviderError::Unavailable {
+        what: what.into(),
+        reason: "no cluster resources were given".into(),
+    }
 }
 
 impl FileProvider {
@@ -42,7 +45,8 @@ impl FileProvider {
     /// objects among the cluster resources; the first source to name a namespace wins.
     pub fn add_namespace_labels(&mut self, values: &ValuesSpec) {
         for ns in &values.namespace_selector {
-            self.namespace_labels.insert(ns.name.clone(), ns.labels.clone());
+            self.namespace_labels
+                .insert(ns.name.clone(), ns.labels.clone());
         }
         let mut ns_objects: Vec<&Value> = values.namespaces.iter().collect();
         if let Some(cluster) = &self.cluster {
@@ -52,9 +56,15 @@ impl FileProvider {
             let labels = ns
                 .pointer("/metadata/labels")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), kybern_engine::variables::to_text(v))).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), kybern_engine::variables::to_text(v)))
+                        .collect()
+                })
                 .unwrap_or_default();
-            self.namespace_labels.entry(field(ns, "/metadata/name").to_string()).or_insert(labels);
+            self.namespace_labels
+                .entry(field(ns, "/metadata/name").to_string())
+                .or_insert(labels);
         }
     }
 
@@ -65,50 +75,85 @@ impl FileProvider {
     /// Answers Kubernetes API paths such as `/api/v1/namespaces/x/configmaps` from cluster objects.
     fn api_path(&self, path: &str) -> Result<Value, ProviderError> {
         let objects = self.cluster("apiCall")?;
-        let path = path.split('?').next().unwrap_or_default().trim_end_matches('/');
+        let path = path
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('/');
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let (api_version, rest) = match segs.as_slice() {
             ["api", v, rest @ ..] => ((*v).to_string(), rest),
             ["apis", g, v, rest @ ..] => (format!("{g}/{v}"), rest),
-            _ => return Err(ProviderError::Failed(format!("unsupported API path {path}"))),
+            _ => {
+                return Err(ProviderError::Failed(format!(
+                    "unsupported API path {path}"
+                )));
+            }
         };
         let (namespace, resource, name) = match rest {
             ["namespaces", ns, res] => (Some(*ns), *res, None),
             ["namespaces", ns, res, name] => (Some(*ns), *res, Some(*name)),
             [res] => (None, *res, None),
             [res, name] => (None, *res, Some(*name)),
-            _ => return Err(ProviderError::Failed(format!("unsupported API path {path}"))),
+            _ => {
+                return Err(ProviderError::Failed(format!(
+                    "unsupported API path {path}"
+                )));
+            }
         };
         let matches_resource = |o: &Value| {
             let kind = field(o, "/kind").to_ascii_lowercase();
             field(o, "/apiVersion") == api_version
                 && (format!("{kind}s") == resource
                     || format!("{kind}es") == resource
-                    || kind.strip_suffix('y').is_some_and(|k| format!("{k}ies") == resource))
+                    || kind
+                        .strip_suffix('y')
+                        .is_some_and(|k| format!("{k}ies") == resource))
                 && namespace.is_none_or(|ns| field(o, "/metadata/namespace") == ns)
         };
-        let items: Vec<Value> = objects.iter().filter(|o| matches_resource(o)).cloned().collect();
+        let items: Vec<Value> = objects
+            .iter()
+            .filter(|o| matches_resource(o))
+            .cloned()
+            .collect();
         match name {
             Some(n) => items
                 .into_iter()
                 .find(|o| field(o, "/metadata/name") == n)
                 .ok_or_else(|| ProviderError::Failed(format!("{path} not found"))),
-            None => Ok(serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {}})),
+            None => Ok(
+                serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {}}),
+            ),
         }
     }
 }
 
 impl ContextProvider for FileProvider {
-    fn resource(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>, ProviderError> {
-        Ok(self.cluster("resource")?.iter().find(|o| {
-            field(o, "/apiVersion") == api_version
-                && field(o, "/kind") == kind
-                && field(o, "/metadata/namespace") == namespace
-                && field(o, "/metadata/name") == name
-        }).cloned())
+    fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, ProviderError> {
+        Ok(self
+            .cluster("resource")?
+            .iter()
+            .find(|o| {
+                field(o, "/apiVersion") == api_version
+                    && field(o, "/kind") == kind
+                    && field(o, "/metadata/namespace") == namespace
+                    && field(o, "/metadata/name") == name
+            })
+            .cloned())
     }
 
-    fn list(&self, api_version: &str, kind: &str, namespace: &str) -> Result<Vec<Value>, ProviderError> {
+    fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+    ) -> Result<Vec<Value>, ProviderError> {
         Ok(self
             .cluster("resource list")?
             .iter()
@@ -130,10 +175,14 @@ impl ContextProvider for FileProvider {
         let wanted = call.url.split('?').next().unwrap_or_default();
         for r in &self.api_responses {
             let same_method = r.method.is_empty() || r.method.eq_ignore_ascii_case(&method);
-            let same_url = r.url == call.url || r.url == wanted || r.url.split('?').next() == Some(wanted);
+            let same_url =
+                r.url == call.url || r.url == wanted || r.url.split('?').next() == Some(wanted);
             if same_method && same_url {
                 if r.status >= 400 {
-                    return Err(ProviderError::Failed(format!("{} {} returned status {}", method, call.url, r.status)));
+                    return Err(ProviderError::Failed(format!(
+                        "{} {} returned status {}",
+                        method, call.url, r.status
+                    )));
                 }
                 return Ok(r.body.clone());
             }

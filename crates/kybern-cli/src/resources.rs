@@ -6,14 +6,36 @@ use std::fmt;
 
 /// Kinds that live outside namespaces (they get no `default` namespace).
 const CLUSTER_SCOPED: [&str; 30] = [
-    "Namespace", "Node", "PersistentVolume", "ClusterRole", "ClusterRoleBinding",
-    "StorageClass", "CustomResourceDefinition", "ValidatingWebhookConfiguration",
-    "MutatingWebhookConfiguration", "PriorityClass", "IngressClass", "RuntimeClass",
-    "CSIDriver", "CSINode", "APIService", "CertificateSigningRequest", "VolumeAttachment",
-    "PodSecurityPolicy", "ClusterPolicy", "ClusterPolicyReport", "ClusterIssuer",
-    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "MutatingAdmissionPolicy",
-    "MutatingAdmissionPolicyBinding", "ClusterCleanupPolicy", "ComponentStatus",
-    "FlowSchema", "PriorityLevelConfiguration", "GlobalContextEntry",
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+    "PriorityClass",
+    "IngressClass",
+    "RuntimeClass",
+    "CSIDriver",
+    "CSINode",
+    "APIService",
+    "CertificateSigningRequest",
+    "VolumeAttachment",
+    "PodSecurityPolicy",
+    "ClusterPolicy",
+    "ClusterPolicyReport",
+    "ClusterIssuer",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding",
+    "ClusterCleanupPolicy",
+    "ComponentStatus",
+    "FlowSchema",
+    "PriorityLevelConfiguration",
+    "GlobalContextEntry",
 ];
 
 pub fn is_cluster_scoped(kind: &str) -> bool {
@@ -22,12 +44,19 @@ pub fn is_cluster_scoped(kind: &str) -> bool {
 
 /// Gives namespaced objects without a namespace the `default` namespace, as the kyverno CLI does.
 pub fn default_namespace(mut v: Value) -> Value {
-    let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = v
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if is_cluster_scoped(&kind) {
         return v;
     }
     if let Some(Value::Object(meta)) = v.get_mut("metadata") {
-        let empty = meta.get("namespace").and_then(Value::as_str).is_none_or(str::is_empty);
+        let empty = meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
         if empty {
             meta.insert("namespace".into(), Value::String("default".into()));
         }
@@ -46,7 +75,12 @@ pub struct ResourceKey {
 
 impl ResourceKey {
     pub fn of(v: &Value) -> ResourceKey {
-        let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+        let s = |p: &str| {
+            v.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         ResourceKey {
             api_version: s("/apiVersion"),
             kind: s("/kind"),
@@ -57,7 +91,11 @@ impl ResourceKey {
 
     /// Same group (ignoring the version), kind, namespace and name: the CLI's duplicate rule.
     pub fn same_object(&self, other: &ResourceKey) -> bool {
-        let group = |a: &str| a.rsplit_once('/').map(|(g, _)| g.to_string()).unwrap_or_default();
+        let group = |a: &str| {
+            a.rsplit_once('/')
+                .map(|(g, _)| g.to_string())
+                .unwrap_or_default()
+        };
         group(&self.api_version) == group(&other.api_version)
             && self.kind == other.kind
             && self.namespace == other.namespace
@@ -67,7 +105,11 @@ impl ResourceKey {
 
 impl fmt::Display for ResourceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}/{}", self.api_version, self.kind, self.namespace, self.name)
+        write!(
+            f,
+            "{}/{}/{}/{}",
+            self.api_version, self.kind, self.namespace, self.name
+        )
     }
 }
 
@@ -76,8 +118,10 @@ pub fn tidy(v: &Value) -> Option<Value> {
     match v {
         Value::Null => None,
         Value::Object(m) => {
-            let out: Map<String, Value> =
-                m.iter().filter_map(|(k, v)| tidy(v).map(|v| (k.clone(), v))).collect();
+            let out: Map<String, Value> = m
+                .iter()
+                .filter_map(|(k, v)| tidy(v).map(|v| (k.clone(), v)))
+                .collect();
             (!out.is_empty()).then_some(Value::Object(out))
         }
         Value::Array(a) => {
@@ -92,10 +136,13 @@ pub fn tidy(v: &Value) -> Option<Value> {
 /// CLI does on both sides before comparing.
 pub fn fixup_generate_labels(mut v: Value) -> Value {
     if let Some(Value::Object(meta)) = v.get_mut("metadata") {
-        let labels = meta.entry("labels").or_insert_with(|| Value::Object(Map::new()));
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(l) = labels {
             l.retain(|k, _| !k.starts_with("generate.kyverno.io/"));
-            l.entry("app.kubernetes.io/managed-by").or_insert(Value::String("kyverno".into()));
+            l.entry("app.kubernetes.io/managed-by")
+                .or_insert(Value::String("kyverno".into()));
         }
     }
     v
@@ -105,9 +152,13 @@ pub fn fixup_generate_labels(mut v: Value) -> Value {
 pub fn json_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         _ => a == b,
     }

@@ -108,7 +108,11 @@ pub struct TestResult {
 impl TestResult {
     /// The expected result (`status` is the older spelling).
     pub fn expected(&self) -> &str {
-        if self.result.is_empty() { &self.status } else { &self.result }
+        if self.result.is_empty() {
+            &self.status
+        } else {
+            &self.result
+        }
     }
 }
 
@@ -259,18 +263,52 @@ pub struct UserInfoSpec {
 }
 
 const TEST_FIELDS: [&str; 21] = [
-    "apiVersion", "kind", "metadata", "name", "policies", "resources", "targetResources",
-    "paramResources", "exceptions", "variables", "userinfo", "context", "clusterResources",
-    "jsonPayload", "jsonPayloads", "httpPayloads", "envoyPayloads", "apiCallResponses",
-    "globalContextEntries", "values", "results",
+    "apiVersion",
+    "kind",
+    "metadata",
+    "name",
+    "policies",
+    "resources",
+    "targetResources",
+    "paramResources",
+    "exceptions",
+    "variables",
+    "userinfo",
+    "context",
+    "clusterResources",
+    "jsonPayload",
+    "jsonPayloads",
+    "httpPayloads",
+    "envoyPayloads",
+    "apiCallResponses",
+    "globalContextEntries",
+    "values",
+    "results",
 ];
 
 const RESULT_FIELDS: [&str; 22] = [
-    "policy", "rule", "kind", "resources", "resourceSpecs", "result", "status", "operation",
-    "patchedResources", "generatedResource", "generatedResources", "cloneSourceResource",
-    "failOnMissingResources", "namespace", "isValidatingAdmissionPolicy",
-    "isMutatingAdmissionPolicy", "isValidatingPolicy", "isMutatingPolicy", "isGeneratingPolicy",
-    "isDeletingPolicy", "isImageValidatingPolicy", "resource",
+    "policy",
+    "rule",
+    "kind",
+    "resources",
+    "resourceSpecs",
+    "result",
+    "status",
+    "operation",
+    "patchedResources",
+    "generatedResource",
+    "generatedResources",
+    "cloneSourceResource",
+    "failOnMissingResources",
+    "namespace",
+    "isValidatingAdmissionPolicy",
+    "isMutatingAdmissionPolicy",
+    "isValidatingPolicy",
+    "isMutatingPolicy",
+    "isGeneratingPolicy",
+    "isDeletingPolicy",
+    "isImageValidatingPolicy",
+    "resource",
 ];
 
 fn normalize_keys(v: &mut Value, known: &[&str]) {

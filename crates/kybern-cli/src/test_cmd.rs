@@ -20,7 +20,10 @@ pub struct TestArgs {
     #[arg(short = 'f', long = "file-name", default_value = "kyverno-test.yaml")]
     pub file_name: String,
     /// Filter results: `policy=<p>,rule=<r>,resource=<x>` with wildcards.
-    #[arg(long = "test-case-selector", default_value = "policy=*,rule=*,resource=*")]
+    #[arg(
+        long = "test-case-selector",
+        default_value = "policy=*,rule=*,resource=*"
+    )]
     pub test_case_selector: String,
     /// Add the MESSAGE column.
     #[arg(long = "detailed-results")]
@@ -70,7 +73,11 @@ struct Selector {
 }
 
 fn parse_selector(s: &str) -> Result<Selector> {
-    let mut sel = Selector { policy: "*".into(), rule: "*".into(), resource: "*".into() };
+    let mut sel = Selector {
+        policy: "*".into(),
+        rule: "*".into(),
+        resource: "*".into(),
+    };
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('=') {
             Some(("policy", v)) => sel.policy = v.to_string(),
@@ -89,7 +96,9 @@ fn select(results: &[TestResult], sel: &Selector) -> Vec<TestResult> {
         .filter(|r| r.policy.is_empty() || m(&sel.policy, &r.policy))
         .filter(|r| r.rule.is_empty() || m(&sel.rule, &r.rule))
         .filter(|r| {
-            r.resources.as_ref().is_none_or(|list| list.is_empty() || list.iter().any(|x| m(&sel.resource, x)))
+            r.resources
+                .as_ref()
+                .is_none_or(|list| list.is_empty() || list.iter().any(|x| m(&sel.resource, x)))
         })
         .cloned()
         .map(|mut r| {
@@ -123,7 +132,11 @@ pub fn execute(args: &TestArgs) -> Result<i32> {
         errors.extend(issues.iter().map(|i| (path.clone(), i.message.clone())));
         for d in docs {
             match decode_test(d.value) {
-                Ok(test) => tests.push(LoadedTest { path: path.clone(), index: d.index, test }),
+                Ok(test) => tests.push(LoadedTest {
+                    path: path.clone(),
+                    index: d.index,
+                    test,
+                }),
                 Err(e) => errors.push((path.clone(), e)),
             }
         }
@@ -155,7 +168,11 @@ pub fn execute(args: &TestArgs) -> Result<i32> {
                 "WARNING: test file ({}) uses a deprecated schema that will be removed in 1.13",
                 lt.path.display()
             );
-            bail!("test file {} uses a deprecated schema (document {})", lt.path.display(), lt.index + 1);
+            bail!(
+                "test file {} uses a deprecated schema (document {})",
+                lt.path.display(),
+                lt.index + 1
+            );
         }
         let dir = lt.path.parent().unwrap_or(Path::new("."));
         let rows = run_one(lt, dir, &selected, args)?;
@@ -201,8 +218,18 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-fn run_one(lt: &LoadedTest, dir: &Path, selected: &[TestResult], args: &TestArgs) -> Result<Vec<Row>> {
-    let name = lt.test.metadata.get("name").and_then(|v| v.as_str()).unwrap_or_default();
+fn run_one(
+    lt: &LoadedTest,
+    dir: &Path,
+    selected: &[TestResult],
+    args: &TestArgs,
+) -> Result<Vec<Row>> {
+    let name = lt
+        .test
+        .metadata
+        .get("name")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
     println!("Loading test {name} ( {} ) ...", lt.path.display());
     println!("  Loading values/variables ...");
     if lt.test.userinfo.is_some() {

@@ -24,7 +24,9 @@ fn corpus_dir() -> PathBuf {
 }
 
 fn find_suites(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for p in paths {
@@ -44,7 +46,9 @@ fn run_suite(bin: &Path, file: &Path) -> (bool, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn();
-    let Ok(mut child) = child else { return (false, "could not start kybern".into()) };
+    let Ok(mut child) = child else {
+        return (false, "could not start kybern".into());
+    };
     let start = Instant::now();
     loop {
         match child.try_wait() {
@@ -58,14 +62,24 @@ fn run_suite(bin: &Path, file: &Path) -> (bool, String) {
             Err(e) => return (false, e.to_string()),
         }
     }
-    let Ok(out) = child.wait_with_output() else { return (false, "no output".into()) };
+    let Ok(out) = child.wait_with_output() else {
+        return (false, "no output".into());
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if stderr.contains("panicked") {
         return (false, format!("PANIC: {stderr}"));
     }
-    let summary = stdout.lines().rev().find(|l| l.starts_with("Test Summary:")).unwrap_or("no summary").to_string();
-    (out.status.success() && stdout.contains("Test Summary:"), format!("{summary} {}", stderr.trim()))
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("Test Summary:"))
+        .unwrap_or("no summary")
+        .to_string();
+    (
+        out.status.success() && stdout.contains("Test Summary:"),
+        format!("{summary} {}", stderr.trim()),
+    )
 }
 
 #[test]
@@ -95,32 +109,54 @@ fn conformance_ratchet() {
     let results = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..2 {
-            s.spawn(|| loop {
-                let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
-                let Some(file) = next else { break };
-                let id = file
-                    .parent()
-                    .and_then(|d| d.strip_prefix(&corpus).ok())
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_default();
-                let (ok, detail) = run_suite(&bin, &file);
-                results.lock().unwrap().push((id, ok, detail));
+            s.spawn(|| {
+                loop {
+                    let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
+                    let Some(file) = next else { break };
+                    let id = file
+                        .parent()
+                        .and_then(|d| d.strip_prefix(&corpus).ok())
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default();
+                    let (ok, detail) = run_suite(&bin, &file);
+                    results.lock().unwrap().push((id, ok, detail));
+                }
             });
         }
     });
     let mut results = results.into_inner().unwrap();
     results.sort();
-    let passing: BTreeSet<String> = results.iter().filter(|r| r.1).map(|r| r.0.clone()).collect();
-    let regressions: Vec<&(String, bool, String)> = results.iter().filter(|r| !r.1 && listed.contains(&r.0)).collect();
-    let missing: Vec<&String> = listed.iter().filter(|l| !results.iter().any(|r| &r.0 == *l)).collect();
+    let passing: BTreeSet<String> = results
+        .iter()
+        .filter(|r| r.1)
+        .map(|r| r.0.clone())
+        .collect();
+    let regressions: Vec<&(String, bool, String)> = results
+        .iter()
+        .filter(|r| !r.1 && listed.contains(&r.0))
+        .collect();
+    let missing: Vec<&String> = listed
+        .iter()
+        .filter(|l| !results.iter().any(|r| &r.0 == *l))
+        .collect();
     let new: Vec<&String> = passing.iter().filter(|p| !listed.contains(*p)).collect();
-    let panics: Vec<&(String, bool, String)> = results.iter().filter(|r| r.2.starts_with("PANIC")).collect();
-    println!("conformance: {} of {} suites pass ({} listed in passing.txt)", passing.len(), results.len(), listed.len());
+    let panics: Vec<&(String, bool, String)> = results
+        .iter()
+        .filter(|r| r.2.starts_with("PANIC"))
+        .collect();
+    println!(
+        "conformance: {} of {} suites pass ({} listed in passing.txt)",
+        passing.len(),
+        results.len(),
+        listed.len()
+    );
     for n in &new {
         println!("  newly passing: {n}");
     }
     if std::env::var_os("KYBERN_UPDATE_PASSING").is_some() {
-        let mut text = String::from("# Kyverno conformance suites that kybern passes (ratchet: only grows).\n");
+        let mut text = String::from(
+            "# Kyverno conformance suites that kybern passes (ratchet: only grows).\n",
+        );
         for p in listed.union(&passing) {
             text.push_str(p);
             text.push('\n');
@@ -134,7 +170,14 @@ fn conformance_ratchet() {
     for p in &panics {
         println!("  PANIC: {} ({})", p.0, p.2);
     }
-    assert!(missing.is_empty(), "listed suites missing from the corpus: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "listed suites missing from the corpus: {missing:?}"
+    );
     assert!(panics.is_empty(), "{} suites panicked", panics.len());
-    assert!(regressions.is_empty(), "{} listed suites no longer pass", regressions.len());
+    assert!(
+        regressions.is_empty(),
+        "{} listed suites no longer pass",
+        regressions.len()
+    );
 }

@@ -17,7 +17,10 @@ pub fn load_entries(
     opts: SubstituteOptions,
 ) -> Result<(), String> {
     for entry in entries {
-        let name = entry.get("name").and_then(Value::as_str).unwrap_or_default();
+        let name = entry
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if preset.contains_key(name) {
             continue;
         }
@@ -28,7 +31,12 @@ pub fn load_entries(
     Ok(())
 }
 
-fn subst_str(v: Option<&Value>, ctx: &Value, opts: SubstituteOptions, path: &str) -> Result<String, String> {
+fn subst_str(
+    v: Option<&Value>,
+    ctx: &Value,
+    opts: SubstituteOptions,
+    path: &str,
+) -> Result<String, String> {
     match v {
         None => Ok(String::new()),
         Some(v) => variables::substitute_all(v, ctx, opts, path)
@@ -83,8 +91,9 @@ fn load_entry(
             (None, None) => Ok(Value::Null),
         };
         let value = match (result, default) {
-            (Ok(Value::Null) | Err(_), Some(d)) => variables::substitute_all(d, ctx, opts, &path)
-                .map_err(|e| e.to_string())?,
+            (Ok(Value::Null) | Err(_), Some(d)) => {
+                variables::substitute_all(d, ctx, opts, &path).map_err(|e| e.to_string())?
+            }
             (Ok(v), _) => v,
             (Err(e), None) => return Err(format!("failed to load variable {name}: {e}")),
         };
@@ -97,14 +106,20 @@ fn load_entry(
         let cm_name = subst_str(cm.get("name"), ctx, opts, &path)?;
         let mut ns = subst_str(cm.get("namespace"), ctx, opts, &path)?;
         if ns.is_empty() {
-            ns = if policy_namespace.is_empty() { "default".into() } else { policy_namespace.into() };
+            ns = if policy_namespace.is_empty() {
+                "default".into()
+            } else {
+                policy_namespace.into()
+            };
         }
         return match provider.config_map(&ns, &cm_name) {
             Ok(Some(obj)) => Ok(Some(json!({
                 "data": obj.get("data").cloned().unwrap_or(Value::Object(Map::new())),
                 "metadata": obj.get("metadata").cloned().unwrap_or(Value::Null),
             }))),
-            Ok(None) => Err(format!("failed to load configMap {ns}/{cm_name}: not found")),
+            Ok(None) => Err(format!(
+                "failed to load configMap {ns}/{cm_name}: not found"
+            )),
             Err(ProviderError::Unavailable { .. }) => Ok(None),
             Err(e) => Err(format!("failed to load configMap {ns}/{cm_name}: {e}")),
         };
@@ -119,8 +134,13 @@ fn load_entry(
                 let mut m = Map::new();
                 for item in items {
                     let key = item.get("key").and_then(Value::as_str).unwrap_or_default();
-                    let v = variables::substitute_all(item.get("value").unwrap_or(&Value::Null), ctx, opts, &path)
-                        .map_err(|e| e.to_string())?;
+                    let v = variables::substitute_all(
+                        item.get("value").unwrap_or(&Value::Null),
+                        ctx,
+                        opts,
+                        &path,
+                    )
+                    .map_err(|e| e.to_string())?;
                     m.insert(key.to_string(), v);
                 }
                 Some(Value::Object(m))
@@ -130,7 +150,11 @@ fn load_entry(
         let request = ApiCall {
             url,
             is_service,
-            method: call.get("method").and_then(Value::as_str).unwrap_or("GET").to_string(),
+            method: call
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or("GET")
+                .to_string(),
             body,
         };
         let default = call.get("default");

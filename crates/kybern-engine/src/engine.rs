@@ -196,7 +196,12 @@ impl<'p> Engine<'p> {
                         msg.push_str("; ");
                         msg.push_str(&o.messages.join("; "));
                     }
-                    return Some(RuleResult::new(&rule.name, rule_type, RuleStatus::Skip, msg));
+                    return Some(RuleResult::new(
+                        &rule.name,
+                        rule_type,
+                        RuleStatus::Skip,
+                        msg,
+                    ));
                 }
                 Ok(_) => {}
             }
@@ -289,7 +294,10 @@ fn override_matches(o: &FailureActionOverride, pctx: &PolicyContext) -> bool {
         None => true,
         Some(sel) => {
             let empty = BTreeMap::new();
-            matching::selector_matches(sel, pctx.request.namespace_labels.as_ref().unwrap_or(&empty))
+            matching::selector_matches(
+                sel,
+                pctx.request.namespace_labels.as_ref().unwrap_or(&empty),
+            )
         }
     };
     ns_ok && sel_ok
@@ -297,13 +305,21 @@ fn override_matches(o: &FailureActionOverride, pctx: &PolicyContext) -> bool {
 
 /// Rule overrides, then the rule's action, then the policy's overrides, then the policy's action.
 pub fn effective_action(policy: &Policy, v: &Validation, pctx: &PolicyContext) -> FailureAction {
-    if let Some(o) = v.failure_action_overrides.iter().find(|o| override_matches(o, pctx)) {
+    if let Some(o) = v
+        .failure_action_overrides
+        .iter()
+        .find(|o| override_matches(o, pctx))
+    {
         return o.action;
     }
     if let Some(a) = v.failure_action {
         return a;
     }
-    if let Some(o) = policy.failure_action_overrides.iter().find(|o| override_matches(o, pctx)) {
+    if let Some(o) = policy
+        .failure_action_overrides
+        .iter()
+        .find(|o| override_matches(o, pctx))
+    {
         return o.action;
     }
     policy.validation_failure_action

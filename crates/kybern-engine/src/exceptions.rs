@@ -39,7 +39,10 @@ impl PolicyException {
 
     /// Compiles a `kyverno.io/v2` or `v2beta1` PolicyException document.
     pub fn compile(doc: &Value) -> Result<PolicyException, PolicyLoadError> {
-        let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let api_version = doc
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if doc.get("kind").and_then(Value::as_str) != Some("PolicyException")
             || !api_version.starts_with("kyverno.io/")
         {
@@ -68,7 +71,10 @@ impl PolicyException {
             .flatten()
             .enumerate()
         {
-            let policy = e.get("policyName").and_then(Value::as_str).unwrap_or_default();
+            let policy = e
+                .get("policyName")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if policy.is_empty() {
                 return Err(invalid(
                     &format!("spec.exceptions[{i}].policyName"),
@@ -78,13 +84,21 @@ impl PolicyException {
             let rules = e
                 .get("ruleNames")
                 .and_then(Value::as_array)
-                .map(|r| r.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .map(|r| {
+                    r.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default();
             exceptions.push((policy.to_string(), rules));
         }
         let match_resources: MatchResources = match spec.get("match") {
             Some(m) => serde_path_to_error::deserialize(m).map_err(|e| {
-                invalid(&format!("spec.match.{}", e.path()), e.into_inner().to_string())
+                invalid(
+                    &format!("spec.match.{}", e.path()),
+                    e.into_inner().to_string(),
+                )
             })?,
             None => return Err(invalid("spec.match", "match is required")),
         };
@@ -109,9 +123,9 @@ impl PolicyException {
 
     /// Does this exception name the policy and rule?
     pub fn covers(&self, policy_key: &str, rule: &str) -> bool {
-        self.exceptions.iter().any(|(p, rules)| {
-            p == policy_key && rules.iter().any(|r| wildcard::matches(r, rule))
-        })
+        self.exceptions
+            .iter()
+            .any(|(p, rules)| p == policy_key && rules.iter().any(|r| wildcard::matches(r, rule)))
     }
 
     /// Does the exception's `match` select the request?

@@ -89,7 +89,11 @@ impl ImageInfo {
 pub fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
     match kind {
         "Pod" => Some("/spec"),
-        "Deployment" | "DaemonSet" | "StatefulSet" | "ReplicaSet" | "ReplicationController"
+        "Deployment"
+        | "DaemonSet"
+        | "StatefulSet"
+        | "ReplicaSet"
+        | "ReplicationController"
         | "Job" => Some("/spec/template/spec"),
         "CronJob" => Some("/spec/jobTemplate/spec/template/spec"),
         _ => None,

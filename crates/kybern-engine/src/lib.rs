@@ -5,7 +5,12 @@
 //! the pattern language, validation, auto-generated rules, Pod Security Standards and exceptions.
 //! It must not touch the file system, the network, a clock-driven runtime or global loggers:
 //! everything from outside the request comes through [`context::ContextProvider`].
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 pub mod autogen;
 pub mod conditions;

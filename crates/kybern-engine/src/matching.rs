@@ -101,7 +101,11 @@ fn user_matches(f: &ResourceFilter, s: &MatchSubject) -> bool {
     if !f.roles.is_empty() && !f.roles.iter().any(|r| req.roles.contains(r)) {
         return false;
     }
-    if !f.cluster_roles.is_empty() && !f.cluster_roles.iter().any(|r| req.cluster_roles.contains(r))
+    if !f.cluster_roles.is_empty()
+        && !f
+            .cluster_roles
+            .iter()
+            .any(|r| req.cluster_roles.contains(r))
     {
         return false;
     }
@@ -115,10 +119,7 @@ fn subject_matches(sub: &Subject, req: &AdmissionRequest) -> bool {
     let user = &req.user_info;
     match sub.kind.as_str() {
         "User" => wildcard::matches(&sub.name, &user.username),
-        "Group" => user
-            .groups
-            .iter()
-            .any(|g| wildcard::matches(&sub.name, g)),
+        "Group" => user.groups.iter().any(|g| wildcard::matches(&sub.name, g)),
         "ServiceAccount" => {
             let ns = sub.namespace.as_deref().unwrap_or_default();
             wildcard::matches(
@@ -131,7 +132,12 @@ fn subject_matches(sub: &Subject, req: &AdmissionRequest) -> bool {
 }
 
 fn description_matches(d: &ResourceDescription, s: &MatchSubject) -> bool {
-    if !d.kinds.is_empty() && !d.kinds.iter().any(|k| kind_matches(k, &s.gvk, &s.request.subresource)) {
+    if !d.kinds.is_empty()
+        && !d
+            .kinds
+            .iter()
+            .any(|k| kind_matches(k, &s.gvk, &s.request.subresource))
+    {
         return false;
     }
     if !d.operations.is_empty()
@@ -231,20 +237,54 @@ fn parse_kind(selector: &str) -> KindSelector<'_> {
         None => parts.push(last),
     }
     match parts.as_slice() {
-        [kind] => KindSelector { group: "*", version: "*", kind, subresource: None },
-        ["*", "*"] => KindSelector { group: "*", version: "*", kind: "*", subresource: Some("*") },
-        [first, second] if is_version(first) => {
-            KindSelector { group: "*", version: first, kind: second, subresource: None }
-        }
-        [kind, sub] => KindSelector { group: "*", version: "*", kind, subresource: Some(sub) },
-        [first, kind, sub] if is_version(first) => {
-            KindSelector { group: "*", version: first, kind, subresource: Some(sub) }
-        }
-        [group, version, kind] => KindSelector { group, version, kind, subresource: None },
-        [group, version, kind, sub, ..] => {
-            KindSelector { group, version, kind, subresource: Some(sub) }
-        }
-        [] => KindSelector { group: "", version: "", kind: "", subresource: None },
+        [kind] => KindSelector {
+            group: "*",
+            version: "*",
+            kind,
+            subresource: None,
+        },
+        ["*", "*"] => KindSelector {
+            group: "*",
+            version: "*",
+            kind: "*",
+            subresource: Some("*"),
+        },
+        [first, second] if is_version(first) => KindSelector {
+            group: "*",
+            version: first,
+            kind: second,
+            subresource: None,
+        },
+        [kind, sub] => KindSelector {
+            group: "*",
+            version: "*",
+            kind,
+            subresource: Some(sub),
+        },
+        [first, kind, sub] if is_version(first) => KindSelector {
+            group: "*",
+            version: first,
+            kind,
+            subresource: Some(sub),
+        },
+        [group, version, kind] => KindSelector {
+            group,
+            version,
+            kind,
+            subresource: None,
+        },
+        [group, version, kind, sub, ..] => KindSelector {
+            group,
+            version,
+            kind,
+            subresource: Some(sub),
+        },
+        [] => KindSelector {
+            group: "",
+            version: "",
+            kind: "",
+            subresource: None,
+        },
     }
 }
 
@@ -258,7 +298,9 @@ pub fn kind_matches(selector: &str, gvk: &Gvk, subresource: &str) -> bool {
         return false;
     }
     match k.subresource {
-        None => subresource.is_empty() || (gvk.kind == "Pod" && subresource == "ephemeralcontainers"),
+        None => {
+            subresource.is_empty() || (gvk.kind == "Pod" && subresource == "ephemeralcontainers")
+        }
         Some(sub) => wildcard::matches(sub, subresource),
     }
 }
@@ -294,7 +336,11 @@ mod tests {
     use super::*;
 
     fn gvk(g: &str, v: &str, k: &str) -> Gvk {
-        Gvk { group: g.into(), version: v.into(), kind: k.into() }
+        Gvk {
+            group: g.into(),
+            version: v.into(),
+            kind: k.into(),
+        }
     }
 
     #[test]

@@ -6,8 +6,8 @@ mod matching_types;
 
 pub use load::{PolicyLoadError, PolicyLoadErrorKind, compile_policy};
 pub use matching_types::{
-    LabelSelector, LabelSelectorRequirement, MatchResources, ResourceDescription,
-    ResourceFilter, Subject,
+    LabelSelector, LabelSelectorRequirement, MatchResources, ResourceDescription, ResourceFilter,
+    Subject,
 };
 
 use crate::pod_security::PodSecurity;
@@ -100,7 +100,10 @@ pub struct Rule {
 pub enum RuleBody {
     Validate(Box<Validation>),
     /// A rule kind this engine cannot evaluate yet; evaluating it gives a rule `error` naming the field.
-    Unsupported { field: String, rule_type: crate::response::RuleType },
+    Unsupported {
+        field: String,
+        rule_type: crate::response::RuleType,
+    },
 }
 
 /// A `validate` rule.

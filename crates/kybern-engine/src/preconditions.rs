@@ -92,24 +92,33 @@ fn evaluate_one(
     path: &str,
 ) -> Result<(bool, Option<String>), String> {
     let null = Value::Null;
-    let key = variables::substitute_all(c.get("key").unwrap_or(&null), ctx, opts, &format!("{path}/key"))
-        .map_err(|e| format!("failed to substitute variables in condition key: {e}"))?;
-    let value =
-        variables::substitute_all(c.get("value").unwrap_or(&null), ctx, opts, &format!("{path}/value"))
-            .map_err(|e| format!("failed to substitute variables in condition value: {e}"))?;
-    let operator = c.get("operator").and_then(Value::as_str).unwrap_or_default();
+    let key = variables::substitute_all(
+        c.get("key").unwrap_or(&null),
+        ctx,
+        opts,
+        &format!("{path}/key"),
+    )
+    .map_err(|e| format!("failed to substitute variables in condition key: {e}"))?;
+    let value = variables::substitute_all(
+        c.get("value").unwrap_or(&null),
+        ctx,
+        opts,
+        &format!("{path}/value"),
+    )
+    .map_err(|e| format!("failed to substitute variables in condition value: {e}"))?;
+    let operator = c
+        .get("operator")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let held = conditions::evaluate(operator, &key, &value).map_err(|e| e.to_string())?;
     let message = if held {
         None
     } else {
-        match c.get("message") {
-            Some(m) => Some(
-                variables::substitute_all(m, ctx, opts, &format!("{path}/message"))
-                    .map(|v| variables::to_text(&v))
-                    .unwrap_or_else(|_| variables::to_text(m)),
-            ),
-            None => None,
-        }
+        c.get("message").map(|m| {
+            variables::substitute_all(m, ctx, opts, &format!("{path}/message"))
+                .map(|v| variables::to_text(&v))
+                .unwrap_or_else(|_| variables::to_text(m))
+        })
     };
     Ok((held, message))
 }

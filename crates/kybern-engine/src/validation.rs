@@ -87,22 +87,39 @@ fn message(input: &CheckInput, ctx: &Value) -> Result<Option<String>, String> {
 }
 
 fn with_period(s: &str) -> String {
-    if s.ends_with('.') { s.to_string() } else { format!("{s}.") }
+    if s.ends_with('.') {
+        s.to_string()
+    } else {
+        format!("{s}.")
+    }
 }
 
-fn pattern_failure(input: &CheckInput, msg: Option<&str>, rule_ref: &str, err: &PatternError) -> String {
+fn pattern_failure(
+    input: &CheckInput,
+    msg: Option<&str>,
+    rule_ref: &str,
+    err: &PatternError,
+) -> String {
     match msg {
         Some(m) if !m.is_empty() => format!(
             "validation error: {} rule {rule_ref} failed at path {}",
             with_period(m),
             err.path
         ),
-        _ => format!("validation error: rule {rule_ref} failed at path {}", err.path),
+        _ => format!(
+            "validation error: rule {rule_ref} failed at path {}",
+            err.path
+        ),
     }
     .replace("{rule}", input.rule_name)
 }
 
-fn substitute_pattern(p: &Value, ctx: &Value, opts: SubstituteOptions, path: &str) -> Result<Value, String> {
+fn substitute_pattern(
+    p: &Value,
+    ctx: &Value,
+    opts: SubstituteOptions,
+    path: &str,
+) -> Result<Value, String> {
     let resolved = if p.to_string().contains("$(") {
         pattern::resolve_references(p).map_err(|e| e.message)?
     } else {
@@ -127,8 +144,16 @@ fn check_resource(
     let msg = msg.as_deref().or(foreach_msg);
     match check {
         ValidationCheck::Deny(conditions) => {
-            match preconditions::evaluate_block(conditions, scope.ctx, input.opts, "validate/deny/conditions") {
-                Err(e) => Some((RuleStatus::Error, format!("failed to check deny conditions: {e}"))),
+            match preconditions::evaluate_block(
+                conditions,
+                scope.ctx,
+                input.opts,
+                "validate/deny/conditions",
+            ) {
+                Err(e) => Some((
+                    RuleStatus::Error,
+                    format!("failed to check deny conditions: {e}"),
+                )),
                 Ok(outcome) if outcome.met => {
                     let text = match msg {
                         Some(m) if !m.is_empty() => m.to_string(),
@@ -136,7 +161,10 @@ fn check_resource(
                     };
                     Some((RuleStatus::Fail, text))
                 }
-                Ok(_) => Some((RuleStatus::Pass, format!("validation rule '{}' passed.", input.rule_name))),
+                Ok(_) => Some((
+                    RuleStatus::Pass,
+                    format!("validation rule '{}' passed.", input.rule_name),
+                )),
             }
         }
         ValidationCheck::Pattern(p) => {
@@ -148,10 +176,16 @@ fn check_resource(
                 Err(e) => return Some((RuleStatus::Error, e)),
             };
             match pattern::validate(scope.resource, &pat) {
-                Ok(()) => Some((RuleStatus::Pass, format!("validation rule '{}' passed.", input.rule_name))),
+                Ok(()) => Some((
+                    RuleStatus::Pass,
+                    format!("validation rule '{}' passed.", input.rule_name),
+                )),
                 Err(e) if e.kind == PatternErrorKind::Skip => Some((RuleStatus::Skip, e.message)),
                 Err(e) if e.path.is_empty() => Some((RuleStatus::Error, e.message)),
-                Err(e) => Some((RuleStatus::Fail, pattern_failure(input, msg, input.rule_name, &e))),
+                Err(e) => Some((
+                    RuleStatus::Fail,
+                    pattern_failure(input, msg, input.rule_name, &e),
+                )),
             }
         }
         ValidationCheck::AnyPattern(list) => {
@@ -161,7 +195,12 @@ fn check_resource(
             let mut failures = Vec::new();
             let mut skips = Vec::new();
             for (i, p) in list.iter().enumerate() {
-                let pat = match substitute_pattern(p, scope.ctx, input.opts, &format!("validate/anyPattern/{i}")) {
+                let pat = match substitute_pattern(
+                    p,
+                    scope.ctx,
+                    input.opts,
+                    &format!("validate/anyPattern/{i}"),
+                ) {
                     Ok(p) => p,
                     Err(e) => return Some((RuleStatus::Error, e)),
                 };
@@ -169,18 +208,28 @@ fn check_resource(
                     Ok(()) => {
                         return Some((
                             RuleStatus::Pass,
-                            format!("validation rule '{}' anyPattern[{i}] passed.", input.rule_name),
+                            format!(
+                                "validation rule '{}' anyPattern[{i}] passed.",
+                                input.rule_name
+                            ),
                         ));
                     }
                     Err(e) if e.kind == PatternErrorKind::Skip => skips.push(e.message),
-                    Err(e) => failures.push(format!("rule {}[{i}] failed at path {}", input.rule_name, e.path)),
+                    Err(e) => failures.push(format!(
+                        "rule {}[{i}] failed at path {}",
+                        input.rule_name, e.path
+                    )),
                 }
             }
             if failures.is_empty() {
                 return Some((RuleStatus::Skip, skips.join(" ")));
             }
             let text = match msg {
-                Some(m) if !m.is_empty() => format!("validation error: {} {}", with_period(m), failures.join(" ")),
+                Some(m) if !m.is_empty() => format!(
+                    "validation error: {} {}",
+                    with_period(m),
+                    failures.join(" ")
+                ),
                 _ => format!("validation error: {}", failures.join(" ")),
             };
             Some((RuleStatus::Fail, text))
@@ -199,7 +248,9 @@ fn element_check(entry: &Value) -> Option<ValidationCheck> {
         return Some(ValidationCheck::AnyPattern(list.clone()));
     }
     if let Some(d) = present("deny") {
-        return Some(ValidationCheck::Deny(d.get("conditions").cloned().unwrap_or(Value::Null)));
+        return Some(ValidationCheck::Deny(
+            d.get("conditions").cloned().unwrap_or(Value::Null),
+        ));
     }
     if let Some(list) = present("foreach").and_then(Value::as_array) {
         return Some(ValidationCheck::Foreach(list.clone()));
@@ -214,19 +265,40 @@ fn foreach(input: &CheckInput, list: &[Value], scope: &Scope, msg: Option<&str>)
     let mut applied = 0usize;
     for entry in list {
         let Some(check) = element_check(entry) else {
-            return Some((RuleStatus::Error, "foreach needs pattern, anyPattern, deny or foreach".into()));
+            return Some((
+                RuleStatus::Error,
+                "foreach needs pattern, anyPattern, deny or foreach".into(),
+            ));
         };
-        let expr = entry.get("list").and_then(Value::as_str).unwrap_or_default();
-        let expr = match variables::substitute_string(expr, scope.ctx, input.opts, "validate/foreach/list") {
+        let expr = entry
+            .get("list")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let expr = match variables::substitute_string(
+            expr,
+            scope.ctx,
+            input.opts,
+            "validate/foreach/list",
+        ) {
             Ok(v) => variables::to_text(&v),
-            Err(e) => return Some((RuleStatus::Error, format!("failed to substitute foreach list: {e}"))),
+            Err(e) => {
+                return Some((
+                    RuleStatus::Error,
+                    format!("failed to substitute foreach list: {e}"),
+                ));
+            }
         };
         let elements = match variables::evaluate(&expr, scope.ctx, input.opts) {
             Ok(Value::Array(items)) => items,
             Ok(Value::Null) => continue,
             Ok(other) => vec![other],
             Err(crate::jmespath::JmespathError::NotFound { .. }) => continue,
-            Err(e) => return Some((RuleStatus::Error, format!("failed to evaluate list {expr}: {e}"))),
+            Err(e) => {
+                return Some((
+                    RuleStatus::Error,
+                    format!("failed to evaluate list {expr}: {e}"),
+                ));
+            }
         };
         for (index, element) in elements.iter().enumerate() {
             if element.is_null() {
@@ -235,8 +307,16 @@ fn foreach(input: &CheckInput, list: &[Value], scope: &Scope, msg: Option<&str>)
             let mut ctx = scope.ctx.clone();
             variables::set_path(&mut ctx, "element", element.clone());
             variables::set_path(&mut ctx, "elementIndex", Value::from(index));
-            variables::set_path(&mut ctx, &format!("element{}", scope.depth), element.clone());
-            variables::set_path(&mut ctx, &format!("elementIndex{}", scope.depth), Value::from(index));
+            variables::set_path(
+                &mut ctx,
+                &format!("element{}", scope.depth),
+                element.clone(),
+            );
+            variables::set_path(
+                &mut ctx,
+                &format!("elementIndex{}", scope.depth),
+                Value::from(index),
+            );
             for (name, values) in input.foreach_values {
                 if let Some(v) = values.as_array().and_then(|a| a.get(index)) {
                     variables::set_path(&mut ctx, name, v.clone());
@@ -252,10 +332,18 @@ fn foreach(input: &CheckInput, list: &[Value], scope: &Scope, msg: Option<&str>)
                     input.opts,
                 )
             {
-                return Some((RuleStatus::Error, format!("failed to load foreach context: {e}")));
+                return Some((
+                    RuleStatus::Error,
+                    format!("failed to load foreach context: {e}"),
+                ));
             }
             if let Some(pre) = entry.get("preconditions").filter(|p| !p.is_null()) {
-                match preconditions::evaluate_block(pre, &ctx, input.opts, "validate/foreach/preconditions") {
+                match preconditions::evaluate_block(
+                    pre,
+                    &ctx,
+                    input.opts,
+                    "validate/foreach/preconditions",
+                ) {
                     Ok(o) if o.met => {}
                     _ => continue,
                 }
@@ -267,11 +355,17 @@ fn foreach(input: &CheckInput, list: &[Value], scope: &Scope, msg: Option<&str>)
             if element_scope && !element.is_object() {
                 return Some((
                     RuleStatus::Error,
-                    format!("failed to evaluate foreach: elementScope is set but element {index} is not an object"),
+                    format!(
+                        "failed to evaluate foreach: elementScope is set but element {index} is not an object"
+                    ),
                 ));
             }
             let inner = Scope {
-                resource: if element_scope { element } else { scope.resource },
+                resource: if element_scope {
+                    element
+                } else {
+                    scope.resource
+                },
                 ctx: &ctx,
                 depth: scope.depth + 1,
             };
@@ -294,5 +388,8 @@ fn foreach(input: &CheckInput, list: &[Value], scope: &Scope, msg: Option<&str>)
     if applied == 0 {
         return Some((RuleStatus::Skip, "rule skipped".into())).filter(|_| scope.depth > 0);
     }
-    Some((RuleStatus::Pass, format!("validation rule '{}' passed.", input.rule_name)))
+    Some((
+        RuleStatus::Pass,
+        format!("validation rule '{}' passed.", input.rule_name),
+    ))
 }

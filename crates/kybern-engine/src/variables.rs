@@ -178,9 +178,7 @@ pub fn substitute_string(
         for caps in re.captures_iter(&current) {
             let Some(var) = caps.get(2) else { continue };
             let raw = var.as_str();
-            let inner = raw
-                .get(2..raw.len().saturating_sub(2))
-                .unwrap_or_default();
+            let inner = raw.get(2..raw.len().saturating_sub(2)).unwrap_or_default();
             let (shallow, inner) = match inner.strip_prefix('-') {
                 Some(rest) => (true, rest),
                 None => (false, inner),

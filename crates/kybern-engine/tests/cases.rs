@@ -30,7 +30,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn case_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -57,7 +60,11 @@ fn run_case(case: &Value) -> Result<(), String> {
     let exceptions: Vec<PolicyException> = case
         .get("exceptions")
         .and_then(Value::as_array)
-        .map(|a| a.iter().map(|e| PolicyException::compile(e).unwrap()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|e| PolicyException::compile(e).unwrap())
+                .collect()
+        })
         .unwrap_or_default();
     let operation = case
         .get("operation")
@@ -67,7 +74,10 @@ fn run_case(case: &Value) -> Result<(), String> {
     let resource = case["resource"].clone();
     let (object, old_object) = match operation {
         Operation::Delete => (Value::Null, resource),
-        _ => (resource, case.get("oldResource").cloned().unwrap_or(Value::Null)),
+        _ => (
+            resource,
+            case.get("oldResource").cloned().unwrap_or(Value::Null),
+        ),
     };
     let strings = |k: &str| -> Vec<String> {
         case.get(k)
@@ -88,14 +98,25 @@ fn run_case(case: &Value) -> Result<(), String> {
         namespace_labels: case
             .get("namespaceLabels")
             .map(|l| serde_json::from_value(l.clone()).unwrap()),
-        variables: case.get("variables").and_then(Value::as_object).cloned().unwrap_or_default(),
+        variables: case
+            .get("variables")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
         no_user_info: case.get("userInfo").is_none(),
         ..AdmissionRequest::default()
     };
     let pctx = PolicyContext::new(&request);
-    let response = Engine::new(&NoProvider).validate(&policy, &pctx, &exceptions, &Default::default());
-    let want = case["expect"].as_array().ok_or("a case needs expect or loadError")?;
-    let got: Vec<String> = response.rules.iter().map(|r| format!("{}={} ({})", r.name, r.status.as_str(), r.message)).collect();
+    let response =
+        Engine::new(&NoProvider).validate(&policy, &pctx, &exceptions, &Default::default());
+    let want = case["expect"]
+        .as_array()
+        .ok_or("a case needs expect or loadError")?;
+    let got: Vec<String> = response
+        .rules
+        .iter()
+        .map(|r| format!("{}={} ({})", r.name, r.status.as_str(), r.message))
+        .collect();
     if want.len() != response.rules.len() {
         return Err(format!("want {} results, got {got:#?}", want.len()));
     }
@@ -108,7 +129,10 @@ fn run_case(case: &Value) -> Result<(), String> {
         if let Some(m) = w.get("message").and_then(Value::as_str)
             && !r.message.contains(m)
         {
-            return Err(format!("want message containing {m:?}, got {:?}", r.message));
+            return Err(format!(
+                "want message containing {m:?}, got {:?}",
+                r.message
+            ));
         }
     }
     Ok(())
@@ -122,9 +146,13 @@ fn behaviour_cases() {
     case_files(&root, &mut files);
     let mut failures = Vec::new();
     let mut count = 0;
-    for file in files.iter().filter(|f| f.display().to_string().contains(&filter)) {
+    for file in files
+        .iter()
+        .filter(|f| f.display().to_string().contains(&filter))
+    {
         let text = std::fs::read_to_string(file).unwrap();
-        let docs = kybern_engine::yaml::parse_all(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let docs = kybern_engine::yaml::parse_all(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for (i, case) in docs.iter().enumerate() {
             count += 1;
             let name = case.get("name").and_then(Value::as_str).unwrap_or("?");
@@ -135,5 +163,10 @@ fn behaviour_cases() {
     }
     println!("{count} behaviour cases run");
     assert!(count > 0 || !filter.is_empty(), "no behaviour cases found");
-    assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -82,13 +82,20 @@ fn rule_selected(t: &TestResult, rule: &RuleResult) -> bool {
 
 /// Compares the patched resource with the expected file: `None` when the file has no such object
 /// (the CLI then drops the row unless `failOnMissingResources`).
-fn compare_patched(dir: &Path, file: &str, actual: &serde_json::Value) -> Result<Option<bool>, String> {
+fn compare_patched(
+    dir: &Path,
+    file: &str,
+    actual: &serde_json::Value,
+) -> Result<Option<bool>, String> {
     let (docs, issues) = files::read_documents(&dir.join(file));
     if let Some(i) = issues.first() {
         return Err(i.to_string());
     }
     let key = ResourceKey::of(actual);
-    let expected = docs.into_iter().map(|d| default_namespace(d.value)).find(|v| ResourceKey::of(v) == key);
+    let expected = docs
+        .into_iter()
+        .map(|d| default_namespace(d.value))
+        .find(|v| ResourceKey::of(v) == key);
     Ok(expected.map(|e| resources_equal(actual, &e)))
 }
 
@@ -114,12 +121,19 @@ pub fn rows_for(t: &TestResult, run: &TestRun, dir: &Path) -> Vec<Row> {
         return rows;
     }
     for key in keys_for(t, trigger) {
-        let responses = trigger.iter().filter(|(k, _)| *k == key).flat_map(|(_, r)| r);
+        let responses = trigger
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .flat_map(|(_, r)| r);
         let mut resource_rows = 0usize;
         let mut resource_skipped = false;
         for resp in responses.filter(|r| r.policy_name == policy_name) {
             for rule in resp.rules.iter().filter(|r| rule_selected(t, r)) {
-                let actual_obj = if rule.rule_type == RuleType::Mutation { &resp.patched_resource } else { &resp.resource };
+                let actual_obj = if rule.rule_type == RuleType::Mutation {
+                    &resp.patched_resource
+                } else {
+                    &resp.resource
+                };
                 if let Some(file) = &t.patched_resources {
                     match compare_patched(dir, file, actual_obj) {
                         Ok(None) if !t.fail_on_missing_resources => {
@@ -134,7 +148,14 @@ pub fn rows_for(t: &TestResult, run: &TestRun, dir: &Path) -> Vec<Row> {
                             continue;
                         }
                         Ok(None) | Err(_) => {
-                            rows.push(row(t, &rule.name, &key, Outcome::Fail, "Resource error", "patched resource not found"));
+                            rows.push(row(
+                                t,
+                                &rule.name,
+                                &key,
+                                Outcome::Fail,
+                                "Resource error",
+                                "patched resource not found",
+                            ));
                             resource_rows += 1;
                             continue;
                         }
@@ -144,7 +165,14 @@ pub fn rows_for(t: &TestResult, run: &TestRun, dir: &Path) -> Vec<Row> {
                 let mut r = if got == t.expected() {
                     row(t, &rule.name, &key, Outcome::Pass, "Ok", &rule.message)
                 } else {
-                    row(t, &rule.name, &key, Outcome::Fail, &format!("Want {}, got {got}", t.expected()), &rule.message)
+                    row(
+                        t,
+                        &rule.name,
+                        &key,
+                        Outcome::Fail,
+                        &format!("Want {}, got {got}", t.expected()),
+                        &rule.message,
+                    )
                 };
                 r.counts_as_skip = t.expected() == "skip";
                 rows.push(r);
@@ -170,7 +198,14 @@ pub fn rows_for(t: &TestResult, run: &TestRun, dir: &Path) -> Vec<Row> {
     rows
 }
 
-fn row(t: &TestResult, rule: &str, key: &ResourceKey, outcome: Outcome, reason: &str, message: &str) -> Row {
+fn row(
+    t: &TestResult,
+    rule: &str,
+    key: &ResourceKey,
+    outcome: Outcome,
+    reason: &str,
+    message: &str,
+) -> Row {
     Row {
         policy: t.policy.clone(),
         rule: rule.to_string(),

@@ -6,8 +6,8 @@ use crate::policy_set::PolicySet;
 use crate::provider::{FileProvider, MockResponse};
 use crate::resources::{ResourceKey, default_namespace};
 
-use crate::spec::{Test, UserInfoSpec, ValuesSpec};
 use crate::evaluation::{Inputs, ResponseMap, evaluate};
+use crate::spec::{Test, UserInfoSpec, ValuesSpec};
 use kybern_engine::request::Operation;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -32,9 +32,18 @@ fn read_one_doc<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Resu
     if let Some(i) = issues.first() {
         return Err(format!("failed to load {what}: {i}"));
     }
-    let doc = docs.into_iter().next().ok_or_else(|| format!("{what} file {} is empty", path.display()))?;
-    serde_path_to_error::deserialize(doc.value)
-        .map_err(|e| format!("failed to decode {what} {} at {}: {}", path.display(), e.path(), e.inner()))
+    let doc = docs
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{what} file {} is empty", path.display()))?;
+    serde_path_to_error::deserialize(doc.value).map_err(|e| {
+        format!(
+            "failed to decode {what} {} at {}: {}",
+            path.display(),
+            e.path(),
+            e.inner()
+        )
+    })
 }
 
 fn issue_text(i: &Issue) -> String {
@@ -50,7 +59,9 @@ fn load_values(test: &Test, dir: &Path) -> Result<ValuesSpec, String> {
         Some(f) => {
             let v: ValuesSpec = read_one_doc(&dir.join(f), "values")?;
             if v.api_version.is_empty() || v.kind.is_empty() {
-                return Err(format!("values file {f} uses a deprecated schema (missing apiVersion or kind)"));
+                return Err(format!(
+                    "values file {f} uses a deprecated schema (missing apiVersion or kind)"
+                ));
             }
             Ok(v)
         }
@@ -58,15 +69,29 @@ fn load_values(test: &Test, dir: &Path) -> Result<ValuesSpec, String> {
     }
 }
 
-fn build_provider(test: &Test, dir: &Path, values: &ValuesSpec, notes: &mut Vec<String>) -> FileProvider {
+fn build_provider(
+    test: &Test,
+    dir: &Path,
+    values: &ValuesSpec,
+    notes: &mut Vec<String>,
+) -> FileProvider {
     let mut provider = FileProvider::default();
     if !test.cluster_resources.is_empty() {
         let (docs, issues) = files::read_paths(&join_all(dir, &test.cluster_resources));
         notes.extend(issues.iter().map(issue_text));
-        provider.cluster = Some(files::expand_lists(docs).into_iter().map(|d| default_namespace(d.value)).collect());
+        provider.cluster = Some(
+            files::expand_lists(docs)
+                .into_iter()
+                .map(|d| default_namespace(d.value))
+                .collect(),
+        );
     }
     for r in &test.api_call_responses {
-        let url = r.url.clone().or_else(|| r.url_path.clone()).unwrap_or_default();
+        let url = r
+            .url
+            .clone()
+            .or_else(|| r.url_path.clone())
+            .unwrap_or_default();
         provider.api_responses.push(MockResponse {
             url,
             method: r.method.clone().unwrap_or_default(),
@@ -86,13 +111,17 @@ fn build_provider(test: &Test, dir: &Path, values: &ValuesSpec, notes: &mut Vec<
             }
         };
         if let Some(fp) = g.field_path.as_deref().filter(|f| !f.is_empty()) {
-            data = kybern_engine::variables::compiled(fp).and_then(|e| e.search(&data)).unwrap_or(Value::Null);
+            data = kybern_engine::variables::compiled(fp)
+                .and_then(|e| e.search(&data))
+                .unwrap_or(Value::Null);
         }
         if !g.projections.is_empty() {
             let mut projected = Map::new();
             projected.insert("".into(), data.clone());
             for p in &g.projections {
-                let v = kybern_engine::variables::compiled(&p.path).and_then(|e| e.search(&data)).unwrap_or(Value::Null);
+                let v = kybern_engine::variables::compiled(&p.path)
+                    .and_then(|e| e.search(&data))
+                    .unwrap_or(Value::Null);
                 projected.insert(p.name.clone(), v);
             }
             data = Value::Object(projected);
@@ -117,7 +146,10 @@ fn load_resources(test: &Test, dir: &Path, notes: &mut Vec<String>) -> Vec<Docum
         for mut d in files::expand_lists(docs) {
             d.value = default_namespace(d.value);
             let key = ResourceKey::of(&d.value);
-            if out.iter().any(|o| ResourceKey::of(&o.value).same_object(&key)) {
+            if out
+                .iter()
+                .any(|o| ResourceKey::of(&o.value).same_object(&key))
+            {
                 notes.push(format!("warning: found duplicated resource {key}"));
                 continue;
             }
@@ -130,7 +162,10 @@ fn load_resources(test: &Test, dir: &Path, notes: &mut Vec<String>) -> Vec<Docum
 /// Loads a test's inputs and evaluates them. `Err` aborts the whole run, as the kyverno CLI does.
 pub fn run_test(test: &Test, dir: &Path) -> Result<TestRun, String> {
     let unsupported = [
-        ("jsonPayloads", !test.json_payloads.is_empty() || test.json_payload.is_some()),
+        (
+            "jsonPayloads",
+            !test.json_payloads.is_empty() || test.json_payload.is_some(),
+        ),
         ("httpPayloads", !test.http_payloads.is_empty()),
         ("envoyPayloads", !test.envoy_payloads.is_empty()),
         ("targetResources", !test.target_resources.is_empty()),
@@ -138,7 +173,9 @@ pub fn run_test(test: &Test, dir: &Path) -> Result<TestRun, String> {
         ("context", test.context.is_some()),
     ];
     if let Some((field, _)) = unsupported.iter().find(|(_, used)| *used) {
-        return Err(format!("the test uses {field}, which kybern does not support yet"));
+        return Err(format!(
+            "the test uses {field}, which kybern does not support yet"
+        ));
     }
     let mut notes = Vec::new();
     let values = load_values(test, dir)?;
@@ -146,7 +183,9 @@ pub fn run_test(test: &Test, dir: &Path) -> Result<TestRun, String> {
         Some(f) => {
             let u: UserInfoSpec = read_one_doc(&dir.join(f), "user info")?;
             if u.api_version.is_empty() || u.kind.is_empty() {
-                return Err(format!("user info file {f} uses a deprecated schema (missing apiVersion or kind)"));
+                return Err(format!(
+                    "user info file {f} uses a deprecated schema (missing apiVersion or kind)"
+                ));
             }
             Some(u)
         }
@@ -164,7 +203,12 @@ pub fn run_test(test: &Test, dir: &Path) -> Result<TestRun, String> {
     notes.extend(set.issues.iter().map(issue_text));
     let provider = build_provider(test, dir, &values, &mut notes);
     let resources = load_resources(test, dir, &mut notes);
-    let inputs = Inputs { values: &values, user: user.as_ref(), provider: &provider, set: &set };
+    let inputs = Inputs {
+        values: &values,
+        user: user.as_ref(),
+        provider: &provider,
+        set: &set,
+    };
     let trigger = evaluate(&inputs, &resources, None);
     let mut by_operation = BTreeMap::new();
     for r in &test.results {
@@ -175,5 +219,11 @@ pub fn run_test(test: &Test, dir: &Path) -> Result<TestRun, String> {
             by_operation.insert(op.clone(), evaluate(&inputs, &resources, Some(parsed)));
         }
     }
-    Ok(TestRun { trigger, by_operation, resource_count: resources.len(), policy_set: set, notes })
+    Ok(TestRun {
+        trigger,
+        by_operation,
+        resource_count: resources.len(),
+        policy_set: set,
+        notes,
+    })
 }

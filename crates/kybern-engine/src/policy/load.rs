@@ -130,7 +130,10 @@ pub fn compile_policy(doc: &Value) -> Result<Policy, PolicyLoadError> {
         return Err(PolicyLoadError {
             kind: PolicyLoadErrorKind::UnknownKind,
             path: "apiVersion".into(),
-            message: format!("unsupported apiVersion {api_version:?} for {}", kind.as_str()),
+            message: format!(
+                "unsupported apiVersion {api_version:?} for {}",
+                kind.as_str()
+            ),
         });
     }
     let metadata = doc.get("metadata").cloned().unwrap_or(Value::Null);
@@ -378,7 +381,12 @@ pub(crate) fn check_conditions(value: &Value, path: &str) -> Result<(), PolicyLo
             }
         }
         Value::Null => {}
-        _ => return Err(invalid(path, "conditions must be a list or an any/all object")),
+        _ => {
+            return Err(invalid(
+                path,
+                "conditions must be a list or an any/all object",
+            ));
+        }
     }
     for (list_path, items) in lists {
         for (i, c) in items.iter().enumerate() {
@@ -509,7 +517,10 @@ mod tests {
             "validate": {"deny": {"conditions": {"any": [{"key": 1, "operator": "Bigger", "value": 2}]}}}
         }])))
         .unwrap_err();
-        assert_eq!(err.path, "spec.rules[0].validate.deny.conditions.any[0].operator");
+        assert_eq!(
+            err.path,
+            "spec.rules[0].validate.deny.conditions.any[0].operator"
+        );
     }
 
     #[test]
