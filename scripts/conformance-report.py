@@ -51,11 +51,11 @@ def classify(test_file: Path) -> str:
     kinds = set(re.findall(r"^kind:\s*(\w+)", text, re.M))
     if kinds & CEL_KINDS:
         return "cel-kinds"
-    if re.search(r"^\s+verifyImages:", text, re.M) or re.search(r"^\s+manifests:", text, re.M):
+    if re.search(r"^[\s-]+(verifyImages|manifests):", text, re.M):
         return "verify-images-manifests"
-    if re.search(r"^\s+cel:", text, re.M):
+    if re.search(r"^[\s-]+cel:", text, re.M):
         return "validate-cel"
-    if re.search(r"^\s+(mutate|generate):", text, re.M):
+    if re.search(r"^[\s-]+(mutate|generate):", text, re.M):
         return "mutate-generate"
     return "validate"
 

@@ -77,10 +77,11 @@ pub fn evaluate(
                     Value::String(op.as_str().into()),
                 );
             }
-            let (object, old_object) = if op == Operation::Delete {
-                (Value::Null, resource.clone())
-            } else {
-                (resource.clone(), Value::Null)
+            // Offline there is no stored object: an UPDATE compares the resource with itself.
+            let (object, old_object) = match op {
+                Operation::Delete => (Value::Null, resource.clone()),
+                Operation::Update => (resource.clone(), resource.clone()),
+                _ => (resource.clone(), Value::Null),
             };
             let request = AdmissionRequest {
                 operation: op,

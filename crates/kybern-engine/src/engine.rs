@@ -100,7 +100,15 @@ impl<'p> Engine<'p> {
             return response;
         }
         for rule in &policy.rules {
-            let values = rule_values.get(&rule.name);
+            // Values given for a Pod rule also apply to the rules generated from it.
+            let base = rule
+                .name
+                .strip_prefix("autogen-cronjob-")
+                .or_else(|| rule.name.strip_prefix("autogen-"))
+                .unwrap_or(&rule.name);
+            let values = rule_values
+                .get(&rule.name)
+                .or_else(|| rule_values.get(base));
             let Some(result) = self.evaluate_rule(policy, rule, pctx, exceptions, values) else {
                 continue;
             };
@@ -275,10 +283,15 @@ impl<'p> Engine<'p> {
         exceptions: &[PolicyException],
         values: Option<&RuleValues>,
     ) -> bool {
+        let mut variables = request.variables.clone();
+        if variables.contains_key("request.operation") {
+            variables.insert("request.operation".into(), Value::String("CREATE".into()));
+        }
         let old = AdmissionRequest {
             operation: Operation::Create,
             object: request.old_object.clone(),
             old_object: Value::Null,
+            variables,
             ..request.clone()
         };
         let pctx = PolicyContext::new(&old);

@@ -66,7 +66,7 @@ pub fn run(input: &CheckInput) -> CheckOutcome {
                 ctx: input.ctx,
                 depth: 0,
             };
-            check_resource(input, check, &scope, None)
+            check_resource(input, check, &scope)
         }
     }
 }
@@ -77,13 +77,15 @@ struct Scope<'a> {
     depth: usize,
 }
 
-fn message(input: &CheckInput, ctx: &Value) -> Result<Option<String>, String> {
-    match &input.validation.message {
-        None => Ok(None),
-        Some(m) => variables::substitute_string(m, ctx, input.opts, "validate/message")
-            .map(|v| Some(variables::to_text(&v)))
-            .map_err(|e| format!("failed to substitute variables in message: {e}")),
-    }
+/// The rule message with variables substituted; computed only for failures, as Kyverno does, and
+/// kept as written when a variable cannot be resolved.
+fn message(input: &CheckInput, ctx: &Value) -> Option<String> {
+    let m = input.validation.message.as_ref()?;
+    Some(
+        variables::substitute_string(m, ctx, input.opts, "validate/message")
+            .map(|v| variables::to_text(&v))
+            .unwrap_or_else(|_| m.clone()),
+    )
 }
 
 fn with_period(s: &str) -> String {
@@ -94,24 +96,15 @@ fn with_period(s: &str) -> String {
     }
 }
 
-fn pattern_failure(
-    input: &CheckInput,
-    msg: Option<&str>,
-    rule_ref: &str,
-    err: &PatternError,
-) -> String {
+fn pattern_failure(msg: Option<String>, rule: &str, err: &PatternError) -> String {
     match msg {
         Some(m) if !m.is_empty() => format!(
-            "validation error: {} rule {rule_ref} failed at path {}",
-            with_period(m),
+            "validation error: {} rule {rule} failed at path {}",
+            with_period(&m),
             err.path
         ),
-        _ => format!(
-            "validation error: rule {rule_ref} failed at path {}",
-            err.path
-        ),
+        _ => format!("validation error: rule {rule} failed at path {}", err.path),
     }
-    .replace("{rule}", input.rule_name)
 }
 
 fn substitute_pattern(
@@ -131,17 +124,8 @@ fn substitute_pattern(
 
 /// Evaluates pattern, anyPattern, deny or a foreach list against the scope.
 /// `element_check`: the check of a foreach entry (its own pattern/anyPattern/deny/foreach fields).
-fn check_resource(
-    input: &CheckInput,
-    check: &ValidationCheck,
-    scope: &Scope,
-    foreach_msg: Option<&str>,
-) -> CheckOutcome {
-    let msg = match message(input, scope.ctx) {
-        Ok(m) => m,
-        Err(e) => return Some((RuleStatus::Error, e)),
-    };
-    let msg = msg.as_deref().or(foreach_msg);
+fn check_resource(input: &CheckInput, check: &ValidationCheck, scope: &Scope) -> CheckOutcome {
+    let msg = || message(input, scope.ctx);
     match check {
         ValidationCheck::Deny(conditions) => {
             match preconditions::evaluate_block(
@@ -155,10 +139,13 @@ fn check_resource(
                     format!("failed to check deny conditions: {e}"),
                 )),
                 Ok(outcome) if outcome.met => {
-                    let text = match msg {
-                        Some(m) if !m.is_empty() => m.to_string(),
+                    let mut text = match msg() {
+                        Some(m) if !m.is_empty() => m,
                         _ => format!("validation error: rule {} failed", input.rule_name),
                     };
+                    if !outcome.messages.is_empty() {
+                        text = format!("{text}; {}", outcome.messages.join("; "));
+                    }
                     Some((RuleStatus::Fail, text))
                 }
                 Ok(_) => Some((
@@ -184,7 +171,7 @@ fn check_resource(
                 Err(e) if e.path.is_empty() => Some((RuleStatus::Error, e.message)),
                 Err(e) => Some((
                     RuleStatus::Fail,
-                    pattern_failure(input, msg, input.rule_name, &e),
+                    pattern_failure(msg(), input.rule_name, &e),
                 )),
             }
         }
@@ -224,17 +211,17 @@ fn check_resource(
             if failures.is_empty() {
                 return Some((RuleStatus::Skip, skips.join(" ")));
             }
-            let text = match msg {
+            let text = match msg() {
                 Some(m) if !m.is_empty() => format!(
                     "validation error: {} {}",
-                    with_period(m),
+                    with_period(&m),
                     failures.join(" ")
                 ),
                 _ => format!("validation error: {}", failures.join(" ")),
             };
             Some((RuleStatus::Fail, text))
         }
-        ValidationCheck::Foreach(list) => foreach(input, list, scope, msg),
+        ValidationCheck::Foreach(list) => foreach(input, list, scope),
         ValidationCheck::PodSecurity(_) | ValidationCheck::Unsupported(_) => run(input),
     }
 }
@@ -258,7 +245,7 @@ fn element_check(entry: &Value) -> Option<ValidationCheck> {
     None
 }
 
-fn foreach(input: &CheckInput, list: &[Value], scope: &Scope, msg: Option<&str>) -> CheckOutcome {
+fn foreach(input: &CheckInput, list: &[Value], scope: &Scope) -> CheckOutcome {
     if scope.depth >= MAX_FOREACH_DEPTH {
         return Some((RuleStatus::Error, "foreach nesting is too deep".into()));
     }
@@ -369,7 +356,7 @@ fn foreach(input: &CheckInput, list: &[Value], scope: &Scope, msg: Option<&str>)
                 ctx: &ctx,
                 depth: scope.depth + 1,
             };
-            let outcome = check_resource(input, &check, &inner, msg);
+            let outcome = check_resource(input, &check, &inner);
             match outcome {
                 None => {}
                 Some((RuleStatus::Pass, _)) => applied += 1,

@@ -226,22 +226,37 @@ pub fn substitute_string(
     Err(VariableError::TooDeep(MAX_PASSES, path.to_string()))
 }
 
-/// Sets `value` at a dotted path (`request.operation`, `foo.bar`), creating objects on the way.
+/// Splits a dotted path into keys; `"quoted.keys"` keep their dots.
+fn path_segments(dotted: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in dotted.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '.' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// Sets `value` at a dotted path (`request.operation`, `a."b.c"`), creating objects on the way.
 pub fn set_path(ctx: &mut Value, dotted: &str, value: Value) {
+    let segments = path_segments(dotted);
     let mut cur = ctx;
-    let mut parts = dotted.split('.').peekable();
-    while let Some(part) = parts.next() {
+    let last = segments.len().saturating_sub(1);
+    for (i, part) in segments.into_iter().enumerate() {
         if !cur.is_object() {
             *cur = Value::Object(Map::new());
         }
         let Value::Object(map) = cur else { return };
-        if parts.peek().is_none() {
-            map.insert(part.to_string(), value);
+        if i == last {
+            map.insert(part, value);
             return;
         }
-        cur = map
-            .entry(part.to_string())
-            .or_insert_with(|| Value::Object(Map::new()));
+        cur = map.entry(part).or_insert_with(|| Value::Object(Map::new()));
     }
 }
 
@@ -255,6 +270,13 @@ mod tests {
         assert!(has_variables("a {{ b }}"));
         assert!(!has_variables("a \\{{ b }}"));
         assert!(!has_variables("plain"));
+    }
+
+    #[test]
+    fn set_path_keeps_quoted_dots() {
+        let mut ctx = json!({"a": {"x": 1}});
+        set_path(&mut ctx, "a.\"b.c/d\"", json!("v"));
+        assert_eq!(ctx, json!({"a": {"x": 1, "b.c/d": "v"}}));
     }
 
     #[test]

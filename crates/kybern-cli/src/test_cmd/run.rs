@@ -79,12 +79,17 @@ fn build_provider(
     if !test.cluster_resources.is_empty() {
         let (docs, issues) = files::read_paths(&join_all(dir, &test.cluster_resources));
         notes.extend(issues.iter().map(issue_text));
-        provider.cluster = Some(
-            files::expand_lists(docs)
-                .into_iter()
-                .map(|d| default_namespace(d.value))
-                .collect(),
-        );
+        let mut objects = Vec::new();
+        for d in files::expand_lists(docs) {
+            // A `ClusterResource` document carries its objects under spec.resources.
+            if d.value.get("kind").and_then(Value::as_str) == Some("ClusterResource") {
+                let items = d.value.pointer("/spec/resources").and_then(Value::as_array);
+                objects.extend(items.into_iter().flatten().cloned().map(default_namespace));
+            } else {
+                objects.push(default_namespace(d.value));
+            }
+        }
+        provider.cluster = Some(objects);
     }
     for r in &test.api_call_responses {
         let url = r
