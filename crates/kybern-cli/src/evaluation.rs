@@ -9,7 +9,7 @@ use crate::spec::{UserInfoSpec, ValuesSpec};
 use kybern_engine::engine::{Engine, PolicyContext, RuleValues};
 use kybern_engine::request::{AdmissionRequest, Gvk, Operation};
 use kybern_engine::response::EngineResponse;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// Responses by resource, in resource order.
@@ -23,6 +23,83 @@ pub struct Inputs<'a> {
     pub set: &'a PolicySet,
 }
 
+/// Per-policy values for one resource: variables (global, then resource-specific) and rule values.
+/// `None` when the values file says nothing specific about this policy.
+fn policy_values(
+    values: &ValuesSpec,
+    policy: &str,
+    resource_name: &str,
+) -> Option<(Map<String, Value>, BTreeMap<String, RuleValues>)> {
+    let mut found = false;
+    let mut variables = values.global_values.clone();
+    let mut rule_values = BTreeMap::new();
+    for pv in values.policies.iter().filter(|p| p.name == policy) {
+        found = true;
+        for rv in pv.resources.iter().filter(|r| r.name == resource_name) {
+            variables.extend(rv.values.clone());
+        }
+        for rule in &pv.rules {
+            rule_values.insert(
+                rule.name.clone(),
+                RuleValues {
+                    values: rule.values.clone(),
+                    foreach_values: rule.foreach_values.clone(),
+                },
+            );
+        }
+    }
+    found.then_some((variables, rule_values))
+}
+
+fn build_request(
+    inputs: &Inputs,
+    resource: &Value,
+    mut variables: Map<String, Value>,
+    forced_op: Option<Operation>,
+) -> AdmissionRequest {
+    let op = forced_op.unwrap_or_else(|| {
+        variables
+            .get("request.operation")
+            .and_then(Value::as_str)
+            .and_then(Operation::parse)
+            .unwrap_or(Operation::Create)
+    });
+    if forced_op.is_some() {
+        variables.insert(
+            "request.operation".into(),
+            Value::String(op.as_str().into()),
+        );
+    }
+    // Offline there is no stored object: an UPDATE compares the resource with itself.
+    let (object, old_object) = match op {
+        Operation::Delete => (Value::Null, resource.clone()),
+        Operation::Update => (resource.clone(), resource.clone()),
+        _ => (resource.clone(), Value::Null),
+    };
+    let namespace = resource
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (kind_override, subresource) = subresource_of(inputs.values, resource);
+    AdmissionRequest {
+        operation: op,
+        object,
+        old_object,
+        user_info: inputs.user.map(|u| u.user_info.clone()).unwrap_or_default(),
+        roles: inputs.user.map(|u| u.roles.clone()).unwrap_or_default(),
+        cluster_roles: inputs
+            .user
+            .map(|u| u.cluster_roles.clone())
+            .unwrap_or_default(),
+        namespace_labels: inputs.provider.namespace_labels.get(namespace).cloned(),
+        subresource,
+        kind_override,
+        dry_run: false,
+        variables,
+        no_user_info: inputs.user.is_none(),
+    }
+}
+
 /// Evaluates every policy on every resource; `forced_op` overrides the operation from values.
 pub fn evaluate(
     inputs: &Inputs,
@@ -30,6 +107,7 @@ pub fn evaluate(
     forced_op: Option<Operation>,
 ) -> ResponseMap {
     let engine = Engine::new(inputs.provider);
+    let no_rule_values = BTreeMap::new();
     let mut out = Vec::with_capacity(resources.len());
     for doc in resources {
         let resource = &doc.value;
@@ -37,77 +115,25 @@ pub fn evaluate(
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let namespace = resource
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        // Policies without values of their own share one prepared request.
+        let shared_request = build_request(
+            inputs,
+            resource,
+            inputs.values.global_values.clone(),
+            forced_op,
+        );
+        let shared = PolicyContext::new(&shared_request);
         let mut responses = Vec::with_capacity(inputs.set.policies.len());
         for policy in &inputs.set.policies {
-            let mut variables = inputs.values.global_values.clone();
-            let mut rule_values: BTreeMap<String, RuleValues> = BTreeMap::new();
-            for pv in inputs
-                .values
-                .policies
-                .iter()
-                .filter(|p| p.name == policy.name)
-            {
-                for rv in pv.resources.iter().filter(|r| r.name == name) {
-                    variables.extend(rv.values.clone());
+            let response = match policy_values(inputs.values, &policy.name, name) {
+                Some((variables, rule_values)) => {
+                    let request = build_request(inputs, resource, variables, forced_op);
+                    let pctx = PolicyContext::new(&request);
+                    engine.validate(policy, &pctx, &inputs.set.exceptions, &rule_values)
                 }
-                for rule in &pv.rules {
-                    rule_values.insert(
-                        rule.name.clone(),
-                        RuleValues {
-                            values: rule.values.clone(),
-                            foreach_values: rule.foreach_values.clone(),
-                        },
-                    );
-                }
-            }
-            let op = forced_op.unwrap_or_else(|| {
-                variables
-                    .get("request.operation")
-                    .and_then(Value::as_str)
-                    .and_then(Operation::parse)
-                    .unwrap_or(Operation::Create)
-            });
-            if forced_op.is_some() {
-                variables.insert(
-                    "request.operation".into(),
-                    Value::String(op.as_str().into()),
-                );
-            }
-            // Offline there is no stored object: an UPDATE compares the resource with itself.
-            let (object, old_object) = match op {
-                Operation::Delete => (Value::Null, resource.clone()),
-                Operation::Update => (resource.clone(), resource.clone()),
-                _ => (resource.clone(), Value::Null),
+                None => engine.validate(policy, &shared, &inputs.set.exceptions, &no_rule_values),
             };
-            let request = AdmissionRequest {
-                operation: op,
-                object,
-                old_object,
-                user_info: inputs.user.map(|u| u.user_info.clone()).unwrap_or_default(),
-                roles: inputs.user.map(|u| u.roles.clone()).unwrap_or_default(),
-                cluster_roles: inputs
-                    .user
-                    .map(|u| u.cluster_roles.clone())
-                    .unwrap_or_default(),
-                namespace_labels: inputs.provider.namespace_labels.get(namespace).cloned(),
-                subresource: String::new(),
-                kind_override: None,
-                dry_run: false,
-                variables,
-                no_user_info: inputs.user.is_none(),
-            };
-            let (kind_override, subresource) = subresource_of(inputs.values, resource);
-            let request = AdmissionRequest {
-                kind_override,
-                subresource,
-                ..request
-            };
-            let pctx = PolicyContext::new(&request);
-            responses.push(engine.validate(policy, &pctx, &inputs.set.exceptions, &rule_values));
+            responses.push(response);
         }
         out.push((ResourceKey::of(resource), responses));
     }

@@ -2,6 +2,7 @@
 //! globalReference, imageRegistry), through the [`ContextProvider`].
 
 use crate::context::{ApiCall, ContextProvider, ProviderError};
+use crate::json_context::JsonContext;
 use crate::variables::{self, SubstituteOptions};
 use serde_json::{Map, Value, json};
 
@@ -10,7 +11,7 @@ use serde_json::{Map, Value, json};
 /// not loaded again: the supplied value wins.
 pub fn load_entries(
     entries: &[Value],
-    ctx: &mut Value,
+    ctx: &mut JsonContext,
     provider: &dyn ContextProvider,
     policy_namespace: &str,
     preset: &Map<String, Value>,
@@ -25,7 +26,7 @@ pub fn load_entries(
             continue;
         }
         if let Some(value) = load_entry(entry, name, ctx, provider, policy_namespace, opts)? {
-            variables::set_path(ctx, name, value);
+            ctx.set(name, &value);
         }
     }
     Ok(())
@@ -33,7 +34,7 @@ pub fn load_entries(
 
 fn subst_str(
     v: Option<&Value>,
-    ctx: &Value,
+    ctx: &JsonContext,
     opts: SubstituteOptions,
     path: &str,
 ) -> Result<String, String> {
@@ -48,7 +49,7 @@ fn subst_str(
 fn apply_jmespath(
     value: Value,
     jmes: Option<&Value>,
-    ctx: &Value,
+    ctx: &JsonContext,
     opts: SubstituteOptions,
     path: &str,
 ) -> Result<Value, String> {
@@ -66,7 +67,7 @@ fn apply_jmespath(
 fn load_entry(
     entry: &Value,
     name: &str,
-    ctx: &Value,
+    ctx: &JsonContext,
     provider: &dyn ContextProvider,
     policy_namespace: &str,
     opts: SubstituteOptions,

@@ -4,6 +4,7 @@
 use crate::context::ContextProvider;
 use crate::context_loader;
 use crate::exceptions::PolicyException;
+use crate::json_context::JsonContext;
 use crate::matching::{self, MatchSubject};
 use crate::policy::{FailureActionOverride, Policy, Rule, RuleBody, Validation, ValidationCheck};
 use crate::preconditions;
@@ -13,9 +14,8 @@ use crate::validation::{self, CheckInput};
 use crate::variables::{SubstituteOptions, value_has_variables};
 use crate::wildcard;
 use serde_json::{Map, Value};
-use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Values a caller supplies per rule (e.g. a `kyverno test` values file).
 #[derive(Debug, Clone, Default)]
@@ -28,7 +28,9 @@ pub struct RuleValues {
 pub struct PolicyContext<'a> {
     pub request: &'a AdmissionRequest,
     subject: MatchSubject<'a>,
-    base: OnceLock<Value>,
+    base: OnceLock<JsonContext>,
+    /// The resource rules look at, shared by every response.
+    resource: Arc<Value>,
 }
 
 impl<'a> PolicyContext<'a> {
@@ -37,11 +39,12 @@ impl<'a> PolicyContext<'a> {
             request,
             subject: MatchSubject::new(request),
             base: OnceLock::new(),
+            resource: Arc::new(request.resource().clone()),
         }
     }
 
     /// The JSON context, built on first use: many rules never need it.
-    fn base(&self) -> &Value {
+    fn base(&self) -> &JsonContext {
         self.base.get_or_init(|| self.request.base_context())
     }
 }
@@ -58,8 +61,8 @@ fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
         || match &rule.body {
             RuleBody::Validate(v) => {
                 let check_reads = match &v.check {
-                    ValidationCheck::Pattern(p) => value_has_variables(p),
-                    ValidationCheck::AnyPattern(ps) => ps.iter().any(value_has_variables),
+                    ValidationCheck::Pattern(p) => p.has_variables,
+                    ValidationCheck::AnyPattern(ps) => ps.iter().any(|p| p.has_variables),
                     ValidationCheck::PodSecurity(_) | ValidationCheck::Unsupported(_) => false,
                     ValidationCheck::Deny(_) | ValidationCheck::Foreach(_) => true,
                 };
@@ -83,16 +86,14 @@ impl<'p> Engine<'p> {
         exceptions: &[PolicyException],
         rule_values: &BTreeMap<String, RuleValues>,
     ) -> EngineResponse {
-        let request = pctx.request;
-        let resource = request.resource();
         let mut response = EngineResponse {
             policy_name: policy.name.clone(),
             policy_namespace: policy.namespace.clone(),
             policy_kind: policy.kind.as_str().to_string(),
             unscored: policy.unscored(),
             rules: Vec::new(),
-            resource: resource.clone(),
-            patched_resource: resource.clone(),
+            resource: pctx.resource.clone(),
+            patched_resource: pctx.resource.clone(),
             failure_actions: Vec::new(),
         };
         // A namespaced policy only sees resources of its own namespace.
@@ -160,10 +161,10 @@ impl<'p> Engine<'p> {
         };
         let empty = Map::new();
         let preset = values.map_or(&empty, |v| &v.values);
-        let ctx: Cow<Value> = if rule_uses_context(rule, values) {
+        let ctx: JsonContext = if rule_uses_context(rule, values) {
             let mut ctx = pctx.base().clone();
             for (k, v) in preset {
-                crate::variables::set_path(&mut ctx, k, v.clone());
+                ctx.set(k, v);
             }
             if let Err(e) = context_loader::load_entries(
                 &rule.context,
@@ -180,13 +181,12 @@ impl<'p> Engine<'p> {
                     format!("failed to load context: {e}"),
                 ));
             }
-            Cow::Owned(ctx)
+            ctx
         } else if exceptions.iter().any(|e| e.conditions.is_some()) {
-            Cow::Borrowed(pctx.base())
+            pctx.base().clone()
         } else {
-            // Nothing in this rule reads variables: skip building the context.
-            static NULL: Value = Value::Null;
-            Cow::Borrowed(&NULL)
+            // Nothing in this rule reads variables: skip building the request context.
+            JsonContext::default()
         };
         if let Some(pre) = &rule.preconditions {
             match preconditions::evaluate_block(pre, &ctx, opts, "preconditions") {

@@ -101,9 +101,13 @@ impl Expression {
     /// missing key as null. A present key whose value is JSON null is not an error, and a key
     /// looked up under a non-object parent yields null.
     pub fn search(&self, data: &Value) -> Result<Value, JmespathError> {
-        let root = to_variable(data);
+        self.search_var(&to_variable(data))
+    }
+
+    /// Evaluates against data already converted to interpreter values (see [`crate::json_context`]).
+    pub fn search_var(&self, root: &Rcvar) -> Result<Value, JmespathError> {
         if self.inner.plain_path {
-            return match walk_path(self.inner.expr.as_ast(), &root) {
+            return match walk_path(self.inner.expr.as_ast(), root) {
                 Ok(v) => Ok(to_json(&v)),
                 Err(key) => Err(JmespathError::NotFound {
                     expr: self.as_str().to_string(),
@@ -113,7 +117,7 @@ impl Expression {
         }
         self.inner
             .expr
-            .search(root)
+            .search(root.clone())
             .map(|v| to_json(&v))
             .map_err(|e| JmespathError::Runtime {
                 expr: self.as_str().to_string(),

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod exceptions;
 pub mod images;
 pub mod jmespath;
+pub mod json_context;
 pub mod matching;
 pub mod pattern;
 pub mod pod_security;

@@ -116,13 +116,56 @@ pub struct Validation {
     pub check: ValidationCheck,
 }
 
+/// A validate pattern, with what it needs at evaluation decided once at load.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pub value: Value,
+    /// Holds `{{ }}` variables: substituted per request.
+    pub has_variables: bool,
+    /// Holds `$(...)` references: resolved per request.
+    pub has_references: bool,
+}
+
+impl Pattern {
+    pub fn new(value: Value) -> Self {
+        Pattern {
+            has_variables: crate::variables::value_has_variables(&value),
+            has_references: value_contains(&value, "$("),
+            value,
+        }
+    }
+}
+
+fn value_contains(v: &Value, needle: &str) -> bool {
+    match v {
+        Value::String(s) => s.contains(needle),
+        Value::Array(a) => a.iter().any(|x| value_contains(x, needle)),
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, x)| k.contains(needle) || value_contains(x, needle)),
+        _ => false,
+    }
+}
+
+/// One `foreach` entry of a validate rule.
+#[derive(Debug, Clone)]
+pub struct ForeachValidation {
+    /// JMESPath (may hold variables) giving the elements.
+    pub list: String,
+    /// `None`: scope the check to the element when it is an object.
+    pub element_scope: Option<bool>,
+    pub context: Vec<Value>,
+    pub preconditions: Option<Value>,
+    pub check: ValidationCheck,
+}
+
 /// The check of a validate rule.
 #[derive(Debug, Clone)]
 pub enum ValidationCheck {
-    Pattern(Value),
-    AnyPattern(Vec<Value>),
+    Pattern(Pattern),
+    AnyPattern(Vec<Pattern>),
     Deny(Value),
-    Foreach(Vec<Value>),
+    Foreach(Vec<ForeachValidation>),
     PodSecurity(PodSecurity),
     /// A validate sub-type this engine cannot evaluate yet (e.g. `cel`, `manifests`).
     Unsupported(String),

@@ -2,6 +2,7 @@
 //! structure, variable substitution of keys and values, and collected messages.
 
 use crate::conditions;
+use crate::json_context::JsonContext;
 use crate::variables::{self, SubstituteOptions};
 use serde_json::Value;
 
@@ -17,7 +18,7 @@ pub struct BlockOutcome {
 /// An empty block holds. Errors (failed substitution, unknown operator) are returned as text.
 pub fn evaluate_block(
     block: &Value,
-    ctx: &Value,
+    ctx: &JsonContext,
     opts: SubstituteOptions,
     path: &str,
 ) -> Result<BlockOutcome, String> {
@@ -66,7 +67,7 @@ pub fn evaluate_block(
 
 fn evaluate_all(
     items: &[Value],
-    ctx: &Value,
+    ctx: &JsonContext,
     opts: SubstituteOptions,
     path: &str,
 ) -> Result<BlockOutcome, String> {
@@ -87,7 +88,7 @@ fn evaluate_all(
 
 fn evaluate_one(
     c: &Value,
-    ctx: &Value,
+    ctx: &JsonContext,
     opts: SubstituteOptions,
     path: &str,
 ) -> Result<(bool, Option<String>), String> {

@@ -3,6 +3,7 @@
 
 use crate::context::Labels;
 use crate::images;
+use crate::json_context::JsonContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -140,7 +141,7 @@ impl AdmissionRequest {
     }
 
     /// The JSON context every rule starts from.
-    pub fn base_context(&self) -> Value {
+    pub fn base_context(&self) -> JsonContext {
         let gvk = self.gvk();
         let resource = self.resource();
         let (sa_namespace, sa_name) = self
@@ -169,14 +170,15 @@ impl AdmissionRequest {
                 Value::String(self.subresource.clone()),
             );
         }
-        let mut ctx = json!({
+        let ctx = json!({
             "request": request,
             "serviceAccountName": sa_name,
             "serviceAccountNamespace": sa_namespace,
             "images": images::extract(resource),
         });
+        let mut ctx = JsonContext::new(&ctx);
         for (k, v) in &self.variables {
-            crate::variables::set_path(&mut ctx, k, v.clone());
+            ctx.set(k, v);
         }
         ctx
     }

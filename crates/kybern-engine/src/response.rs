@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// The outcome of one rule on one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -83,10 +84,10 @@ pub struct EngineResponse {
     /// The policy carries `policies.kyverno.io/scored: "false"`: reports show failures as warnings.
     pub unscored: bool,
     pub rules: Vec<RuleResult>,
-    /// The resource the rules looked at (after the mutations applied before them).
-    pub resource: Value,
-    /// The resource after this policy's mutations (equal to `resource` when nothing changed).
-    pub patched_resource: Value,
+    /// The resource the rules looked at (after the mutations applied before them); shared, not copied.
+    pub resource: Arc<Value>,
+    /// The resource after this policy's mutations (the same allocation as `resource` when nothing changed).
+    pub patched_resource: Arc<Value>,
     /// The effective failure action of each failing rule, by rule name.
     pub failure_actions: Vec<(String, FailureAction)>,
 }

@@ -3,13 +3,15 @@
 
 use crate::context::ContextProvider;
 use crate::context_loader;
+use crate::json_context::JsonContext;
 use crate::pattern::{self, PatternError, PatternErrorKind};
 use crate::pod_security::{self, Exclude};
-use crate::policy::{Validation, ValidationCheck};
+use crate::policy::{ForeachValidation, Pattern, Validation, ValidationCheck};
 use crate::preconditions;
 use crate::response::RuleStatus;
 use crate::variables::{self, SubstituteOptions};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// What a handler needs about the rule being evaluated.
 pub struct CheckInput<'a> {
@@ -17,7 +19,7 @@ pub struct CheckInput<'a> {
     pub validation: &'a Validation,
     /// The resource the rule checks (the old object for DELETE).
     pub resource: &'a Value,
-    pub ctx: &'a Value,
+    pub ctx: &'a JsonContext,
     pub opts: SubstituteOptions,
     pub provider: &'a dyn ContextProvider,
     pub policy_namespace: &'a str,
@@ -30,8 +32,6 @@ pub struct CheckInput<'a> {
 
 /// `None`: the rule produces no result (e.g. a pattern on DELETE, an empty foreach list).
 pub type CheckOutcome = Option<(RuleStatus, String)>;
-
-const MAX_FOREACH_DEPTH: usize = 8;
 
 pub fn run(input: &CheckInput) -> CheckOutcome {
     let v = input.validation;
@@ -73,13 +73,13 @@ pub fn run(input: &CheckInput) -> CheckOutcome {
 
 struct Scope<'a> {
     resource: &'a Value,
-    ctx: &'a Value,
+    ctx: &'a JsonContext,
     depth: usize,
 }
 
 /// The rule message with variables substituted; computed only for failures, as Kyverno does, and
 /// kept as written when a variable cannot be resolved.
-fn message(input: &CheckInput, ctx: &Value) -> Option<String> {
+fn message(input: &CheckInput, ctx: &JsonContext) -> Option<String> {
     let m = input.validation.message.as_ref()?;
     Some(
         variables::substitute_string(m, ctx, input.opts, "validate/message")
@@ -107,23 +107,30 @@ fn pattern_failure(msg: Option<String>, rule: &str, err: &PatternError) -> Strin
     }
 }
 
-fn substitute_pattern(
-    p: &Value,
-    ctx: &Value,
+/// The pattern with references and variables resolved; borrowed when it has neither.
+fn substitute_pattern<'p>(
+    p: &'p Pattern,
+    ctx: &JsonContext,
     opts: SubstituteOptions,
     path: &str,
-) -> Result<Value, String> {
-    let resolved = if p.to_string().contains("$(") {
-        pattern::resolve_references(p).map_err(|e| e.message)?
+) -> Result<Cow<'p, Value>, String> {
+    if !p.has_references && !p.has_variables {
+        return Ok(Cow::Borrowed(&p.value));
+    }
+    let resolved = if p.has_references {
+        Cow::Owned(pattern::resolve_references(&p.value).map_err(|e| e.message)?)
     } else {
-        p.clone()
+        Cow::Borrowed(&p.value)
     };
+    if !p.has_variables {
+        return Ok(resolved);
+    }
     variables::substitute_all(&resolved, ctx, opts, path)
+        .map(Cow::Owned)
         .map_err(|e| format!("variable substitution failed for rule: {e}"))
 }
 
 /// Evaluates pattern, anyPattern, deny or a foreach list against the scope.
-/// `element_check`: the check of a foreach entry (its own pattern/anyPattern/deny/foreach fields).
 fn check_resource(input: &CheckInput, check: &ValidationCheck, scope: &Scope) -> CheckOutcome {
     let msg = || message(input, scope.ctx);
     match check {
@@ -226,43 +233,12 @@ fn check_resource(input: &CheckInput, check: &ValidationCheck, scope: &Scope) ->
     }
 }
 
-fn element_check(entry: &Value) -> Option<ValidationCheck> {
-    let present = |k: &str| entry.get(k).filter(|v| !v.is_null());
-    if let Some(p) = present("pattern") {
-        return Some(ValidationCheck::Pattern(p.clone()));
-    }
-    if let Some(list) = present("anyPattern").and_then(Value::as_array) {
-        return Some(ValidationCheck::AnyPattern(list.clone()));
-    }
-    if let Some(d) = present("deny") {
-        return Some(ValidationCheck::Deny(
-            d.get("conditions").cloned().unwrap_or(Value::Null),
-        ));
-    }
-    if let Some(list) = present("foreach").and_then(Value::as_array) {
-        return Some(ValidationCheck::Foreach(list.clone()));
-    }
-    None
-}
-
-fn foreach(input: &CheckInput, list: &[Value], scope: &Scope) -> CheckOutcome {
-    if scope.depth >= MAX_FOREACH_DEPTH {
-        return Some((RuleStatus::Error, "foreach nesting is too deep".into()));
-    }
+fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> CheckOutcome {
     let mut applied = 0usize;
     for entry in list {
-        let Some(check) = element_check(entry) else {
-            return Some((
-                RuleStatus::Error,
-                "foreach needs pattern, anyPattern, deny or foreach".into(),
-            ));
-        };
-        let expr = entry
-            .get("list")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let check = &entry.check;
         let expr = match variables::substitute_string(
-            expr,
+            &entry.list,
             scope.ctx,
             input.opts,
             "validate/foreach/list",
@@ -292,26 +268,18 @@ fn foreach(input: &CheckInput, list: &[Value], scope: &Scope) -> CheckOutcome {
                 continue;
             }
             let mut ctx = scope.ctx.clone();
-            variables::set_path(&mut ctx, "element", element.clone());
-            variables::set_path(&mut ctx, "elementIndex", Value::from(index));
-            variables::set_path(
-                &mut ctx,
-                &format!("element{}", scope.depth),
-                element.clone(),
-            );
-            variables::set_path(
-                &mut ctx,
-                &format!("elementIndex{}", scope.depth),
-                Value::from(index),
-            );
+            ctx.set("element", element);
+            ctx.set("elementIndex", &Value::from(index));
+            ctx.set(&format!("element{}", scope.depth), element);
+            ctx.set(&format!("elementIndex{}", scope.depth), &Value::from(index));
             for (name, values) in input.foreach_values {
                 if let Some(v) = values.as_array().and_then(|a| a.get(index)) {
-                    variables::set_path(&mut ctx, name, v.clone());
+                    ctx.set(name, v);
                 }
             }
-            if let Some(entries) = entry.get("context").and_then(Value::as_array)
+            if !entry.context.is_empty()
                 && let Err(e) = context_loader::load_entries(
-                    entries,
+                    &entry.context,
                     &mut ctx,
                     input.provider,
                     input.policy_namespace,
@@ -324,7 +292,7 @@ fn foreach(input: &CheckInput, list: &[Value], scope: &Scope) -> CheckOutcome {
                     format!("failed to load foreach context: {e}"),
                 ));
             }
-            if let Some(pre) = entry.get("preconditions").filter(|p| !p.is_null()) {
+            if let Some(pre) = &entry.preconditions {
                 match preconditions::evaluate_block(
                     pre,
                     &ctx,
@@ -335,10 +303,7 @@ fn foreach(input: &CheckInput, list: &[Value], scope: &Scope) -> CheckOutcome {
                     _ => continue,
                 }
             }
-            let element_scope = entry
-                .get("elementScope")
-                .and_then(Value::as_bool)
-                .unwrap_or(element.is_object());
+            let element_scope = entry.element_scope.unwrap_or(element.is_object());
             if element_scope && !element.is_object() {
                 return Some((
                     RuleStatus::Error,
@@ -356,7 +321,7 @@ fn foreach(input: &CheckInput, list: &[Value], scope: &Scope) -> CheckOutcome {
                 ctx: &ctx,
                 depth: scope.depth + 1,
             };
-            let outcome = check_resource(input, &check, &inner);
+            let outcome = check_resource(input, check, &inner);
             match outcome {
                 None => {}
                 Some((RuleStatus::Pass, _)) => applied += 1,

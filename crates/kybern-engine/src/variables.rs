@@ -2,6 +2,7 @@
 //! JMESPath against the JSON context, splicing typed or stringified results, escaping with `\{{`.
 
 use crate::jmespath::{self, Expression, JmespathError};
+use crate::json_context::JsonContext;
 use regex::Regex;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -74,7 +75,11 @@ pub fn value_has_variables(v: &Value) -> bool {
 }
 
 /// Evaluates one JMESPath expression against the context.
-pub fn evaluate(expr: &str, ctx: &Value, opts: SubstituteOptions) -> Result<Value, JmespathError> {
+pub fn evaluate(
+    expr: &str,
+    ctx: &JsonContext,
+    opts: SubstituteOptions,
+) -> Result<Value, JmespathError> {
     let expr = expr.trim();
     let rewritten;
     let expr = if opts.delete && expr.contains("request.object") {
@@ -83,14 +88,14 @@ pub fn evaluate(expr: &str, ctx: &Value, opts: SubstituteOptions) -> Result<Valu
     } else {
         expr
     };
-    compiled(expr)?.search(ctx)
+    ctx.search(&compiled(expr)?)
 }
 
 /// Substitutes every variable in string leaves and keys of `value`.
 /// `path` is the JSON path of `value` in the rule, used in errors and by `{{@}}`.
 pub fn substitute_all(
     value: &Value,
-    ctx: &Value,
+    ctx: &JsonContext,
     opts: SubstituteOptions,
     path: &str,
 ) -> Result<Value, VariableError> {
@@ -102,7 +107,7 @@ pub fn substitute_all(
 
 fn substitute_walk(
     value: &Value,
-    ctx: &Value,
+    ctx: &JsonContext,
     opts: SubstituteOptions,
     path: &str,
 ) -> Result<Value, VariableError> {
@@ -163,7 +168,7 @@ fn at_expression(path: &str) -> String {
 /// Substitutes the variables of one string; a string that is exactly one variable becomes its typed value.
 pub fn substitute_string(
     s: &str,
-    ctx: &Value,
+    ctx: &JsonContext,
     opts: SubstituteOptions,
     path: &str,
 ) -> Result<Value, VariableError> {
@@ -226,40 +231,6 @@ pub fn substitute_string(
     Err(VariableError::TooDeep(MAX_PASSES, path.to_string()))
 }
 
-/// Splits a dotted path into keys; `"quoted.keys"` keep their dots.
-fn path_segments(dotted: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for c in dotted.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            '.' if !quoted => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
-/// Sets `value` at a dotted path (`request.operation`, `a."b.c"`), creating objects on the way.
-pub fn set_path(ctx: &mut Value, dotted: &str, value: Value) {
-    let segments = path_segments(dotted);
-    let mut cur = ctx;
-    let last = segments.len().saturating_sub(1);
-    for (i, part) in segments.into_iter().enumerate() {
-        if !cur.is_object() {
-            *cur = Value::Object(Map::new());
-        }
-        let Value::Object(map) = cur else { return };
-        if i == last {
-            map.insert(part, value);
-            return;
-        }
-        cur = map.entry(part).or_insert_with(|| Value::Object(Map::new()));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,20 +241,6 @@ mod tests {
         assert!(has_variables("a {{ b }}"));
         assert!(!has_variables("a \\{{ b }}"));
         assert!(!has_variables("plain"));
-    }
-
-    #[test]
-    fn set_path_keeps_quoted_dots() {
-        let mut ctx = json!({"a": {"x": 1}});
-        set_path(&mut ctx, "a.\"b.c/d\"", json!("v"));
-        assert_eq!(ctx, json!({"a": {"x": 1, "b.c/d": "v"}}));
-    }
-
-    #[test]
-    fn set_path_nests() {
-        let mut ctx = json!({});
-        set_path(&mut ctx, "request.operation", json!("UPDATE"));
-        assert_eq!(ctx, json!({"request": {"operation": "UPDATE"}}));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! load-time validation. Errors name the field path inside the document.
 
 use super::{
-    FailureActionOverride, LabelSelector, MatchResources, Policy, PolicyKind, Rule, RuleBody,
-    Validation, ValidationCheck,
+    FailureActionOverride, ForeachValidation, LabelSelector, MatchResources, Pattern, Policy,
+    PolicyKind, Rule, RuleBody, Validation, ValidationCheck,
 };
 use crate::pod_security::PodSecurity;
 use crate::response::{FailureAction, RuleType};
@@ -435,7 +435,7 @@ fn compile_validation(v: &Value, path: &str) -> Result<Validation, PolicyLoadErr
         let pattern = v.get("pattern").cloned().unwrap_or(Value::Null);
         crate::pattern::check_syntax(&pattern)
             .map_err(|e| invalid(format!("{path}.pattern"), e.to_string()))?;
-        ValidationCheck::Pattern(pattern)
+        ValidationCheck::Pattern(Pattern::new(pattern))
     } else if present("anyPattern") {
         let Some(list) = v.get("anyPattern").and_then(Value::as_array) else {
             return Err(invalid(format!("{path}.anyPattern"), "must be a list"));
@@ -444,12 +444,13 @@ fn compile_validation(v: &Value, path: &str) -> Result<Validation, PolicyLoadErr
             crate::pattern::check_syntax(p)
                 .map_err(|e| invalid(format!("{path}.anyPattern[{i}]"), e.to_string()))?;
         }
-        ValidationCheck::AnyPattern(list.clone())
+        ValidationCheck::AnyPattern(list.iter().cloned().map(Pattern::new).collect())
     } else if present("foreach") {
-        let Some(list) = v.get("foreach").and_then(Value::as_array) else {
-            return Err(invalid(format!("{path}.foreach"), "must be a list"));
-        };
-        ValidationCheck::Foreach(list.clone())
+        ValidationCheck::Foreach(compile_foreach(
+            v.get("foreach").unwrap_or(&Value::Null),
+            &format!("{path}.foreach"),
+            0,
+        )?)
     } else if present("assert") {
         ValidationCheck::Unsupported(format!("{path}.assert"))
     } else {
@@ -465,6 +466,74 @@ fn compile_validation(v: &Value, path: &str) -> Result<Validation, PolicyLoadErr
         allow_existing_violations,
         check,
     })
+}
+
+const MAX_FOREACH_DEPTH: usize = 8;
+
+fn compile_foreach(
+    v: &Value,
+    path: &str,
+    depth: usize,
+) -> Result<Vec<ForeachValidation>, PolicyLoadError> {
+    if depth >= MAX_FOREACH_DEPTH {
+        return Err(invalid(path, "foreach is nested too deeply"));
+    }
+    let Some(list) = v.as_array() else {
+        return Err(invalid(path, "must be a list"));
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (i, entry) in list.iter().enumerate() {
+        let entry_path = format!("{path}[{i}]");
+        let present = |k: &str| entry.get(k).filter(|x| !x.is_null());
+        let check = if let Some(p) = present("pattern") {
+            crate::pattern::check_syntax(p)
+                .map_err(|e| invalid(format!("{entry_path}.pattern"), e.to_string()))?;
+            ValidationCheck::Pattern(Pattern::new(p.clone()))
+        } else if let Some(list) = present("anyPattern") {
+            let Some(items) = list.as_array() else {
+                return Err(invalid(
+                    format!("{entry_path}.anyPattern"),
+                    "must be a list",
+                ));
+            };
+            ValidationCheck::AnyPattern(items.iter().cloned().map(Pattern::new).collect())
+        } else if let Some(d) = present("deny") {
+            let conditions = d.get("conditions").cloned().unwrap_or(Value::Null);
+            check_conditions(&conditions, &format!("{entry_path}.deny.conditions"))?;
+            ValidationCheck::Deny(conditions)
+        } else if let Some(nested) = present("foreach") {
+            ValidationCheck::Foreach(compile_foreach(
+                nested,
+                &format!("{entry_path}.foreach"),
+                depth + 1,
+            )?)
+        } else {
+            return Err(invalid(
+                entry_path,
+                "foreach needs one of pattern, anyPattern, deny or foreach",
+            ));
+        };
+        let preconditions = present("preconditions").cloned();
+        if let Some(p) = &preconditions {
+            check_conditions(p, &format!("{entry_path}.preconditions"))?;
+        }
+        out.push(ForeachValidation {
+            list: entry
+                .get("list")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            element_scope: entry.get("elementScope").and_then(Value::as_bool),
+            context: entry
+                .get("context")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            preconditions,
+            check,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
