@@ -234,7 +234,6 @@ pub fn substitute_string(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn detects_unescaped_variables_only() {
