@@ -115,9 +115,11 @@ impl Expression {
                 }),
             };
         }
-        self.inner
-            .expr
-            .search(root.clone())
+        // Interpret the shared tree directly: `Expression::search` would first copy the whole
+        // context through serde.
+        let expr = &self.inner.expr;
+        let mut ctx = ::jmespath::Context::new(expr.as_str(), &RUNTIME);
+        ::jmespath::interpret(root, expr.as_ast(), &mut ctx)
             .map(|v| to_json(&v))
             .map_err(|e| JmespathError::Runtime {
                 expr: self.as_str().to_string(),
