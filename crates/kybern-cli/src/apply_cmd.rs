@@ -167,12 +167,8 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
         provider: &provider,
         set: &set,
     };
-    let responses = evaluate(&inputs, &resources, None);
     let rule_count: usize = set.policies.iter().map(|p| p.rules.len()).sum();
-    let counts = count(&responses, args.audit_warn);
-    if args.policy_report {
-        print_report(&responses, args);
-    } else {
+    if !args.policy_report {
         println!(
             "\nApplying {rule_count} policy rule(s) to {} resource(s){}...",
             resources.len(),
@@ -182,10 +178,28 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
                 format!(" with {} exception(s)", set.exceptions.len())
             }
         );
-        if args.table {
-            print_table(&responses, args);
+    }
+    // Evaluate in chunks and keep only what is printed at the end, so memory does not grow with
+    // every rule result of every resource.
+    let mut counts = Counts::default();
+    let mut table_rows = Vec::new();
+    let mut report = Report::default();
+    for chunk in resources.chunks(CHUNK) {
+        let responses = evaluate(&inputs, chunk, None);
+        count(&responses, args.audit_warn, &mut counts);
+        if args.policy_report {
+            report.add(&responses, args.audit_warn);
+        } else if args.table {
+            add_table_rows(&responses, args, &mut table_rows);
         } else {
             print_failures(&responses, args.audit_warn);
+        }
+    }
+    if args.policy_report {
+        print_report(report, args);
+    } else {
+        if args.table {
+            print_table(&table_rows, args);
         }
         println!(
             "\npass: {}, fail: {}, warn: {}, error: {}, skip: {}",
@@ -201,8 +215,9 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn count(responses: &ResponseMap, audit_warn: bool) -> Counts {
-    let mut c = Counts::default();
+const CHUNK: usize = 256;
+
+fn count(responses: &ResponseMap, audit_warn: bool, c: &mut Counts) {
     for (_, resps) in responses {
         for resp in resps {
             for rule in &resp.rules {
@@ -216,7 +231,6 @@ fn count(responses: &ResponseMap, audit_warn: bool) -> Counts {
             }
         }
     }
-    c
 }
 
 fn short_resource(key: &ResourceKey) -> String {
@@ -273,12 +287,7 @@ fn title(s: RuleStatus) -> &'static str {
     }
 }
 
-fn print_table(responses: &ResponseMap, args: &ApplyArgs) {
-    let mut header = vec!["ID", "POLICY", "RULE", "RESOURCE", "RESULT", "REASON"];
-    if args.detailed_results {
-        header.push("MESSAGE");
-    }
-    let mut rows = Vec::new();
+fn add_table_rows(responses: &ResponseMap, args: &ApplyArgs, rows: &mut Vec<Vec<String>>) {
     for (key, resps) in responses {
         for resp in resps {
             for rule in &resp.rules {
@@ -297,43 +306,63 @@ fn print_table(responses: &ResponseMap, args: &ApplyArgs) {
             }
         }
     }
-    println!();
-    print!("{}", table::render(&header, &rows));
 }
 
-fn print_report(responses: &ResponseMap, args: &ApplyArgs) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    // Results of cluster-wide policies go to one ClusterPolicyReport; namespaced ones to a
-    // PolicyReport per namespace.
-    let mut cluster_results = Vec::new();
-    let mut by_namespace: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
-    for (key, resps) in responses {
-        for resp in resps {
-            for rule in &resp.rules {
-                let result = json!({
-                    "policy": if resp.policy_namespace.is_empty() { resp.policy_name.clone() } else { format!("{}/{}", resp.policy_namespace, resp.policy_name) },
-                    "rule": rule.name,
-                    "result": result_of(resp, rule, args.audit_warn).as_str(),
-                    "message": rule.message,
-                    "scored": !resp.unscored,
-                    "source": "kyverno",
-                    "timestamp": {"nanos": 0, "seconds": now},
-                    "resources": [{"apiVersion": key.api_version, "kind": key.kind, "name": key.name, "namespace": key.namespace}],
-                });
-                if resp.policy_namespace.is_empty() {
-                    cluster_results.push(result);
-                } else {
-                    by_namespace
-                        .entry(resp.policy_namespace.clone())
-                        .or_default()
-                        .push(result);
+fn print_table(rows: &[Vec<String>], args: &ApplyArgs) {
+    let mut header = vec!["ID", "POLICY", "RULE", "RESOURCE", "RESULT", "REASON"];
+    if args.detailed_results {
+        header.push("MESSAGE");
+    }
+    println!();
+    print!("{}", table::render(&header, rows));
+}
+
+/// Report results gathered while evaluating: cluster-wide policies go to one
+/// ClusterPolicyReport, namespaced ones to a PolicyReport per namespace.
+#[derive(Default)]
+struct Report {
+    cluster: Vec<Value>,
+    by_namespace: std::collections::BTreeMap<String, Vec<Value>>,
+}
+
+impl Report {
+    fn add(&mut self, responses: &ResponseMap, audit_warn: bool) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        for (key, resps) in responses {
+            for resp in resps {
+                for rule in &resp.rules {
+                    let result = json!({
+                        "policy": if resp.policy_namespace.is_empty() { resp.policy_name.clone() } else { format!("{}/{}", resp.policy_namespace, resp.policy_name) },
+                        "rule": rule.name,
+                        "result": result_of(resp, rule, audit_warn).as_str(),
+                        "message": rule.message,
+                        "scored": !resp.unscored,
+                        "source": "kyverno",
+                        "timestamp": {"nanos": 0, "seconds": now},
+                        "resources": [{"apiVersion": key.api_version, "kind": key.kind, "name": key.name, "namespace": key.namespace}],
+                    });
+                    if resp.policy_namespace.is_empty() {
+                        self.cluster.push(result);
+                    } else {
+                        self.by_namespace
+                            .entry(resp.policy_namespace.clone())
+                            .or_default()
+                            .push(result);
+                    }
                 }
             }
         }
     }
+}
+
+fn print_report(report: Report, args: &ApplyArgs) {
+    let Report {
+        cluster: cluster_results,
+        by_namespace,
+    } = report;
     let summary = |results: &[Value]| {
         let n = |w: &str| results.iter().filter(|r| r["result"] == w).count();
         json!({"pass": n("pass"), "fail": n("fail"), "warn": n("warn"), "error": n("error"), "skip": n("skip")})
