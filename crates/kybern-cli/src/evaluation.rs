@@ -7,8 +7,9 @@ use crate::provider::FileProvider;
 use crate::resources::ResourceKey;
 use crate::spec::{UserInfoSpec, ValuesSpec};
 use kybern_engine::engine::{Engine, PolicyContext, RuleValues};
+use kybern_engine::policy::{Policy, RuleBody};
 use kybern_engine::request::{AdmissionRequest, Gvk, Operation};
-use kybern_engine::response::EngineResponse;
+use kybern_engine::response::{EngineResponse, RuleType};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -21,6 +22,41 @@ pub struct Inputs<'a> {
     pub user: Option<&'a UserInfoSpec>,
     pub provider: &'a FileProvider,
     pub set: &'a PolicySet,
+}
+
+/// The passes over policies, in the kyverno CLI's order; each policy gets a response per pass it
+/// has rules for.
+#[derive(Clone, Copy)]
+enum Phase {
+    Validate,
+    Generate,
+}
+
+impl Phase {
+    fn applies_to(self, p: &Policy) -> bool {
+        match self {
+            Phase::Validate => p.has_rule_of(|b| {
+                !matches!(
+                    b,
+                    RuleBody::Generate(_)
+                        | RuleBody::Unsupported {
+                            rule_type: RuleType::Generation,
+                            ..
+                        }
+                )
+            }),
+            Phase::Generate => p.has_rule_of(|b| {
+                matches!(
+                    b,
+                    RuleBody::Generate(_)
+                        | RuleBody::Unsupported {
+                            rule_type: RuleType::Generation,
+                            ..
+                        }
+                )
+            }),
+        }
+    }
 }
 
 /// Per-policy values for one resource: variables (global, then resource-specific) and rule values.
@@ -124,16 +160,29 @@ pub fn evaluate(
         );
         let shared = PolicyContext::new(&shared_request);
         let mut responses = Vec::with_capacity(inputs.set.policies.len());
-        for policy in &inputs.set.policies {
-            let response = match policy_values(inputs.values, &policy.name, name) {
-                Some((variables, rule_values)) => {
-                    let request = build_request(inputs, resource, variables, forced_op);
-                    let pctx = PolicyContext::new(&request);
-                    engine.validate(policy, &pctx, &inputs.set.exceptions, &rule_values)
+        for phase in [Phase::Validate, Phase::Generate] {
+            for policy in inputs.set.policies.iter().filter(|p| phase.applies_to(p)) {
+                let specific = policy_values(inputs.values, &policy.name, name);
+                let specific_request = specific
+                    .as_ref()
+                    .map(|(vars, _)| build_request(inputs, resource, vars.clone(), forced_op));
+                let specific_pctx = specific_request.as_ref().map(PolicyContext::new);
+                let pctx = specific_pctx.as_ref().unwrap_or(&shared);
+                let rule_values = specific.as_ref().map_or(&no_rule_values, |(_, r)| r);
+                let exceptions = &inputs.set.exceptions;
+                match phase {
+                    Phase::Validate => {
+                        responses.push(engine.validate(policy, pctx, exceptions, rule_values));
+                    }
+                    Phase::Generate => {
+                        // Like the kyverno CLI, a generate pass that produced nothing leaves no response.
+                        let r = engine.generate(policy, pctx, exceptions, rule_values);
+                        if !r.rules.is_empty() {
+                            responses.push(r);
+                        }
+                    }
                 }
-                None => engine.validate(policy, &shared, &inputs.set.exceptions, &no_rule_values),
-            };
-            responses.push(response);
+            }
         }
         out.push((ResourceKey::of(resource), responses));
     }

@@ -23,6 +23,8 @@ pub struct MockResponse {
 pub struct FileProvider {
     /// Objects from `clusterResources`; `None` when the test has none.
     pub cluster: Option<Vec<Value>>,
+    /// Objects generate rules may clone (`cloneSourceResource` files).
+    pub clone_sources: Vec<Value>,
     /// Mocked responses from `apiCallResponses`.
     pub api_responses: Vec<MockResponse>,
     pub global_entries: BTreeMap<String, Value>,
@@ -66,6 +68,19 @@ impl FileProvider {
                 .entry(field(ns, "/metadata/name").to_string())
                 .or_insert(labels);
         }
+    }
+
+    /// Cluster objects and clone sources together.
+    fn objects(&self, what: &str) -> Result<Vec<&Value>, ProviderError> {
+        if self.cluster.is_none() && self.clone_sources.is_empty() {
+            return Err(unavailable(what));
+        }
+        Ok(self
+            .cluster
+            .iter()
+            .flatten()
+            .chain(&self.clone_sources)
+            .collect())
     }
 
     fn cluster(&self, what: &str) -> Result<&Vec<Value>, ProviderError> {
@@ -137,8 +152,8 @@ impl ContextProvider for FileProvider {
         name: &str,
     ) -> Result<Option<Value>, ProviderError> {
         Ok(self
-            .cluster("resource")?
-            .iter()
+            .objects("resource")?
+            .into_iter()
             .find(|o| {
                 field(o, "/apiVersion") == api_version
                     && field(o, "/kind") == kind
@@ -155,8 +170,8 @@ impl ContextProvider for FileProvider {
         namespace: &str,
     ) -> Result<Vec<Value>, ProviderError> {
         Ok(self
-            .cluster("resource list")?
-            .iter()
+            .objects("resource list")?
+            .into_iter()
             .filter(|o| {
                 field(o, "/apiVersion") == api_version
                     && field(o, "/kind") == kind

@@ -4,6 +4,7 @@
 use crate::context::ContextProvider;
 use crate::context_loader;
 use crate::exceptions::PolicyException;
+use crate::generation;
 use crate::json_context::JsonContext;
 use crate::matching::{self, MatchSubject};
 use crate::policy::{FailureActionOverride, Policy, Rule, RuleBody, Validation, ValidationCheck};
@@ -68,8 +69,33 @@ fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
                 };
                 check_reads || v.message.as_deref().is_some_and(|m| m.contains("{{"))
             }
+            RuleBody::Generate(_) => true,
             RuleBody::Unsupported { .. } => false,
         }
+}
+
+/// Which rules a pass over a policy runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// validate rules, and rule kinds this engine reports as unsupported (verifyImages).
+    Validate,
+    Generate,
+}
+
+impl Phase {
+    fn runs(self, body: &RuleBody) -> bool {
+        match (self, body) {
+            (Phase::Validate, RuleBody::Validate(_)) => true,
+            (Phase::Validate, RuleBody::Unsupported { rule_type, .. }) => {
+                *rule_type != RuleType::Generation
+            }
+            (Phase::Generate, RuleBody::Generate(_)) => true,
+            (Phase::Generate, RuleBody::Unsupported { rule_type, .. }) => {
+                *rule_type == RuleType::Generation
+            }
+            _ => false,
+        }
+    }
 }
 
 impl<'p> Engine<'p> {
@@ -77,14 +103,36 @@ impl<'p> Engine<'p> {
         Engine { provider }
     }
 
-    /// Runs the policy's validate rules (and reports its other rules as unsupported) on the request.
-    /// `rule_values` supplies per-rule variables by rule name.
+    /// Runs the policy's validate rules on the request (and reports rule kinds this engine cannot
+    /// evaluate yet as errors). `rule_values` supplies per-rule variables by rule name.
     pub fn validate(
         &self,
         policy: &Policy,
         pctx: &PolicyContext,
         exceptions: &[PolicyException],
         rule_values: &BTreeMap<String, RuleValues>,
+    ) -> EngineResponse {
+        self.run_rules(policy, pctx, exceptions, rule_values, Phase::Validate)
+    }
+
+    /// Runs the policy's generate rules: each result carries the objects the rule wants to exist.
+    pub fn generate(
+        &self,
+        policy: &Policy,
+        pctx: &PolicyContext,
+        exceptions: &[PolicyException],
+        rule_values: &BTreeMap<String, RuleValues>,
+    ) -> EngineResponse {
+        self.run_rules(policy, pctx, exceptions, rule_values, Phase::Generate)
+    }
+
+    fn run_rules(
+        &self,
+        policy: &Policy,
+        pctx: &PolicyContext,
+        exceptions: &[PolicyException],
+        rule_values: &BTreeMap<String, RuleValues>,
+        phase: Phase,
     ) -> EngineResponse {
         let mut response = EngineResponse {
             policy_name: policy.name.clone(),
@@ -100,7 +148,7 @@ impl<'p> Engine<'p> {
         if !policy.namespace.is_empty() && pctx.subject.namespace != policy.namespace {
             return response;
         }
-        for rule in &policy.rules {
+        for rule in policy.rules.iter().filter(|r| phase.runs(&r.body)) {
             // Values given for a Pod rule also apply to the rules generated from it.
             let base = rule
                 .name
@@ -146,7 +194,8 @@ impl<'p> Engine<'p> {
             return None;
         }
         let (validation, rule_type) = match &rule.body {
-            RuleBody::Validate(v) => (v.as_ref(), RuleType::Validation),
+            RuleBody::Validate(v) => (Some(v.as_ref()), RuleType::Validation),
+            RuleBody::Generate(_) => (None, RuleType::Generation),
             RuleBody::Unsupported { field, rule_type } => {
                 return Some(RuleResult::new(
                     &rule.name,
@@ -228,7 +277,8 @@ impl<'p> Engine<'p> {
                     _ => continue,
                 }
             }
-            let is_pss = matches!(validation.check, ValidationCheck::PodSecurity(_));
+            let is_pss =
+                validation.is_some_and(|v| matches!(v.check, ValidationCheck::PodSecurity(_)));
             if is_pss && !ex.pod_security.is_empty() {
                 pss_excludes.extend(ex.pod_security.iter().cloned());
                 pss_exceptions.push(ex.key());
@@ -243,6 +293,27 @@ impl<'p> Engine<'p> {
             r.exceptions.push(ex.key());
             return Some(r);
         }
+        let validation = match (&rule.body, validation) {
+            (_, Some(v)) => v,
+            (RuleBody::Generate(g), None) => {
+                return Some(
+                    match generation::run(g, &ctx, opts, self.provider, &policy.namespace) {
+                        Ok(objects) => {
+                            let mut r = RuleResult::new(
+                                &rule.name,
+                                rule_type,
+                                RuleStatus::Pass,
+                                format!("generated {} resource(s)", objects.len()),
+                            );
+                            r.generated = objects;
+                            r
+                        }
+                        Err(e) => RuleResult::new(&rule.name, rule_type, RuleStatus::Error, e),
+                    },
+                );
+            }
+            _ => return None,
+        };
         let empty_foreach = Map::new();
         let input = CheckInput {
             rule_name: &rule.name,

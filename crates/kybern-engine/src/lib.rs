@@ -19,6 +19,7 @@ pub mod context_loader;
 pub mod duration;
 pub mod engine;
 pub mod exceptions;
+pub mod generation;
 pub mod images;
 pub mod jmespath;
 pub mod json_context;

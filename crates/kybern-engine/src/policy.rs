@@ -99,6 +99,8 @@ pub struct Rule {
 #[derive(Debug, Clone)]
 pub enum RuleBody {
     Validate(Box<Validation>),
+    /// The raw `generate` block; variables are substituted per request.
+    Generate(Box<Value>),
     /// A rule kind this engine cannot evaluate yet; evaluating it gives a rule `error` naming the field.
     Unsupported {
         field: String,

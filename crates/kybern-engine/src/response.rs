@@ -47,6 +47,9 @@ pub struct RuleResult {
     /// The PolicyExceptions (`namespace/name`) that turned this rule into a skip.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exceptions: Vec<String>,
+    /// Objects a generate rule wants to exist.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub generated: Vec<Value>,
 }
 
 impl RuleResult {
@@ -62,6 +65,7 @@ impl RuleResult {
             status,
             message: message.into(),
             exceptions: Vec::new(),
+            generated: Vec::new(),
         }
     }
 }

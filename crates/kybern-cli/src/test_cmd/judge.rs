@@ -129,6 +129,13 @@ pub fn rows_for(t: &TestResult, run: &TestRun, dir: &Path) -> Vec<Row> {
         let mut resource_skipped = false;
         for resp in responses.filter(|r| r.policy_name == policy_name) {
             for rule in resp.rules.iter().filter(|r| rule_selected(t, r)) {
+                if rule.rule_type == RuleType::Generation && !rule.generated.is_empty() {
+                    for generated in &rule.generated {
+                        rows.push(generated_row(t, rule, resp, generated, dir));
+                        resource_rows += 1;
+                    }
+                    continue;
+                }
                 let actual_obj = if rule.rule_type == RuleType::Mutation {
                     &resp.patched_resource
                 } else {
@@ -196,6 +203,74 @@ pub fn rows_for(t: &TestResult, run: &TestRun, dir: &Path) -> Vec<Row> {
         }
     }
     rows
+}
+
+/// One row per generated object: it must equal an object of the expected file(s), then the
+/// status is compared.
+fn generated_row(
+    t: &TestResult,
+    rule: &RuleResult,
+    resp: &EngineResponse,
+    generated: &serde_json::Value,
+    dir: &Path,
+) -> Row {
+    let name = generated
+        .pointer("/metadata/name")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    let resource = format!("/{name}");
+    let mk = |outcome, reason: &str, message: &str| Row {
+        policy: t.policy.clone(),
+        rule: rule.name.clone(),
+        resource: resource.clone(),
+        outcome,
+        reason: reason.to_string(),
+        message: message.to_string(),
+        counts_as_skip: false,
+    };
+    let mut expected_files: Vec<&String> = t.generated_resources.iter().collect();
+    expected_files.extend(t.generated_resource.iter());
+    if !expected_files.is_empty() {
+        let mut found_any = false;
+        let mut equal = false;
+        for f in expected_files {
+            match compare_patched(dir, f, generated) {
+                Ok(Some(true)) => {
+                    found_any = true;
+                    equal = true;
+                    break;
+                }
+                Ok(Some(false)) => found_any = true,
+                Ok(None) | Err(_) => {}
+            }
+        }
+        if !found_any {
+            return mk(
+                Outcome::Fail,
+                "Resource error",
+                "generated resource not found in the expected files",
+            );
+        }
+        if !equal {
+            return mk(
+                Outcome::Fail,
+                "Resource diff",
+                "Generated resource didn't match any of the expected generated resources",
+            );
+        }
+    }
+    let got = report_result(resp, rule);
+    let mut r = if got == t.expected() {
+        mk(Outcome::Pass, "Ok", &rule.message)
+    } else {
+        mk(
+            Outcome::Fail,
+            &format!("Want {}, got {got}", t.expected()),
+            &rule.message,
+        )
+    };
+    r.counts_as_skip = t.expected() == "skip";
+    r
 }
 
 fn row(

@@ -133,6 +133,18 @@ fn build_provider(
         }
         provider.global_entries.insert(g.name.clone(), data);
     }
+    // Clone sources named by results are visible to every generate rule of the test.
+    let clone_files: Vec<String> = test
+        .results
+        .iter()
+        .filter_map(|r| r.clone_source_resource.clone())
+        .collect();
+    let (docs, issues) = files::read_paths(&join_all(dir, &clone_files));
+    notes.extend(issues.iter().map(issue_text));
+    provider.clone_sources = files::expand_lists(docs)
+        .into_iter()
+        .map(|d| default_namespace(d.value))
+        .collect();
     provider.add_namespace_labels(values);
     provider
 }

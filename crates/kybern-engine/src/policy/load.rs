@@ -285,6 +285,20 @@ fn compile_rule(raw: &Value, path: &str, kind: PolicyKind) -> Result<Rule, Polic
                 &format!("{path}.validate"),
             )?))
         }
+        ["generate"] => {
+            let g = raw.get("generate").cloned().unwrap_or(Value::Null);
+            let sources = ["data", "clone", "cloneList", "foreach"]
+                .into_iter()
+                .filter(|k| g.get(*k).is_some_and(|v| !v.is_null()))
+                .count();
+            if sources != 1 {
+                return Err(invalid(
+                    format!("{path}.generate"),
+                    "generate needs exactly one of data, clone, cloneList or foreach",
+                ));
+            }
+            RuleBody::Generate(Box::new(g))
+        }
         [other] => RuleBody::Unsupported {
             field: format!("{path}.{other}"),
             rule_type: match *other {
