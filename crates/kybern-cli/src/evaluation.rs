@@ -28,13 +28,26 @@ pub struct Inputs<'a> {
 /// has rules for.
 #[derive(Clone, Copy)]
 enum Phase {
+    Mutate,
     Validate,
     Generate,
 }
 
 impl Phase {
     fn applies_to(self, p: &Policy) -> bool {
+        let is_mutate = |b: &RuleBody| {
+            matches!(
+                b,
+                RuleBody::Mutate(_)
+                    | RuleBody::Unsupported {
+                        rule_type: RuleType::Mutation,
+                        ..
+                    }
+            )
+        };
         match self {
+            Phase::Mutate => p.has_rule_of(is_mutate),
+            Phase::Validate if p.has_rule_of(|b| matches!(b, RuleBody::Validate(_))) => true,
             Phase::Validate => p.has_rule_of(|b| {
                 !matches!(
                     b,
@@ -151,35 +164,45 @@ pub fn evaluate(
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
+        let mut responses = Vec::with_capacity(inputs.set.policies.len());
+        let exceptions = &inputs.set.exceptions;
+        // Mutations chain across policies in load order; validation and generation see the result.
+        let mut current = resource.clone();
+        for policy in inputs.set.policies.iter().filter(|p| Phase::Mutate.applies_to(p)) {
+            let specific = policy_values(inputs.values, &policy.name, name);
+            let variables = specific
+                .as_ref()
+                .map_or_else(|| inputs.values.global_values.clone(), |(v, _)| v.clone());
+            let rule_values = specific.as_ref().map_or(&no_rule_values, |(_, r)| r);
+            let request = build_request(inputs, &current, variables, forced_op);
+            let r = engine.mutate(policy, &PolicyContext::new(&request), exceptions, rule_values);
+            current = (*r.patched_resource).clone();
+            responses.push(r);
+        }
         // Policies without values of their own share one prepared request.
         let shared_request = build_request(
             inputs,
-            resource,
+            &current,
             inputs.values.global_values.clone(),
             forced_op,
         );
         let shared = PolicyContext::new(&shared_request);
-        let mut responses = Vec::with_capacity(inputs.set.policies.len());
         for phase in [Phase::Validate, Phase::Generate] {
             for policy in inputs.set.policies.iter().filter(|p| phase.applies_to(p)) {
                 let specific = policy_values(inputs.values, &policy.name, name);
                 let specific_request = specific
                     .as_ref()
-                    .map(|(vars, _)| build_request(inputs, resource, vars.clone(), forced_op));
+                    .map(|(vars, _)| build_request(inputs, &current, vars.clone(), forced_op));
                 let specific_pctx = specific_request.as_ref().map(PolicyContext::new);
                 let pctx = specific_pctx.as_ref().unwrap_or(&shared);
                 let rule_values = specific.as_ref().map_or(&no_rule_values, |(_, r)| r);
-                let exceptions = &inputs.set.exceptions;
-                match phase {
-                    Phase::Validate => {
-                        responses.push(engine.validate(policy, pctx, exceptions, rule_values));
-                    }
-                    Phase::Generate => {
-                        // Like the kyverno CLI, a generate pass that produced nothing leaves no response.
-                        let r = engine.generate(policy, pctx, exceptions, rule_values);
-                        if !r.rules.is_empty() {
-                            responses.push(r);
-                        }
+                if matches!(phase, Phase::Validate) {
+                    responses.push(engine.validate(policy, pctx, exceptions, rule_values));
+                } else {
+                    // Like the kyverno CLI, a generate pass that produced nothing leaves no response.
+                    let r = engine.generate(policy, pctx, exceptions, rule_values);
+                    if !r.rules.is_empty() {
+                        responses.push(r);
                     }
                 }
             }

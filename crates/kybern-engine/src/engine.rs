@@ -5,6 +5,7 @@ use crate::context::ContextProvider;
 use crate::context_loader;
 use crate::exceptions::PolicyException;
 use crate::generation;
+use crate::mutation::{self, MutateInput};
 use crate::json_context::JsonContext;
 use crate::matching::{self, MatchSubject};
 use crate::policy::{FailureActionOverride, Policy, Rule, RuleBody, Validation, ValidationCheck};
@@ -69,7 +70,7 @@ fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
                 };
                 check_reads || v.message.as_deref().is_some_and(|m| m.contains("{{"))
             }
-            RuleBody::Generate(_) => true,
+            RuleBody::Generate(_) | RuleBody::Mutate(_) => true,
             RuleBody::Unsupported { .. } => false,
         }
 }
@@ -77,6 +78,7 @@ fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
 /// Which rules a pass over a policy runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    Mutate,
     /// validate rules, and rule kinds this engine reports as unsupported (verifyImages).
     Validate,
     Generate,
@@ -85,9 +87,13 @@ enum Phase {
 impl Phase {
     fn runs(self, body: &RuleBody) -> bool {
         match (self, body) {
+            (Phase::Mutate, RuleBody::Mutate(_)) => true,
+            (Phase::Mutate, RuleBody::Unsupported { rule_type, .. }) => {
+                *rule_type == RuleType::Mutation
+            }
             (Phase::Validate, RuleBody::Validate(_)) => true,
             (Phase::Validate, RuleBody::Unsupported { rule_type, .. }) => {
-                *rule_type != RuleType::Generation
+                !matches!(rule_type, RuleType::Generation | RuleType::Mutation)
             }
             (Phase::Generate, RuleBody::Generate(_)) => true,
             (Phase::Generate, RuleBody::Unsupported { rule_type, .. }) => {
@@ -115,6 +121,61 @@ impl<'p> Engine<'p> {
         self.run_rules(policy, pctx, exceptions, rule_values, Phase::Validate)
     }
 
+    /// Runs the policy's mutate rules in order, each on the output of the one before; the
+    /// response's `patched_resource` is the result.
+    pub fn mutate(
+        &self,
+        policy: &Policy,
+        pctx: &PolicyContext,
+        exceptions: &[PolicyException],
+        rule_values: &BTreeMap<String, RuleValues>,
+    ) -> EngineResponse {
+        let mut response = self.empty_response(policy, pctx);
+        if !policy.namespace.is_empty() && pctx.subject.namespace != policy.namespace {
+            return response;
+        }
+        let mut current: Option<AdmissionRequest> = None;
+        for rule in policy.rules.iter().filter(|r| Phase::Mutate.runs(&r.body)) {
+            let values = values_for(rule_values, &rule.name);
+            // After a mutation the next rule sees the patched object (and its context).
+            let owned;
+            let rule_pctx = match &current {
+                Some(req) => {
+                    owned = PolicyContext::new(req);
+                    &owned
+                }
+                None => pctx,
+            };
+            let Some(mut result) = self.evaluate_rule(policy, rule, rule_pctx, exceptions, values)
+            else {
+                continue;
+            };
+            if let Some(patched) = result.patched.take() {
+                let mut next = current.take().unwrap_or_else(|| pctx.request.clone());
+                next.object = patched;
+                current = Some(next);
+            }
+            response.rules.push(result);
+        }
+        if let Some(req) = current {
+            response.patched_resource = Arc::new(req.object);
+        }
+        response
+    }
+
+    fn empty_response(&self, policy: &Policy, pctx: &PolicyContext) -> EngineResponse {
+        EngineResponse {
+            policy_name: policy.name.clone(),
+            policy_namespace: policy.namespace.clone(),
+            policy_kind: policy.kind.as_str().to_string(),
+            unscored: policy.unscored(),
+            rules: Vec::new(),
+            resource: pctx.resource.clone(),
+            patched_resource: pctx.resource.clone(),
+            failure_actions: Vec::new(),
+        }
+    }
+
     /// Runs the policy's generate rules: each result carries the objects the rule wants to exist.
     pub fn generate(
         &self,
@@ -134,30 +195,13 @@ impl<'p> Engine<'p> {
         rule_values: &BTreeMap<String, RuleValues>,
         phase: Phase,
     ) -> EngineResponse {
-        let mut response = EngineResponse {
-            policy_name: policy.name.clone(),
-            policy_namespace: policy.namespace.clone(),
-            policy_kind: policy.kind.as_str().to_string(),
-            unscored: policy.unscored(),
-            rules: Vec::new(),
-            resource: pctx.resource.clone(),
-            patched_resource: pctx.resource.clone(),
-            failure_actions: Vec::new(),
-        };
+        let mut response = self.empty_response(policy, pctx);
         // A namespaced policy only sees resources of its own namespace.
         if !policy.namespace.is_empty() && pctx.subject.namespace != policy.namespace {
             return response;
         }
         for rule in policy.rules.iter().filter(|r| phase.runs(&r.body)) {
-            // Values given for a Pod rule also apply to the rules generated from it.
-            let base = rule
-                .name
-                .strip_prefix("autogen-cronjob-")
-                .or_else(|| rule.name.strip_prefix("autogen-"))
-                .unwrap_or(&rule.name);
-            let values = rule_values
-                .get(&rule.name)
-                .or_else(|| rule_values.get(base));
+            let values = values_for(rule_values, &rule.name);
             let Some(result) = self.evaluate_rule(policy, rule, pctx, exceptions, values) else {
                 continue;
             };
@@ -196,6 +240,7 @@ impl<'p> Engine<'p> {
         let (validation, rule_type) = match &rule.body {
             RuleBody::Validate(v) => (Some(v.as_ref()), RuleType::Validation),
             RuleBody::Generate(_) => (None, RuleType::Generation),
+            RuleBody::Mutate(_) => (None, RuleType::Mutation),
             RuleBody::Unsupported { field, rule_type } => {
                 return Some(RuleResult::new(
                     &rule.name,
@@ -312,6 +357,25 @@ impl<'p> Engine<'p> {
                     },
                 );
             }
+            (RuleBody::Mutate(m), None) => {
+                let empty_foreach = Map::new();
+                let input = MutateInput {
+                    rule_name: &rule.name,
+                    mutate: m,
+                    ctx: &ctx,
+                    opts,
+                    provider: self.provider,
+                    policy_namespace: &policy.namespace,
+                    preset,
+                    foreach_values: values.map_or(&empty_foreach, |v| &v.foreach_values),
+                };
+                let out = mutation::run(&input, request.resource());
+                let mut r = RuleResult::new(&rule.name, rule_type, out.status, out.message);
+                if out.status == RuleStatus::Pass {
+                    r.patched = Some(out.patched);
+                }
+                return Some(r);
+            }
             _ => return None,
         };
         let empty_foreach = Map::new();
@@ -385,6 +449,15 @@ fn override_matches(o: &FailureActionOverride, pctx: &PolicyContext) -> bool {
         }
     };
     ns_ok && sel_ok
+}
+
+/// Values given for a Pod rule also apply to the rules generated from it.
+fn values_for<'v>(rule_values: &'v BTreeMap<String, RuleValues>, rule: &str) -> Option<&'v RuleValues> {
+    let base = rule
+        .strip_prefix("autogen-cronjob-")
+        .or_else(|| rule.strip_prefix("autogen-"))
+        .unwrap_or(rule);
+    rule_values.get(rule).or_else(|| rule_values.get(base))
 }
 
 /// Rule overrides, then the rule's action, then the policy's overrides, then the policy's action.

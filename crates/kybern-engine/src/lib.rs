@@ -24,6 +24,7 @@ pub mod images;
 pub mod jmespath;
 pub mod json_context;
 pub mod matching;
+pub mod mutation;
 pub mod pattern;
 pub mod pod_security;
 pub mod policy;

@@ -101,6 +101,8 @@ pub enum RuleBody {
     Validate(Box<Validation>),
     /// The raw `generate` block; variables are substituted per request.
     Generate(Box<Value>),
+    /// The raw `mutate` block; variables are substituted per request.
+    Mutate(Box<Value>),
     /// A rule kind this engine cannot evaluate yet; evaluating it gives a rule `error` naming the field.
     Unsupported {
         field: String,

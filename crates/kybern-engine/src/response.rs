@@ -50,6 +50,9 @@ pub struct RuleResult {
     /// Objects a generate rule wants to exist.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub generated: Vec<Value>,
+    /// The resource after a mutate rule that changed it.
+    #[serde(skip)]
+    pub patched: Option<Value>,
 }
 
 impl RuleResult {
@@ -66,6 +69,7 @@ impl RuleResult {
             message: message.into(),
             exceptions: Vec::new(),
             generated: Vec::new(),
+            patched: None,
         }
     }
 }

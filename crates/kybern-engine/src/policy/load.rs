@@ -299,6 +299,18 @@ fn compile_rule(raw: &Value, path: &str, kind: PolicyKind) -> Result<Rule, Polic
             }
             RuleBody::Generate(Box::new(g))
         }
+        ["mutate"] => {
+            let m = raw.get("mutate").cloned().unwrap_or(Value::Null);
+            if m.get("targets").is_some_and(|t| !t.is_null()) {
+                RuleBody::Unsupported {
+                    field: format!("{path}.mutate.targets"),
+                    rule_type: RuleType::Mutation,
+                }
+            } else {
+                check_json_patch_paths(&m, &format!("{path}.mutate"))?;
+                RuleBody::Mutate(Box::new(m))
+            }
+        }
         [other] => RuleBody::Unsupported {
             field: format!("{path}.{other}"),
             rule_type: match *other {
@@ -480,6 +492,33 @@ fn compile_validation(v: &Value, path: &str) -> Result<Validation, PolicyLoadErr
         allow_existing_violations,
         check,
     })
+}
+
+/// Kyverno forbids variables in JSON patch paths.
+fn check_json_patch_paths(m: &Value, path: &str) -> Result<(), PolicyLoadError> {
+    if let Some(ops) = m.get("patchesJson6902").filter(|v| !v.is_null()) {
+        let ops = crate::json_patch::parse_operations(ops)
+            .map_err(|e| invalid(format!("{path}.patchesJson6902"), e.to_string()))?;
+        for (i, op) in ops.iter().enumerate() {
+            let p = op.get("path").and_then(Value::as_str).unwrap_or_default();
+            if crate::variables::has_variables(p) {
+                return Err(invalid(
+                    format!("{path}.patchesJson6902[{i}].path"),
+                    "variables are not allowed in a JSON patch path",
+                ));
+            }
+        }
+    }
+    for (i, entry) in m
+        .get("foreach")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        check_json_patch_paths(entry, &format!("{path}.foreach[{i}]"))?;
+    }
+    Ok(())
 }
 
 const MAX_FOREACH_DEPTH: usize = 8;
