@@ -1,0 +1,365 @@
+//! The merge itself, following kustomize's `merge2` walk with `ListIncreaseDirection: Prepend`
+//! (what Kyverno's `patchstrategicmerge.Filter` uses):
+//!
+//! - maps merge key by key; a `null` in the patch removes the key; `null` values of the resource
+//!   that the walk passes through are dropped too (kustomize clears fields whose value is null);
+//! - lists with a merge key merge element by element; elements named by the patch come first,
+//!   in patch order, then the resource's other elements; an element that merges to `{}` or is
+//!   `$patch: delete`d is removed;
+//! - merged lists of scalars (`finalizers`) take the patch's values first, then the others;
+//! - every other list, and every scalar, is replaced by the patch's value;
+//! - `$patch: replace|delete|merge` on a map, and `{$patch: replace}` as a list element;
+//!   `$retainKeys`, `$deleteFromPrimitiveList/<field>` and `$setElementOrder/<field>` are
+//!   understood (the last only tolerated: order follows the rules above).
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+
+use super::schema::{self, Field, ListRule, Ty};
+use super::{MAX_DEPTH, PatchError};
+
+const DIRECTIVE: &str = "$patch";
+const RETAIN_KEYS: &str = "$retainKeys";
+const DELETE_FROM_PRIMITIVE: &str = "$deleteFromPrimitiveList/";
+const SET_ELEMENT_ORDER: &str = "$setElementOrder/";
+
+/// What the schema knows about the value being walked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Schema {
+    None,
+    Type(Ty),
+    List(ListRule),
+}
+
+impl Schema {
+    fn field(self, name: &str) -> Schema {
+        let Schema::Type(ty) = self else {
+            return Schema::None;
+        };
+        match schema::field(ty, name) {
+            Some(Field::Object(t)) => Schema::Type(t),
+            Some(Field::MergeList(rule)) => Schema::List(rule),
+            None => Schema::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Directive {
+    Merge,
+    Replace,
+    Delete,
+}
+
+fn node_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Object(_) => "MappingNode",
+        Value::Array(_) => "SequenceNode",
+        _ => "ScalarNode",
+    }
+}
+
+fn err(path: &str, message: String) -> PatchError {
+    PatchError {
+        path: if path.is_empty() {
+            "/".to_string()
+        } else {
+            path.to_string()
+        },
+        message,
+    }
+}
+
+fn directive(patch: &Map<String, Value>, path: &str) -> Result<Directive, PatchError> {
+    match patch.get(DIRECTIVE) {
+        None => Ok(Directive::Merge),
+        Some(Value::String(s)) if s == "merge" => Ok(Directive::Merge),
+        Some(Value::String(s)) if s == "replace" => Ok(Directive::Replace),
+        Some(Value::String(s)) if s == "delete" => Ok(Directive::Delete),
+        Some(other) => Err(err(
+            path,
+            format!(
+                "unknown patch strategy '{}'",
+                other
+                    .as_str()
+                    .map_or_else(|| other.to_string(), str::to_string)
+            ),
+        )),
+    }
+}
+
+/// Merges `patch` into `dest`. `None` means the value is cleared (the caller drops the field).
+pub(crate) fn walk(
+    dest: Option<&Value>,
+    patch: Option<&Value>,
+    schema: Schema,
+    path: &str,
+    depth: usize,
+) -> Result<Option<Value>, PatchError> {
+    if depth > MAX_DEPTH {
+        return Err(err(path, format!("patch nested deeper than {MAX_DEPTH}")));
+    }
+    // The kind of the walk is that of the first source holding a value.
+    let first = [dest, patch].into_iter().flatten().find(|v| !v.is_null());
+    let Some(first) = first else {
+        // Nothing but nulls: a null in the patch clears, a null only in the resource is dropped.
+        return Ok(None);
+    };
+    for v in [dest, patch].into_iter().flatten() {
+        if !v.is_null() && node_kind(v) != node_kind(first) {
+            return Err(err(
+                path,
+                format!(
+                    "wrong node kind: expected {} but got {}",
+                    node_kind(first),
+                    node_kind(v)
+                ),
+            ));
+        }
+    }
+    match first {
+        Value::Object(_) => walk_map(dest, patch, schema, path, depth),
+        Value::Array(_) => match schema {
+            Schema::List(rule) => walk_merge_list(dest, patch, rule, path, depth),
+            _ => Ok(patch.or(dest).cloned()),
+        },
+        // A present patch value wins, null included (it clears the field).
+        _ => Ok(patch.or(dest).cloned()),
+    }
+}
+
+fn walk_map(
+    dest: Option<&Value>,
+    patch: Option<&Value>,
+    schema: Schema,
+    path: &str,
+    depth: usize,
+) -> Result<Option<Value>, PatchError> {
+    let patch_map = patch.and_then(Value::as_object);
+    let (base, overlay): (&Map<String, Value>, Option<&Map<String, Value>>) =
+        match (dest.and_then(Value::as_object), patch_map) {
+            // Added: the patch merges with itself (drops its nulls, applies nested directives).
+            (None, Some(p)) => {
+                if directive(p, path)? == Directive::Delete {
+                    return Ok(None);
+                }
+                (p, Some(p))
+            }
+            (None, None) => return Ok(None),
+            (Some(_), None) if patch.is_some_and(Value::is_null) => return Ok(None),
+            (Some(d), None) => (d, None),
+            (Some(d), Some(p)) => match directive(p, path)? {
+                Directive::Delete => return Ok(None),
+                Directive::Replace => (p, Some(p)),
+                Directive::Merge => (d, Some(p)),
+            },
+        };
+
+    let mut keys: Vec<&String> = base.keys().collect();
+    if let Some(o) = overlay {
+        keys.extend(o.keys().filter(|k| !base.contains_key(*k)));
+    }
+    keys.sort();
+
+    let mut out = Map::new();
+    for key in keys {
+        if is_directive_key(key) {
+            continue;
+        }
+        let child_path = format!("{path}/{key}");
+        let merged = walk(
+            base.get(key),
+            overlay.and_then(|o| o.get(key)),
+            schema.field(key),
+            &child_path,
+            depth + 1,
+        )?;
+        match merged {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                out.insert(key.clone(), v);
+            }
+        }
+    }
+    if let Some(o) = overlay {
+        apply_map_directives(&mut out, o);
+    }
+    Ok(Some(Value::Object(out)))
+}
+
+fn is_directive_key(key: &str) -> bool {
+    key == DIRECTIVE
+        || key == RETAIN_KEYS
+        || key.starts_with(DELETE_FROM_PRIMITIVE)
+        || key.starts_with(SET_ELEMENT_ORDER)
+}
+
+/// `$retainKeys` and `$deleteFromPrimitiveList/<field>` act on the merged map.
+fn apply_map_directives(out: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    if let Some(Value::Array(retain)) = patch.get(RETAIN_KEYS) {
+        let keep: Vec<&str> = retain.iter().filter_map(Value::as_str).collect();
+        out.retain(|k, _| keep.contains(&k.as_str()));
+    }
+    for (key, value) in patch {
+        let Some(field) = key.strip_prefix(DELETE_FROM_PRIMITIVE) else {
+            continue;
+        };
+        let (Value::Array(remove), Some(Value::Array(list))) = (value, out.get_mut(field)) else {
+            continue;
+        };
+        list.retain(|item| !remove.contains(item));
+    }
+}
+
+/// The string form kustomize compares merge keys and scalar set members by.
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+fn key_of(elem: &Value, key: &str) -> Option<String> {
+    let v = elem.get(key)?;
+    let text = scalar_text(v)?;
+    // kyaml reads an empty scalar as a missing key.
+    (!text.is_empty()).then_some(text)
+}
+
+fn is_replace_marker(v: &Value) -> bool {
+    matches!(v, Value::Object(m) if m.len() == 1
+        && m.get(DIRECTIVE).and_then(Value::as_str) == Some("replace"))
+}
+
+fn walk_merge_list(
+    dest: Option<&Value>,
+    patch: Option<&Value>,
+    rule: ListRule,
+    path: &str,
+    depth: usize,
+) -> Result<Option<Value>, PatchError> {
+    if patch.is_some_and(Value::is_null) {
+        return Ok(None);
+    }
+    let empty = Vec::new();
+    let patch_items = patch.and_then(Value::as_array);
+    let mut base_items = dest.and_then(Value::as_array).unwrap_or(&empty);
+    // An added list merges with itself, as kustomize does.
+    if dest.is_none_or(Value::is_null) {
+        base_items = patch_items.unwrap_or(&empty);
+    }
+    let mut patch_items: Vec<&Value> = patch_items.map(|p| p.iter().collect()).unwrap_or_default();
+    // `- $patch: replace` as an element: the list becomes the patch's other elements.
+    if patch_items.iter().any(|v| is_replace_marker(v)) {
+        patch_items.retain(|v| !is_replace_marker(v));
+        base_items = &empty;
+    }
+    let base_items: Vec<&Value> = base_items.iter().collect();
+    let merged = match rule.key {
+        Some(key) => merge_keyed(&base_items, &patch_items, key, rule, path, depth)?,
+        None => {
+            let all_scalars = base_items
+                .iter()
+                .chain(patch_items.iter())
+                .all(|v| !v.is_object() && !v.is_array());
+            if !all_scalars {
+                // A merged list without a key holding maps: nothing to pair them by.
+                return Ok(patch.or(dest).cloned());
+            }
+            merge_scalars(&base_items, &patch_items)
+        }
+    };
+    Ok(Some(Value::Array(merged)))
+}
+
+fn merge_keyed(
+    base: &[&Value],
+    patch: &[&Value],
+    key: &str,
+    rule: ListRule,
+    path: &str,
+    depth: usize,
+) -> Result<Vec<Value>, PatchError> {
+    let elem_schema = rule.elem.map_or(Schema::None, Schema::Type);
+    // First element of each key value on either side (a map keeps huge lists linear).
+    let index = |items: &[&Value]| -> HashMap<String, usize> {
+        let mut map = HashMap::new();
+        for (i, item) in items.iter().enumerate() {
+            if let Some(k) = key_of(item, key) {
+                map.entry(k).or_insert(i);
+            }
+        }
+        map
+    };
+    let base_index = index(base);
+    let patch_index = index(patch);
+    // Key values in merge order: the patch's first (prepend), then the resource's.
+    let mut order: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for item in patch.iter().chain(base.iter()) {
+        if let Some(k) = key_of(item, key)
+            && seen.insert(k.clone())
+        {
+            order.push(k);
+        }
+    }
+    let mut out = Vec::with_capacity(order.len());
+    for k in &order {
+        let d = base_index.get(k).and_then(|i| base.get(*i)).copied();
+        let p = patch_index.get(k).and_then(|i| patch.get(*i)).copied();
+        let child_path = format!("{path}/{k}");
+        let Some(mut merged) = walk(d, p, elem_schema, &child_path, depth + 1)? else {
+            continue;
+        };
+        match &mut merged {
+            Value::Null => continue,
+            Value::Object(m) if m.is_empty() => continue,
+            Value::Object(m) if !m.contains_key(key) => {
+                // Keep the element addressable by its key.
+                if let Some(v) = d.or(p).and_then(|v| v.get(key)) {
+                    m.insert(key.to_string(), v.clone());
+                }
+            }
+            _ => {}
+        }
+        out.push(merged);
+    }
+    // Elements without the key cannot be paired: the resource's stay, the patch's are added.
+    let child_path = format!("{path}/-");
+    for item in base.iter().filter(|v| key_of(v, key).is_none()) {
+        if let Some(v) = walk(Some(item), None, elem_schema, &child_path, depth + 1)?
+            && !v.is_null()
+        {
+            out.push(v);
+        }
+    }
+    for item in patch.iter().filter(|v| key_of(v, key).is_none()) {
+        // An added list is merged with itself: its unkeyed elements were kept just above.
+        if base.iter().any(|b| std::ptr::eq(*b, *item)) {
+            continue;
+        }
+        if let Some(v) = walk(Some(item), Some(item), elem_schema, &child_path, depth + 1)?
+            && !v.is_null()
+        {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+fn merge_scalars(base: &[&Value], patch: &[&Value]) -> Vec<Value> {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut out = Vec::new();
+    for item in patch.iter().chain(base.iter()) {
+        let Some(text) = scalar_text(item) else {
+            continue;
+        };
+        if seen.insert(text) {
+            out.push((*item).clone());
+        }
+    }
+    out
+}
