@@ -10,6 +10,7 @@
 //! resource: {...}               # the object (the old object for DELETE)
 //! oldResource: {...}            # optional, for UPDATE
 //! operation: CREATE             # optional
+//! subresource: status           # optional, for subresource requests
 //! userInfo: {username: .., groups: [..]}   # optional; without it user criteria are ignored
 //! roles: [..]; clusterRoles: [..]          # optional
 //! namespaceLabels: {k: v}       # optional
@@ -104,6 +105,11 @@ fn run_case(case: &Value) -> Result<(), String> {
             .cloned()
             .unwrap_or_default(),
         no_user_info: case.get("userInfo").is_none(),
+        subresource: case
+            .get("subresource")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         ..AdmissionRequest::default()
     };
     let pctx = PolicyContext::new(&request);

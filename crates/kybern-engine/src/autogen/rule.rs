@@ -314,7 +314,14 @@ pub(super) fn finish(rule: Value, target: Target) -> Value {
         "verifyImages",
         "skipBackgroundRequests",
     ] {
-        if let Some(v) = map.remove(key).filter(|v| !is_blank(v)) {
+        let blank = match key {
+            // Kyverno compares these structs with their zero value; their pattern, deny and
+            // patch fields are JSON pointers, so any value given there (even null leaves, as in
+            // `pattern: {spec: {hostIPC: null}}`) makes the block non-zero.
+            "validate" | "mutate" => is_zero_struct,
+            _ => is_blank,
+        };
+        if let Some(v) = map.remove(key).filter(|v| !blank(v)) {
             out.insert(key.into(), v);
         }
     }
@@ -337,6 +344,16 @@ fn is_empty_object(v: &Value) -> bool {
 /// Empty objects and arrays count as absent (Go's `omitempty` and zero-value checks).
 fn is_empty_value(v: &Value) -> bool {
     is_empty_object(v) || v.as_array().is_some_and(Vec::is_empty)
+}
+
+/// Null, or an object whose fields are all null or empty strings: the only way a JSON-decoded
+/// Go struct made of strings, pointers and slices compares equal to its zero value.
+fn is_zero_struct(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(map) => map.values().all(|f| f.is_null() || f.as_str() == Some("")),
+        _ => false,
+    }
 }
 
 /// Null, or containers holding only blanks: what Go's deep comparison with a zero struct

@@ -822,3 +822,32 @@ fn missing_or_malformed_rules_yield_nothing() {
     assert!(compute_rules(&json!({})).is_empty());
     assert!(controllers(&json!({"spec": {"rules": "x"}})).is_empty());
 }
+
+#[test]
+fn a_pattern_made_only_of_null_leaves_is_kept_in_generated_rules() {
+    let p = policy(
+        None,
+        json!([{
+            "name": "no-host-ipc",
+            "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+            "validate": {"pattern": {"spec": {"hostIPC": null}}}
+        }]),
+    );
+    let rules = compute_rules(&p);
+    assert_eq!(
+        names(&rules),
+        [
+            "no-host-ipc",
+            "autogen-no-host-ipc",
+            "autogen-cronjob-no-host-ipc"
+        ]
+    );
+    assert_eq!(
+        rules[1]["validate"],
+        json!({"pattern": {"spec": {"template": {"spec": {"hostIPC": null}}}}})
+    );
+    assert_eq!(
+        rules[2]["validate"]["pattern"]["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+        json!({"hostIPC": null})
+    );
+}
