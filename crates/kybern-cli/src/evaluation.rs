@@ -168,14 +168,24 @@ pub fn evaluate(
         let exceptions = &inputs.set.exceptions;
         // Mutations chain across policies in load order; validation and generation see the result.
         let mut current = resource.clone();
-        for policy in inputs.set.policies.iter().filter(|p| Phase::Mutate.applies_to(p)) {
+        for policy in inputs
+            .set
+            .policies
+            .iter()
+            .filter(|p| Phase::Mutate.applies_to(p))
+        {
             let specific = policy_values(inputs.values, &policy.name, name);
             let variables = specific
                 .as_ref()
                 .map_or_else(|| inputs.values.global_values.clone(), |(v, _)| v.clone());
             let rule_values = specific.as_ref().map_or(&no_rule_values, |(_, r)| r);
             let request = build_request(inputs, &current, variables, forced_op);
-            let r = engine.mutate(policy, &PolicyContext::new(&request), exceptions, rule_values);
+            let r = engine.mutate(
+                policy,
+                &PolicyContext::new(&request),
+                exceptions,
+                rule_values,
+            );
             current = (*r.patched_resource).clone();
             responses.push(r);
         }

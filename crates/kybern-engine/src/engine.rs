@@ -5,9 +5,9 @@ use crate::context::ContextProvider;
 use crate::context_loader;
 use crate::exceptions::PolicyException;
 use crate::generation;
-use crate::mutation::{self, MutateInput};
 use crate::json_context::JsonContext;
 use crate::matching::{self, MatchSubject};
+use crate::mutation::{self, MutateInput};
 use crate::policy::{FailureActionOverride, Policy, Rule, RuleBody, Validation, ValidationCheck};
 use crate::preconditions;
 use crate::request::{AdmissionRequest, Operation};
@@ -452,7 +452,10 @@ fn override_matches(o: &FailureActionOverride, pctx: &PolicyContext) -> bool {
 }
 
 /// Values given for a Pod rule also apply to the rules generated from it.
-fn values_for<'v>(rule_values: &'v BTreeMap<String, RuleValues>, rule: &str) -> Option<&'v RuleValues> {
+fn values_for<'v>(
+    rule_values: &'v BTreeMap<String, RuleValues>,
+    rule: &str,
+) -> Option<&'v RuleValues> {
     let base = rule
         .strip_prefix("autogen-cronjob-")
         .or_else(|| rule.strip_prefix("autogen-"))

@@ -42,7 +42,10 @@ fn describe(resource: &Value) -> String {
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    match resource.pointer("/metadata/namespace").and_then(Value::as_str) {
+    match resource
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+    {
         Some(ns) if !ns.is_empty() => format!("mutated {kind}/{name} in namespace {ns}"),
         _ => format!("mutated {kind}/{name}"),
     }
@@ -71,8 +74,9 @@ fn apply_patches(
     if let Some(ops) = block.get("patchesJson6902").filter(|v| !v.is_null()) {
         let ops = json_patch::parse_operations(ops).map_err(|e| e.to_string())?;
         // Variables are allowed in values but not in paths (checked at load).
-        let ops = variables::substitute_all(&Value::Array(ops), ctx, opts, "mutate/patchesJson6902")
-            .map_err(|e| format!("variable substitution failed: {e}"))?;
+        let ops =
+            variables::substitute_all(&Value::Array(ops), ctx, opts, "mutate/patchesJson6902")
+                .map_err(|e| format!("variable substitution failed: {e}"))?;
         current = json_patch::apply(&current, &ops).map_err(|e| e.to_string())?;
         applied = true;
     }
@@ -120,7 +124,10 @@ fn foreach(
     let mut applied = false;
     for entry in list {
         let expr = variables::substitute_string(
-            entry.get("list").and_then(Value::as_str).unwrap_or_default(),
+            entry
+                .get("list")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
             ctx,
             input.opts,
             "mutate/foreach/list",
@@ -137,7 +144,9 @@ fn foreach(
         let descending = match entry.get("order").and_then(Value::as_str) {
             Some("Descending") => true,
             Some("Ascending") => false,
-            _ => entry.get("patchStrategicMerge").is_some_and(|p| !p.is_null()),
+            _ => entry
+                .get("patchStrategicMerge")
+                .is_some_and(|p| !p.is_null()),
         };
         let mut order: Vec<usize> = (0..elements.len()).collect();
         if descending {
