@@ -243,6 +243,13 @@ fn parse_kind(selector: &str) -> KindSelector<'_> {
             kind,
             subresource: None,
         },
+        // `*/scale`: any kind's subresource (subresources are lower case).
+        ["*", sub] if *sub != "*" && sub.chars().all(|c| !c.is_ascii_uppercase()) => KindSelector {
+            group: "*",
+            version: "*",
+            kind: "*",
+            subresource: Some(sub),
+        },
         ["*", "*"] => KindSelector {
             group: "*",
             version: "*",
@@ -361,6 +368,8 @@ mod tests {
             ("*/*", &pod, "status", true),
             ("v1/Pod/status", &pod, "status", true),
             ("Deploy*", &dep, "", true),
+            ("*/scale", &dep, "scale", true),
+            ("*/scale", &dep, "", false),
         ];
         for (sel, g, sub, want) in cases {
             assert_eq!(kind_matches(sel, g, sub), want, "{sel} {g:?} {sub}");

@@ -215,6 +215,12 @@ pub fn compile_policy(doc: &Value) -> Result<Policy, PolicyLoadError> {
 }
 
 fn compile_match(value: &Value, path: &str) -> Result<MatchResources, PolicyLoadError> {
+    if crate::variables::value_has_variables(value) {
+        return Err(invalid(
+            path,
+            "variables are not allowed in match and exclude",
+        ));
+    }
     let m: MatchResources = decode(value, path)?;
     if !m.any.is_empty() && !m.all.is_empty() {
         return Err(invalid(path, "can't specify any and all together"));
@@ -307,7 +313,7 @@ fn compile_rule(raw: &Value, path: &str, kind: PolicyKind) -> Result<Rule, Polic
                     rule_type: RuleType::Mutation,
                 }
             } else {
-                check_json_patch_paths(&m, &format!("{path}.mutate"))?;
+                check_json_patch(&m, &format!("{path}.mutate"))?;
                 RuleBody::Mutate(Box::new(m))
             }
         }
@@ -459,7 +465,7 @@ fn compile_validation(v: &Value, path: &str) -> Result<Validation, PolicyLoadErr
         ValidationCheck::Deny(conditions)
     } else if present("pattern") {
         let pattern = v.get("pattern").cloned().unwrap_or(Value::Null);
-        crate::pattern::check_syntax(&pattern)
+        crate::pattern::check_validate_syntax(&pattern)
             .map_err(|e| invalid(format!("{path}.pattern"), e.to_string()))?;
         ValidationCheck::Pattern(Pattern::new(pattern))
     } else if present("anyPattern") {
@@ -467,7 +473,7 @@ fn compile_validation(v: &Value, path: &str) -> Result<Validation, PolicyLoadErr
             return Err(invalid(format!("{path}.anyPattern"), "must be a list"));
         };
         for (i, p) in list.iter().enumerate() {
-            crate::pattern::check_syntax(p)
+            crate::pattern::check_validate_syntax(p)
                 .map_err(|e| invalid(format!("{path}.anyPattern[{i}]"), e.to_string()))?;
         }
         ValidationCheck::AnyPattern(list.iter().cloned().map(Pattern::new).collect())
@@ -494,17 +500,18 @@ fn compile_validation(v: &Value, path: &str) -> Result<Validation, PolicyLoadErr
     })
 }
 
-/// Kyverno forbids variables in JSON patch paths.
-fn check_json_patch_paths(m: &Value, path: &str) -> Result<(), PolicyLoadError> {
+/// JSON patches must parse as a list of operations whose paths start with `/` (variables in
+/// paths are allowed: foreach patches address `/spec/containers/{{elementIndex}}`).
+fn check_json_patch(m: &Value, path: &str) -> Result<(), PolicyLoadError> {
     if let Some(ops) = m.get("patchesJson6902").filter(|v| !v.is_null()) {
         let ops = crate::json_patch::parse_operations(ops)
             .map_err(|e| invalid(format!("{path}.patchesJson6902"), e.to_string()))?;
         for (i, op) in ops.iter().enumerate() {
             let p = op.get("path").and_then(Value::as_str).unwrap_or_default();
-            if crate::variables::has_variables(p) {
+            if !p.starts_with('/') && !p.starts_with("{{") {
                 return Err(invalid(
                     format!("{path}.patchesJson6902[{i}].path"),
-                    "variables are not allowed in a JSON patch path",
+                    format!("path {p:?} must begin with a forward slash"),
                 ));
             }
         }
@@ -516,7 +523,7 @@ fn check_json_patch_paths(m: &Value, path: &str) -> Result<(), PolicyLoadError> 
         .flatten()
         .enumerate()
     {
-        check_json_patch_paths(entry, &format!("{path}.foreach[{i}]"))?;
+        check_json_patch(entry, &format!("{path}.foreach[{i}]"))?;
     }
     Ok(())
 }
@@ -539,7 +546,7 @@ fn compile_foreach(
         let entry_path = format!("{path}[{i}]");
         let present = |k: &str| entry.get(k).filter(|x| !x.is_null());
         let check = if let Some(p) = present("pattern") {
-            crate::pattern::check_syntax(p)
+            crate::pattern::check_validate_syntax(p)
                 .map_err(|e| invalid(format!("{entry_path}.pattern"), e.to_string()))?;
             ValidationCheck::Pattern(Pattern::new(p.clone()))
         } else if let Some(list) = present("anyPattern") {
