@@ -205,6 +205,12 @@ impl<'p> Scope<'p> {
         );
         let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let kind = match_constraints::kind_for_resource(group, resource);
+        if op == "Image" {
+            return provider
+                .image_data(name)
+                .map(|d| value::from_json(&d.data))
+                .map_err(|e| format!("image.GetMetadata: {e}"));
+        }
         if op == "Get" {
             match provider.resource(api_version, &kind, namespace, name) {
                 Ok(Some(v)) => Ok(value::from_json(&v)),

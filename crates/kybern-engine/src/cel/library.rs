@@ -6,7 +6,8 @@
 //! | `json.unmarshal(s)`, `json.marshal(v)` | JSON text ↔ value |
 //! | `yaml.parse(s)` | the value of one YAML document |
 //! | `image(s)`, `parseImageReference(s)`, `isImage(s)` | an image reference with `.registry()`, `.repository()`, `.identifier()`, `.tag()`, `.digest()`, `.containsDigest()` |
-//! | `resource.Get(apiVersion, resource, namespace, name)`, `resource.List(apiVersion, resource, namespace)` | objects from the context provider |
+//! | `resource.Get(apiVersion, resource, namespace, name)`, `resource.List(apiVersion, resource, namespace)` (also lower-case) | objects from the context provider |
+//! | `image.GetMetadata(image)` | the image's registry data from the context provider |
 //!
 //! The resource functions cannot call the provider themselves (CEL functions are `'static`):
 //! they read answers from a hidden variable, and when an answer is missing they record a
@@ -79,6 +80,9 @@ pub fn register(ctx: &mut cel::Context<'_>) {
     ctx.add_function("containsDigest", image_contains_digest);
     ctx.add_function("resource.Get", resource_get);
     ctx.add_function("resource.List", resource_list);
+    ctx.add_function("resource.get", resource_get);
+    ctx.add_function("resource.list", resource_list);
+    ctx.add_function("image.GetMetadata", image_metadata);
 }
 
 fn parse_service_account(s: Arc<String>) -> ResolveResult {
@@ -210,6 +214,10 @@ fn resource_get(
         ftx,
         &fetch_key("Get", &api_version, &resource, &namespace, &name),
     )
+}
+
+fn image_metadata(ftx: &FunctionContext, image: Arc<String>) -> ResolveResult {
+    fetched(ftx, &fetch_key("Image", "", "", "", &image))
 }
 
 fn resource_list(
