@@ -133,6 +133,7 @@ fn build_provider(
         }
         provider.global_entries.insert(g.name.clone(), data);
     }
+    crate::cel_policies::add_test_objects(test, dir, &mut provider, notes);
     provider.add_namespace_labels(values);
     provider
 }
@@ -174,8 +175,6 @@ pub fn run_test(test: &Test, dir: &Path) -> Result<TestRun, String> {
         ("httpPayloads", !test.http_payloads.is_empty()),
         ("envoyPayloads", !test.envoy_payloads.is_empty()),
         ("targetResources", !test.target_resources.is_empty()),
-        ("paramResources", !test.param_resources.is_empty()),
-        ("context", test.context.is_some()),
     ];
     if let Some((field, _)) = unsupported.iter().find(|(_, used)| *used) {
         return Err(format!(
