@@ -5,13 +5,14 @@
 //! [`OPT_SELECT_FN`], which implements it as cel-go does.
 
 use kube_cel::cel;
-use kube_cel::cel::common::ast::{EntryExpr, Expr};
+use kube_cel::cel::common::ast::{CallExpr, EntryExpr, Expr, LiteralValue};
 use kube_cel::cel::objects::{Key, OptionalValue};
 use std::sync::Arc;
 
 /// The internal function implementing `a.?f`.
 pub const OPT_SELECT_FN: &str = "__kybern_opt_select";
 const OPT_SELECT: &str = "_?._";
+const OPT_INDEX: &str = "_[?_]";
 
 fn optional(v: Option<cel::Value>) -> cel::Value {
     cel::Value::Opaque(Arc::new(match v {
@@ -41,46 +42,82 @@ pub fn opt_select(operand: cel::Value, field: Arc<String>) -> cel::ResolveResult
     })
 }
 
-/// Applies the rewrites to `e` and everything below it.
+/// Applies the rewrites to `e` and everything below it: `a.?f` becomes a call of
+/// [`OPT_SELECT_FN`], and so does a plain `.f` applied to an optional chain (cel-go propagates
+/// optionality along `a.?b.c`). Recursion is bounded by the parser's depth limit.
 pub fn rewrite(e: &mut cel::IdedExpr) {
-    let mut stack: Vec<&mut cel::IdedExpr> = vec![e];
-    while let Some(node) = stack.pop() {
-        match &mut node.expr {
-            Expr::Call(call) => {
-                if call.func_name == OPT_SELECT {
-                    call.func_name = OPT_SELECT_FN.to_string();
-                }
-                if let Some(t) = call.target.as_mut() {
-                    stack.push(t);
-                }
-                stack.extend(call.args.iter_mut());
+    rewrite_node(e);
+}
+
+/// Rewrites `e` in place; returns true when `e` yields an optional chain.
+fn rewrite_node(e: &mut cel::IdedExpr) -> bool {
+    match &mut e.expr {
+        Expr::Call(call) => {
+            if let Some(t) = call.target.as_mut() {
+                rewrite_node(t);
             }
-            Expr::Comprehension(c) => {
-                let c = c.as_mut();
-                stack.push(&mut c.iter_range);
-                stack.push(&mut c.accu_init);
-                stack.push(&mut c.loop_cond);
-                stack.push(&mut c.loop_step);
-                stack.push(&mut c.result);
+            for a in call.args.iter_mut() {
+                rewrite_node(a);
             }
-            Expr::List(l) => stack.extend(l.elements.iter_mut()),
-            Expr::Map(m) => {
-                for entry in m.entries.iter_mut() {
-                    if let EntryExpr::MapEntry(me) = &mut entry.expr {
-                        stack.push(&mut me.key);
-                        stack.push(&mut me.value);
-                    }
-                }
+            if call.func_name == OPT_SELECT {
+                call.func_name = OPT_SELECT_FN.to_string();
             }
-            Expr::Struct(s) => {
-                for entry in s.entries.iter_mut() {
-                    if let EntryExpr::StructField(f) = &mut entry.expr {
-                        stack.push(&mut f.value);
-                    }
-                }
-            }
-            Expr::Select(s) => stack.push(&mut s.operand),
-            Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => {}
+            call.func_name == OPT_SELECT_FN || call.func_name == OPT_INDEX
         }
+        Expr::Select(sel) => {
+            let optional_operand = rewrite_node(&mut sel.operand);
+            if optional_operand && !sel.test {
+                let operand = std::mem::take(sel.operand.as_mut());
+                let field = std::mem::take(&mut sel.field);
+                let field_id = operand.id;
+                e.expr = Expr::Call(CallExpr {
+                    func_name: OPT_SELECT_FN.to_string(),
+                    target: None,
+                    args: vec![
+                        operand,
+                        cel::IdedExpr {
+                            id: field_id,
+                            expr: Expr::Literal(LiteralValue::String(field.into())),
+                        },
+                    ],
+                });
+                true
+            } else {
+                false
+            }
+        }
+        Expr::Comprehension(c) => {
+            let c = c.as_mut();
+            rewrite_node(&mut c.iter_range);
+            rewrite_node(&mut c.accu_init);
+            rewrite_node(&mut c.loop_cond);
+            rewrite_node(&mut c.loop_step);
+            rewrite_node(&mut c.result);
+            false
+        }
+        Expr::List(l) => {
+            for x in l.elements.iter_mut() {
+                rewrite_node(x);
+            }
+            false
+        }
+        Expr::Map(m) => {
+            for entry in m.entries.iter_mut() {
+                if let EntryExpr::MapEntry(me) = &mut entry.expr {
+                    rewrite_node(&mut me.key);
+                    rewrite_node(&mut me.value);
+                }
+            }
+            false
+        }
+        Expr::Struct(st) => {
+            for entry in st.entries.iter_mut() {
+                if let EntryExpr::StructField(f) = &mut entry.expr {
+                    rewrite_node(&mut f.value);
+                }
+            }
+            false
+        }
+        Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => false,
     }
 }

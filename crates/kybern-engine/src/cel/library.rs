@@ -2,6 +2,7 @@
 //!
 //! | function | result |
 //! |---|---|
+//! | `x.orValue(d)` | also accepted on values that are not optional (returns them) |
 //! | `parseServiceAccount(s)`, `user.parseServiceAccount(s)` | `{Namespace, Name}` of `system:serviceaccount:<ns>:<name>` |
 //! | `json.unmarshal(s)`, `json.marshal(v)` | JSON text ↔ value |
 //! | `yaml.parse(s)` | the value of one YAML document |
@@ -64,6 +65,7 @@ impl FetchRequests {
 
 /// Registers the functions of this module on `ctx`.
 pub fn register(ctx: &mut cel::Context<'_>) {
+    ctx.add_function("orValue", or_value);
     ctx.add_function("parseServiceAccount", parse_service_account);
     ctx.add_function("user.parseServiceAccount", parse_service_account);
     ctx.add_function("json.unmarshal", json_unmarshal);
@@ -83,6 +85,19 @@ pub fn register(ctx: &mut cel::Context<'_>) {
     ctx.add_function("resource.get", resource_get);
     ctx.add_function("resource.list", resource_list);
     ctx.add_function("image.GetMetadata", image_metadata);
+}
+
+/// `x.orValue(default)`: the optional's value or `default`; a value that is not optional is
+/// returned as it is (policies written for Kyverno call it on plain fields).
+fn or_value(This(this): This<cel::Value>, default: cel::Value) -> ResolveResult {
+    match &this {
+        cel::Value::Opaque(o) if o.runtime_type_name() == "optional_type" => Ok(o
+            .downcast_ref::<cel::objects::OptionalValue>()
+            .and_then(cel::objects::OptionalValue::value)
+            .cloned()
+            .unwrap_or(default)),
+        _ => Ok(this),
+    }
 }
 
 fn parse_service_account(s: Arc<String>) -> ResolveResult {

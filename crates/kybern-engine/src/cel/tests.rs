@@ -21,6 +21,17 @@ fn library_functions() {
     let cases: &[(&str, Value)] = &[
         ("object.spec.replicas <= 3", json!(true)),
         ("object.spec.?missing.orValue(7)", json!(7)),
+        ("object.spec.replicas.orValue(7)", json!(3)),
+        ("object.?spec.?replicas.orValue(7)", json!(3)),
+        (
+            "object.spec.?securityContext.privileged.orValue(true)",
+            json!(true),
+        ),
+        ("object.?metadata.labels.app.orValue('none')", json!("x")),
+        (
+            "object.?metadata.labels.nope.orValue('none')",
+            json!("none"),
+        ),
         (
             "has(object.metadata.labels) && 'app' in object.metadata.labels",
             json!(true),
