@@ -217,6 +217,14 @@ pub fn evaluate(
                 }
             }
         }
+        if !inputs.set.cel.policies.is_empty() {
+            let request = cel_request(inputs, resource, forced_op);
+            let provider = crate::cel_policies::WithNamespaces {
+                inner: inputs.provider,
+                namespaces: &inputs.values.namespaces,
+            };
+            responses.extend(inputs.set.cel.evaluate(&request, &provider));
+        }
         out.push((ResourceKey::of(resource), responses));
     }
     out
@@ -244,4 +252,49 @@ fn subresource_of(values: &ValuesSpec, resource: &Value) -> (Option<Gvk>, String
         }
     }
     (None, String::new())
+}
+
+/// The admission request CEL policies see for a resource: the operation from `forced_op` or the
+/// global values, the user info, and the namespace labels.
+fn cel_request(
+    inputs: &Inputs,
+    resource: &Value,
+    forced_op: Option<Operation>,
+) -> AdmissionRequest {
+    let op = forced_op.unwrap_or_else(|| {
+        inputs
+            .values
+            .global_values
+            .get("request.operation")
+            .and_then(Value::as_str)
+            .and_then(Operation::parse)
+            .unwrap_or(Operation::Create)
+    });
+    let (object, old_object) = match op {
+        Operation::Delete => (Value::Null, resource.clone()),
+        Operation::Update => (resource.clone(), resource.clone()),
+        _ => (resource.clone(), Value::Null),
+    };
+    let namespace = resource
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (kind_override, subresource) = subresource_of(inputs.values, resource);
+    AdmissionRequest {
+        operation: op,
+        object,
+        old_object,
+        user_info: inputs.user.map(|u| u.user_info.clone()).unwrap_or_default(),
+        roles: inputs.user.map(|u| u.roles.clone()).unwrap_or_default(),
+        cluster_roles: inputs
+            .user
+            .map(|u| u.cluster_roles.clone())
+            .unwrap_or_default(),
+        namespace_labels: inputs.provider.namespace_labels.get(namespace).cloned(),
+        subresource,
+        kind_override,
+        dry_run: false,
+        variables: inputs.values.global_values.clone(),
+        no_user_info: inputs.user.is_none(),
+    }
 }

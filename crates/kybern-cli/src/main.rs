@@ -2,6 +2,7 @@
 //! This binary owns file access and printing; every decision comes from `kybern-engine`.
 
 mod apply_cmd;
+mod cel_policies;
 mod evaluation;
 mod files;
 mod jp_cmd;

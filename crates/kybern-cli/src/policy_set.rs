@@ -31,6 +31,8 @@ const UNSUPPORTED_KINDS: [&str; 16] = [
 pub struct PolicySet {
     pub policies: Vec<Policy>,
     pub exceptions: Vec<PolicyException>,
+    /// ValidatingPolicies and ValidatingAdmissionPolicies with their bindings.
+    pub cel: crate::cel_policies::CelPolicies,
     /// Names of policies Kyverno itself would reject (they are reported and not applied).
     pub invalid: Vec<String>,
     /// Names of policies of kinds this build cannot evaluate yet.
@@ -58,6 +60,15 @@ impl PolicySet {
             if kind == "PolicyException" {
                 self.add_exception(d);
                 continue;
+            }
+            match self.cel.add(d) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(issue) => {
+                    self.invalid.push(doc_name(&d.value));
+                    self.issues.push(issue);
+                    continue;
+                }
             }
             match compile_policy(&d.value) {
                 Ok(p) => self.policies.push(p),

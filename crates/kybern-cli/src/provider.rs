@@ -29,6 +29,8 @@ pub struct FileProvider {
     pub api_responses: Vec<MockResponse>,
     pub global_entries: BTreeMap<String, Value>,
     pub namespace_labels: BTreeMap<String, Labels>,
+    /// Image data from a test's `context` file (`spec.images`), by `image`.
+    pub images: Vec<Value>,
 }
 
 fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
@@ -216,6 +218,9 @@ impl ContextProvider for FileProvider {
     }
 
     fn image_data(&self, image: &str) -> Result<ImageData, ProviderError> {
+        if let Some(data) = self.images.iter().find(|i| field(i, "/image") == image) {
+            return Ok(ImageData { data: data.clone() });
+        }
         Err(ProviderError::Unavailable {
             what: format!("image registry data for {image}"),
             reason: "registry not reachable".into(),

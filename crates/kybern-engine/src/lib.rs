@@ -13,6 +13,7 @@
 )]
 
 pub mod autogen;
+pub mod cel;
 pub mod conditions;
 pub mod context;
 pub mod context_loader;

@@ -128,7 +128,12 @@ pub fn rows_for(t: &TestResult, run: &TestRun, dir: &Path) -> Vec<Row> {
         let mut resource_rows = 0usize;
         let mut resource_skipped = false;
         for resp in responses.filter(|r| r.policy_name == policy_name) {
-            for rule in resp.rules.iter().filter(|r| rule_selected(t, r)) {
+            let ruleless = crate::cel_policies::is_ruleless_kind(&resp.policy_kind);
+            for rule in resp
+                .rules
+                .iter()
+                .filter(|r| ruleless || rule_selected(t, r))
+            {
                 if rule.rule_type == RuleType::Generation && !rule.generated.is_empty() {
                     for generated in &rule.generated {
                         rows.push(generated_row(t, rule, resp, generated, dir));

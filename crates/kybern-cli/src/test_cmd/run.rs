@@ -145,6 +145,7 @@ fn build_provider(
         .into_iter()
         .map(|d| default_namespace(d.value))
         .collect();
+    crate::cel_policies::add_test_objects(test, dir, &mut provider, notes);
     provider.add_namespace_labels(values);
     provider
 }
@@ -186,8 +187,6 @@ pub fn run_test(test: &Test, dir: &Path) -> Result<TestRun, String> {
         ("httpPayloads", !test.http_payloads.is_empty()),
         ("envoyPayloads", !test.envoy_payloads.is_empty()),
         ("targetResources", !test.target_resources.is_empty()),
-        ("paramResources", !test.param_resources.is_empty()),
-        ("context", test.context.is_some()),
     ];
     if let Some((field, _)) = unsupported.iter().find(|(_, used)| *used) {
         return Err(format!(

@@ -1,0 +1,393 @@
+//! CEL: the expression language of `validate.cel` rules, ValidatingPolicies and
+//! ValidatingAdmissionPolicies.
+//!
+//! Built on the `cel` interpreter with the Kubernetes extension libraries from `kube-cel`
+//! (strings, lists, sets, regex, url, ip/cidr, quantity, semver, format, math, encoders), plus the
+//! Kyverno extras in [`library`]. Expressions are parsed once, when a policy is compiled; a parse
+//! error is a load error naming the field path.
+//!
+//! Runtime bound: the interpreter has no cost budget, so evaluation is bounded by its inputs
+//! instead. Every JSON input (object, oldObject, params, namespaceObject, request) is limited to
+//! [`MAX_INPUT_NODES`] values and expressions to [`MAX_EXPRESSION_LEN`] characters with the
+//! parser's recursion limit; the work of an expression is then polynomial in the input with a
+//! degree given by its comprehension nesting. Inputs over the limit make the policy an `error`.
+//!
+//! This module must not touch the file system or the network; outside data (resources for
+//! `resource.Get`/`resource.List`) comes through [`crate::context::ContextProvider`].
+
+mod ast;
+pub mod library;
+pub mod match_constraints;
+pub mod validate_cel;
+pub mod validating_policy;
+pub mod value;
+
+#[cfg(test)]
+mod tests;
+
+use crate::context::ContextProvider;
+use kube_cel::KubeCelExt;
+use kube_cel::cel;
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+pub use validate_cel::{CelInput, CelOutcome, ValidateCel};
+
+/// Largest number of JSON values (objects, arrays and scalars) in one evaluation input.
+pub const MAX_INPUT_NODES: usize = 1_000_000;
+/// Longest accepted expression, in characters (Kubernetes' own limit on VAP expressions is 5 KiB
+/// per field; Kyverno policies are written well under this).
+pub const MAX_EXPRESSION_LEN: usize = 64 * 1024;
+/// Parser recursion limit (cel-go's default is 250; nested macros count several levels).
+const MAX_RECURSION: u16 = 200;
+/// Most provider lookups one expression may make.
+const MAX_FETCHES: usize = 32;
+
+/// A CEL policy or expression that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct CelError {
+    /// Field path of the offending value, e.g. `spec.validations[0].expression`.
+    pub path: String,
+    pub message: String,
+}
+
+impl CelError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        CelError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One parsed CEL expression.
+#[derive(Debug, Clone)]
+pub struct Expression {
+    pub source: String,
+    ast: Arc<cel::IdedExpr>,
+}
+
+impl Expression {
+    /// Parses `source`; `path` names the field for errors.
+    pub fn compile(source: &str, path: &str) -> Result<Expression, CelError> {
+        if source.trim().is_empty() {
+            return Err(CelError::new(path, "expression is empty"));
+        }
+        if source.len() > MAX_EXPRESSION_LEN {
+            return Err(CelError::new(
+                path,
+                format!("expression is longer than {MAX_EXPRESSION_LEN} characters"),
+            ));
+        }
+        let mut ast = cel::parser::Parser::new()
+            .enable_optional_syntax(true)
+            .max_recursion_depth(MAX_RECURSION)
+            .parse(source)
+            .map_err(|e| CelError::new(path, format!("compilation failed: {e}")))?;
+        ast::rewrite(&mut ast);
+        Ok(Expression {
+            source: source.to_string(),
+            ast: Arc::new(ast),
+        })
+    }
+
+    /// Evaluates against `scope`, returning the CEL value or an error message. Lookups of
+    /// `resource.Get`/`resource.List` are served from the scope's provider between attempts.
+    pub fn eval(&self, scope: &Scope) -> Result<cel::Value, String> {
+        for _ in 0..MAX_FETCHES {
+            let mut ctx = root().new_inner_scope();
+            for (name, value) in &scope.vars {
+                ctx.add_variable_from_value(name.clone(), value.clone());
+            }
+            let fetched = scope.fetched.borrow().clone();
+            if !fetched.is_empty() {
+                ctx.add_variable_from_value(library::FETCHED_VAR, value::map(fetched));
+            }
+            let requests = Arc::new(library::FetchRequests::default());
+            ctx.add_variable_from_value(
+                library::REQUESTS_VAR,
+                cel::Value::Opaque(requests.clone()),
+            );
+            let err = match cel::Value::resolve(&self.ast, &ctx) {
+                Ok(v) => return Ok(v),
+                Err(e) => value::execution_error(&e),
+            };
+            let wanted: Vec<String> = requests
+                .take()
+                .into_iter()
+                .filter(|k| !scope.fetched.borrow().contains_key(k))
+                .collect();
+            if wanted.is_empty() {
+                return Err(err);
+            }
+            for key in wanted {
+                let answer = scope.fetch(&key)?;
+                scope.fetched.borrow_mut().insert(key, answer);
+            }
+        }
+        Err(format!(
+            "expression {:?} needs more than {MAX_FETCHES} resource lookups",
+            self.source
+        ))
+    }
+
+    /// Evaluates to a boolean; any other type is an error.
+    pub fn eval_bool(&self, scope: &Scope) -> Result<bool, String> {
+        match self.eval(scope)? {
+            cel::Value::Bool(b) => Ok(b),
+            other => Err(format!(
+                "expression {:?} must evaluate to bool, got {}",
+                self.source,
+                value::type_name(&other)
+            )),
+        }
+    }
+
+    /// Evaluates to a string (for `messageExpression`).
+    pub fn eval_string(&self, scope: &Scope) -> Result<String, String> {
+        match self.eval(scope)? {
+            cel::Value::String(s) => Ok(s.to_string()),
+            other => Err(format!(
+                "messageExpression {:?} must evaluate to string, got {}",
+                self.source,
+                value::type_name(&other)
+            )),
+        }
+    }
+}
+
+/// The variables visible to an expression, and where resource lookups go.
+#[derive(Clone, Default)]
+pub struct Scope<'p> {
+    vars: Vec<(String, cel::Value)>,
+    provider: Option<&'p dyn ContextProvider>,
+    fetched: RefCell<HashMap<String, cel::Value>>,
+}
+
+impl<'p> Scope<'p> {
+    /// A scope whose `resource.*` lookups go to `provider`.
+    pub fn with_provider(provider: Option<&'p dyn ContextProvider>) -> Self {
+        Scope {
+            provider,
+            ..Scope::default()
+        }
+    }
+
+    /// Sets (or replaces) a top-level variable from JSON.
+    pub fn set_json(&mut self, name: &str, v: &Value) {
+        self.set(name, value::from_json(v));
+    }
+
+    /// Sets (or replaces) a top-level variable.
+    pub fn set(&mut self, name: &str, v: cel::Value) {
+        if let Some(slot) = self.vars.iter_mut().find(|(n, _)| n == name) {
+            slot.1 = v;
+        } else {
+            self.vars.push((name.to_string(), v));
+        }
+    }
+
+    /// Answers one `resource.Get`/`resource.List` lookup (key from [`library::fetch_key`]).
+    fn fetch(&self, key: &str) -> Result<cel::Value, String> {
+        let provider = self
+            .provider
+            .ok_or_else(|| "resource lookups are not available here".to_string())?;
+        let mut parts = key.split('|');
+        let (op, api_version, resource, namespace, name) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let kind = match_constraints::kind_for_resource(group, resource);
+        if op == "Image" {
+            return provider
+                .image_data(name)
+                .map(|d| value::from_json(&d.data))
+                .map_err(|e| format!("image.GetMetadata: {e}"));
+        }
+        if op == "Get" {
+            match provider.resource(api_version, &kind, namespace, name) {
+                Ok(Some(v)) => Ok(value::from_json(&v)),
+                Ok(None) => Err(format!(
+                    "resource.Get: {resource} {namespace:?}/{name:?} not found"
+                )),
+                Err(e) => Err(format!("resource.Get: {e}")),
+            }
+        } else {
+            let items = provider
+                .list(api_version, &kind, namespace)
+                .map_err(|e| format!("resource.List: {e}"))?;
+            Ok(value::from_json(&serde_json::json!({
+                "apiVersion": api_version,
+                "kind": format!("{kind}List"),
+                "items": items,
+            })))
+        }
+    }
+}
+
+/// A `variables` entry: a name and its expression.
+#[derive(Debug, Clone)]
+pub struct Variable {
+    pub name: String,
+    pub expression: Expression,
+}
+
+/// The `variables` map as evaluated so far: values, and the errors of those that failed
+/// (reported only when an expression reads them, as Kyverno evaluates variables lazily).
+#[derive(Debug, Clone, Default)]
+pub struct VariableValues {
+    values: HashMap<String, cel::Value>,
+    errors: Vec<(String, String)>,
+}
+
+impl VariableValues {
+    /// Evaluates `vars` in order; each sees the ones before it as `variables.<name>`.
+    pub fn evaluate(vars: &[Variable], scope: &mut Scope) -> VariableValues {
+        let mut out = VariableValues::default();
+        scope.set("variables", out.as_value());
+        for v in vars {
+            match v.expression.eval(scope) {
+                Ok(val) => {
+                    out.values.insert(v.name.clone(), val);
+                }
+                Err(e) => out.errors.push((v.name.clone(), e)),
+            }
+            scope.set("variables", out.as_value());
+        }
+        out
+    }
+
+    fn as_value(&self) -> cel::Value {
+        let map: HashMap<cel::objects::Key, cel::Value> = self
+            .values
+            .iter()
+            .map(|(k, v)| (cel::objects::Key::from(k.clone()), v.clone()))
+            .collect();
+        cel::Value::Map(cel::objects::Map { map: Arc::new(map) })
+    }
+
+    /// Rewrites an evaluation error caused by reading a variable that failed into that
+    /// variable's own error.
+    pub fn explain(&self, error: String) -> String {
+        for (name, e) in &self.errors {
+            if error.contains(&format!("No such key: {name}")) {
+                return format!("variable {name:?}: {e}");
+            }
+        }
+        error
+    }
+}
+
+/// Counts the JSON values in `v`, stopping once `limit` is passed.
+pub fn json_size_within(v: &Value, limit: usize) -> bool {
+    let mut stack = vec![v];
+    let mut n = 0usize;
+    while let Some(v) = stack.pop() {
+        n += 1;
+        if n > limit {
+            return false;
+        }
+        match v {
+            Value::Array(a) => stack.extend(a.iter()),
+            Value::Object(m) => stack.extend(m.values()),
+            _ => {}
+        }
+    }
+    true
+}
+
+/// The environment every expression runs in: the CEL standard functions, the Kubernetes
+/// libraries and the Kyverno extras. Built once.
+fn root() -> &'static cel::Context<'static> {
+    static ROOT: OnceLock<cel::Context<'static>> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let mut ctx = cel::Context::default().with_all();
+        library::register(&mut ctx);
+        ctx.add_function(ast::OPT_SELECT_FN, ast::opt_select);
+        ctx
+    })
+}
+
+/// Compiles a list of `{name, expression}` variables at `path`.
+pub fn compile_variables(list: Option<&Value>, path: &str) -> Result<Vec<Variable>, CelError> {
+    let mut out = Vec::new();
+    let Some(list) = list else {
+        return Ok(out);
+    };
+    let items = list
+        .as_array()
+        .ok_or_else(|| CelError::new(path, "must be a list"))?;
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let name = item
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| CelError::new(format!("{p}.name"), "is required"))?;
+        let src = item
+            .get("expression")
+            .and_then(Value::as_str)
+            .ok_or_else(|| CelError::new(format!("{p}.expression"), "is required"))?;
+        out.push(Variable {
+            name: name.to_string(),
+            expression: Expression::compile(src, &format!("{p}.expression"))?,
+        });
+    }
+    Ok(out)
+}
+
+/// A named boolean condition (`matchConditions`, `celPreconditions`).
+#[derive(Debug, Clone)]
+pub struct Condition {
+    pub name: String,
+    pub expression: Expression,
+}
+
+/// Compiles a list of `{name, expression}` conditions at `path`.
+pub fn compile_conditions(list: Option<&Value>, path: &str) -> Result<Vec<Condition>, CelError> {
+    Ok(compile_variables(list, path)?
+        .into_iter()
+        .map(|v| Condition {
+            name: v.name,
+            expression: v.expression,
+        })
+        .collect())
+}
+
+/// How a list of conditions came out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConditionsOutcome {
+    /// All true.
+    Met,
+    /// The first false condition, by name.
+    NotMet(String),
+    Error(String),
+}
+
+/// Evaluates conditions as the apiserver does: any false → not met (even if another errored);
+/// otherwise any error → error; otherwise met.
+pub fn evaluate_conditions(conds: &[Condition], scope: &Scope) -> ConditionsOutcome {
+    let mut error = None;
+    for c in conds {
+        match c.expression.eval_bool(scope) {
+            Ok(true) => {}
+            Ok(false) => return ConditionsOutcome::NotMet(c.name.clone()),
+            Err(e) => {
+                if error.is_none() {
+                    error = Some(format!("condition {:?}: {e}", c.name));
+                }
+            }
+        }
+    }
+    match error {
+        Some(e) => ConditionsOutcome::Error(e),
+        None => ConditionsOutcome::Met,
+    }
+}

@@ -1,0 +1,123 @@
+//! Rewrites of parsed expressions before evaluation.
+//!
+//! The interpreter evaluates `a.?f` on a plain map `a` without the key `f` as an error instead
+//! of `optional.none()`. Every optional selection is therefore rewritten into a call of
+//! [`OPT_SELECT_FN`], which implements it as cel-go does.
+
+use kube_cel::cel;
+use kube_cel::cel::common::ast::{CallExpr, EntryExpr, Expr, LiteralValue};
+use kube_cel::cel::objects::{Key, OptionalValue};
+use std::sync::Arc;
+
+/// The internal function implementing `a.?f`.
+pub const OPT_SELECT_FN: &str = "__kybern_opt_select";
+const OPT_SELECT: &str = "_?._";
+const OPT_INDEX: &str = "_[?_]";
+
+fn optional(v: Option<cel::Value>) -> cel::Value {
+    cel::Value::Opaque(Arc::new(match v {
+        Some(v) => OptionalValue::of(v),
+        None => OptionalValue::none(),
+    }))
+}
+
+/// `operand.?field`: the field of a map as an optional (none when absent); an optional operand
+/// is unwrapped first (none stays none).
+pub fn opt_select(operand: cel::Value, field: Arc<String>) -> cel::ResolveResult {
+    let operand = match &operand {
+        cel::Value::Opaque(o) if o.runtime_type_name() == "optional_type" => {
+            match o
+                .downcast_ref::<OptionalValue>()
+                .and_then(OptionalValue::value)
+            {
+                Some(v) => v.clone(),
+                None => return Ok(optional(None)),
+            }
+        }
+        _ => operand,
+    };
+    Ok(match &operand {
+        cel::Value::Map(m) => optional(m.map.get(&Key::from(field.as_str())).cloned()),
+        _ => optional(None),
+    })
+}
+
+/// Applies the rewrites to `e` and everything below it: `a.?f` becomes a call of
+/// [`OPT_SELECT_FN`], and so does a plain `.f` applied to an optional chain (cel-go propagates
+/// optionality along `a.?b.c`). Recursion is bounded by the parser's depth limit.
+pub fn rewrite(e: &mut cel::IdedExpr) {
+    rewrite_node(e);
+}
+
+/// Rewrites `e` in place; returns true when `e` yields an optional chain.
+fn rewrite_node(e: &mut cel::IdedExpr) -> bool {
+    match &mut e.expr {
+        Expr::Call(call) => {
+            if let Some(t) = call.target.as_mut() {
+                rewrite_node(t);
+            }
+            for a in call.args.iter_mut() {
+                rewrite_node(a);
+            }
+            if call.func_name == OPT_SELECT {
+                call.func_name = OPT_SELECT_FN.to_string();
+            }
+            call.func_name == OPT_SELECT_FN || call.func_name == OPT_INDEX
+        }
+        Expr::Select(sel) => {
+            let optional_operand = rewrite_node(&mut sel.operand);
+            if optional_operand && !sel.test {
+                let operand = std::mem::take(sel.operand.as_mut());
+                let field = std::mem::take(&mut sel.field);
+                let field_id = operand.id;
+                e.expr = Expr::Call(CallExpr {
+                    func_name: OPT_SELECT_FN.to_string(),
+                    target: None,
+                    args: vec![
+                        operand,
+                        cel::IdedExpr {
+                            id: field_id,
+                            expr: Expr::Literal(LiteralValue::String(field.into())),
+                        },
+                    ],
+                });
+                true
+            } else {
+                false
+            }
+        }
+        Expr::Comprehension(c) => {
+            let c = c.as_mut();
+            rewrite_node(&mut c.iter_range);
+            rewrite_node(&mut c.accu_init);
+            rewrite_node(&mut c.loop_cond);
+            rewrite_node(&mut c.loop_step);
+            rewrite_node(&mut c.result);
+            false
+        }
+        Expr::List(l) => {
+            for x in l.elements.iter_mut() {
+                rewrite_node(x);
+            }
+            false
+        }
+        Expr::Map(m) => {
+            for entry in m.entries.iter_mut() {
+                if let EntryExpr::MapEntry(me) = &mut entry.expr {
+                    rewrite_node(&mut me.key);
+                    rewrite_node(&mut me.value);
+                }
+            }
+            false
+        }
+        Expr::Struct(st) => {
+            for entry in st.entries.iter_mut() {
+                if let EntryExpr::StructField(f) = &mut entry.expr {
+                    rewrite_node(&mut f.value);
+                }
+            }
+            false
+        }
+        Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => false,
+    }
+}

@@ -1,0 +1,248 @@
+//! Kyverno's own CEL functions, as far as kybern provides them:
+//!
+//! | function | result |
+//! |---|---|
+//! | `x.orValue(d)` | also accepted on values that are not optional (returns them) |
+//! | `parseServiceAccount(s)`, `user.parseServiceAccount(s)` | `{Namespace, Name}` of `system:serviceaccount:<ns>:<name>` |
+//! | `json.unmarshal(s)`, `json.marshal(v)` | JSON text ↔ value |
+//! | `yaml.parse(s)` | the value of one YAML document |
+//! | `image(s)`, `parseImageReference(s)`, `isImage(s)` | an image reference with `.registry()`, `.repository()`, `.identifier()`, `.tag()`, `.digest()`, `.containsDigest()` |
+//! | `resource.Get(apiVersion, resource, namespace, name)`, `resource.List(apiVersion, resource, namespace)` (also lower-case) | objects from the context provider |
+//! | `image.GetMetadata(image)` | the image's registry data from the context provider |
+//!
+//! The resource functions cannot call the provider themselves (CEL functions are `'static`):
+//! they read answers from a hidden variable, and when an answer is missing they record a
+//! request that [`super::Expression::eval`] serves from the provider before evaluating again.
+
+use super::value::{from_json, map, string, to_json};
+use crate::images::ImageInfo;
+use kube_cel::cel;
+use kube_cel::cel::extractors::This;
+use kube_cel::cel::objects::Opaque;
+use kube_cel::cel::{ExecutionError, FunctionContext, ResolveResult};
+use std::sync::Arc;
+
+/// Hidden variable holding provider answers, keyed by [`fetch_key`].
+pub const FETCHED_VAR: &str = "__kybern_fetched";
+/// Hidden variable holding the [`FetchRequests`] of one evaluation attempt.
+pub const REQUESTS_VAR: &str = "__kybern_requests";
+
+/// Lookups an evaluation attempt needed and did not find among the answers. Errors inside
+/// function arguments can be replaced by the interpreter, so requests travel on this side
+/// channel rather than in the error.
+#[derive(Debug, Default)]
+pub struct FetchRequests(std::sync::Mutex<Vec<String>>);
+
+impl PartialEq for FetchRequests {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for FetchRequests {}
+
+impl Opaque for FetchRequests {
+    fn runtime_type_name(&self) -> &str {
+        "kybern.fetchRequests"
+    }
+}
+
+impl FetchRequests {
+    /// The keys requested so far.
+    pub fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .unwrap_or_default()
+    }
+
+    fn push(&self, key: &str) {
+        if let Ok(mut g) = self.0.lock() {
+            g.push(key.to_string());
+        }
+    }
+}
+
+/// Registers the functions of this module on `ctx`.
+pub fn register(ctx: &mut cel::Context<'_>) {
+    ctx.add_function("orValue", or_value);
+    ctx.add_function("parseServiceAccount", parse_service_account);
+    ctx.add_function("user.parseServiceAccount", parse_service_account);
+    ctx.add_function("json.unmarshal", json_unmarshal);
+    ctx.add_function("json.marshal", json_marshal);
+    ctx.add_function("yaml.parse", yaml_parse);
+    ctx.add_function("image", image);
+    ctx.add_function("parseImageReference", image);
+    ctx.add_function("isImage", is_image);
+    ctx.add_function("registry", image_registry);
+    ctx.add_function("repository", image_repository);
+    ctx.add_function("identifier", image_identifier);
+    ctx.add_function("tag", image_tag);
+    ctx.add_function("digest", image_digest);
+    ctx.add_function("containsDigest", image_contains_digest);
+    ctx.add_function("resource.Get", resource_get);
+    ctx.add_function("resource.List", resource_list);
+    ctx.add_function("resource.get", resource_get);
+    ctx.add_function("resource.list", resource_list);
+    ctx.add_function("image.GetMetadata", image_metadata);
+}
+
+/// `x.orValue(default)`: the optional's value or `default`; a value that is not optional is
+/// returned as it is (policies written for Kyverno call it on plain fields).
+fn or_value(This(this): This<cel::Value>, default: cel::Value) -> ResolveResult {
+    match &this {
+        cel::Value::Opaque(o) if o.runtime_type_name() == "optional_type" => Ok(o
+            .downcast_ref::<cel::objects::OptionalValue>()
+            .and_then(cel::objects::OptionalValue::value)
+            .cloned()
+            .unwrap_or(default)),
+        _ => Ok(this),
+    }
+}
+
+fn parse_service_account(s: Arc<String>) -> ResolveResult {
+    let (ns, name) = s
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+        .unwrap_or(("", ""));
+    Ok(map([
+        ("Namespace".to_string(), string(ns)),
+        ("Name".to_string(), string(name)),
+    ]))
+}
+
+fn json_unmarshal(s: Arc<String>) -> ResolveResult {
+    let v: serde_json::Value = serde_json::from_str(&s)
+        .map_err(|e| ExecutionError::function_error("json.unmarshal", e.to_string()))?;
+    Ok(from_json(&v))
+}
+
+fn json_marshal(v: cel::Value) -> ResolveResult {
+    Ok(string(to_json(&v).to_string()))
+}
+
+fn yaml_parse(s: Arc<String>) -> ResolveResult {
+    let docs = crate::yaml::parse_all(&s)
+        .map_err(|e| ExecutionError::function_error("yaml.parse", e.to_string()))?;
+    Ok(docs.first().map_or(cel::Value::Null, from_json))
+}
+
+/// A parsed image reference (the CEL `image` type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef(ImageInfo);
+
+impl Opaque for ImageRef {
+    fn runtime_type_name(&self) -> &str {
+        "kyverno.image"
+    }
+}
+
+fn image(s: Arc<String>) -> ResolveResult {
+    ImageInfo::parse(&s)
+        .map(|i| cel::Value::Opaque(Arc::new(ImageRef(i))))
+        .ok_or_else(|| {
+            ExecutionError::function_error("image", format!("invalid image reference {s:?}"))
+        })
+}
+
+fn is_image(s: Arc<String>) -> bool {
+    ImageInfo::parse(&s).is_some()
+}
+
+fn image_of<'a>(ftx: &FunctionContext, v: &'a cel::Value) -> Result<&'a ImageInfo, ExecutionError> {
+    match v {
+        cel::Value::Opaque(o) => o
+            .downcast_ref::<ImageRef>()
+            .map(|r| &r.0)
+            .ok_or_else(|| ftx.error("not an image")),
+        _ => Err(ftx.error("not an image")),
+    }
+}
+
+fn image_registry(ftx: &FunctionContext, This(this): This<cel::Value>) -> ResolveResult {
+    Ok(string(image_of(ftx, &this)?.registry.clone()))
+}
+
+fn image_repository(ftx: &FunctionContext, This(this): This<cel::Value>) -> ResolveResult {
+    Ok(string(image_of(ftx, &this)?.path.clone()))
+}
+
+fn image_identifier(ftx: &FunctionContext, This(this): This<cel::Value>) -> ResolveResult {
+    let i = image_of(ftx, &this)?;
+    Ok(string(if i.digest.is_empty() {
+        i.tag.clone()
+    } else {
+        i.digest.clone()
+    }))
+}
+
+fn image_tag(ftx: &FunctionContext, This(this): This<cel::Value>) -> ResolveResult {
+    Ok(string(image_of(ftx, &this)?.tag.clone()))
+}
+
+fn image_digest(ftx: &FunctionContext, This(this): This<cel::Value>) -> ResolveResult {
+    Ok(string(image_of(ftx, &this)?.digest.clone()))
+}
+
+fn image_contains_digest(ftx: &FunctionContext, This(this): This<cel::Value>) -> ResolveResult {
+    Ok(cel::Value::Bool(!image_of(ftx, &this)?.digest.is_empty()))
+}
+
+/// The cache key of one provider lookup.
+pub fn fetch_key(
+    op: &str,
+    api_version: &str,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+) -> String {
+    format!("{op}|{api_version}|{resource}|{namespace}|{name}")
+}
+
+fn fetched(ftx: &FunctionContext, key: &str) -> ResolveResult {
+    let found = ftx.ptx.get_variable(FETCHED_VAR).and_then(|v| {
+        let v = cel::Value::try_from(v.as_ref()).ok()?;
+        match v {
+            cel::Value::Map(m) => m.map.get(&cel::objects::Key::from(key)).cloned(),
+            _ => None,
+        }
+    });
+    found.ok_or_else(|| {
+        if let Some(v) = ftx.ptx.get_variable(REQUESTS_VAR)
+            && let Ok(cel::Value::Opaque(o)) = cel::Value::try_from(v.as_ref())
+            && let Some(r) = o.downcast_ref::<FetchRequests>()
+        {
+            r.push(key);
+        }
+        ExecutionError::function_error(ftx.name, format!("{key} is not available"))
+    })
+}
+
+fn resource_get(
+    ftx: &FunctionContext,
+    api_version: Arc<String>,
+    resource: Arc<String>,
+    namespace: Arc<String>,
+    name: Arc<String>,
+) -> ResolveResult {
+    fetched(
+        ftx,
+        &fetch_key("Get", &api_version, &resource, &namespace, &name),
+    )
+}
+
+fn image_metadata(ftx: &FunctionContext, image: Arc<String>) -> ResolveResult {
+    fetched(ftx, &fetch_key("Image", "", "", "", &image))
+}
+
+fn resource_list(
+    ftx: &FunctionContext,
+    api_version: Arc<String>,
+    resource: Arc<String>,
+    namespace: Arc<String>,
+) -> ResolveResult {
+    fetched(
+        ftx,
+        &fetch_key("List", &api_version, &resource, &namespace, ""),
+    )
+}

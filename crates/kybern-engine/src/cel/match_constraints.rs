@@ -1,0 +1,437 @@
+//! `matchConstraints` / `matchResources` of ValidatingPolicies, ValidatingAdmissionPolicies and
+//! their bindings: resource rules by group, version, plural resource, operation and scope, with
+//! namespace and object selectors, as the apiserver matches them.
+
+use super::CelError;
+use crate::context::Labels;
+use crate::matching::selector_matches;
+use crate::policy::LabelSelector;
+use crate::request::{AdmissionRequest, Operation};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Built-in kinds: (group, kind, plural resource, namespaced).
+const BUILTIN: &[(&str, &str, &str, bool)] = &[
+    ("", "Pod", "pods", true),
+    ("", "Service", "services", true),
+    ("", "ConfigMap", "configmaps", true),
+    ("", "Secret", "secrets", true),
+    ("", "Namespace", "namespaces", false),
+    ("", "Node", "nodes", false),
+    ("", "PersistentVolume", "persistentvolumes", false),
+    ("", "PersistentVolumeClaim", "persistentvolumeclaims", true),
+    ("", "ServiceAccount", "serviceaccounts", true),
+    ("", "Endpoints", "endpoints", true),
+    ("", "Event", "events", true),
+    ("", "LimitRange", "limitranges", true),
+    ("", "ResourceQuota", "resourcequotas", true),
+    ("", "ReplicationController", "replicationcontrollers", true),
+    ("", "PodTemplate", "podtemplates", true),
+    ("", "Binding", "bindings", true),
+    ("", "ComponentStatus", "componentstatuses", false),
+    ("apps", "Deployment", "deployments", true),
+    ("apps", "StatefulSet", "statefulsets", true),
+    ("apps", "DaemonSet", "daemonsets", true),
+    ("apps", "ReplicaSet", "replicasets", true),
+    ("apps", "ControllerRevision", "controllerrevisions", true),
+    ("batch", "Job", "jobs", true),
+    ("batch", "CronJob", "cronjobs", true),
+    (
+        "autoscaling",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        true,
+    ),
+    ("autoscaling", "Scale", "scale", true),
+    (
+        "policy",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+    ),
+    ("policy", "Eviction", "eviction", true),
+    ("networking.k8s.io", "Ingress", "ingresses", true),
+    ("networking.k8s.io", "IngressClass", "ingressclasses", false),
+    (
+        "networking.k8s.io",
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+    ),
+    ("rbac.authorization.k8s.io", "Role", "roles", true),
+    (
+        "rbac.authorization.k8s.io",
+        "RoleBinding",
+        "rolebindings",
+        true,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "ClusterRole",
+        "clusterroles",
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+    ),
+    ("storage.k8s.io", "StorageClass", "storageclasses", false),
+    ("storage.k8s.io", "CSIDriver", "csidrivers", false),
+    ("storage.k8s.io", "CSINode", "csinodes", false),
+    (
+        "storage.k8s.io",
+        "VolumeAttachment",
+        "volumeattachments",
+        false,
+    ),
+    (
+        "apiextensions.k8s.io",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        false,
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        false,
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        false,
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        false,
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        false,
+    ),
+    (
+        "scheduling.k8s.io",
+        "PriorityClass",
+        "priorityclasses",
+        false,
+    ),
+    ("coordination.k8s.io", "Lease", "leases", true),
+    ("discovery.k8s.io", "EndpointSlice", "endpointslices", true),
+    ("node.k8s.io", "RuntimeClass", "runtimeclasses", false),
+    (
+        "certificates.k8s.io",
+        "CertificateSigningRequest",
+        "certificatesigningrequests",
+        false,
+    ),
+    ("events.k8s.io", "Event", "events", true),
+    ("apiregistration.k8s.io", "APIService", "apiservices", false),
+];
+
+/// The plural resource name of a kind: the table for built-in kinds, else the lower-case kind
+/// with an English plural (the usual CRD convention).
+pub fn resource_for_kind(group: &str, kind: &str) -> String {
+    if let Some((_, _, r, _)) = BUILTIN
+        .iter()
+        .find(|(g, k, _, _)| *g == group && *k == kind)
+    {
+        return (*r).to_string();
+    }
+    if let Some((_, _, r, _)) = BUILTIN.iter().find(|(_, k, _, _)| *k == kind) {
+        return (*r).to_string();
+    }
+    let lower = kind.to_ascii_lowercase();
+    if let Some(stem) = lower.strip_suffix('y')
+        && !stem.ends_with(['a', 'e', 'i', 'o', 'u'])
+    {
+        return format!("{stem}ies");
+    }
+    if lower.ends_with('s')
+        || lower.ends_with('x')
+        || lower.ends_with("ch")
+        || lower.ends_with("sh")
+    {
+        return format!("{lower}es");
+    }
+    format!("{lower}s")
+}
+
+/// The kind of a plural resource (the inverse of [`resource_for_kind`] for built-in kinds; for
+/// others the singular guessed from the plural, capitalised).
+pub fn kind_for_resource(group: &str, resource: &str) -> String {
+    let resource = resource.to_ascii_lowercase();
+    if let Some((_, k, _, _)) = BUILTIN
+        .iter()
+        .find(|(g, _, r, _)| *g == group && *r == resource)
+        .or_else(|| BUILTIN.iter().find(|(_, _, r, _)| *r == resource))
+    {
+        return (*k).to_string();
+    }
+    let singular = if let Some(stem) = resource.strip_suffix("ies") {
+        format!("{stem}y")
+    } else if let Some(stem) = resource.strip_suffix("ses") {
+        format!("{stem}s")
+    } else {
+        resource.strip_suffix('s').unwrap_or(&resource).to_string()
+    };
+    let mut chars = singular.chars();
+    chars.next().map_or_else(String::new, |c| {
+        c.to_ascii_uppercase().to_string() + chars.as_str()
+    })
+}
+
+/// One `resourceRules` entry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceRule {
+    pub api_groups: Vec<String>,
+    pub api_versions: Vec<String>,
+    pub resources: Vec<String>,
+    pub resource_names: Vec<String>,
+    pub operations: Vec<String>,
+    /// `Cluster`, `Namespaced` or `*` (the default).
+    pub scope: String,
+}
+
+fn strings(v: Option<&Value>, path: &str) -> Result<Vec<String>, CelError> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| CelError::new(format!("{path}[{i}]"), "must be a string"))
+            })
+            .collect(),
+        Some(_) => Err(CelError::new(path, "must be a list of strings")),
+    }
+}
+
+fn any_matches(list: &[String], value: &str) -> bool {
+    list.iter().any(|x| x == "*" || x == value)
+}
+
+impl ResourceRule {
+    fn compile(v: &Value, path: &str) -> Result<ResourceRule, CelError> {
+        Ok(ResourceRule {
+            api_groups: strings(v.get("apiGroups"), &format!("{path}.apiGroups"))?,
+            api_versions: strings(v.get("apiVersions"), &format!("{path}.apiVersions"))?,
+            resources: strings(v.get("resources"), &format!("{path}.resources"))?,
+            resource_names: strings(v.get("resourceNames"), &format!("{path}.resourceNames"))?,
+            operations: strings(v.get("operations"), &format!("{path}.operations"))?,
+            scope: v
+                .get("scope")
+                .and_then(Value::as_str)
+                .unwrap_or("*")
+                .to_string(),
+        })
+    }
+
+    fn matches(&self, r: &RequestAttributes) -> bool {
+        if !any_matches(&self.operations, r.operation) {
+            return false;
+        }
+        if !any_matches(&self.api_groups, &r.group) || !any_matches(&self.api_versions, &r.version)
+        {
+            return false;
+        }
+        let resource_ok = self.resources.iter().any(|pattern| {
+            let (pres, psub) = pattern.split_once('/').unwrap_or((pattern.as_str(), ""));
+            let res_ok = pres == "*" || pres == r.resource;
+            let sub_ok = if pattern.contains('/') {
+                psub == "*" || psub == r.subresource
+            } else {
+                // `*` alone matches only main resources; a name without `/` only the resource.
+                r.subresource.is_empty()
+            };
+            res_ok && sub_ok
+        });
+        if !resource_ok {
+            return false;
+        }
+        if !self.resource_names.is_empty() && !self.resource_names.iter().any(|n| n == r.name) {
+            return false;
+        }
+        match self.scope.as_str() {
+            "Cluster" => r.namespace.is_empty(),
+            "Namespaced" => !r.namespace.is_empty(),
+            _ => true,
+        }
+    }
+}
+
+/// What matching reads from a request.
+struct RequestAttributes<'a> {
+    operation: &'a str,
+    group: String,
+    version: String,
+    resource: String,
+    subresource: &'a str,
+    name: &'a str,
+    namespace: &'a str,
+}
+
+/// `matchConstraints` of a policy or `matchResources` of a binding.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MatchConstraints {
+    pub resource_rules: Vec<ResourceRule>,
+    pub exclude_resource_rules: Vec<ResourceRule>,
+    pub namespace_selector: Option<LabelSelector>,
+    pub object_selector: Option<LabelSelector>,
+}
+
+fn selector(v: Option<&Value>, path: &str) -> Result<Option<LabelSelector>, CelError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|e| CelError::new(path, format!("invalid label selector: {e}"))),
+    }
+}
+
+fn rules(v: Option<&Value>, path: &str) -> Result<Vec<ResourceRule>, CelError> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ResourceRule::compile(r, &format!("{path}[{i}]")))
+            .collect(),
+        Some(_) => Err(CelError::new(path, "must be a list")),
+    }
+}
+
+fn labels_of(v: &Value) -> BTreeMap<String, String> {
+    v.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn empty_selector(s: &Option<LabelSelector>) -> bool {
+    s.as_ref()
+        .is_none_or(|s| s.match_labels.is_empty() && s.match_expressions.is_empty())
+}
+
+impl MatchConstraints {
+    /// Compiles `matchConstraints` (absent: matches nothing, as an empty rule list).
+    pub fn compile(v: Option<&Value>, path: &str) -> Result<MatchConstraints, CelError> {
+        let Some(v) = v.filter(|v| !v.is_null()) else {
+            return Ok(MatchConstraints::default());
+        };
+        Ok(MatchConstraints {
+            resource_rules: rules(v.get("resourceRules"), &format!("{path}.resourceRules"))?,
+            exclude_resource_rules: rules(
+                v.get("excludeResourceRules"),
+                &format!("{path}.excludeResourceRules"),
+            )?,
+            namespace_selector: selector(
+                v.get("namespaceSelector"),
+                &format!("{path}.namespaceSelector"),
+            )?,
+            object_selector: selector(v.get("objectSelector"), &format!("{path}.objectSelector"))?,
+        })
+    }
+
+    /// Kyverno's "simple" match: exactly one resource rule without resource names, no selectors
+    /// and no exclusions. A ValidatingPolicy with such a match reports nothing for resources it
+    /// does not select.
+    pub fn is_simple(&self) -> bool {
+        self.resource_rules.len() == 1
+            && self
+                .resource_rules
+                .first()
+                .is_some_and(|r| r.resource_names.is_empty())
+            && empty_selector(&self.namespace_selector)
+            && empty_selector(&self.object_selector)
+            && self.exclude_resource_rules.is_empty()
+    }
+
+    /// Whether the request is selected. `namespace_labels` are the labels of the object's
+    /// namespace (unknown: no labels).
+    pub fn matches(&self, req: &AdmissionRequest, namespace_labels: Option<&Labels>) -> bool {
+        self.matches_rules(req, true) && self.selectors_match(req, namespace_labels)
+    }
+
+    /// Like [`MatchConstraints::matches`], for a binding's `matchResources`, where an empty
+    /// rule list matches every resource the policy matched.
+    pub fn matches_binding(
+        &self,
+        req: &AdmissionRequest,
+        namespace_labels: Option<&Labels>,
+    ) -> bool {
+        self.matches_rules(req, false) && self.selectors_match(req, namespace_labels)
+    }
+
+    fn matches_rules(&self, req: &AdmissionRequest, required: bool) -> bool {
+        let gvk = req.gvk();
+        let resource = req.resource();
+        let attrs = RequestAttributes {
+            operation: req.operation.as_str(),
+            resource: resource_for_kind(&gvk.group, &gvk.kind),
+            group: gvk.group,
+            version: gvk.version,
+            subresource: &req.subresource,
+            name: resource
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            namespace: req.namespace(),
+        };
+        let included = if required || !self.resource_rules.is_empty() {
+            self.resource_rules.iter().any(|r| r.matches(&attrs))
+        } else {
+            true
+        };
+        included
+            && !self
+                .exclude_resource_rules
+                .iter()
+                .any(|r| r.matches(&attrs))
+    }
+
+    fn selectors_match(&self, req: &AdmissionRequest, namespace_labels: Option<&Labels>) -> bool {
+        if let Some(sel) = &self.object_selector {
+            let new = !req.object.is_null() && selector_matches(sel, &labels_of(&req.object));
+            let old =
+                !req.old_object.is_null() && selector_matches(sel, &labels_of(&req.old_object));
+            if !new && !old {
+                return false;
+            }
+        }
+        if let Some(sel) = &self.namespace_selector {
+            let gvk = req.gvk();
+            let labels = if gvk.kind == "Namespace" && gvk.group.is_empty() {
+                Some(labels_of(req.resource()))
+            } else if req.namespace().is_empty() {
+                // Cluster-scoped objects are not filtered by namespaceSelector.
+                None
+            } else {
+                Some(namespace_labels.cloned().unwrap_or_default())
+            };
+            if let Some(labels) = labels
+                && !selector_matches(sel, &labels)
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Whether `op` is one of `CREATE`, `UPDATE`, `DELETE`, `CONNECT` (for validation of policies).
+pub fn known_operation(op: &str) -> bool {
+    op == "*" || Operation::parse(op).is_some()
+}

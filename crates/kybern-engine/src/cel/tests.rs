@@ -1,0 +1,403 @@
+use super::match_constraints::{kind_for_resource, resource_for_kind};
+use super::validating_policy::{Binding, CelPolicyResult, ValidatingPolicy};
+use super::*;
+use crate::context::{ApiCall, ImageData, Labels, NoProvider, ProviderError};
+use crate::request::{AdmissionRequest, Operation};
+use serde_json::json;
+
+fn eval_json(expr: &str, object: Value) -> Result<Value, String> {
+    let mut scope = Scope::default();
+    scope.set_json("object", &object);
+    Expression::compile(expr, "x")
+        .map_err(|e| e.to_string())?
+        .eval(&scope)
+        .map(|v| value::to_json(&v))
+}
+
+#[test]
+fn library_functions() {
+    let obj = json!({"spec": {"replicas": 3, "containers": [{"image": "nginx:1.2"}]},
+                     "metadata": {"labels": {"app": "x"}}});
+    let cases: &[(&str, Value)] = &[
+        ("object.spec.replicas <= 3", json!(true)),
+        ("object.spec.?missing.orValue(7)", json!(7)),
+        ("object.spec.replicas.orValue(7)", json!(3)),
+        ("object.?spec.?replicas.orValue(7)", json!(3)),
+        (
+            "object.spec.?securityContext.privileged.orValue(true)",
+            json!(true),
+        ),
+        ("object.?metadata.labels.app.orValue('none')", json!("x")),
+        (
+            "object.?metadata.labels.nope.orValue('none')",
+            json!("none"),
+        ),
+        (
+            "has(object.metadata.labels) && 'app' in object.metadata.labels",
+            json!(true),
+        ),
+        (
+            "object.spec.containers.all(c, c.image.startsWith('nginx'))",
+            json!(true),
+        ),
+        ("'a,b'.split(',')", json!(["a", "b"])),
+        ("'HeLLo'.lowerAscii()", json!("hello")),
+        ("sets.contains([1, 2, 3], [1, 2])", json!(true)),
+        (
+            "quantity('1Gi').isGreaterThan(quantity('1Mi'))",
+            json!(true),
+        ),
+        ("isCIDR('10.0.0.0/8')", json!(true)),
+        ("url('https://a.b/c').getHost()", json!("a.b")),
+        (
+            "parseServiceAccount('system:serviceaccount:ns:sa').Name",
+            json!("sa"),
+        ),
+        (
+            "user.parseServiceAccount('system:serviceaccount:ns:sa').Namespace",
+            json!("ns"),
+        ),
+        ("json.unmarshal('{\"a\": [1]}').a[0]", json!(1)),
+        ("json.marshal({'a': 1})", json!("{\"a\":1}")),
+        ("yaml.parse('a: b').a", json!("b")),
+        ("image('ghcr.io/x/y:1.0').registry()", json!("ghcr.io")),
+        (
+            "image('nginx').repository()",
+            json!("library/nginx").clone(),
+        ),
+        ("image('nginx@sha256:abc').containsDigest()", json!(true)),
+        ("isImage('not an image')", json!(false)),
+    ];
+    for (expr, want) in cases {
+        let got = eval_json(expr, obj.clone());
+        // Image repository follows the engine's image parser (no `library/` prefix).
+        if *expr == "image('nginx').repository()" {
+            assert_eq!(got, Ok(json!("nginx")), "{expr}");
+            continue;
+        }
+        assert_eq!(got.as_ref(), Ok(want), "{expr}");
+    }
+}
+
+#[test]
+fn compile_errors_name_the_field() {
+    let err = Expression::compile("object.spec.(", "spec.validations[0].expression").unwrap_err();
+    assert_eq!(err.path, "spec.validations[0].expression");
+    assert!(Expression::compile("  ", "p").is_err());
+}
+
+#[test]
+fn runtime_errors_are_errors() {
+    assert!(eval_json("object.spec.nope > 1", json!({"spec": {}})).is_err());
+    assert!(eval_json("1 / 0", json!({})).is_err());
+}
+
+#[test]
+fn kinds_and_resources() {
+    for (group, kind, resource) in [
+        ("apps", "Deployment", "deployments"),
+        ("networking.k8s.io", "Ingress", "ingresses"),
+        ("", "Pod", "pods"),
+        ("example.com", "Policy", "policies"),
+        ("example.com", "Widget", "widgets"),
+    ] {
+        assert_eq!(resource_for_kind(group, kind), resource);
+        assert_eq!(kind_for_resource(group, resource), kind);
+    }
+}
+
+fn request(op: Operation, object: Value) -> AdmissionRequest {
+    AdmissionRequest {
+        operation: op,
+        object,
+        ..AdmissionRequest::default()
+    }
+}
+
+fn cel_input<'a>(object: &'a Value, request: &'a Value) -> CelInput<'a> {
+    CelInput {
+        object,
+        old_object: &Value::Null,
+        request,
+        namespace_object: None,
+        params: None,
+        provider: None,
+    }
+}
+
+#[test]
+fn validate_cel_outcomes() {
+    let rule = json!({
+        "variables": [{"name": "r", "expression": "object.spec.replicas"}],
+        "expressions": [
+            {"expression": "variables.r <= 3", "message": "too many"},
+            {"expression": "variables.r > 0", "messageExpression": "'got ' + string(variables.r)"},
+            {"expression": "object.spec.x == 1"},
+        ]
+    });
+    let pre = json!([{"name": "only-create", "expression": "request.operation == 'CREATE'"}]);
+    let v = ValidateCel::compile(&rule, Some(&pre), "spec.rules[0].validate.cel").unwrap();
+    let create = json!({"operation": "CREATE"});
+    let cases = [
+        (
+            json!({"spec": {"replicas": 2, "x": 1}}),
+            &create,
+            CelOutcome::Pass,
+        ),
+        (
+            json!({"spec": {"replicas": 5, "x": 1}}),
+            &create,
+            CelOutcome::Fail("too many".into()),
+        ),
+        (
+            json!({"spec": {"replicas": 0, "x": 1}}),
+            &create,
+            CelOutcome::Fail("got 0".into()),
+        ),
+        (
+            json!({"spec": {"replicas": 1, "x": 2}}),
+            &create,
+            CelOutcome::Fail("failed expression: object.spec.x == 1".into()),
+        ),
+    ];
+    for (obj, req, want) in cases {
+        assert_eq!(v.evaluate(&cel_input(&obj, req)), want, "{obj}");
+    }
+    let update = json!({"operation": "UPDATE"});
+    let obj = json!({"spec": {"replicas": 9}});
+    assert!(matches!(
+        v.evaluate(&cel_input(&obj, &update)),
+        CelOutcome::Skip(_)
+    ));
+    let obj = json!({"spec": {}});
+    assert!(matches!(
+        v.evaluate(&cel_input(&obj, &create)),
+        CelOutcome::Error(_)
+    ));
+    let bad = json!({"expressions": [{"expression": "a ||| b"}]});
+    let err = ValidateCel::compile(&bad, None, "spec.rules[0].validate.cel").unwrap_err();
+    assert_eq!(
+        err.path,
+        "spec.rules[0].validate.cel.expressions[0].expression"
+    );
+}
+
+fn vpol(spec: Value) -> ValidatingPolicy {
+    ValidatingPolicy::compile(&json!({
+        "apiVersion": "policies.kyverno.io/v1",
+        "kind": "ValidatingPolicy",
+        "metadata": {"name": "p"},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn deployment(replicas: i64, labels: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "d", "namespace": "default", "labels": labels},
+           "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})
+}
+
+#[test]
+fn validating_policy_results() {
+    let p = vpol(json!({
+        "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+            "operations": ["CREATE", "UPDATE"], "resources": ["deployments"]}]},
+        "matchConditions": [{"name": "labelled", "expression": "has(object.metadata.labels.app)"}],
+        "variables": [{"name": "max", "expression": "3"}],
+        "validations": [{"expression": "object.spec.replicas <= variables.max", "message": "max 3"}],
+    }));
+    assert!(p.match_constraints.is_simple());
+    let cases = [
+        (
+            Operation::Create,
+            deployment(2, json!({"app": "a"})),
+            CelPolicyResult::Pass,
+        ),
+        (
+            Operation::Create,
+            deployment(4, json!({"app": "a"})),
+            CelPolicyResult::Fail("max 3".into()),
+        ),
+        (
+            Operation::Delete,
+            deployment(4, json!({"app": "a"})),
+            CelPolicyResult::NotMatched,
+        ),
+        (
+            Operation::Create,
+            deployment(4, json!({})),
+            CelPolicyResult::Skip("match condition \"labelled\" not met".into()),
+        ),
+        (
+            Operation::Create,
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+            CelPolicyResult::NotMatched,
+        ),
+    ];
+    for (op, obj, want) in cases {
+        let req = if op == Operation::Delete {
+            AdmissionRequest {
+                operation: op,
+                old_object: obj,
+                ..AdmissionRequest::default()
+            }
+        } else {
+            request(op, obj)
+        };
+        assert_eq!(p.evaluate(&req, &NoProvider), want);
+    }
+}
+
+#[test]
+fn pod_policies_cover_pod_controllers() {
+    let p = vpol(json!({
+        "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+            "operations": ["CREATE"], "resources": ["pods"]}]},
+        "validations": [{"expression": "object.spec.containers.all(c, c.image != 'nginx')"}],
+    }));
+    let d = deployment(1, json!({}));
+    assert!(matches!(
+        p.evaluate(&request(Operation::Create, d), &NoProvider),
+        CelPolicyResult::Fail(_)
+    ));
+    let off = vpol(json!({
+        "autogen": {"podControllers": {"controllers": []}},
+        "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+            "operations": ["CREATE"], "resources": ["pods"]}]},
+        "validations": [{"expression": "false"}],
+    }));
+    assert_eq!(
+        off.evaluate(
+            &request(Operation::Create, deployment(1, json!({}))),
+            &NoProvider
+        ),
+        CelPolicyResult::NotMatched
+    );
+}
+
+/// Serves one ConfigMap.
+struct Params;
+
+impl crate::context::ContextProvider for Params {
+    fn resource(
+        &self,
+        _: &str,
+        kind: &str,
+        _: &str,
+        name: &str,
+    ) -> Result<Option<Value>, ProviderError> {
+        Ok((kind == "ConfigMap" && name == "limits").then(
+            || json!({"kind": "ConfigMap", "metadata": {"name": "limits"}, "data": {"max": "2"}}),
+        ))
+    }
+    fn list(&self, _: &str, kind: &str, _: &str) -> Result<Vec<Value>, ProviderError> {
+        Ok(if kind == "ConfigMap" {
+            vec![json!({"metadata": {"name": "limits"}, "data": {"max": "2"}})]
+        } else {
+            Vec::new()
+        })
+    }
+    fn config_map(&self, _: &str, _: &str) -> Result<Option<Value>, ProviderError> {
+        Ok(None)
+    }
+    fn api_call(&self, _: &ApiCall) -> Result<Value, ProviderError> {
+        Ok(Value::Null)
+    }
+    fn namespace_labels(&self, _: &str) -> Result<Option<Labels>, ProviderError> {
+        Ok(None)
+    }
+    fn image_data(&self, _: &str) -> Result<ImageData, ProviderError> {
+        Ok(ImageData::default())
+    }
+    fn global_context(&self, _: &str) -> Result<Option<Value>, ProviderError> {
+        Ok(None)
+    }
+}
+
+#[test]
+fn admission_policy_with_binding_and_params() {
+    let mut p = ValidatingPolicy::compile(&json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "vap"},
+        "spec": {
+            "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["deployments"]}]},
+            "validations": [{"expression": "object.spec.replicas <= int(params.data.max)"}],
+        }
+    }))
+    .unwrap();
+    let binding = Binding::compile(&json!({
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "b"},
+        "spec": {"policyName": "vap", "paramRef": {"name": "limits"},
+                 "matchResources": {"objectSelector": {"matchLabels": {"app": "nginx"}}}}
+    }))
+    .unwrap();
+    p.bind(&[binding]);
+    let cases = [
+        (
+            deployment(2, json!({"app": "nginx"})),
+            CelPolicyResult::Pass,
+        ),
+        (
+            deployment(3, json!({"app": "nginx"})),
+            CelPolicyResult::Fail(
+                "failed expression: object.spec.replicas <= int(params.data.max)".into(),
+            ),
+        ),
+        (
+            deployment(3, json!({"app": "other"})),
+            CelPolicyResult::NotMatched,
+        ),
+    ];
+    for (obj, want) in cases {
+        assert_eq!(p.evaluate(&request(Operation::Create, obj), &Params), want);
+    }
+}
+
+#[test]
+fn resource_lookups_go_through_the_provider() {
+    let mut scope = Scope::with_provider(Some(&Params));
+    scope.set_json("object", &json!({}));
+    let e = Expression::compile(
+        "resource.Get('v1', 'configmaps', 'default', 'limits').data.max",
+        "x",
+    )
+    .unwrap();
+    assert_eq!(e.eval(&scope).map(|v| value::to_json(&v)), Ok(json!("2")));
+    let e = Expression::compile(
+        "size(resource.List('v1', 'configmaps', 'default').items)",
+        "x",
+    )
+    .unwrap();
+    assert_eq!(e.eval(&scope).map(|v| value::to_json(&v)), Ok(json!(1)));
+    let e =
+        Expression::compile("resource.Get('v1', 'configmaps', 'default', 'nope')", "x").unwrap();
+    assert!(e.eval(&scope).is_err());
+}
+
+#[test]
+fn variables_errors_surface_only_when_read() {
+    let p = vpol(json!({
+        "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+            "operations": ["CREATE"], "resources": ["deployments"]}]},
+        "variables": [{"name": "bad", "expression": "object.nope.x"}],
+        "validations": [{"expression": "true"}],
+    }));
+    assert_eq!(
+        p.evaluate(
+            &request(Operation::Create, deployment(1, json!({}))),
+            &NoProvider
+        ),
+        CelPolicyResult::Pass
+    );
+}
+
+#[test]
+fn oversized_input_is_an_error() {
+    assert!(json_size_within(&json!([1, 2, 3]), 4));
+    assert!(!json_size_within(&json!([1, 2, 3]), 3));
+}

@@ -1,0 +1,505 @@
+//! ValidatingPolicy (`policies.kyverno.io`, with its Namespaced variant) and Kubernetes'
+//! ValidatingAdmissionPolicy with its bindings: compiled once, evaluated per admission request
+//! into one whole-policy result.
+
+use super::match_constraints::MatchConstraints;
+use super::validate_cel::{
+    CelInput, CelOutcome, ParamSource, Validation, base_scope, compile_validations, run_validations,
+};
+use super::{
+    CelError, Condition, ConditionsOutcome, Variable, VariableValues, compile_conditions,
+    compile_variables, evaluate_conditions,
+};
+use crate::context::ContextProvider;
+use crate::request::AdmissionRequest;
+use serde_json::{Value, json};
+
+/// The policy kinds this module evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CelPolicyKind {
+    ValidatingPolicy,
+    NamespacedValidatingPolicy,
+    ValidatingAdmissionPolicy,
+}
+
+impl CelPolicyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CelPolicyKind::ValidatingPolicy => "ValidatingPolicy",
+            CelPolicyKind::NamespacedValidatingPolicy => "NamespacedValidatingPolicy",
+            CelPolicyKind::ValidatingAdmissionPolicy => "ValidatingAdmissionPolicy",
+        }
+    }
+
+    /// The kind of a policy document, if this module evaluates it.
+    pub fn of(doc: &Value) -> Option<CelPolicyKind> {
+        let api = doc
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let group = api.split('/').next().unwrap_or_default();
+        match (group, kind) {
+            ("policies.kyverno.io", "ValidatingPolicy") => Some(CelPolicyKind::ValidatingPolicy),
+            ("policies.kyverno.io", "NamespacedValidatingPolicy") => {
+                Some(CelPolicyKind::NamespacedValidatingPolicy)
+            }
+            ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+                Some(CelPolicyKind::ValidatingAdmissionPolicy)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `spec.evaluation.mode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EvaluationMode {
+    Kubernetes,
+    Json,
+    /// `HTTP`, `Envoy`: authorization requests, not evaluated by kybern.
+    Other(String),
+}
+
+/// The whole-policy result for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CelPolicyResult {
+    /// `matchConstraints` (or every binding) do not select the request.
+    NotMatched,
+    /// `matchConditions` are false.
+    Skip(String),
+    Pass,
+    Fail(String),
+    Error(String),
+}
+
+/// A ValidatingAdmissionPolicyBinding.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub name: String,
+    pub policy_name: String,
+    pub match_resources: Option<MatchConstraints>,
+    pub param_ref: Option<Value>,
+    pub validation_actions: Vec<String>,
+}
+
+impl Binding {
+    /// Compiles a `ValidatingAdmissionPolicyBinding` document.
+    pub fn compile(doc: &Value) -> Result<Binding, CelError> {
+        let spec = doc
+            .get("spec")
+            .ok_or_else(|| CelError::new("spec", "is required"))?;
+        let policy_name = spec
+            .get("policyName")
+            .and_then(Value::as_str)
+            .ok_or_else(|| CelError::new("spec.policyName", "is required"))?;
+        Ok(Binding {
+            name: doc
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            policy_name: policy_name.to_string(),
+            match_resources: match spec.get("matchResources") {
+                None | Some(Value::Null) => None,
+                Some(m) => Some(MatchConstraints::compile(Some(m), "spec.matchResources")?),
+            },
+            param_ref: spec.get("paramRef").cloned(),
+            validation_actions: string_list(spec.get("validationActions")),
+        })
+    }
+}
+
+fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Pod controllers that get an automatically generated variant of a Pod policy.
+const POD_CONTROLLERS: [&str; 6] = [
+    "daemonsets",
+    "deployments",
+    "jobs",
+    "statefulsets",
+    "replicasets",
+    "cronjobs",
+];
+
+/// A compiled ValidatingPolicy or ValidatingAdmissionPolicy.
+#[derive(Debug, Clone)]
+pub struct ValidatingPolicy {
+    pub kind: CelPolicyKind,
+    pub name: String,
+    /// For NamespacedValidatingPolicy; empty otherwise.
+    pub namespace: String,
+    pub match_constraints: MatchConstraints,
+    pub match_conditions: Vec<Condition>,
+    pub variables: Vec<Variable>,
+    pub validations: Vec<Validation>,
+    pub validation_actions: Vec<String>,
+    /// `failurePolicy: Ignore` (default `Fail`).
+    pub failure_policy_ignore: bool,
+    pub mode: EvaluationMode,
+    /// `paramKind` (VAP).
+    pub param_kind: Option<Value>,
+    /// Plural resources of pod controllers evaluated through the Pod policy (autogen).
+    pub autogen_controllers: Vec<String>,
+    /// Bindings of a ValidatingAdmissionPolicy (empty: evaluated as if bound once).
+    pub bindings: Vec<Binding>,
+    /// The policy document's `metadata.annotations`.
+    pub annotations: serde_json::Map<String, Value>,
+}
+
+impl ValidatingPolicy {
+    /// Compiles a ValidatingPolicy, NamespacedValidatingPolicy or ValidatingAdmissionPolicy
+    /// document. `auditAnnotations` are checked for syntax and not evaluated.
+    pub fn compile(doc: &Value) -> Result<ValidatingPolicy, CelError> {
+        let kind = CelPolicyKind::of(doc).ok_or_else(|| {
+            CelError::new(
+                "kind",
+                "not a ValidatingPolicy or ValidatingAdmissionPolicy",
+            )
+        })?;
+        let spec = doc
+            .get("spec")
+            .filter(|s| s.is_object())
+            .ok_or_else(|| CelError::new("spec", "is required"))?;
+        let mode = match spec
+            .pointer("/evaluation/mode")
+            .and_then(Value::as_str)
+            .unwrap_or("Kubernetes")
+        {
+            "Kubernetes" | "" => EvaluationMode::Kubernetes,
+            "JSON" => EvaluationMode::Json,
+            other => EvaluationMode::Other(other.to_string()),
+        };
+        let match_constraints =
+            MatchConstraints::compile(spec.get("matchConstraints"), "spec.matchConstraints")?;
+        if let Some(list) = spec.get("auditAnnotations").and_then(Value::as_array) {
+            for (i, a) in list.iter().enumerate() {
+                if let Some(src) = a.get("valueExpression").and_then(Value::as_str) {
+                    super::Expression::compile(
+                        src,
+                        &format!("spec.auditAnnotations[{i}].valueExpression"),
+                    )?;
+                }
+            }
+        }
+        let autogen_controllers = if kind == CelPolicyKind::ValidatingAdmissionPolicy {
+            Vec::new()
+        } else {
+            autogen_controllers(spec, &match_constraints)
+        };
+        Ok(ValidatingPolicy {
+            kind,
+            name: doc
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            namespace: if kind == CelPolicyKind::NamespacedValidatingPolicy {
+                doc.pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default")
+                    .to_string()
+            } else {
+                String::new()
+            },
+            match_conditions: compile_conditions(
+                spec.get("matchConditions"),
+                "spec.matchConditions",
+            )?,
+            variables: compile_variables(spec.get("variables"), "spec.variables")?,
+            validations: compile_validations(
+                spec.get("validations"),
+                "spec.validations",
+                kind != CelPolicyKind::ValidatingAdmissionPolicy,
+            )?,
+            validation_actions: string_list(spec.get("validationActions")),
+            failure_policy_ignore: spec.get("failurePolicy").and_then(Value::as_str)
+                == Some("Ignore"),
+            mode,
+            param_kind: spec.get("paramKind").filter(|v| !v.is_null()).cloned(),
+            match_constraints,
+            autogen_controllers,
+            bindings: Vec::new(),
+            annotations: doc
+                .pointer("/metadata/annotations")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Attaches the bindings among `bindings` that name this policy (VAP only).
+    pub fn bind(&mut self, bindings: &[Binding]) {
+        self.bindings = bindings
+            .iter()
+            .filter(|b| b.policy_name == self.name)
+            .cloned()
+            .collect();
+    }
+
+    /// Evaluates the policy on an admission request (Kubernetes mode).
+    pub fn evaluate(
+        &self,
+        req: &AdmissionRequest,
+        provider: &dyn ContextProvider,
+    ) -> CelPolicyResult {
+        if self.mode != EvaluationMode::Kubernetes {
+            return CelPolicyResult::NotMatched;
+        }
+        if !self.namespace.is_empty() && req.namespace() != self.namespace {
+            return CelPolicyResult::NotMatched;
+        }
+        let ns_labels = req
+            .namespace_labels
+            .clone()
+            .or_else(|| provider.namespace_labels(req.namespace()).ok().flatten());
+        if self.match_constraints.matches(req, ns_labels.as_ref()) {
+            return self.evaluate_matched(req, req, provider);
+        }
+        if let Some(pod_req) = self.autogen_request(req)
+            && self.match_constraints.matches(&pod_req, ns_labels.as_ref())
+        {
+            return self.evaluate_matched(req, &pod_req, provider);
+        }
+        CelPolicyResult::NotMatched
+    }
+
+    /// Evaluates a JSON-mode policy on one payload (`object` is the payload).
+    pub fn evaluate_json(
+        &self,
+        payload: &Value,
+        provider: &dyn ContextProvider,
+    ) -> CelPolicyResult {
+        if self.mode != EvaluationMode::Json {
+            return CelPolicyResult::NotMatched;
+        }
+        let null = Value::Null;
+        let input = CelInput {
+            object: payload,
+            old_object: &null,
+            request: &null,
+            namespace_object: None,
+            params: None,
+            provider: Some(provider),
+        };
+        self.run(&input, None)
+    }
+
+    /// The plural resource the policy's autogen covers for this request, as a Pod request.
+    fn autogen_request(&self, req: &AdmissionRequest) -> Option<AdmissionRequest> {
+        let gvk = req.gvk();
+        let resource = super::match_constraints::resource_for_kind(&gvk.group, &gvk.kind);
+        if !self.autogen_controllers.contains(&resource) || !req.subresource.is_empty() {
+            return None;
+        }
+        let to_pod = |v: &Value| -> Value {
+            if v.is_null() {
+                return Value::Null;
+            }
+            let template = if gvk.kind == "CronJob" {
+                v.pointer("/spec/jobTemplate/spec/template")
+            } else {
+                v.pointer("/spec/template")
+            };
+            let template = template.cloned().unwrap_or(Value::Null);
+            json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": template.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                "spec": template.get("spec").cloned().unwrap_or_else(|| json!({})),
+            })
+        };
+        let mut pod = AdmissionRequest {
+            object: to_pod(&req.object),
+            old_object: to_pod(&req.old_object),
+            kind_override: None,
+            ..req.clone()
+        };
+        // Matching sees the controller's namespace; CEL sees the template as written.
+        let ns = req.namespace().to_string();
+        if !ns.is_empty() {
+            for o in [&mut pod.object, &mut pod.old_object] {
+                if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.entry("namespace").or_insert(Value::String(ns.clone()));
+                }
+            }
+        }
+        Some(pod)
+    }
+
+    /// Evaluates after `matchConstraints` selected `matched` (the request, or its Pod template
+    /// for autogen); `req` is the original request.
+    fn evaluate_matched(
+        &self,
+        req: &AdmissionRequest,
+        matched: &AdmissionRequest,
+        provider: &dyn ContextProvider,
+    ) -> CelPolicyResult {
+        let autogen = !std::ptr::eq(req, matched);
+        let strip_ns = |v: &Value, orig: &Value| -> Value {
+            let mut v = v.clone();
+            if autogen
+                && orig.pointer("/spec/template/metadata/namespace").is_none()
+                && orig
+                    .pointer("/spec/jobTemplate/spec/template/metadata/namespace")
+                    .is_none()
+                && let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut)
+            {
+                meta.remove("namespace");
+            }
+            v
+        };
+        let object = strip_ns(&matched.object, &req.object);
+        let old_object = strip_ns(&matched.old_object, &req.old_object);
+        let request = CelInput::request_json(matched);
+        let namespace_object = namespace_object(req, provider);
+        let input = CelInput {
+            object: &object,
+            old_object: &old_object,
+            request: &request,
+            namespace_object: namespace_object.as_ref(),
+            params: None,
+            provider: Some(provider),
+        };
+        if self.kind != CelPolicyKind::ValidatingAdmissionPolicy || self.bindings.is_empty() {
+            return self.run(&input, None);
+        }
+        let ns_labels = req
+            .namespace_labels
+            .clone()
+            .or_else(|| provider.namespace_labels(req.namespace()).ok().flatten());
+        let mut result = CelPolicyResult::NotMatched;
+        for b in &self.bindings {
+            if let Some(m) = &b.match_resources
+                && !m.matches_binding(matched, ns_labels.as_ref())
+            {
+                continue;
+            }
+            let r = self.run(&input, Some(b));
+            match r {
+                CelPolicyResult::Fail(_) | CelPolicyResult::Error(_) => return r,
+                CelPolicyResult::Pass => result = r,
+                CelPolicyResult::Skip(_) if result == CelPolicyResult::NotMatched => result = r,
+                _ => {}
+            }
+        }
+        result
+    }
+
+    fn run(&self, input: &CelInput, binding: Option<&Binding>) -> CelPolicyResult {
+        let mut scope = match base_scope(input) {
+            Ok(s) => s,
+            Err(e) => return CelPolicyResult::Error(e),
+        };
+        match evaluate_conditions(&self.match_conditions, &scope) {
+            ConditionsOutcome::Met => {}
+            ConditionsOutcome::NotMet(name) => {
+                return CelPolicyResult::Skip(format!("match condition {name:?} not met"));
+            }
+            ConditionsOutcome::Error(e) => return CelPolicyResult::Error(e),
+        }
+        let params = match self.params_for(binding, input) {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        for p in &params {
+            scope.set_json("params", p);
+            let vars = VariableValues::evaluate(&self.variables, &mut scope);
+            match run_validations(&self.validations, &vars, &scope) {
+                CelOutcome::Pass => {}
+                CelOutcome::Fail(m) => return CelPolicyResult::Fail(m),
+                CelOutcome::Skip(m) => return CelPolicyResult::Skip(m),
+                CelOutcome::Error(e) => return CelPolicyResult::Error(e),
+            }
+        }
+        CelPolicyResult::Pass
+    }
+
+    /// The params to evaluate with (one `null` when the policy takes none).
+    fn params_for(
+        &self,
+        binding: Option<&Binding>,
+        input: &CelInput,
+    ) -> Result<Vec<Value>, CelPolicyResult> {
+        let Some(b) = binding else {
+            return Ok(vec![Value::Null]);
+        };
+        let src = match ParamSource::compile(self.param_kind.as_ref(), b.param_ref.as_ref(), "spec")
+        {
+            Ok(Some(s)) => s,
+            Ok(None) => return Ok(vec![Value::Null]),
+            Err(e) => return Err(CelPolicyResult::Error(e.to_string())),
+        };
+        let ns = input
+            .request
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match src.resolve(input.provider, ns) {
+            Ok(found) if found.is_empty() => {
+                if src.allow_not_found {
+                    Err(CelPolicyResult::Pass)
+                } else {
+                    Err(CelPolicyResult::Error(format!(
+                        "no params found for policy binding {:?} with Deny parameterNotFoundAction",
+                        b.name
+                    )))
+                }
+            }
+            Ok(found) => Ok(found),
+            Err(e) => Err(CelPolicyResult::Error(e)),
+        }
+    }
+}
+
+/// The object's Namespace: from the provider, else built from known namespace labels.
+fn namespace_object(req: &AdmissionRequest, provider: &dyn ContextProvider) -> Option<Value> {
+    let ns = req.namespace();
+    if ns.is_empty() {
+        return None;
+    }
+    if let Ok(Some(v)) = provider.resource("v1", "Namespace", "", ns) {
+        return Some(v);
+    }
+    let labels = req
+        .namespace_labels
+        .clone()
+        .or_else(|| provider.namespace_labels(ns).ok().flatten());
+    Some(json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": ns, "labels": labels.unwrap_or_default()},
+    }))
+}
+
+/// Which pod controllers get the Pod policy: `autogen.podControllers.controllers` when given,
+/// else all of them, and only for policies that select Pods alone.
+fn autogen_controllers(spec: &Value, m: &MatchConstraints) -> Vec<String> {
+    let pods_only = !m.resource_rules.is_empty()
+        && m.resource_rules.iter().all(|r| {
+            r.resources.iter().all(|x| x == "pods") && r.api_groups.iter().all(|g| g.is_empty())
+        });
+    if !pods_only {
+        return Vec::new();
+    }
+    match spec
+        .pointer("/autogen/podControllers/controllers")
+        .and_then(Value::as_array)
+    {
+        Some(list) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_ascii_lowercase)
+            .collect(),
+        None => POD_CONTROLLERS.iter().map(|s| (*s).to_string()).collect(),
+    }
+}
