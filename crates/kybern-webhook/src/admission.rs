@@ -150,7 +150,7 @@ pub fn decode(body: &[u8], max_depth: usize) -> Result<(WireRequest, String), Ap
     let version = review.api_version.unwrap_or_default();
     if version != API_VERSION || review.kind.as_deref() != Some("AdmissionReview") {
         return Err(ApiError::UnsupportedVersion(format!(
-            "{version} {}",
+            "apiVersion {version:?}, kind {:?}",
             review.kind.unwrap_or_default()
         )));
     }

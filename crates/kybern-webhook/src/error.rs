@@ -17,7 +17,7 @@ pub enum ApiError {
     InvalidReview(String),
     #[error("request body nests deeper than {0} levels")]
     TooDeep(usize),
-    #[error("only admission.k8s.io/v1 AdmissionReview is supported, got {0:?}")]
+    #[error("only admission.k8s.io/v1 AdmissionReview is supported, got {0}")]
     UnsupportedVersion(String),
     #[error("AdmissionReview has no request")]
     MissingRequest,
