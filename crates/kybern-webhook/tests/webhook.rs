@@ -297,7 +297,7 @@ async fn malformed_requests_get_clear_client_errors() {
         ),
         (
             "POST",
-            "/validate/../mutate",
+            "//validate",
             Some("application/json"),
             good.clone(),
             404,
