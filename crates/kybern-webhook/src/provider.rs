@@ -27,13 +27,20 @@ fn unavailable(what: &str) -> ProviderError {
     }
 }
 
-/// Every `.yaml`, `.yml` and `.json` file under `path`, in name order.
+/// Every `.yaml`, `.yml` and `.json` file under `path`, in name order, hidden entries excluded.
 pub fn manifest_files(path: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     if std::fs::metadata(path)?.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
+    // Hidden entries are skipped: test fixtures (`.chainsaw-test`) and the `..data` folders of
+    // mounted ConfigMaps, which would otherwise load every policy twice.
     let mut entries: Vec<_> = std::fs::read_dir(path)?
         .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
         .collect();
     entries.sort();
     let mut out = Vec::new();
