@@ -9,6 +9,7 @@ mod jp_cmd;
 mod policy_set;
 mod provider;
 mod resources;
+mod serve_cmd;
 mod spec;
 mod table;
 mod test_cmd;
@@ -31,6 +32,8 @@ enum Command {
     Apply(apply_cmd::ApplyArgs),
     /// JMESPath with Kyverno's functions: query, list functions, parse.
     Jp(jp_cmd::JpArgs),
+    /// Serve the admission webhook over HTTPS.
+    Serve(serve_cmd::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test_cmd::execute(args),
         Command::Apply(args) => apply_cmd::execute(args),
         Command::Jp(args) => jp_cmd::execute(args),
+        Command::Serve(args) => serve_cmd::execute(args),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

@@ -1,0 +1,417 @@
+//! `admission.k8s.io/v1` AdmissionReview as the API server sends and expects it, and its
+//! translation into the engine's [`AdmissionRequest`].
+
+use crate::error::ApiError;
+use kybern_engine::request::{AdmissionRequest, Gvk, Operation, UserInfo};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// The only AdmissionReview version handled (Kyverno registers `admissionReviewVersions: [v1]`).
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+
+/// An incoming AdmissionReview.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionReview {
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub request: Option<WireRequest>,
+}
+
+/// Group, version and kind.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct GroupVersionKind {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub kind: String,
+}
+
+/// Group, version and resource.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct GroupVersionResource {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub resource: String,
+}
+
+/// The `userInfo` of a request.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct WireUserInfo {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub uid: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub extra: Map<String, Value>,
+}
+
+/// The `request` of an AdmissionReview.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireRequest {
+    #[serde(default)]
+    pub uid: Option<String>,
+    #[serde(default)]
+    pub kind: GroupVersionKind,
+    #[serde(default)]
+    pub resource: GroupVersionResource,
+    #[serde(default)]
+    pub sub_resource: Option<String>,
+    #[serde(default)]
+    pub request_kind: Option<GroupVersionKind>,
+    #[serde(default)]
+    pub request_resource: Option<GroupVersionResource>,
+    #[serde(default)]
+    pub request_sub_resource: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub operation: String,
+    #[serde(default)]
+    pub user_info: WireUserInfo,
+    #[serde(default, deserialize_with = "strict_value")]
+    pub object: Value,
+    #[serde(default, deserialize_with = "strict_value")]
+    pub old_object: Value,
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+    #[serde(default)]
+    pub options: Option<Value>,
+}
+
+/// The `status` of a denial.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Status {
+    pub status: &'static str,
+    pub message: String,
+}
+
+/// The `response` of an AdmissionReview.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionResponse {
+    pub uid: String,
+    pub allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// Base64 of the RFC 6902 JSON patch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The answer: an AdmissionReview carrying only the response.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewResponse {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub response: AdmissionResponse,
+}
+
+impl ReviewResponse {
+    pub fn new(response: AdmissionResponse) -> Self {
+        ReviewResponse {
+            api_version: API_VERSION,
+            kind: "AdmissionReview",
+            response,
+        }
+    }
+}
+
+/// Decodes a body into an AdmissionReview and checks the parts every answer needs.
+pub fn decode(body: &[u8], max_depth: usize) -> Result<(WireRequest, String), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::EmptyBody);
+    }
+    if nesting_exceeds(body, max_depth) {
+        return Err(ApiError::TooDeep(max_depth));
+    }
+    let review: AdmissionReview =
+        serde_json::from_slice(body).map_err(|e| ApiError::InvalidReview(e.to_string()))?;
+    let version = review.api_version.unwrap_or_default();
+    if version != API_VERSION || review.kind.as_deref() != Some("AdmissionReview") {
+        return Err(ApiError::UnsupportedVersion(format!(
+            "apiVersion {version:?}, kind {:?}",
+            review.kind.unwrap_or_default()
+        )));
+    }
+    let request = review.request.ok_or(ApiError::MissingRequest)?;
+    let uid = match &request.uid {
+        Some(u) if !u.is_empty() => u.clone(),
+        _ => return Err(ApiError::MissingUid),
+    };
+    Ok((request, uid))
+}
+
+/// True when JSON brackets nest deeper than `max` (strings are skipped). A cheap pre-scan so that
+/// an over-deep body gets a clear answer instead of a parser recursion error.
+pub fn nesting_exceeds(body: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Kinds sent for subresources that are not the parent object, with the parent's kind.
+fn parent_kind(resource: &str) -> Option<&'static str> {
+    Some(match resource {
+        "pods" => "Pod",
+        "deployments" => "Deployment",
+        "replicasets" => "ReplicaSet",
+        "statefulsets" => "StatefulSet",
+        "daemonsets" => "DaemonSet",
+        "replicationcontrollers" => "ReplicationController",
+        "jobs" => "Job",
+        "cronjobs" => "CronJob",
+        "services" => "Service",
+        "nodes" => "Node",
+        "namespaces" => "Namespace",
+        "persistentvolumeclaims" => "PersistentVolumeClaim",
+        "persistentvolumes" => "PersistentVolume",
+        "horizontalpodautoscalers" => "HorizontalPodAutoscaler",
+        "serviceaccounts" => "ServiceAccount",
+        "certificatesigningrequests" => "CertificateSigningRequest",
+        "customresourcedefinitions" => "CustomResourceDefinition",
+        "ingresses" => "Ingress",
+        "poddisruptionbudgets" => "PodDisruptionBudget",
+        _ => return None,
+    })
+}
+
+/// Builds the engine request. `namespace_labels` looks up a namespace's labels.
+pub fn to_engine_request(
+    w: &WireRequest,
+    namespace_labels: impl Fn(&str) -> Option<kybern_engine::context::Labels>,
+) -> Result<AdmissionRequest, ApiError> {
+    let operation = Operation::parse(&w.operation)
+        .ok_or_else(|| ApiError::UnknownOperation(w.operation.clone()))?;
+    let namespace = w.namespace.clone().unwrap_or_default();
+    let mut object = w.object.clone();
+    let mut old_object = w.old_object.clone();
+    // The engine reads the namespace from the object; fill it in when the API server left it out.
+    for obj in [&mut object, &mut old_object] {
+        if !namespace.is_empty()
+            && let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut)
+            && !meta.contains_key("namespace")
+        {
+            meta.insert("namespace".into(), Value::String(namespace.clone()));
+        }
+    }
+    let subresource = w.sub_resource.clone().unwrap_or_default();
+    let kind_override = if subresource.is_empty() {
+        // Kinds the object does not carry (e.g. a bare object) come from the request.
+        let from_object = Gvk::of(if object.is_null() {
+            &old_object
+        } else {
+            &object
+        });
+        (from_object.kind.is_empty() && !w.kind.kind.is_empty()).then(|| Gvk {
+            group: w.kind.group.clone(),
+            version: w.kind.version.clone(),
+            kind: w.kind.kind.clone(),
+        })
+    } else {
+        // A subresource is matched as `<ParentKind>/<subresource>`.
+        let kind = parent_kind(&w.resource.resource)
+            .map(str::to_string)
+            .unwrap_or_else(|| w.kind.kind.clone());
+        Some(Gvk {
+            group: w.resource.group.clone(),
+            version: w.resource.version.clone(),
+            kind,
+        })
+    };
+    let user_info = UserInfo {
+        username: w.user_info.username.clone(),
+        uid: w.user_info.uid.clone(),
+        groups: w.user_info.groups.clone(),
+        extra: w.user_info.extra.clone(),
+    };
+    let labels_ns = if w.kind.kind == "Namespace" && subresource.is_empty() {
+        String::new()
+    } else {
+        namespace.clone()
+    };
+    Ok(AdmissionRequest {
+        operation,
+        object,
+        old_object,
+        user_info,
+        roles: Vec::new(),
+        cluster_roles: Vec::new(),
+        namespace_labels: if labels_ns.is_empty() {
+            None
+        } else {
+            namespace_labels(&labels_ns)
+        },
+        subresource,
+        kind_override,
+        dry_run: w.dry_run.unwrap_or(false),
+        variables: Map::new(),
+        no_user_info: false,
+    })
+}
+
+/// Deserializes JSON into a `Value`, refusing duplicate object keys: a parser that keeps the last
+/// duplicate while the API server kept another would let a request bypass policies.
+fn strict_value<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    d.deserialize_any(StrictVisitor)
+}
+
+struct StrictVisitor;
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(v) = map.next_value()?;
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
+            }
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn review(request: &str) -> String {
+        format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{request}}}"#
+        )
+    }
+
+    #[test]
+    fn duplicate_keys_in_the_object_are_refused() {
+        let body = review(
+            r#"{"uid":"1","operation":"CREATE","object":{"kind":"Pod","kind":"Deployment"}}"#,
+        );
+        let err = decode(body.as_bytes(), 128).unwrap_err();
+        assert!(err.to_string().contains("duplicate key"), "{err}");
+    }
+
+    #[test]
+    fn missing_uid_and_request_are_distinct_errors() {
+        assert!(matches!(
+            decode(review(r#"{"operation":"CREATE"}"#).as_bytes(), 128),
+            Err(ApiError::MissingUid)
+        ));
+        assert!(matches!(
+            decode(review("null").as_bytes(), 128),
+            Err(ApiError::MissingRequest)
+        ));
+        assert!(matches!(decode(b"  ", 128), Err(ApiError::EmptyBody)));
+    }
+
+    #[test]
+    fn nesting_is_bounded_outside_strings_only() {
+        assert!(nesting_exceeds(&[b'['; 200], 128));
+        let inside = format!("\"{}\"", "[".repeat(300));
+        assert!(!nesting_exceeds(inside.as_bytes(), 128));
+    }
+
+    #[test]
+    fn subresources_match_as_parent_kind() {
+        let body = review(
+            r#"{"uid":"1","operation":"CONNECT","kind":{"group":"","version":"v1","kind":"PodExecOptions"},
+            "resource":{"group":"","version":"v1","resource":"pods"},"subResource":"exec","namespace":"ns",
+            "object":{"kind":"PodExecOptions","apiVersion":"v1","command":["sh"]}}"#,
+        );
+        let (w, _) = decode(body.as_bytes(), 128).unwrap();
+        let req = to_engine_request(&w, |_| None).unwrap();
+        assert_eq!(req.gvk().kind, "Pod");
+        assert_eq!(req.subresource, "exec");
+        assert_eq!(req.operation, Operation::Connect);
+    }
+}

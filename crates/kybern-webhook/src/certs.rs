@@ -1,0 +1,290 @@
+//! The serving certificate: PEM files from the operator, or a self-signed CA and serving
+//! certificate created with rcgen; a resolver that always hands out the newest loaded pair, so
+//! rotated files take effect on new handshakes without a restart.
+
+use arc_swap::ArcSwap;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::crypto::CryptoProvider;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
+
+/// Why a certificate could not be created or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("certificate generation failed: {0}")]
+    Generate(String),
+}
+
+/// File names inside `--cert-dir`.
+pub const CA_CERT: &str = "ca.crt";
+pub const CA_KEY: &str = "ca.key";
+pub const TLS_CERT: &str = "tls.crt";
+pub const TLS_KEY: &str = "tls.key";
+
+/// The paths of a generated certificate set.
+#[derive(Debug, Clone)]
+pub struct GeneratedCerts {
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA bundle (PEM) to put in a webhook configuration's `caBundle` (base64 of it).
+    pub ca_pem: String,
+}
+
+fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), CertError> {
+    let err = |source| CertError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).map_err(err)?;
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+fn gen_err(e: rcgen::Error) -> CertError {
+    CertError::Generate(e.to_string())
+}
+
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = time::OffsetDateTime::now_utc();
+    // Backdated by an hour, like Kyverno, for clock skew.
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(days);
+}
+
+/// Creates (or reuses, when all four files exist) a CA and a serving certificate in `dir`.
+pub fn ensure_generated(
+    dir: &Path,
+    dns_names: &[String],
+    ips: &[IpAddr],
+) -> Result<GeneratedCerts, CertError> {
+    let paths = [CA_CERT, CA_KEY, TLS_CERT, TLS_KEY].map(|n| dir.join(n));
+    let [ca_cert, ca_key, cert, key] = paths.clone();
+    if !paths.iter().all(|p| p.is_file()) {
+        std::fs::create_dir_all(dir).map_err(|source| CertError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let ca_key_pair = KeyPair::generate().map_err(gen_err)?;
+        let mut ca_params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "kybern-webhook-ca");
+        ca_params.distinguished_name = dn;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        validity(&mut ca_params, 365);
+        let ca = ca_params.self_signed(&ca_key_pair).map_err(gen_err)?;
+
+        let names: Vec<String> = if dns_names.is_empty() && ips.is_empty() {
+            vec!["localhost".into()]
+        } else {
+            dns_names.to_vec()
+        };
+        let mut params = CertificateParams::new(names.clone()).map_err(gen_err)?;
+        for ip in ips {
+            params.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        if dns_names.is_empty() && ips.is_empty() {
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
+        }
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_else(|| "kybern".into()),
+        );
+        params.distinguished_name = dn;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        validity(&mut params, 150);
+        let key_pair = KeyPair::generate().map_err(gen_err)?;
+        let issuer = Issuer::new(ca_params, &ca_key_pair);
+        let serving = params.signed_by(&key_pair, &issuer).map_err(gen_err)?;
+
+        write_file(&ca_key, &ca_key_pair.serialize_pem(), true)?;
+        write_file(&ca_cert, &ca.pem(), false)?;
+        write_file(&key, &key_pair.serialize_pem(), true)?;
+        write_file(&cert, &serving.pem(), false)?;
+    }
+    let ca_pem = std::fs::read_to_string(&ca_cert).map_err(|source| CertError::Read {
+        path: ca_cert.clone(),
+        source,
+    })?;
+    Ok(GeneratedCerts {
+        ca_cert,
+        cert,
+        key,
+        ca_pem,
+    })
+}
+
+/// The crypto provider: ring, with TLS 1.3 suites and the ECDHE AEAD suites of TLS 1.2 only.
+pub fn crypto_provider() -> CryptoProvider {
+    use rustls::crypto::ring::cipher_suite as cs;
+    CryptoProvider {
+        cipher_suites: vec![
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        ..rustls::crypto::ring::default_provider()
+    }
+}
+
+/// Loads a certificate chain and key from PEM files.
+pub fn load_certified_key(
+    provider: &CryptoProvider,
+    cert: &Path,
+    key: &Path,
+) -> Result<CertifiedKey, CertError> {
+    let invalid = |path: &Path, message: String| CertError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| CertError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let cert_pem = read(cert)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid(cert, format!("not a PEM certificate chain: {e}")))?;
+    if chain.is_empty() {
+        return Err(invalid(cert, "no certificate found".into()));
+    }
+    let key_pem = read(key)?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| invalid(key, format!("not a PEM private key: {e}")))?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| invalid(key, format!("unusable private key: {e}")))?;
+    let ck = CertifiedKey::new(chain, signing);
+    ck.keys_match()
+        .map_err(|e| invalid(key, format!("key does not match the certificate: {e}")))?;
+    Ok(ck)
+}
+
+/// Hands out the newest loaded certificate; [`CertResolver::reload_if_changed`] swaps it.
+#[derive(Debug)]
+pub struct CertResolver {
+    provider: Arc<CryptoProvider>,
+    cert: PathBuf,
+    key: PathBuf,
+    current: ArcSwap<CertifiedKey>,
+    stamp: std::sync::Mutex<Option<(SystemTime, SystemTime)>>,
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+impl CertResolver {
+    /// Loads the pair; fails when it cannot be used.
+    pub fn new(
+        provider: Arc<CryptoProvider>,
+        cert: PathBuf,
+        key: PathBuf,
+    ) -> Result<Self, CertError> {
+        let ck = load_certified_key(&provider, &cert, &key)?;
+        let stamp = mtime(&cert).zip(mtime(&key));
+        Ok(CertResolver {
+            provider,
+            cert,
+            key,
+            current: ArcSwap::from_pointee(ck),
+            stamp: std::sync::Mutex::new(stamp),
+        })
+    }
+
+    /// Reloads the pair when either file changed. A broken new pair is logged and the old one kept.
+    pub fn reload_if_changed(&self) -> bool {
+        let now = mtime(&self.cert).zip(mtime(&self.key));
+        let Ok(mut stamp) = self.stamp.lock() else {
+            return false;
+        };
+        if now.is_none() || *stamp == now {
+            return false;
+        }
+        match load_certified_key(&self.provider, &self.cert, &self.key) {
+            Ok(ck) => {
+                self.current.store(Arc::new(ck));
+                *stamp = now;
+                tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
+                true
+            }
+            Err(e) => {
+                // Files may be mid-rotation; keep the old pair and try again next time.
+                tracing::warn!(error = %e, "serving certificate not reloaded");
+                false
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// A rustls server configuration: TLS 1.2 and 1.3, modern suites, HTTP/1.1.
+pub fn server_config(
+    provider: Arc<CryptoProvider>,
+    resolver: Arc<CertResolver>,
+) -> Result<rustls::ServerConfig, CertError> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| CertError::Generate(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}

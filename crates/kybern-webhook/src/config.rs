@@ -1,0 +1,78 @@
+//! Resolved server configuration: where to listen, what to load, which certificate, and the limits.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Bounds that keep one client from hurting the others.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted request body. 7 MiB fits a 3 MiB object plus its oldObject.
+    pub max_body_bytes: usize,
+    /// Deepest accepted JSON nesting of the whole AdmissionReview (serde_json's parser bound).
+    pub max_json_depth: usize,
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time allowed to receive a request's headers (slowloris).
+    pub header_read_timeout: Duration,
+    /// Time allowed to receive a request's body.
+    pub body_read_timeout: Duration,
+    /// Open connections at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Evaluations running at once on the blocking pool.
+    pub max_concurrent_evaluations: usize,
+    /// Deadline when the request has no usable `?timeout=`.
+    pub default_timeout: Duration,
+    /// The longest deadline honoured (the API server's maximum webhook timeout).
+    pub max_timeout: Duration,
+    /// Time kept back from the deadline to write the answer.
+    pub answer_margin: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Limits {
+            max_body_bytes: 7 * 1024 * 1024,
+            max_json_depth: 128,
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_concurrent_evaluations: cpus * 2,
+            default_timeout: Duration::from_secs(10),
+            max_timeout: Duration::from_secs(30),
+            answer_margin: Duration::from_millis(200),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// PEM files given by the operator; reloaded when they change.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A self-signed CA and a serving certificate created (once) in `dir`.
+    Generated {
+        dir: PathBuf,
+        dns_names: Vec<String>,
+        ips: Vec<IpAddr>,
+    },
+}
+
+/// Everything the server needs.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub listen: SocketAddr,
+    /// Policy and PolicyException files or folders.
+    pub policy_paths: Vec<PathBuf>,
+    /// Namespaces, ConfigMaps and other objects that context entries read.
+    pub cluster_resources: Option<PathBuf>,
+    pub tls: TlsSource,
+    /// How often policy folders and certificate files are checked for changes.
+    pub poll_interval: Duration,
+    pub limits: Limits,
+}

@@ -1,0 +1,307 @@
+//! The admission decision: runs the engine's single entry point on every candidate policy and turns
+//! the engine responses into allowed/denied, Kyverno's messages, warnings and the patch.
+//! Synchronous and free of I/O: the server runs it on the blocking pool.
+
+use crate::patch;
+use crate::store::{PolicySet, has_validate_rules};
+use kybern_engine::context::ContextProvider;
+use kybern_engine::engine::{Engine, PolicyContext};
+use kybern_engine::policy::{Policy, RuleBody};
+use kybern_engine::request::{AdmissionRequest, Operation};
+use kybern_engine::response::{EngineResponse, FailureAction, RuleStatus, RuleType};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Which webhook the request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Validate,
+    Mutate,
+}
+
+/// Which policies a path serves, by `failurePolicy` (`/validate/fail`, `/validate/ignore`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicyFilter {
+    All,
+    Fail,
+    Ignore,
+}
+
+impl FailurePolicyFilter {
+    fn admits(self, p: &Policy) -> bool {
+        match self {
+            FailurePolicyFilter::All => true,
+            FailurePolicyFilter::Fail => p.failure_policy_fail,
+            FailurePolicyFilter::Ignore => !p.failure_policy_fail,
+        }
+    }
+}
+
+/// One policy's evaluation, kept for metrics and logs.
+#[derive(Debug, Clone)]
+pub struct PolicyOutcome {
+    pub policy: Arc<Policy>,
+    pub response: EngineResponse,
+    /// The policy counts as Enforce for this request.
+    pub enforce: bool,
+    pub duration: Duration,
+}
+
+/// The answer to one admission request.
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    pub allowed: bool,
+    pub message: Option<String>,
+    pub warnings: Vec<String>,
+    /// RFC 6902 patch as JSON.
+    pub patch: Option<Value>,
+    pub outcomes: Vec<PolicyOutcome>,
+    /// Evaluation stopped at the deadline; the decision came from failurePolicy.
+    pub timed_out: bool,
+}
+
+/// `Kind/namespace/name`, as Kyverno names the blocked resource.
+pub fn resource_name(resource: &Value, kind: &str) -> String {
+    let field = |p: &str| {
+        resource
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let name = match field("/metadata/name") {
+        "" => field("/metadata/generateName"),
+        n => n,
+    };
+    format!("{kind}/{}/{name}", field("/metadata/namespace"))
+}
+
+/// Kyverno's blocked message: every rule that neither passed nor skipped, by policy.
+pub fn blocked_message(resource: &str, responses: &[&EngineResponse]) -> Option<String> {
+    let mut failures: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    for r in responses {
+        for rule in &r.rules {
+            if !matches!(rule.status, RuleStatus::Pass | RuleStatus::Skip) {
+                failures
+                    .entry(r.policy_name.clone())
+                    .or_default()
+                    .insert(rule.name.clone(), Value::String(rule.message.clone()));
+            }
+        }
+    }
+    if failures.is_empty() {
+        return None;
+    }
+    let map = serde_json::to_value(&failures).unwrap_or(Value::Null);
+    Some(format!(
+        "\n\nresource {resource} was blocked due to the following policies \n\n{}",
+        kybern_engine::yaml::to_yaml_string(&map)
+    ))
+}
+
+fn is_unsupported(policy: &Policy, rule_name: &str) -> bool {
+    policy
+        .rules
+        .iter()
+        .any(|r| r.name == rule_name && matches!(r.body, RuleBody::Unsupported { .. }))
+}
+
+/// `/validate` answers for validate rules only (verifyImages runs in its own webhook).
+fn keep_rules(resp: &mut EngineResponse) {
+    resp.rules.retain(|r| r.rule_type == RuleType::Validation);
+}
+
+/// Evaluates the request. `cancel` and `deadline` stop evaluation between policies; what was not
+/// evaluated is then decided by the policies' `failurePolicy`.
+pub fn decide(
+    set: &PolicySet,
+    provider: &dyn ContextProvider,
+    request: &AdmissionRequest,
+    endpoint: Endpoint,
+    filter: FailurePolicyFilter,
+    deadline: Instant,
+    cancel: &AtomicBool,
+) -> Decision {
+    let kind = request.gvk().kind;
+    let mut decision = Decision {
+        allowed: true,
+        ..Decision::default()
+    };
+    // Kyverno's mutating webhook handles CREATE, UPDATE and CONNECT only.
+    if endpoint == Endpoint::Mutate && request.operation == Operation::Delete {
+        return decision;
+    }
+    let candidates: Vec<&Arc<Policy>> = set
+        .candidates(&kind)
+        .into_iter()
+        .filter(|p| filter.admits(p))
+        .filter(|p| match endpoint {
+            Endpoint::Validate => has_validate_rules(p),
+            Endpoint::Mutate => p.has_rule_of(|b| {
+                matches!(
+                    b,
+                    RuleBody::Mutate(_)
+                        | RuleBody::Unsupported {
+                            rule_type: RuleType::Mutation,
+                            ..
+                        }
+                )
+            }),
+        })
+        .collect();
+    let engine = Engine::new(provider);
+    let pctx = PolicyContext::new(request);
+    let no_values = BTreeMap::new();
+    let mut unevaluated: Vec<&Arc<Policy>> = Vec::new();
+    let mut mutated: Option<AdmissionRequest> = None;
+    for (i, policy) in candidates.iter().enumerate() {
+        if cancel.load(Ordering::Relaxed) || Instant::now() >= deadline {
+            unevaluated.extend(candidates.iter().skip(i));
+            break;
+        }
+        let start = Instant::now();
+        let response = match endpoint {
+            Endpoint::Validate => {
+                let mut r = engine.validate(policy, &pctx, &set.exceptions, &no_values);
+                keep_rules(&mut r);
+                r
+            }
+            Endpoint::Mutate => {
+                // Mutations chain: each policy sees the object as the previous ones left it.
+                let owned;
+                let policy_pctx = match &mutated {
+                    Some(req) => {
+                        owned = PolicyContext::new(req);
+                        &owned
+                    }
+                    None => &pctx,
+                };
+                let r = engine.mutate(policy, policy_pctx, &set.exceptions, &no_values);
+                if !Arc::ptr_eq(&r.patched_resource, &r.resource) {
+                    let mut next = mutated.take().unwrap_or_else(|| request.clone());
+                    next.object = (*r.patched_resource).clone();
+                    mutated = Some(next);
+                }
+                r
+            }
+        };
+        let duration = start.elapsed();
+        let enforce = policy.validation_failure_action == FailureAction::Enforce
+            || response
+                .failure_actions
+                .iter()
+                .any(|(_, a)| *a == FailureAction::Enforce);
+        decision.outcomes.push(PolicyOutcome {
+            policy: Arc::clone(policy),
+            response,
+            enforce,
+            duration,
+        });
+    }
+    let resource = resource_name(request.resource(), &kind);
+    let mut blocking: Vec<&EngineResponse> = Vec::new();
+    for o in &decision.outcomes {
+        let r = &o.response;
+        let blocks = match endpoint {
+            Endpoint::Validate => {
+                r.blocks()
+                    || (o.enforce
+                        && o.policy.failure_policy_fail
+                        && r.rules.iter().any(|x| x.status == RuleStatus::Error))
+            }
+            Endpoint::Mutate => {
+                o.policy.failure_policy_fail
+                    && r.rules.iter().any(|x| {
+                        x.status == RuleStatus::Error && !is_unsupported(&o.policy, &x.name)
+                    })
+            }
+        };
+        if blocks {
+            blocking.push(r);
+            continue;
+        }
+        for rule in &r.rules {
+            if matches!(
+                rule.status,
+                RuleStatus::Fail | RuleStatus::Warn | RuleStatus::Error
+            ) {
+                decision.warnings.push(format!(
+                    "policy {}.{}: {}",
+                    r.policy_name, rule.name, rule.message
+                ));
+            }
+        }
+    }
+    if !blocking.is_empty() {
+        decision.allowed = false;
+        decision.message = blocked_message(&resource, &blocking);
+    }
+    if !unevaluated.is_empty() {
+        decision.timed_out = true;
+        let names: Vec<&str> = unevaluated.iter().map(|p| p.name.as_str()).collect();
+        let fail: Vec<&str> = unevaluated
+            .iter()
+            .filter(|p| p.failure_policy_fail)
+            .map(|p| p.name.as_str())
+            .collect();
+        if fail.is_empty() {
+            decision.warnings.push(format!(
+                "evaluation of {} did not finish before the deadline; allowed by failurePolicy Ignore",
+                names.join(", ")
+            ));
+        } else {
+            decision.allowed = false;
+            let extra = format!(
+                "evaluation of {} did not finish before the deadline; denied by failurePolicy Fail",
+                fail.join(", ")
+            );
+            decision.message = Some(match decision.message.take() {
+                Some(m) => format!("{extra}{m}"),
+                None => extra,
+            });
+        }
+    }
+    if endpoint == Endpoint::Mutate && decision.allowed {
+        let original = request.resource();
+        let last = mutated.as_ref().map_or(original, |r| &r.object);
+        decision.patch = patch::diff(original, last);
+    }
+    decision
+}
+
+/// The answer when evaluation could not run at all (deadline passed before it started, or a
+/// worker failed): Fail policies among the candidates deny, otherwise the request is allowed.
+pub fn decide_without_evaluation(
+    set: &PolicySet,
+    request: &AdmissionRequest,
+    filter: FailurePolicyFilter,
+    reason: &str,
+) -> Decision {
+    let kind = request.gvk().kind;
+    let fail: Vec<&str> = set
+        .candidates(&kind)
+        .into_iter()
+        .filter(|p| filter.admits(p) && p.failure_policy_fail)
+        .map(|p| p.name.as_str())
+        .collect();
+    if fail.is_empty() {
+        Decision {
+            allowed: true,
+            warnings: vec![format!("{reason}; allowed by failurePolicy Ignore")],
+            timed_out: true,
+            ..Decision::default()
+        }
+    } else {
+        Decision {
+            allowed: false,
+            message: Some(format!(
+                "{reason}; denied by failurePolicy Fail of {}",
+                fail.join(", ")
+            )),
+            timed_out: true,
+            ..Decision::default()
+        }
+    }
+}

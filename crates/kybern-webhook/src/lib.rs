@@ -1,0 +1,24 @@
+//! kybern-webhook: the HTTPS admission webhook server on top of `kybern-engine`.
+//!
+//! This crate owns the wire format (`admission.k8s.io/v1` AdmissionReview), the HTTP and TLS
+//! stack (axum on hyper, rustls with the ring provider), the policy store that loads policy folders,
+//! compiles them once and swaps them atomically, the file-backed context provider, request limits,
+//! Prometheus metrics with Kyverno's names, and certificate generation and reloading.
+//!
+//! It must not decide anything itself: every admission decision comes from the engine's single
+//! entry point ([`kybern_engine::engine::Engine::validate`]), called exactly as the CLI calls it.
+//! It never depends on the CLI crate.
+
+pub mod admission;
+pub mod certs;
+pub mod config;
+pub mod decision;
+pub mod error;
+pub mod metrics;
+pub mod patch;
+pub mod provider;
+pub mod server;
+pub mod store;
+
+pub use config::{Limits, WebhookConfig};
+pub use server::{Running, start};

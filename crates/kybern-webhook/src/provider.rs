@@ -1,0 +1,243 @@
+//! The context provider of the server until cluster mode exists: Namespaces, ConfigMaps and other
+//! objects read once from `--cluster-resources` files. Without that folder every lookup is
+//! unavailable, as in the CLI's local mode.
+
+use kybern_engine::context::{ApiCall, ContextProvider, ImageData, Labels, ProviderError};
+use kybern_engine::yaml::{Limits, parse_documents};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Objects loaded from files.
+#[derive(Debug, Default, Clone)]
+pub struct ClusterResources {
+    /// `None` when no folder was given.
+    objects: Option<Vec<Value>>,
+    namespace_labels: BTreeMap<String, Labels>,
+}
+
+fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn unavailable(what: &str) -> ProviderError {
+    ProviderError::Unavailable {
+        what: what.into(),
+        reason: "no cluster resources were given".into(),
+    }
+}
+
+/// Every `.yaml`, `.yml` and `.json` file under `path`, in name order, hidden entries excluded.
+pub fn manifest_files(path: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    if std::fs::metadata(path)?.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    // Hidden entries are skipped: test fixtures (`.chainsaw-test`) and the `..data` folders of
+    // mounted ConfigMaps, which would otherwise load every policy twice.
+    let mut entries: Vec<_> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
+        .collect();
+    entries.sort();
+    let mut out = Vec::new();
+    for p in entries {
+        if p.is_dir() {
+            out.extend(manifest_files(&p)?);
+        } else if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+impl ClusterResources {
+    /// Reads every object under `dir` (`List` kinds are expanded). Returns problems as messages.
+    pub fn load(dir: &Path) -> (ClusterResources, Vec<String>) {
+        let mut problems = Vec::new();
+        let mut objects = Vec::new();
+        match manifest_files(dir) {
+            Ok(files) => {
+                for f in files {
+                    let text = match std::fs::read(&f) {
+                        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                        Err(e) => {
+                            problems.push(format!("{}: cannot read: {e}", f.display()));
+                            continue;
+                        }
+                    };
+                    let (docs, err) = parse_documents(&text, &Limits::default());
+                    if let Some(e) = err {
+                        problems.push(format!("{}: {e}", f.display()));
+                    }
+                    for (_, v) in docs {
+                        match v.get("items").and_then(Value::as_array) {
+                            Some(items) if field(&v, "/kind").ends_with("List") => {
+                                objects.extend(items.iter().cloned());
+                            }
+                            _ if v.is_object() => objects.push(v),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("{}: {e}", dir.display())),
+        }
+        (ClusterResources::from_objects(objects), problems)
+    }
+
+    /// A provider over the given objects.
+    pub fn from_objects(objects: Vec<Value>) -> ClusterResources {
+        let mut namespace_labels = BTreeMap::new();
+        for ns in objects.iter().filter(|o| field(o, "/kind") == "Namespace") {
+            let labels: Labels = ns
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), kybern_engine::variables::to_text(v)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            namespace_labels.insert(field(ns, "/metadata/name").to_string(), labels);
+        }
+        ClusterResources {
+            objects: Some(objects),
+            namespace_labels,
+        }
+    }
+
+    /// Labels of a namespace, when it is known.
+    pub fn labels_of(&self, namespace: &str) -> Option<Labels> {
+        self.namespace_labels.get(namespace).cloned()
+    }
+
+    fn objects(&self, what: &str) -> Result<&Vec<Value>, ProviderError> {
+        self.objects.as_ref().ok_or_else(|| unavailable(what))
+    }
+
+    /// Answers Kubernetes API paths such as `/api/v1/namespaces/x/configmaps` from the objects.
+    fn api_path(&self, path: &str) -> Result<Value, ProviderError> {
+        let objects = self.objects("apiCall")?;
+        let path = path
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let unsupported = || ProviderError::Failed(format!("unsupported API path {path}"));
+        let (api_version, rest) = match segs.as_slice() {
+            ["api", v, rest @ ..] => ((*v).to_string(), rest),
+            ["apis", g, v, rest @ ..] => (format!("{g}/{v}"), rest),
+            _ => return Err(unsupported()),
+        };
+        let (namespace, resource, name) = match rest {
+            ["namespaces", ns, res] => (Some(*ns), *res, None),
+            ["namespaces", ns, res, name] => (Some(*ns), *res, Some(*name)),
+            [res] => (None, *res, None),
+            [res, name] => (None, *res, Some(*name)),
+            _ => return Err(unsupported()),
+        };
+        let matches = |o: &Value| {
+            let kind = field(o, "/kind").to_ascii_lowercase();
+            field(o, "/apiVersion") == api_version
+                && (format!("{kind}s") == resource
+                    || format!("{kind}es") == resource
+                    || kind
+                        .strip_suffix('y')
+                        .is_some_and(|k| format!("{k}ies") == resource))
+                && namespace.is_none_or(|ns| field(o, "/metadata/namespace") == ns)
+        };
+        let mut items = objects.iter().filter(|o| matches(o));
+        match name {
+            Some(n) => items
+                .find(|o| field(o, "/metadata/name") == n)
+                .cloned()
+                .ok_or_else(|| ProviderError::Failed(format!("{path} not found"))),
+            None => Ok(json!({
+                "apiVersion": "v1", "kind": "List", "metadata": {},
+                "items": items.cloned().collect::<Vec<_>>(),
+            })),
+        }
+    }
+}
+
+impl ContextProvider for ClusterResources {
+    fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, ProviderError> {
+        Ok(self
+            .objects("resource")?
+            .iter()
+            .find(|o| {
+                field(o, "/apiVersion") == api_version
+                    && field(o, "/kind") == kind
+                    && field(o, "/metadata/namespace") == namespace
+                    && field(o, "/metadata/name") == name
+            })
+            .cloned())
+    }
+
+    fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+    ) -> Result<Vec<Value>, ProviderError> {
+        Ok(self
+            .objects("resource list")?
+            .iter()
+            .filter(|o| {
+                field(o, "/apiVersion") == api_version
+                    && field(o, "/kind") == kind
+                    && (namespace.is_empty() || field(o, "/metadata/namespace") == namespace)
+            })
+            .cloned()
+            .collect())
+    }
+
+    fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Value>, ProviderError> {
+        self.resource("v1", "ConfigMap", namespace, name)
+    }
+
+    fn api_call(&self, call: &ApiCall) -> Result<Value, ProviderError> {
+        if call.is_service {
+            return Err(ProviderError::Unavailable {
+                what: "service call".into(),
+                reason: format!("service calls are not made by this server ({})", call.url),
+            });
+        }
+        if !call.method.is_empty() && !call.method.eq_ignore_ascii_case("GET") {
+            return Err(ProviderError::Unavailable {
+                what: "apiCall".into(),
+                reason: format!("only GET is answered from files, not {}", call.method),
+            });
+        }
+        self.api_path(&call.url)
+    }
+
+    fn namespace_labels(&self, namespace: &str) -> Result<Option<Labels>, ProviderError> {
+        Ok(self.labels_of(namespace))
+    }
+
+    fn image_data(&self, image: &str) -> Result<ImageData, ProviderError> {
+        Err(ProviderError::Unavailable {
+            what: format!("image registry data for {image}"),
+            reason: "registry lookups are not made by this server".into(),
+        })
+    }
+
+    fn global_context(&self, _name: &str) -> Result<Option<Value>, ProviderError> {
+        Err(unavailable("globalContext"))
+    }
+}

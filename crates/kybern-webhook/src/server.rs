@@ -1,0 +1,629 @@
+//! The HTTPS server: accept loop with a connection cap and TLS handshake timeout, hyper HTTP/1.1
+//! with a header read timeout, the axum router, admission handlers that read bounded bodies and
+//! run the engine on the blocking pool under a semaphore and a deadline, policy and certificate
+//! polling, and graceful shutdown.
+
+use crate::admission::{self, AdmissionResponse, ReviewResponse, Status};
+use crate::certs::{self, CertError, CertResolver};
+use crate::config::{TlsSource, WebhookConfig};
+use crate::decision::{self, Decision, Endpoint, FailurePolicyFilter};
+use crate::error::ApiError;
+use crate::metrics::{Metrics, labels};
+use crate::provider::ClusterResources;
+use crate::store::PolicyStore;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use kybern_engine::request::AdmissionRequest;
+use kybern_engine::response::{FailureAction, RuleStatus, RuleType};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cert(#[from] CertError),
+}
+
+/// Shared by every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<PolicyStore>,
+    pub provider: Arc<ClusterResources>,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<WebhookConfig>,
+    evaluations: Arc<Semaphore>,
+}
+
+/// A running server.
+pub struct Running {
+    pub local_addr: SocketAddr,
+    /// The CA bundle (PEM) when the certificate was generated.
+    pub ca_pem: Option<String>,
+    pub store: Arc<PolicyStore>,
+    pub metrics: Arc<Metrics>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    poller: JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until the first policy load has finished.
+    pub async fn wait_ready(&self) {
+        while !self.store.is_ready() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops accepting, drains in-flight requests (up to the grace period) and returns.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+        self.poller.abort();
+    }
+
+    /// Runs until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        self.shutdown().await;
+    }
+}
+
+/// Builds the router (exposed for in-process tests).
+pub fn router(state: AppState) -> Router {
+    let admit = |endpoint: Endpoint, filter: FailurePolicyFilter| {
+        post(move |st: State<AppState>, req: Request| handle_admission(st, req, endpoint, filter))
+    };
+    use Endpoint::{Mutate, Validate};
+    use FailurePolicyFilter::{All, Fail, Ignore};
+    Router::new()
+        .route("/validate", admit(Validate, All))
+        .route("/validate/fail", admit(Validate, Fail))
+        .route("/validate/ignore", admit(Validate, Ignore))
+        .route("/mutate", admit(Mutate, All))
+        .route("/mutate/fail", admit(Mutate, Fail))
+        .route("/mutate/ignore", admit(Mutate, Ignore))
+        .route("/health/liveness", get(|| async { "ok" }))
+        .route("/health/readiness", get(readiness))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+}
+
+async fn readiness(State(st): State<AppState>) -> Response {
+    let status = st.store.status();
+    let ready = st.store.is_ready();
+    let body = serde_json::json!({
+        "ready": ready,
+        "generation": status.generation,
+        "policies": status.policies,
+        "exceptions": status.exceptions,
+        "errors": status.errors,
+        "unsupported": status.unsupported,
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `?timeout=10s` as the API server sends it; absent, unparsable or non-positive: the default.
+fn request_timeout(query: Option<&str>, default: Duration, max: Duration) -> Duration {
+    let value = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("timeout="));
+    let parsed = value
+        .and_then(kybern_engine::duration::parse)
+        .filter(|n| *n > 0)
+        .and_then(|n| u64::try_from(n).ok())
+        .map(Duration::from_nanos);
+    parsed.unwrap_or(default).min(max)
+}
+
+async fn read_body(body: Body, limit: usize, within: Duration) -> Result<Vec<u8>, ApiError> {
+    let collected = tokio::time::timeout(within, Limited::new(body, limit).collect()).await;
+    match collected {
+        Err(_) => Err(ApiError::BodyTimeout),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge(limit))
+        }
+        Ok(Err(_)) => Err(ApiError::BodyRead),
+        Ok(Ok(c)) => Ok(c.to_bytes().to_vec()),
+    }
+}
+
+/// Sets the cancel flag when the handler is dropped (client gone) or finished.
+struct CancelOnDrop(Arc<AtomicBool>);
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn handle_admission(
+    State(st): State<AppState>,
+    req: Request,
+    endpoint: Endpoint,
+    filter: FailurePolicyFilter,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let limits = &st.config.limits;
+    let timeout = request_timeout(
+        req.uri().query(),
+        limits.default_timeout,
+        limits.max_timeout,
+    );
+    let deadline = started + timeout.saturating_sub(limits.answer_margin);
+    let (parts, body) = req.into_parts();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let mime = content_type.split(';').next().unwrap_or_default().trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType(content_type.to_string()));
+    }
+    // A declared length over the cap is refused before reading anything.
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limits.max_body_bytes as u64
+    {
+        return Err(ApiError::PayloadTooLarge(limits.max_body_bytes));
+    }
+    let bytes = read_body(body, limits.max_body_bytes, limits.body_read_timeout).await?;
+    let (wire, uid) = admission::decode(&bytes, limits.max_json_depth)?;
+    drop(bytes);
+    if !st.store.is_ready() {
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"error": {"code": 503, "message": "policies are not loaded yet"}})),
+        )
+            .into_response());
+    }
+    let provider = Arc::clone(&st.provider);
+    let request = admission::to_engine_request(&wire, |ns| provider.labels_of(ns))?;
+    drop(wire);
+    let set = st.store.snapshot();
+    let request = Arc::new(request);
+
+    let decision = evaluate(&st, &set, &request, endpoint, filter, deadline).await;
+    record_metrics(
+        &st.metrics,
+        &request,
+        &decision,
+        started.elapsed(),
+        endpoint,
+    );
+
+    let response = AdmissionResponse {
+        uid,
+        allowed: decision.allowed,
+        status: (!decision.allowed).then(|| Status {
+            status: "Failure",
+            message: decision.message.clone().unwrap_or_default(),
+        }),
+        patch: decision
+            .patch
+            .as_ref()
+            .map(|p| base64::engine::general_purpose::STANDARD.encode(p.to_string().as_bytes())),
+        patch_type: decision.patch.as_ref().map(|_| "JSONPatch"),
+        warnings: decision.warnings,
+    };
+    Ok(axum::Json(ReviewResponse::new(response)).into_response())
+}
+
+async fn evaluate(
+    st: &AppState,
+    set: &Arc<crate::store::PolicySet>,
+    request: &Arc<AdmissionRequest>,
+    endpoint: Endpoint,
+    filter: FailurePolicyFilter,
+    deadline: Instant,
+) -> Decision {
+    let deadline_tokio = tokio::time::Instant::from_std(deadline);
+    let permit =
+        match tokio::time::timeout_at(deadline_tokio, Arc::clone(&st.evaluations).acquire_owned())
+            .await
+        {
+            Ok(Ok(p)) => p,
+            _ => {
+                st.metrics.evaluation_timeouts.inc();
+                return decision::decide_without_evaluation(
+                    set,
+                    request,
+                    filter,
+                    "no evaluation worker became free before the deadline",
+                );
+            }
+        };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(Arc::clone(&cancel));
+    let task = {
+        let set = Arc::clone(set);
+        let request = Arc::clone(request);
+        let provider = Arc::clone(&st.provider);
+        let cancel = Arc::clone(&cancel);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            decision::decide(
+                &set,
+                provider.as_ref(),
+                &request,
+                endpoint,
+                filter,
+                deadline,
+                &cancel,
+            )
+        })
+    };
+    match tokio::time::timeout_at(deadline_tokio + Duration::from_millis(50), task).await {
+        Ok(Ok(d)) => {
+            if d.timed_out {
+                st.metrics.evaluation_timeouts.inc();
+            }
+            d
+        }
+        Ok(Err(join)) => {
+            tracing::error!(error = %join, "evaluation worker failed");
+            decision::decide_without_evaluation(set, request, filter, "evaluation failed")
+        }
+        Err(_) => {
+            st.metrics.evaluation_timeouts.inc();
+            decision::decide_without_evaluation(
+                set,
+                request,
+                filter,
+                "evaluation did not finish before the deadline",
+            )
+        }
+    }
+}
+
+fn record_metrics(
+    m: &Metrics,
+    request: &AdmissionRequest,
+    decision: &Decision,
+    elapsed: Duration,
+    endpoint: Endpoint,
+) {
+    let kind = request.gvk().kind;
+    let namespace = request.namespace().to_string();
+    let op = request.operation.as_str().to_ascii_lowercase();
+    let dry_run = request.dry_run.to_string();
+    let allowed = decision.allowed.to_string();
+    let req_labels = labels(&[
+        ("resource_kind", &kind),
+        ("resource_namespace", &namespace),
+        ("resource_request_operation", &op),
+        ("request_allowed", &allowed),
+    ]);
+    m.admission_requests.get_or_create(&req_labels).inc();
+    m.admission_review_duration
+        .get_or_create(&req_labels)
+        .observe(elapsed.as_secs_f64());
+    for o in &decision.outcomes {
+        let p = &o.policy;
+        let mode = if o.enforce { "enforce" } else { "audit" };
+        let ptype = if p.namespace.is_empty() {
+            "cluster"
+        } else {
+            "namespaced"
+        };
+        let pns = if p.namespace.is_empty() {
+            "-"
+        } else {
+            p.namespace.as_str()
+        };
+        let background = p.background.to_string();
+        let base = [
+            ("policy_validation_mode", mode),
+            ("policy_type", ptype),
+            ("policy_background_mode", background.as_str()),
+            ("policy_namespace", pns),
+            ("policy_name", p.name.as_str()),
+            ("resource_kind", kind.as_str()),
+            ("resource_namespace", namespace.as_str()),
+            ("resource_request_operation", op.as_str()),
+        ];
+        let mut worst = RuleStatus::Pass;
+        for rule in &o.response.rules {
+            let rule_type = match rule.rule_type {
+                RuleType::Validation => "validate",
+                RuleType::Mutation => "mutate",
+                RuleType::Generation => "generate",
+                RuleType::ImageVerify => "imageVerify",
+            };
+            let mut l = base.to_vec();
+            l.extend([
+                ("rule_name", rule.name.as_str()),
+                ("rule_result", rule.status.as_str()),
+                ("rule_type", rule_type),
+                ("rule_execution_cause", "admission_request"),
+                ("dry_run", dry_run.as_str()),
+            ]);
+            m.policy_results.get_or_create(&labels(&l)).inc();
+            worst = match (worst, rule.status) {
+                (_, RuleStatus::Error) | (RuleStatus::Error, _) => RuleStatus::Error,
+                (_, RuleStatus::Fail) | (RuleStatus::Fail, _) => RuleStatus::Fail,
+                (_, RuleStatus::Warn) | (RuleStatus::Warn, _) => RuleStatus::Warn,
+                (w, _) => w,
+            };
+            if rule.status == RuleStatus::Fail {
+                let action = o
+                    .response
+                    .failure_actions
+                    .iter()
+                    .find(|(n, _)| n == &rule.name)
+                    .map_or(FailureAction::Audit, |(_, a)| *a);
+                tracing::info!(policy = %p.name, rule = %rule.name, ?action, kind = %kind,
+                    namespace = %namespace, message = %rule.message, "policy violation");
+            }
+        }
+        if o.response.rules.is_empty() {
+            continue;
+        }
+        let mut l = base.to_vec();
+        let rule_type = match endpoint {
+            Endpoint::Validate => "validate",
+            Endpoint::Mutate => "mutate",
+        };
+        l.extend([
+            ("rule_name", ""),
+            ("rule_result", worst.as_str()),
+            ("rule_type", rule_type),
+            ("rule_execution_cause", "admission_request"),
+            ("dry_run", dry_run.as_str()),
+        ]);
+        m.policy_execution_duration
+            .get_or_create(&labels(&l))
+            .observe(o.duration.as_secs_f64());
+    }
+}
+
+/// Starts the server: certificate, listener, background policy load, polling and the accept loop.
+pub async fn start(config: WebhookConfig) -> Result<Running, StartError> {
+    let config = Arc::new(config);
+    let provider = Arc::new(certs::crypto_provider());
+    let (cert_path, key_path, ca_pem) = match &config.tls {
+        TlsSource::Files { cert, key } => (cert.clone(), key.clone(), None),
+        TlsSource::Generated {
+            dir,
+            dns_names,
+            ips,
+        } => {
+            let g = certs::ensure_generated(dir, dns_names, ips)?;
+            (g.cert, g.key, Some(g.ca_pem))
+        }
+    };
+    let resolver = Arc::new(CertResolver::new(
+        Arc::clone(&provider),
+        cert_path,
+        key_path,
+    )?);
+    let tls = certs::server_config(provider, Arc::clone(&resolver))?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+
+    let cluster = match &config.cluster_resources {
+        Some(dir) => {
+            let (res, problems) = ClusterResources::load(dir);
+            for p in problems {
+                tracing::warn!(problem = %p, "cluster resource not loaded");
+            }
+            res
+        }
+        None => ClusterResources::default(),
+    };
+    let store = Arc::new(PolicyStore::new(config.policy_paths.clone()));
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState {
+        store: Arc::clone(&store),
+        provider: Arc::new(cluster),
+        metrics: Arc::clone(&metrics),
+        config: Arc::clone(&config),
+        evaluations: Arc::new(Semaphore::new(
+            config.limits.max_concurrent_evaluations.max(1),
+        )),
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    tracing::info!(%local_addr, "admission webhook listening");
+
+    let poller = tokio::spawn(poll(
+        Arc::clone(&store),
+        Arc::clone(&metrics),
+        resolver,
+        config.poll_interval,
+    ));
+    let (tx, rx) = oneshot::channel();
+    let app = router(state);
+    let task = tokio::spawn(accept_loop(
+        listener,
+        acceptor,
+        app,
+        Arc::clone(&config),
+        rx,
+    ));
+    Ok(Running {
+        local_addr,
+        ca_pem,
+        store,
+        metrics,
+        shutdown: Some(tx),
+        task,
+        poller,
+    })
+}
+
+/// Loads policies now and whenever files change; reloads the certificate when its files change.
+async fn poll(
+    store: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+    resolver: Arc<CertResolver>,
+    every: Duration,
+) {
+    let mut known_errors = Vec::new();
+    loop {
+        let s = Arc::clone(&store);
+        if tokio::task::spawn_blocking(move || s.reload())
+            .await
+            .is_err()
+        {
+            tracing::error!("policy reload failed");
+        }
+        let status = store.status();
+        for e in &status.errors {
+            if !known_errors.contains(e) {
+                metrics
+                    .policy_load_errors
+                    .get_or_create(&labels(&[("file", &e.file)]))
+                    .inc();
+            }
+        }
+        known_errors = status.errors;
+        metrics
+            .policies_loaded
+            .set(i64::try_from(status.policies).unwrap_or(i64::MAX));
+        metrics
+            .policy_set_generation
+            .set(i64::try_from(status.generation).unwrap_or(i64::MAX));
+        let r = Arc::clone(&resolver);
+        let _ = tokio::task::spawn_blocking(move || r.reload_if_changed()).await;
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: Router,
+    config: Arc<WebhookConfig>,
+    mut shutdown: oneshot::Receiver<()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(config.limits.max_connections.max(1)));
+    loop {
+        let (tcp, peer) = tokio::select! {
+            res = listener.accept() => match res {
+                Ok(c) => c,
+                Err(e) => {
+                    // e.g. out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; closing connection");
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(app.clone());
+        let limits = config.limits.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(Some(limits.header_read_timeout))
+                .keep_alive(true);
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(config.limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_query_is_parsed_and_bounded() {
+        let d = Duration::from_secs(10);
+        let max = Duration::from_secs(30);
+        assert_eq!(
+            request_timeout(Some("timeout=5s"), d, max),
+            Duration::from_secs(5)
+        );
+        assert_eq!(request_timeout(Some("timeout=999999s"), d, max), max);
+        assert_eq!(request_timeout(Some("timeout=0s"), d, max), d);
+        assert_eq!(request_timeout(Some("timeout=garbage"), d, max), d);
+        assert_eq!(request_timeout(None, d, max), d);
+    }
+}

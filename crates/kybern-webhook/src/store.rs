@@ -1,0 +1,412 @@
+//! The policy store: policy files compiled once into an immutable, indexed [`PolicySet`] that
+//! requests share through an `Arc`; a reload compiles a new set off the request path and swaps it
+//! atomically, so a request sees the old set or the new one, never a mix. A file that no longer
+//! loads is reported and its last good version stays in force.
+
+use crate::provider::manifest_files;
+use arc_swap::ArcSwap;
+use kybern_engine::exceptions::PolicyException;
+use kybern_engine::policy::{Policy, PolicyLoadErrorKind, RuleBody, compile_policy};
+use kybern_engine::yaml::{Limits, parse_documents};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// Policy kinds Kyverno knows that this build cannot evaluate yet: reported, not loaded.
+const UNSUPPORTED_KINDS: [&str; 16] = [
+    "ValidatingPolicy",
+    "NamespacedValidatingPolicy",
+    "MutatingPolicy",
+    "NamespacedMutatingPolicy",
+    "GeneratingPolicy",
+    "NamespacedGeneratingPolicy",
+    "DeletingPolicy",
+    "NamespacedDeletingPolicy",
+    "ImageValidatingPolicy",
+    "NamespacedImageValidatingPolicy",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding",
+    "CleanupPolicy",
+    "ClusterCleanupPolicy",
+];
+
+/// An immutable set of compiled policies and exceptions, indexed by the kinds rules match.
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    pub policies: Vec<Arc<Policy>>,
+    pub exceptions: Vec<PolicyException>,
+    /// Policy positions by kind name.
+    by_kind: HashMap<String, Vec<usize>>,
+    /// Policies some rule of which may match any kind (wildcards).
+    any_kind: Vec<usize>,
+    /// Increases with every swap.
+    pub generation: u64,
+}
+
+/// The kind names a kind selector (`Pod`, `apps/v1/Deployment`, `Pod/exec`, `Deployment.scale`)
+/// can match, or `None` when it has wildcards.
+fn selector_kinds(selector: &str) -> Option<Vec<String>> {
+    if selector.contains(['*', '?']) {
+        return None;
+    }
+    Some(
+        selector
+            .split(['/', '.'])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// Kind names a policy's rules can match; `None` when some rule may match any kind.
+fn policy_kinds(policy: &Policy) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for rule in &policy.rules {
+        let mut any_description = false;
+        for d in rule.match_resources.descriptions() {
+            any_description = true;
+            if d.kinds.is_empty() {
+                return None;
+            }
+            for k in &d.kinds {
+                out.extend(selector_kinds(k)?);
+            }
+        }
+        if !any_description {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+impl PolicySet {
+    /// Builds the index over the given policies.
+    pub fn new(
+        policies: Vec<Arc<Policy>>,
+        exceptions: Vec<PolicyException>,
+        generation: u64,
+    ) -> Self {
+        let mut by_kind: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut any_kind = Vec::new();
+        for (i, p) in policies.iter().enumerate() {
+            match policy_kinds(p) {
+                None => any_kind.push(i),
+                Some(mut kinds) => {
+                    kinds.sort();
+                    kinds.dedup();
+                    for k in kinds {
+                        by_kind.entry(k).or_default().push(i);
+                    }
+                }
+            }
+        }
+        PolicySet {
+            policies,
+            exceptions,
+            by_kind,
+            any_kind,
+            generation,
+        }
+    }
+
+    /// Policies that may have a rule matching `kind`, in load order.
+    pub fn candidates(&self, kind: &str) -> Vec<&Arc<Policy>> {
+        let mut idx: Vec<usize> = self.any_kind.clone();
+        if let Some(v) = self.by_kind.get(kind) {
+            idx.extend(v);
+        }
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter()
+            .filter_map(|i| self.policies.get(i))
+            .collect()
+    }
+}
+
+/// True when the policy has at least one rule of the given kind of body.
+pub fn has_validate_rules(p: &Policy) -> bool {
+    p.has_rule_of(|b| matches!(b, RuleBody::Validate(_)))
+}
+
+/// A problem with one file or document.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LoadIssue {
+    pub file: String,
+    pub message: String,
+}
+
+/// What one file contributed the last time it loaded cleanly.
+#[derive(Debug, Clone, Default)]
+struct FileEntry {
+    stamp: Option<(SystemTime, u64)>,
+    policies: Vec<Arc<Policy>>,
+    exceptions: Vec<PolicyException>,
+    /// Problems of the file's current version (empty when it loaded cleanly).
+    issues: Vec<LoadIssue>,
+    /// Documents of kinds this build cannot evaluate.
+    unsupported: Vec<LoadIssue>,
+}
+
+/// The outcome of one scan.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LoadStatus {
+    pub generation: u64,
+    pub policies: usize,
+    pub exceptions: usize,
+    /// Files whose current version does not load (their last good version stays in force).
+    pub errors: Vec<LoadIssue>,
+    /// Documents of kinds this build does not evaluate yet.
+    pub unsupported: Vec<LoadIssue>,
+}
+
+/// The shared store.
+pub struct PolicyStore {
+    paths: Vec<PathBuf>,
+    current: ArcSwap<PolicySet>,
+    files: Mutex<BTreeMap<PathBuf, FileEntry>>,
+    status: Mutex<LoadStatus>,
+    ready: AtomicBool,
+}
+
+fn name_of(v: &Value) -> String {
+    v.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Compiles one file. Issues mean the file's new version is not usable as a whole.
+fn load_file(path: &Path) -> FileEntry {
+    let file = path.display().to_string();
+    let issue = |message: String| LoadIssue {
+        file: file.clone(),
+        message,
+    };
+    let mut entry = FileEntry {
+        stamp: stamp(path),
+        ..FileEntry::default()
+    };
+    let text = match std::fs::read(path) {
+        Ok(b) => match String::from_utf8(b) {
+            Ok(t) => t,
+            Err(_) => {
+                entry.issues.push(issue("file is not valid UTF-8".into()));
+                return entry;
+            }
+        },
+        Err(e) => {
+            entry.issues.push(issue(format!("cannot read: {e}")));
+            return entry;
+        }
+    };
+    let (docs, err) = parse_documents(&text, &Limits::default());
+    if let Some(e) = err {
+        entry.issues.push(issue(e.to_string()));
+    }
+    for (index, doc) in docs {
+        if doc.is_null() {
+            continue;
+        }
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let at = |m: String| issue(format!("document {}: {m}", index + 1));
+        if kind == "PolicyException" {
+            let api = doc
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if api.starts_with("policies.kyverno.io/") {
+                entry.unsupported.push(at(format!(
+                    "PolicyException {:?} ({api}): exceptions for CEL policies are not supported yet",
+                    name_of(&doc)
+                )));
+                continue;
+            }
+            match PolicyException::compile(&doc) {
+                Ok(e) => entry.exceptions.push(e),
+                Err(e) => entry.issues.push(at(format!(
+                    "PolicyException {:?} at {}: {}",
+                    name_of(&doc),
+                    e.path,
+                    e.message
+                ))),
+            }
+            continue;
+        }
+        match compile_policy(&doc) {
+            Ok(p) => entry.policies.push(Arc::new(p)),
+            Err(e) if e.kind == PolicyLoadErrorKind::UnknownKind => {
+                if UNSUPPORTED_KINDS.contains(&kind) {
+                    entry.unsupported.push(at(format!(
+                        "{kind} {:?}: policies of kind {kind} are not supported yet",
+                        name_of(&doc)
+                    )));
+                }
+            }
+            Err(e) => entry.issues.push(at(format!(
+                "policy {:?} at {}: {}",
+                name_of(&doc),
+                e.path,
+                e.message
+            ))),
+        }
+    }
+    entry
+}
+
+impl PolicyStore {
+    /// A store over the given files and folders; nothing is loaded until [`PolicyStore::reload`].
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        PolicyStore {
+            paths,
+            current: ArcSwap::from_pointee(PolicySet::default()),
+            files: Mutex::new(BTreeMap::new()),
+            status: Mutex::new(LoadStatus::default()),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The current set: an `Arc` the request keeps for its whole evaluation.
+    pub fn snapshot(&self) -> Arc<PolicySet> {
+        self.current.load_full()
+    }
+
+    /// True once a complete load has finished.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The last scan's outcome.
+    pub fn status(&self) -> LoadStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Scans the paths; recompiles changed files and swaps in a new set when anything changed.
+    /// Returns true when a new set was swapped in. Blocking: run it off the async threads.
+    pub fn reload(&self) -> bool {
+        let Ok(mut files) = self.files.lock() else {
+            return false;
+        };
+        let mut seen = Vec::new();
+        let mut path_issues = Vec::new();
+        for p in &self.paths {
+            match manifest_files(p) {
+                Ok(list) => seen.extend(list),
+                Err(e) => path_issues.push(LoadIssue {
+                    file: p.display().to_string(),
+                    message: format!("cannot read: {e}"),
+                }),
+            }
+        }
+        let mut changed = false;
+        // Files that disappeared take their policies with them.
+        let before = files.len();
+        files.retain(|path, _| seen.contains(path));
+        changed |= files.len() != before;
+        for path in &seen {
+            let now = stamp(path);
+            if files
+                .get(path)
+                .is_some_and(|e| e.stamp == now && now.is_some())
+            {
+                continue;
+            }
+            let fresh = load_file(path);
+            if !fresh.issues.is_empty() {
+                for i in &fresh.issues {
+                    tracing::warn!(file = %i.file, message = %i.message, "policy file does not load; its last good version stays in force");
+                }
+            }
+            match files.get_mut(path) {
+                // The new version is broken: keep the last good policies, remember the problem.
+                Some(old) if !fresh.issues.is_empty() => {
+                    old.stamp = fresh.stamp;
+                    old.issues = fresh.issues;
+                }
+                _ => {
+                    files.insert(path.clone(), fresh);
+                    changed = true;
+                }
+            }
+        }
+        let mut status = LoadStatus {
+            errors: path_issues,
+            ..LoadStatus::default()
+        };
+        for e in files.values() {
+            status.errors.extend(e.issues.iter().cloned());
+            status.unsupported.extend(e.unsupported.iter().cloned());
+        }
+        let was_ready = self.is_ready();
+        if changed || !was_ready {
+            let generation = self.current.load().generation + 1;
+            let policies: Vec<Arc<Policy>> = files
+                .values()
+                .flat_map(|e| e.policies.iter().cloned())
+                .collect();
+            let exceptions: Vec<PolicyException> = files
+                .values()
+                .flat_map(|e| e.exceptions.iter().cloned())
+                .collect();
+            let set = PolicySet::new(policies, exceptions, generation);
+            tracing::info!(
+                generation,
+                policies = set.policies.len(),
+                exceptions = set.exceptions.len(),
+                "policy set loaded"
+            );
+            self.current.store(Arc::new(set));
+        }
+        let current = self.current.load();
+        status.generation = current.generation;
+        status.policies = current.policies.len();
+        status.exceptions = current.exceptions.len();
+        if let Ok(mut s) = self.status.lock() {
+            *s = status;
+        }
+        self.ready.store(true, Ordering::Release);
+        changed || !was_ready
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(kinds: &[&str]) -> Policy {
+        compile_policy(&serde_json::json!({
+            "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "p"},
+            "spec": {"rules": [{"name": "r", "match": {"any": [{"resources": {"kinds": kinds}}]},
+                "validate": {"message": "m", "pattern": {"metadata": {"name": "?*"}}}}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn index_returns_policies_by_kind_and_wildcards_everywhere() {
+        let set = PolicySet::new(
+            vec![
+                Arc::new(policy(&["Pod"])),
+                Arc::new(policy(&["apps/v1/Deployment"])),
+                Arc::new(policy(&["*"])),
+                Arc::new(policy(&["Pod/exec"])),
+            ],
+            vec![],
+            1,
+        );
+        assert_eq!(set.candidates("Pod").len(), 3);
+        // The Pod policy's auto-generated rules match pod controllers too.
+        assert_eq!(set.candidates("Deployment").len(), 3);
+        assert_eq!(set.candidates("Service").len(), 1);
+        assert_eq!(set.candidates("ConfigMap").len(), 1);
+    }
+}
