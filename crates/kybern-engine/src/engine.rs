@@ -65,7 +65,9 @@ fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
                 let check_reads = match &v.check {
                     ValidationCheck::Pattern(p) => p.has_variables,
                     ValidationCheck::AnyPattern(ps) => ps.iter().any(|p| p.has_variables),
-                    ValidationCheck::PodSecurity(_) | ValidationCheck::Unsupported(_) => false,
+                    ValidationCheck::PodSecurity(_)
+                    | ValidationCheck::Cel(_)
+                    | ValidationCheck::Unsupported(_) => false,
                     ValidationCheck::Deny(_) | ValidationCheck::Foreach(_) => true,
                 };
                 check_reads || v.message.as_deref().is_some_and(|m| m.contains("{{"))
@@ -381,6 +383,7 @@ impl<'p> Engine<'p> {
         let empty_foreach = Map::new();
         let input = CheckInput {
             rule_name: &rule.name,
+            request,
             validation,
             resource: request.resource(),
             ctx: &ctx,

@@ -171,6 +171,8 @@ pub enum ValidationCheck {
     Deny(Value),
     Foreach(Vec<ForeachValidation>),
     PodSecurity(PodSecurity),
+    /// `validate.cel` with the rule's `celPreconditions`, compiled.
+    Cel(Box<crate::cel::ValidateCel>),
     /// A validate sub-type this engine cannot evaluate yet (e.g. `cel`, `manifests`).
     Unsupported(String),
 }

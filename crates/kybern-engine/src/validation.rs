@@ -1,6 +1,7 @@
 //! The validate rule handler: `pattern`, `anyPattern`, `deny`, `foreach` and `podSecurity`,
 //! producing one rule status and message.
 
+use crate::cel::CelOutcome;
 use crate::context::ContextProvider;
 use crate::context_loader;
 use crate::json_context::JsonContext;
@@ -8,6 +9,7 @@ use crate::pattern::{self, PatternError, PatternErrorKind};
 use crate::pod_security::{self, Exclude};
 use crate::policy::{ForeachValidation, Pattern, Validation, ValidationCheck};
 use crate::preconditions;
+use crate::request::AdmissionRequest;
 use crate::response::RuleStatus;
 use crate::variables::{self, SubstituteOptions};
 use serde_json::{Map, Value};
@@ -16,6 +18,7 @@ use std::borrow::Cow;
 /// What a handler needs about the rule being evaluated.
 pub struct CheckInput<'a> {
     pub rule_name: &'a str,
+    pub request: &'a AdmissionRequest,
     pub validation: &'a Validation,
     /// The resource the rule checks (the old object for DELETE).
     pub resource: &'a Value,
@@ -40,6 +43,36 @@ pub fn run(input: &CheckInput) -> CheckOutcome {
             RuleStatus::Error,
             format!("kybern does not support {field} yet"),
         )),
+        ValidationCheck::Cel(cel) => {
+            let request = crate::cel::CelInput::request_json(input.request);
+            let namespace = input.request.namespace();
+            let namespace_object = if namespace.is_empty() {
+                None
+            } else {
+                input
+                    .provider
+                    .resource("v1", "Namespace", "", namespace)
+                    .ok()
+                    .flatten()
+            };
+            let cel_input = crate::cel::CelInput {
+                object: &input.request.object,
+                old_object: &input.request.old_object,
+                request: &request,
+                namespace_object: namespace_object.as_ref(),
+                params: None,
+                provider: Some(input.provider),
+            };
+            Some(match cel.evaluate(&cel_input) {
+                CelOutcome::Pass => (
+                    RuleStatus::Pass,
+                    format!("validation rule '{}' passed.", input.rule_name),
+                ),
+                CelOutcome::Fail(m) => (RuleStatus::Fail, m),
+                CelOutcome::Skip(m) => (RuleStatus::Skip, m),
+                CelOutcome::Error(m) => (RuleStatus::Error, m),
+            })
+        }
         ValidationCheck::PodSecurity(ps) => {
             if input.opts.delete {
                 return None;
@@ -229,7 +262,9 @@ fn check_resource(input: &CheckInput, check: &ValidationCheck, scope: &Scope) ->
             Some((RuleStatus::Fail, text))
         }
         ValidationCheck::Foreach(list) => foreach(input, list, scope),
-        ValidationCheck::PodSecurity(_) | ValidationCheck::Unsupported(_) => run(input),
+        ValidationCheck::PodSecurity(_)
+        | ValidationCheck::Cel(_)
+        | ValidationCheck::Unsupported(_) => run(input),
     }
 }
 

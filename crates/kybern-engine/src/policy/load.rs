@@ -288,6 +288,7 @@ fn compile_rule(raw: &Value, path: &str, kind: PolicyKind) -> Result<Rule, Polic
             let v = raw.get("validate").unwrap_or(&Value::Null);
             RuleBody::Validate(Box::new(compile_validation(
                 v,
+                raw.get("celPreconditions").filter(|c| !c.is_null()),
                 &format!("{path}.validate"),
             )?))
         }
@@ -434,7 +435,11 @@ pub(crate) fn check_conditions(value: &Value, path: &str) -> Result<(), PolicyLo
     Ok(())
 }
 
-fn compile_validation(v: &Value, path: &str) -> Result<Validation, PolicyLoadError> {
+fn compile_validation(
+    v: &Value,
+    cel_preconditions: Option<&Value>,
+    path: &str,
+) -> Result<Validation, PolicyLoadError> {
     let message = str_field(v, "message").map(str::to_string);
     let failure_action = match v.get("failureAction") {
         Some(a) => Some(parse_action(a, &format!("{path}.failureAction"))?),
@@ -457,7 +462,13 @@ fn compile_validation(v: &Value, path: &str) -> Result<Validation, PolicyLoadErr
             .map_err(|e| invalid(ps_path, e.to_string()))?;
         ValidationCheck::PodSecurity(ps)
     } else if present("cel") {
-        ValidationCheck::Unsupported(format!("{path}.cel"))
+        let cel = crate::cel::ValidateCel::compile(
+            v.get("cel").unwrap_or(&Value::Null),
+            cel_preconditions,
+            &format!("{path}.cel"),
+        )
+        .map_err(|e| invalid(e.path.clone(), e.message.clone()))?;
+        ValidationCheck::Cel(Box::new(cel))
     } else if present("deny") {
         let deny = v.get("deny").cloned().unwrap_or(Value::Null);
         let conditions = deny.get("conditions").cloned().unwrap_or(Value::Null);
