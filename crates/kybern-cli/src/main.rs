@@ -36,7 +36,26 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
 }
 
+/// A closed stdout (`kybern jp function | head`) ends the process quietly, as other command-line
+/// tools do, instead of reporting a panic from `println!`.
+fn exit_quietly_on_closed_stdout() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.contains("failed printing to stdout") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    exit_quietly_on_closed_stdout();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Test(args) => test_cmd::execute(args),
