@@ -1,5 +1,6 @@
 //! `kybern apply`: evaluate policies on resource files and print per-rule outcomes, a results
-//! table, or a PolicyReport, with the kyverno CLI's summary line and exit codes.
+//! table, or a PolicyReport, with the kyverno CLI's summary line and exit codes. Mutated and
+//! generated resources are printed (or written with `-o`) as the kyverno CLI does.
 
 use crate::evaluation::{Inputs, ResponseMap, evaluate};
 use crate::files::{self, Issue};
@@ -9,10 +10,11 @@ use crate::resources::{ResourceKey, default_namespace};
 use crate::spec::{UserInfoSpec, ValuesSpec};
 use crate::table;
 use anyhow::{Context, Result, bail};
-use kybern_engine::response::{EngineResponse, FailureAction, RuleResult, RuleStatus};
+use kybern_engine::response::{EngineResponse, FailureAction, RuleResult, RuleStatus, RuleType};
 use kybern_engine::yaml;
 use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// Flags of `kybern apply`.
 #[derive(Debug, clap::Args)]
@@ -56,6 +58,14 @@ pub struct ApplyArgs {
     /// Accepted for compatibility; output has no colour.
     #[arg(long = "remove-color")]
     pub remove_color: bool,
+    /// Write mutated and generated resources to this file, or to this directory (a path without
+    /// an extension, or an existing directory) as `<resource>-mutated.yaml` and
+    /// `<policy>-generated.yaml`, instead of printing them.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+    /// Existing resources that mutate rules with `targets` patch.
+    #[arg(long = "target-resource", alias = "target-resources")]
+    pub target_resources: Vec<PathBuf>,
 }
 
 #[derive(Default, Debug)]
@@ -161,6 +171,13 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
         .collect();
     let mut provider = FileProvider::default();
     provider.add_namespace_labels(&values);
+    let (docs, issues) = files::read_paths(&args.target_resources);
+    report_issues(&issues);
+    provider.targets = files::expand_lists(docs)
+        .into_iter()
+        .map(|d| default_namespace(d.value))
+        .collect();
+    let output = Output::open(args.output.as_deref())?;
     let inputs = Inputs {
         values: &values,
         user: user.as_ref(),
@@ -187,6 +204,9 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
     for chunk in resources.chunks(CHUNK) {
         let responses = evaluate(&inputs, chunk, None);
         count(&responses, args.audit_warn, &mut counts);
+        if !args.policy_report || args.output.is_some() {
+            emit_resources(&responses, &output)?;
+        }
         if args.policy_report {
             report.add(&responses, args.audit_warn);
         } else if args.table {
@@ -217,11 +237,22 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
 
 const CHUNK: usize = 256;
 
+/// Counts rule results as the kyverno CLI does: validate results after `scored` and
+/// `--audit-warn`; mutate results by status; a ClusterPolicy/Policy generate result is a pass or,
+/// whatever else it is, a fail.
 fn count(responses: &ResponseMap, audit_warn: bool, c: &mut Counts) {
     for (_, resps) in responses {
         for resp in resps {
+            let kyverno_policy = matches!(resp.policy_kind.as_str(), "ClusterPolicy" | "Policy");
             for rule in &resp.rules {
-                match result_of(resp, rule, audit_warn) {
+                let status = match rule.rule_type {
+                    RuleType::Generation if kyverno_policy => match rule.status {
+                        RuleStatus::Pass => RuleStatus::Pass,
+                        _ => RuleStatus::Fail,
+                    },
+                    _ => result_of(resp, rule, audit_warn),
+                };
+                match status {
                     RuleStatus::Pass => c.pass += 1,
                     RuleStatus::Fail => c.fail += 1,
                     RuleStatus::Warn => c.warn += 1,
@@ -233,6 +264,120 @@ fn count(responses: &ResponseMap, audit_warn: bool, c: &mut Counts) {
     }
 }
 
+/// Where mutated and generated resources go.
+enum Output {
+    Stdout,
+    /// One file for everything (truncated when the run starts).
+    File(PathBuf),
+    /// One file per mutated resource and per generating policy.
+    Dir(PathBuf),
+}
+
+impl Output {
+    fn open(path: Option<&Path>) -> Result<Output> {
+        let Some(path) = path else {
+            return Ok(Output::Stdout);
+        };
+        if path.is_dir() || path.extension().is_none() {
+            std::fs::create_dir_all(path)
+                .with_context(|| format!("failed to create directory {}", path.display()))?;
+            return Ok(Output::Dir(path.to_path_buf()));
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("failed to create directory {}", parent.display()))?;
+        }
+        std::fs::File::create(path)
+            .with_context(|| format!("failed to create {}", path.display()))?;
+        Ok(Output::File(path.to_path_buf()))
+    }
+
+    fn append(&self, file_stem: &str, text: &str) -> Result<()> {
+        let path = match self {
+            Output::Stdout => {
+                print!("{text}");
+                return Ok(());
+            }
+            Output::File(p) => p.clone(),
+            Output::Dir(d) => d.join(format!("{file_stem}.yaml")),
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("failed to open {}", path.display()))?;
+        f.write_all(text.as_bytes())
+            .with_context(|| format!("failed to write {}", path.display()))
+    }
+}
+
+/// The kyverno CLI's resource path: `<namespace>/<Kind>/<name>` (the namespace may be empty).
+fn resource_path(key: &ResourceKey) -> String {
+    format!("{}/{}/{}", key.namespace, key.kind, key.name)
+}
+
+/// Prints (or writes) what mutate and generate rules produced: the patched resource with its
+/// patched targets after a mutate rule passed, every generated object, and a line for each
+/// skipped or failing mutate rule.
+fn emit_resources(responses: &ResponseMap, out: &Output) -> Result<()> {
+    let to_stdout = matches!(out, Output::Stdout);
+    for (key, resps) in responses {
+        let path = resource_path(key);
+        for resp in resps {
+            let mutated = resp
+                .rules
+                .iter()
+                .any(|r| r.rule_type == RuleType::Mutation && r.status == RuleStatus::Pass);
+            if mutated {
+                let mut text = String::new();
+                if to_stdout {
+                    text.push_str(&format!(
+                        "\npolicy {} applied to {path}:\n",
+                        resp.policy_name
+                    ));
+                }
+                text.push_str(&yaml::to_yaml_string(&resp.patched_resource));
+                text.push_str(if to_stdout { "---\n" } else { "---\n\n" });
+                let targets: Vec<&Value> = resp
+                    .rules
+                    .iter()
+                    .filter_map(|r| r.patched_target.as_ref())
+                    .collect();
+                if to_stdout && !targets.is_empty() {
+                    text.push_str("patched targets: \n");
+                }
+                for t in targets {
+                    if to_stdout {
+                        text.push('\n');
+                    }
+                    text.push_str(&yaml::to_yaml_string(t));
+                    text.push_str("---\n");
+                }
+                if to_stdout {
+                    text.push_str("\nMutation:\nMutation has been applied successfully.\n");
+                }
+                out.append(&format!("{}-mutated", key.name), &text)?;
+            }
+            for generated in resp.rules.iter().flat_map(|r| &r.generated) {
+                let mut text = String::new();
+                if to_stdout {
+                    text.push_str(&format!(
+                        "\npolicy {} applied to {path}:\n",
+                        resp.policy_name
+                    ));
+                }
+                text.push_str(&yaml::to_yaml_string(generated));
+                text.push_str(if to_stdout { "---\n" } else { "---\n\n" });
+                if to_stdout {
+                    text.push_str("\nGenerate:\nGeneration completed successfully.\n");
+                }
+                out.append(&format!("{}-generated", resp.policy_name), &text)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn short_resource(key: &ResourceKey) -> String {
     if key.namespace.is_empty() {
         format!("{}/{}", key.kind, key.name)
@@ -241,9 +386,28 @@ fn short_resource(key: &ResourceKey) -> String {
     }
 }
 
+/// A line per skipped or failing mutate rule, then each failing resource with its failed rules.
 fn print_failures(responses: &ResponseMap, audit_warn: bool) {
     for (key, resps) in responses {
+        let path = resource_path(key);
         for resp in resps {
+            for rule in resp
+                .rules
+                .iter()
+                .filter(|r| r.rule_type == RuleType::Mutation)
+            {
+                match rule.status {
+                    RuleStatus::Skip => println!(
+                        "\nskipped mutate policy {} -> resource {path}",
+                        resp.policy_name
+                    ),
+                    RuleStatus::Error => println!(
+                        "\nerror while applying mutate policy {} -> resource {path}\nerror: {}",
+                        resp.policy_name, rule.message
+                    ),
+                    _ => {}
+                }
+            }
             let failed: Vec<(&RuleResult, RuleStatus)> = resp
                 .rules
                 .iter()

@@ -25,6 +25,8 @@ pub struct FileProvider {
     pub cluster: Option<Vec<Value>>,
     /// Objects generate rules may clone (`cloneSourceResource` files).
     pub clone_sources: Vec<Value>,
+    /// Existing objects mutate rules with `targets` may patch (`targetResources` files).
+    pub targets: Vec<Value>,
     /// Mocked responses from `apiCallResponses`.
     pub api_responses: Vec<MockResponse>,
     pub global_entries: BTreeMap<String, Value>,
@@ -72,9 +74,9 @@ impl FileProvider {
         }
     }
 
-    /// Cluster objects and clone sources together.
+    /// Cluster objects, clone sources and mutate targets together.
     fn objects(&self, what: &str) -> Result<Vec<&Value>, ProviderError> {
-        if self.cluster.is_none() && self.clone_sources.is_empty() {
+        if self.cluster.is_none() && self.clone_sources.is_empty() && self.targets.is_empty() {
             return Err(unavailable(what));
         }
         Ok(self
@@ -82,6 +84,7 @@ impl FileProvider {
             .iter()
             .flatten()
             .chain(&self.clone_sources)
+            .chain(&self.targets)
             .collect())
     }
 

@@ -124,7 +124,9 @@ impl<'p> Engine<'p> {
     }
 
     /// Runs the policy's mutate rules in order, each on the output of the one before; the
-    /// response's `patched_resource` is the result.
+    /// response's `patched_resource` is the result. A rule with `targets` mutates existing
+    /// resources from the provider instead: it leaves the trigger as it is and adds one result
+    /// per target, carrying the patched target.
     pub fn mutate(
         &self,
         policy: &Policy,
@@ -152,6 +154,10 @@ impl<'p> Engine<'p> {
             else {
                 continue;
             };
+            if let Some(per_target) = result.target_results.take() {
+                response.rules.extend(per_target);
+                continue;
+            }
             if let Some(patched) = result.patched.take() {
                 let mut next = current.take().unwrap_or_else(|| pctx.request.clone());
                 next.object = patched;
@@ -371,6 +377,12 @@ impl<'p> Engine<'p> {
                     preset,
                     foreach_values: values.map_or(&empty_foreach, |v| &v.foreach_values),
                 };
+                if let Some(targets) = mutation::targets(m) {
+                    // Mutate existing: the trigger is left alone, each target gets a result.
+                    let mut carrier = RuleResult::new(&rule.name, rule_type, RuleStatus::Skip, "");
+                    carrier.target_results = Some(mutation::run_existing(&input, targets));
+                    return Some(carrier);
+                }
                 let out = mutation::run(&input, request.resource());
                 let mut r = RuleResult::new(&rule.name, rule_type, out.status, out.message);
                 if out.status == RuleStatus::Pass {

@@ -1,14 +1,19 @@
 //! The mutate rule handler: `patchStrategicMerge`, `patchesJson6902` and `foreach`, applied in
-//! order to the resource, producing the patched resource and one rule status.
+//! order to the resource, producing the patched resource and one rule status. Rules with
+//! `targets` mutate existing resources instead: the targets come from the context provider, the
+//! trigger stays as it is, and there is one result per target.
 
 use crate::context::ContextProvider;
 use crate::context_loader;
 use crate::json_context::JsonContext;
 use crate::json_patch;
+use crate::matching;
+use crate::policy::LabelSelector;
 use crate::preconditions;
-use crate::response::RuleStatus;
+use crate::response::{RuleResult, RuleStatus, RuleType};
 use crate::strategic_merge::{self, PatchOutcome};
 use crate::variables::{self, SubstituteOptions};
+use crate::wildcard;
 use serde_json::{Map, Value};
 
 /// What the handler needs about the rule being evaluated.
@@ -195,4 +200,479 @@ fn foreach(
         }
     }
     Ok(applied.then_some(current))
+}
+
+/// The rule's `targets`, when it mutates existing resources.
+pub fn targets(mutate: &Value) -> Option<&[Value]> {
+    mutate
+        .get("targets")
+        .and_then(Value::as_array)
+        .filter(|t| !t.is_empty())
+        .map(Vec::as_slice)
+}
+
+/// Which objects one `targets` entry selects, after variable substitution.
+#[derive(Debug, Default, PartialEq)]
+struct TargetSelector {
+    api_version: String,
+    kind: String,
+    name: String,
+    namespace: String,
+    uid: String,
+    selector: Option<LabelSelector>,
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v.get(key).map(variables::to_text).unwrap_or_default()
+}
+
+/// Substitutes variables in a target's selecting fields (not in its `context` or `preconditions`,
+/// which are evaluated per target).
+fn resolve_selector(
+    spec: &Value,
+    index: usize,
+    ctx: &JsonContext,
+    opts: SubstituteOptions,
+    policy_namespace: &str,
+) -> Result<TargetSelector, String> {
+    let mut fields = spec.as_object().cloned().unwrap_or_default();
+    fields.remove("context");
+    fields.remove("preconditions");
+    let path = format!("mutate/targets/{index}");
+    let resolved = variables::substitute_all(&Value::Object(fields), ctx, opts, &path)
+        .map_err(|e| format!("failed to substitute variables in target[{index}]: {e}"))?;
+    let selector = match resolved.get("selector").filter(|s| !s.is_null()) {
+        Some(s) => Some(
+            serde_json::from_value::<LabelSelector>(s.clone())
+                .map_err(|e| format!("invalid selector in target[{index}]: {e}"))?,
+        ),
+        None => None,
+    };
+    // A namespaced policy only reaches targets in its own namespace.
+    let namespace = if policy_namespace.is_empty() {
+        text(&resolved, "namespace")
+    } else {
+        policy_namespace.to_string()
+    };
+    Ok(TargetSelector {
+        api_version: text(&resolved, "apiVersion"),
+        kind: text(&resolved, "kind"),
+        name: text(&resolved, "name"),
+        namespace,
+        uid: text(&resolved, "uid"),
+        selector,
+    })
+}
+
+fn meta<'a>(obj: &'a Value, key: &str) -> &'a str {
+    obj.get("metadata")
+        .and_then(|m| m.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// Kyverno's target match: an empty pattern matches anything; a namespace pattern is ignored for
+/// cluster-scoped objects (they are fetched by name alone).
+fn target_matches(sel: &TargetSelector, obj: &Value) -> bool {
+    let ns = meta(obj, "namespace");
+    let ns_ok = sel.namespace.is_empty() || ns.is_empty() || wildcard::matches(&sel.namespace, ns);
+    let name_ok = sel.name.is_empty() || wildcard::matches(&sel.name, meta(obj, "name"));
+    let uid_ok = sel.uid.is_empty() || meta(obj, "uid") == sel.uid;
+    let labels_ok = sel.selector.as_ref().is_none_or(|s| {
+        let labels = obj
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), variables::to_text(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        matching::selector_matches(s, &labels)
+    });
+    ns_ok && name_ok && uid_ok && labels_ok
+}
+
+/// The objects a target selects, from the provider. A provider without such objects (the CLI
+/// without `targetResources`) selects none.
+fn load_targets(
+    sel: &TargetSelector,
+    provider: &dyn ContextProvider,
+) -> Result<Vec<Value>, String> {
+    let exact_ns = !sel.namespace.is_empty() && !wildcard::contains_wildcard(&sel.namespace);
+    let list_ns = if exact_ns { sel.namespace.as_str() } else { "" };
+    let objects = match provider.list(&sel.api_version, &sel.kind, list_ns) {
+        Ok(objects) => objects,
+        Err(crate::context::ProviderError::Unavailable { .. }) => Vec::new(),
+        Err(e) => {
+            return Err(format!(
+                "failed to list {} {}: {e}",
+                sel.api_version, sel.kind
+            ));
+        }
+    };
+    Ok(objects
+        .into_iter()
+        .filter(|o| target_matches(sel, o))
+        .collect())
+}
+
+fn existing_result(rule: &str, status: RuleStatus, message: impl Into<String>) -> RuleResult {
+    RuleResult::new(rule, RuleType::Mutation, status, message)
+}
+
+/// Runs a mutate-existing rule: each target is put in the context as `target` (the trigger stays
+/// `request.object`), its `context` and `preconditions` are evaluated, and the rule's patches are
+/// applied to it. One result per target; a passing result carries the patched target.
+pub fn run_existing(input: &MutateInput, targets: &[Value]) -> Vec<RuleResult> {
+    let mut results = Vec::new();
+    for (index, spec) in targets.iter().enumerate() {
+        let objects = resolve_selector(spec, index, input.ctx, input.opts, input.policy_namespace)
+            .and_then(|sel| load_targets(&sel, input.provider));
+        let objects = match objects {
+            Ok(o) => o,
+            Err(e) => {
+                results.push(existing_result(input.rule_name, RuleStatus::Error, e));
+                continue;
+            }
+        };
+        for object in objects {
+            results.push(run_on_target(input, spec, &object));
+        }
+    }
+    results
+}
+
+fn run_on_target(input: &MutateInput, spec: &Value, object: &Value) -> RuleResult {
+    let rule = input.rule_name;
+    let mut ctx = input.ctx.clone();
+    ctx.set("target", object);
+    let entries = spec
+        .get("context")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    if let Err(e) = context_loader::load_entries(
+        entries,
+        &mut ctx,
+        input.provider,
+        input.policy_namespace,
+        input.preset,
+        input.opts,
+    ) {
+        return existing_result(
+            rule,
+            RuleStatus::Error,
+            format!("failed to load context: {e}"),
+        );
+    }
+    if let Some(pre) = spec.get("preconditions").filter(|p| !p.is_null()) {
+        match preconditions::evaluate_block(pre, &ctx, input.opts, "mutate/targets/preconditions") {
+            Err(e) => {
+                return existing_result(
+                    rule,
+                    RuleStatus::Error,
+                    format!("failed to evaluate preconditions: {e}"),
+                );
+            }
+            Ok(o) if !o.met => {
+                let mut msg = "preconditions not met".to_string();
+                if !o.messages.is_empty() {
+                    msg.push_str("; ");
+                    msg.push_str(&o.messages.join("; "));
+                }
+                return existing_result(rule, RuleStatus::Skip, msg);
+            }
+            Ok(_) => {}
+        }
+    }
+    let target_input = MutateInput {
+        ctx: &ctx,
+        ..*input
+    };
+    let out = run(&target_input, object);
+    let mut r = existing_result(rule, out.status, out.message);
+    if out.status == RuleStatus::Pass {
+        r.patched_target = Some(out.patched);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::context::{ApiCall, ContextProvider, ImageData, Labels, NoProvider, ProviderError};
+    use crate::engine::{Engine, PolicyContext};
+    use crate::policy::compile_policy;
+    use crate::request::AdmissionRequest;
+    use crate::response::RuleStatus;
+    use serde_json::{Value, json};
+
+    /// Existing objects for targets.
+    struct Objects(Vec<Value>);
+
+    impl ContextProvider for Objects {
+        fn resource(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<Value>, ProviderError> {
+            Ok(None)
+        }
+        fn list(
+            &self,
+            api_version: &str,
+            kind: &str,
+            namespace: &str,
+        ) -> Result<Vec<Value>, ProviderError> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|o| {
+                    o["apiVersion"] == api_version
+                        && o["kind"] == kind
+                        && (namespace.is_empty() || o["metadata"]["namespace"] == namespace)
+                })
+                .cloned()
+                .collect())
+        }
+        fn config_map(&self, _: &str, _: &str) -> Result<Option<Value>, ProviderError> {
+            Ok(None)
+        }
+        fn api_call(&self, _: &ApiCall) -> Result<Value, ProviderError> {
+            Err(ProviderError::Failed("no api".into()))
+        }
+        fn namespace_labels(&self, _: &str) -> Result<Option<Labels>, ProviderError> {
+            Ok(None)
+        }
+        fn image_data(&self, _: &str) -> Result<ImageData, ProviderError> {
+            Err(ProviderError::Failed("no images".into()))
+        }
+        fn global_context(&self, _: &str) -> Result<Option<Value>, ProviderError> {
+            Ok(None)
+        }
+    }
+
+    fn secret(ns: &str, name: &str, labels: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": name, "namespace": ns, "labels": labels, "uid": format!("{ns}-{name}")}})
+    }
+
+    fn policy(namespace: Option<&str>, target: Value, patch: Value) -> Value {
+        let mut meta = json!({"name": "p"});
+        if let Some(ns) = namespace {
+            meta["namespace"] = json!(ns);
+        }
+        json!({
+            "apiVersion": "kyverno.io/v1",
+            "kind": if namespace.is_some() { "Policy" } else { "ClusterPolicy" },
+            "metadata": meta,
+            "spec": {"rules": [{
+                "name": "r",
+                "match": {"any": [{"resources": {"kinds": ["ConfigMap"]}}]},
+                "mutate": {"targets": [target], "patchStrategicMerge": patch}
+            }]}
+        })
+    }
+
+    fn label_patch() -> Value {
+        json!({"metadata": {"labels": {"foo": "bar"}}})
+    }
+
+    /// (statuses, patched target namespace/name pairs) of one run.
+    fn run_case(
+        policy_doc: &Value,
+        provider: &dyn ContextProvider,
+    ) -> (Vec<RuleStatus>, Vec<Value>) {
+        let policy = compile_policy(policy_doc).unwrap();
+        let trigger = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "secret-a", "namespace": "staging"}, "data": {"want": "a"}});
+        let request = AdmissionRequest {
+            object: trigger.clone(),
+            ..AdmissionRequest::default()
+        };
+        let pctx = PolicyContext::new(&request);
+        let resp = Engine::new(provider).mutate(&policy, &pctx, &[], &Default::default());
+        assert_eq!(
+            *resp.patched_resource, trigger,
+            "the trigger is never patched"
+        );
+        let statuses = resp.rules.iter().map(|r| r.status).collect();
+        let patched = resp
+            .rules
+            .iter()
+            .filter_map(|r| r.patched_target.clone())
+            .collect();
+        (statuses, patched)
+    }
+
+    #[test]
+    fn mutate_existing_targets() {
+        let objects = Objects(vec![
+            secret("staging", "secret-a", json!({"app": "x"})),
+            secret("staging", "secret-b", json!({"app": "y"})),
+            secret("prod", "secret-a", json!({"app": "x"})),
+        ]);
+        let pass = RuleStatus::Pass;
+        let labelled =
+            |ns: &str, name: &str, app: &str| secret(ns, name, json!({"app": app, "foo": "bar"}));
+        // (name, policy, provider, wanted statuses, wanted patched targets)
+        type Case<'a> = (
+            &'a str,
+            Value,
+            &'a dyn ContextProvider,
+            Vec<RuleStatus>,
+            Vec<Value>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "exact name and namespace",
+                policy(
+                    None,
+                    json!({"apiVersion": "v1", "kind": "Secret", "name": "secret-a", "namespace": "staging"}),
+                    label_patch(),
+                ),
+                &objects,
+                vec![pass],
+                vec![labelled("staging", "secret-a", "x")],
+            ),
+            (
+                "no namespace selects every namespace",
+                policy(
+                    None,
+                    json!({"apiVersion": "v1", "kind": "Secret", "name": "secret-a"}),
+                    label_patch(),
+                ),
+                &objects,
+                vec![pass, pass],
+                vec![
+                    labelled("staging", "secret-a", "x"),
+                    labelled("prod", "secret-a", "x"),
+                ],
+            ),
+            (
+                "wildcard name",
+                policy(
+                    None,
+                    json!({"apiVersion": "v1", "kind": "Secret", "name": "secret-*", "namespace": "st*"}),
+                    label_patch(),
+                ),
+                &objects,
+                vec![pass, pass],
+                vec![
+                    labelled("staging", "secret-a", "x"),
+                    labelled("staging", "secret-b", "y"),
+                ],
+            ),
+            (
+                "variables from the trigger in the name",
+                policy(
+                    None,
+                    json!({"apiVersion": "v1", "kind": "Secret", "name": "{{request.object.metadata.name}}", "namespace": "prod"}),
+                    label_patch(),
+                ),
+                &objects,
+                vec![pass],
+                vec![labelled("prod", "secret-a", "x")],
+            ),
+            (
+                "label selector",
+                policy(
+                    None,
+                    json!({"apiVersion": "v1", "kind": "Secret", "selector": {"matchLabels": {"app": "y"}}}),
+                    label_patch(),
+                ),
+                &objects,
+                vec![pass],
+                vec![labelled("staging", "secret-b", "y")],
+            ),
+            (
+                "uid",
+                policy(
+                    None,
+                    json!({"apiVersion": "v1", "kind": "Secret", "uid": "prod-secret-a"}),
+                    label_patch(),
+                ),
+                &objects,
+                vec![pass],
+                vec![labelled("prod", "secret-a", "x")],
+            ),
+            (
+                "target preconditions skip a target",
+                policy(
+                    None,
+                    json!({"apiVersion": "v1", "kind": "Secret", "namespace": "staging",
+                    "preconditions": {"all": [{"key": "{{target.metadata.labels.app}}", "operator": "Equals", "value": "y"}]}}),
+                    label_patch(),
+                ),
+                &objects,
+                vec![RuleStatus::Skip, pass],
+                vec![labelled("staging", "secret-b", "y")],
+            ),
+            (
+                "@ reads the target, request.object the trigger",
+                policy(
+                    None,
+                    json!({"apiVersion": "v1", "kind": "Secret", "name": "secret-b"}),
+                    json!({"metadata": {"labels": {"app": "{{@}}-copy", "from": "{{request.object.data.want}}"}}}),
+                ),
+                &objects,
+                vec![pass],
+                vec![secret(
+                    "staging",
+                    "secret-b",
+                    json!({"app": "y-copy", "from": "a"}),
+                )],
+            ),
+            (
+                "a namespaced policy only reaches its namespace",
+                policy(
+                    Some("staging"),
+                    json!({"apiVersion": "v1", "kind": "Secret", "name": "secret-a", "namespace": "prod"}),
+                    label_patch(),
+                ),
+                &objects,
+                vec![pass],
+                vec![labelled("staging", "secret-a", "x")],
+            ),
+            (
+                "nothing to patch is a skip",
+                policy(
+                    None,
+                    json!({"apiVersion": "v1", "kind": "Secret", "name": "secret-a", "namespace": "staging"}),
+                    json!({"metadata": {"labels": {"app": "x"}}}),
+                ),
+                &objects,
+                vec![RuleStatus::Skip],
+                vec![],
+            ),
+            (
+                "no objects, no results",
+                policy(
+                    None,
+                    json!({"apiVersion": "v1", "kind": "Secret", "name": "*"}),
+                    label_patch(),
+                ),
+                &NoProvider,
+                vec![],
+                vec![],
+            ),
+            (
+                "an unresolvable variable is an error",
+                policy(
+                    None,
+                    json!({"apiVersion": "v1", "kind": "Secret", "name": "{{missing.value}}"}),
+                    label_patch(),
+                ),
+                &objects,
+                vec![RuleStatus::Error],
+                vec![],
+            ),
+        ];
+        for (name, doc, provider, statuses, patched) in cases {
+            let (got_statuses, got_patched) = run_case(&doc, provider);
+            assert_eq!(got_statuses, statuses, "{name}");
+            assert_eq!(got_patched, patched, "{name}");
+        }
+    }
 }

@@ -53,6 +53,13 @@ pub struct RuleResult {
     /// The resource after a mutate rule that changed it.
     #[serde(skip)]
     pub patched: Option<Value>,
+    /// Mutate existing (`mutate.targets`): the target this result is about, after the rule's
+    /// patches. Set when the rule passed on that target; the trigger itself is never patched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patched_target: Option<Value>,
+    /// Mutate existing: one result per target, expanded into the response by `Engine::mutate`.
+    #[serde(skip)]
+    pub(crate) target_results: Option<Vec<RuleResult>>,
 }
 
 impl RuleResult {
@@ -70,6 +77,8 @@ impl RuleResult {
             exceptions: Vec::new(),
             generated: Vec::new(),
             patched: None,
+            patched_target: None,
+            target_results: None,
         }
     }
 }

@@ -147,10 +147,24 @@ pub fn to_text(v: &Value) -> String {
     }
 }
 
-/// `{{@}}`: the resource value at the same place as the pattern key being substituted.
-fn at_expression(path: &str) -> String {
-    let mut expr = String::from("request.object");
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
+/// `{{@}}`: the resource value at the same place as the pattern key being substituted. The
+/// rule prefix of `path` (`mutate/patchStrategicMerge`, `validate/pattern`,
+/// `validate/anyPattern/<i>`) is skipped; the value is read under `target` when a mutate-existing
+/// target is in the context, else under `request.object`.
+fn at_expression(path: &str, ctx: &JsonContext) -> String {
+    let root = if ctx.contains("target") {
+        "target"
+    } else {
+        "request.object"
+    };
+    let mut expr = String::from(root);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let skip = match segments.as_slice() {
+        ["validate", "anyPattern", ..] => 3,
+        ["mutate" | "validate", ..] => 2,
+        _ => 0,
+    };
+    for seg in segments.into_iter().skip(skip) {
         if seg.chars().all(|c| c.is_ascii_digit()) {
             expr.push_str(&format!("[{seg}]"));
         } else {
@@ -190,7 +204,7 @@ pub fn substitute_string(
             };
             let expr_text = inner.trim();
             let value = if expr_text == "@" {
-                evaluate(&at_expression(path), ctx, opts)
+                evaluate(&at_expression(path, ctx), ctx, opts)
             } else {
                 evaluate(expr_text, ctx, opts)
             }
@@ -244,9 +258,33 @@ mod tests {
 
     #[test]
     fn at_expression_uses_plain_keys() {
-        assert_eq!(
-            at_expression("/spec/(name)/0"),
-            "request.object.\"spec\".\"name\"[0]"
-        );
+        let trigger = JsonContext::default();
+        let mut with_target = JsonContext::default();
+        with_target.set("target", &serde_json::json!({}));
+        let cases = [
+            (
+                "/spec/(name)/0",
+                &trigger,
+                "request.object.\"spec\".\"name\"[0]",
+            ),
+            (
+                "mutate/patchStrategicMerge/metadata",
+                &trigger,
+                "request.object.\"metadata\"",
+            ),
+            (
+                "validate/anyPattern/1/spec",
+                &trigger,
+                "request.object.\"spec\"",
+            ),
+            (
+                "mutate/patchStrategicMerge/metadata",
+                &with_target,
+                "target.\"metadata\"",
+            ),
+        ];
+        for (path, ctx, want) in cases {
+            assert_eq!(at_expression(path, ctx), want, "{path}");
+        }
     }
 }

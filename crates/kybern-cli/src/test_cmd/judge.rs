@@ -1,6 +1,7 @@
 //! Turning expected results into rows, exactly as `kyverno test` judges them: resource lookup by
 //! name or namespace/name, the fallback to every resource, autogen rule aliases, `Excluded` and
-//! `Not found` rows, unscored policies, and patched-resource comparison.
+//! `Not found` rows, unscored policies, patched-resource comparison, and the Target map of
+//! mutate-existing rules (patched targets compared with `patchedResources`).
 
 use super::run::TestRun;
 use crate::evaluation::ResponseMap;
@@ -56,19 +57,42 @@ fn resource_matches(selector: &str, key: &ResourceKey) -> bool {
     }
 }
 
-fn keys_for(t: &TestResult, trigger: &ResponseMap) -> Vec<ResourceKey> {
-    let mut keys = Vec::new();
-    if let Some(list) = &t.resources {
-        for r in list {
-            for (k, _) in trigger {
-                if resource_matches(r, k) {
-                    keys.push(k.clone());
+/// The Target map: per patched-target key, every response with a rule (a mutate-existing result)
+/// whose patched target has that key.
+fn target_map(trigger: &ResponseMap) -> Vec<(ResourceKey, Vec<&EngineResponse>)> {
+    let mut out: Vec<(ResourceKey, Vec<&EngineResponse>)> = Vec::new();
+    for resp in trigger.iter().flat_map(|(_, r)| r) {
+        for target in resp.rules.iter().filter_map(|r| r.patched_target.as_ref()) {
+            let key = ResourceKey::of(target);
+            match out.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, list)) => {
+                    if !list.iter().any(|r| std::ptr::eq(*r, resp)) {
+                        list.push(resp);
+                    }
                 }
+                None => out.push((key, vec![resp])),
             }
         }
     }
+    out
+}
+
+/// The keys an entry selects among the Target and trigger maps (a key in both, or matched twice,
+/// comes twice, as in the kyverno CLI); nothing matched selects every key.
+fn keys_for<'a>(
+    t: &TestResult,
+    targets: impl Iterator<Item = &'a ResourceKey> + Clone,
+    trigger: &'a ResponseMap,
+) -> Vec<ResourceKey> {
+    let all = targets.chain(trigger.iter().map(|(k, _)| k));
+    let mut keys = Vec::new();
+    if let Some(list) = &t.resources {
+        for r in list {
+            keys.extend(all.clone().filter(|k| resource_matches(r, k)).cloned());
+        }
+    }
     if keys.is_empty() {
-        keys = trigger.iter().map(|(k, _)| k.clone()).collect();
+        keys = all.cloned().collect();
     }
     keys
 }
@@ -120,7 +144,8 @@ pub fn rows_for(t: &TestResult, run: &TestRun, dir: &Path) -> Vec<Row> {
         });
         return rows;
     }
-    for key in keys_for(t, trigger) {
+    let targets = target_map(trigger);
+    for key in keys_for(t, targets.iter().map(|(k, _)| k), trigger) {
         let responses = trigger
             .iter()
             .filter(|(k, _)| *k == key)
@@ -146,55 +171,42 @@ pub fn rows_for(t: &TestResult, run: &TestRun, dir: &Path) -> Vec<Row> {
                 } else {
                     &resp.resource
                 };
-                if let Some(file) = &t.patched_resources {
-                    match compare_patched(dir, file, actual_obj) {
-                        Ok(None) if !t.fail_on_missing_resources => {
-                            resource_skipped = true;
-                            continue;
-                        }
-                        Ok(Some(true)) => {}
-                        Ok(Some(false)) => {
-                            rows.push(row(t, &rule.name, &key, Outcome::Fail, "Resource diff",
-                                "Patched resource didn't match the patched resource in the test result"));
-                            resource_rows += 1;
-                            continue;
-                        }
-                        Ok(None) | Err(_) => {
-                            rows.push(row(
-                                t,
-                                &rule.name,
-                                &key,
-                                Outcome::Fail,
-                                "Resource error",
-                                "patched resource not found",
-                            ));
-                            resource_rows += 1;
-                            continue;
-                        }
+                match checked_row(t, rule, resp, &key, actual_obj, dir) {
+                    Some(r) => {
+                        rows.push(r);
+                        resource_rows += 1;
                     }
+                    None => resource_skipped = true,
                 }
-                let got = report_result(resp, rule);
-                let mut r = if got == t.expected() {
-                    row(t, &rule.name, &key, Outcome::Pass, "Ok", &rule.message)
-                } else {
-                    row(
-                        t,
-                        &rule.name,
-                        &key,
-                        Outcome::Fail,
-                        &format!("Want {}, got {got}", t.expected()),
-                        &rule.message,
-                    )
-                };
-                r.counts_as_skip = t.expected() == "skip";
-                rows.push(r);
-                resource_rows += 1;
             }
             if resource_rows == 0 && !resource_skipped {
                 let mut r = row(t, &t.rule, &key, Outcome::Pass, "Excluded", "");
                 r.counts_as_skip = true;
                 rows.push(r);
                 resource_rows += 1;
+            }
+        }
+        // Mutate-existing targets: the first rule that patched this target, whatever the
+        // entry's policy and rule say.
+        let target_responses = targets
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .flat_map(|(_, r)| r);
+        for resp in target_responses {
+            let Some((rule, patched)) = resp.rules.iter().find_map(|r| {
+                r.patched_target
+                    .as_ref()
+                    .filter(|p| ResourceKey::of(p) == key)
+                    .map(|p| (r, p))
+            }) else {
+                continue;
+            };
+            match checked_row(t, rule, resp, &key, patched, dir) {
+                Some(r) => {
+                    rows.push(r);
+                    resource_rows += 1;
+                }
+                None => resource_skipped = true,
             }
         }
         if resource_rows == 0 && !resource_skipped {
@@ -208,6 +220,60 @@ pub fn rows_for(t: &TestResult, run: &TestRun, dir: &Path) -> Vec<Row> {
         }
     }
     rows
+}
+
+/// Compares `actual` with the entry's `patchedResources` (when given), then the status. `None`
+/// when the expected file has no such object and the entry does not ask to fail on that: the
+/// kyverno CLI then drops the row.
+fn checked_row(
+    t: &TestResult,
+    rule: &RuleResult,
+    resp: &EngineResponse,
+    key: &ResourceKey,
+    actual: &serde_json::Value,
+    dir: &Path,
+) -> Option<Row> {
+    if let Some(file) = &t.patched_resources {
+        match compare_patched(dir, file, actual) {
+            Ok(None) if !t.fail_on_missing_resources => return None,
+            Ok(Some(true)) => {}
+            Ok(Some(false)) => {
+                return Some(row(
+                    t,
+                    &rule.name,
+                    key,
+                    Outcome::Fail,
+                    "Resource diff",
+                    "Patched resource didn't match the patched resource in the test result",
+                ));
+            }
+            Ok(None) | Err(_) => {
+                return Some(row(
+                    t,
+                    &rule.name,
+                    key,
+                    Outcome::Fail,
+                    "Resource error",
+                    "patched resource not found",
+                ));
+            }
+        }
+    }
+    let got = report_result(resp, rule);
+    let mut r = if got == t.expected() {
+        row(t, &rule.name, key, Outcome::Pass, "Ok", &rule.message)
+    } else {
+        row(
+            t,
+            &rule.name,
+            key,
+            Outcome::Fail,
+            &format!("Want {}, got {got}", t.expected()),
+            &rule.message,
+        )
+    };
+    r.counts_as_skip = t.expected() == "skip";
+    Some(r)
 }
 
 /// One row per generated object: it must equal an object of the expected file(s), then the

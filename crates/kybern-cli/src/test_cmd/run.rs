@@ -145,6 +145,13 @@ fn build_provider(
         .into_iter()
         .map(|d| default_namespace(d.value))
         .collect();
+    // Existing objects that mutate rules with `targets` patch.
+    let (docs, issues) = files::read_paths(&join_all(dir, &test.target_resources));
+    notes.extend(issues.iter().map(issue_text));
+    provider.targets = files::expand_lists(docs)
+        .into_iter()
+        .map(|d| default_namespace(d.value))
+        .collect();
     crate::cel_policies::add_test_objects(test, dir, &mut provider, notes);
     provider.add_namespace_labels(values);
     provider
@@ -186,7 +193,6 @@ pub fn run_test(test: &Test, dir: &Path) -> Result<TestRun, String> {
         ),
         ("httpPayloads", !test.http_payloads.is_empty()),
         ("envoyPayloads", !test.envoy_payloads.is_empty()),
-        ("targetResources", !test.target_resources.is_empty()),
     ];
     if let Some((field, _)) = unsupported.iter().find(|(_, used)| *used) {
         return Err(format!(

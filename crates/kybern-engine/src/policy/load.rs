@@ -307,16 +307,10 @@ fn compile_rule(raw: &Value, path: &str, kind: PolicyKind) -> Result<Rule, Polic
             RuleBody::Generate(Box::new(g))
         }
         ["mutate"] => {
+            // Rules with `targets` mutate existing resources; the engine tells them apart.
             let m = raw.get("mutate").cloned().unwrap_or(Value::Null);
-            if m.get("targets").is_some_and(|t| !t.is_null()) {
-                RuleBody::Unsupported {
-                    field: format!("{path}.mutate.targets"),
-                    rule_type: RuleType::Mutation,
-                }
-            } else {
-                check_json_patch(&m, &format!("{path}.mutate"))?;
-                RuleBody::Mutate(Box::new(m))
-            }
+            check_json_patch(&m, &format!("{path}.mutate"))?;
+            RuleBody::Mutate(Box::new(m))
         }
         [other] => RuleBody::Unsupported {
             field: format!("{path}.{other}"),
