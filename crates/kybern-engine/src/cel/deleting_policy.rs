@@ -159,7 +159,20 @@ impl DeletingPolicy {
             schedule: schedule.to_string(),
             match_constraints: match spec.get("matchConstraints") {
                 None | Some(Value::Null) => None,
-                m => Some(MatchConstraints::compile(m, "spec.matchConstraints")?),
+                m => {
+                    // Deletion is not an admission operation: rules select every operation.
+                    let mut c = MatchConstraints::compile(m, "spec.matchConstraints")?;
+                    for r in c
+                        .resource_rules
+                        .iter_mut()
+                        .chain(c.exclude_resource_rules.iter_mut())
+                    {
+                        if r.operations.is_empty() {
+                            r.operations = vec!["*".to_string()];
+                        }
+                    }
+                    Some(c)
+                }
             },
             conditions: compile_conditions(spec.get("conditions"), "spec.conditions")?,
             variables: compile_variables(spec.get("variables"), "spec.variables")?,
@@ -251,7 +264,7 @@ mod tests {
             "metadata": {"name": "d"},
             "spec": {"schedule": "*/5 * * * *",
                 "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
-                    "operations": ["*"], "resources": ["pods"]}]},
+                    "resources": ["pods"]}]},
                 "conditions": [{"name": "c", "expression": cond}]}
         }))
         .unwrap()

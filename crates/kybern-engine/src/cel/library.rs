@@ -94,6 +94,7 @@ pub fn register(ctx: &mut cel::Context<'_>) {
     ctx.add_function("WithBody", authz_with_body);
     ctx.add_function("WithHeader", authz_with_header);
     ctx.add_function("Response", authz_response);
+    ctx.add_function("dyn", dyn_value);
     ctx.add_function("generator.Apply", generator_apply);
     ctx.add_function("generator.apply", generator_apply);
     for name in [
@@ -339,4 +340,9 @@ fn registry_unreachable(ftx: &FunctionContext) -> ResolveResult {
         ftx.name,
         "registry not reachable: kybern verifies no image signatures or attestations offline",
     ))
+}
+
+/// `dyn(x)`: `x` itself (a type-checker hint in cel-go).
+fn dyn_value(v: cel::Value) -> ResolveResult {
+    Ok(v)
 }
