@@ -369,7 +369,8 @@ mod tests {
                 "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
                     "operations": ["CREATE"], "resources": ["namespaces"]}]},
                 "matchConditions": conditions,
-                "variables": [{"name": "ns", "expression": "object.metadata.name"}],
+                "variables": [{"name": "ns", "expression": "object.metadata.name"},
+                              {"name": "lbl", "expression": "{'a': 'b'}"}],
                 "generate": generate,
             }
         }))
@@ -400,7 +401,7 @@ mod tests {
             ),
             (
                 "templates interpolate whole values and text",
-                json!([{"template": {"interpolate": "cel", "value": "kind: ConfigMap\nmetadata:\n  name: (( variables.ns ))-cfg\n  labels: (( {'a': 'b'} ))\n"}}]),
+                json!([{"template": {"interpolate": "cel", "value": "kind: ConfigMap\nmetadata:\n  name: (( variables.ns ))-cfg\n  labels: (( variables.lbl ))\n"}}]),
                 json!([{"kind": "ConfigMap", "metadata": {"name": "team-cfg", "labels": {"a": "b"}}}]),
             ),
         ];

@@ -304,7 +304,8 @@ mod tests {
 
     #[test]
     fn images_are_selected_and_validated() {
-        let cases: Vec<(&str, &str, fn(&CelPolicyResult) -> bool)> = vec![
+        type Check = fn(&CelPolicyResult) -> bool;
+        let cases: Vec<(&str, &str, Check)> = vec![
             (
                 "images.containers.all(i, i.startsWith('ghcr.io/'))",
                 "ghcr.io/a/b:1",
