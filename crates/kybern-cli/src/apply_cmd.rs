@@ -157,7 +157,7 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
         set.add_exception(d);
     }
     report_issues(&set.issues);
-    if set.policies.is_empty() {
+    if set.policies.is_empty() && set.cel.is_empty() {
         bail!("no valid policies were loaded");
     }
     let (docs, issues) = files::read_paths(&args.resources);

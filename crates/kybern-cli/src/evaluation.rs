@@ -217,13 +217,18 @@ pub fn evaluate(
                 }
             }
         }
-        if !inputs.set.cel.policies.is_empty() {
-            let request = cel_request(inputs, resource, forced_op);
+        if !inputs.set.cel.is_empty() {
+            // CEL policies see the resource after the ClusterPolicy mutations.
+            let request = cel_request(inputs, &current, forced_op);
             let provider = crate::cel_policies::WithNamespaces {
                 inner: inputs.provider,
                 namespaces: &inputs.values.namespaces,
             };
-            responses.extend(inputs.set.cel.evaluate(&request, &provider));
+            let cel = inputs
+                .set
+                .cel
+                .evaluate(&request, &provider, forced_op.is_none());
+            responses.extend(cel);
         }
         out.push((ResourceKey::of(resource), responses));
     }

@@ -118,14 +118,9 @@ impl PolicySet {
             .and_then(Value::as_str)
             .unwrap_or_default();
         if api.starts_with("policies.kyverno.io/") {
-            self.issues.push(Issue {
-                file: d.file.clone(),
-                index: Some(d.index),
-                message: format!(
-                    "PolicyException {:?} ({api}): exceptions for CEL policies are not supported by kybern yet",
-                    doc_name(&d.value)
-                ),
-            });
+            if let Err(issue) = self.cel.add_exception(d) {
+                self.issues.push(issue);
+            }
             return;
         }
         match PolicyException::compile(&d.value) {

@@ -1,5 +1,6 @@
-//! CEL: the expression language of `validate.cel` rules, ValidatingPolicies and
-//! ValidatingAdmissionPolicies.
+//! CEL: the expression language of `validate.cel` rules and of the CEL policy kinds
+//! (Validating, Mutating, Generating, Deleting and ImageValidating policies, Validating and
+//! Mutating admission policies, and their PolicyExceptions).
 //!
 //! Built on the `cel` interpreter with the Kubernetes extension libraries from `kube-cel`
 //! (strings, lists, sets, regex, url, ip/cidr, quantity, semver, format, math, encoders), plus the
@@ -16,8 +17,13 @@
 //! `resource.Get`/`resource.List`) comes through [`crate::context::ContextProvider`].
 
 mod ast;
+pub mod deleting_policy;
+pub mod exceptions;
+pub mod generating_policy;
+pub mod image_policy;
 pub mod library;
 pub mod match_constraints;
+pub mod mutating_policy;
 pub mod validate_cel;
 pub mod validating_policy;
 pub mod value;

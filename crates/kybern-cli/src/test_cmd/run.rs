@@ -186,19 +186,6 @@ fn load_resources(test: &Test, dir: &Path, notes: &mut Vec<String>) -> Vec<Docum
 
 /// Loads a test's inputs and evaluates them. `Err` aborts the whole run, as the kyverno CLI does.
 pub fn run_test(test: &Test, dir: &Path) -> Result<TestRun, String> {
-    let unsupported = [
-        (
-            "jsonPayloads",
-            !test.json_payloads.is_empty() || test.json_payload.is_some(),
-        ),
-        ("httpPayloads", !test.http_payloads.is_empty()),
-        ("envoyPayloads", !test.envoy_payloads.is_empty()),
-    ];
-    if let Some((field, _)) = unsupported.iter().find(|(_, used)| *used) {
-        return Err(format!(
-            "the test uses {field}, which kybern does not support yet"
-        ));
-    }
     let mut notes = Vec::new();
     let values = load_values(test, dir)?;
     let user: Option<UserInfoSpec> = match &test.userinfo {
@@ -231,7 +218,8 @@ pub fn run_test(test: &Test, dir: &Path) -> Result<TestRun, String> {
         provider: &provider,
         set: &set,
     };
-    let trigger = evaluate(&inputs, &resources, None);
+    let mut trigger = evaluate(&inputs, &resources, None);
+    crate::cel_policies::payloads::evaluate_test_payloads(test, dir, &inputs, &mut trigger)?;
     let mut by_operation = BTreeMap::new();
     for r in &test.results {
         if let Some(op) = &r.operation

@@ -2,10 +2,11 @@
 //!
 //! The interpreter evaluates `a.?f` on a plain map `a` without the key `f` as an error instead
 //! of `optional.none()`. Every optional selection is therefore rewritten into a call of
-//! [`OPT_SELECT_FN`], which implements it as cel-go does.
+//! [`OPT_SELECT_FN`], which implements it as cel-go does. Struct construction
+//! (`Object{...}`) becomes map construction, as the interpreter has no message types.
 
 use kube_cel::cel;
-use kube_cel::cel::common::ast::{CallExpr, EntryExpr, Expr, LiteralValue};
+use kube_cel::cel::common::ast::{CallExpr, EntryExpr, Expr, LiteralValue, MapEntryExpr, MapExpr};
 use kube_cel::cel::objects::{Key, OptionalValue};
 use std::sync::Arc;
 
@@ -111,11 +112,27 @@ fn rewrite_node(e: &mut cel::IdedExpr) -> bool {
             false
         }
         Expr::Struct(st) => {
-            for entry in st.entries.iter_mut() {
+            // `Object{spec: Object.spec{...}}` (apply configurations, `JSONPatch{...}`): the
+            // interpreter has no message types, so a struct becomes the map of its fields.
+            let mut entries = std::mem::take(&mut st.entries);
+            for entry in entries.iter_mut() {
+                let id = entry.id;
                 if let EntryExpr::StructField(f) = &mut entry.expr {
-                    rewrite_node(&mut f.value);
+                    let mut value = std::mem::take(&mut f.value);
+                    rewrite_node(&mut value);
+                    entry.expr = EntryExpr::MapEntry(MapEntryExpr {
+                        key: cel::IdedExpr {
+                            id,
+                            expr: Expr::Literal(LiteralValue::String(
+                                std::mem::take(&mut f.field).into(),
+                            )),
+                        },
+                        value,
+                        optional: f.optional,
+                    });
                 }
             }
+            e.expr = Expr::Map(MapExpr { entries });
             false
         }
         Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => false,

@@ -9,6 +9,8 @@
 //! | `image(s)`, `parseImageReference(s)`, `isImage(s)` | an image reference with `.registry()`, `.repository()`, `.identifier()`, `.tag()`, `.digest()`, `.containsDigest()` |
 //! | `resource.Get(apiVersion, resource, namespace, name)`, `resource.List(apiVersion, resource, namespace)` (also lower-case) | objects from the context provider |
 //! | `image.GetMetadata(image)` | the image's registry data from the context provider |
+//! | `envoy.Allowed()`, `envoy.Denied(code)`, `http.Allowed()`, `http.Denied(reason)`, `.WithBody(b)`, `.WithHeader(k, v)`, `.Response()` | authorization responses of the `Envoy`/`HTTP` evaluation modes (`{ok: ...}` / `{denied: ...}`) |
+//! | `generator.Apply(namespace, objects)` | records objects a GeneratingPolicy generates (see [`GENERATED_VAR`]) |
 //!
 //! The resource functions cannot call the provider themselves (CEL functions are `'static`):
 //! they read answers from a hidden variable, and when an answer is missing they record a
@@ -85,6 +87,79 @@ pub fn register(ctx: &mut cel::Context<'_>) {
     ctx.add_function("resource.get", resource_get);
     ctx.add_function("resource.list", resource_list);
     ctx.add_function("image.GetMetadata", image_metadata);
+    ctx.add_function("envoy.Allowed", authz_allowed);
+    ctx.add_function("http.Allowed", authz_allowed);
+    ctx.add_function("envoy.Denied", envoy_denied);
+    ctx.add_function("http.Denied", http_denied);
+    ctx.add_function("WithBody", authz_with_body);
+    ctx.add_function("WithHeader", authz_with_header);
+    ctx.add_function("Response", authz_response);
+    ctx.add_function("dyn", dyn_value);
+    ctx.add_function("generator.Apply", generator_apply);
+    ctx.add_function("generator.apply", generator_apply);
+    for name in [
+        "verifyImageSignatures",
+        "verifyAttestationSignatures",
+        "extractPayload",
+        "getImageData",
+    ] {
+        ctx.add_function(name, registry_unreachable);
+    }
+}
+
+/// `envoy.Allowed()` / `http.Allowed()`: an authorization response that allows the request.
+fn authz_allowed() -> ResolveResult {
+    Ok(map([("ok".to_string(), map(Vec::new()))]))
+}
+
+/// `envoy.Denied(code)`: a response that denies the request with an HTTP status code.
+fn envoy_denied(code: i64) -> ResolveResult {
+    Ok(map([(
+        "denied".to_string(),
+        map([("code".to_string(), cel::Value::Int(code))]),
+    )]))
+}
+
+/// `http.Denied(reason)`: a response that denies the request with a reason.
+fn http_denied(reason: Arc<String>) -> ResolveResult {
+    Ok(map([(
+        "denied".to_string(),
+        map([("reason".to_string(), string(reason.as_str()))]),
+    )]))
+}
+
+/// Sets `field` of the (single) branch of an authorization response.
+fn authz_set(this: &cel::Value, field: &str, value: cel::Value) -> ResolveResult {
+    let mut json = to_json(this);
+    if let Some(branch) = json
+        .as_object_mut()
+        .and_then(|m| m.values_mut().next())
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        branch.insert(field.to_string(), to_json(&value));
+    }
+    Ok(from_json(&json))
+}
+
+fn authz_with_body(This(this): This<cel::Value>, body: cel::Value) -> ResolveResult {
+    authz_set(&this, "body", body)
+}
+
+fn authz_with_header(
+    This(this): This<cel::Value>,
+    key: Arc<String>,
+    value: Arc<String>,
+) -> ResolveResult {
+    authz_set(
+        &this,
+        "headers",
+        map([(key.to_string(), string(value.as_str()))]),
+    )
+}
+
+/// `.Response()`: the finished response (the value itself).
+fn authz_response(This(this): This<cel::Value>) -> ResolveResult {
+    Ok(this)
 }
 
 /// `x.orValue(default)`: the optional's value or `default`; a value that is not optional is
@@ -245,4 +320,29 @@ fn resource_list(
         ftx,
         &fetch_key("List", &api_version, &resource, &namespace, ""),
     )
+}
+
+/// `generator.Apply(namespace, objects)`: a marker the GeneratingPolicy evaluator collects (see
+/// [`super::generating_policy::GENERATED_KEY`]).
+fn generator_apply(namespace: Arc<String>, objects: cel::Value) -> ResolveResult {
+    Ok(map([(
+        super::generating_policy::GENERATED_KEY.to_string(),
+        map([
+            ("namespace".to_string(), string(namespace.as_str())),
+            ("objects".to_string(), objects),
+        ]),
+    )]))
+}
+
+/// Image functions that need a registry: always an error, as kybern evaluates offline.
+fn registry_unreachable(ftx: &FunctionContext) -> ResolveResult {
+    Err(ExecutionError::function_error(
+        ftx.name,
+        "registry not reachable: kybern verifies no image signatures or attestations offline",
+    ))
+}
+
+/// `dyn(x)`: `x` itself (a type-checker hint in cel-go).
+fn dyn_value(v: cel::Value) -> ResolveResult {
+    Ok(v)
 }

@@ -227,6 +227,10 @@ pub fn base_scope<'p>(input: &CelInput<'p>) -> Result<Scope<'p>, String> {
         }
         scope.set_json(name, v);
     }
+    scope.set_json(
+        "exceptions",
+        &json!({"allowedImages": [], "allowedValues": []}),
+    );
     Ok(scope)
 }
 

@@ -154,6 +154,8 @@ pub struct ValidatingPolicy {
     pub bindings: Vec<Binding>,
     /// The policy document's `metadata.annotations`.
     pub annotations: serde_json::Map<String, Value>,
+    /// CEL PolicyExceptions naming this policy.
+    pub exceptions: Vec<super::exceptions::CelException>,
 }
 
 impl ValidatingPolicy {
@@ -229,6 +231,7 @@ impl ValidatingPolicy {
             match_constraints,
             autogen_controllers,
             bindings: Vec::new(),
+            exceptions: Vec::new(),
             annotations: doc
                 .pointer("/metadata/annotations")
                 .and_then(Value::as_object)
@@ -265,7 +268,7 @@ impl ValidatingPolicy {
         if self.match_constraints.matches(req, ns_labels.as_ref()) {
             return self.evaluate_matched(req, req, provider);
         }
-        if let Some(pod_req) = self.autogen_request(req)
+        if let Some(pod_req) = autogen_request(&self.autogen_controllers, req)
             && self.match_constraints.matches(&pod_req, ns_labels.as_ref())
         {
             return self.evaluate_matched(req, &pod_req, provider);
@@ -292,48 +295,6 @@ impl ValidatingPolicy {
             provider: Some(provider),
         };
         self.run(&input, None)
-    }
-
-    /// The plural resource the policy's autogen covers for this request, as a Pod request.
-    fn autogen_request(&self, req: &AdmissionRequest) -> Option<AdmissionRequest> {
-        let gvk = req.gvk();
-        let resource = super::match_constraints::resource_for_kind(&gvk.group, &gvk.kind);
-        if !self.autogen_controllers.contains(&resource) || !req.subresource.is_empty() {
-            return None;
-        }
-        let to_pod = |v: &Value| -> Value {
-            if v.is_null() {
-                return Value::Null;
-            }
-            let template = if gvk.kind == "CronJob" {
-                v.pointer("/spec/jobTemplate/spec/template")
-            } else {
-                v.pointer("/spec/template")
-            };
-            let template = template.cloned().unwrap_or(Value::Null);
-            json!({
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": template.get("metadata").cloned().unwrap_or_else(|| json!({})),
-                "spec": template.get("spec").cloned().unwrap_or_else(|| json!({})),
-            })
-        };
-        let mut pod = AdmissionRequest {
-            object: to_pod(&req.object),
-            old_object: to_pod(&req.old_object),
-            kind_override: None,
-            ..req.clone()
-        };
-        // Matching sees the controller's namespace; CEL sees the template as written.
-        let ns = req.namespace().to_string();
-        if !ns.is_empty() {
-            for o in [&mut pod.object, &mut pod.old_object] {
-                if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-                    meta.entry("namespace").or_insert(Value::String(ns.clone()));
-                }
-            }
-        }
-        Some(pod)
     }
 
     /// Evaluates after `matchConstraints` selected `matched` (the request, or its Pod template
@@ -400,12 +361,21 @@ impl ValidatingPolicy {
             Ok(s) => s,
             Err(e) => return CelPolicyResult::Error(e),
         };
+        match super::exceptions::check_exceptions(&self.exceptions, &mut scope) {
+            super::exceptions::ExceptionOutcome::None => {}
+            super::exceptions::ExceptionOutcome::Skip(m) => return CelPolicyResult::Skip(m),
+            super::exceptions::ExceptionOutcome::Pass(_) => return CelPolicyResult::Pass,
+            super::exceptions::ExceptionOutcome::Error(e) => return CelPolicyResult::Error(e),
+        }
         match evaluate_conditions(&self.match_conditions, &scope) {
             ConditionsOutcome::Met => {}
             ConditionsOutcome::NotMet(name) => {
                 return CelPolicyResult::Skip(format!("match condition {name:?} not met"));
             }
             ConditionsOutcome::Error(e) => return CelPolicyResult::Error(e),
+        }
+        if let EvaluationMode::Other(mode) = &self.mode {
+            return self.run_authz(mode, &mut scope);
         }
         let params = match self.params_for(binding, input) {
             Ok(p) => p,
@@ -422,6 +392,66 @@ impl ValidatingPolicy {
             }
         }
         CelPolicyResult::Pass
+    }
+
+    /// Evaluates a policy of an authorization mode (`HTTP`, `Envoy`) on one request payload
+    /// (`object`).
+    pub fn evaluate_authz(
+        &self,
+        payload: &Value,
+        provider: &dyn ContextProvider,
+    ) -> CelPolicyResult {
+        if !matches!(self.mode, EvaluationMode::Other(_)) {
+            return CelPolicyResult::NotMatched;
+        }
+        let null = Value::Null;
+        let input = CelInput {
+            object: payload,
+            old_object: &null,
+            request: &null,
+            namespace_object: None,
+            params: None,
+            provider: Some(provider),
+        };
+        self.run(&input, None)
+    }
+
+    /// Authorization modes: the first validation that returns a response decides (`ok`: pass,
+    /// `denied`: fail); `null` goes on to the next; none deciding is a skip.
+    fn run_authz(&self, mode: &str, scope: &mut super::Scope) -> CelPolicyResult {
+        if mode != "HTTP" && mode != "Envoy" {
+            return CelPolicyResult::Error(format!("unknown evaluation mode {mode:?}"));
+        }
+        let vars = VariableValues::evaluate(&self.variables, scope);
+        for v in &self.validations {
+            let out = match v.expression.eval(scope) {
+                Ok(out) => super::value::to_json(&out),
+                Err(e) => return CelPolicyResult::Error(vars.explain(e)),
+            };
+            if out.is_null() {
+                continue;
+            }
+            if out.get("ok").is_some() {
+                return CelPolicyResult::Pass;
+            }
+            if let Some(d) = out.get("denied") {
+                let detail = d
+                    .get("code")
+                    .map(|c| format!("request denied with status code {c}"))
+                    .or_else(|| {
+                        d.get("reason")
+                            .and_then(Value::as_str)
+                            .map(|r| format!("request denied, reason: {r}"))
+                    })
+                    .unwrap_or_else(|| "request denied".to_string());
+                return CelPolicyResult::Fail(detail);
+            }
+            return CelPolicyResult::Error(format!(
+                "validation {:?} did not return an authorization response",
+                v.expression.source
+            ));
+        }
+        CelPolicyResult::Skip("request does not match".into())
     }
 
     /// The params to evaluate with (one `null` when the policy takes none).
@@ -462,7 +492,7 @@ impl ValidatingPolicy {
 }
 
 /// The object's Namespace: from the provider, else built from known namespace labels.
-fn namespace_object(req: &AdmissionRequest, provider: &dyn ContextProvider) -> Option<Value> {
+pub fn namespace_object(req: &AdmissionRequest, provider: &dyn ContextProvider) -> Option<Value> {
     let ns = req.namespace();
     if ns.is_empty() {
         return None;
@@ -483,7 +513,7 @@ fn namespace_object(req: &AdmissionRequest, provider: &dyn ContextProvider) -> O
 
 /// Which pod controllers get the Pod policy: `autogen.podControllers.controllers` when given,
 /// else all of them, and only for policies that select Pods alone.
-fn autogen_controllers(spec: &Value, m: &MatchConstraints) -> Vec<String> {
+pub fn autogen_controllers(spec: &Value, m: &MatchConstraints) -> Vec<String> {
     let pods_only = !m.resource_rules.is_empty()
         && m.resource_rules.iter().all(|r| {
             r.resources.iter().all(|x| x == "pods") && r.api_groups.iter().all(|g| g.is_empty())
@@ -502,4 +532,47 @@ fn autogen_controllers(spec: &Value, m: &MatchConstraints) -> Vec<String> {
             .collect(),
         None => POD_CONTROLLERS.iter().map(|s| (*s).to_string()).collect(),
     }
+}
+
+/// The request as a Pod request when its resource is one of the pod `controllers` (autogen):
+/// the Pod template becomes the object.
+pub fn autogen_request(controllers: &[String], req: &AdmissionRequest) -> Option<AdmissionRequest> {
+    let gvk = req.gvk();
+    let resource = super::match_constraints::resource_for_kind(&gvk.group, &gvk.kind);
+    if !controllers.contains(&resource) || !req.subresource.is_empty() {
+        return None;
+    }
+    let to_pod = |v: &Value| -> Value {
+        if v.is_null() {
+            return Value::Null;
+        }
+        let template = if gvk.kind == "CronJob" {
+            v.pointer("/spec/jobTemplate/spec/template")
+        } else {
+            v.pointer("/spec/template")
+        };
+        let template = template.cloned().unwrap_or(Value::Null);
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": template.get("metadata").cloned().unwrap_or_else(|| json!({})),
+            "spec": template.get("spec").cloned().unwrap_or_else(|| json!({})),
+        })
+    };
+    let mut pod = AdmissionRequest {
+        object: to_pod(&req.object),
+        old_object: to_pod(&req.old_object),
+        kind_override: None,
+        ..req.clone()
+    };
+    // Matching sees the controller's namespace; CEL sees the template as written.
+    let ns = req.namespace().to_string();
+    if !ns.is_empty() {
+        for o in [&mut pod.object, &mut pod.old_object] {
+            if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.entry("namespace").or_insert(Value::String(ns.clone()));
+            }
+        }
+    }
+    Some(pod)
 }
