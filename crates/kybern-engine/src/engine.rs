@@ -72,7 +72,13 @@ fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
                 };
                 check_reads || v.message.as_deref().is_some_and(|m| m.contains("{{"))
             }
-            RuleBody::Generate(_) | RuleBody::Mutate(_) => true,
+            RuleBody::Generate(_) => true,
+            // A plain patch without variables needs no context; foreach lists and targets do.
+            RuleBody::Mutate(m) => {
+                m.get("foreach").is_some_and(|f| !f.is_null())
+                    || mutation::targets(m).is_some()
+                    || value_has_variables(m)
+            }
             RuleBody::Unsupported { .. } => false,
         }
 }

@@ -167,11 +167,21 @@ fn walk_map(
         if is_directive_key(key) {
             continue;
         }
+        let child_schema = schema.field(key);
+        let patch_child = overlay.and_then(|o| o.get(key));
+        // A resource subtree the patch does not touch: copy it when the walk would not change it.
+        if patch_child.is_none()
+            && let Some(d) = base.get(key)
+            && walk_is_identity(d, child_schema, depth + 1)
+        {
+            out.insert(key.clone(), d.clone());
+            continue;
+        }
         let child_path = format!("{path}/{key}");
         let merged = walk(
             base.get(key),
-            overlay.and_then(|o| o.get(key)),
-            schema.field(key),
+            patch_child,
+            child_schema,
             &child_path,
             depth + 1,
         )?;
@@ -186,6 +196,23 @@ fn walk_map(
         apply_map_directives(&mut out, o);
     }
     Ok(Some(Value::Object(out)))
+}
+
+/// True when walking `v` with no patch returns it unchanged: no nulls (dropped), no directive
+/// keys (skipped), and no merge lists (their duplicates and empty elements are dropped) below it.
+fn walk_is_identity(v: &Value, schema: Schema, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    match v {
+        Value::Null => false,
+        Value::Object(m) => m.iter().all(|(k, child)| {
+            !is_directive_key(k) && walk_is_identity(child, schema.field(k), depth + 1)
+        }),
+        // Lists without a merge strategy are copied whole.
+        Value::Array(_) => !matches!(schema, Schema::List(_)),
+        _ => true,
+    }
 }
 
 fn is_directive_key(key: &str) -> bool {
