@@ -63,7 +63,7 @@ fn mutate(engine: &Engine, policies: &[Policy], request: &AdmissionRequest) -> (
             .count();
         if !std::sync::Arc::ptr_eq(&resp.patched_resource, &resp.resource) {
             let mut next = current.take().unwrap_or_else(|| request.clone());
-            next.object = (*resp.patched_resource).clone();
+            next.object = std::sync::Arc::unwrap_or_clone(resp.patched_resource);
             current = Some(next);
         }
     }

@@ -209,9 +209,35 @@ fn walk_is_identity(v: &Value, schema: Schema, depth: usize) -> bool {
         Value::Object(m) => m.iter().all(|(k, child)| {
             !is_directive_key(k) && walk_is_identity(child, schema.field(k), depth + 1)
         }),
-        // Lists without a merge strategy are copied whole.
-        Value::Array(_) => !matches!(schema, Schema::List(_)),
+        Value::Array(items) => match schema {
+            Schema::List(rule) => merge_list_is_identity(items, rule, depth),
+            // Lists without a merge strategy are copied whole.
+            _ => true,
+        },
         _ => true,
+    }
+}
+
+/// A merge list walked without a patch stays as it is when nothing in it would be dropped or
+/// moved: keyed lists of non-empty maps with distinct keys, or lists of distinct scalars.
+fn merge_list_is_identity(items: &[Value], rule: ListRule, depth: usize) -> bool {
+    let mut seen = HashSet::new();
+    match rule.key {
+        Some(key) => {
+            let elem = rule.elem.map_or(Schema::None, Schema::Type);
+            items.iter().all(|item| match item {
+                Value::Object(m) if !m.is_empty() => {
+                    key_of(item, key).is_some_and(|k| seen.insert(k))
+                        && walk_is_identity(item, elem, depth + 1)
+                }
+                _ => false,
+            })
+        }
+        // A keyless list holding maps or lists is copied whole.
+        None if items.iter().any(|v| v.is_object() || v.is_array()) => true,
+        None => items
+            .iter()
+            .all(|v| scalar_text(v).is_some_and(|t| seen.insert(t))),
     }
 }
 
@@ -337,6 +363,15 @@ fn merge_keyed(
     for k in &order {
         let d = base_index.get(k).and_then(|i| base.get(*i)).copied();
         let p = patch_index.get(k).and_then(|i| patch.get(*i)).copied();
+        // An element the patch does not name, which the walk would leave as it is.
+        if p.is_none()
+            && let Some(d) = d
+            && d.as_object().is_some_and(|m| !m.is_empty())
+            && walk_is_identity(d, elem_schema, depth + 1)
+        {
+            out.push(d.clone());
+            continue;
+        }
         let child_path = format!("{path}/{k}");
         let Some(mut merged) = walk(d, p, elem_schema, &child_path, depth + 1)? else {
             continue;
