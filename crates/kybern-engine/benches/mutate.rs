@@ -92,6 +92,7 @@ fn bench_mutation(c: &mut Criterion) {
             patch.len() >= 6,
             "{case}: a real patch expected, got {patch:#?}"
         );
+        eprintln!("{case}: {} patch operations", patch.len());
         // A second pass over the mutated object changes nothing.
         let again = AdmissionRequest {
             object: json_patch::apply(&req.object, &Value::Array(patch)).expect("patch applies"),
