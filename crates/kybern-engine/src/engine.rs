@@ -31,8 +31,9 @@ pub struct PolicyContext<'a> {
     pub request: &'a AdmissionRequest,
     subject: MatchSubject<'a>,
     base: OnceLock<JsonContext>,
-    /// The resource rules look at, shared by every response.
-    resource: Arc<Value>,
+    /// The resource rules look at, shared by every response; copied on first use only (the
+    /// contexts the mutate chain builds between rules never need it).
+    resource: OnceLock<Arc<Value>>,
 }
 
 impl<'a> PolicyContext<'a> {
@@ -41,8 +42,13 @@ impl<'a> PolicyContext<'a> {
             request,
             subject: MatchSubject::new(request),
             base: OnceLock::new(),
-            resource: Arc::new(request.resource().clone()),
+            resource: OnceLock::new(),
         }
+    }
+
+    fn resource(&self) -> &Arc<Value> {
+        self.resource
+            .get_or_init(|| Arc::new(self.request.resource().clone()))
     }
 
     /// The JSON context, built on first use: many rules never need it.
@@ -72,7 +78,13 @@ fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
                 };
                 check_reads || v.message.as_deref().is_some_and(|m| m.contains("{{"))
             }
-            RuleBody::Generate(_) | RuleBody::Mutate(_) => true,
+            RuleBody::Generate(_) => true,
+            // A plain patch without variables needs no context; foreach lists and targets do.
+            RuleBody::Mutate(m) => {
+                m.get("foreach").is_some_and(|f| !f.is_null())
+                    || mutation::targets(m).is_some()
+                    || value_has_variables(m)
+            }
             RuleBody::Unsupported { .. } => false,
         }
 }
@@ -159,9 +171,13 @@ impl<'p> Engine<'p> {
                 continue;
             }
             if let Some(patched) = result.patched.take() {
-                let mut next = current.take().unwrap_or_else(|| pctx.request.clone());
-                next.object = patched;
-                current = Some(next);
+                current = Some(match current.take() {
+                    Some(mut next) => {
+                        next.object = patched;
+                        next
+                    }
+                    None => with_object(pctx.request, patched),
+                });
             }
             response.rules.push(result);
         }
@@ -178,8 +194,8 @@ impl<'p> Engine<'p> {
             policy_kind: policy.kind.as_str().to_string(),
             unscored: policy.unscored(),
             rules: Vec::new(),
-            resource: pctx.resource.clone(),
-            patched_resource: pctx.resource.clone(),
+            resource: pctx.resource().clone(),
+            patched_resource: pctx.resource().clone(),
             failure_actions: Vec::new(),
         }
     }
@@ -447,6 +463,24 @@ impl<'p> Engine<'p> {
         let pctx = PolicyContext::new(&old);
         self.evaluate_rule(policy, rule, &pctx, exceptions, values)
             .is_some_and(|r| r.status == RuleStatus::Fail)
+    }
+}
+
+/// A copy of `request` with another object, without copying the old one first.
+fn with_object(request: &AdmissionRequest, object: Value) -> AdmissionRequest {
+    AdmissionRequest {
+        operation: request.operation,
+        object,
+        old_object: request.old_object.clone(),
+        user_info: request.user_info.clone(),
+        roles: request.roles.clone(),
+        cluster_roles: request.cluster_roles.clone(),
+        namespace_labels: request.namespace_labels.clone(),
+        subresource: request.subresource.clone(),
+        kind_override: request.kind_override.clone(),
+        dry_run: request.dry_run,
+        variables: request.variables.clone(),
+        no_user_info: request.no_user_info,
     }
 }
 

@@ -63,14 +63,15 @@ fn apply_patches(
     ctx: &JsonContext,
     opts: SubstituteOptions,
 ) -> Result<Option<Value>, String> {
-    let mut current = resource.clone();
+    // Borrowed until a patch produces a new object.
+    let mut current = std::borrow::Cow::Borrowed(resource);
     let mut applied = false;
     if let Some(overlay) = block.get("patchStrategicMerge").filter(|v| !v.is_null()) {
         let overlay = variables::substitute_all(overlay, ctx, opts, "mutate/patchStrategicMerge")
             .map_err(|e| format!("variable substitution failed: {e}"))?;
         match strategic_merge::apply(&current, &overlay).map_err(|e| e.to_string())? {
             PatchOutcome::Patched(v) => {
-                current = v;
+                current = std::borrow::Cow::Owned(v);
                 applied = true;
             }
             PatchOutcome::Skip(_) => {}
@@ -82,10 +83,11 @@ fn apply_patches(
         let ops =
             variables::substitute_all(&Value::Array(ops), ctx, opts, "mutate/patchesJson6902")
                 .map_err(|e| format!("variable substitution failed: {e}"))?;
-        current = json_patch::apply(&current, &ops).map_err(|e| e.to_string())?;
+        current =
+            std::borrow::Cow::Owned(json_patch::apply(&current, &ops).map_err(|e| e.to_string())?);
         applied = true;
     }
-    Ok(applied.then_some(current))
+    Ok(applied.then(|| current.into_owned()))
 }
 
 /// Runs a mutate rule on `resource`.

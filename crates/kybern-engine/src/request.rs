@@ -150,10 +150,9 @@ impl AdmissionRequest {
             .strip_prefix("system:serviceaccount:")
             .and_then(|rest| rest.split_once(':'))
             .unwrap_or(("", ""));
+        // The objects go in below, converted once (not serialized into an intermediate value).
         let mut request = json!({
             "operation": self.operation.as_str(),
-            "object": self.object,
-            "oldObject": self.old_object,
             "userInfo": self.user_info,
             "roles": self.roles,
             "clusterRoles": self.cluster_roles,
@@ -177,6 +176,8 @@ impl AdmissionRequest {
             "images": images::extract(resource),
         });
         let mut ctx = JsonContext::new(&ctx);
+        ctx.set("request.object", &self.object);
+        ctx.set("request.oldObject", &self.old_object);
         for (k, v) in &self.variables {
             ctx.set(k, v);
         }

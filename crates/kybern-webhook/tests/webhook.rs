@@ -692,3 +692,86 @@ async fn a_rotated_certificate_is_served_without_restart() {
     assert!(ok, "the new certificate was not served");
     s.running.shutdown().await;
 }
+
+const DEFAULTS: &str = r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: defaults
+spec:
+  rules:
+    - name: add-managed-by
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      mutate:
+        patchStrategicMerge:
+          metadata:
+            labels:
+              +(managed-by): kybern
+    - name: default-run-as-non-root
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      mutate:
+        patchStrategicMerge:
+          spec:
+            securityContext:
+              +(runAsNonRoot): true
+"#;
+
+#[tokio::test]
+async fn mutate_returns_a_base64_json_patch_that_yields_the_mutated_object() {
+    use base64::Engine as _;
+    let s = serve(&[("defaults.yaml", DEFAULTS)], Limits::default()).await;
+    let mutated = |labels: Value, security: Value| {
+        let mut p = pod("m", labels);
+        p["spec"]["securityContext"] = security;
+        p
+    };
+    // (case, pod sent, wanted RFC 6902 operations, wanted object after applying them)
+    let cases = [
+        (
+            "both defaults added",
+            pod("m", json!({"team": "a"})),
+            json!([
+                {"op": "add", "path": "/metadata/labels/managed-by", "value": "kybern"},
+                {"op": "add", "path": "/spec/securityContext", "value": {"runAsNonRoot": true}},
+            ]),
+            mutated(
+                json!({"team": "a", "managed-by": "kybern"}),
+                json!({"runAsNonRoot": true}),
+            ),
+        ),
+        (
+            "present values are kept",
+            mutated(json!({"managed-by": "helm"}), json!({"runAsUser": 1000})),
+            json!([
+                {"op": "add", "path": "/spec/securityContext/runAsNonRoot", "value": true},
+            ]),
+            mutated(
+                json!({"managed-by": "helm"}),
+                json!({"runAsUser": 1000, "runAsNonRoot": true}),
+            ),
+        ),
+    ];
+    for (case, sent, want_ops, want_object) in cases {
+        let r = s
+            .send("/mutate", &review("CREATE", &sent, &Value::Null))
+            .await;
+        assert_eq!(r["allowed"], true, "{case}: {r}");
+        assert_eq!(r["patchType"], "JSONPatch", "{case}: {r}");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(r["patch"].as_str().unwrap())
+            .unwrap();
+        let ops: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(ops, want_ops, "{case}");
+        let patch: json_patch::Patch = serde_json::from_value(ops).unwrap();
+        let mut object = sent.clone();
+        json_patch::patch(&mut object, &patch).unwrap();
+        assert_eq!(object, want_object, "{case}");
+    }
+    s.running.shutdown().await;
+}

@@ -167,11 +167,21 @@ fn walk_map(
         if is_directive_key(key) {
             continue;
         }
+        let child_schema = schema.field(key);
+        let patch_child = overlay.and_then(|o| o.get(key));
+        // A resource subtree the patch does not touch: copy it when the walk would not change it.
+        if patch_child.is_none()
+            && let Some(d) = base.get(key)
+            && walk_is_identity(d, child_schema, depth + 1)
+        {
+            out.insert(key.clone(), d.clone());
+            continue;
+        }
         let child_path = format!("{path}/{key}");
         let merged = walk(
             base.get(key),
-            overlay.and_then(|o| o.get(key)),
-            schema.field(key),
+            patch_child,
+            child_schema,
             &child_path,
             depth + 1,
         )?;
@@ -186,6 +196,49 @@ fn walk_map(
         apply_map_directives(&mut out, o);
     }
     Ok(Some(Value::Object(out)))
+}
+
+/// True when walking `v` with no patch returns it unchanged: no nulls (dropped), no directive
+/// keys (skipped), and no merge lists (their duplicates and empty elements are dropped) below it.
+fn walk_is_identity(v: &Value, schema: Schema, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    match v {
+        Value::Null => false,
+        Value::Object(m) => m.iter().all(|(k, child)| {
+            !is_directive_key(k) && walk_is_identity(child, schema.field(k), depth + 1)
+        }),
+        Value::Array(items) => match schema {
+            Schema::List(rule) => merge_list_is_identity(items, rule, depth),
+            // Lists without a merge strategy are copied whole.
+            _ => true,
+        },
+        _ => true,
+    }
+}
+
+/// A merge list walked without a patch stays as it is when nothing in it would be dropped or
+/// moved: keyed lists of non-empty maps with distinct keys, or lists of distinct scalars.
+fn merge_list_is_identity(items: &[Value], rule: ListRule, depth: usize) -> bool {
+    let mut seen = HashSet::new();
+    match rule.key {
+        Some(key) => {
+            let elem = rule.elem.map_or(Schema::None, Schema::Type);
+            items.iter().all(|item| match item {
+                Value::Object(m) if !m.is_empty() => {
+                    key_of(item, key).is_some_and(|k| seen.insert(k))
+                        && walk_is_identity(item, elem, depth + 1)
+                }
+                _ => false,
+            })
+        }
+        // A keyless list holding maps or lists is copied whole.
+        None if items.iter().any(|v| v.is_object() || v.is_array()) => true,
+        None => items
+            .iter()
+            .all(|v| scalar_text(v).is_some_and(|t| seen.insert(t))),
+    }
 }
 
 fn is_directive_key(key: &str) -> bool {
@@ -310,6 +363,15 @@ fn merge_keyed(
     for k in &order {
         let d = base_index.get(k).and_then(|i| base.get(*i)).copied();
         let p = patch_index.get(k).and_then(|i| patch.get(*i)).copied();
+        // An element the patch does not name, which the walk would leave as it is.
+        if p.is_none()
+            && let Some(d) = d
+            && d.as_object().is_some_and(|m| !m.is_empty())
+            && walk_is_identity(d, elem_schema, depth + 1)
+        {
+            out.push(d.clone());
+            continue;
+        }
         let child_path = format!("{path}/{k}");
         let Some(mut merged) = walk(d, p, elem_schema, &child_path, depth + 1)? else {
             continue;
