@@ -106,25 +106,27 @@ impl Expression {
 
     /// Evaluates against data already converted to interpreter values (see [`crate::json_context`]).
     pub fn search_var(&self, root: &Rcvar) -> Result<Value, JmespathError> {
+        self.search_rc(root).map(|v| to_json(&v))
+    }
+
+    /// Like [`Expression::search_var`], returning the interpreter value (shared with `root`).
+    pub(crate) fn search_rc(&self, root: &Rcvar) -> Result<Rcvar, JmespathError> {
         if self.inner.plain_path {
-            return match walk_path(self.inner.expr.as_ast(), root) {
-                Ok(v) => Ok(to_json(&v)),
-                Err(key) => Err(JmespathError::NotFound {
+            return walk_path(self.inner.expr.as_ast(), root).map_err(|key| {
+                JmespathError::NotFound {
                     expr: self.as_str().to_string(),
                     key,
-                }),
-            };
+                }
+            });
         }
         // Interpret the shared tree directly: `Expression::search` would first copy the whole
         // context through serde.
         let expr = &self.inner.expr;
         let mut ctx = ::jmespath::Context::new(expr.as_str(), &RUNTIME);
-        ::jmespath::interpret(root, expr.as_ast(), &mut ctx)
-            .map(|v| to_json(&v))
-            .map_err(|e| JmespathError::Runtime {
-                expr: self.as_str().to_string(),
-                message: runtime_message(&e),
-            })
+        ::jmespath::interpret(root, expr.as_ast(), &mut ctx).map_err(|e| JmespathError::Runtime {
+            expr: self.as_str().to_string(),
+            message: runtime_message(&e),
+        })
     }
 }
 

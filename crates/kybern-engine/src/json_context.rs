@@ -73,6 +73,26 @@ impl JsonContext {
         }
     }
 
+    /// A context whose root is an interpreter value built by the caller.
+    pub(crate) fn from_variable(root: Rcvar) -> Self {
+        JsonContext { root }
+    }
+
+    /// Sets a top-level key (no dotted-path parsing) to an interpreter value, shared as is.
+    pub(crate) fn set_top(&mut self, key: &str, value: Rcvar) {
+        let mut map = match &*self.root {
+            Variable::Object(m) => m.clone(),
+            _ => BTreeMap::new(),
+        };
+        map.insert(key.to_string(), value);
+        self.root = Rcvar::new(Variable::Object(map));
+    }
+
+    /// Evaluates an expression and returns the interpreter value (shared with the context).
+    pub(crate) fn search_var(&self, expr: &Expression) -> Result<Rcvar, JmespathError> {
+        expr.search_rc(&self.root)
+    }
+
     /// Sets `value` at a dotted path (`request.operation`, `a."b.c"`), creating objects on the way.
     pub fn set(&mut self, dotted: &str, value: &Value) {
         let segments = path_segments(dotted);

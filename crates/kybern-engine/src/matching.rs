@@ -228,15 +228,26 @@ fn parse_kind(selector: &str) -> KindSelector<'_> {
         Some((h, l)) => (Some(h), l),
         None => (None, selector),
     };
-    let mut parts: Vec<&str> = head.map(|h| h.split('/').collect()).unwrap_or_default();
-    match last.split_once('.') {
-        Some((k, sub)) => {
-            parts.push(k);
-            parts.push(sub);
+    // At most the first four segments matter (`group/version/kind/sub/...`): no allocation.
+    let mut buf = [""; 4];
+    let mut len = 0usize;
+    let (kind_part, sub_part) = match last.split_once('.') {
+        Some((k, sub)) => (k, Some(sub)),
+        None => (last, None),
+    };
+    let segments = head
+        .into_iter()
+        .flat_map(|h| h.split('/'))
+        .chain(std::iter::once(kind_part))
+        .chain(sub_part);
+    for part in segments {
+        if let Some(slot) = buf.get_mut(len) {
+            *slot = part;
         }
-        None => parts.push(last),
+        len += 1;
     }
-    match parts.as_slice() {
+    let parts = buf.get(..len.min(4)).unwrap_or_default();
+    match parts {
         [kind] => KindSelector {
             group: "*",
             version: "*",

@@ -12,8 +12,19 @@ use crate::preconditions;
 use crate::request::AdmissionRequest;
 use crate::response::RuleStatus;
 use crate::variables::{self, SubstituteOptions};
+use ::jmespath::{Rcvar, Variable};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+
+/// True if an interpreter value holds a floating-point number anywhere.
+fn has_float(v: &Variable) -> bool {
+    match v {
+        Variable::Number(n) => n.is_f64(),
+        Variable::Array(items) => items.iter().any(|x| has_float(x)),
+        Variable::Object(m) => m.values().any(|x| has_float(x)),
+        _ => false,
+    }
+}
 
 /// What a handler needs about the rule being evaluated.
 pub struct CheckInput<'a> {
@@ -286,10 +297,12 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
                 ));
             }
         };
-        let elements = match variables::evaluate(&expr, scope.ctx, input.opts) {
-            Ok(Value::Array(items)) => items,
-            Ok(Value::Null) => continue,
-            Ok(other) => vec![other],
+        let elements = match variables::evaluate_var(&expr, scope.ctx, input.opts) {
+            Ok(v) => match &*v {
+                Variable::Array(items) => items.clone(),
+                Variable::Null | Variable::Expref(_) => continue,
+                _ => vec![v],
+            },
             Err(crate::jmespath::JmespathError::NotFound { .. }) => continue,
             Err(e) => {
                 return Some((
@@ -298,15 +311,26 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
                 ));
             }
         };
-        for (index, element) in elements.iter().enumerate() {
+        let element_key = format!("element{}", scope.depth);
+        let index_key = format!("elementIndex{}", scope.depth);
+        for (index, element_var) in elements.iter().enumerate() {
+            let element = &crate::jmespath::to_json(element_var);
             if element.is_null() {
                 continue;
             }
+            // The context sees the element as its JSON form would convert back: share the
+            // interpreter value when that conversion is the identity (no floats to normalise).
+            let element_var = if has_float(element_var) {
+                crate::jmespath::to_variable(element)
+            } else {
+                element_var.clone()
+            };
+            let index_var = Rcvar::new(Variable::Number(serde_json::Number::from(index)));
             let mut ctx = scope.ctx.clone();
-            ctx.set("element", element);
-            ctx.set("elementIndex", &Value::from(index));
-            ctx.set(&format!("element{}", scope.depth), element);
-            ctx.set(&format!("elementIndex{}", scope.depth), &Value::from(index));
+            ctx.set_top("element", element_var.clone());
+            ctx.set_top("elementIndex", index_var.clone());
+            ctx.set_top(&element_key, element_var);
+            ctx.set_top(&index_key, index_var);
             for (name, values) in input.foreach_values {
                 if let Some(v) = values.as_array().and_then(|a| a.get(index)) {
                     ctx.set(name, v);
