@@ -13,7 +13,7 @@ use crate::preconditions;
 use crate::request::{AdmissionRequest, Operation};
 use crate::response::{EngineResponse, FailureAction, RuleResult, RuleStatus, RuleType};
 use crate::validation::{self, CheckInput};
-use crate::variables::{SubstituteOptions, value_has_variables};
+use crate::variables::SubstituteOptions;
 use crate::wildcard;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -47,7 +47,8 @@ impl<'a> PolicyContext<'a> {
 
     /// The JSON context, built on first use: many rules never need it.
     fn base(&self) -> &JsonContext {
-        self.base.get_or_init(|| self.request.base_context())
+        self.base
+            .get_or_init(|| self.request.base_context_shared(self.resource.clone()))
     }
 }
 
@@ -59,7 +60,7 @@ pub struct Engine<'p> {
 fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
     !rule.context.is_empty()
         || values.is_some_and(|v| !v.values.is_empty())
-        || rule.preconditions.as_ref().is_some_and(value_has_variables)
+        || rule.preconditions_have_variables
         || match &rule.body {
             RuleBody::Validate(v) => {
                 let check_reads = match &v.check {
@@ -231,7 +232,9 @@ impl<'p> Engine<'p> {
     ) -> Option<RuleResult> {
         let request = pctx.request;
         let subject = &pctx.subject;
-        if !matching::matches(&rule.match_resources, subject) {
+        if !rule.may_match_kind(&subject.gvk.kind)
+            || !matching::matches(&rule.match_resources, subject)
+        {
             return None;
         }
         if let Some(ex) = &rule.exclude

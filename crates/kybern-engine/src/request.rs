@@ -4,11 +4,12 @@
 use crate::context::Labels;
 use crate::images;
 use crate::jmespath::to_variable;
-use crate::json_context::JsonContext;
+use crate::json_context::{DeferredImages, JsonContext};
 use ::jmespath::{Rcvar, Variable};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The admission operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -148,6 +149,16 @@ impl AdmissionRequest {
     /// Built straight into the interpreter's values: the object is converted once, without an
     /// intermediate JSON copy.
     pub fn base_context(&self) -> JsonContext {
+        self.build_context(None)
+    }
+
+    /// Like [`AdmissionRequest::base_context`], given the resource (`self.resource()`) as shared:
+    /// the `images` variable is then only built if an expression reads it.
+    pub(crate) fn base_context_shared(&self, resource: Arc<Value>) -> JsonContext {
+        self.build_context(Some(resource))
+    }
+
+    fn build_context(&self, resource_arc: Option<Arc<Value>>) -> JsonContext {
         let gvk = self.gvk();
         let resource = self.resource();
         let (sa_namespace, sa_name) = self
@@ -186,11 +197,17 @@ impl AdmissionRequest {
         root.insert("request".to_string(), Rcvar::new(Variable::Object(request)));
         root.insert("serviceAccountName".to_string(), var_str(sa_name));
         root.insert("serviceAccountNamespace".to_string(), var_str(sa_namespace));
-        root.insert(
-            "images".to_string(),
-            to_variable(&images::extract(resource)),
-        );
-        let mut ctx = JsonContext::from_variable(Rcvar::new(Variable::Object(root)));
+        let images = match resource_arc {
+            Some(resource) => Some(DeferredImages::new(resource)),
+            None => {
+                root.insert(
+                    "images".to_string(),
+                    to_variable(&images::extract(resource)),
+                );
+                None
+            }
+        };
+        let mut ctx = JsonContext::from_variable(Rcvar::new(Variable::Object(root)), images);
         for (k, v) in &self.variables {
             ctx.set(k, v);
         }

@@ -1,7 +1,5 @@
 //! The tree walk of `validate.pattern` (Kyverno's `validate.MatchPattern` and the anchor handlers).
 
-use std::collections::HashMap;
-
 use serde_json::{Map, Value};
 
 use super::anchor::{self, AnchorKind};
@@ -100,13 +98,14 @@ impl std::fmt::Display for Path<'_> {
 #[derive(Default)]
 pub(crate) struct Walker {
     /// For each condition/existence/negation anchor seen: did any resource map hold its key?
-    anchors_seen: HashMap<String, bool>,
+    /// A short list: patterns hold few anchors, and a linear scan beats hashing them.
+    anchors_seen: Vec<(String, bool)>,
 }
 
 impl Walker {
     /// True if some anchor key of the pattern never appeared in the resource.
     pub(crate) fn keys_are_missing(&self) -> bool {
-        self.anchors_seen.values().any(|v| !v)
+        self.anchors_seen.iter().any(|(_, v)| !v)
     }
 
     fn note_anchors(&mut self, pattern: &Map<String, Value>, resource: &Map<String, Value>) {
@@ -121,11 +120,9 @@ impl Walker {
                 continue;
             }
             let present = resource.contains_key(a.key);
-            match self.anchors_seen.get_mut(key.as_str()) {
-                Some(seen) => *seen |= present,
-                None => {
-                    self.anchors_seen.insert(key.clone(), present);
-                }
+            match self.anchors_seen.iter_mut().find(|(k, _)| k == key) {
+                Some((_, seen)) => *seen |= present,
+                None => self.anchors_seen.push((key.clone(), present)),
             }
         }
     }
