@@ -135,16 +135,18 @@ impl JsonContext {
         }
     }
 
-    /// Sets a top-level key (no dotted-path parsing) to an interpreter value, shared as is.
-    pub(crate) fn set_top(&mut self, key: &str, value: Rcvar) {
-        if key == "images" {
+    /// Sets several top-level keys at once (one copy of the root map).
+    pub(crate) fn set_tops<const N: usize>(&mut self, entries: [(&str, Rcvar); N]) {
+        if entries.iter().any(|(k, _)| *k == "images") {
             self.materialize();
         }
         let mut map = match &*self.root {
             Variable::Object(m) => m.clone(),
             _ => BTreeMap::new(),
         };
-        map.insert(key.to_string(), value);
+        for (k, v) in entries {
+            map.insert(k.to_string(), v);
+        }
         self.root = Rcvar::new(Variable::Object(map));
     }
 

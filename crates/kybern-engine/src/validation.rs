@@ -77,7 +77,7 @@ pub fn run(input: &CheckInput) -> CheckOutcome {
             Some(match cel.evaluate(&cel_input) {
                 CelOutcome::Pass => (
                     RuleStatus::Pass,
-                    format!("validation rule '{}' passed.", input.rule_name),
+                    ["validation rule '", input.rule_name, "' passed."].concat(),
                 ),
                 CelOutcome::Fail(m) => (RuleStatus::Fail, m),
                 CelOutcome::Skip(m) => (RuleStatus::Skip, m),
@@ -92,7 +92,7 @@ pub fn run(input: &CheckInput) -> CheckOutcome {
                 Err(e) => Some((RuleStatus::Error, e.to_string())),
                 Ok(ev) if ev.checks_before_exceptions.is_empty() => Some((
                     RuleStatus::Pass,
-                    format!("Validation rule '{}' passed.", input.rule_name),
+                    ["Validation rule '", input.rule_name, "' passed."].concat(),
                 )),
                 Ok(ev) if ev.checks.is_empty() => Some((
                     RuleStatus::Skip,
@@ -201,7 +201,7 @@ fn check_resource(input: &CheckInput, check: &ValidationCheck, scope: &Scope) ->
                 }
                 Ok(_) => Some((
                     RuleStatus::Pass,
-                    format!("validation rule '{}' passed.", input.rule_name),
+                    ["validation rule '", input.rule_name, "' passed."].concat(),
                 )),
             }
         }
@@ -216,7 +216,7 @@ fn check_resource(input: &CheckInput, check: &ValidationCheck, scope: &Scope) ->
             match pattern::validate(scope.resource, &pat) {
                 Ok(()) => Some((
                     RuleStatus::Pass,
-                    format!("validation rule '{}' passed.", input.rule_name),
+                    ["validation rule '", input.rule_name, "' passed."].concat(),
                 )),
                 Err(e) if e.kind == PatternErrorKind::Skip => Some((RuleStatus::Skip, e.message)),
                 Err(e) if e.path.is_empty() => Some((RuleStatus::Error, e.message)),
@@ -314,23 +314,28 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
         let element_key = format!("element{}", scope.depth);
         let index_key = format!("elementIndex{}", scope.depth);
         for (index, element_var) in elements.iter().enumerate() {
-            let element = &crate::jmespath::to_json(element_var);
-            if element.is_null() {
+            if matches!(&**element_var, Variable::Null | Variable::Expref(_)) {
                 continue;
             }
             // The context sees the element as its JSON form would convert back: share the
             // interpreter value when that conversion is the identity (no floats to normalise).
-            let element_var = if has_float(element_var) {
-                crate::jmespath::to_variable(element)
-            } else {
-                element_var.clone()
+            // The JSON form itself is only needed when the check looks at a resource.
+            let floats = has_float(element_var);
+            let element_json = (floats || !matches!(check, ValidationCheck::Deny(_)))
+                .then(|| crate::jmespath::to_json(element_var));
+            let element_var = match &element_json {
+                Some(json) if floats => crate::jmespath::to_variable(json),
+                _ => element_var.clone(),
             };
+            let is_object = matches!(&*element_var, Variable::Object(_));
             let index_var = Rcvar::new(Variable::Number(serde_json::Number::from(index)));
             let mut ctx = scope.ctx.clone();
-            ctx.set_top("element", element_var.clone());
-            ctx.set_top("elementIndex", index_var.clone());
-            ctx.set_top(&element_key, element_var);
-            ctx.set_top(&index_key, index_var);
+            ctx.set_tops([
+                ("element", element_var.clone()),
+                ("elementIndex", index_var.clone()),
+                (element_key.as_str(), element_var),
+                (index_key.as_str(), index_var),
+            ]);
             for (name, values) in input.foreach_values {
                 if let Some(v) = values.as_array().and_then(|a| a.get(index)) {
                     ctx.set(name, v);
@@ -362,8 +367,8 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
                     _ => continue,
                 }
             }
-            let element_scope = entry.element_scope.unwrap_or(element.is_object());
-            if element_scope && !element.is_object() {
+            let element_scope = entry.element_scope.unwrap_or(is_object);
+            if element_scope && !is_object {
                 return Some((
                     RuleStatus::Error,
                     format!(
@@ -373,7 +378,8 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
             }
             let inner = Scope {
                 resource: if element_scope {
-                    element
+                    // (A deny check never reads it.)
+                    element_json.as_ref().unwrap_or(scope.resource)
                 } else {
                     scope.resource
                 },
@@ -401,6 +407,6 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
     }
     Some((
         RuleStatus::Pass,
-        format!("validation rule '{}' passed.", input.rule_name),
+        ["validation rule '", input.rule_name, "' passed."].concat(),
     ))
 }

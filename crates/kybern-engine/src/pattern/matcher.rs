@@ -108,9 +108,14 @@ impl Walker {
         self.anchors_seen.iter().any(|(_, v)| !v)
     }
 
-    fn note_anchors(&mut self, pattern: &Map<String, Value>, resource: &Map<String, Value>) {
-        for key in pattern.keys() {
-            let Some(a) = anchor::parse(key) else {
+    fn note_anchors(
+        &mut self,
+        pattern: &Map<String, Value>,
+        anchors: &[Option<anchor::Anchor>],
+        resource: &Map<String, Value>,
+    ) {
+        for (key, a) in pattern.keys().zip(anchors) {
+            let Some(a) = a else {
                 continue;
             };
             if !matches!(
@@ -149,7 +154,6 @@ impl Walker {
                         ),
                     ));
                 };
-                self.note_anchors(pmap, rmap);
                 self.map(rmap, pmap, path, depth)
             }
             Value::Array(parr) => {
@@ -184,15 +188,37 @@ impl Walker {
         path: &Path,
         depth: usize,
     ) -> MatchResult {
-        let expanded = expand_metadata_wildcards(pattern, resource);
+        // Each key's anchor, parsed once for this map (the keys stay the same when metadata
+        // wildcards are expanded below: only the value under `metadata` changes).
+        let mut small: [Option<anchor::Anchor>; 16] = Default::default();
+        let mut large: Vec<Option<anchor::Anchor>> = Vec::new();
+        let parsed: &[Option<anchor::Anchor>] = if pattern.len() <= small.len() {
+            for (slot, key) in small.iter_mut().zip(pattern.keys()) {
+                *slot = anchor::parse(key);
+            }
+            small.get(..pattern.len()).unwrap_or_default()
+        } else {
+            large.extend(pattern.keys().map(|k| anchor::parse(k)));
+            &large
+        };
+        self.note_anchors(pattern, parsed, resource);
+        let mentions_metadata = pattern
+            .keys()
+            .zip(parsed)
+            .any(|(k, a)| a.map_or(k.as_str(), |a| a.key) == "metadata");
+        let expanded = if mentions_metadata {
+            expand_metadata_wildcards(pattern, resource)
+        } else {
+            None
+        };
         let pattern = expanded.as_ref().unwrap_or(pattern);
 
         // The map's keys iterate sorted, which is Go's `sort.Strings` order.
         // Phase 1: condition, existence, equality and negation anchors.
         let mut skips: Vec<MatchErr> = Vec::new();
         let mut applied = 0usize;
-        for (key, sub) in pattern {
-            let Some(a) = anchor::parse(key).filter(|a| anchor::is_phase_one(a.kind)) else {
+        for (sub, a) in pattern.values().zip(parsed) {
+            let Some(a) = a.filter(|a| anchor::is_phase_one(a.kind)) else {
                 continue;
             };
             match self.anchored(&a, sub, resource, path, depth) {
@@ -212,29 +238,30 @@ impl Walker {
 
         // Phase 2: global anchors and keys holding nested anchors first (in reverse key
         // order), then the rest (in key order).
-        let mut small = [false; 32];
-        let mut large = Vec::new();
-        let front: &mut [bool] = if pattern.len() <= small.len() {
-            small.get_mut(..pattern.len()).unwrap_or_default()
+        let mut small_front = [false; 32];
+        let mut large_front = Vec::new();
+        let front: &mut [bool] = if pattern.len() <= small_front.len() {
+            small_front.get_mut(..pattern.len()).unwrap_or_default()
         } else {
-            large.resize(pattern.len(), false);
-            &mut large
+            large_front.resize(pattern.len(), false);
+            &mut large_front
         };
-        for ((key, sub), slot) in pattern.iter().zip(front.iter_mut()) {
-            *slot = match anchor::parse(key) {
+        for ((sub, a), slot) in pattern.values().zip(parsed).zip(front.iter_mut()) {
+            *slot = match a {
                 Some(a) if anchor::is_phase_one(a.kind) => continue,
                 Some(a) if a.kind == AnchorKind::Global => true,
                 _ => has_nested_anchors(sub, 0),
             };
         }
-        for ((key, sub), first) in pattern.iter().zip(front.iter()).rev() {
+        let entries = pattern.iter().zip(parsed).zip(front.iter());
+        for (((key, sub), a), first) in entries.clone().rev() {
             if *first {
-                self.handle(key, sub, resource, path, depth)?;
+                self.handle(key, a, sub, resource, path, depth)?;
             }
         }
-        for ((key, sub), first) in pattern.iter().zip(front.iter()) {
-            if !*first && !anchor::parse(key).is_some_and(|a| anchor::is_phase_one(a.kind)) {
-                self.handle(key, sub, resource, path, depth)?;
+        for (((key, sub), a), first) in entries {
+            if !*first && !a.is_some_and(|a| anchor::is_phase_one(a.kind)) {
+                self.handle(key, a, sub, resource, path, depth)?;
             }
         }
         Ok(())
@@ -243,12 +270,13 @@ impl Walker {
     fn handle(
         &mut self,
         key: &str,
+        parsed: &Option<anchor::Anchor>,
         sub: &Value,
         resource: &Map<String, Value>,
         path: &Path,
         depth: usize,
     ) -> MatchResult {
-        match anchor::parse(key).filter(|a| a.kind != AnchorKind::AddIfNotPresent) {
+        match parsed.filter(|a| a.kind != AnchorKind::AddIfNotPresent) {
             Some(a) => self.anchored(&a, sub, resource, path, depth),
             None => self.plain_key(key, sub, resource, path, depth),
         }
