@@ -53,7 +53,8 @@ impl<'a> PolicyContext<'a> {
 
     /// The JSON context, built on first use: many rules never need it.
     fn base(&self) -> &JsonContext {
-        self.base.get_or_init(|| self.request.base_context())
+        self.base
+            .get_or_init(|| self.request.base_context_shared(self.resource().clone()))
     }
 }
 
@@ -65,7 +66,7 @@ pub struct Engine<'p> {
 fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
     !rule.context.is_empty()
         || values.is_some_and(|v| !v.values.is_empty())
-        || rule.preconditions.as_ref().is_some_and(value_has_variables)
+        || rule.preconditions_have_variables
         || match &rule.body {
             RuleBody::Validate(v) => {
                 let check_reads = match &v.check {
@@ -253,7 +254,9 @@ impl<'p> Engine<'p> {
     ) -> Option<RuleResult> {
         let request = pctx.request;
         let subject = &pctx.subject;
-        if !matching::matches(&rule.match_resources, subject) {
+        if !rule.may_match_kind(&subject.gvk.kind)
+            || !matching::matches(&rule.match_resources, subject)
+        {
             return None;
         }
         if let Some(ex) = &rule.exclude

@@ -48,6 +48,9 @@ struct Compiled {
     /// True when the expression is only fields, indexes and sub-expressions, the one shape for
     /// which Kyverno reports a missing key as an error instead of null.
     plain_path: bool,
+    /// False when the expression provably never reads the context's top-level `images` key
+    /// (it names other top-level fields only and never hands the whole context to anything).
+    reads_images: bool,
 }
 
 impl std::fmt::Debug for Expression {
@@ -68,12 +71,45 @@ static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
 pub fn compile(expr: &str) -> Result<Expression, JmespathError> {
     let compiled = RUNTIME.compile(expr).map_err(|e| syntax_error(expr, &e))?;
     let plain_path = is_plain_path(compiled.as_ast());
+    let reads_images = reads_root_field(compiled.as_ast(), "images", true);
     Ok(Expression {
         inner: Arc::new(Compiled {
             expr: compiled,
             plain_path,
+            reads_images,
         }),
     })
+}
+
+/// Whether evaluating `ast` may read the top-level field `name` of the data. `on_root`: the
+/// node's input is the root itself. Anything that could hand the root on (`@` at the root) counts.
+fn reads_root_field(ast: &Ast, name: &str, on_root: bool) -> bool {
+    match ast {
+        Ast::Identity { .. } => on_root,
+        Ast::Field { name: field, .. } => on_root && field == name,
+        Ast::Index { .. } | Ast::Slice { .. } | Ast::Literal { .. } => false,
+        Ast::Subexpr { lhs, rhs, .. } | Ast::Projection { lhs, rhs, .. } => {
+            reads_root_field(lhs, name, on_root) || reads_root_field(rhs, name, false)
+        }
+        Ast::Comparison { lhs, rhs, .. } | Ast::And { lhs, rhs, .. } | Ast::Or { lhs, rhs, .. } => {
+            reads_root_field(lhs, name, on_root) || reads_root_field(rhs, name, on_root)
+        }
+        Ast::Condition {
+            predicate, then, ..
+        } => reads_root_field(predicate, name, on_root) || reads_root_field(then, name, on_root),
+        Ast::Flatten { node, .. } | Ast::Not { node, .. } | Ast::ObjectValues { node, .. } => {
+            reads_root_field(node, name, on_root)
+        }
+        // An expression reference is applied to values the other arguments produce.
+        Ast::Expref { ast, .. } => reads_root_field(ast, name, false),
+        Ast::Function { args, .. } => args.iter().any(|a| reads_root_field(a, name, on_root)),
+        Ast::MultiList { elements, .. } => {
+            elements.iter().any(|a| reads_root_field(a, name, on_root))
+        }
+        Ast::MultiHash { elements, .. } => elements
+            .iter()
+            .any(|kv| reads_root_field(&kv.value, name, on_root)),
+    }
 }
 
 fn syntax_error(expr: &str, e: &::jmespath::JmespathError) -> JmespathError {
@@ -104,27 +140,34 @@ impl Expression {
         self.search_var(&to_variable(data))
     }
 
+    /// False when the expression never reads the top-level `images` key of the context.
+    pub(crate) fn reads_images(&self) -> bool {
+        self.inner.reads_images
+    }
+
     /// Evaluates against data already converted to interpreter values (see [`crate::json_context`]).
     pub fn search_var(&self, root: &Rcvar) -> Result<Value, JmespathError> {
+        self.search_rc(root).map(|v| to_json(&v))
+    }
+
+    /// Like [`Expression::search_var`], returning the interpreter value (shared with `root`).
+    pub(crate) fn search_rc(&self, root: &Rcvar) -> Result<Rcvar, JmespathError> {
         if self.inner.plain_path {
-            return match walk_path(self.inner.expr.as_ast(), root) {
-                Ok(v) => Ok(to_json(&v)),
-                Err(key) => Err(JmespathError::NotFound {
+            return walk_path(self.inner.expr.as_ast(), root).map_err(|key| {
+                JmespathError::NotFound {
                     expr: self.as_str().to_string(),
                     key,
-                }),
-            };
+                }
+            });
         }
         // Interpret the shared tree directly: `Expression::search` would first copy the whole
         // context through serde.
         let expr = &self.inner.expr;
         let mut ctx = ::jmespath::Context::new(expr.as_str(), &RUNTIME);
-        ::jmespath::interpret(root, expr.as_ast(), &mut ctx)
-            .map(|v| to_json(&v))
-            .map_err(|e| JmespathError::Runtime {
-                expr: self.as_str().to_string(),
-                message: runtime_message(&e),
-            })
+        ::jmespath::interpret(root, expr.as_ast(), &mut ctx).map_err(|e| JmespathError::Runtime {
+            expr: self.as_str().to_string(),
+            message: runtime_message(&e),
+        })
     }
 }
 

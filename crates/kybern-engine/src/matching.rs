@@ -70,6 +70,40 @@ pub fn matches(m: &MatchResources, s: &MatchSubject) -> bool {
         .is_some_and(|f| filter_matches(&f, s, true))
 }
 
+/// The kinds `match` can select when that is a plain list (every filter that decides names
+/// kinds without wildcards); `None` otherwise. A request of another kind cannot match.
+pub fn kind_filter(m: &MatchResources) -> Option<Vec<String>> {
+    let plain_kinds = |d: &ResourceDescription| -> Option<Vec<String>> {
+        if d.kinds.is_empty() {
+            return None;
+        }
+        d.kinds
+            .iter()
+            .map(|sel| {
+                let k = parse_kind(sel);
+                (!wildcard::contains_wildcard(k.kind) && !k.kind.is_empty())
+                    .then(|| k.kind.to_string())
+            })
+            .collect()
+    };
+    let mut kinds = if !m.any.is_empty() {
+        // Any filter may select: each must name its kinds.
+        let mut all = Vec::new();
+        for f in &m.any {
+            all.extend(plain_kinds(&f.resources)?);
+        }
+        all
+    } else if !m.all.is_empty() {
+        // Every filter must select: one that names kinds is enough.
+        m.all.iter().find_map(|f| plain_kinds(&f.resources))?
+    } else {
+        plain_kinds(m.resources.as_ref()?)?
+    };
+    kinds.sort();
+    kinds.dedup();
+    Some(kinds)
+}
+
 /// Does `exclude` remove the request?
 pub fn excluded(m: &MatchResources, s: &MatchSubject) -> bool {
     if !m.any.is_empty() {
@@ -228,15 +262,26 @@ fn parse_kind(selector: &str) -> KindSelector<'_> {
         Some((h, l)) => (Some(h), l),
         None => (None, selector),
     };
-    let mut parts: Vec<&str> = head.map(|h| h.split('/').collect()).unwrap_or_default();
-    match last.split_once('.') {
-        Some((k, sub)) => {
-            parts.push(k);
-            parts.push(sub);
+    // At most the first four segments matter (`group/version/kind/sub/...`): no allocation.
+    let mut buf = [""; 4];
+    let mut len = 0usize;
+    let (kind_part, sub_part) = match last.split_once('.') {
+        Some((k, sub)) => (k, Some(sub)),
+        None => (last, None),
+    };
+    let segments = head
+        .into_iter()
+        .flat_map(|h| h.split('/'))
+        .chain(std::iter::once(kind_part))
+        .chain(sub_part);
+    for part in segments {
+        if let Some(slot) = buf.get_mut(len) {
+            *slot = part;
         }
-        None => parts.push(last),
+        len += 1;
     }
-    match parts.as_slice() {
+    let parts = buf.get(..len.min(4)).unwrap_or_default();
+    match parts {
         [kind] => KindSelector {
             group: "*",
             version: "*",
@@ -297,6 +342,22 @@ fn parse_kind(selector: &str) -> KindSelector<'_> {
 
 /// Does a kind selector (`Pod`, `apps/v1/Deployment`, `Pod/exec`, `*`) select the request kind?
 pub fn kind_matches(selector: &str, gvk: &Gvk, subresource: &str) -> bool {
+    // The common case, a plain kind (`Pod`), needs no parsing.
+    if !selector
+        .bytes()
+        .any(|b| matches!(b, b'/' | b'.' | b'*' | b'?'))
+    {
+        return selector == gvk.kind
+            && (subresource.is_empty()
+                || (gvk.kind == "Pod" && subresource == "ephemeralcontainers"));
+    }
+    // Without wildcards or dots the kind is one of the `/` segments: most selectors of other
+    // kinds (`apps/v1/Deployment` for a Pod) are ruled out without parsing.
+    if !selector.bytes().any(|b| matches!(b, b'.' | b'*' | b'?'))
+        && !selector.split('/').any(|seg| seg == gvk.kind)
+    {
+        return false;
+    }
     let k = parse_kind(selector);
     if !wildcard::matches(k.group, &gvk.group)
         || !wildcard::matches(k.version, &gvk.version)

@@ -62,7 +62,7 @@ pub struct PatternSyntaxError {
 /// Matches `resource` against `pattern` (variables and references already substituted).
 pub fn validate(resource: &Value, pattern: &Value) -> Result<(), PatternError> {
     let mut walker = matcher::Walker::default();
-    let Err(err) = walker.element(resource, pattern, "/", 0) else {
+    let Err(err) = walker.element(resource, pattern, &matcher::Path::Root, 0) else {
         return Ok(());
     };
     if err.is_skip() {

@@ -93,6 +93,20 @@ pub struct Rule {
     pub body: RuleBody,
     /// The rule's JSON path inside the policy, for messages (e.g. `spec.rules[2]`).
     pub path: String,
+    /// Decided at load from `match`: the only kinds (`Pod`, `Deployment`) the rule can select,
+    /// so that other requests skip it without parsing selectors; `None` when it is not that simple.
+    pub kind_filter: Option<Vec<String>>,
+    /// The preconditions hold `{{ }}` variables (decided at load).
+    pub preconditions_have_variables: bool,
+}
+
+impl Rule {
+    /// False when `match` cannot select a request of this kind (a quick pre-check).
+    pub fn may_match_kind(&self, kind: &str) -> bool {
+        self.kind_filter
+            .as_ref()
+            .is_none_or(|kinds| kinds.iter().any(|k| k == kind))
+    }
 }
 
 /// What a rule does.

@@ -3,9 +3,13 @@
 
 use crate::context::Labels;
 use crate::images;
-use crate::json_context::JsonContext;
+use crate::jmespath::to_variable;
+use crate::json_context::{DeferredImages, JsonContext};
+use ::jmespath::{Rcvar, Variable};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The admission operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -141,7 +145,20 @@ impl AdmissionRequest {
     }
 
     /// The JSON context every rule starts from.
+    ///
+    /// Built straight into the interpreter's values: the object is converted once, without an
+    /// intermediate JSON copy.
     pub fn base_context(&self) -> JsonContext {
+        self.build_context(None)
+    }
+
+    /// Like [`AdmissionRequest::base_context`], given the resource (`self.resource()`) as shared:
+    /// the `images` variable is then only built if an expression reads it.
+    pub(crate) fn base_context_shared(&self, resource: Arc<Value>) -> JsonContext {
+        self.build_context(Some(resource))
+    }
+
+    fn build_context(&self, resource_arc: Option<Arc<Value>>) -> JsonContext {
         let gvk = self.gvk();
         let resource = self.resource();
         let (sa_namespace, sa_name) = self
@@ -150,37 +167,73 @@ impl AdmissionRequest {
             .strip_prefix("system:serviceaccount:")
             .and_then(|rest| rest.split_once(':'))
             .unwrap_or(("", ""));
-        // The objects go in below, converted once (not serialized into an intermediate value).
-        let mut request = json!({
-            "operation": self.operation.as_str(),
-            "userInfo": self.user_info,
-            "roles": self.roles,
-            "clusterRoles": self.cluster_roles,
-            "namespace": self.namespace(),
-            "name": resource.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
-            "kind": {"group": gvk.group, "version": gvk.version, "kind": gvk.kind},
-            "dryRun": self.dry_run,
-        });
-        if !self.subresource.is_empty()
-            && let Value::Object(m) = &mut request
-        {
-            m.insert(
-                "subResource".into(),
-                Value::String(self.subresource.clone()),
-            );
+        let mut request = BTreeMap::new();
+        request.insert("operation".to_string(), var_str(self.operation.as_str()));
+        request.insert("object".to_string(), to_variable(&self.object));
+        request.insert("oldObject".to_string(), to_variable(&self.old_object));
+        request.insert("userInfo".to_string(), user_info_var(&self.user_info));
+        request.insert("roles".to_string(), var_strings(&self.roles));
+        request.insert("clusterRoles".to_string(), var_strings(&self.cluster_roles));
+        request.insert("namespace".to_string(), var_str(self.namespace()));
+        request.insert(
+            "name".to_string(),
+            resource
+                .pointer("/metadata/name")
+                .map_or_else(|| Rcvar::new(Variable::Null), to_variable),
+        );
+        let mut kind = BTreeMap::new();
+        kind.insert("group".to_string(), var_str(&gvk.group));
+        kind.insert("version".to_string(), var_str(&gvk.version));
+        kind.insert("kind".to_string(), var_str(&gvk.kind));
+        request.insert("kind".to_string(), Rcvar::new(Variable::Object(kind)));
+        request.insert(
+            "dryRun".to_string(),
+            Rcvar::new(Variable::Bool(self.dry_run)),
+        );
+        if !self.subresource.is_empty() {
+            request.insert("subResource".to_string(), var_str(&self.subresource));
         }
-        let ctx = json!({
-            "request": request,
-            "serviceAccountName": sa_name,
-            "serviceAccountNamespace": sa_namespace,
-            "images": images::extract(resource),
-        });
-        let mut ctx = JsonContext::new(&ctx);
-        ctx.set("request.object", &self.object);
-        ctx.set("request.oldObject", &self.old_object);
+        let mut root = BTreeMap::new();
+        root.insert("request".to_string(), Rcvar::new(Variable::Object(request)));
+        root.insert("serviceAccountName".to_string(), var_str(sa_name));
+        root.insert("serviceAccountNamespace".to_string(), var_str(sa_namespace));
+        let images = match resource_arc {
+            Some(resource) => Some(DeferredImages::new(resource)),
+            None => {
+                root.insert(
+                    "images".to_string(),
+                    to_variable(&images::extract(resource)),
+                );
+                None
+            }
+        };
+        let mut ctx = JsonContext::from_variable(Rcvar::new(Variable::Object(root)), images);
         for (k, v) in &self.variables {
             ctx.set(k, v);
         }
         ctx
     }
+}
+
+fn var_str(s: &str) -> Rcvar {
+    Rcvar::new(Variable::String(s.to_string()))
+}
+
+fn var_strings(items: &[String]) -> Rcvar {
+    Rcvar::new(Variable::Array(items.iter().map(|s| var_str(s)).collect()))
+}
+
+/// `userInfo` as its JSON serialisation would read (`extra` only when set).
+fn user_info_var(u: &UserInfo) -> Rcvar {
+    let mut m = BTreeMap::new();
+    m.insert("username".to_string(), var_str(&u.username));
+    m.insert("uid".to_string(), var_str(&u.uid));
+    m.insert("groups".to_string(), var_strings(&u.groups));
+    if !u.extra.is_empty() {
+        m.insert(
+            "extra".to_string(),
+            to_variable(&Value::Object(u.extra.clone())),
+        );
+    }
+    Rcvar::new(Variable::Object(m))
 }

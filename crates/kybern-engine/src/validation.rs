@@ -12,8 +12,19 @@ use crate::preconditions;
 use crate::request::AdmissionRequest;
 use crate::response::RuleStatus;
 use crate::variables::{self, SubstituteOptions};
+use ::jmespath::{Rcvar, Variable};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+
+/// True if an interpreter value holds a floating-point number anywhere.
+fn has_float(v: &Variable) -> bool {
+    match v {
+        Variable::Number(n) => n.is_f64(),
+        Variable::Array(items) => items.iter().any(|x| has_float(x)),
+        Variable::Object(m) => m.values().any(|x| has_float(x)),
+        _ => false,
+    }
+}
 
 /// What a handler needs about the rule being evaluated.
 pub struct CheckInput<'a> {
@@ -66,7 +77,7 @@ pub fn run(input: &CheckInput) -> CheckOutcome {
             Some(match cel.evaluate(&cel_input) {
                 CelOutcome::Pass => (
                     RuleStatus::Pass,
-                    format!("validation rule '{}' passed.", input.rule_name),
+                    ["validation rule '", input.rule_name, "' passed."].concat(),
                 ),
                 CelOutcome::Fail(m) => (RuleStatus::Fail, m),
                 CelOutcome::Skip(m) => (RuleStatus::Skip, m),
@@ -81,7 +92,7 @@ pub fn run(input: &CheckInput) -> CheckOutcome {
                 Err(e) => Some((RuleStatus::Error, e.to_string())),
                 Ok(ev) if ev.checks_before_exceptions.is_empty() => Some((
                     RuleStatus::Pass,
-                    format!("Validation rule '{}' passed.", input.rule_name),
+                    ["Validation rule '", input.rule_name, "' passed."].concat(),
                 )),
                 Ok(ev) if ev.checks.is_empty() => Some((
                     RuleStatus::Skip,
@@ -190,7 +201,7 @@ fn check_resource(input: &CheckInput, check: &ValidationCheck, scope: &Scope) ->
                 }
                 Ok(_) => Some((
                     RuleStatus::Pass,
-                    format!("validation rule '{}' passed.", input.rule_name),
+                    ["validation rule '", input.rule_name, "' passed."].concat(),
                 )),
             }
         }
@@ -205,7 +216,7 @@ fn check_resource(input: &CheckInput, check: &ValidationCheck, scope: &Scope) ->
             match pattern::validate(scope.resource, &pat) {
                 Ok(()) => Some((
                     RuleStatus::Pass,
-                    format!("validation rule '{}' passed.", input.rule_name),
+                    ["validation rule '", input.rule_name, "' passed."].concat(),
                 )),
                 Err(e) if e.kind == PatternErrorKind::Skip => Some((RuleStatus::Skip, e.message)),
                 Err(e) if e.path.is_empty() => Some((RuleStatus::Error, e.message)),
@@ -286,10 +297,12 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
                 ));
             }
         };
-        let elements = match variables::evaluate(&expr, scope.ctx, input.opts) {
-            Ok(Value::Array(items)) => items,
-            Ok(Value::Null) => continue,
-            Ok(other) => vec![other],
+        let elements = match variables::evaluate_var(&expr, scope.ctx, input.opts) {
+            Ok(v) => match &*v {
+                Variable::Array(items) => items.clone(),
+                Variable::Null | Variable::Expref(_) => continue,
+                _ => vec![v],
+            },
             Err(crate::jmespath::JmespathError::NotFound { .. }) => continue,
             Err(e) => {
                 return Some((
@@ -298,15 +311,31 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
                 ));
             }
         };
-        for (index, element) in elements.iter().enumerate() {
-            if element.is_null() {
+        let element_key = format!("element{}", scope.depth);
+        let index_key = format!("elementIndex{}", scope.depth);
+        for (index, element_var) in elements.iter().enumerate() {
+            if matches!(&**element_var, Variable::Null | Variable::Expref(_)) {
                 continue;
             }
+            // The context sees the element as its JSON form would convert back: share the
+            // interpreter value when that conversion is the identity (no floats to normalise).
+            // The JSON form itself is only needed when the check looks at a resource.
+            let floats = has_float(element_var);
+            let element_json = (floats || !matches!(check, ValidationCheck::Deny(_)))
+                .then(|| crate::jmespath::to_json(element_var));
+            let element_var = match &element_json {
+                Some(json) if floats => crate::jmespath::to_variable(json),
+                _ => element_var.clone(),
+            };
+            let is_object = matches!(&*element_var, Variable::Object(_));
+            let index_var = Rcvar::new(Variable::Number(serde_json::Number::from(index)));
             let mut ctx = scope.ctx.clone();
-            ctx.set("element", element);
-            ctx.set("elementIndex", &Value::from(index));
-            ctx.set(&format!("element{}", scope.depth), element);
-            ctx.set(&format!("elementIndex{}", scope.depth), &Value::from(index));
+            ctx.set_tops([
+                ("element", element_var.clone()),
+                ("elementIndex", index_var.clone()),
+                (element_key.as_str(), element_var),
+                (index_key.as_str(), index_var),
+            ]);
             for (name, values) in input.foreach_values {
                 if let Some(v) = values.as_array().and_then(|a| a.get(index)) {
                     ctx.set(name, v);
@@ -338,8 +367,8 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
                     _ => continue,
                 }
             }
-            let element_scope = entry.element_scope.unwrap_or(element.is_object());
-            if element_scope && !element.is_object() {
+            let element_scope = entry.element_scope.unwrap_or(is_object);
+            if element_scope && !is_object {
                 return Some((
                     RuleStatus::Error,
                     format!(
@@ -349,7 +378,8 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
             }
             let inner = Scope {
                 resource: if element_scope {
-                    element
+                    // (A deny check never reads it.)
+                    element_json.as_ref().unwrap_or(scope.resource)
                 } else {
                     scope.resource
                 },
@@ -377,6 +407,6 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
     }
     Some((
         RuleStatus::Pass,
-        format!("validation rule '{}' passed.", input.rule_name),
+        ["validation rule '", input.rule_name, "' passed."].concat(),
     ))
 }

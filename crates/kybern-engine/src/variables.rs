@@ -91,6 +91,23 @@ pub fn evaluate(
     ctx.search(&compiled(expr)?)
 }
 
+/// Like [`evaluate`], returning the interpreter value (shared with the context, not copied).
+pub(crate) fn evaluate_var(
+    expr: &str,
+    ctx: &JsonContext,
+    opts: SubstituteOptions,
+) -> Result<::jmespath::Rcvar, JmespathError> {
+    let expr = expr.trim();
+    let rewritten;
+    let expr = if opts.delete && expr.contains("request.object") {
+        rewritten = expr.replace("request.object", "request.oldObject");
+        rewritten.as_str()
+    } else {
+        expr
+    };
+    ctx.search_var(&compiled(expr)?)
+}
+
 /// Substitutes every variable in string leaves and keys of `value`.
 /// `path` is the JSON path of `value` in the rule, used in errors and by `{{@}}`.
 pub fn substitute_all(

@@ -31,7 +31,7 @@ impl AnchorKind {
 }
 
 /// A parsed anchor key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Anchor<'a> {
     pub kind: AnchorKind,
     pub key: &'a str,

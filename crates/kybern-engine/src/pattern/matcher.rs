@@ -1,7 +1,5 @@
 //! The tree walk of `validate.pattern` (Kyverno's `validate.MatchPattern` and the anchor handlers).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-
 use serde_json::{Map, Value};
 
 use super::anchor::{self, AnchorKind};
@@ -30,7 +28,7 @@ pub(crate) struct MatchErr {
 }
 
 impl MatchErr {
-    fn other(path: &str, message: String) -> Self {
+    fn other(path: &Path, message: String) -> Self {
         MatchErr {
             kind: ErrKind::Other,
             wrapped: false,
@@ -43,7 +41,7 @@ impl MatchErr {
         matches!(self.kind, ErrKind::Conditional | ErrKind::Global)
     }
 
-    fn combine(path: &str, errors: &[MatchErr]) -> Self {
+    fn combine(path: &Path, errors: &[MatchErr]) -> Self {
         let kind = errors.first().map_or(ErrKind::Conditional, |e| e.kind);
         let message = errors
             .iter()
@@ -61,22 +59,63 @@ impl MatchErr {
 
 type MatchResult = Result<(), MatchErr>;
 
+/// Where the walk is, as a chain of borrowed segments: rendered to Kyverno's
+/// `/spec/containers/0/` form only when an error needs it.
+#[derive(Clone, Copy)]
+pub(crate) enum Path<'a> {
+    Root,
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn write_to(&self, out: &mut String) {
+        match self {
+            Path::Root => out.push('/'),
+            Path::Key(parent, key) => {
+                parent.write_to(out);
+                out.push_str(key);
+                out.push('/');
+            }
+            Path::Index(parent, i) => {
+                parent.write_to(out);
+                out.push_str(&i.to_string());
+                out.push('/');
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = String::new();
+        self.write_to(&mut out);
+        f.write_str(&out)
+    }
+}
+
 /// Walk state shared across the whole pattern (Kyverno's `AnchorMap`).
 #[derive(Default)]
 pub(crate) struct Walker {
     /// For each condition/existence/negation anchor seen: did any resource map hold its key?
-    anchors_seen: HashMap<String, bool>,
+    /// A short list: patterns hold few anchors, and a linear scan beats hashing them.
+    anchors_seen: Vec<(String, bool)>,
 }
 
 impl Walker {
     /// True if some anchor key of the pattern never appeared in the resource.
     pub(crate) fn keys_are_missing(&self) -> bool {
-        self.anchors_seen.values().any(|v| !v)
+        self.anchors_seen.iter().any(|(_, v)| !v)
     }
 
-    fn note_anchors(&mut self, pattern: &Map<String, Value>, resource: &Map<String, Value>) {
-        for key in pattern.keys() {
-            let Some(a) = anchor::parse(key) else {
+    fn note_anchors(
+        &mut self,
+        pattern: &Map<String, Value>,
+        anchors: &[Option<anchor::Anchor>],
+        resource: &Map<String, Value>,
+    ) {
+        for (key, a) in pattern.keys().zip(anchors) {
+            let Some(a) = a else {
                 continue;
             };
             if !matches!(
@@ -85,9 +124,10 @@ impl Walker {
             ) {
                 continue;
             }
-            let entry = self.anchors_seen.entry(key.clone()).or_insert(false);
-            if !*entry && resource.contains_key(a.key) {
-                *entry = true;
+            let present = resource.contains_key(a.key);
+            match self.anchors_seen.iter_mut().find(|(k, _)| k == key) {
+                Some((_, seen)) => *seen |= present,
+                None => self.anchors_seen.push((key.clone(), present)),
             }
         }
     }
@@ -96,14 +136,11 @@ impl Walker {
         &mut self,
         resource: &Value,
         pattern: &Value,
-        path: &str,
+        path: &Path,
         depth: usize,
     ) -> MatchResult {
         if depth > MAX_DEPTH {
-            return Err(MatchErr::other(
-                path,
-                format!("pattern nesting deeper than {MAX_DEPTH} at {path}"),
-            ));
+            return Err(too_deep(path));
         }
         match pattern {
             Value::Object(pmap) => {
@@ -117,7 +154,6 @@ impl Walker {
                         ),
                     ));
                 };
-                self.note_anchors(pmap, rmap);
                 self.map(rmap, pmap, path, depth)
             }
             Value::Array(parr) => {
@@ -139,14 +175,7 @@ impl Walker {
                 if ok {
                     Ok(())
                 } else {
-                    Err(MatchErr::other(
-                        path,
-                        format!(
-                            "resource value '{}' does not match '{}' at path {path}",
-                            go_sprint(resource),
-                            go_sprint(scalar)
-                        ),
-                    ))
+                    Err(scalar_mismatch(&go_sprint(resource), scalar, path))
                 }
             }
         }
@@ -156,31 +185,43 @@ impl Walker {
         &mut self,
         resource: &Map<String, Value>,
         pattern: &Map<String, Value>,
-        path: &str,
+        path: &Path,
         depth: usize,
     ) -> MatchResult {
-        let expanded = expand_metadata_wildcards(pattern, resource);
+        // Each key's anchor, parsed once for this map (the keys stay the same when metadata
+        // wildcards are expanded below: only the value under `metadata` changes).
+        let mut small: [Option<anchor::Anchor>; 16] = Default::default();
+        let mut large: Vec<Option<anchor::Anchor>> = Vec::new();
+        let parsed: &[Option<anchor::Anchor>] = if pattern.len() <= small.len() {
+            for (slot, key) in small.iter_mut().zip(pattern.keys()) {
+                *slot = anchor::parse(key);
+            }
+            small.get(..pattern.len()).unwrap_or_default()
+        } else {
+            large.extend(pattern.keys().map(|k| anchor::parse(k)));
+            &large
+        };
+        self.note_anchors(pattern, parsed, resource);
+        let mentions_metadata = pattern
+            .keys()
+            .zip(parsed)
+            .any(|(k, a)| a.map_or(k.as_str(), |a| a.key) == "metadata");
+        let expanded = if mentions_metadata {
+            expand_metadata_wildcards(pattern, resource)
+        } else {
+            None
+        };
         let pattern = expanded.as_ref().unwrap_or(pattern);
 
-        // Sorted keys give Go's `sort.Strings` order.
-        let mut anchors: BTreeMap<&str, &Value> = BTreeMap::new();
-        let mut plain: BTreeMap<&str, &Value> = BTreeMap::new();
-        for (k, v) in pattern {
-            match anchor::parse(k) {
-                Some(a) if anchor::is_phase_one(a.kind) => {
-                    anchors.insert(k.as_str(), v);
-                }
-                _ => {
-                    plain.insert(k.as_str(), v);
-                }
-            }
-        }
-
+        // The map's keys iterate sorted, which is Go's `sort.Strings` order.
         // Phase 1: condition, existence, equality and negation anchors.
         let mut skips: Vec<MatchErr> = Vec::new();
         let mut applied = 0usize;
-        for (key, sub) in &anchors {
-            match self.handle(key, sub, resource, path, depth) {
+        for (sub, a) in pattern.values().zip(parsed) {
+            let Some(a) = a.filter(|a| anchor::is_phase_one(a.kind)) else {
+                continue;
+            };
+            match self.anchored(&a, sub, resource, path, depth) {
                 Ok(()) => applied += 1,
                 Err(e) if e.is_skip() => skips.push(e),
                 Err(e) => {
@@ -195,19 +236,32 @@ impl Walker {
             return Err(MatchErr::combine(path, &skips));
         }
 
-        // Phase 2: global anchors and keys holding nested anchors first, then the rest.
-        let mut order: VecDeque<&str> = VecDeque::new();
-        for (key, sub) in &plain {
-            let global = anchor::parse(key).is_some_and(|a| a.kind == AnchorKind::Global);
-            if global || has_nested_anchors(sub, 0) {
-                order.push_front(key);
-            } else {
-                order.push_back(key);
+        // Phase 2: global anchors and keys holding nested anchors first (in reverse key
+        // order), then the rest (in key order).
+        let mut small_front = [false; 32];
+        let mut large_front = Vec::new();
+        let front: &mut [bool] = if pattern.len() <= small_front.len() {
+            small_front.get_mut(..pattern.len()).unwrap_or_default()
+        } else {
+            large_front.resize(pattern.len(), false);
+            &mut large_front
+        };
+        for ((sub, a), slot) in pattern.values().zip(parsed).zip(front.iter_mut()) {
+            *slot = match a {
+                Some(a) if anchor::is_phase_one(a.kind) => continue,
+                Some(a) if a.kind == AnchorKind::Global => true,
+                _ => has_nested_anchors(sub, 0),
+            };
+        }
+        let entries = pattern.iter().zip(parsed).zip(front.iter());
+        for (((key, sub), a), first) in entries.clone().rev() {
+            if *first {
+                self.handle(key, a, sub, resource, path, depth)?;
             }
         }
-        for key in order {
-            if let Some(sub) = plain.get(key) {
-                self.handle(key, sub, resource, path, depth)?;
+        for (((key, sub), a), first) in entries {
+            if !*first && !a.is_some_and(|a| anchor::is_phase_one(a.kind)) {
+                self.handle(key, a, sub, resource, path, depth)?;
             }
         }
         Ok(())
@@ -216,16 +270,27 @@ impl Walker {
     fn handle(
         &mut self,
         key: &str,
+        parsed: &Option<anchor::Anchor>,
         sub: &Value,
         resource: &Map<String, Value>,
-        path: &str,
+        path: &Path,
         depth: usize,
     ) -> MatchResult {
-        let parsed = anchor::parse(key);
-        let Some(a) = parsed.filter(|a| a.kind != AnchorKind::AddIfNotPresent) else {
-            return self.plain_key(key, sub, resource, path, depth);
-        };
-        let current = format!("{path}{}/", a.key);
+        match parsed.filter(|a| a.kind != AnchorKind::AddIfNotPresent) {
+            Some(a) => self.anchored(&a, sub, resource, path, depth),
+            None => self.plain_key(key, sub, resource, path, depth),
+        }
+    }
+
+    fn anchored(
+        &mut self,
+        a: &anchor::Anchor,
+        sub: &Value,
+        resource: &Map<String, Value>,
+        path: &Path,
+        depth: usize,
+    ) -> MatchResult {
+        let current = Path::Key(path, a.key);
         let present = resource.get(a.key);
         match a.kind {
             AnchorKind::Condition => match present {
@@ -238,7 +303,7 @@ impl Walker {
                 None => Err(MatchErr {
                     kind: ErrKind::Conditional,
                     wrapped: false,
-                    path: current,
+                    path: current.to_string(),
                     message: "conditional anchor mismatch: conditional anchor key doesn't exist in the resource"
                         .to_string(),
                 }),
@@ -257,19 +322,25 @@ impl Walker {
                 None => Ok(()),
             },
             AnchorKind::Negation => match present {
-                Some(_) => Err(MatchErr {
-                    kind: ErrKind::Negation,
-                    wrapped: false,
-                    path: current.clone(),
-                    message: format!("negation anchor matched in resource: {current} is not allowed"),
-                }),
+                Some(_) => {
+                    let current = current.to_string();
+                    Err(MatchErr {
+                        kind: ErrKind::Negation,
+                        wrapped: false,
+                        message: format!(
+                            "negation anchor matched in resource: {current} is not allowed"
+                        ),
+                        path: current,
+                    })
+                }
                 None => Ok(()),
             },
             AnchorKind::Existence => match present {
                 Some(value) => self.existence(value, sub, &current, depth),
                 None => Ok(()),
             },
-            AnchorKind::AddIfNotPresent => self.plain_key(key, sub, resource, path, depth),
+            // Handled as a plain key by the caller.
+            AnchorKind::AddIfNotPresent => Ok(()),
         }
     }
 
@@ -278,7 +349,7 @@ impl Walker {
         key: &str,
         sub: &Value,
         resource: &Map<String, Value>,
-        path: &str,
+        path: &Path,
         depth: usize,
     ) -> MatchResult {
         let value = resource.get(key).unwrap_or(&Value::Null);
@@ -289,14 +360,14 @@ impl Walker {
             }
             return Ok(());
         }
-        self.element(value, sub, &format!("{path}{key}/"), depth + 1)
+        self.element(value, sub, &Path::Key(path, key), depth + 1)
     }
 
     fn existence(
         &mut self,
         value: &Value,
         sub: &Value,
-        current: &str,
+        current: &Path,
         depth: usize,
     ) -> MatchResult {
         let Value::Array(items) = value else {
@@ -331,7 +402,7 @@ impl Walker {
             let mut satisfied = false;
             for (i, item) in items.iter().enumerate() {
                 if self
-                    .element(item, p, &format!("{current}{i}/"), depth + 1)
+                    .element(item, p, &Path::Index(current, i), depth + 1)
                     .is_ok()
                 {
                     satisfied = true;
@@ -352,7 +423,7 @@ impl Walker {
         &mut self,
         resource: &[Value],
         pattern: &[Value],
-        path: &str,
+        path: &Path,
         depth: usize,
     ) -> MatchResult {
         let Some(first) = pattern.first() else {
@@ -364,7 +435,7 @@ impl Walker {
                 let mut skips = Vec::new();
                 let mut applied = 0usize;
                 for (i, item) in resource.iter().enumerate() {
-                    match self.element(item, first, &format!("{path}{i}/"), depth + 1) {
+                    match self.element(item, first, &Path::Index(path, i), depth + 1) {
                         Ok(()) => applied += 1,
                         Err(e) if e.is_skip() => skips.push(e),
                         Err(e) => return Err(e),
@@ -378,19 +449,21 @@ impl Walker {
             Value::Array(_) => {
                 if resource.len() < pattern.len() {
                     // Kyverno reports this without a path, which makes the rule an error.
-                    return Err(MatchErr::other(
-                        "",
-                        format!(
+                    return Err(MatchErr {
+                        kind: ErrKind::Other,
+                        wrapped: false,
+                        path: String::new(),
+                        message: format!(
                             "validate Array failed, array length mismatch, resource Array len is {} and pattern Array len is {}",
                             resource.len(),
                             pattern.len()
                         ),
-                    ));
+                    });
                 }
                 let mut skips = Vec::new();
                 let mut applied = 0usize;
                 for (i, (item, p)) in resource.iter().zip(pattern).enumerate() {
-                    match self.element(item, p, &format!("{path}{i}/"), depth + 1) {
+                    match self.element(item, p, &Path::Index(path, i), depth + 1) {
                         Ok(()) => applied += 1,
                         Err(e) if e.is_skip() => skips.push(e),
                         Err(e) => return Err(e),
@@ -402,11 +475,36 @@ impl Walker {
                 Ok(())
             }
             scalar => {
-                let whole = Value::Array(resource.to_vec());
-                self.element(&whole, scalar, path, depth + 1)
+                // The whole list against one scalar, without copying the list.
+                if depth + 1 > MAX_DEPTH {
+                    return Err(too_deep(path));
+                }
+                if resource.iter().all(|item| value_matches(item, scalar)) {
+                    Ok(())
+                } else {
+                    let whole = Value::Array(resource.to_vec());
+                    Err(scalar_mismatch(&go_sprint(&whole), scalar, path))
+                }
             }
         }
     }
+}
+
+fn too_deep(path: &Path) -> MatchErr {
+    MatchErr::other(
+        path,
+        format!("pattern nesting deeper than {MAX_DEPTH} at {path}"),
+    )
+}
+
+fn scalar_mismatch(resource: &str, scalar: &Value, path: &Path) -> MatchErr {
+    MatchErr::other(
+        path,
+        format!(
+            "resource value '{resource}' does not match '{}' at path {path}",
+            go_sprint(scalar)
+        ),
+    )
 }
 
 /// True if the pattern holds a condition, existence, equality, negation or global anchor anywhere.

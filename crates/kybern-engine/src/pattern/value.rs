@@ -64,6 +64,10 @@ pub fn operator_of(pattern: &str) -> Operator {
             return op;
         }
     }
+    // Both range forms need a `-` between their sides.
+    if !pattern.contains('-') {
+        return Operator::Equal;
+    }
     if range_sides(&NOT_IN_RANGE, pattern).is_some() {
         return Operator::NotInRange;
     }
@@ -197,11 +201,11 @@ fn compare_string(value: &Value, operand: &str, op: Operator) -> bool {
     if !matches!(op, Operator::Equal | Operator::NotEqual) {
         return false;
     }
-    let text = match value {
-        Value::Number(n) if n.is_f64() => n.as_f64().map(format_float_e),
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
+    let text: Option<std::borrow::Cow<str>> = match value {
+        Value::Number(n) if n.is_f64() => n.as_f64().map(|f| format_float_e(f).into()),
+        Value::Number(n) => Some(n.to_string().into()),
+        Value::String(s) => Some(s.as_str().into()),
+        Value::Bool(b) => Some(b.to_string().into()),
         // nil never matches a string operand, not even with `!`.
         _ => None,
     };

@@ -335,6 +335,10 @@ fn compile_rule(raw: &Value, path: &str, kind: PolicyKind) -> Result<Rule, Polic
     };
     Ok(Rule {
         name,
+        kind_filter: crate::matching::kind_filter(&match_resources),
+        preconditions_have_variables: preconditions
+            .as_ref()
+            .is_some_and(crate::variables::value_has_variables),
         match_resources,
         exclude,
         context,
