@@ -3,6 +3,7 @@
 
 use crate::spec::ValuesSpec;
 use kybern_engine::context::{ApiCall, ContextProvider, ImageData, Labels, ProviderError};
+use kybern_engine::objects;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -94,57 +95,7 @@ impl FileProvider {
 
     /// Answers Kubernetes API paths such as `/api/v1/namespaces/x/configmaps` from cluster objects.
     fn api_path(&self, path: &str) -> Result<Value, ProviderError> {
-        let objects = self.cluster("apiCall")?;
-        let path = path
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('/');
-        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let (api_version, rest) = match segs.as_slice() {
-            ["api", v, rest @ ..] => ((*v).to_string(), rest),
-            ["apis", g, v, rest @ ..] => (format!("{g}/{v}"), rest),
-            _ => {
-                return Err(ProviderError::Failed(format!(
-                    "unsupported API path {path}"
-                )));
-            }
-        };
-        let (namespace, resource, name) = match rest {
-            ["namespaces", ns, res] => (Some(*ns), *res, None),
-            ["namespaces", ns, res, name] => (Some(*ns), *res, Some(*name)),
-            [res] => (None, *res, None),
-            [res, name] => (None, *res, Some(*name)),
-            _ => {
-                return Err(ProviderError::Failed(format!(
-                    "unsupported API path {path}"
-                )));
-            }
-        };
-        let matches_resource = |o: &Value| {
-            let kind = field(o, "/kind").to_ascii_lowercase();
-            field(o, "/apiVersion") == api_version
-                && (format!("{kind}s") == resource
-                    || format!("{kind}es") == resource
-                    || kind
-                        .strip_suffix('y')
-                        .is_some_and(|k| format!("{k}ies") == resource))
-                && namespace.is_none_or(|ns| field(o, "/metadata/namespace") == ns)
-        };
-        let items: Vec<Value> = objects
-            .iter()
-            .filter(|o| matches_resource(o))
-            .cloned()
-            .collect();
-        match name {
-            Some(n) => items
-                .into_iter()
-                .find(|o| field(o, "/metadata/name") == n)
-                .ok_or_else(|| ProviderError::Failed(format!("{path} not found"))),
-            None => Ok(
-                serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {}}),
-            ),
-        }
+        objects::api_path(self.cluster("apiCall")?, path)
     }
 }
 
@@ -156,16 +107,8 @@ impl ContextProvider for FileProvider {
         namespace: &str,
         name: &str,
     ) -> Result<Option<Value>, ProviderError> {
-        Ok(self
-            .objects("resource")?
-            .into_iter()
-            .find(|o| {
-                field(o, "/apiVersion") == api_version
-                    && field(o, "/kind") == kind
-                    && field(o, "/metadata/namespace") == namespace
-                    && field(o, "/metadata/name") == name
-            })
-            .cloned())
+        let all = self.objects("resource")?;
+        Ok(objects::find(all, api_version, kind, namespace, name).cloned())
     }
 
     fn list(
@@ -174,14 +117,8 @@ impl ContextProvider for FileProvider {
         kind: &str,
         namespace: &str,
     ) -> Result<Vec<Value>, ProviderError> {
-        Ok(self
-            .objects("resource list")?
-            .into_iter()
-            .filter(|o| {
-                field(o, "/apiVersion") == api_version
-                    && field(o, "/kind") == kind
-                    && (namespace.is_empty() || field(o, "/metadata/namespace") == namespace)
-            })
+        let all = self.objects("resource list")?;
+        Ok(objects::select(all, api_version, kind, namespace)
             .cloned()
             .collect())
     }

@@ -27,6 +27,7 @@ pub mod json_context;
 pub mod json_patch;
 pub mod matching;
 pub mod mutation;
+pub mod objects;
 pub mod pattern;
 pub mod pod_security;
 pub mod policy;

@@ -3,8 +3,9 @@
 //! unavailable, as in the CLI's local mode.
 
 use kybern_engine::context::{ApiCall, ContextProvider, ImageData, Labels, ProviderError};
+use kybern_engine::objects;
 use kybern_engine::yaml::{Limits, parse_documents};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -124,47 +125,7 @@ impl ClusterResources {
 
     /// Answers Kubernetes API paths such as `/api/v1/namespaces/x/configmaps` from the objects.
     fn api_path(&self, path: &str) -> Result<Value, ProviderError> {
-        let objects = self.objects("apiCall")?;
-        let path = path
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('/');
-        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let unsupported = || ProviderError::Failed(format!("unsupported API path {path}"));
-        let (api_version, rest) = match segs.as_slice() {
-            ["api", v, rest @ ..] => ((*v).to_string(), rest),
-            ["apis", g, v, rest @ ..] => (format!("{g}/{v}"), rest),
-            _ => return Err(unsupported()),
-        };
-        let (namespace, resource, name) = match rest {
-            ["namespaces", ns, res] => (Some(*ns), *res, None),
-            ["namespaces", ns, res, name] => (Some(*ns), *res, Some(*name)),
-            [res] => (None, *res, None),
-            [res, name] => (None, *res, Some(*name)),
-            _ => return Err(unsupported()),
-        };
-        let matches = |o: &Value| {
-            let kind = field(o, "/kind").to_ascii_lowercase();
-            field(o, "/apiVersion") == api_version
-                && (format!("{kind}s") == resource
-                    || format!("{kind}es") == resource
-                    || kind
-                        .strip_suffix('y')
-                        .is_some_and(|k| format!("{k}ies") == resource))
-                && namespace.is_none_or(|ns| field(o, "/metadata/namespace") == ns)
-        };
-        let mut items = objects.iter().filter(|o| matches(o));
-        match name {
-            Some(n) => items
-                .find(|o| field(o, "/metadata/name") == n)
-                .cloned()
-                .ok_or_else(|| ProviderError::Failed(format!("{path} not found"))),
-            None => Ok(json!({
-                "apiVersion": "v1", "kind": "List", "metadata": {},
-                "items": items.cloned().collect::<Vec<_>>(),
-            })),
-        }
+        objects::api_path(self.objects("apiCall")?, path)
     }
 }
 
@@ -176,16 +137,8 @@ impl ContextProvider for ClusterResources {
         namespace: &str,
         name: &str,
     ) -> Result<Option<Value>, ProviderError> {
-        Ok(self
-            .objects("resource")?
-            .iter()
-            .find(|o| {
-                field(o, "/apiVersion") == api_version
-                    && field(o, "/kind") == kind
-                    && field(o, "/metadata/namespace") == namespace
-                    && field(o, "/metadata/name") == name
-            })
-            .cloned())
+        let all = self.objects("resource")?;
+        Ok(objects::find(all, api_version, kind, namespace, name).cloned())
     }
 
     fn list(
@@ -194,14 +147,8 @@ impl ContextProvider for ClusterResources {
         kind: &str,
         namespace: &str,
     ) -> Result<Vec<Value>, ProviderError> {
-        Ok(self
-            .objects("resource list")?
-            .iter()
-            .filter(|o| {
-                field(o, "/apiVersion") == api_version
-                    && field(o, "/kind") == kind
-                    && (namespace.is_empty() || field(o, "/metadata/namespace") == namespace)
-            })
+        let all = self.objects("resource list")?;
+        Ok(objects::select(all, api_version, kind, namespace)
             .cloned()
             .collect())
     }

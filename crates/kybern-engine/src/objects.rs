@@ -1,0 +1,130 @@
+//! Lookups over in-memory Kubernetes objects: by key, by kind, and by Kubernetes API path
+//! (`/api/v1/namespaces/x/configmaps`). Providers backed by files or caches share these.
+
+use crate::context::ProviderError;
+use serde_json::{Value, json};
+
+fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The object with this apiVersion, kind, namespace and name.
+pub fn find<'a>(
+    objects: impl IntoIterator<Item = &'a Value>,
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Option<&'a Value> {
+    objects.into_iter().find(|o| {
+        field(o, "/apiVersion") == api_version
+            && field(o, "/kind") == kind
+            && field(o, "/metadata/namespace") == namespace
+            && field(o, "/metadata/name") == name
+    })
+}
+
+/// Objects of one apiVersion and kind, in a namespace (empty: every namespace).
+pub fn select<'a>(
+    objects: impl IntoIterator<Item = &'a Value>,
+    api_version: &'a str,
+    kind: &'a str,
+    namespace: &'a str,
+) -> impl Iterator<Item = &'a Value> {
+    objects.into_iter().filter(move |o| {
+        field(o, "/apiVersion") == api_version
+            && field(o, "/kind") == kind
+            && (namespace.is_empty() || field(o, "/metadata/namespace") == namespace)
+    })
+}
+
+/// Does a plural resource name (`configmaps`, `ingresses`, `policies`) name this kind?
+fn resource_names_kind(resource: &str, kind: &str) -> bool {
+    let kind = kind.to_ascii_lowercase();
+    resource.strip_suffix('s') == Some(kind.as_str())
+        || resource.strip_suffix("es") == Some(kind.as_str())
+        || kind
+            .strip_suffix('y')
+            .is_some_and(|k| resource.strip_suffix("ies") == Some(k))
+}
+
+/// Answers a Kubernetes API GET path from the objects: one object, or a `List` of them.
+pub fn api_path<'a>(
+    objects: impl IntoIterator<Item = &'a Value>,
+    path: &str,
+) -> Result<Value, ProviderError> {
+    let path = path
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    let unsupported = || ProviderError::Failed(format!("unsupported API path {path}"));
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (api_version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ((*v).to_string(), rest),
+        ["apis", g, v, rest @ ..] => (format!("{g}/{v}"), rest),
+        _ => return Err(unsupported()),
+    };
+    let (namespace, resource, name) = match rest {
+        ["namespaces", ns, res] => (Some(*ns), *res, None),
+        ["namespaces", ns, res, name] => (Some(*ns), *res, Some(*name)),
+        [res] => (None, *res, None),
+        [res, name] => (None, *res, Some(*name)),
+        _ => return Err(unsupported()),
+    };
+    let mut items = objects.into_iter().filter(|o| {
+        field(o, "/apiVersion") == api_version
+            && resource_names_kind(resource, field(o, "/kind"))
+            && namespace.is_none_or(|ns| field(o, "/metadata/namespace") == ns)
+    });
+    match name {
+        Some(n) => items
+            .find(|o| field(o, "/metadata/name") == n)
+            .cloned()
+            .ok_or_else(|| ProviderError::Failed(format!("{path} not found"))),
+        None => Ok(json!({
+            "apiVersion": "v1", "kind": "List", "metadata": {},
+            "items": items.cloned().collect::<Vec<_>>(),
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objects() -> Vec<Value> {
+        vec![
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "x"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "namespace": "y"}}),
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i", "namespace": "x"}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}),
+        ]
+    }
+
+    #[test]
+    fn finds_by_key_and_kind() {
+        let objs = objects();
+        assert!(find(&objs, "v1", "ConfigMap", "y", "b").is_some());
+        assert!(find(&objs, "v1", "ConfigMap", "x", "b").is_none());
+        assert_eq!(select(&objs, "v1", "ConfigMap", "").count(), 2);
+    }
+
+    #[test]
+    fn answers_api_paths() {
+        let objs = objects();
+        let list = api_path(&objs, "/api/v1/namespaces/x/configmaps").unwrap();
+        assert_eq!(list["items"].as_array().unwrap().len(), 1);
+        let ing = api_path(&objs, "/apis/networking.k8s.io/v1/namespaces/x/ingresses/i").unwrap();
+        assert_eq!(ing["metadata"]["name"], "i");
+        assert_eq!(
+            api_path(&objs, "/api/v1/namespaces").unwrap()["items"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(api_path(&objs, "/api/v1/namespaces/x/configmaps/zz").is_err());
+        assert!(api_path(&objs, "/version").is_err());
+    }
+}
