@@ -104,10 +104,9 @@ impl Expression {
     /// `resource.Get`/`resource.List` are served from the scope's provider between attempts.
     pub fn eval(&self, scope: &Scope) -> Result<cel::Value, String> {
         for _ in 0..MAX_FETCHES {
-            let mut ctx = root().new_inner_scope();
-            for (name, value) in &scope.vars {
-                ctx.add_variable_from_value(name.clone(), value.clone());
-            }
+            // The scope's variables were converted into the interpreter's representation when
+            // they were set; each evaluation only adds its own lookups in a child scope.
+            let mut ctx = scope.ctx.new_inner_scope();
             let fetched = scope.fetched.borrow().clone();
             if !fetched.is_empty() {
                 ctx.add_variable_from_value(library::FETCHED_VAR, value::map(fetched));
@@ -166,11 +165,41 @@ impl Expression {
 }
 
 /// The variables visible to an expression, and where resource lookups go.
-#[derive(Clone, Default)]
+///
+/// Variables are kept twice: as [`cel::Value`]s (cheap to clone, Arc-backed) and converted once
+/// into an interpreter context, so that evaluating an expression does not convert the inputs
+/// again (the interpreter's own representation is deep-copied on conversion).
 pub struct Scope<'p> {
     vars: Vec<(String, cel::Value)>,
+    ctx: cel::Context<'static>,
     provider: Option<&'p dyn ContextProvider>,
     fetched: RefCell<HashMap<String, cel::Value>>,
+}
+
+impl Default for Scope<'_> {
+    fn default() -> Self {
+        Scope {
+            vars: Vec::new(),
+            ctx: root().new_inner_scope(),
+            provider: None,
+            fetched: RefCell::default(),
+        }
+    }
+}
+
+impl Clone for Scope<'_> {
+    fn clone(&self) -> Self {
+        let mut ctx = root().new_inner_scope();
+        for (name, value) in &self.vars {
+            ctx.add_variable_from_value(name.clone(), value.clone());
+        }
+        Scope {
+            vars: self.vars.clone(),
+            ctx,
+            provider: self.provider,
+            fetched: self.fetched.clone(),
+        }
+    }
 }
 
 impl<'p> Scope<'p> {
@@ -189,6 +218,7 @@ impl<'p> Scope<'p> {
 
     /// Sets (or replaces) a top-level variable.
     pub fn set(&mut self, name: &str, v: cel::Value) {
+        self.ctx.add_variable_from_value(name.to_string(), v.clone());
         if let Some(slot) = self.vars.iter_mut().find(|(n, _)| n == name) {
             slot.1 = v;
         } else {
