@@ -218,7 +218,8 @@ impl<'p> Scope<'p> {
 
     /// Sets (or replaces) a top-level variable.
     pub fn set(&mut self, name: &str, v: cel::Value) {
-        self.ctx.add_variable_from_value(name.to_string(), v.clone());
+        self.ctx
+            .add_variable_from_value(name.to_string(), v.clone());
         if let Some(slot) = self.vars.iter_mut().find(|(n, _)| n == name) {
             slot.1 = v;
         } else {
@@ -273,6 +274,36 @@ impl<'p> Scope<'p> {
 pub struct Variable {
     pub name: String,
     pub expression: Expression,
+    /// No expression of the policy can read this variable ([`mark_unused_variables`]): it is
+    /// not evaluated (Kyverno evaluates variables lazily, so its errors would not show either).
+    pub unused: bool,
+}
+
+/// Marks the variables that no expression among `sources` (every expression of the policy,
+/// variables included) can read: their name appears nowhere, and no expression reads the
+/// `variables` map as a whole.
+pub fn mark_unused_variables<'s>(
+    vars: &mut [Variable],
+    sources: impl IntoIterator<Item = &'s str>,
+) {
+    let own: Vec<String> = vars.iter().map(|v| v.expression.source.clone()).collect();
+    let mut sources: Vec<&str> = sources.into_iter().collect();
+    sources.extend(own.iter().map(String::as_str));
+    let whole_map = sources.iter().any(|s| {
+        s.match_indices("variables").any(|(i, m)| {
+            !matches!(
+                s.get(i + m.len()..).and_then(|rest| rest.chars().next()),
+                Some('.' | '[')
+            )
+        })
+    });
+    if whole_map {
+        return;
+    }
+    let names: Vec<String> = vars.iter().map(|v| v.name.clone()).collect();
+    for (v, name) in vars.iter_mut().zip(names) {
+        v.unused = !sources.iter().any(|s| s.contains(name.as_str()));
+    }
 }
 
 /// The `variables` map as evaluated so far: values, and the errors of those that failed
@@ -287,14 +318,25 @@ impl VariableValues {
     /// Evaluates `vars` in order; each sees the ones before it as `variables.<name>`.
     pub fn evaluate(vars: &[Variable], scope: &mut Scope) -> VariableValues {
         let mut out = VariableValues::default();
-        scope.set("variables", out.as_value());
+        // `variables` is (re)set only when an expression about to run can read it.
+        let mut stale = true;
         for v in vars {
+            if v.unused {
+                continue;
+            }
+            if stale && v.expression.source.contains("variables") {
+                scope.set("variables", out.as_value());
+                stale = false;
+            }
             match v.expression.eval(scope) {
                 Ok(val) => {
                     out.values.insert(v.name.clone(), val);
+                    stale = true;
                 }
                 Err(e) => out.errors.push((v.name.clone(), e)),
             }
+        }
+        if stale {
             scope.set("variables", out.as_value());
         }
         out
@@ -374,6 +416,7 @@ pub fn compile_variables(list: Option<&Value>, path: &str) -> Result<Vec<Variabl
         out.push(Variable {
             name: name.to_string(),
             expression: Expression::compile(src, &format!("{p}.expression"))?,
+            unused: false,
         });
     }
     Ok(out)
