@@ -104,10 +104,9 @@ impl Expression {
     /// `resource.Get`/`resource.List` are served from the scope's provider between attempts.
     pub fn eval(&self, scope: &Scope) -> Result<cel::Value, String> {
         for _ in 0..MAX_FETCHES {
-            let mut ctx = root().new_inner_scope();
-            for (name, value) in &scope.vars {
-                ctx.add_variable_from_value(name.clone(), value.clone());
-            }
+            // The scope's variables were converted into the interpreter's representation when
+            // they were set; each evaluation only adds its own lookups in a child scope.
+            let mut ctx = scope.ctx.new_inner_scope();
             let fetched = scope.fetched.borrow().clone();
             if !fetched.is_empty() {
                 ctx.add_variable_from_value(library::FETCHED_VAR, value::map(fetched));
@@ -166,11 +165,41 @@ impl Expression {
 }
 
 /// The variables visible to an expression, and where resource lookups go.
-#[derive(Clone, Default)]
+///
+/// Variables are kept twice: as [`cel::Value`]s (cheap to clone, Arc-backed) and converted once
+/// into an interpreter context, so that evaluating an expression does not convert the inputs
+/// again (the interpreter's own representation is deep-copied on conversion).
 pub struct Scope<'p> {
     vars: Vec<(String, cel::Value)>,
+    ctx: cel::Context<'static>,
     provider: Option<&'p dyn ContextProvider>,
     fetched: RefCell<HashMap<String, cel::Value>>,
+}
+
+impl Default for Scope<'_> {
+    fn default() -> Self {
+        Scope {
+            vars: Vec::new(),
+            ctx: root().new_inner_scope(),
+            provider: None,
+            fetched: RefCell::default(),
+        }
+    }
+}
+
+impl Clone for Scope<'_> {
+    fn clone(&self) -> Self {
+        let mut ctx = root().new_inner_scope();
+        for (name, value) in &self.vars {
+            ctx.add_variable_from_value(name.clone(), value.clone());
+        }
+        Scope {
+            vars: self.vars.clone(),
+            ctx,
+            provider: self.provider,
+            fetched: self.fetched.clone(),
+        }
+    }
 }
 
 impl<'p> Scope<'p> {
@@ -189,6 +218,8 @@ impl<'p> Scope<'p> {
 
     /// Sets (or replaces) a top-level variable.
     pub fn set(&mut self, name: &str, v: cel::Value) {
+        self.ctx
+            .add_variable_from_value(name.to_string(), v.clone());
         if let Some(slot) = self.vars.iter_mut().find(|(n, _)| n == name) {
             slot.1 = v;
         } else {
@@ -243,6 +274,36 @@ impl<'p> Scope<'p> {
 pub struct Variable {
     pub name: String,
     pub expression: Expression,
+    /// No expression of the policy can read this variable ([`mark_unused_variables`]): it is
+    /// not evaluated (Kyverno evaluates variables lazily, so its errors would not show either).
+    pub unused: bool,
+}
+
+/// Marks the variables that no expression among `sources` (every expression of the policy,
+/// variables included) can read: their name appears nowhere, and no expression reads the
+/// `variables` map as a whole.
+pub fn mark_unused_variables<'s>(
+    vars: &mut [Variable],
+    sources: impl IntoIterator<Item = &'s str>,
+) {
+    let own: Vec<String> = vars.iter().map(|v| v.expression.source.clone()).collect();
+    let mut sources: Vec<&str> = sources.into_iter().collect();
+    sources.extend(own.iter().map(String::as_str));
+    let whole_map = sources.iter().any(|s| {
+        s.match_indices("variables").any(|(i, m)| {
+            !matches!(
+                s.get(i + m.len()..).and_then(|rest| rest.chars().next()),
+                Some('.' | '[')
+            )
+        })
+    });
+    if whole_map {
+        return;
+    }
+    let names: Vec<String> = vars.iter().map(|v| v.name.clone()).collect();
+    for (v, name) in vars.iter_mut().zip(names) {
+        v.unused = !sources.iter().any(|s| s.contains(name.as_str()));
+    }
 }
 
 /// The `variables` map as evaluated so far: values, and the errors of those that failed
@@ -257,14 +318,25 @@ impl VariableValues {
     /// Evaluates `vars` in order; each sees the ones before it as `variables.<name>`.
     pub fn evaluate(vars: &[Variable], scope: &mut Scope) -> VariableValues {
         let mut out = VariableValues::default();
-        scope.set("variables", out.as_value());
+        // `variables` is (re)set only when an expression about to run can read it.
+        let mut stale = true;
         for v in vars {
+            if v.unused {
+                continue;
+            }
+            if stale && v.expression.source.contains("variables") {
+                scope.set("variables", out.as_value());
+                stale = false;
+            }
             match v.expression.eval(scope) {
                 Ok(val) => {
                     out.values.insert(v.name.clone(), val);
+                    stale = true;
                 }
                 Err(e) => out.errors.push((v.name.clone(), e)),
             }
+        }
+        if stale {
             scope.set("variables", out.as_value());
         }
         out
@@ -344,6 +416,7 @@ pub fn compile_variables(list: Option<&Value>, path: &str) -> Result<Vec<Variabl
         out.push(Variable {
             name: name.to_string(),
             expression: Expression::compile(src, &format!("{p}.expression"))?,
+            unused: false,
         });
     }
     Ok(out)

@@ -198,6 +198,19 @@ impl ValidatingPolicy {
         } else {
             autogen_controllers(spec, &match_constraints)
         };
+        let mut variables = compile_variables(spec.get("variables"), "spec.variables")?;
+        let validations = compile_validations(
+            spec.get("validations"),
+            "spec.validations",
+            kind != CelPolicyKind::ValidatingAdmissionPolicy,
+        )?;
+        super::mark_unused_variables(
+            &mut variables,
+            validations.iter().flat_map(|v| {
+                std::iter::once(v.expression.source.as_str())
+                    .chain(v.message_expression.iter().map(|m| m.source.as_str()))
+            }),
+        );
         Ok(ValidatingPolicy {
             kind,
             name: doc
@@ -217,12 +230,8 @@ impl ValidatingPolicy {
                 spec.get("matchConditions"),
                 "spec.matchConditions",
             )?,
-            variables: compile_variables(spec.get("variables"), "spec.variables")?,
-            validations: compile_validations(
-                spec.get("validations"),
-                "spec.validations",
-                kind != CelPolicyKind::ValidatingAdmissionPolicy,
-            )?,
+            variables,
+            validations,
             validation_actions: string_list(spec.get("validationActions")),
             failure_policy_ignore: spec.get("failurePolicy").and_then(Value::as_str)
                 == Some("Ignore"),
