@@ -69,8 +69,10 @@ static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
 
 /// Compiles an expression; syntax errors become [`JmespathError::Syntax`].
 pub fn compile(expr: &str) -> Result<Expression, JmespathError> {
-    let compiled = RUNTIME.compile(expr).map_err(|e| syntax_error(expr, &e))?;
-    let plain_path = is_plain_path(compiled.as_ast());
+    let parsed = RUNTIME.compile(expr).map_err(|e| syntax_error(expr, &e))?;
+    let plain_path = is_plain_path(parsed.as_ast());
+    let compiled =
+        ::jmespath::Expression::new(expr, guard_functions(parsed.as_ast().clone()), &RUNTIME);
     let reads_images = reads_root_field(compiled.as_ast(), "images", true);
     Ok(Expression {
         inner: Arc::new(Compiled {
@@ -176,6 +178,108 @@ fn runtime_message(e: &::jmespath::JmespathError) -> String {
         // Custom functions report their own messages through `Parse`, the crate's only free-text reason.
         ErrorReason::Parse(m) => m.clone(),
         ErrorReason::Runtime(r) => r.to_string(),
+    }
+}
+
+/// Kyverno's JMESPath gives null when a function is applied to a value that is missing
+/// (`metadata.annotations.values(@)` on an object without annotations; projections then drop it)
+/// instead of failing the type check. `a.f(..)` becomes `a != null ? a.f(..) : null`.
+fn guard_functions(ast: Ast) -> Ast {
+    let b = |a: Box<Ast>| Box::new(guard_functions(*a));
+    match ast {
+        Ast::Subexpr { offset, lhs, rhs } => {
+            let lhs = b(lhs);
+            let rhs = b(rhs);
+            if matches!(*rhs, Ast::Function { .. }) {
+                let predicate = Ast::Comparison {
+                    offset,
+                    comparator: Comparator::NotEqual,
+                    lhs: lhs.clone(),
+                    rhs: Box::new(Ast::Literal {
+                        offset,
+                        value: null(),
+                    }),
+                };
+                Ast::Condition {
+                    offset,
+                    predicate: Box::new(predicate),
+                    then: Box::new(Ast::Subexpr { offset, lhs, rhs }),
+                }
+            } else {
+                Ast::Subexpr { offset, lhs, rhs }
+            }
+        }
+        Ast::Comparison {
+            offset,
+            comparator,
+            lhs,
+            rhs,
+        } => Ast::Comparison {
+            offset,
+            comparator,
+            lhs: b(lhs),
+            rhs: b(rhs),
+        },
+        Ast::Condition {
+            offset,
+            predicate,
+            then,
+        } => Ast::Condition {
+            offset,
+            predicate: b(predicate),
+            then: b(then),
+        },
+        Ast::Expref { offset, ast } => Ast::Expref {
+            offset,
+            ast: b(ast),
+        },
+        Ast::Flatten { offset, node } => Ast::Flatten {
+            offset,
+            node: b(node),
+        },
+        Ast::Function { offset, name, args } => Ast::Function {
+            offset,
+            name,
+            args: args.into_iter().map(guard_functions).collect(),
+        },
+        Ast::MultiList { offset, elements } => Ast::MultiList {
+            offset,
+            elements: elements.into_iter().map(guard_functions).collect(),
+        },
+        Ast::MultiHash { offset, elements } => Ast::MultiHash {
+            offset,
+            elements: elements
+                .into_iter()
+                .map(|kv| ::jmespath::ast::KeyValuePair {
+                    key: kv.key,
+                    value: guard_functions(kv.value),
+                })
+                .collect(),
+        },
+        Ast::Not { offset, node } => Ast::Not {
+            offset,
+            node: b(node),
+        },
+        Ast::Projection { offset, lhs, rhs } => Ast::Projection {
+            offset,
+            lhs: b(lhs),
+            rhs: b(rhs),
+        },
+        Ast::ObjectValues { offset, node } => Ast::ObjectValues {
+            offset,
+            node: b(node),
+        },
+        Ast::And { offset, lhs, rhs } => Ast::And {
+            offset,
+            lhs: b(lhs),
+            rhs: b(rhs),
+        },
+        Ast::Or { offset, lhs, rhs } => Ast::Or {
+            offset,
+            lhs: b(lhs),
+            rhs: b(rhs),
+        },
+        other => other,
     }
 }
 
@@ -362,6 +466,24 @@ mod tests {
 
     fn eval(expr: &str, data: &Value) -> Result<Value, JmespathError> {
         compile(expr)?.search(data)
+    }
+
+    #[test]
+    fn functions_on_missing_values_give_null_and_projections_drop_them() {
+        let data = json!({"spec": {"containers": [
+            {"name": "a", "resources": {"limits": {}}},
+            {"name": "b"}
+        ]}, "metadata": {}});
+        assert_eq!(
+            eval("metadata.annotations.values(@)[]", &data),
+            Ok(Value::Null)
+        );
+        assert_eq!(
+            eval("spec.containers[].resources.keys(@)[]", &data),
+            Ok(json!(["limits"]))
+        );
+        // A present value of the wrong type is still an error.
+        assert!(eval("spec.containers.keys(@)", &data).is_err());
     }
 
     #[test]
