@@ -41,6 +41,35 @@ use std::sync::{Arc, OnceLock};
 
 pub use validate_cel::{CelInput, CelOutcome, ValidateCel};
 
+/// Labels of the request's namespace: from the request, else from the provider.
+pub fn namespace_labels(
+    req: &crate::request::AdmissionRequest,
+    provider: &dyn ContextProvider,
+) -> Option<crate::context::Labels> {
+    req.namespace_labels
+        .clone()
+        .or_else(|| provider.namespace_labels(req.namespace()).ok().flatten())
+}
+
+/// `metadata.name` of a policy document.
+pub fn policy_name(doc: &Value) -> String {
+    doc.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `metadata.namespace` of a namespaced policy (`default` when absent); empty for cluster-wide kinds.
+pub fn policy_namespace(doc: &Value, namespaced: bool) -> String {
+    if !namespaced {
+        return String::new();
+    }
+    doc.pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string()
+}
+
 /// Largest number of JSON values (objects, arrays and scalars) in one evaluation input.
 pub const MAX_INPUT_NODES: usize = 1_000_000;
 /// Longest accepted expression, in characters (Kubernetes' own limit on VAP expressions is 5 KiB

@@ -143,19 +143,8 @@ impl DeletingPolicy {
             .map_err(|e| CelError::new("spec.schedule", format!("invalid cron schedule: {e}")))?;
         Ok(DeletingPolicy {
             kind,
-            name: doc
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            namespace: if kind == "NamespacedDeletingPolicy" {
-                doc.pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or("default")
-                    .to_string()
-            } else {
-                String::new()
-            },
+            name: super::policy_name(doc),
+            namespace: super::policy_namespace(doc, kind == "NamespacedDeletingPolicy"),
             schedule: schedule.to_string(),
             match_constraints: match spec.get("matchConstraints") {
                 None | Some(Value::Null) => None,
@@ -190,10 +179,7 @@ impl DeletingPolicy {
         if !self.namespace.is_empty() && req.namespace() != self.namespace {
             return DeleteResult::NotMatched;
         }
-        let ns_labels = req
-            .namespace_labels
-            .clone()
-            .or_else(|| provider.namespace_labels(req.namespace()).ok().flatten());
+        let ns_labels = super::namespace_labels(req, provider);
         match &self.match_constraints {
             Some(m) if m.matches(req, ns_labels.as_ref()) => {}
             _ => return DeleteResult::NotMatched,

@@ -157,19 +157,8 @@ impl GeneratingPolicy {
         }
         Ok(GeneratingPolicy {
             kind,
-            name: doc
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            namespace: if kind == "NamespacedGeneratingPolicy" {
-                doc.pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or("default")
-                    .to_string()
-            } else {
-                String::new()
-            },
+            name: super::policy_name(doc),
+            namespace: super::policy_namespace(doc, kind == "NamespacedGeneratingPolicy"),
             match_constraints: MatchConstraints::compile(
                 spec.get("matchConstraints"),
                 "spec.matchConstraints",
@@ -198,10 +187,7 @@ impl GeneratingPolicy {
         if !self.namespace.is_empty() && req.namespace() != self.namespace {
             return GenerateResult::NotMatched;
         }
-        let ns_labels = req
-            .namespace_labels
-            .clone()
-            .or_else(|| provider.namespace_labels(req.namespace()).ok().flatten());
+        let ns_labels = super::namespace_labels(req, provider);
         if !self.match_constraints.matches(req, ns_labels.as_ref()) {
             return GenerateResult::NotMatched;
         }

@@ -129,19 +129,8 @@ impl ImageValidatingPolicy {
         }
         Ok(ImageValidatingPolicy {
             kind,
-            name: doc
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            namespace: if kind == "NamespacedImageValidatingPolicy" {
-                doc.pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or("default")
-                    .to_string()
-            } else {
-                String::new()
-            },
+            name: super::policy_name(doc),
+            namespace: super::policy_namespace(doc, kind == "NamespacedImageValidatingPolicy"),
             match_constraints: MatchConstraints::compile(
                 spec.get("matchConstraints"),
                 "spec.matchConstraints",
@@ -194,10 +183,7 @@ impl ImageValidatingPolicy {
         if !self.namespace.is_empty() && req.namespace() != self.namespace {
             return CelPolicyResult::NotMatched;
         }
-        let ns_labels = req
-            .namespace_labels
-            .clone()
-            .or_else(|| provider.namespace_labels(req.namespace()).ok().flatten());
+        let ns_labels = super::namespace_labels(req, provider);
         if !self.match_constraints.matches(req, ns_labels.as_ref()) {
             return CelPolicyResult::NotMatched;
         }

@@ -162,19 +162,8 @@ impl MutatingPolicy {
         };
         Ok(MutatingPolicy {
             kind,
-            name: doc
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            namespace: if kind == MutatingKind::NamespacedMutatingPolicy {
-                doc.pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or("default")
-                    .to_string()
-            } else {
-                String::new()
-            },
+            name: super::policy_name(doc),
+            namespace: super::policy_namespace(doc, kind == MutatingKind::NamespacedMutatingPolicy),
             match_conditions: compile_conditions(
                 spec.get("matchConditions"),
                 "spec.matchConditions",
@@ -199,10 +188,7 @@ impl MutatingPolicy {
         if !self.namespace.is_empty() && req.namespace() != self.namespace {
             return MutateResult::NotMatched;
         }
-        let ns_labels = req
-            .namespace_labels
-            .clone()
-            .or_else(|| provider.namespace_labels(req.namespace()).ok().flatten());
+        let ns_labels = super::namespace_labels(req, provider);
         if !self.match_constraints.matches(req, ns_labels.as_ref()) {
             // Pod controllers: the mutations apply to the Pod template.
             if let Some(pod_req) = autogen_request(&self.autogen_controllers, req)

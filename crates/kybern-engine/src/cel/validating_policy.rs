@@ -213,19 +213,11 @@ impl ValidatingPolicy {
         );
         Ok(ValidatingPolicy {
             kind,
-            name: doc
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            namespace: if kind == CelPolicyKind::NamespacedValidatingPolicy {
-                doc.pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or("default")
-                    .to_string()
-            } else {
-                String::new()
-            },
+            name: super::policy_name(doc),
+            namespace: super::policy_namespace(
+                doc,
+                kind == CelPolicyKind::NamespacedValidatingPolicy,
+            ),
             match_conditions: compile_conditions(
                 spec.get("matchConditions"),
                 "spec.matchConditions",
@@ -270,10 +262,7 @@ impl ValidatingPolicy {
         if !self.namespace.is_empty() && req.namespace() != self.namespace {
             return CelPolicyResult::NotMatched;
         }
-        let ns_labels = req
-            .namespace_labels
-            .clone()
-            .or_else(|| provider.namespace_labels(req.namespace()).ok().flatten());
+        let ns_labels = super::namespace_labels(req, provider);
         if self.match_constraints.matches(req, ns_labels.as_ref()) {
             return self.evaluate_matched(req, req, provider);
         }
@@ -343,10 +332,7 @@ impl ValidatingPolicy {
         if self.kind != CelPolicyKind::ValidatingAdmissionPolicy || self.bindings.is_empty() {
             return self.run(&input, None);
         }
-        let ns_labels = req
-            .namespace_labels
-            .clone()
-            .or_else(|| provider.namespace_labels(req.namespace()).ok().flatten());
+        let ns_labels = super::namespace_labels(req, provider);
         let mut result = CelPolicyResult::NotMatched;
         for b in &self.bindings {
             if let Some(m) = &b.match_resources
@@ -509,10 +495,7 @@ pub fn namespace_object(req: &AdmissionRequest, provider: &dyn ContextProvider) 
     if let Ok(Some(v)) = provider.resource("v1", "Namespace", "", ns) {
         return Some(v);
     }
-    let labels = req
-        .namespace_labels
-        .clone()
-        .or_else(|| provider.namespace_labels(ns).ok().flatten());
+    let labels = super::namespace_labels(req, provider);
     Some(json!({
         "apiVersion": "v1",
         "kind": "Namespace",
