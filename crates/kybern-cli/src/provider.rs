@@ -60,18 +60,9 @@ impl FileProvider {
             ns_objects.extend(cluster.iter().filter(|o| field(o, "/kind") == "Namespace"));
         }
         for ns in ns_objects {
-            let labels = ns
-                .pointer("/metadata/labels")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), kybern_engine::variables::to_text(v)))
-                        .collect()
-                })
-                .unwrap_or_default();
             self.namespace_labels
                 .entry(field(ns, "/metadata/name").to_string())
-                .or_insert(labels);
+                .or_insert_with(|| objects::labels(ns));
         }
     }
 

@@ -8,7 +8,6 @@ use crate::policy::LabelSelector;
 use crate::preconditions;
 use crate::variables::{self, SubstituteOptions};
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
 
 /// Metadata fields that belong to the source object, not to a copy of it.
 const SERVER_FIELDS: [&str; 7] = [
@@ -26,17 +25,6 @@ fn text(v: &Value, key: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string()
-}
-
-fn labels_of(v: &Value) -> BTreeMap<String, String> {
-    v.pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), variables::to_text(v)))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A copy of `source` renamed into `namespace`/`name`, without server-owned metadata.
@@ -134,7 +122,7 @@ fn objects_of(
                 .map_err(|e| format!("failed to list clone sources {k}: {e}"))?;
             for item in items {
                 if let Some(sel) = &selector
-                    && !selector_matches(sel, &labels_of(&item))
+                    && !selector_matches(sel, &crate::objects::labels(&item))
                 {
                     continue;
                 }

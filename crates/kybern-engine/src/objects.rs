@@ -8,6 +8,18 @@ fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
+/// An object's `metadata.labels` as strings (non-string values printed as JSON).
+pub fn labels(obj: &Value) -> crate::context::Labels {
+    obj.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), crate::variables::to_text(v)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The object with this apiVersion, kind, namespace and name.
 pub fn find<'a>(
     objects: impl IntoIterator<Item = &'a Value>,

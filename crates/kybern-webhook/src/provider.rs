@@ -97,16 +97,7 @@ impl ClusterResources {
     pub fn from_objects(objects: Vec<Value>) -> ClusterResources {
         let mut namespace_labels = BTreeMap::new();
         for ns in objects.iter().filter(|o| field(o, "/kind") == "Namespace") {
-            let labels: Labels = ns
-                .pointer("/metadata/labels")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), kybern_engine::variables::to_text(v)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            namespace_labels.insert(field(ns, "/metadata/name").to_string(), labels);
+            namespace_labels.insert(field(ns, "/metadata/name").to_string(), objects::labels(ns));
         }
         ClusterResources {
             objects: Some(objects),
