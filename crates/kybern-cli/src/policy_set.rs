@@ -118,7 +118,7 @@ impl PolicySet {
             .and_then(Value::as_str)
             .unwrap_or_default();
         if api.starts_with("policies.kyverno.io/") {
-            if let Err(issue) = self.cel.add_exception(d) {
+            if let Err(issue) = self.cel.add(d) {
                 self.issues.push(issue);
             }
             return;

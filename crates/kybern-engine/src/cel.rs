@@ -24,6 +24,7 @@ pub mod image_policy;
 pub mod library;
 pub mod match_constraints;
 pub mod mutating_policy;
+pub mod policy_set;
 pub mod validate_cel;
 pub mod validating_policy;
 pub mod value;

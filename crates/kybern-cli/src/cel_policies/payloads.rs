@@ -4,10 +4,9 @@
 //! kyverno CLI keys them: JSON payloads by their cleaned path as written in the test, HTTP and
 //! Envoy payloads by the path joined with the test directory.
 
-use super::{CelPolicies, delete_rule, dmeta, engine_response, response};
+use super::CelPolicies;
 use crate::evaluation::ResponseMap;
 use crate::resources::ResourceKey;
-use kybern_engine::cel::validating_policy::EvaluationMode;
 use kybern_engine::context::ContextProvider;
 use serde_json::Value;
 use std::path::{Component, Path, PathBuf};
@@ -84,18 +83,7 @@ impl CelPolicies {
             let name = clean_path(f);
             let mut responses = Vec::new();
             for payload in read_payloads(&dir.join(f))? {
-                for p in self
-                    .policies
-                    .iter()
-                    .filter(|p| p.mode == EvaluationMode::Json)
-                {
-                    responses.extend(response(p, p.evaluate_json(&payload, provider), &payload));
-                }
-                for p in &self.deleting {
-                    if let Some(r) = delete_rule(p.evaluate_json(&payload, provider)) {
-                        responses.push(engine_response(&dmeta(p), vec![r], &payload, &payload));
-                    }
-                }
+                responses.extend(self.set.evaluate_json(&payload, provider));
             }
             out.push((key(name), responses));
         }
@@ -104,20 +92,7 @@ impl CelPolicies {
                 let path: PathBuf = dir.join(f);
                 let mut responses = Vec::new();
                 for payload in read_payloads(&path)? {
-                    for p in self
-                        .policies
-                        .iter()
-                        .filter(|p| p.mode == EvaluationMode::Other(mode.to_string()))
-                    {
-                        let result = p.evaluate_authz(&payload, provider);
-                        let mut r = response(p, result, &Value::Object(Default::default()));
-                        if let Some(r) = r.as_mut() {
-                            for rule in &mut r.rules {
-                                rule.name = p.name.clone();
-                            }
-                        }
-                        responses.extend(r);
-                    }
+                    responses.extend(self.set.evaluate_authz(mode, &payload, provider));
                 }
                 out.push((key(path.display().to_string()), responses));
             }

@@ -256,11 +256,44 @@ impl ValidatingPolicy {
         req: &AdmissionRequest,
         provider: &dyn ContextProvider,
     ) -> CelPolicyResult {
+        self.evaluate_bound(req, provider).0
+    }
+
+    /// Evaluates the policy for the admission webhook: the result, with the validation actions
+    /// that apply to it (a ValidatingAdmissionPolicy takes them from the binding that decided;
+    /// an unbound one does not apply, as in the API server).
+    pub fn evaluate_admission(
+        &self,
+        req: &AdmissionRequest,
+        provider: &dyn ContextProvider,
+    ) -> (CelPolicyResult, Vec<String>) {
+        if self.kind == CelPolicyKind::ValidatingAdmissionPolicy {
+            if self.bindings.is_empty() {
+                return (CelPolicyResult::NotMatched, Vec::new());
+            }
+            let (result, binding) = self.evaluate_bound(req, provider);
+            let actions = binding
+                .map(|b| b.validation_actions.clone())
+                .unwrap_or_default();
+            return (result, actions);
+        }
+        (
+            self.evaluate(req, provider),
+            self.validation_actions.clone(),
+        )
+    }
+
+    /// The result and, for a bound ValidatingAdmissionPolicy, the binding that decided it.
+    fn evaluate_bound(
+        &self,
+        req: &AdmissionRequest,
+        provider: &dyn ContextProvider,
+    ) -> (CelPolicyResult, Option<&Binding>) {
         if self.mode != EvaluationMode::Kubernetes {
-            return CelPolicyResult::NotMatched;
+            return (CelPolicyResult::NotMatched, None);
         }
         if !self.namespace.is_empty() && req.namespace() != self.namespace {
-            return CelPolicyResult::NotMatched;
+            return (CelPolicyResult::NotMatched, None);
         }
         let ns_labels = super::namespace_labels(req, provider);
         if self.match_constraints.matches(req, ns_labels.as_ref()) {
@@ -271,7 +304,7 @@ impl ValidatingPolicy {
         {
             return self.evaluate_matched(req, &pod_req, provider);
         }
-        CelPolicyResult::NotMatched
+        (CelPolicyResult::NotMatched, None)
     }
 
     /// Evaluates a JSON-mode policy on one payload (`object` is the payload).
@@ -302,7 +335,7 @@ impl ValidatingPolicy {
         req: &AdmissionRequest,
         matched: &AdmissionRequest,
         provider: &dyn ContextProvider,
-    ) -> CelPolicyResult {
+    ) -> (CelPolicyResult, Option<&Binding>) {
         let autogen = !std::ptr::eq(req, matched);
         let strip_ns = |v: &Value, orig: &Value| -> Value {
             let mut v = v.clone();
@@ -330,10 +363,10 @@ impl ValidatingPolicy {
             provider: Some(provider),
         };
         if self.kind != CelPolicyKind::ValidatingAdmissionPolicy || self.bindings.is_empty() {
-            return self.run(&input, None);
+            return (self.run(&input, None), None);
         }
         let ns_labels = super::namespace_labels(req, provider);
-        let mut result = CelPolicyResult::NotMatched;
+        let mut result = (CelPolicyResult::NotMatched, None);
         for b in &self.bindings {
             if let Some(m) = &b.match_resources
                 && !m.matches_binding(matched, ns_labels.as_ref())
@@ -342,9 +375,11 @@ impl ValidatingPolicy {
             }
             let r = self.run(&input, Some(b));
             match r {
-                CelPolicyResult::Fail(_) | CelPolicyResult::Error(_) => return r,
-                CelPolicyResult::Pass => result = r,
-                CelPolicyResult::Skip(_) if result == CelPolicyResult::NotMatched => result = r,
+                CelPolicyResult::Fail(_) | CelPolicyResult::Error(_) => return (r, Some(b)),
+                CelPolicyResult::Pass => result = (r, Some(b)),
+                CelPolicyResult::Skip(_) if result.0 == CelPolicyResult::NotMatched => {
+                    result = (r, Some(b));
+                }
                 _ => {}
             }
         }

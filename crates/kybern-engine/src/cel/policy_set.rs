@@ -1,0 +1,979 @@
+//! A loaded set of CEL policies: the policies.kyverno.io kinds, Validating/Mutating admission
+//! policies with their bindings, and CEL PolicyExceptions. Documents compile one at a time and
+//! bindings and exceptions attach to their policies whichever is loaded first. A request is
+//! evaluated either in the kyverno CLI's order with its response shapes ([`CelPolicySet::evaluate`],
+//! the payload variants), or for the admission webhook ([`CelPolicySet::validate_admission`],
+//! [`CelPolicySet::mutate_admission`]), where each result carries the validation actions and
+//! failure policy that decide what it does to the request.
+
+use super::CelError;
+use super::deleting_policy::{DeleteResult, DeletingPolicy, deleting_kind};
+use super::exceptions::CelException;
+use super::generating_policy::{GenerateResult, GeneratingPolicy, generating_kind};
+use super::image_policy::{ImageValidatingPolicy, image_policy_kind};
+use super::mutating_policy::{MutateResult, MutatingKind, MutatingPolicy};
+use super::validating_policy::{
+    Binding, CelPolicyKind, CelPolicyResult, EvaluationMode, ValidatingPolicy,
+};
+use crate::context::ContextProvider;
+use crate::request::AdmissionRequest;
+use crate::response::{EngineResponse, RuleResult, RuleStatus, RuleType};
+use serde_json::Value;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+/// Kinds whose test results are whole-policy results (a result row's `rule` is not used).
+pub fn is_ruleless_kind(kind: &str) -> bool {
+    let kind = kind.strip_prefix("Namespaced").unwrap_or(kind);
+    matches!(
+        kind,
+        "ValidatingPolicy"
+            | "ValidatingAdmissionPolicy"
+            | "MutatingPolicy"
+            | "MutatingAdmissionPolicy"
+            | "ImageValidatingPolicy"
+            | "GeneratingPolicy"
+            | "DeletingPolicy"
+    )
+}
+
+/// What a policy's results do in admission: `spec.validationActions`, `spec.failurePolicy`,
+/// `spec.evaluation.admission.enabled` and `spec.evaluation.background.enabled`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionSettings {
+    pub validation_actions: Vec<String>,
+    pub failure_policy_fail: bool,
+    pub admission: bool,
+    pub background: bool,
+}
+
+impl AdmissionSettings {
+    fn of(doc: &Value) -> Self {
+        let spec = doc.get("spec");
+        let flag = |p: &str| {
+            spec.and_then(|s| s.pointer(p))
+                .and_then(Value::as_bool)
+                .unwrap_or(true)
+        };
+        let mut validation_actions: Vec<String> = spec
+            .and_then(|s| s.get("validationActions"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+        if validation_actions.is_empty() {
+            // Kyverno's default for ValidatingPolicy and ImageValidatingPolicy.
+            validation_actions.push("Deny".into());
+        }
+        AdmissionSettings {
+            validation_actions,
+            failure_policy_fail: spec
+                .and_then(|s| s.get("failurePolicy"))
+                .and_then(Value::as_str)
+                != Some("Ignore"),
+            admission: flag("/evaluation/admission/enabled"),
+            background: flag("/evaluation/background/enabled"),
+        }
+    }
+}
+
+/// A compiled policy with its admission settings.
+#[derive(Debug, Clone)]
+pub struct Loaded<T> {
+    pub policy: T,
+    pub admission: AdmissionSettings,
+}
+
+impl<T> Deref for Loaded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.policy
+    }
+}
+
+impl<T> DerefMut for Loaded<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.policy
+    }
+}
+
+/// One compiled document of a CEL kind.
+#[derive(Debug, Clone)]
+pub enum CelDocument {
+    Validating(Loaded<ValidatingPolicy>),
+    Mutating(Loaded<MutatingPolicy>),
+    Generating(Loaded<GeneratingPolicy>),
+    Deleting(Loaded<DeletingPolicy>),
+    Image(Loaded<ImageValidatingPolicy>),
+    ValidatingBinding(Binding),
+    MutatingBinding(Binding),
+    Exception(CelException),
+}
+
+/// A CEL document that does not compile.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{kind} {name:?}{}{error}", if *binding { ": " } else { " at " })]
+pub struct CelDocumentError {
+    pub kind: String,
+    pub name: String,
+    /// Bindings name no field path in their message.
+    binding: bool,
+    #[source]
+    pub error: CelError,
+}
+
+/// Compiles a document when it is of a CEL kind; `None` for any other kind.
+pub fn compile_document(doc: &Value) -> Option<Result<CelDocument, CelDocumentError>> {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let api = doc
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let binding = api.starts_with("admissionregistration.k8s.io/")
+        && matches!(
+            kind,
+            "ValidatingAdmissionPolicyBinding" | "MutatingAdmissionPolicyBinding"
+        );
+    let exception = kind == "PolicyException" && api.starts_with("policies.kyverno.io/");
+    let fail = |error: CelError| CelDocumentError {
+        kind: kind.to_string(),
+        name: super::policy_name(doc),
+        binding,
+        error,
+    };
+    let admission = AdmissionSettings::of(doc);
+    let compiled = if binding {
+        Binding::compile(doc).map(|b| {
+            if kind == "ValidatingAdmissionPolicyBinding" {
+                CelDocument::ValidatingBinding(b)
+            } else {
+                CelDocument::MutatingBinding(b)
+            }
+        })
+    } else if exception {
+        CelException::compile(doc).map(CelDocument::Exception)
+    } else if CelPolicyKind::of(doc).is_some() {
+        ValidatingPolicy::compile(doc).map(|p| {
+            CelDocument::Validating(Loaded {
+                policy: p,
+                admission: admission.clone(),
+            })
+        })
+    } else if MutatingKind::of(doc).is_some() {
+        MutatingPolicy::compile(doc).map(|p| {
+            CelDocument::Mutating(Loaded {
+                policy: p,
+                admission: admission.clone(),
+            })
+        })
+    } else if generating_kind(doc).is_some() {
+        GeneratingPolicy::compile(doc).map(|p| {
+            CelDocument::Generating(Loaded {
+                policy: p,
+                admission: admission.clone(),
+            })
+        })
+    } else if deleting_kind(doc).is_some() {
+        DeletingPolicy::compile(doc).map(|p| {
+            CelDocument::Deleting(Loaded {
+                policy: p,
+                admission: admission.clone(),
+            })
+        })
+    } else if image_policy_kind(doc).is_some() {
+        ImageValidatingPolicy::compile(doc).map(|p| {
+            CelDocument::Image(Loaded {
+                policy: p,
+                admission: admission.clone(),
+            })
+        })
+    } else {
+        return None;
+    };
+    Some(compiled.map_err(fail))
+}
+
+/// Compiled CEL policies with the bindings and exceptions seen so far.
+#[derive(Debug, Default, Clone)]
+pub struct CelPolicySet {
+    pub policies: Vec<Loaded<ValidatingPolicy>>,
+    pub bindings: Vec<Binding>,
+    pub mutating: Vec<Loaded<MutatingPolicy>>,
+    pub mutating_bindings: Vec<Binding>,
+    pub generating: Vec<Loaded<GeneratingPolicy>>,
+    pub deleting: Vec<Loaded<DeletingPolicy>>,
+    pub image: Vec<Loaded<ImageValidatingPolicy>>,
+    pub exceptions: Vec<CelException>,
+}
+
+/// A CEL policy's identity in responses.
+pub(crate) struct Meta<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    kind: &'a str,
+    annotations: &'a serde_json::Map<String, Value>,
+}
+
+pub(crate) fn engine_response(
+    m: &Meta,
+    rules: Vec<RuleResult>,
+    resource: &Value,
+    patched: &Value,
+) -> EngineResponse {
+    EngineResponse {
+        policy_name: m.name.to_string(),
+        policy_namespace: m.namespace.to_string(),
+        policy_kind: m.kind.to_string(),
+        unscored: m
+            .annotations
+            .get("policies.kyverno.io/scored")
+            .and_then(Value::as_str)
+            == Some("false"),
+        rules,
+        resource: Arc::new(resource.clone()),
+        patched_resource: Arc::new(patched.clone()),
+        failure_actions: Vec::new(),
+    }
+}
+
+fn vmeta(p: &ValidatingPolicy) -> Meta<'_> {
+    Meta {
+        name: &p.name,
+        namespace: &p.namespace,
+        kind: p.kind.as_str(),
+        annotations: &p.annotations,
+    }
+}
+
+fn mmeta(p: &MutatingPolicy) -> Meta<'_> {
+    Meta {
+        name: &p.name,
+        namespace: &p.namespace,
+        kind: p.kind.as_str(),
+        annotations: &p.annotations,
+    }
+}
+
+fn dmeta(p: &DeletingPolicy) -> Meta<'_> {
+    Meta {
+        name: &p.name,
+        namespace: &p.namespace,
+        kind: p.kind,
+        annotations: &p.annotations,
+    }
+}
+
+fn imeta(p: &ImageValidatingPolicy) -> Meta<'_> {
+    Meta {
+        name: &p.name,
+        namespace: &p.namespace,
+        kind: p.kind,
+        annotations: &p.annotations,
+    }
+}
+
+fn rule(name: &str, t: RuleType, status: RuleStatus, message: String) -> RuleResult {
+    RuleResult::new(name, t, status, message)
+}
+
+/// The rule of a DeletingPolicy result: pass when the resource would be deleted, fail when not.
+fn delete_rule(r: DeleteResult) -> Option<RuleResult> {
+    let (status, message) = match r {
+        DeleteResult::NotMatched => return None,
+        DeleteResult::Delete => (
+            RuleStatus::Pass,
+            "resource matches the deletion conditions".to_string(),
+        ),
+        DeleteResult::Keep(c) => (RuleStatus::Fail, format!("condition {c:?} is not met")),
+        DeleteResult::Error(m) => (RuleStatus::Error, m),
+    };
+    Some(rule("", RuleType::Validation, status, message))
+}
+
+fn validation_rule(name: &str, result: CelPolicyResult) -> RuleResult {
+    let (status, message) = match result {
+        CelPolicyResult::NotMatched | CelPolicyResult::Pass => (RuleStatus::Pass, String::new()),
+        CelPolicyResult::Skip(m) => (RuleStatus::Skip, m),
+        CelPolicyResult::Fail(m) => (RuleStatus::Fail, m),
+        CelPolicyResult::Error(m) => (RuleStatus::Error, m),
+    };
+    rule(name, RuleType::Validation, status, message)
+}
+
+/// The rule of a mutation result, and the patched object when the mutations ran.
+fn mutation_rule(name: &str, result: MutateResult, applied: &str) -> (RuleResult, Option<Value>) {
+    match result {
+        MutateResult::NotMatched => (
+            rule(name, RuleType::Mutation, RuleStatus::Skip, String::new()),
+            None,
+        ),
+        MutateResult::Skip(m) => (rule(name, RuleType::Mutation, RuleStatus::Skip, m), None),
+        MutateResult::ExceptionPass(m) => {
+            (rule(name, RuleType::Mutation, RuleStatus::Pass, m), None)
+        }
+        MutateResult::Patched(v) => (
+            rule(name, RuleType::Mutation, RuleStatus::Pass, applied.into()),
+            Some(v).filter(|v| !v.is_null()),
+        ),
+        MutateResult::Error(m) => (rule(name, RuleType::Mutation, RuleStatus::Error, m), None),
+    }
+}
+
+/// The response the kyverno CLI keeps for a result: a ValidatingPolicy that does not select the
+/// resource gives none when its match is "simple", else an empty one.
+fn response(
+    p: &ValidatingPolicy,
+    result: CelPolicyResult,
+    resource: &Value,
+) -> Option<EngineResponse> {
+    if result == CelPolicyResult::NotMatched {
+        if p.kind != CelPolicyKind::ValidatingAdmissionPolicy && p.match_constraints.is_simple() {
+            return None;
+        }
+        return Some(engine_response(&vmeta(p), Vec::new(), resource, resource));
+    }
+    Some(engine_response(
+        &vmeta(p),
+        vec![validation_rule("", result)],
+        resource,
+        resource,
+    ))
+}
+
+/// The request with its object (or, for DELETE, its old object) replaced.
+fn with_object(req: &AdmissionRequest, obj: &Value) -> AdmissionRequest {
+    let mut r = req.clone();
+    if r.object.is_null() {
+        r.old_object = obj.clone();
+    } else {
+        r.object = obj.clone();
+    }
+    r
+}
+
+/// One CEL policy's admission result: its response (one rule named after the policy) and what
+/// the result does to the request.
+#[derive(Debug, Clone)]
+pub struct AdmissionOutcome {
+    pub response: EngineResponse,
+    /// `Deny`, `Warn`, `Audit`, as the policy or its binding says.
+    pub validation_actions: Vec<String>,
+    pub failure_policy_fail: bool,
+    pub background: bool,
+}
+
+impl AdmissionOutcome {
+    fn has(&self, action: &str) -> bool {
+        self.validation_actions.iter().any(|a| a == action)
+    }
+
+    /// Kyverno's admission message for a failed or errored rule (`Policy p failed: ...`).
+    fn messages(&self) -> impl Iterator<Item = String> + '_ {
+        self.response.rules.iter().filter_map(|r| {
+            let verb = match r.status {
+                RuleStatus::Fail => "failed",
+                RuleStatus::Error => "error",
+                _ => return None,
+            };
+            Some(format!(
+                "Policy {} {verb}: {}",
+                self.response.policy_name, r.message
+            ))
+        })
+    }
+
+    /// Messages that deny the request: failures under `Deny`; for mutations, errors under
+    /// `failurePolicy: Fail`.
+    pub fn denials(&self) -> Vec<String> {
+        let mutation = self
+            .response
+            .rules
+            .iter()
+            .any(|r| r.rule_type == RuleType::Mutation);
+        if mutation {
+            if !self.failure_policy_fail {
+                return Vec::new();
+            }
+            return self.messages().collect();
+        }
+        if self.has("Deny") {
+            self.messages().collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Warnings for the response: failures under `Warn`; mutation errors under `Ignore`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mutation = self
+            .response
+            .rules
+            .iter()
+            .any(|r| r.rule_type == RuleType::Mutation);
+        if mutation {
+            if self.failure_policy_fail {
+                return Vec::new();
+            }
+            return self.messages().collect();
+        }
+        if self.has("Warn") {
+            self.messages().collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// True when a failing result of this policy denies the request.
+    pub fn enforces(&self) -> bool {
+        self.has("Deny")
+    }
+}
+
+/// Which CEL policies an admission request is evaluated against.
+#[derive(Debug, Clone, Copy)]
+pub struct AdmissionFilter<'a> {
+    /// Only policies of this failure policy (`Some(true)`: Fail).
+    pub failure_policy_fail: Option<bool>,
+    /// Only the policies named here (Kyverno's `/vpol/<name>/...` paths); empty: all.
+    pub names: &'a [String],
+}
+
+impl AdmissionFilter<'_> {
+    fn admits(&self, name: &str, settings: &AdmissionSettings) -> bool {
+        settings.admission
+            && self
+                .failure_policy_fail
+                .is_none_or(|f| f == settings.failure_policy_fail)
+            && (self.names.is_empty() || self.names.iter().any(|n| n == name))
+    }
+}
+
+impl CelPolicySet {
+    /// True when no CEL policy was loaded.
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+            && self.mutating.is_empty()
+            && self.generating.is_empty()
+            && self.deleting.is_empty()
+            && self.image.is_empty()
+    }
+
+    /// Number of policies (bindings and exceptions not counted).
+    pub fn len(&self) -> usize {
+        self.policies.len()
+            + self.mutating.len()
+            + self.generating.len()
+            + self.deleting.len()
+            + self.image.len()
+    }
+
+    fn exceptions_for(&self, kind: &str, name: &str) -> Vec<CelException> {
+        self.exceptions
+            .iter()
+            .filter(|e| e.applies_to(kind, name))
+            .cloned()
+            .collect()
+    }
+
+    /// Adds a compiled document, attaching bindings and exceptions to the policies they name,
+    /// loaded before or after them.
+    pub fn insert(&mut self, doc: CelDocument) {
+        match doc {
+            CelDocument::ValidatingBinding(b) => {
+                for p in self.policies.iter_mut().filter(|p| p.name == b.policy_name) {
+                    p.bindings.push(b.clone());
+                }
+                self.bindings.push(b);
+            }
+            CelDocument::MutatingBinding(b) => {
+                for p in self.mutating.iter_mut().filter(|p| p.name == b.policy_name) {
+                    p.bindings.push(b.clone());
+                }
+                self.mutating_bindings.push(b);
+            }
+            CelDocument::Validating(mut p) => {
+                p.bind(&self.bindings);
+                p.exceptions = self.exceptions_for(p.kind.as_str(), &p.name);
+                self.policies.push(p);
+            }
+            CelDocument::Mutating(mut p) => {
+                p.bindings = self
+                    .mutating_bindings
+                    .iter()
+                    .filter(|b| b.policy_name == p.name)
+                    .cloned()
+                    .collect();
+                p.exceptions = self.exceptions_for(p.kind.as_str(), &p.name);
+                self.mutating.push(p);
+            }
+            CelDocument::Generating(mut p) => {
+                p.exceptions = self.exceptions_for(p.kind, &p.name);
+                self.generating.push(p);
+            }
+            CelDocument::Deleting(p) => self.deleting.push(p),
+            CelDocument::Image(mut p) => {
+                p.exceptions = self.exceptions_for(p.kind, &p.name);
+                self.image.push(p);
+            }
+            CelDocument::Exception(e) => {
+                for p in self.policies.iter_mut() {
+                    if e.applies_to(p.kind.as_str(), &p.name) {
+                        p.exceptions.push(e.clone());
+                    }
+                }
+                for p in self.mutating.iter_mut() {
+                    if e.applies_to(p.kind.as_str(), &p.name) {
+                        p.exceptions.push(e.clone());
+                    }
+                }
+                for p in self.generating.iter_mut() {
+                    if e.applies_to(p.kind, &p.name) {
+                        p.exceptions.push(e.clone());
+                    }
+                }
+                for p in self.image.iter_mut() {
+                    if e.applies_to(p.kind, &p.name) {
+                        p.exceptions.push(e.clone());
+                    }
+                }
+                self.exceptions.push(e);
+            }
+        }
+    }
+
+    /// Responses for one request in the kyverno CLI's order: MutatingAdmissionPolicies
+    /// (chained), MutatingPolicies (each on the same input; the last patch wins), then on the
+    /// mutated resource ValidatingAdmissionPolicies, ValidatingPolicies (Kubernetes mode, then
+    /// JSON mode), GeneratingPolicies, ImageValidatingPolicies and, on the default run only,
+    /// DeletingPolicies.
+    pub fn evaluate(
+        &self,
+        req: &AdmissionRequest,
+        provider: &dyn ContextProvider,
+        default_run: bool,
+    ) -> Vec<EngineResponse> {
+        let mut out = Vec::new();
+        let mut current = req.resource().clone();
+        for p in self
+            .mutating
+            .iter()
+            .filter(|p| p.kind == MutatingKind::MutatingAdmissionPolicy)
+        {
+            let result = p.evaluate(&with_object(req, &current), provider);
+            if matches!(result, MutateResult::NotMatched) {
+                continue;
+            }
+            let (rule, patched) =
+                mutation_rule(&p.name, result, "mutation is successfully applied");
+            let before = current.clone();
+            if let Some(v) = patched {
+                current = v;
+            }
+            out.push(engine_response(&mmeta(p), vec![rule], &before, &current));
+        }
+        let input = current.clone();
+        let mut mpol = Vec::new();
+        let mut last_patch = None;
+        for p in self
+            .mutating
+            .iter()
+            .filter(|p| p.kind != MutatingKind::MutatingAdmissionPolicy)
+        {
+            let result = p.evaluate(&with_object(req, &input), provider);
+            let rules = if matches!(result, MutateResult::NotMatched) {
+                if p.match_constraints.is_simple() {
+                    continue;
+                }
+                Vec::new()
+            } else {
+                let (rule, patched) = mutation_rule("", result, "success");
+                if patched.is_some() {
+                    last_patch = patched;
+                }
+                vec![rule]
+            };
+            mpol.push((p, rules));
+        }
+        if let Some(v) = last_patch {
+            current = v;
+        }
+        for (p, rules) in mpol {
+            out.push(engine_response(&mmeta(p), rules, &input, &current));
+        }
+        let req = with_object(req, &current);
+        let vaps = self
+            .policies
+            .iter()
+            .filter(|p| p.kind == CelPolicyKind::ValidatingAdmissionPolicy);
+        let vpols = self.policies.iter().filter(|p| {
+            p.kind != CelPolicyKind::ValidatingAdmissionPolicy
+                && p.mode == EvaluationMode::Kubernetes
+        });
+        out.extend(
+            vaps.chain(vpols)
+                .filter_map(|p| response(p, p.evaluate(&req, provider), &current)),
+        );
+        for p in self
+            .policies
+            .iter()
+            .filter(|p| p.mode == EvaluationMode::Json)
+        {
+            let result = p.evaluate_json(&current, provider);
+            if result != CelPolicyResult::NotMatched {
+                out.extend(response(p, result, &current));
+            }
+        }
+        for p in &self.generating {
+            let meta = Meta {
+                name: &p.name,
+                namespace: &p.namespace,
+                kind: p.kind,
+                annotations: &p.annotations,
+            };
+            let r = match p.evaluate(&req, provider) {
+                GenerateResult::NotMatched => continue,
+                GenerateResult::Skip(m) => rule("", RuleType::Generation, RuleStatus::Skip, m),
+                GenerateResult::ExceptionPass(m) => {
+                    rule("", RuleType::Generation, RuleStatus::Pass, m)
+                }
+                GenerateResult::Generated(objs) => {
+                    let mut r = rule("", RuleType::Generation, RuleStatus::Pass, String::new());
+                    r.generated = objs;
+                    r
+                }
+                GenerateResult::Error(m) => rule("", RuleType::Generation, RuleStatus::Error, m),
+            };
+            out.push(engine_response(&meta, vec![r], &current, &current));
+        }
+        for p in &self.image {
+            let rules = match p.evaluate(&req, provider) {
+                CelPolicyResult::NotMatched => {
+                    if p.match_constraints.is_simple() {
+                        continue;
+                    }
+                    Vec::new()
+                }
+                other => vec![validation_rule("", other)],
+            };
+            out.push(engine_response(&imeta(p), rules, &current, &current));
+        }
+        if default_run {
+            for p in &self.deleting {
+                if let Some(r) = delete_rule(p.evaluate(&req, provider)) {
+                    out.push(engine_response(&dmeta(p), vec![r], &current, &current));
+                }
+            }
+        }
+        out
+    }
+
+    /// Responses of JSON-mode ValidatingPolicies and DeletingPolicies for one JSON payload.
+    pub fn evaluate_json(
+        &self,
+        payload: &Value,
+        provider: &dyn ContextProvider,
+    ) -> Vec<EngineResponse> {
+        let mut out = Vec::new();
+        for p in self
+            .policies
+            .iter()
+            .filter(|p| p.mode == EvaluationMode::Json)
+        {
+            out.extend(response(p, p.evaluate_json(payload, provider), payload));
+        }
+        for p in &self.deleting {
+            if let Some(r) = delete_rule(p.evaluate_json(payload, provider)) {
+                out.push(engine_response(&dmeta(p), vec![r], payload, payload));
+            }
+        }
+        out
+    }
+
+    /// Responses of the ValidatingPolicies of an authorization mode (`HTTP`, `Envoy`) for one
+    /// request payload; each rule is named after its policy.
+    pub fn evaluate_authz(
+        &self,
+        mode: &str,
+        payload: &Value,
+        provider: &dyn ContextProvider,
+    ) -> Vec<EngineResponse> {
+        let mut out = Vec::new();
+        for p in self
+            .policies
+            .iter()
+            .filter(|p| p.mode == EvaluationMode::Other(mode.to_string()))
+        {
+            let result = p.evaluate_authz(payload, provider);
+            let mut r = response(p, result, &Value::Object(Default::default()));
+            if let Some(r) = r.as_mut() {
+                for rule in &mut r.rules {
+                    rule.name = p.name.clone();
+                }
+            }
+            out.extend(r);
+        }
+        out
+    }
+
+    /// The validating CEL policies (ValidatingPolicies of the Kubernetes mode, bound
+    /// ValidatingAdmissionPolicies, ImageValidatingPolicies) for an admission request. Policies
+    /// that do not select the request give no outcome.
+    pub fn validate_admission(
+        &self,
+        req: &AdmissionRequest,
+        provider: &dyn ContextProvider,
+        filter: AdmissionFilter,
+    ) -> Vec<AdmissionOutcome> {
+        let mut out = Vec::new();
+        let resource = req.resource();
+        for p in self
+            .policies
+            .iter()
+            .filter(|p| p.mode == EvaluationMode::Kubernetes)
+            .filter(|p| filter.admits(&p.name, &p.admission))
+        {
+            let (result, mut validation_actions) = p.evaluate_admission(req, provider);
+            if result == CelPolicyResult::NotMatched {
+                continue;
+            }
+            if p.kind != CelPolicyKind::ValidatingAdmissionPolicy {
+                validation_actions.clone_from(&p.admission.validation_actions);
+            }
+            out.push(AdmissionOutcome {
+                response: engine_response(
+                    &vmeta(p),
+                    vec![validation_rule(&p.name, result)],
+                    resource,
+                    resource,
+                ),
+                validation_actions,
+                failure_policy_fail: !p.failure_policy_ignore,
+                background: p.admission.background,
+            });
+        }
+        for p in self
+            .image
+            .iter()
+            .filter(|p| filter.admits(&p.name, &p.admission))
+        {
+            let result = p.evaluate(req, provider);
+            if result == CelPolicyResult::NotMatched {
+                continue;
+            }
+            out.push(AdmissionOutcome {
+                response: engine_response(
+                    &imeta(p),
+                    vec![validation_rule(&p.name, result)],
+                    resource,
+                    resource,
+                ),
+                validation_actions: p.admission.validation_actions.clone(),
+                failure_policy_fail: p.admission.failure_policy_fail,
+                background: p.admission.background,
+            });
+        }
+        out
+    }
+
+    /// The mutating CEL policies for an admission request, chained: bound
+    /// MutatingAdmissionPolicies first, then MutatingPolicies, each on the object the previous
+    /// ones left. Returns the outcomes and the final object when anything changed it.
+    pub fn mutate_admission(
+        &self,
+        req: &AdmissionRequest,
+        provider: &dyn ContextProvider,
+        filter: AdmissionFilter,
+    ) -> (Vec<AdmissionOutcome>, Option<Value>) {
+        let mut out = Vec::new();
+        let mut current: Option<Value> = None;
+        let maps = self
+            .mutating
+            .iter()
+            .filter(|p| p.kind == MutatingKind::MutatingAdmissionPolicy && !p.bindings.is_empty());
+        let mpols = self
+            .mutating
+            .iter()
+            .filter(|p| p.kind != MutatingKind::MutatingAdmissionPolicy);
+        for p in maps
+            .chain(mpols)
+            .filter(|p| filter.admits(&p.name, &p.admission))
+        {
+            let input = current.as_ref().unwrap_or(req.resource());
+            let result = match &current {
+                Some(obj) => p.evaluate(&with_object(req, obj), provider),
+                None => p.evaluate(req, provider),
+            };
+            if matches!(result, MutateResult::NotMatched) {
+                continue;
+            }
+            let before = input.clone();
+            let (rule, patched) =
+                mutation_rule(&p.name, result, "mutation is successfully applied");
+            if let Some(v) = patched {
+                current = Some(v);
+            }
+            let after = current.as_ref().unwrap_or(&before);
+            out.push(AdmissionOutcome {
+                response: engine_response(&mmeta(p), vec![rule], &before, after),
+                validation_actions: Vec::new(),
+                failure_policy_fail: p.admission.failure_policy_fail,
+                background: p.admission.background,
+            });
+        }
+        (out, current)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::NoProvider;
+    use crate::request::Operation;
+    use serde_json::json;
+
+    fn set(docs: &[Value]) -> CelPolicySet {
+        let mut s = CelPolicySet::default();
+        for d in docs {
+            s.insert(compile_document(d).unwrap().unwrap());
+        }
+        s
+    }
+
+    fn pod_request(labels: Value) -> AdmissionRequest {
+        AdmissionRequest {
+            operation: Operation::Create,
+            object: json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "default", "labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}),
+            ..AdmissionRequest::default()
+        }
+    }
+
+    fn vpol(actions: Value) -> Value {
+        json!({"apiVersion": "policies.kyverno.io/v1", "kind": "ValidatingPolicy",
+            "metadata": {"name": "need-team"},
+            "spec": {"validationActions": actions,
+                "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                    "operations": ["CREATE"], "resources": ["pods"]}]},
+                "validations": [{"expression": "has(object.metadata.labels.team)",
+                    "message": "label team is required"}]}})
+    }
+
+    #[test]
+    fn deny_action_denies_with_kyvernos_message_and_warn_only_warns() {
+        let s = set(&[vpol(json!(["Deny"]))]);
+        let all = AdmissionFilter {
+            failure_policy_fail: None,
+            names: &[],
+        };
+        let out = s.validate_admission(&pod_request(json!({})), &NoProvider, all);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].denials(),
+            vec!["Policy need-team failed: label team is required"]
+        );
+        assert!(out[0].warnings().is_empty());
+        let ok = s.validate_admission(&pod_request(json!({"team": "a"})), &NoProvider, all);
+        assert!(ok[0].denials().is_empty());
+
+        let s = set(&[vpol(json!(["Warn", "Audit"]))]);
+        let out = s.validate_admission(&pod_request(json!({})), &NoProvider, all);
+        assert!(out[0].denials().is_empty());
+        assert_eq!(out[0].warnings().len(), 1);
+    }
+
+    #[test]
+    fn missing_actions_default_to_deny_and_names_filter_policies() {
+        let mut doc = vpol(json!(null));
+        doc["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("validationActions");
+        let s = set(&[doc]);
+        let other = ["other".to_string()];
+        let none = s.validate_admission(
+            &pod_request(json!({})),
+            &NoProvider,
+            AdmissionFilter {
+                failure_policy_fail: None,
+                names: &other,
+            },
+        );
+        assert!(none.is_empty());
+        let out = s.validate_admission(
+            &pod_request(json!({})),
+            &NoProvider,
+            AdmissionFilter {
+                failure_policy_fail: Some(true),
+                names: &[],
+            },
+        );
+        assert_eq!(out[0].denials().len(), 1);
+    }
+
+    #[test]
+    fn unbound_validating_admission_policy_does_not_apply_and_binding_actions_do() {
+        let vap = json!({"apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy", "metadata": {"name": "vap"},
+            "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": [""],
+                "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]},
+                "validations": [{"expression": "false", "message": "never"}]}});
+        let binding = json!({"apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": "b"},
+            "spec": {"policyName": "vap", "validationActions": ["Warn"]}});
+        let all = AdmissionFilter {
+            failure_policy_fail: None,
+            names: &[],
+        };
+        let unbound = set(std::slice::from_ref(&vap));
+        assert!(
+            unbound
+                .validate_admission(&pod_request(json!({})), &NoProvider, all)
+                .is_empty()
+        );
+        // The binding is loaded first: it still attaches.
+        let bound = set(&[binding, vap]);
+        let out = bound.validate_admission(&pod_request(json!({})), &NoProvider, all);
+        assert_eq!(out[0].warnings(), vec!["Policy vap failed: never"]);
+        assert!(out[0].denials().is_empty());
+    }
+
+    #[test]
+    fn mutating_policies_chain_in_admission() {
+        let mpol = |name: &str, key: &str| {
+            json!({"apiVersion": "policies.kyverno.io/v1", "kind": "MutatingPolicy",
+                "metadata": {"name": name},
+                "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": [""],
+                    "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]},
+                    "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {
+                        "expression": format!("Object{{metadata: Object.metadata{{labels: {{\"{key}\": \"yes\"}}}}}}")}}]}})
+        };
+        let s = set(&[mpol("a", "first"), mpol("b", "second")]);
+        let (out, patched) = s.mutate_admission(
+            &pod_request(json!({})),
+            &NoProvider,
+            AdmissionFilter {
+                failure_policy_fail: None,
+                names: &[],
+            },
+        );
+        assert_eq!(out.len(), 2);
+        let labels = &patched.unwrap()["metadata"]["labels"];
+        assert_eq!(labels, &json!({"first": "yes", "second": "yes"}));
+    }
+
+    #[test]
+    fn broken_documents_name_kind_policy_and_field() {
+        let mut doc = vpol(json!(["Deny"]));
+        doc["spec"]["validations"][0]["expression"] = json!("object.(");
+        let e = compile_document(&doc).unwrap().unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("ValidatingPolicy \"need-team\" at spec.validations[0].expression"),
+            "{text}"
+        );
+        assert!(compile_document(&json!({"kind": "ClusterPolicy"})).is_none());
+    }
+}
