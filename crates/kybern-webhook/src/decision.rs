@@ -4,6 +4,7 @@
 
 use crate::patch;
 use crate::store::{PolicySet, has_validate_rules};
+use kybern_engine::cel::policy_set::{AdmissionFilter, AdmissionOutcome};
 use kybern_engine::context::ContextProvider;
 use kybern_engine::engine::{Engine, PolicyContext};
 use kybern_engine::policy::{Policy, RuleBody};
@@ -38,15 +39,74 @@ impl FailurePolicyFilter {
             FailurePolicyFilter::Ignore => !p.failure_policy_fail,
         }
     }
+
+    fn as_option(self) -> Option<bool> {
+        match self {
+            FailurePolicyFilter::All => None,
+            FailurePolicyFilter::Fail => Some(true),
+            FailurePolicyFilter::Ignore => Some(false),
+        }
+    }
+}
+
+/// Which families of policy a path serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Families {
+    /// ClusterPolicy/Policy and the CEL kinds (`/validate`, `/mutate`).
+    All,
+    /// ClusterPolicy/Policy only (Kyverno's `/validate/fail`, `/mutate/ignore`, ...).
+    Kyverno,
+    /// The CEL kinds only (Kyverno's `/vpol/...`, `/mpol/...`, `/ivpol/...`).
+    Cel,
+    /// Policies whose work happens in the background (Kyverno's `/gpol/...`): nothing is
+    /// evaluated in admission and the request is admitted.
+    Background,
+}
+
+/// What one admission path asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub endpoint: Endpoint,
+    pub filter: FailurePolicyFilter,
+    pub families: Families,
+    /// Only these policies (Kyverno's fine-grained and `/vpol/<name>/...` paths); empty: all.
+    pub names: Vec<String>,
+}
+
+impl Route {
+    /// A route over every policy of the given families.
+    pub fn new(endpoint: Endpoint, filter: FailurePolicyFilter, families: Families) -> Self {
+        Route {
+            endpoint,
+            filter,
+            families,
+            names: Vec::new(),
+        }
+    }
+
+    fn admits(&self, p: &Policy) -> bool {
+        matches!(self.families, Families::All | Families::Kyverno)
+            && self.filter.admits(p)
+            && (self.names.is_empty() || self.names.iter().any(|n| *n == p.name))
+    }
+
+    fn cel_filter(&self) -> Option<AdmissionFilter<'_>> {
+        matches!(self.families, Families::All | Families::Cel).then_some(AdmissionFilter {
+            failure_policy_fail: self.filter.as_option(),
+            names: &self.names,
+        })
+    }
 }
 
 /// One policy's evaluation, kept for metrics and logs.
 #[derive(Debug, Clone)]
 pub struct PolicyOutcome {
-    pub policy: Arc<Policy>,
+    /// The ClusterPolicy/Policy; `None` for the CEL kinds.
+    pub policy: Option<Arc<Policy>>,
     pub response: EngineResponse,
-    /// The policy counts as Enforce for this request.
+    /// The policy counts as Enforce (CEL kinds: `Deny`) for this request.
     pub enforce: bool,
+    pub background: bool,
     pub duration: Duration,
 }
 
@@ -119,11 +179,11 @@ pub fn decide(
     set: &PolicySet,
     provider: &dyn ContextProvider,
     request: &AdmissionRequest,
-    endpoint: Endpoint,
-    filter: FailurePolicyFilter,
+    route: &Route,
     deadline: Instant,
     cancel: &AtomicBool,
 ) -> Decision {
+    let endpoint = route.endpoint;
     let kind = request.gvk().kind;
     let mut decision = Decision {
         allowed: true,
@@ -136,7 +196,7 @@ pub fn decide(
     let candidates: Vec<&Arc<Policy>> = set
         .candidates(&kind)
         .into_iter()
-        .filter(|p| filter.admits(p))
+        .filter(|p| route.admits(p))
         .filter(|p| match endpoint {
             Endpoint::Validate => has_validate_rules(p),
             Endpoint::Mutate => p.has_rule_of(|b| {
@@ -154,11 +214,16 @@ pub fn decide(
     let engine = Engine::new(provider);
     let pctx = PolicyContext::new(request);
     let no_values = BTreeMap::new();
-    let mut unevaluated: Vec<&Arc<Policy>> = Vec::new();
+    let mut unevaluated: Vec<(&str, bool)> = Vec::new();
     let mut mutated: Option<AdmissionRequest> = None;
     for (i, policy) in candidates.iter().enumerate() {
         if cancel.load(Ordering::Relaxed) || Instant::now() >= deadline {
-            unevaluated.extend(candidates.iter().skip(i));
+            unevaluated.extend(
+                candidates
+                    .iter()
+                    .skip(i)
+                    .map(|p| (p.name.as_str(), p.failure_policy_fail)),
+            );
             break;
         }
         let start = Instant::now();
@@ -194,28 +259,30 @@ pub fn decide(
                 .iter()
                 .any(|(_, a)| *a == FailureAction::Enforce);
         decision.outcomes.push(PolicyOutcome {
-            policy: Arc::clone(policy),
+            policy: Some(Arc::clone(policy)),
             response,
             enforce,
+            background: policy.background,
             duration,
         });
     }
     let resource = resource_name(request.resource(), &kind);
     let mut blocking: Vec<&EngineResponse> = Vec::new();
     for o in &decision.outcomes {
+        let Some(policy) = &o.policy else { continue };
         let r = &o.response;
         let blocks = match endpoint {
             Endpoint::Validate => {
                 r.blocks()
                     || (o.enforce
-                        && o.policy.failure_policy_fail
+                        && policy.failure_policy_fail
                         && r.rules.iter().any(|x| x.status == RuleStatus::Error))
             }
             Endpoint::Mutate => {
-                o.policy.failure_policy_fail
-                    && r.rules.iter().any(|x| {
-                        x.status == RuleStatus::Error && !is_unsupported(&o.policy, &x.name)
-                    })
+                policy.failure_policy_fail
+                    && r.rules
+                        .iter()
+                        .any(|x| x.status == RuleStatus::Error && !is_unsupported(policy, &x.name))
             }
         };
         if blocks {
@@ -234,17 +301,53 @@ pub fn decide(
             }
         }
     }
-    if !blocking.is_empty() {
-        decision.allowed = false;
+    let mut denials = Vec::new();
+    let blocked = !blocking.is_empty();
+    if blocked {
         decision.message = blocked_message(&resource, &blocking);
     }
+    if let Some(filter) = route.cel_filter().filter(|_| !set.cel.is_empty()) {
+        if cancel.load(Ordering::Relaxed) || Instant::now() >= deadline {
+            unevaluated.extend(cel_fail_closed(set, request, filter, endpoint));
+        } else {
+            let start = Instant::now();
+            let outcomes = match endpoint {
+                Endpoint::Validate => set.cel.validate_admission(request, provider, filter),
+                Endpoint::Mutate => {
+                    let base = mutated.as_ref().unwrap_or(request);
+                    let (outcomes, object) = set.cel.mutate_admission(base, provider, filter);
+                    if let Some(object) = object {
+                        let mut next = mutated.take().unwrap_or_else(|| request.clone());
+                        next.object = object;
+                        mutated = Some(next);
+                    }
+                    outcomes
+                }
+            };
+            // The CEL pass is timed as a whole; each policy gets an equal share.
+            let share = start.elapsed() / u32::try_from(outcomes.len().max(1)).unwrap_or(1);
+            for o in outcomes {
+                denials.extend(o.denials());
+                decision.warnings.extend(o.warnings());
+                decision.outcomes.push(cel_outcome(o, share));
+            }
+        }
+    }
+    if !denials.is_empty() {
+        let joined = denials.join("; ");
+        decision.message = Some(match decision.message.take() {
+            Some(m) => format!("{joined}{m}"),
+            None => joined,
+        });
+    }
+    decision.allowed = !blocked && denials.is_empty();
     if !unevaluated.is_empty() {
         decision.timed_out = true;
-        let names: Vec<&str> = unevaluated.iter().map(|p| p.name.as_str()).collect();
+        let names: Vec<&str> = unevaluated.iter().map(|(n, _)| *n).collect();
         let fail: Vec<&str> = unevaluated
             .iter()
-            .filter(|p| p.failure_policy_fail)
-            .map(|p| p.name.as_str())
+            .filter(|(_, fail)| *fail)
+            .map(|(n, _)| *n)
             .collect();
         if fail.is_empty() {
             decision.warnings.push(format!(
@@ -271,21 +374,51 @@ pub fn decide(
     decision
 }
 
+fn cel_outcome(o: AdmissionOutcome, duration: Duration) -> PolicyOutcome {
+    PolicyOutcome {
+        policy: None,
+        enforce: o.enforces(),
+        background: o.background,
+        response: o.response,
+        duration,
+    }
+}
+
+/// CEL policies the route would evaluate whose resource rules select the request, with whether
+/// their failure policy is Fail (namespace selectors are not consulted: no provider here).
+fn cel_fail_closed<'s>(
+    set: &'s PolicySet,
+    request: &AdmissionRequest,
+    filter: AdmissionFilter,
+    endpoint: Endpoint,
+) -> Vec<(&'s str, bool)> {
+    set.cel
+        .selecting(request, filter, endpoint == Endpoint::Mutate)
+}
+
 /// The answer when evaluation could not run at all (deadline passed before it started, or a
 /// worker failed): Fail policies among the candidates deny, otherwise the request is allowed.
 pub fn decide_without_evaluation(
     set: &PolicySet,
     request: &AdmissionRequest,
-    filter: FailurePolicyFilter,
+    route: &Route,
     reason: &str,
 ) -> Decision {
     let kind = request.gvk().kind;
-    let fail: Vec<&str> = set
+    let mut fail: Vec<&str> = set
         .candidates(&kind)
         .into_iter()
-        .filter(|p| filter.admits(p) && p.failure_policy_fail)
+        .filter(|p| route.admits(p) && p.failure_policy_fail)
         .map(|p| p.name.as_str())
         .collect();
+    if let Some(filter) = route.cel_filter() {
+        fail.extend(
+            cel_fail_closed(set, request, filter, route.endpoint)
+                .into_iter()
+                .filter(|(_, f)| *f)
+                .map(|(n, _)| n),
+        );
+    }
     if fail.is_empty() {
         Decision {
             allowed: true,

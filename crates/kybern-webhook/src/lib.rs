@@ -17,6 +17,7 @@ pub mod error;
 pub mod metrics;
 pub mod patch;
 pub mod provider;
+pub mod routes;
 pub mod server;
 pub mod store;
 

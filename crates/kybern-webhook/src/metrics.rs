@@ -1,15 +1,50 @@
 //! Prometheus metrics with Kyverno's names and labels, so existing dashboards work.
 //! The engine records nothing; the server records what the engine returned.
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 
-/// Label pairs, in Kyverno's order.
+/// Label pairs, for metrics of our own recorded rarely.
 pub type LabelSet = Vec<(String, String)>;
+
+/// A label value shared between the series of one request (cloning it does not allocate).
+pub type Shared = Arc<String>;
+
+/// Labels of `kyverno_admission_requests_total` and `kyverno_admission_review_duration_seconds`,
+/// in Kyverno's order.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub resource_kind: Shared,
+    pub resource_namespace: Shared,
+    pub resource_request_operation: &'static str,
+    pub request_allowed: bool,
+}
+
+/// Labels of `kyverno_policy_results_total` and `kyverno_policy_execution_duration_seconds`,
+/// in Kyverno's order. Built once per rule on every request, so only the policy and rule names
+/// are new values; the rest are static or shared per request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy_validation_mode: &'static str,
+    pub policy_type: &'static str,
+    pub policy_background_mode: bool,
+    pub policy_namespace: Shared,
+    pub policy_name: Shared,
+    pub resource_kind: Shared,
+    pub resource_namespace: Shared,
+    pub resource_request_operation: &'static str,
+    pub rule_name: Shared,
+    pub rule_result: &'static str,
+    pub rule_type: &'static str,
+    pub rule_execution_cause: &'static str,
+    pub dry_run: bool,
+}
 
 fn duration_histogram() -> Histogram {
     // Kyverno's default bucket boundaries (seconds).
@@ -21,10 +56,10 @@ fn duration_histogram() -> Histogram {
 /// All metrics of the server.
 pub struct Metrics {
     registry: Registry,
-    pub admission_requests: Family<LabelSet, Counter>,
-    pub admission_review_duration: Family<LabelSet, Histogram, fn() -> Histogram>,
-    pub policy_results: Family<LabelSet, Counter>,
-    pub policy_execution_duration: Family<LabelSet, Histogram, fn() -> Histogram>,
+    pub admission_requests: Family<RequestLabels, Counter>,
+    pub admission_review_duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    pub policy_results: Family<PolicyLabels, Counter>,
+    pub policy_execution_duration: Family<PolicyLabels, Histogram, fn() -> Histogram>,
     pub policy_load_errors: Family<LabelSet, Counter>,
     pub policies_loaded: Gauge,
     pub policy_set_generation: Gauge,
@@ -40,14 +75,14 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
-        let admission_requests = Family::<LabelSet, Counter>::default();
+        let admission_requests = Family::<RequestLabels, Counter>::default();
         let admission_review_duration =
-            Family::<LabelSet, Histogram, fn() -> Histogram>::new_with_constructor(
+            Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 duration_histogram as fn() -> Histogram,
             );
-        let policy_results = Family::<LabelSet, Counter>::default();
+        let policy_results = Family::<PolicyLabels, Counter>::default();
         let policy_execution_duration =
-            Family::<LabelSet, Histogram, fn() -> Histogram>::new_with_constructor(
+            Family::<PolicyLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 duration_histogram as fn() -> Histogram,
             );
         let policy_load_errors = Family::<LabelSet, Counter>::default();

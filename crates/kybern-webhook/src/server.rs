@@ -6,10 +6,11 @@
 use crate::admission::{self, AdmissionResponse, ReviewResponse, Status};
 use crate::certs::{self, CertError, CertResolver};
 use crate::config::{TlsSource, WebhookConfig};
-use crate::decision::{self, Decision, Endpoint, FailurePolicyFilter};
+use crate::decision::{self, Decision, Endpoint, Route};
 use crate::error::ApiError;
-use crate::metrics::{Metrics, labels};
+use crate::metrics::{Metrics, PolicyLabels, RequestLabels, Shared};
 use crate::provider::ClusterResources;
+use crate::routes;
 use crate::store::PolicyStore;
 use axum::Router;
 use axum::body::Body;
@@ -95,18 +96,23 @@ impl Running {
 
 /// Builds the router (exposed for in-process tests).
 pub fn router(state: AppState) -> Router {
-    let admit = |endpoint: Endpoint, filter: FailurePolicyFilter| {
-        post(move |st: State<AppState>, req: Request| handle_admission(st, req, endpoint, filter))
+    let admit = || {
+        post(|st: State<AppState>, req: Request| async move {
+            match routes::route_for(req.uri().path()) {
+                Some(route) => handle_admission(st, req, route).await,
+                None => Err(ApiError::NotFound),
+            }
+        })
     };
-    use Endpoint::{Mutate, Validate};
-    use FailurePolicyFilter::{All, Fail, Ignore};
-    Router::new()
-        .route("/validate", admit(Validate, All))
-        .route("/validate/fail", admit(Validate, Fail))
-        .route("/validate/ignore", admit(Validate, Ignore))
-        .route("/mutate", admit(Mutate, All))
-        .route("/mutate/fail", admit(Mutate, Fail))
-        .route("/mutate/ignore", admit(Mutate, Ignore))
+    let mut router = Router::new();
+    for head in [
+        "validate", "mutate", "vpol", "nvpol", "mpol", "nmpol", "gpol", "ngpol", "ivpol", "nivpol",
+    ] {
+        router = router
+            .route(&format!("/{head}"), admit())
+            .route(&format!("/{head}/{{*rest}}"), admit());
+    }
+    router
         .route("/health/liveness", get(|| async { "ok" }))
         .route("/health/readiness", get(readiness))
         .route("/metrics", get(metrics))
@@ -182,8 +188,7 @@ impl Drop for CancelOnDrop {
 async fn handle_admission(
     State(st): State<AppState>,
     req: Request,
-    endpoint: Endpoint,
-    filter: FailurePolicyFilter,
+    route: Route,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let limits = &st.config.limits;
@@ -229,13 +234,13 @@ async fn handle_admission(
     let set = st.store.snapshot();
     let request = Arc::new(request);
 
-    let decision = evaluate(&st, &set, &request, endpoint, filter, deadline).await;
+    let decision = evaluate(&st, &set, &request, &route, deadline).await;
     record_metrics(
         &st.metrics,
         &request,
         &decision,
         started.elapsed(),
-        endpoint,
+        route.endpoint,
     );
 
     let response = AdmissionResponse {
@@ -259,8 +264,7 @@ async fn evaluate(
     st: &AppState,
     set: &Arc<crate::store::PolicySet>,
     request: &Arc<AdmissionRequest>,
-    endpoint: Endpoint,
-    filter: FailurePolicyFilter,
+    route: &Route,
     deadline: Instant,
 ) -> Decision {
     let deadline_tokio = tokio::time::Instant::from_std(deadline);
@@ -274,7 +278,7 @@ async fn evaluate(
                 return decision::decide_without_evaluation(
                     set,
                     request,
-                    filter,
+                    route,
                     "no evaluation worker became free before the deadline",
                 );
             }
@@ -286,17 +290,10 @@ async fn evaluate(
         let request = Arc::clone(request);
         let provider = Arc::clone(&st.provider);
         let cancel = Arc::clone(&cancel);
+        let route = route.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            decision::decide(
-                &set,
-                provider.as_ref(),
-                &request,
-                endpoint,
-                filter,
-                deadline,
-                &cancel,
-            )
+            decision::decide(&set, provider.as_ref(), &request, &route, deadline, &cancel)
         })
     };
     match tokio::time::timeout_at(deadline_tokio + Duration::from_millis(50), task).await {
@@ -308,17 +305,37 @@ async fn evaluate(
         }
         Ok(Err(join)) => {
             tracing::error!(error = %join, "evaluation worker failed");
-            decision::decide_without_evaluation(set, request, filter, "evaluation failed")
+            decision::decide_without_evaluation(set, request, route, "evaluation failed")
         }
         Err(_) => {
             st.metrics.evaluation_timeouts.inc();
             decision::decide_without_evaluation(
                 set,
                 request,
-                filter,
+                route,
                 "evaluation did not finish before the deadline",
             )
         }
+    }
+}
+
+/// Kyverno's label value for an operation.
+fn operation_label(op: kybern_engine::request::Operation) -> &'static str {
+    use kybern_engine::request::Operation;
+    match op {
+        Operation::Create => "create",
+        Operation::Update => "update",
+        Operation::Delete => "delete",
+        Operation::Connect => "connect",
+    }
+}
+
+fn rule_type_label(t: RuleType) -> &'static str {
+    match t {
+        RuleType::Validation => "validate",
+        RuleType::Mutation => "mutate",
+        RuleType::Generation => "generate",
+        RuleType::ImageVerify => "imageVerify",
     }
 }
 
@@ -329,62 +346,49 @@ fn record_metrics(
     elapsed: Duration,
     endpoint: Endpoint,
 ) {
-    let kind = request.gvk().kind;
-    let namespace = request.namespace().to_string();
-    let op = request.operation.as_str().to_ascii_lowercase();
-    let dry_run = request.dry_run.to_string();
-    let allowed = decision.allowed.to_string();
-    let req_labels = labels(&[
-        ("resource_kind", &kind),
-        ("resource_namespace", &namespace),
-        ("resource_request_operation", &op),
-        ("request_allowed", &allowed),
-    ]);
+    let kind: Shared = Arc::new(request.gvk().kind);
+    let namespace: Shared = Arc::new(request.namespace().to_string());
+    let op = operation_label(request.operation);
+    let req_labels = RequestLabels {
+        resource_kind: Arc::clone(&kind),
+        resource_namespace: Arc::clone(&namespace),
+        resource_request_operation: op,
+        request_allowed: decision.allowed,
+    };
     m.admission_requests.get_or_create(&req_labels).inc();
     m.admission_review_duration
         .get_or_create(&req_labels)
         .observe(elapsed.as_secs_f64());
+    let no_namespace: Shared = Arc::new("-".to_string());
+    let empty: Shared = Arc::new(String::new());
     for o in &decision.outcomes {
-        let p = &o.policy;
-        let mode = if o.enforce { "enforce" } else { "audit" };
-        let ptype = if p.namespace.is_empty() {
-            "cluster"
-        } else {
-            "namespaced"
+        let r = &o.response;
+        let namespaced = !r.policy_namespace.is_empty();
+        let mut labels = PolicyLabels {
+            policy_validation_mode: if o.enforce { "enforce" } else { "audit" },
+            policy_type: if namespaced { "namespaced" } else { "cluster" },
+            policy_background_mode: o.background,
+            policy_namespace: if namespaced {
+                Arc::new(r.policy_namespace.clone())
+            } else {
+                Arc::clone(&no_namespace)
+            },
+            policy_name: Arc::new(r.policy_name.clone()),
+            resource_kind: Arc::clone(&kind),
+            resource_namespace: Arc::clone(&namespace),
+            resource_request_operation: op,
+            rule_name: Arc::clone(&empty),
+            rule_result: "pass",
+            rule_type: "validate",
+            rule_execution_cause: "admission_request",
+            dry_run: request.dry_run,
         };
-        let pns = if p.namespace.is_empty() {
-            "-"
-        } else {
-            p.namespace.as_str()
-        };
-        let background = p.background.to_string();
-        let base = [
-            ("policy_validation_mode", mode),
-            ("policy_type", ptype),
-            ("policy_background_mode", background.as_str()),
-            ("policy_namespace", pns),
-            ("policy_name", p.name.as_str()),
-            ("resource_kind", kind.as_str()),
-            ("resource_namespace", namespace.as_str()),
-            ("resource_request_operation", op.as_str()),
-        ];
         let mut worst = RuleStatus::Pass;
-        for rule in &o.response.rules {
-            let rule_type = match rule.rule_type {
-                RuleType::Validation => "validate",
-                RuleType::Mutation => "mutate",
-                RuleType::Generation => "generate",
-                RuleType::ImageVerify => "imageVerify",
-            };
-            let mut l = base.to_vec();
-            l.extend([
-                ("rule_name", rule.name.as_str()),
-                ("rule_result", rule.status.as_str()),
-                ("rule_type", rule_type),
-                ("rule_execution_cause", "admission_request"),
-                ("dry_run", dry_run.as_str()),
-            ]);
-            m.policy_results.get_or_create(&labels(&l)).inc();
+        for rule in &r.rules {
+            labels.rule_name = Arc::new(rule.name.clone());
+            labels.rule_result = rule.status.as_str();
+            labels.rule_type = rule_type_label(rule.rule_type);
+            m.policy_results.get_or_create(&labels).inc();
             worst = match (worst, rule.status) {
                 (_, RuleStatus::Error) | (RuleStatus::Error, _) => RuleStatus::Error,
                 (_, RuleStatus::Fail) | (RuleStatus::Fail, _) => RuleStatus::Fail,
@@ -392,33 +396,33 @@ fn record_metrics(
                 (w, _) => w,
             };
             if rule.status == RuleStatus::Fail {
-                let action = o
-                    .response
+                let action = r
                     .failure_actions
                     .iter()
                     .find(|(n, _)| n == &rule.name)
-                    .map_or(FailureAction::Audit, |(_, a)| *a);
-                tracing::info!(policy = %p.name, rule = %rule.name, ?action, kind = %kind,
+                    .map_or(
+                        if o.enforce {
+                            FailureAction::Enforce
+                        } else {
+                            FailureAction::Audit
+                        },
+                        |(_, a)| *a,
+                    );
+                tracing::info!(policy = %r.policy_name, rule = %rule.name, ?action, kind = %kind,
                     namespace = %namespace, message = %rule.message, "policy violation");
             }
         }
-        if o.response.rules.is_empty() {
+        if r.rules.is_empty() {
             continue;
         }
-        let mut l = base.to_vec();
-        let rule_type = match endpoint {
+        labels.rule_name = Arc::clone(&empty);
+        labels.rule_result = worst.as_str();
+        labels.rule_type = match endpoint {
             Endpoint::Validate => "validate",
             Endpoint::Mutate => "mutate",
         };
-        l.extend([
-            ("rule_name", ""),
-            ("rule_result", worst.as_str()),
-            ("rule_type", rule_type),
-            ("rule_execution_cause", "admission_request"),
-            ("dry_run", dry_run.as_str()),
-        ]);
         m.policy_execution_duration
-            .get_or_create(&labels(&l))
+            .get_or_create(&labels)
             .observe(o.duration.as_secs_f64());
     }
 }
@@ -526,7 +530,7 @@ async fn poll(
             if !known_errors.contains(e) {
                 metrics
                     .policy_load_errors
-                    .get_or_create(&labels(&[("file", &e.file)]))
+                    .get_or_create(&crate::metrics::labels(&[("file", &e.file)]))
                     .inc();
             }
         }

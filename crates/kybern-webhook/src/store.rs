@@ -5,6 +5,7 @@
 
 use crate::provider::manifest_files;
 use arc_swap::ArcSwap;
+use kybern_engine::cel::policy_set::{CelDocument, CelPolicySet, compile_document};
 use kybern_engine::exceptions::PolicyException;
 use kybern_engine::policy::{Policy, PolicyLoadErrorKind, RuleBody, compile_policy};
 use kybern_engine::yaml::{Limits, parse_documents};
@@ -15,31 +16,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-/// Policy kinds Kyverno knows that this build cannot evaluate yet: reported, not loaded.
-const UNSUPPORTED_KINDS: [&str; 16] = [
-    "ValidatingPolicy",
-    "NamespacedValidatingPolicy",
-    "MutatingPolicy",
-    "NamespacedMutatingPolicy",
-    "GeneratingPolicy",
-    "NamespacedGeneratingPolicy",
-    "DeletingPolicy",
-    "NamespacedDeletingPolicy",
-    "ImageValidatingPolicy",
-    "NamespacedImageValidatingPolicy",
-    "ValidatingAdmissionPolicy",
-    "ValidatingAdmissionPolicyBinding",
-    "MutatingAdmissionPolicy",
-    "MutatingAdmissionPolicyBinding",
-    "CleanupPolicy",
-    "ClusterCleanupPolicy",
-];
+/// Policy kinds of Kyverno's cleanup controller: reported, not loaded (the admission server does
+/// not run them).
+const CLEANUP_KINDS: [&str; 2] = ["CleanupPolicy", "ClusterCleanupPolicy"];
 
 /// An immutable set of compiled policies and exceptions, indexed by the kinds rules match.
 #[derive(Debug, Default)]
 pub struct PolicySet {
     pub policies: Vec<Arc<Policy>>,
     pub exceptions: Vec<PolicyException>,
+    /// The CEL policy kinds, VAP/MAP with their bindings, and CEL PolicyExceptions.
+    pub cel: CelPolicySet,
     /// Policy positions by kind name.
     by_kind: HashMap<String, Vec<usize>>,
     /// Policies some rule of which may match any kind (wildcards).
@@ -89,6 +76,7 @@ impl PolicySet {
     pub fn new(
         policies: Vec<Arc<Policy>>,
         exceptions: Vec<PolicyException>,
+        cel: CelPolicySet,
         generation: u64,
     ) -> Self {
         let mut by_kind: HashMap<String, Vec<usize>> = HashMap::new();
@@ -108,6 +96,7 @@ impl PolicySet {
         PolicySet {
             policies,
             exceptions,
+            cel,
             by_kind,
             any_kind,
             generation,
@@ -146,6 +135,7 @@ struct FileEntry {
     stamp: Option<(SystemTime, u64)>,
     policies: Vec<Arc<Policy>>,
     exceptions: Vec<PolicyException>,
+    cel: Vec<CelDocument>,
     /// Problems of the file's current version (empty when it loaded cleanly).
     issues: Vec<LoadIssue>,
     /// Documents of kinds this build cannot evaluate.
@@ -219,18 +209,32 @@ fn load_file(path: &Path) -> FileEntry {
         }
         let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
         let at = |m: String| issue(format!("document {}: {m}", index + 1));
-        if kind == "PolicyException" {
-            let api = doc
-                .get("apiVersion")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if api.starts_with("policies.kyverno.io/") {
+        match compile_document(&doc) {
+            Some(Ok(CelDocument::Generating(p))) => {
                 entry.unsupported.push(at(format!(
-                    "PolicyException {:?} ({api}): exceptions for CEL policies are not supported yet",
-                    name_of(&doc)
+                    "{kind} {:?}: generation runs in the background controller, which kybern serve does not have yet",
+                    p.name
                 )));
                 continue;
             }
+            Some(Ok(CelDocument::Deleting(p))) => {
+                entry.unsupported.push(at(format!(
+                    "{kind} {:?}: deletion runs in the cleanup controller, which kybern serve does not have yet",
+                    p.name
+                )));
+                continue;
+            }
+            Some(Ok(d)) => {
+                entry.cel.push(d);
+                continue;
+            }
+            Some(Err(e)) => {
+                entry.issues.push(at(e.to_string()));
+                continue;
+            }
+            None => {}
+        }
+        if kind == "PolicyException" {
             match PolicyException::compile(&doc) {
                 Ok(e) => entry.exceptions.push(e),
                 Err(e) => entry.issues.push(at(format!(
@@ -245,9 +249,9 @@ fn load_file(path: &Path) -> FileEntry {
         match compile_policy(&doc) {
             Ok(p) => entry.policies.push(Arc::new(p)),
             Err(e) if e.kind == PolicyLoadErrorKind::UnknownKind => {
-                if UNSUPPORTED_KINDS.contains(&kind) {
+                if CLEANUP_KINDS.contains(&kind) {
                     entry.unsupported.push(at(format!(
-                        "{kind} {:?}: policies of kind {kind} are not supported yet",
+                        "{kind} {:?}: cleanup runs in the cleanup controller, which kybern serve does not have yet",
                         name_of(&doc)
                     )));
                 }
@@ -357,10 +361,15 @@ impl PolicyStore {
                 .values()
                 .flat_map(|e| e.exceptions.iter().cloned())
                 .collect();
-            let set = PolicySet::new(policies, exceptions, generation);
+            let mut cel = CelPolicySet::default();
+            for d in files.values().flat_map(|e| e.cel.iter()) {
+                cel.insert(d.clone());
+            }
+            let set = PolicySet::new(policies, exceptions, cel, generation);
             tracing::info!(
                 generation,
                 policies = set.policies.len(),
+                cel_policies = set.cel.len(),
                 exceptions = set.exceptions.len(),
                 "policy set loaded"
             );
@@ -368,7 +377,7 @@ impl PolicyStore {
         }
         let current = self.current.load();
         status.generation = current.generation;
-        status.policies = current.policies.len();
+        status.policies = current.policies.len() + current.cel.len();
         status.exceptions = current.exceptions.len();
         if let Ok(mut s) = self.status.lock() {
             *s = status;
@@ -401,6 +410,7 @@ mod tests {
                 Arc::new(policy(&["Pod/exec"])),
             ],
             vec![],
+            CelPolicySet::default(),
             1,
         );
         assert_eq!(set.candidates("Pod").len(), 3);

@@ -717,6 +717,41 @@ impl CelPolicySet {
         out
     }
 
+    /// Names of the admission policies the filter admits whose match constraints select the
+    /// request without looking at namespace labels, with whether their failure policy is Fail:
+    /// what decides a request that could not be evaluated in time.
+    pub fn selecting(
+        &self,
+        req: &AdmissionRequest,
+        filter: AdmissionFilter,
+        mutating: bool,
+    ) -> Vec<(&str, bool)> {
+        let admitted = |name: &str, s: &AdmissionSettings| filter.admits(name, s);
+        if mutating {
+            return self
+                .mutating
+                .iter()
+                .filter(|p| admitted(&p.name, &p.admission))
+                .filter(|p| p.match_constraints.matches(req, None))
+                .map(|p| (p.name.as_str(), p.admission.failure_policy_fail))
+                .collect();
+        }
+        let vpols = self
+            .policies
+            .iter()
+            .filter(|p| p.mode == EvaluationMode::Kubernetes)
+            .filter(|p| admitted(&p.name, &p.admission))
+            .filter(|p| p.match_constraints.matches(req, None))
+            .map(|p| (p.name.as_str(), !p.failure_policy_ignore));
+        let images = self
+            .image
+            .iter()
+            .filter(|p| admitted(&p.name, &p.admission))
+            .filter(|p| p.match_constraints.matches(req, None))
+            .map(|p| (p.name.as_str(), p.admission.failure_policy_fail));
+        vpols.chain(images).collect()
+    }
+
     /// The validating CEL policies (ValidatingPolicies of the Kubernetes mode, bound
     /// ValidatingAdmissionPolicies, ImageValidatingPolicies) for an admission request. Policies
     /// that do not select the request give no outcome.
