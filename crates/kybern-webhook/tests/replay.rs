@@ -1,10 +1,12 @@
 //! Replays the chainsaw admission steps of Kyverno's policy library through the webhook: each
 //! policy forced to Enforce, resources whose step expects an error must be denied, the others
-//! admitted. Only policies whose rules kybern evaluates (validate rules other than CEL) are used.
+//! admitted. ClusterPolicies/Policies whose validate rules kybern evaluates and ValidatingPolicies
+//! (forced to `validationActions: [Deny]`) are used.
 //! Reads `$KYBERN_CONFORMANCE_DIR` (default `../shared/conformance` from the repository root).
 
 mod common;
 
+use kybern_engine::cel::policy_set::compile_document;
 use kybern_engine::policy::{RuleBody, ValidationCheck, compile_policy};
 use kybern_engine::yaml::{Limits as YamlLimits, parse_documents};
 use kybern_webhook::config::Limits;
@@ -73,7 +75,22 @@ fn force_enforce(mut p: Value) -> Value {
     p
 }
 
+/// Forces a ValidatingPolicy to deny what it rejects.
+fn force_deny(mut p: Value) -> Value {
+    if let Some(spec) = p.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert("validationActions".into(), json!(["Deny"]));
+    }
+    p
+}
+
+fn is_validating_policy(kind: &str) -> bool {
+    matches!(kind, "ValidatingPolicy" | "NamespacedValidatingPolicy")
+}
+
 fn supported(p: &Value) -> bool {
+    if is_validating_policy(p["kind"].as_str().unwrap_or_default()) {
+        return matches!(compile_document(p), Some(Ok(_)));
+    }
     match compile_policy(p) {
         Ok(c) => c.rules.iter().all(|r| match &r.body {
             RuleBody::Validate(v) => !matches!(v.check, ValidationCheck::Unsupported(_)),
@@ -143,6 +160,10 @@ async fn chainsaw_admission_steps_replay_through_the_webhook() {
                         let kind = d["kind"].as_str().unwrap_or_default().to_string();
                         if kind == "ClusterPolicy" || kind == "Policy" {
                             policies.push(force_enforce(d));
+                            continue;
+                        }
+                        if is_validating_policy(&kind) {
+                            policies.push(force_deny(d));
                             continue;
                         }
                         if !CLUSTER_SCOPED.contains(&kind.as_str())
