@@ -4,6 +4,7 @@
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use kybern_webhook::config::{Limits, TlsSource, WebhookConfig};
+use kybern_webhook::filters::AdmissionFilters;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,6 +53,29 @@ pub struct ServeArgs {
     /// Evaluations running at once (default: twice the CPUs).
     #[arg(long = "max-evaluations", env = "KYBERN_MAX_EVALUATIONS")]
     pub max_evaluations: Option<usize>,
+    /// Kyverno's `kyverno` ConfigMap (YAML or JSON): its `resourceFilters` and
+    /// `excludeUsernames`/`excludeGroups`/`excludeRoles`/`excludeClusterRoles` are applied.
+    #[arg(long = "config", env = "KYBERN_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Reads the filters of a Kyverno ConfigMap file.
+fn read_filters(path: &std::path::Path) -> Result<AdmissionFilters> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --config {}", path.display()))?;
+    let (docs, err) =
+        kybern_engine::yaml::parse_documents(&text, &kybern_engine::yaml::Limits::default());
+    if let Some(e) = err {
+        bail!("--config {}: {e}", path.display());
+    }
+    let Some((index, doc)) = docs
+        .into_iter()
+        .find(|(_, d)| d.get("kind").and_then(serde_json::Value::as_str) == Some("ConfigMap"))
+    else {
+        bail!("--config {}: no ConfigMap document", path.display());
+    };
+    AdmissionFilters::from_config_map(&doc)
+        .map_err(|e| anyhow::anyhow!("--config {}: document {}: {e}", path.display(), index + 1))
 }
 
 impl ServeArgs {
@@ -85,6 +109,10 @@ impl ServeArgs {
             tls,
             poll_interval: Duration::from_secs(self.poll_interval.max(1)),
             limits,
+            filters: match &self.config {
+                Some(path) => read_filters(path)?,
+                None => AdmissionFilters::default(),
+            },
         })
     }
 }

@@ -33,6 +33,7 @@ pub mod pod_security;
 pub mod policy;
 pub mod preconditions;
 pub mod quantity;
+pub mod rbac;
 pub mod request;
 pub mod response;
 pub mod strategic_merge;

@@ -75,4 +75,6 @@ pub struct WebhookConfig {
     /// How often policy folders and certificate files are checked for changes.
     pub poll_interval: Duration,
     pub limits: Limits,
+    /// Requests admitted without evaluation (Kyverno's ConfigMap `resourceFilters` and exclusions).
+    pub filters: crate::filters::AdmissionFilters,
 }

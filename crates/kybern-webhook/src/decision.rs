@@ -87,7 +87,7 @@ impl Route {
     fn admits(&self, p: &Policy) -> bool {
         matches!(self.families, Families::All | Families::Kyverno)
             && self.filter.admits(p)
-            && (self.names.is_empty() || self.names.iter().any(|n| *n == p.name))
+            && (self.names.is_empty() || self.names.contains(&p.name))
     }
 
     fn cel_filter(&self) -> Option<AdmissionFilter<'_>> {

@@ -14,6 +14,7 @@ pub mod certs;
 pub mod config;
 pub mod decision;
 pub mod error;
+pub mod filters;
 pub mod metrics;
 pub mod patch;
 pub mod provider;

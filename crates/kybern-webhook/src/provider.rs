@@ -15,6 +15,8 @@ pub struct ClusterResources {
     /// `None` when no folder was given.
     objects: Option<Vec<Value>>,
     namespace_labels: BTreeMap<String, Labels>,
+    /// RoleBindings and ClusterRoleBindings, for the requester's roles.
+    bindings: Vec<Value>,
 }
 
 fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
@@ -99,10 +101,24 @@ impl ClusterResources {
         for ns in objects.iter().filter(|o| field(o, "/kind") == "Namespace") {
             namespace_labels.insert(field(ns, "/metadata/name").to_string(), objects::labels(ns));
         }
+        let bindings = objects
+            .iter()
+            .filter(|o| matches!(field(o, "/kind"), "RoleBinding" | "ClusterRoleBinding"))
+            .cloned()
+            .collect();
         ClusterResources {
             objects: Some(objects),
             namespace_labels,
+            bindings,
         }
+    }
+
+    /// The requester's Roles (`namespace:name`) and ClusterRoles from the loaded bindings.
+    pub fn roles_of(&self, user: &kybern_engine::request::UserInfo) -> (Vec<String>, Vec<String>) {
+        if self.bindings.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        kybern_engine::rbac::requester_roles(&self.bindings, user)
     }
 
     /// Labels of a namespace, when it is known.

@@ -229,8 +229,21 @@ async fn handle_admission(
             .into_response());
     }
     let provider = Arc::clone(&st.provider);
-    let request = admission::to_engine_request(&wire, |ns| provider.labels_of(ns))?;
+    let mut request = admission::to_engine_request(&wire, |ns| provider.labels_of(ns))?;
     drop(wire);
+    (request.roles, request.cluster_roles) = provider.roles_of(&request.user_info);
+    if let Some(reason) = st.config.filters.skip_reason(&request) {
+        tracing::debug!(%reason, "admitted without evaluation");
+        let response = AdmissionResponse {
+            uid,
+            allowed: true,
+            status: None,
+            patch: None,
+            patch_type: None,
+            warnings: Vec::new(),
+        };
+        return Ok(axum::Json(ReviewResponse::new(response)).into_response());
+    }
     let set = st.store.snapshot();
     let request = Arc::new(request);
 

@@ -100,6 +100,20 @@ fn supported(p: &Value) -> bool {
     }
 }
 
+/// The user chainsaw applies resources as in a kubeadm (kind) cluster.
+fn chainsaw_user() -> Value {
+    json!({"username": "kubernetes-admin",
+        "groups": ["kubeadm:cluster-admins", "system:authenticated"]})
+}
+
+/// kubeadm's binding that makes that user a cluster-admin.
+fn admin_binding() -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "kubeadm:cluster-admins"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "kubeadm:cluster-admins"}]})
+}
+
 struct Case {
     resource: Value,
     expect_deny: bool,
@@ -206,6 +220,7 @@ async fn chainsaw_admission_steps_replay_through_the_webhook() {
             .collect();
         let mut objects: Vec<Value> = cluster.clone();
         objects.extend(admitted.into_iter().cloned());
+        objects.push(admin_binding());
         std::fs::write(
             cdir.join("objects.json"),
             json!({"kind": "List", "items": objects}).to_string(),
@@ -221,10 +236,11 @@ async fn chainsaw_admission_steps_replay_through_the_webhook() {
         for c in &cases {
             total += 1;
             let k = key(&c.resource);
-            let rv = match existing.get(&k) {
+            let mut rv = match existing.get(&k) {
                 Some(old) => common::review("UPDATE", &c.resource, old),
                 None => common::review("CREATE", &c.resource, &Value::Null),
             };
+            rv["request"]["userInfo"] = chainsaw_user();
             let r = server.send("/validate", &rv).await;
             let denied = r["allowed"] == json!(false);
             if denied == c.expect_deny {

@@ -775,3 +775,49 @@ async fn mutate_returns_a_base64_json_patch_that_yields_the_mutated_object() {
     }
     s.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn configured_filters_and_exclusions_admit_without_evaluation() {
+    use kybern_webhook::filters::AdmissionFilters;
+    let dir = common::temp_dir("filters");
+    let pdir = dir.join("policies");
+    let cdir = dir.join("cluster");
+    std::fs::create_dir_all(&pdir).unwrap();
+    std::fs::create_dir_all(&cdir).unwrap();
+    std::fs::write(pdir.join("team.yaml"), REQUIRE_TEAM).unwrap();
+    std::fs::write(
+        cdir.join("rbac.json"),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "admins"},
+            "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "Group", "name": "platform-admins"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let mut cfg = common::config(&pdir, &dir.join("certs"), Limits::default());
+    cfg.cluster_resources = Some(cdir);
+    cfg.filters = AdmissionFilters::from_config_map(&json!({"kind": "ConfigMap",
+        "data": {"resourceFilters": "[Event,*,*] [*/*,kube-system,*]",
+            "excludeClusterRoles": "cluster-admin"}}))
+    .unwrap();
+    let s = common::serve_config(cfg, dir).await;
+    let bad = pod("p", json!({}));
+    let r = s
+        .send("/validate", &review("CREATE", &bad, &Value::Null))
+        .await;
+    assert_eq!(r["allowed"], false, "evaluated by default: {r}");
+
+    let mut system = bad.clone();
+    system["metadata"]["namespace"] = json!("kube-system");
+    let r = s
+        .send("/validate", &review("CREATE", &system, &Value::Null))
+        .await;
+    assert_eq!(r["allowed"], true, "kube-system is filtered: {r}");
+
+    // The ClusterRoleBinding makes the group's members cluster-admins, who are excluded.
+    let mut rv = review("CREATE", &bad, &Value::Null);
+    rv["request"]["userInfo"]["groups"] = json!(["platform-admins", "system:authenticated"]);
+    let r = s.send("/validate", &rv).await;
+    assert_eq!(r["allowed"], true, "cluster-admin is excluded: {r}");
+    s.running.shutdown().await;
+}
