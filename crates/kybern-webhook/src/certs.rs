@@ -76,79 +76,187 @@ fn gen_err(e: rcgen::Error) -> CertError {
     CertError::Generate(e.to_string())
 }
 
-fn validity(params: &mut CertificateParams, days: i64) {
-    let now = time::OffsetDateTime::now_utc();
+/// Lifetimes of generated certificates and how long before expiry they are replaced (Kyverno's
+/// lifetimes: a year for the CA, 150 days for the serving certificate).
+const CA_DAYS: i64 = 365;
+const SERVING_DAYS: i64 = 150;
+const CA_RENEW_BEFORE_DAYS: i64 = 60;
+const SERVING_RENEW_BEFORE_DAYS: i64 = 30;
+
+fn validity(params: &mut CertificateParams, now: time::OffsetDateTime, days: i64) {
     // Backdated by an hour, like Kyverno, for clock skew.
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::days(days);
 }
 
-/// Creates (or reuses, when all four files exist) a CA and a serving certificate in `dir`.
+fn ca_params(now: time::OffsetDateTime) -> CertificateParams {
+    let mut ca_params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "kybern-webhook-ca");
+    ca_params.distinguished_name = dn;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut ca_params, now, CA_DAYS);
+    ca_params
+}
+
+/// Signs a serving certificate for the names (`localhost` and 127.0.0.1 when none are given)
+/// and writes it with its key.
+fn write_serving(
+    dir: &Path,
+    issuer: &Issuer<'_, KeyPair>,
+    dns_names: &[String],
+    ips: &[IpAddr],
+    now: time::OffsetDateTime,
+) -> Result<(), CertError> {
+    let names: Vec<String> = if dns_names.is_empty() && ips.is_empty() {
+        vec!["localhost".into()]
+    } else {
+        dns_names.to_vec()
+    };
+    let mut params = CertificateParams::new(names.clone()).map_err(gen_err)?;
+    for ip in ips {
+        params.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    if dns_names.is_empty() && ips.is_empty() {
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
+    }
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        names.first().cloned().unwrap_or_else(|| "kybern".into()),
+    );
+    params.distinguished_name = dn;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut params, now, SERVING_DAYS);
+    let key_pair = KeyPair::generate().map_err(gen_err)?;
+    let serving = params.signed_by(&key_pair, issuer).map_err(gen_err)?;
+    write_file(&dir.join(TLS_KEY), &key_pair.serialize_pem(), true)?;
+    write_file(&dir.join(TLS_CERT), &serving.pem(), false)
+}
+
+/// A new CA and a serving certificate signed by it. `previous_ca` (PEM) stays in the bundle
+/// after the new CA, so clients that still trust only the old one keep working until their
+/// `caBundle` is updated.
+fn write_authority(
+    dir: &Path,
+    dns_names: &[String],
+    ips: &[IpAddr],
+    now: time::OffsetDateTime,
+    previous_ca: Option<&str>,
+) -> Result<(), CertError> {
+    std::fs::create_dir_all(dir).map_err(|source| CertError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let ca_key_pair = KeyPair::generate().map_err(gen_err)?;
+    let params = ca_params(now);
+    let ca = params.self_signed(&ca_key_pair).map_err(gen_err)?;
+    let key_pem = ca_key_pair.serialize_pem();
+    let issuer = Issuer::new(params, ca_key_pair);
+    write_serving(dir, &issuer, dns_names, ips, now)?;
+    write_file(&dir.join(CA_KEY), &key_pem, true)?;
+    let bundle = match previous_ca {
+        Some(old) => format!("{}{old}", ca.pem()),
+        None => ca.pem(),
+    };
+    write_file(&dir.join(CA_CERT), &bundle, false)
+}
+
+fn read(path: &Path) -> Result<String, CertError> {
+    std::fs::read_to_string(path).map_err(|source| CertError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// `notAfter` of the first certificate of a PEM text, as a Unix time.
+fn not_after(path: &Path, pem: &str) -> Result<i64, CertError> {
+    let invalid = |message: String| CertError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    let der = CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| invalid(format!("no certificate: {e}")))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| invalid(format!("unreadable certificate: {e}")))?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
+/// What [`renew_generated`] replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    Nothing,
+    /// A new serving certificate from the same CA.
+    Serving,
+    /// A new CA (the old one kept in the bundle) and serving certificate.
+    Authority,
+}
+
+/// Replaces generated certificates that are close to expiry: the serving certificate
+/// [`SERVING_RENEW_BEFORE_DAYS`] before its end (signed again by the same CA), the CA
+/// [`CA_RENEW_BEFORE_DAYS`] before its end (a new CA; its bundle must reach the webhook
+/// configurations).
+pub fn renew_generated(
+    dir: &Path,
+    dns_names: &[String],
+    ips: &[IpAddr],
+    now: time::OffsetDateTime,
+) -> Result<Renewal, CertError> {
+    let (ca_cert, ca_key, cert) = (dir.join(CA_CERT), dir.join(CA_KEY), dir.join(TLS_CERT));
+    let ca_pem = read(&ca_cert)?;
+    let days_left = |end: i64| (end - now.unix_timestamp()) / 86_400;
+    if days_left(not_after(&ca_cert, &ca_pem)?) < CA_RENEW_BEFORE_DAYS {
+        // Only the CA being replaced is kept beside the new one.
+        let previous = ca_pem
+            .split_inclusive("-----END CERTIFICATE-----")
+            .next()
+            .map(|c| format!("{}\n", c.trim_start()));
+        write_authority(dir, dns_names, ips, now, previous.as_deref())?;
+        return Ok(Renewal::Authority);
+    }
+    let serving = read(&cert)?;
+    if days_left(not_after(&cert, &serving)?) < SERVING_RENEW_BEFORE_DAYS {
+        let key = KeyPair::from_pem(&read(&ca_key)?).map_err(|e| CertError::Invalid {
+            path: ca_key.clone(),
+            message: e.to_string(),
+        })?;
+        let issuer = Issuer::from_ca_cert_pem(&ca_pem, key).map_err(|e| CertError::Invalid {
+            path: ca_cert.clone(),
+            message: e.to_string(),
+        })?;
+        write_serving(dir, &issuer, dns_names, ips, now)?;
+        return Ok(Renewal::Serving);
+    }
+    Ok(Renewal::Nothing)
+}
+
+/// Creates (or reuses, when all four files exist, renewing what is close to expiry) a CA and a
+/// serving certificate in `dir`.
 pub fn ensure_generated(
     dir: &Path,
     dns_names: &[String],
     ips: &[IpAddr],
 ) -> Result<GeneratedCerts, CertError> {
     let paths = [CA_CERT, CA_KEY, TLS_CERT, TLS_KEY].map(|n| dir.join(n));
-    let [ca_cert, ca_key, cert, key] = paths.clone();
-    if !paths.iter().all(|p| p.is_file()) {
-        std::fs::create_dir_all(dir).map_err(|source| CertError::Write {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let ca_key_pair = KeyPair::generate().map_err(gen_err)?;
-        let mut ca_params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "kybern-webhook-ca");
-        ca_params.distinguished_name = dn;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        validity(&mut ca_params, 365);
-        let ca = ca_params.self_signed(&ca_key_pair).map_err(gen_err)?;
-
-        let names: Vec<String> = if dns_names.is_empty() && ips.is_empty() {
-            vec!["localhost".into()]
-        } else {
-            dns_names.to_vec()
-        };
-        let mut params = CertificateParams::new(names.clone()).map_err(gen_err)?;
-        for ip in ips {
-            params.subject_alt_names.push(SanType::IpAddress(*ip));
-        }
-        if dns_names.is_empty() && ips.is_empty() {
-            params
-                .subject_alt_names
-                .push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
-        }
-        let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
-            names.first().cloned().unwrap_or_else(|| "kybern".into()),
-        );
-        params.distinguished_name = dn;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        validity(&mut params, 150);
-        let key_pair = KeyPair::generate().map_err(gen_err)?;
-        let issuer = Issuer::new(ca_params, &ca_key_pair);
-        let serving = params.signed_by(&key_pair, &issuer).map_err(gen_err)?;
-
-        write_file(&ca_key, &ca_key_pair.serialize_pem(), true)?;
-        write_file(&ca_cert, &ca.pem(), false)?;
-        write_file(&key, &key_pair.serialize_pem(), true)?;
-        write_file(&cert, &serving.pem(), false)?;
+    let [ca_cert, _, cert, key] = paths.clone();
+    let now = time::OffsetDateTime::now_utc();
+    if paths.iter().all(|p| p.is_file()) {
+        renew_generated(dir, dns_names, ips, now)?;
+    } else {
+        write_authority(dir, dns_names, ips, now, None)?;
     }
-    let ca_pem = std::fs::read_to_string(&ca_cert).map_err(|source| CertError::Read {
-        path: ca_cert.clone(),
-        source,
-    })?;
+    let ca_pem = read(&ca_cert)?;
     Ok(GeneratedCerts {
         ca_cert,
         cert,
@@ -287,4 +395,51 @@ pub fn server_config(
         .with_cert_resolver(resolver);
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("kybern-certs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn certificates_are_renewed_before_they_expire() {
+        let dir = temp("renew");
+        let names = ["webhook.example".to_string()];
+        let g = ensure_generated(&dir, &names, &[]).unwrap();
+        let ca0 = std::fs::read_to_string(&g.ca_cert).unwrap();
+        let tls0 = std::fs::read_to_string(&g.cert).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+
+        assert_eq!(
+            renew_generated(&dir, &names, &[], now).unwrap(),
+            Renewal::Nothing
+        );
+        let later = now + time::Duration::days(SERVING_DAYS - SERVING_RENEW_BEFORE_DAYS + 1);
+        assert_eq!(
+            renew_generated(&dir, &names, &[], later).unwrap(),
+            Renewal::Serving
+        );
+        let tls1 = std::fs::read_to_string(&g.cert).unwrap();
+        assert_ne!(tls0, tls1);
+        assert_eq!(std::fs::read_to_string(&g.ca_cert).unwrap(), ca0);
+        // The renewed certificate is still signed by the same CA and loads.
+        load_certified_key(&crypto_provider(), &g.cert, &g.key).unwrap();
+
+        let near_ca_end = now + time::Duration::days(CA_DAYS - CA_RENEW_BEFORE_DAYS + 1);
+        assert_eq!(
+            renew_generated(&dir, &names, &[], near_ca_end).unwrap(),
+            Renewal::Authority
+        );
+        let bundle = std::fs::read_to_string(&g.ca_cert).unwrap();
+        assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2);
+        assert!(bundle.ends_with(&ca0), "the old CA follows the new one");
+        assert_ne!(std::fs::read_to_string(&g.cert).unwrap(), tls1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

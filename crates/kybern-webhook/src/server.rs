@@ -501,6 +501,14 @@ pub async fn start(config: WebhookConfig) -> Result<Running, StartError> {
         Arc::clone(&metrics),
         resolver,
         config.poll_interval,
+        match &config.tls {
+            TlsSource::Generated {
+                dir,
+                dns_names,
+                ips,
+            } => Some((dir.clone(), dns_names.clone(), ips.clone())),
+            TlsSource::Files { .. } => None,
+        },
     ));
     let (tx, rx) = oneshot::channel();
     let app = router(state);
@@ -522,15 +530,48 @@ pub async fn start(config: WebhookConfig) -> Result<Running, StartError> {
     })
 }
 
-/// Loads policies now and whenever files change; reloads the certificate when its files change.
+/// How often generated certificates are checked for renewal.
+const RENEWAL_CHECK: Duration = Duration::from_secs(3600);
+
+/// Renews generated certificates close to expiry; the resolver picks the new files up.
+fn renew_certificates(dir: &std::path::Path, dns_names: &[String], ips: &[std::net::IpAddr]) {
+    match certs::renew_generated(dir, dns_names, ips, time::OffsetDateTime::now_utc()) {
+        Ok(certs::Renewal::Nothing) => {}
+        Ok(certs::Renewal::Serving) => {
+            tracing::info!(dir = %dir.display(), "serving certificate renewed by the same CA");
+        }
+        Ok(certs::Renewal::Authority) => {
+            let bundle = std::fs::read(dir.join(certs::CA_CERT)).unwrap_or_default();
+            tracing::warn!(
+                dir = %dir.display(),
+                ca_bundle = %base64::engine::general_purpose::STANDARD.encode(bundle),
+                "CA renewed: put the new caBundle in the webhook configurations (the old CA stays in the bundle)"
+            );
+        }
+        Err(e) => tracing::error!(error = %e, "certificate renewal failed"),
+    }
+}
+
+/// Loads policies now and whenever files change; reloads the certificate when its files change;
+/// renews generated certificates before they expire.
 async fn poll(
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
     resolver: Arc<CertResolver>,
     every: Duration,
+    generated: Option<(std::path::PathBuf, Vec<String>, Vec<std::net::IpAddr>)>,
 ) {
     let mut known_errors = Vec::new();
+    let mut last_renewal_check = Instant::now();
     loop {
+        if let Some((dir, names, ips)) = &generated
+            && last_renewal_check.elapsed() >= RENEWAL_CHECK
+        {
+            last_renewal_check = Instant::now();
+            let (dir, names, ips) = (dir.clone(), names.clone(), ips.clone());
+            let _ =
+                tokio::task::spawn_blocking(move || renew_certificates(&dir, &names, &ips)).await;
+        }
         let s = Arc::clone(&store);
         if tokio::task::spawn_blocking(move || s.reload())
             .await
