@@ -1,8 +1,8 @@
-//! CEL policy kinds in the CLI: loading Validating, Mutating, Generating, Deleting and
-//! ImageValidating policies, Validating/Mutating admission policies with their bindings, and CEL
-//! PolicyExceptions; evaluating them on a resource in the kyverno CLI's order; and turning each
-//! whole-policy result into the response shape the kyverno CLI reports (one rule, usually
-//! without a name). JSON, HTTP and Envoy payloads of tests are in [`payloads`].
+//! CEL policy kinds in the CLI: documents go into the engine's
+//! [`CelPolicySet`](kybern_engine::cel::policy_set::CelPolicySet) (which evaluates them in the
+//! kyverno CLI's order and shapes), compile errors become load issues, and a test's extra
+//! objects (`paramResources`, the `context` file) and values-file Namespaces reach the provider.
+//! JSON, HTTP and Envoy payloads of tests are in [`payloads`].
 
 pub mod payloads;
 

@@ -384,45 +384,36 @@ impl AdmissionOutcome {
         })
     }
 
-    /// Messages that deny the request: failures under `Deny`; for mutations, errors under
-    /// `failurePolicy: Fail`.
-    pub fn denials(&self) -> Vec<String> {
+    /// Messages of failed or errored rules when `action` applies: for validations when the
+    /// policy's actions contain it, for mutations (which have no actions) when the failure policy
+    /// is Fail for a denial and Ignore for a warning.
+    fn messages_for(&self, action: &str, fail_policy_denies: bool) -> Vec<String> {
         let mutation = self
             .response
             .rules
             .iter()
             .any(|r| r.rule_type == RuleType::Mutation);
-        if mutation {
-            if !self.failure_policy_fail {
-                return Vec::new();
-            }
-            return self.messages().collect();
-        }
-        if self.has("Deny") {
+        let applies = if mutation {
+            self.failure_policy_fail == fail_policy_denies
+        } else {
+            self.has(action)
+        };
+        if applies {
             self.messages().collect()
         } else {
             Vec::new()
         }
     }
 
+    /// Messages that deny the request: failures under `Deny`; for mutations, errors under
+    /// `failurePolicy: Fail`.
+    pub fn denials(&self) -> Vec<String> {
+        self.messages_for("Deny", true)
+    }
+
     /// Warnings for the response: failures under `Warn`; mutation errors under `Ignore`.
     pub fn warnings(&self) -> Vec<String> {
-        let mutation = self
-            .response
-            .rules
-            .iter()
-            .any(|r| r.rule_type == RuleType::Mutation);
-        if mutation {
-            if self.failure_policy_fail {
-                return Vec::new();
-            }
-            return self.messages().collect();
-        }
-        if self.has("Warn") {
-            self.messages().collect()
-        } else {
-            Vec::new()
-        }
+        self.messages_for("Warn", false)
     }
 
     /// True when a failing result of this policy denies the request.
