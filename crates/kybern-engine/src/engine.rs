@@ -9,7 +9,6 @@ use crate::json_context::JsonContext;
 use crate::matching::{self, MatchSubject};
 use crate::mutation::{self, MutateInput};
 use crate::policy::{FailureActionOverride, Policy, Rule, RuleBody, Validation, ValidationCheck};
-use crate::preconditions;
 use crate::request::{AdmissionRequest, Operation};
 use crate::response::{EngineResponse, FailureAction, RuleResult, RuleStatus, RuleType};
 use crate::validation::{self, CheckInput};
@@ -310,7 +309,7 @@ impl<'p> Engine<'p> {
             JsonContext::default()
         };
         if let Some(pre) = &rule.preconditions {
-            match preconditions::evaluate_block(pre, &ctx, opts, "preconditions") {
+            match pre.evaluate(&ctx, opts, "preconditions") {
                 Err(e) => {
                     return Some(RuleResult::new(
                         &rule.name,
@@ -344,7 +343,7 @@ impl<'p> Engine<'p> {
                 continue;
             }
             if let Some(cond) = &ex.conditions {
-                match preconditions::evaluate_block(cond, &ctx, opts, "exception/conditions") {
+                match cond.evaluate(&ctx, opts, "exception/conditions") {
                     Ok(o) if o.met => {}
                     _ => continue,
                 }

@@ -15,7 +15,7 @@ pub struct PolicyException {
     /// `(policy key, rule name patterns)`.
     pub exceptions: Vec<(String, Vec<String>)>,
     pub match_resources: MatchResources,
-    pub conditions: Option<Value>,
+    pub conditions: Option<crate::preconditions::ConditionBlock>,
     pub pod_security: Vec<Exclude>,
 }
 
@@ -102,7 +102,10 @@ impl PolicyException {
             })?,
             None => return Err(invalid("spec.match", "match is required")),
         };
-        let conditions = spec.get("conditions").filter(|c| !c.is_null()).cloned();
+        let conditions = spec
+            .get("conditions")
+            .filter(|c| !c.is_null())
+            .map(crate::preconditions::ConditionBlock::compile);
         let mut pod_security = Vec::new();
         if let Some(list) = spec.get("podSecurity").and_then(Value::as_array) {
             // Reuse the podSecurity parser so both places validate exclusions the same way.

@@ -88,8 +88,8 @@ pub struct Rule {
     pub exclude: Option<MatchResources>,
     /// Raw `context` entries; evaluated per request.
     pub context: Vec<Value>,
-    /// Raw `preconditions` (any/all object or a legacy list).
-    pub preconditions: Option<Value>,
+    /// `preconditions` (any/all object or a legacy list), prepared at load.
+    pub preconditions: Option<crate::preconditions::ConditionBlock>,
     pub body: RuleBody,
     /// The rule's JSON path inside the policy, for messages (e.g. `spec.rules[2]`).
     pub path: String,
@@ -173,7 +173,7 @@ pub struct ForeachValidation {
     /// `None`: scope the check to the element when it is an object.
     pub element_scope: Option<bool>,
     pub context: Vec<Value>,
-    pub preconditions: Option<Value>,
+    pub preconditions: Option<crate::preconditions::ConditionBlock>,
     pub check: ValidationCheck,
 }
 
@@ -182,7 +182,8 @@ pub struct ForeachValidation {
 pub enum ValidationCheck {
     Pattern(Pattern),
     AnyPattern(Vec<Pattern>),
-    Deny(Value),
+    /// `deny.conditions`, prepared at load.
+    Deny(crate::preconditions::ConditionBlock),
     Foreach(Vec<ForeachValidation>),
     PodSecurity(PodSecurity),
     /// `validate.cel` with the rule's `celPreconditions`, compiled.

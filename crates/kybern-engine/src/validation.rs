@@ -8,7 +8,6 @@ use crate::json_context::JsonContext;
 use crate::pattern::{self, PatternError, PatternErrorKind};
 use crate::pod_security::{self, Exclude};
 use crate::policy::{ForeachValidation, Pattern, Validation, ValidationCheck};
-use crate::preconditions;
 use crate::request::AdmissionRequest;
 use crate::response::RuleStatus;
 use crate::variables::{self, SubstituteOptions};
@@ -179,12 +178,7 @@ fn check_resource(input: &CheckInput, check: &ValidationCheck, scope: &Scope) ->
     let msg = || message(input, scope.ctx);
     match check {
         ValidationCheck::Deny(conditions) => {
-            match preconditions::evaluate_block(
-                conditions,
-                scope.ctx,
-                input.opts,
-                "validate/deny/conditions",
-            ) {
+            match conditions.evaluate(scope.ctx, input.opts, "validate/deny/conditions") {
                 Err(e) => Some((
                     RuleStatus::Error,
                     format!("failed to check deny conditions: {e}"),
@@ -357,12 +351,7 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
                 ));
             }
             if let Some(pre) = &entry.preconditions {
-                match preconditions::evaluate_block(
-                    pre,
-                    &ctx,
-                    input.opts,
-                    "validate/foreach/preconditions",
-                ) {
+                match pre.evaluate(&ctx, input.opts, "validate/foreach/preconditions") {
                     Ok(o) if o.met => {}
                     _ => continue,
                 }

@@ -108,6 +108,98 @@ pub(crate) fn evaluate_var(
     ctx.search_var(&compiled(expr)?)
 }
 
+/// A value prepared at policy load for substitution: most condition keys and values are either
+/// free of variables or exactly one `{{ expression }}`, and those skip the per-request scan and
+/// expression lookup.
+#[derive(Debug, Clone)]
+pub enum Template {
+    /// No variables: used as it is.
+    Literal(Value),
+    /// A string that is exactly one variable; its typed value replaces it.
+    Whole {
+        raw: String,
+        expr: Expression,
+        /// The expression with `request.object` read as `request.oldObject`, for DELETE.
+        delete_expr: Expression,
+    },
+    /// Anything else: substituted per request as [`substitute_all`] does.
+    Dynamic(Value),
+}
+
+impl Template {
+    /// Prepares a value. Never fails: an expression that does not compile stays dynamic and
+    /// reports its error when it is evaluated, as before.
+    pub fn compile(value: &Value) -> Template {
+        if !value_has_variables(value) {
+            return Template::Literal(value.clone());
+        }
+        if let Value::String(s) = value
+            && let Some(t) = Self::whole(s)
+        {
+            return t;
+        }
+        Template::Dynamic(value.clone())
+    }
+
+    fn whole(s: &str) -> Option<Template> {
+        let re = VARIABLE.as_ref()?;
+        let mut caps = re.captures_iter(s);
+        let var = caps.next()?.get(2)?;
+        if caps.next().is_some() || var.as_str() != s {
+            return None;
+        }
+        let inner = s.get(2..s.len().saturating_sub(2))?.trim();
+        if inner.starts_with('-') || inner == "@" {
+            return None;
+        }
+        let expr = compiled(inner).ok()?;
+        let delete_expr = if inner.contains("request.object") {
+            compiled(&inner.replace("request.object", "request.oldObject")).ok()?
+        } else {
+            expr.clone()
+        };
+        Some(Template::Whole {
+            raw: s.to_string(),
+            expr,
+            delete_expr,
+        })
+    }
+
+    /// The substituted value; `path` (the value's JSON path in the rule) is built only when it
+    /// is needed, for `{{@}}` and errors.
+    pub fn substitute(
+        &self,
+        ctx: &JsonContext,
+        opts: SubstituteOptions,
+        path: impl Fn() -> String,
+    ) -> Result<std::borrow::Cow<'_, Value>, VariableError> {
+        use std::borrow::Cow;
+        match self {
+            Template::Literal(v) => Ok(Cow::Borrowed(v)),
+            Template::Whole {
+                raw,
+                expr,
+                delete_expr,
+            } => {
+                let expr = if opts.delete { delete_expr } else { expr };
+                let value = ctx.search(expr).map_err(|source| VariableError::Resolve {
+                    variable: raw.clone(),
+                    path: path(),
+                    source,
+                })?;
+                // A value that itself carries variables is resolved further.
+                match &value {
+                    Value::String(next) if has_variables(next) => {
+                        substitute_string(next, ctx, opts, &path()).map(Cow::Owned)
+                    }
+                    _ => Ok(Cow::Owned(value)),
+                }
+            }
+            Template::Dynamic(v) => substitute_walk(v, ctx, opts, &path()).map(Cow::Owned),
+        }
+    }
+}
+
 /// Substitutes every variable in string leaves and keys of `value`.
 /// `path` is the JSON path of `value` in the rule, used in errors and by `{{@}}`.
 pub fn substitute_all(

@@ -222,14 +222,15 @@ fn parent_kind(resource: &str) -> Option<&'static str> {
 
 /// Builds the engine request. `namespace_labels` looks up a namespace's labels.
 pub fn to_engine_request(
-    w: &WireRequest,
+    mut w: WireRequest,
     namespace_labels: impl Fn(&str) -> Option<kybern_engine::context::Labels>,
 ) -> Result<AdmissionRequest, ApiError> {
     let operation = Operation::parse(&w.operation)
         .ok_or_else(|| ApiError::UnknownOperation(w.operation.clone()))?;
     let namespace = w.namespace.clone().unwrap_or_default();
-    let mut object = w.object.clone();
-    let mut old_object = w.old_object.clone();
+    // Taken, not copied: the objects are the largest part of the request.
+    let mut object = std::mem::take(&mut w.object);
+    let mut old_object = std::mem::take(&mut w.old_object);
     // The engine reads the namespace from the object; fill it in when the API server left it out.
     for obj in [&mut object, &mut old_object] {
         if !namespace.is_empty()
@@ -409,7 +410,7 @@ mod tests {
             "object":{"kind":"PodExecOptions","apiVersion":"v1","command":["sh"]}}"#,
         );
         let (w, _) = decode(body.as_bytes(), 128).unwrap();
-        let req = to_engine_request(&w, |_| None).unwrap();
+        let req = to_engine_request(w, |_| None).unwrap();
         assert_eq!(req.gvk().kind, "Pod");
         assert_eq!(req.subresource, "exec");
         assert_eq!(req.operation, Operation::Connect);

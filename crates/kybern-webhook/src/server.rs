@@ -229,8 +229,7 @@ async fn handle_admission(
             .into_response());
     }
     let provider = Arc::clone(&st.provider);
-    let mut request = admission::to_engine_request(&wire, |ns| provider.labels_of(ns))?;
-    drop(wire);
+    let mut request = admission::to_engine_request(wire, |ns| provider.labels_of(ns))?;
     (request.roles, request.cluster_roles) = provider.roles_of(&request.user_info);
     if let Some(reason) = st.config.filters.skip_reason(&request) {
         tracing::debug!(%reason, "admitted without evaluation");

@@ -6,6 +6,7 @@ use super::{
     PolicyKind, Rule, RuleBody, Validation, ValidationCheck,
 };
 use crate::pod_security::PodSecurity;
+use crate::preconditions::ConditionBlock;
 use crate::response::{FailureAction, RuleType};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -342,7 +343,7 @@ fn compile_rule(raw: &Value, path: &str, kind: PolicyKind) -> Result<Rule, Polic
         match_resources,
         exclude,
         context,
-        preconditions,
+        preconditions: preconditions.as_ref().map(ConditionBlock::compile),
         body,
         path: path.to_string(),
     })
@@ -471,7 +472,7 @@ fn compile_validation(
         let deny = v.get("deny").cloned().unwrap_or(Value::Null);
         let conditions = deny.get("conditions").cloned().unwrap_or(Value::Null);
         check_conditions(&conditions, &format!("{path}.deny.conditions"))?;
-        ValidationCheck::Deny(conditions)
+        ValidationCheck::Deny(ConditionBlock::compile(&conditions))
     } else if present("pattern") {
         let pattern = v.get("pattern").cloned().unwrap_or(Value::Null);
         crate::pattern::check_validate_syntax(&pattern)
@@ -569,7 +570,7 @@ fn compile_foreach(
         } else if let Some(d) = present("deny") {
             let conditions = d.get("conditions").cloned().unwrap_or(Value::Null);
             check_conditions(&conditions, &format!("{entry_path}.deny.conditions"))?;
-            ValidationCheck::Deny(conditions)
+            ValidationCheck::Deny(ConditionBlock::compile(&conditions))
         } else if let Some(nested) = present("foreach") {
             ValidationCheck::Foreach(compile_foreach(
                 nested,
@@ -598,7 +599,7 @@ fn compile_foreach(
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default(),
-            preconditions,
+            preconditions: preconditions.as_ref().map(ConditionBlock::compile),
             check,
         });
     }
