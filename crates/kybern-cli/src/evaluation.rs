@@ -132,8 +132,8 @@ fn build_request(
     let (kind_override, subresource) = subresource_of(inputs.values, resource);
     AdmissionRequest {
         operation: op,
-        object,
-        old_object,
+        object: object.into(),
+        old_object: old_object.into(),
         user_info: inputs.user.map(|u| u.user_info.clone()).unwrap_or_default(),
         roles: inputs.user.map(|u| u.roles.clone()).unwrap_or_default(),
         cluster_roles: inputs
@@ -287,8 +287,8 @@ fn cel_request(
     let (kind_override, subresource) = subresource_of(inputs.values, resource);
     AdmissionRequest {
         operation: op,
-        object,
-        old_object,
+        object: object.into(),
+        old_object: old_object.into(),
         user_info: inputs.user.map(|u| u.user_info.clone()).unwrap_or_default(),
         roles: inputs.user.map(|u| u.roles.clone()).unwrap_or_default(),
         cluster_roles: inputs

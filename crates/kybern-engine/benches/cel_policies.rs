@@ -48,7 +48,7 @@ fn request(text: &str) -> AdmissionRequest {
         .unwrap_or_else(|| panic!("resource does not parse"));
     AdmissionRequest {
         operation: Operation::Create,
-        object,
+        object: object.into(),
         ..AdmissionRequest::default()
     }
 }

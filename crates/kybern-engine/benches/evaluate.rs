@@ -69,7 +69,7 @@ fn request(name: &str, text: &str) -> AdmissionRequest {
     assert_eq!(docs.len(), 1, "{name}: one document expected");
     AdmissionRequest {
         operation: Operation::Create,
-        object: docs.remove(0),
+        object: docs.remove(0).into(),
         no_user_info: true,
         ..AdmissionRequest::default()
     }

@@ -41,7 +41,7 @@ fn request(name: &str, text: &str) -> AdmissionRequest {
     let mut docs = yaml::parse_all(text).unwrap_or_else(|e| panic!("{name}: {e}"));
     AdmissionRequest {
         operation: Operation::Create,
-        object: docs.remove(0),
+        object: docs.remove(0).into(),
         no_user_info: true,
         ..AdmissionRequest::default()
     }
@@ -63,7 +63,7 @@ fn mutate(engine: &Engine, policies: &[Policy], request: &AdmissionRequest) -> (
             .count();
         if !std::sync::Arc::ptr_eq(&resp.patched_resource, &resp.resource) {
             let mut next = current.take().unwrap_or_else(|| request.clone());
-            next.object = std::sync::Arc::unwrap_or_clone(resp.patched_resource);
+            next.object = resp.patched_resource;
             current = Some(next);
         }
     }
@@ -95,7 +95,9 @@ fn bench_mutation(c: &mut Criterion) {
         eprintln!("{case}: {} patch operations", patch.len());
         // A second pass over the mutated object changes nothing.
         let again = AdmissionRequest {
-            object: json_patch::apply(&req.object, &Value::Array(patch)).expect("patch applies"),
+            object: json_patch::apply(&req.object, &Value::Array(patch))
+                .expect("patch applies")
+                .into(),
             ..req.clone()
         };
         let second = mutate(&engine, &policies, &again).0;

@@ -30,9 +30,6 @@ pub struct PolicyContext<'a> {
     pub request: &'a AdmissionRequest,
     subject: MatchSubject<'a>,
     base: OnceLock<JsonContext>,
-    /// The resource rules look at, shared by every response; copied on first use only (the
-    /// contexts the mutate chain builds between rules never need it).
-    resource: OnceLock<Arc<Value>>,
 }
 
 impl<'a> PolicyContext<'a> {
@@ -41,13 +38,11 @@ impl<'a> PolicyContext<'a> {
             request,
             subject: MatchSubject::new(request),
             base: OnceLock::new(),
-            resource: OnceLock::new(),
         }
     }
 
     fn resource(&self) -> &Arc<Value> {
-        self.resource
-            .get_or_init(|| Arc::new(self.request.resource().clone()))
+        self.request.resource_shared()
     }
 
     /// The JSON context, built on first use: many rules never need it.
@@ -173,7 +168,7 @@ impl<'p> Engine<'p> {
             if let Some(patched) = result.patched.take() {
                 current = Some(match current.take() {
                     Some(mut next) => {
-                        next.object = patched;
+                        next.object = Arc::new(patched);
                         next
                     }
                     None => with_object(pctx.request, patched),
@@ -182,7 +177,7 @@ impl<'p> Engine<'p> {
             response.rules.push(result);
         }
         if let Some(req) = current {
-            response.patched_resource = Arc::new(req.object);
+            response.patched_resource = req.object;
         }
         response
     }
@@ -458,7 +453,7 @@ impl<'p> Engine<'p> {
         let old = AdmissionRequest {
             operation: Operation::Create,
             object: request.old_object.clone(),
-            old_object: Value::Null,
+            old_object: Arc::new(Value::Null),
             variables,
             ..request.clone()
         };
@@ -472,7 +467,7 @@ impl<'p> Engine<'p> {
 fn with_object(request: &AdmissionRequest, object: Value) -> AdmissionRequest {
     AdmissionRequest {
         operation: request.operation,
-        object,
+        object: Arc::new(object),
         old_object: request.old_object.clone(),
         user_info: request.user_info.clone(),
         roles: request.roles.clone(),

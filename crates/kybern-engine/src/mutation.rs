@@ -490,7 +490,7 @@ mod tests {
         let trigger = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "secret-a", "namespace": "staging"}, "data": {"want": "a"}});
         let request = AdmissionRequest {
-            object: trigger.clone(),
+            object: trigger.clone().into(),
             ..AdmissionRequest::default()
         };
         let pctx = PolicyContext::new(&request);

@@ -100,10 +100,10 @@ impl Gvk {
 #[derive(Debug, Clone, Default)]
 pub struct AdmissionRequest {
     pub operation: Operation,
-    /// The new object; `Null` for DELETE.
-    pub object: Value,
+    /// The new object; `Null` for DELETE. Shared: responses keep it without copying.
+    pub object: Arc<Value>,
     /// The old object; `Null` for CREATE.
-    pub old_object: Value,
+    pub old_object: Arc<Value>,
     pub user_info: UserInfo,
     pub roles: Vec<String>,
     pub cluster_roles: Vec<String>,
@@ -124,6 +124,11 @@ pub struct AdmissionRequest {
 impl AdmissionRequest {
     /// The object rules look at: the new object, or the old one for DELETE.
     pub fn resource(&self) -> &Value {
+        self.resource_shared()
+    }
+
+    /// [`AdmissionRequest::resource`], shared.
+    pub fn resource_shared(&self) -> &Arc<Value> {
         if self.object.is_null() {
             &self.old_object
         } else {

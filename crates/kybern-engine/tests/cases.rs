@@ -88,8 +88,8 @@ fn run_case(case: &Value) -> Result<(), String> {
     };
     let request = AdmissionRequest {
         operation,
-        object,
-        old_object,
+        object: object.into(),
+        old_object: old_object.into(),
         user_info: case
             .get("userInfo")
             .map(|u| serde_json::from_value::<UserInfo>(u.clone()).unwrap())

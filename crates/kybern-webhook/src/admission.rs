@@ -277,8 +277,8 @@ pub fn to_engine_request(
     };
     Ok(AdmissionRequest {
         operation,
-        object,
-        old_object,
+        object: object.into(),
+        old_object: old_object.into(),
         user_info,
         roles: Vec::new(),
         cluster_roles: Vec::new(),

@@ -246,7 +246,7 @@ pub fn decide(
                 let r = engine.mutate(policy, policy_pctx, &set.exceptions, &no_values);
                 if !Arc::ptr_eq(&r.patched_resource, &r.resource) {
                     let mut next = mutated.take().unwrap_or_else(|| request.clone());
-                    next.object = (*r.patched_resource).clone();
+                    next.object = Arc::clone(&r.patched_resource);
                     mutated = Some(next);
                 }
                 r
@@ -318,7 +318,7 @@ pub fn decide(
                     let (outcomes, object) = set.cel.mutate_admission(base, provider, filter);
                     if let Some(object) = object {
                         let mut next = mutated.take().unwrap_or_else(|| request.clone());
-                        next.object = object;
+                        next.object = Arc::new(object);
                         mutated = Some(next);
                     }
                     outcomes

@@ -214,7 +214,8 @@ mod tests {
         AdmissionRequest {
             operation: Operation::Create,
             object: json!({"apiVersion": "v1", "kind": kind,
-                "metadata": {"name": name, "namespace": namespace}}),
+                "metadata": {"name": name, "namespace": namespace}})
+            .into(),
             subresource: sub.into(),
             kind_override: Some(Gvk {
                 group: String::new(),

@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn conditions_decide_deletion() {
         let pod = AdmissionRequest {
-            object: json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "old", "namespace": "x"}}),
+            object: json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "old", "namespace": "x"}}).into(),
             ..AdmissionRequest::default()
         };
         let cases = [
@@ -273,7 +273,8 @@ mod tests {
             assert_eq!(policy(cond).evaluate(&pod, &NoProvider), want, "{cond}");
         }
         let svc = AdmissionRequest {
-            object: json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}),
+            object: json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}})
+                .into(),
             ..AdmissionRequest::default()
         };
         assert_eq!(

@@ -365,7 +365,8 @@ mod tests {
 
     fn ns_request() -> AdmissionRequest {
         AdmissionRequest {
-            object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+            object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}})
+                .into(),
             ..AdmissionRequest::default()
         }
     }
@@ -410,7 +411,7 @@ mod tests {
             GenerateResult::Skip(_)
         ));
         let pod = AdmissionRequest {
-            object: json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "d"}}),
+            object: json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "d"}}).into(),
             ..AdmissionRequest::default()
         };
         assert_eq!(

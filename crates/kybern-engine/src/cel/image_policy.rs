@@ -283,7 +283,7 @@ mod tests {
     fn pod(image: &str) -> AdmissionRequest {
         AdmissionRequest {
             object: json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "d"},
-                           "spec": {"containers": [{"name": "c", "image": image}]}}),
+                           "spec": {"containers": [{"name": "c", "image": image}]}}).into(),
             ..AdmissionRequest::default()
         }
     }

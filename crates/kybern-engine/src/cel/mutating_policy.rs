@@ -427,7 +427,7 @@ mod tests {
     fn request(obj: Value) -> AdmissionRequest {
         AdmissionRequest {
             operation: Operation::Create,
-            object: obj,
+            object: obj.into(),
             ..AdmissionRequest::default()
         }
     }

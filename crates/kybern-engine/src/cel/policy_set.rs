@@ -346,9 +346,9 @@ fn response(
 fn with_object(req: &AdmissionRequest, obj: &Value) -> AdmissionRequest {
     let mut r = req.clone();
     if r.object.is_null() {
-        r.old_object = obj.clone();
+        r.old_object = Arc::new(obj.clone());
     } else {
-        r.object = obj.clone();
+        r.object = Arc::new(obj.clone());
     }
     r
 }
@@ -872,7 +872,8 @@ mod tests {
             operation: Operation::Create,
             object: json!({"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": "p", "namespace": "default", "labels": labels},
-                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}),
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]}})
+            .into(),
             ..AdmissionRequest::default()
         }
     }

@@ -109,7 +109,7 @@ fn kinds_and_resources() {
 fn request(op: Operation, object: Value) -> AdmissionRequest {
     AdmissionRequest {
         operation: op,
-        object,
+        object: object.into(),
         ..AdmissionRequest::default()
     }
 }
@@ -239,7 +239,7 @@ fn validating_policy_results() {
         let req = if op == Operation::Delete {
             AdmissionRequest {
                 operation: op,
-                old_object: obj,
+                old_object: obj.into(),
                 ..AdmissionRequest::default()
             }
         } else {

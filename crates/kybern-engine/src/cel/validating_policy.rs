@@ -587,8 +587,8 @@ pub fn autogen_request(controllers: &[String], req: &AdmissionRequest) -> Option
         })
     };
     let mut pod = AdmissionRequest {
-        object: to_pod(&req.object),
-        old_object: to_pod(&req.old_object),
+        object: std::sync::Arc::new(to_pod(&req.object)),
+        old_object: std::sync::Arc::new(to_pod(&req.old_object)),
         kind_override: None,
         ..req.clone()
     };
@@ -596,7 +596,10 @@ pub fn autogen_request(controllers: &[String], req: &AdmissionRequest) -> Option
     let ns = req.namespace().to_string();
     if !ns.is_empty() {
         for o in [&mut pod.object, &mut pod.old_object] {
-            if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            if let Some(meta) = std::sync::Arc::make_mut(o)
+                .get_mut("metadata")
+                .and_then(Value::as_object_mut)
+            {
                 meta.entry("namespace").or_insert(Value::String(ns.clone()));
             }
         }
