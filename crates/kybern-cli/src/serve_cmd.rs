@@ -50,7 +50,7 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes.
     #[arg(long = "max-body-bytes", env = "KYBERN_MAX_BODY_BYTES", default_value_t = 7 * 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Evaluations running at once (default: twice the CPUs).
+    /// Evaluations running at once (default: the number of CPUs).
     #[arg(long = "max-evaluations", env = "KYBERN_MAX_EVALUATIONS")]
     pub max_evaluations: Option<usize>,
     /// Kyverno's `kyverno` ConfigMap (YAML or JSON): its `resourceFilters` and
