@@ -54,28 +54,10 @@ pub struct ServeArgs {
     #[arg(long = "max-evaluations", env = "KYBERN_MAX_EVALUATIONS")]
     pub max_evaluations: Option<usize>,
     /// Kyverno's `kyverno` ConfigMap (YAML or JSON): its `resourceFilters` and
-    /// `excludeUsernames`/`excludeGroups`/`excludeRoles`/`excludeClusterRoles` are applied.
+    /// `excludeUsernames`/`excludeGroups`/`excludeRoles`/`excludeClusterRoles` are applied; the file
+    /// is re-read when it changes.
     #[arg(long = "config", env = "KYBERN_CONFIG")]
     pub config: Option<PathBuf>,
-}
-
-/// Reads the filters of a Kyverno ConfigMap file.
-fn read_filters(path: &std::path::Path) -> Result<AdmissionFilters> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read --config {}", path.display()))?;
-    let (docs, err) =
-        kybern_engine::yaml::parse_documents(&text, &kybern_engine::yaml::Limits::default());
-    if let Some(e) = err {
-        bail!("--config {}: {e}", path.display());
-    }
-    let Some((index, doc)) = docs
-        .into_iter()
-        .find(|(_, d)| d.get("kind").and_then(serde_json::Value::as_str) == Some("ConfigMap"))
-    else {
-        bail!("--config {}: no ConfigMap document", path.display());
-    };
-    AdmissionFilters::from_config_map(&doc)
-        .map_err(|e| anyhow::anyhow!("--config {}: document {}: {e}", path.display(), index + 1))
 }
 
 impl ServeArgs {
@@ -109,10 +91,8 @@ impl ServeArgs {
             tls,
             poll_interval: Duration::from_secs(self.poll_interval.max(1)),
             limits,
-            filters: match &self.config {
-                Some(path) => read_filters(path)?,
-                None => AdmissionFilters::default(),
-            },
+            filters: AdmissionFilters::default(),
+            config_map: self.config.clone(),
         })
     }
 }

@@ -77,6 +77,10 @@ pub struct WebhookConfig {
     /// How often policy folders and certificate files are checked for changes.
     pub poll_interval: Duration,
     pub limits: Limits,
-    /// Requests admitted without evaluation (Kyverno's ConfigMap `resourceFilters` and exclusions).
+    /// Requests admitted without evaluation (Kyverno's ConfigMap `resourceFilters` and exclusions)
+    /// when no `config_map` file is given.
     pub filters: crate::filters::AdmissionFilters,
+    /// A `kyverno` ConfigMap file whose filters apply instead; re-read when it changes (a version
+    /// that does not parse is reported and the last good one stays).
+    pub config_map: Option<PathBuf>,
 }

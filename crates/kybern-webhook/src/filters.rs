@@ -178,6 +178,24 @@ impl AdmissionFilters {
     }
 }
 
+/// Reads the filters of a `kyverno` ConfigMap file (YAML or JSON; the first ConfigMap document).
+/// Errors name the file and, for a bad value, the document and field.
+pub fn read_config_map(path: &std::path::Path) -> Result<AdmissionFilters, String> {
+    let file = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: cannot read: {e}"))?;
+    let limits = kybern_engine::yaml::Limits::default();
+    let (docs, err) = kybern_engine::yaml::parse_documents(&text, &limits);
+    if let Some(e) = err {
+        return Err(format!("{file}: {e}"));
+    }
+    let (index, doc) = docs
+        .into_iter()
+        .find(|(_, d)| d.get("kind").and_then(Value::as_str) == Some("ConfigMap"))
+        .ok_or_else(|| format!("{file}: no ConfigMap document"))?;
+    AdmissionFilters::from_config_map(&doc)
+        .map_err(|e| format!("{file}: document {}: {e}", index + 1))
+}
+
 /// `[Event,*,*] [*/*,kube-system,*]`: bracketed triples, separated by anything.
 fn parse_resource_filters(text: &str) -> Result<Vec<ResourceFilter>, FilterError> {
     let mut out = Vec::new();
@@ -335,5 +353,36 @@ mod tests {
             let e = AdmissionFilters::from_config_map(&doc).unwrap_err();
             assert_eq!(e.field, field, "{doc}");
         }
+    }
+
+    #[test]
+    fn configmap_files_report_the_file_and_document() {
+        let dir = std::env::temp_dir().join(format!("kybern-filters-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases = [
+            ("none.yaml", "kind: Secret\n", "no ConfigMap document"),
+            (
+                "bad.yaml",
+                "kind: Secret\n---\nkind: ConfigMap\ndata:\n  excludeGroups: [a]\n",
+                "document 2: data.excludeGroups",
+            ),
+            ("missing.yaml", "", "cannot read"),
+        ];
+        for (name, text, want) in cases {
+            let path = dir.join(name);
+            if !text.is_empty() {
+                std::fs::write(&path, text).unwrap();
+            }
+            let e = read_config_map(&path).unwrap_err();
+            assert!(e.contains(name) && e.contains(want), "{name}: {e}");
+        }
+        let ok = dir.join("ok.yaml");
+        std::fs::write(
+            &ok,
+            "kind: ConfigMap\ndata:\n  resourceFilters: '[Event,*,*]'\n",
+        )
+        .unwrap();
+        assert_ne!(read_config_map(&ok).unwrap(), AdmissionFilters::default());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

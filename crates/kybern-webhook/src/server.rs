@@ -8,10 +8,12 @@ use crate::certs::{self, CertError, CertResolver};
 use crate::config::{TlsSource, WebhookConfig};
 use crate::decision::{self, Decision, Endpoint, Route};
 use crate::error::ApiError;
+use crate::filters::{self, AdmissionFilters};
 use crate::metrics::{Metrics, PolicyLabels, RequestLabels, Shared};
 use crate::provider::ClusterResources;
 use crate::routes;
 use crate::store::PolicyStore;
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -45,6 +47,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Cert(#[from] CertError),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// Shared by every request.
@@ -54,6 +58,8 @@ pub struct AppState {
     pub provider: Arc<ClusterResources>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<WebhookConfig>,
+    /// The filters in force (replaced when the ConfigMap file changes).
+    pub filters: Arc<ArcSwap<AdmissionFilters>>,
     evaluations: Arc<Semaphore>,
 }
 
@@ -231,7 +237,7 @@ async fn handle_admission(
     let provider = Arc::clone(&st.provider);
     let mut request = admission::to_engine_request(wire, |ns| provider.labels_of(ns))?;
     (request.roles, request.cluster_roles) = provider.roles_of(&request.user_info);
-    if let Some(reason) = st.config.filters.skip_reason(&request) {
+    if let Some(reason) = st.filters.load().skip_reason(&request) {
         tracing::debug!(%reason, "admitted without evaluation");
         let response = AdmissionResponse {
             uid,
@@ -472,6 +478,11 @@ pub async fn start(config: WebhookConfig) -> Result<Running, StartError> {
         }
         None => ClusterResources::default(),
     };
+    let initial_filters = match &config.config_map {
+        Some(path) => filters::read_config_map(path).map_err(StartError::Config)?,
+        None => config.filters.clone(),
+    };
+    let filters = Arc::new(ArcSwap::from_pointee(initial_filters));
     let store = Arc::new(PolicyStore::new(config.policy_paths.clone()));
     let metrics = Arc::new(Metrics::new());
     let state = AppState {
@@ -479,6 +490,7 @@ pub async fn start(config: WebhookConfig) -> Result<Running, StartError> {
         provider: Arc::new(cluster),
         metrics: Arc::clone(&metrics),
         config: Arc::clone(&config),
+        filters: Arc::clone(&filters),
         evaluations: Arc::new(Semaphore::new(
             config.limits.max_concurrent_evaluations.max(1),
         )),
@@ -508,6 +520,11 @@ pub async fn start(config: WebhookConfig) -> Result<Running, StartError> {
             } => Some((dir.clone(), dns_names.clone(), ips.clone())),
             TlsSource::Files { .. } => None,
         },
+        config.config_map.clone().map(|path| ConfigWatch {
+            stamp: file_stamp(&path),
+            path,
+            filters: Arc::clone(&filters),
+        }),
     ));
     let (tx, rx) = oneshot::channel();
     let app = router(state);
@@ -527,6 +544,38 @@ pub async fn start(config: WebhookConfig) -> Result<Running, StartError> {
         task,
         poller,
     })
+}
+
+/// The `kyverno` ConfigMap file and the filters it sets.
+struct ConfigWatch {
+    path: std::path::PathBuf,
+    stamp: Option<(std::time::SystemTime, u64)>,
+    filters: Arc<ArcSwap<AdmissionFilters>>,
+}
+
+fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl ConfigWatch {
+    /// Re-reads the file when it changed; a version that does not load keeps the last good one.
+    fn reload_if_changed(&mut self) {
+        let now = file_stamp(&self.path);
+        if now == self.stamp {
+            return;
+        }
+        self.stamp = now;
+        match filters::read_config_map(&self.path) {
+            Ok(f) => {
+                self.filters.store(Arc::new(f));
+                tracing::info!(file = %self.path.display(), "configuration reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "configuration does not load; the last good version stays in force")
+            }
+        }
+    }
 }
 
 /// How often generated certificates are checked for renewal.
@@ -559,10 +608,14 @@ async fn poll(
     resolver: Arc<CertResolver>,
     every: Duration,
     generated: Option<(std::path::PathBuf, Vec<String>, Vec<std::net::IpAddr>)>,
+    mut config_watch: Option<ConfigWatch>,
 ) {
     let mut known_errors = Vec::new();
     let mut last_renewal_check = Instant::now();
     loop {
+        if let Some(w) = config_watch.as_mut() {
+            w.reload_if_changed();
+        }
         if let Some((dir, names, ips)) = &generated
             && last_renewal_check.elapsed() >= RENEWAL_CHECK
         {

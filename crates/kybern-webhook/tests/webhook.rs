@@ -821,3 +821,55 @@ async fn configured_filters_and_exclusions_admit_without_evaluation() {
     assert_eq!(r["allowed"], true, "cluster-admin is excluded: {r}");
     s.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_configmap_file_is_reread_when_it_changes() {
+    let dir = common::temp_dir("configmap");
+    let pdir = dir.join("policies");
+    std::fs::create_dir_all(&pdir).unwrap();
+    std::fs::write(pdir.join("team.yaml"), REQUIRE_TEAM).unwrap();
+    let cm = dir.join("kyverno.yaml");
+    let write = |filters: &str| {
+        std::fs::write(
+            &cm,
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kyverno\ndata:\n  resourceFilters: '{filters}'\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("[Pod,shop,*]");
+    let mut cfg = common::config(&pdir, &dir.join("certs"), Limits::default());
+    cfg.config_map = Some(cm.clone());
+    let s = common::serve_config(cfg, dir).await;
+    let bad = pod("p", json!({}));
+    let decide = || async {
+        s.send("/validate", &review("CREATE", &bad, &Value::Null))
+            .await["allowed"]
+            .clone()
+    };
+    assert_eq!(decide().await, true, "filtered by the first version");
+
+    // A new version without the filter takes effect; the mtime must move on.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    write("[Event,*,*]");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if decide().await == false {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(reloaded, "the changed ConfigMap was not applied");
+
+    // A broken version keeps the last good filters.
+    std::fs::write(
+        &cm,
+        "kind: ConfigMap\ndata:\n  resourceFilters: '[Pod,shop'\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(decide().await, false);
+    s.running.shutdown().await;
+}

@@ -40,6 +40,7 @@ pub fn config(policies: &Path, cert_dir: &Path, limits: Limits) -> WebhookConfig
         poll_interval: Duration::from_millis(50),
         limits,
         filters: Default::default(),
+        config_map: None,
     }
 }
 
