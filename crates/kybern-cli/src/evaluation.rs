@@ -119,11 +119,24 @@ fn build_request(
             Value::String(op.as_str().into()),
         );
     }
+    request_for(inputs, resource, op, variables)
+}
+
+/// The admission request for a resource with the given operation and variables, the user info
+/// and the namespace labels of the run.
+fn request_for(
+    inputs: &Inputs,
+    resource: &Value,
+    op: Operation,
+    variables: Map<String, Value>,
+) -> AdmissionRequest {
     // Offline there is no stored object: an UPDATE compares the resource with itself.
+    let shared = std::sync::Arc::new(resource.clone());
+    let null = std::sync::Arc::new(Value::Null);
     let (object, old_object) = match op {
-        Operation::Delete => (Value::Null, resource.clone()),
-        Operation::Update => (resource.clone(), resource.clone()),
-        _ => (resource.clone(), Value::Null),
+        Operation::Delete => (null, shared),
+        Operation::Update => (std::sync::Arc::clone(&shared), shared),
+        _ => (shared, null),
     };
     let namespace = resource
         .pointer("/metadata/namespace")
@@ -132,8 +145,8 @@ fn build_request(
     let (kind_override, subresource) = subresource_of(inputs.values, resource);
     AdmissionRequest {
         operation: op,
-        object: object.into(),
-        old_object: old_object.into(),
+        object,
+        old_object,
         user_info: inputs.user.map(|u| u.user_info.clone()).unwrap_or_default(),
         roles: inputs.user.map(|u| u.roles.clone()).unwrap_or_default(),
         cluster_roles: inputs
@@ -275,31 +288,5 @@ fn cel_request(
             .and_then(Operation::parse)
             .unwrap_or(Operation::Create)
     });
-    let (object, old_object) = match op {
-        Operation::Delete => (Value::Null, resource.clone()),
-        Operation::Update => (resource.clone(), resource.clone()),
-        _ => (resource.clone(), Value::Null),
-    };
-    let namespace = resource
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let (kind_override, subresource) = subresource_of(inputs.values, resource);
-    AdmissionRequest {
-        operation: op,
-        object: object.into(),
-        old_object: old_object.into(),
-        user_info: inputs.user.map(|u| u.user_info.clone()).unwrap_or_default(),
-        roles: inputs.user.map(|u| u.roles.clone()).unwrap_or_default(),
-        cluster_roles: inputs
-            .user
-            .map(|u| u.cluster_roles.clone())
-            .unwrap_or_default(),
-        namespace_labels: inputs.provider.namespace_labels.get(namespace).cloned(),
-        subresource,
-        kind_override,
-        dry_run: false,
-        variables: inputs.values.global_values.clone(),
-        no_user_info: inputs.user.is_none(),
-    }
+    request_for(inputs, resource, op, inputs.values.global_values.clone())
 }
