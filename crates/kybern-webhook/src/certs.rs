@@ -44,6 +44,9 @@ pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
 pub const TLS_CERT: &str = "tls.crt";
 pub const TLS_KEY: &str = "tls.key";
+/// The next CA, announced in `ca.crt` before it signs.
+pub const NEXT_CA_CERT: &str = "ca-next.crt";
+pub const NEXT_CA_KEY: &str = "ca-next.key";
 
 /// The paths of a generated certificate set.
 #[derive(Debug, Clone)]
@@ -53,6 +56,8 @@ pub struct GeneratedCerts {
     pub key: PathBuf,
     /// The CA bundle (PEM) to put in a webhook configuration's `caBundle` (base64 of it).
     pub ca_pem: String,
+    /// What was renewed while starting.
+    pub renewal: Renewal,
 }
 
 fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), CertError> {
@@ -81,6 +86,9 @@ fn gen_err(e: rcgen::Error) -> CertError {
 const CA_DAYS: i64 = 365;
 const SERVING_DAYS: i64 = 150;
 const CA_RENEW_BEFORE_DAYS: i64 = 60;
+/// A new CA is announced in the bundle this long before it starts signing: time for every
+/// webhook configuration's `caBundle` to be updated while the old CA still serves.
+const CA_SWITCH_BEFORE_DAYS: i64 = 30;
 const SERVING_RENEW_BEFORE_DAYS: i64 = 30;
 
 fn validity(params: &mut CertificateParams, now: time::OffsetDateTime, days: i64) {
@@ -145,32 +153,19 @@ fn write_serving(
     write_file(&dir.join(TLS_CERT), &serving.pem(), false)
 }
 
-/// A new CA and a serving certificate signed by it. `previous_ca` (PEM) stays in the bundle
-/// after the new CA, so clients that still trust only the old one keep working until their
-/// `caBundle` is updated.
-fn write_authority(
-    dir: &Path,
-    dns_names: &[String],
-    ips: &[IpAddr],
-    now: time::OffsetDateTime,
-    previous_ca: Option<&str>,
-) -> Result<(), CertError> {
-    std::fs::create_dir_all(dir).map_err(|source| CertError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let ca_key_pair = KeyPair::generate().map_err(gen_err)?;
-    let params = ca_params(now);
-    let ca = params.self_signed(&ca_key_pair).map_err(gen_err)?;
-    let key_pem = ca_key_pair.serialize_pem();
-    let issuer = Issuer::new(params, ca_key_pair);
-    write_serving(dir, &issuer, dns_names, ips, now)?;
-    write_file(&dir.join(CA_KEY), &key_pem, true)?;
-    let bundle = match previous_ca {
-        Some(old) => format!("{}{old}", ca.pem()),
-        None => ca.pem(),
-    };
-    write_file(&dir.join(CA_CERT), &bundle, false)
+/// A new CA key pair and its self-signed certificate (PEM).
+fn new_authority(now: time::OffsetDateTime) -> Result<(String, String), CertError> {
+    let key = KeyPair::generate().map_err(gen_err)?;
+    let cert = ca_params(now).self_signed(&key).map_err(gen_err)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The certificates of a PEM bundle, each as its own PEM text.
+fn pem_blocks(pem: &str) -> Vec<String> {
+    pem.split_inclusive("-----END CERTIFICATE-----")
+        .filter(|c| c.contains("-----BEGIN CERTIFICATE-----"))
+        .map(|c| format!("{}\n", c.trim_start()))
+        .collect()
 }
 
 fn read(path: &Path) -> Result<String, CertError> {
@@ -193,20 +188,39 @@ fn not_after(path: &Path, pem: &str) -> Result<i64, CertError> {
     Ok(cert.validity().not_after.timestamp())
 }
 
-/// What [`renew_generated`] replaced.
+/// The issuer of a CA certificate (PEM) and its key file.
+fn issuer(
+    ca_cert: &Path,
+    ca_pem: &str,
+    ca_key: &Path,
+) -> Result<Issuer<'static, KeyPair>, CertError> {
+    let key = KeyPair::from_pem(&read(ca_key)?).map_err(|e| CertError::Invalid {
+        path: ca_key.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Issuer::from_ca_cert_pem(ca_pem, key).map_err(|e| CertError::Invalid {
+        path: ca_cert.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// What [`renew_generated`] changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Renewal {
     Nothing,
     /// A new serving certificate from the same CA.
     Serving,
-    /// A new CA (the old one kept in the bundle) and serving certificate.
-    Authority,
+    /// A new CA was added to the bundle (`ca.crt`); it signs from [`CA_SWITCH_BEFORE_DAYS`]
+    /// before the current CA ends, so the bundle must reach the webhook configurations by then.
+    AnnouncedCa,
+    /// The announced CA now signs the serving certificate (the old CA stays in the bundle).
+    SwitchedCa,
 }
 
-/// Replaces generated certificates that are close to expiry: the serving certificate
-/// [`SERVING_RENEW_BEFORE_DAYS`] before its end (signed again by the same CA), the CA
-/// [`CA_RENEW_BEFORE_DAYS`] before its end (a new CA; its bundle must reach the webhook
-/// configurations).
+/// Keeps generated certificates valid without breaking clients that trust the current bundle:
+/// [`CA_RENEW_BEFORE_DAYS`] before the CA ends a new CA is created and added to the bundle
+/// while the old one keeps signing; [`CA_SWITCH_BEFORE_DAYS`] before the end the new CA takes
+/// over; the serving certificate is signed again [`SERVING_RENEW_BEFORE_DAYS`] before it ends.
 pub fn renew_generated(
     dir: &Path,
     dns_names: &[String],
@@ -214,29 +228,63 @@ pub fn renew_generated(
     now: time::OffsetDateTime,
 ) -> Result<Renewal, CertError> {
     let (ca_cert, ca_key, cert) = (dir.join(CA_CERT), dir.join(CA_KEY), dir.join(TLS_CERT));
-    let ca_pem = read(&ca_cert)?;
+    let (next_cert, next_key) = (dir.join(NEXT_CA_CERT), dir.join(NEXT_CA_KEY));
+    let bundle = pem_blocks(&read(&ca_cert)?);
+    let Some(current) = bundle.first() else {
+        return Err(CertError::Invalid {
+            path: ca_cert,
+            message: "no certificate".into(),
+        });
+    };
     let days_left = |end: i64| (end - now.unix_timestamp()) / 86_400;
-    if days_left(not_after(&ca_cert, &ca_pem)?) < CA_RENEW_BEFORE_DAYS {
-        // Only the CA being replaced is kept beside the new one.
-        let previous = ca_pem
-            .split_inclusive("-----END CERTIFICATE-----")
-            .next()
-            .map(|c| format!("{}\n", c.trim_start()));
-        write_authority(dir, dns_names, ips, now, previous.as_deref())?;
-        return Ok(Renewal::Authority);
+    let ca_days = days_left(not_after(&ca_cert, current)?);
+    let has_next = next_cert.is_file() && next_key.is_file();
+    if has_next && ca_days < CA_SWITCH_BEFORE_DAYS {
+        let next_pem = read(&next_cert)?;
+        write_serving(
+            dir,
+            &issuer(&next_cert, &next_pem, &next_key)?,
+            dns_names,
+            ips,
+            now,
+        )?;
+        write_file(&ca_key, &read(&next_key)?, true)?;
+        write_file(&ca_cert, &format!("{next_pem}{current}"), false)?;
+        for p in [&next_cert, &next_key] {
+            std::fs::remove_file(p).map_err(|source| CertError::Write {
+                path: p.clone(),
+                source,
+            })?;
+        }
+        return Ok(Renewal::SwitchedCa);
+    }
+    if !has_next && ca_days < CA_RENEW_BEFORE_DAYS {
+        let (next_pem, key_pem) = new_authority(now)?;
+        write_file(&next_key, &key_pem, true)?;
+        write_file(&next_cert, &next_pem, false)?;
+        // The signing CA stays first; CAs that have ended drop out.
+        write_file(&ca_cert, &format!("{current}{next_pem}"), false)?;
+        return Ok(Renewal::AnnouncedCa);
     }
     let serving = read(&cert)?;
     if days_left(not_after(&cert, &serving)?) < SERVING_RENEW_BEFORE_DAYS {
-        let key = KeyPair::from_pem(&read(&ca_key)?).map_err(|e| CertError::Invalid {
-            path: ca_key.clone(),
-            message: e.to_string(),
-        })?;
-        let issuer = Issuer::from_ca_cert_pem(&ca_pem, key).map_err(|e| CertError::Invalid {
-            path: ca_cert.clone(),
-            message: e.to_string(),
-        })?;
-        write_serving(dir, &issuer, dns_names, ips, now)?;
+        write_serving(
+            dir,
+            &issuer(&ca_cert, current, &ca_key)?,
+            dns_names,
+            ips,
+            now,
+        )?;
         return Ok(Renewal::Serving);
+    }
+    // A CA kept in the bundle after a switch drops out once it has ended.
+    let live: Vec<&String> = bundle
+        .iter()
+        .filter(|c| not_after(&ca_cert, c).is_ok_and(|end| end > now.unix_timestamp()))
+        .collect();
+    if live.len() < bundle.len() && !live.is_empty() {
+        let text: String = live.into_iter().map(String::as_str).collect();
+        write_file(&ca_cert, &text, false)?;
     }
     Ok(Renewal::Nothing)
 }
@@ -249,19 +297,34 @@ pub fn ensure_generated(
     ips: &[IpAddr],
 ) -> Result<GeneratedCerts, CertError> {
     let paths = [CA_CERT, CA_KEY, TLS_CERT, TLS_KEY].map(|n| dir.join(n));
-    let [ca_cert, _, cert, key] = paths.clone();
+    let [ca_cert, ca_key, cert, key] = paths.clone();
     let now = time::OffsetDateTime::now_utc();
-    if paths.iter().all(|p| p.is_file()) {
-        renew_generated(dir, dns_names, ips, now)?;
+    let renewal = if paths.iter().all(|p| p.is_file()) {
+        renew_generated(dir, dns_names, ips, now)?
     } else {
-        write_authority(dir, dns_names, ips, now, None)?;
-    }
+        std::fs::create_dir_all(dir).map_err(|source| CertError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let (ca_pem, key_pem) = new_authority(now)?;
+        write_file(&ca_key, &key_pem, true)?;
+        write_file(&ca_cert, &ca_pem, false)?;
+        write_serving(
+            dir,
+            &issuer(&ca_cert, &ca_pem, &ca_key)?,
+            dns_names,
+            ips,
+            now,
+        )?;
+        Renewal::Nothing
+    };
     let ca_pem = read(&ca_cert)?;
     Ok(GeneratedCerts {
         ca_cert,
         cert,
         key,
         ca_pem,
+        renewal,
     })
 }
 
@@ -408,38 +471,62 @@ mod tests {
     }
 
     #[test]
-    fn certificates_are_renewed_before_they_expire() {
+    fn certificates_are_renewed_without_breaking_the_published_bundle() {
         let dir = temp("renew");
         let names = ["webhook.example".to_string()];
         let g = ensure_generated(&dir, &names, &[]).unwrap();
         let ca0 = std::fs::read_to_string(&g.ca_cert).unwrap();
         let tls0 = std::fs::read_to_string(&g.cert).unwrap();
         let now = time::OffsetDateTime::now_utc();
+        let day = |d: i64| now + time::Duration::days(d);
+        let renew = |at| renew_generated(&dir, &names, &[], at).unwrap();
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
 
+        assert_eq!(renew(now), Renewal::Nothing);
+        // The serving certificate is signed again by the same CA.
         assert_eq!(
-            renew_generated(&dir, &names, &[], now).unwrap(),
-            Renewal::Nothing
-        );
-        let later = now + time::Duration::days(SERVING_DAYS - SERVING_RENEW_BEFORE_DAYS + 1);
-        assert_eq!(
-            renew_generated(&dir, &names, &[], later).unwrap(),
+            renew(day(SERVING_DAYS - SERVING_RENEW_BEFORE_DAYS + 1)),
             Renewal::Serving
         );
-        let tls1 = std::fs::read_to_string(&g.cert).unwrap();
+        let tls1 = read(&g.cert);
         assert_ne!(tls0, tls1);
-        assert_eq!(std::fs::read_to_string(&g.ca_cert).unwrap(), ca0);
-        // The renewed certificate is still signed by the same CA and loads.
+        assert_eq!(read(&g.ca_cert), ca0);
         load_certified_key(&crypto_provider(), &g.cert, &g.key).unwrap();
 
-        let near_ca_end = now + time::Duration::days(CA_DAYS - CA_RENEW_BEFORE_DAYS + 1);
+        // Near the CA's end a new CA is announced; the old one still signs.
         assert_eq!(
-            renew_generated(&dir, &names, &[], near_ca_end).unwrap(),
-            Renewal::Authority
+            renew(day(CA_DAYS - CA_RENEW_BEFORE_DAYS + 1)),
+            Renewal::AnnouncedCa
         );
-        let bundle = std::fs::read_to_string(&g.ca_cert).unwrap();
-        assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2);
-        assert!(bundle.ends_with(&ca0), "the old CA follows the new one");
-        assert_ne!(std::fs::read_to_string(&g.cert).unwrap(), tls1);
+        let announced = read(&g.ca_cert);
+        assert_eq!(pem_blocks(&announced).len(), 2);
+        assert!(announced.starts_with(&ca0), "the signing CA stays first");
+        assert_eq!(read(&g.cert), tls1);
+        // Announcing is done once; meanwhile the old CA still signs what needs signing.
+        assert_eq!(
+            renew(day(CA_DAYS - CA_RENEW_BEFORE_DAYS + 2)),
+            Renewal::Serving
+        );
+        assert_eq!(read(&g.ca_cert), announced);
+        assert!(dir.join(NEXT_CA_CERT).exists());
+        let tls1 = read(&g.cert);
+
+        // Later the announced CA takes over; the old one stays in the bundle.
+        assert_eq!(
+            renew(day(CA_DAYS - CA_SWITCH_BEFORE_DAYS + 1)),
+            Renewal::SwitchedCa
+        );
+        let switched = read(&g.ca_cert);
+        let blocks = pem_blocks(&switched);
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks.get(1), pem_blocks(&ca0).first());
+        assert_ne!(read(&g.cert), tls1);
+        assert!(!dir.join(NEXT_CA_CERT).exists());
+        load_certified_key(&crypto_provider(), &g.cert, &g.key).unwrap();
+
+        // Once the old CA has ended it leaves the bundle.
+        assert_eq!(renew(day(CA_DAYS + 1)), Renewal::Nothing);
+        assert_eq!(pem_blocks(&read(&g.ca_cert)).len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

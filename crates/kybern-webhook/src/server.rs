@@ -457,6 +457,7 @@ pub async fn start(config: WebhookConfig) -> Result<Running, StartError> {
             ips,
         } => {
             let g = certs::ensure_generated(dir, dns_names, ips)?;
+            log_renewal(dir, g.renewal);
             (g.cert, g.key, Some(g.ca_pem))
         }
     };
@@ -584,19 +585,31 @@ const RENEWAL_CHECK: Duration = Duration::from_secs(3600);
 /// Renews generated certificates close to expiry; the resolver picks the new files up.
 fn renew_certificates(dir: &std::path::Path, dns_names: &[String], ips: &[std::net::IpAddr]) {
     match certs::renew_generated(dir, dns_names, ips, time::OffsetDateTime::now_utc()) {
-        Ok(certs::Renewal::Nothing) => {}
-        Ok(certs::Renewal::Serving) => {
+        Ok(r) => log_renewal(dir, r),
+        Err(e) => tracing::error!(error = %e, "certificate renewal failed"),
+    }
+}
+
+fn log_renewal(dir: &std::path::Path, renewal: certs::Renewal) {
+    let bundle = || {
+        let pem = std::fs::read(dir.join(certs::CA_CERT)).unwrap_or_default();
+        base64::engine::general_purpose::STANDARD.encode(pem)
+    };
+    match renewal {
+        certs::Renewal::Nothing => {}
+        certs::Renewal::Serving => {
             tracing::info!(dir = %dir.display(), "serving certificate renewed by the same CA");
         }
-        Ok(certs::Renewal::Authority) => {
-            let bundle = std::fs::read(dir.join(certs::CA_CERT)).unwrap_or_default();
-            tracing::warn!(
-                dir = %dir.display(),
-                ca_bundle = %base64::engine::general_purpose::STANDARD.encode(bundle),
-                "CA renewed: put the new caBundle in the webhook configurations (the old CA stays in the bundle)"
-            );
-        }
-        Err(e) => tracing::error!(error = %e, "certificate renewal failed"),
+        certs::Renewal::AnnouncedCa => tracing::warn!(
+            dir = %dir.display(),
+            ca_bundle = %bundle(),
+            "a new CA was added to the bundle and signs in 30 days: put this caBundle in the webhook configurations before then"
+        ),
+        certs::Renewal::SwitchedCa => tracing::warn!(
+            dir = %dir.display(),
+            ca_bundle = %bundle(),
+            "the announced CA now signs the serving certificate"
+        ),
     }
 }
 
