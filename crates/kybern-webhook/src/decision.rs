@@ -4,8 +4,9 @@
 
 use crate::patch;
 use crate::store::{PolicySet, has_validate_rules};
-use kybern_engine::cel::policy_set::{AdmissionFilter, AdmissionOutcome};
+use kybern_engine::cel::policy_set::{AdmissionFilter, AdmissionOutcome, AdmissionPass, CelKinds};
 use kybern_engine::context::ContextProvider;
+use kybern_engine::context::NoProvider;
 use kybern_engine::engine::{Engine, PolicyContext};
 use kybern_engine::policy::{Policy, RuleBody};
 use kybern_engine::request::{AdmissionRequest, Operation};
@@ -71,6 +72,8 @@ pub struct Route {
     pub families: Families,
     /// Only these policies (Kyverno's fine-grained and `/vpol/<name>/...` paths); empty: all.
     pub names: Vec<String>,
+    /// The CEL kinds served (Kyverno's `/vpol`, `/ivpol`, `/mpol` paths each serve one).
+    pub cel_kinds: CelKinds,
 }
 
 impl Route {
@@ -81,6 +84,7 @@ impl Route {
             filter,
             families,
             names: Vec::new(),
+            cel_kinds: CelKinds::All,
         }
     }
 
@@ -92,6 +96,7 @@ impl Route {
 
     fn cel_filter(&self) -> Option<AdmissionFilter<'_>> {
         matches!(self.families, Families::All | Families::Cel).then_some(AdmissionFilter {
+            kinds: self.cel_kinds,
             failure_policy_fail: self.filter.as_option(),
             names: &self.names,
         })
@@ -214,7 +219,7 @@ pub fn decide(
     let engine = Engine::new(provider);
     let pctx = PolicyContext::new(request);
     let no_values = BTreeMap::new();
-    let mut unevaluated: Vec<(&str, bool)> = Vec::new();
+    let mut unevaluated: Vec<(String, bool)> = Vec::new();
     let mut mutated: Option<AdmissionRequest> = None;
     for (i, policy) in candidates.iter().enumerate() {
         if cancel.load(Ordering::Relaxed) || Instant::now() >= deadline {
@@ -222,7 +227,7 @@ pub fn decide(
                 candidates
                     .iter()
                     .skip(i)
-                    .map(|p| (p.name.as_str(), p.failure_policy_fail)),
+                    .map(|p| (p.name.clone(), p.failure_policy_fail)),
             );
             break;
         }
@@ -307,30 +312,28 @@ pub fn decide(
         decision.message = blocked_message(&resource, &blocking);
     }
     if let Some(filter) = route.cel_filter().filter(|_| !set.cel.is_empty()) {
-        if cancel.load(Ordering::Relaxed) || Instant::now() >= deadline {
-            unevaluated.extend(cel_fail_closed(set, request, filter, endpoint));
-        } else {
-            let start = Instant::now();
-            let outcomes = match endpoint {
-                Endpoint::Validate => set.cel.validate_admission(request, provider, filter),
-                Endpoint::Mutate => {
-                    let base = mutated.as_ref().unwrap_or(request);
-                    let (outcomes, object) = set.cel.mutate_admission(base, provider, filter);
-                    if let Some(object) = object {
-                        let mut next = mutated.take().unwrap_or_else(|| request.clone());
-                        next.object = Arc::new(object);
-                        mutated = Some(next);
-                    }
-                    outcomes
+        let stop = || cancel.load(Ordering::Relaxed) || Instant::now() >= deadline;
+        let start = Instant::now();
+        let pass = match endpoint {
+            Endpoint::Validate => set.cel.validate_admission(request, provider, filter, &stop),
+            Endpoint::Mutate => {
+                let base = mutated.as_ref().unwrap_or(request);
+                let pass = set.cel.mutate_admission(base, provider, filter, &stop);
+                if let Some(object) = &pass.object {
+                    let mut next = mutated.take().unwrap_or_else(|| request.clone());
+                    next.object = Arc::clone(object);
+                    mutated = Some(next);
                 }
-            };
-            // The CEL pass is timed as a whole; each policy gets an equal share.
-            let share = start.elapsed() / u32::try_from(outcomes.len().max(1)).unwrap_or(1);
-            for o in outcomes {
-                denials.extend(o.denials());
-                decision.warnings.extend(o.warnings());
-                decision.outcomes.push(cel_outcome(o, share));
+                pass
             }
+        };
+        // The CEL pass is timed as a whole; each policy gets an equal share.
+        let share = start.elapsed() / u32::try_from(pass.outcomes.len().max(1)).unwrap_or(1);
+        unevaluated.extend(pass.unevaluated);
+        for o in pass.outcomes {
+            denials.extend(o.denials());
+            decision.warnings.extend(o.warnings());
+            decision.outcomes.push(cel_outcome(o, share));
         }
     }
     if !denials.is_empty() {
@@ -343,11 +346,11 @@ pub fn decide(
     decision.allowed = !blocked && denials.is_empty();
     if !unevaluated.is_empty() {
         decision.timed_out = true;
-        let names: Vec<&str> = unevaluated.iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = unevaluated.iter().map(|(n, _)| n.as_str()).collect();
         let fail: Vec<&str> = unevaluated
             .iter()
             .filter(|(_, fail)| *fail)
-            .map(|(n, _)| *n)
+            .map(|(n, _)| n.as_str())
             .collect();
         if fail.is_empty() {
             decision.warnings.push(format!(
@@ -385,15 +388,26 @@ fn cel_outcome(o: AdmissionOutcome, duration: Duration) -> PolicyOutcome {
 }
 
 /// CEL policies the route would evaluate whose resource rules select the request, with whether
-/// their failure policy is Fail (namespace selectors are not consulted: no provider here).
-fn cel_fail_closed<'s>(
-    set: &'s PolicySet,
+/// their failure policy is Fail (namespace selectors are not consulted: nothing is evaluated).
+fn cel_fail_closed(
+    set: &PolicySet,
     request: &AdmissionRequest,
-    filter: AdmissionFilter,
-    endpoint: Endpoint,
-) -> Vec<(&'s str, bool)> {
-    set.cel
-        .selecting(request, filter, endpoint == Endpoint::Mutate)
+    route: &Route,
+) -> Vec<(String, bool)> {
+    let Some(filter) = route.cel_filter() else {
+        return Vec::new();
+    };
+    let stop_at_once = || true;
+    let pass: AdmissionPass = match route.endpoint {
+        Endpoint::Validate => {
+            set.cel
+                .validate_admission(request, &NoProvider, filter, &stop_at_once)
+        }
+        Endpoint::Mutate => set
+            .cel
+            .mutate_admission(request, &NoProvider, filter, &stop_at_once),
+    };
+    pass.unevaluated
 }
 
 /// The answer when evaluation could not run at all (deadline passed before it started, or a
@@ -405,20 +419,18 @@ pub fn decide_without_evaluation(
     reason: &str,
 ) -> Decision {
     let kind = request.gvk().kind;
-    let mut fail: Vec<&str> = set
+    let mut fail: Vec<String> = set
         .candidates(&kind)
         .into_iter()
         .filter(|p| route.admits(p) && p.failure_policy_fail)
-        .map(|p| p.name.as_str())
+        .map(|p| p.name.clone())
         .collect();
-    if let Some(filter) = route.cel_filter() {
-        fail.extend(
-            cel_fail_closed(set, request, filter, route.endpoint)
-                .into_iter()
-                .filter(|(_, f)| *f)
-                .map(|(n, _)| n),
-        );
-    }
+    fail.extend(
+        cel_fail_closed(set, request, route)
+            .into_iter()
+            .filter(|(_, f)| *f)
+            .map(|(n, _)| n),
+    );
     if fail.is_empty() {
         Decision {
             allowed: true,

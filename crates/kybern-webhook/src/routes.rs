@@ -3,6 +3,7 @@
 //! configuration written for Kyverno can point at kybern without evaluating a policy twice.
 
 use crate::decision::{Endpoint, FailurePolicyFilter, Families, Route};
+use kybern_engine::cel::policy_set::CelKinds;
 
 /// The route of an admission path, or `None` when the path is not an admission path.
 ///
@@ -16,15 +17,22 @@ use crate::decision::{Endpoint, FailurePolicyFilter, Families, Route};
 pub fn route_for(path: &str) -> Option<Route> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (head, rest) = segments.split_first()?;
-    let (endpoint, families, rest) = match *head {
-        "validate" => (Endpoint::Validate, Families::Kyverno, rest),
-        "mutate" => (Endpoint::Mutate, Families::Kyverno, rest),
-        "vpol" | "nvpol" => (Endpoint::Validate, Families::Cel, rest),
-        "mpol" | "nmpol" => (Endpoint::Mutate, Families::Cel, rest),
-        "gpol" | "ngpol" => (Endpoint::Validate, Families::Background, rest),
+    use CelKinds::{ImageValidating, Mutating, Validating};
+    let (endpoint, families, cel_kinds, rest) = match *head {
+        "validate" => (Endpoint::Validate, Families::Kyverno, CelKinds::All, rest),
+        "mutate" => (Endpoint::Mutate, Families::Kyverno, CelKinds::All, rest),
+        "vpol" | "nvpol" => (Endpoint::Validate, Families::Cel, Validating, rest),
+        "mpol" | "nmpol" => (Endpoint::Mutate, Families::Cel, Mutating, rest),
+        "gpol" | "ngpol" => (
+            Endpoint::Validate,
+            Families::Background,
+            CelKinds::All,
+            rest,
+        ),
+        // Image verification itself needs a registry; the mutate path (digests) changes nothing.
         "ivpol" | "nivpol" => match rest.split_first() {
-            Some((&"validate", rest)) => (Endpoint::Validate, Families::Cel, rest),
-            Some((&"mutate", rest)) => (Endpoint::Mutate, Families::Cel, rest),
+            Some((&"validate", rest)) => (Endpoint::Validate, Families::Cel, ImageValidating, rest),
+            Some((&"mutate", rest)) => (Endpoint::Mutate, Families::Cel, ImageValidating, rest),
             _ => return None,
         },
         _ => return None,
@@ -56,6 +64,7 @@ pub fn route_for(path: &str) -> Option<Route> {
             filter,
             families,
             names,
+            cel_kinds,
         });
     }
     Some(Route {
@@ -63,6 +72,7 @@ pub fn route_for(path: &str) -> Option<Route> {
         filter,
         families,
         names: rest.iter().map(|s| (*s).to_string()).collect(),
+        cel_kinds,
     })
 }
 
@@ -76,12 +86,23 @@ mod tests {
         families: Families,
         names: &[&str],
     ) -> Route {
+        let cel_kinds = match (families, endpoint) {
+            (Families::Cel, Endpoint::Validate) => CelKinds::Validating,
+            (Families::Cel, Endpoint::Mutate) => CelKinds::Mutating,
+            _ => CelKinds::All,
+        };
         Route {
             endpoint,
             filter,
             families,
             names: names.iter().map(|s| s.to_string()).collect(),
+            cel_kinds,
         }
+    }
+
+    fn images(mut route: Route) -> Route {
+        route.cel_kinds = CelKinds::ImageValidating;
+        route
     }
 
     #[test]
@@ -109,8 +130,11 @@ mod tests {
                 Some(r(Validate, Fail, Cel, &["a"])),
             ),
             ("/mpol/x", Some(r(Mutate, All, Cel, &["x"]))),
-            ("/ivpol/validate/x", Some(r(Validate, All, Cel, &["x"]))),
-            ("/ivpol/mutate", Some(r(Mutate, All, Cel, &[]))),
+            (
+                "/ivpol/validate/x",
+                Some(images(r(Validate, All, Cel, &["x"]))),
+            ),
+            ("/ivpol/mutate", Some(images(r(Mutate, All, Cel, &[])))),
             ("/gpol/g", Some(r(Validate, All, Background, &["g"]))),
             ("/validate/other", None),
             ("/ivpol", None),

@@ -222,20 +222,12 @@ pub(crate) fn engine_response(
     resource: &Value,
     patched: &Value,
 ) -> EngineResponse {
-    EngineResponse {
-        policy_name: m.name.to_string(),
-        policy_namespace: m.namespace.to_string(),
-        policy_kind: m.kind.to_string(),
-        unscored: m
-            .annotations
-            .get("policies.kyverno.io/scored")
-            .and_then(Value::as_str)
-            == Some("false"),
+    shared_response(
+        m,
         rules,
-        resource: Arc::new(resource.clone()),
-        patched_resource: Arc::new(patched.clone()),
-        failure_actions: Vec::new(),
-    }
+        &Arc::new(resource.clone()),
+        &Arc::new(patched.clone()),
+    )
 }
 
 fn vmeta(p: &ValidatingPolicy) -> Meta<'_> {
@@ -369,51 +361,66 @@ impl AdmissionOutcome {
         self.validation_actions.iter().any(|a| a == action)
     }
 
-    /// Kyverno's admission message for a failed or errored rule (`Policy p failed: ...`).
-    fn messages(&self) -> impl Iterator<Item = String> + '_ {
-        self.response.rules.iter().filter_map(|r| {
-            let verb = match r.status {
-                RuleStatus::Fail => "failed",
-                RuleStatus::Error => "error",
-                _ => return None,
-            };
-            Some(format!(
-                "Policy {} {verb}: {}",
-                self.response.policy_name, r.message
-            ))
-        })
-    }
-
-    /// Messages of failed or errored rules when `action` applies: for validations when the
-    /// policy's actions contain it, for mutations (which have no actions) when the failure policy
-    /// is Fail for a denial and Ignore for a warning.
-    fn messages_for(&self, action: &str, fail_policy_denies: bool) -> Vec<String> {
-        let mutation = self
-            .response
+    /// Kyverno's admission message for each failed rule, and for each errored one when
+    /// `errors` (`Policy p failed: ...`, `Policy p error: ...`).
+    fn messages(&self, errors: bool) -> Vec<String> {
+        self.response
             .rules
             .iter()
-            .any(|r| r.rule_type == RuleType::Mutation);
-        let applies = if mutation {
-            self.failure_policy_fail == fail_policy_denies
-        } else {
-            self.has(action)
-        };
-        if applies {
-            self.messages().collect()
+            .filter_map(|r| {
+                let verb = match r.status {
+                    RuleStatus::Fail => "failed",
+                    RuleStatus::Error if errors => "error",
+                    _ => return None,
+                };
+                Some(format!(
+                    "Policy {} {verb}: {}",
+                    self.response.policy_name, r.message
+                ))
+            })
+            .collect()
+    }
+
+    fn is_mutation(&self) -> bool {
+        self.response
+            .rules
+            .iter()
+            .any(|r| r.rule_type == RuleType::Mutation)
+    }
+
+    /// Messages that deny the request: failures under `Deny`, and errors too when the failure
+    /// policy is Fail (under Ignore errors are ignored, as the API server does); for mutations,
+    /// errors under `failurePolicy: Fail`.
+    pub fn denials(&self) -> Vec<String> {
+        if self.is_mutation() {
+            return if self.failure_policy_fail {
+                self.messages(true)
+            } else {
+                Vec::new()
+            };
+        }
+        if self.has("Deny") {
+            self.messages(self.failure_policy_fail)
         } else {
             Vec::new()
         }
     }
 
-    /// Messages that deny the request: failures under `Deny`; for mutations, errors under
-    /// `failurePolicy: Fail`.
-    pub fn denials(&self) -> Vec<String> {
-        self.messages_for("Deny", true)
-    }
-
-    /// Warnings for the response: failures under `Warn`; mutation errors under `Ignore`.
+    /// Warnings for the response: failures under `Warn` (errors too under failure policy Fail);
+    /// mutation errors under `failurePolicy: Ignore`.
     pub fn warnings(&self) -> Vec<String> {
-        self.messages_for("Warn", false)
+        if self.is_mutation() {
+            return if self.failure_policy_fail {
+                Vec::new()
+            } else {
+                self.messages(true)
+            };
+        }
+        if self.has("Warn") {
+            self.messages(self.failure_policy_fail)
+        } else {
+            Vec::new()
+        }
     }
 
     /// True when a failing result of this policy denies the request.
@@ -422,9 +429,21 @@ impl AdmissionOutcome {
     }
 }
 
+/// Which CEL policy kinds an admission path serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CelKinds {
+    All,
+    /// ValidatingPolicies and ValidatingAdmissionPolicies.
+    Validating,
+    ImageValidating,
+    /// MutatingPolicies and MutatingAdmissionPolicies.
+    Mutating,
+}
+
 /// Which CEL policies an admission request is evaluated against.
 #[derive(Debug, Clone, Copy)]
 pub struct AdmissionFilter<'a> {
+    pub kinds: CelKinds,
     /// Only policies of this failure policy (`Some(true)`: Fail).
     pub failure_policy_fail: Option<bool>,
     /// Only the policies named here (Kyverno's `/vpol/<name>/...` paths); empty: all.
@@ -708,112 +727,38 @@ impl CelPolicySet {
         out
     }
 
-    /// Names of the admission policies the filter admits whose match constraints select the
-    /// request without looking at namespace labels, with whether their failure policy is Fail:
-    /// what decides a request that could not be evaluated in time.
-    pub fn selecting(
-        &self,
-        req: &AdmissionRequest,
-        filter: AdmissionFilter,
-        mutating: bool,
-    ) -> Vec<(&str, bool)> {
-        let admitted = |name: &str, s: &AdmissionSettings| filter.admits(name, s);
-        if mutating {
-            return self
-                .mutating
-                .iter()
-                .filter(|p| admitted(&p.name, &p.admission))
-                .filter(|p| p.match_constraints.matches(req, None))
-                .map(|p| (p.name.as_str(), p.admission.failure_policy_fail))
-                .collect();
+    /// The validating CEL policies the filter admits for admission, in evaluation order.
+    fn validating_candidates<'s>(&'s self, filter: &AdmissionFilter) -> Vec<Validating<'s>> {
+        let mut out: Vec<Validating<'s>> = Vec::new();
+        if matches!(filter.kinds, CelKinds::All | CelKinds::Validating) {
+            out.extend(
+                self.policies
+                    .iter()
+                    .filter(|p| p.mode == EvaluationMode::Kubernetes)
+                    .filter(|p| filter.admits(&p.name, &p.admission))
+                    .map(Validating::Policy),
+            );
         }
-        let vpols = self
-            .policies
-            .iter()
-            .filter(|p| p.mode == EvaluationMode::Kubernetes)
-            .filter(|p| admitted(&p.name, &p.admission))
-            .filter(|p| p.match_constraints.matches(req, None))
-            .map(|p| (p.name.as_str(), !p.failure_policy_ignore));
-        let images = self
-            .image
-            .iter()
-            .filter(|p| admitted(&p.name, &p.admission))
-            .filter(|p| p.match_constraints.matches(req, None))
-            .map(|p| (p.name.as_str(), p.admission.failure_policy_fail));
-        vpols.chain(images).collect()
-    }
-
-    /// The validating CEL policies (ValidatingPolicies of the Kubernetes mode, bound
-    /// ValidatingAdmissionPolicies, ImageValidatingPolicies) for an admission request. Policies
-    /// that do not select the request give no outcome.
-    pub fn validate_admission(
-        &self,
-        req: &AdmissionRequest,
-        provider: &dyn ContextProvider,
-        filter: AdmissionFilter,
-    ) -> Vec<AdmissionOutcome> {
-        let mut out = Vec::new();
-        let resource = req.resource();
-        for p in self
-            .policies
-            .iter()
-            .filter(|p| p.mode == EvaluationMode::Kubernetes)
-            .filter(|p| filter.admits(&p.name, &p.admission))
-        {
-            let (result, mut validation_actions) = p.evaluate_admission(req, provider);
-            if result == CelPolicyResult::NotMatched {
-                continue;
-            }
-            if p.kind != CelPolicyKind::ValidatingAdmissionPolicy {
-                validation_actions.clone_from(&p.admission.validation_actions);
-            }
-            out.push(AdmissionOutcome {
-                response: engine_response(
-                    &vmeta(p),
-                    vec![validation_rule(&p.name, result)],
-                    resource,
-                    resource,
-                ),
-                validation_actions,
-                failure_policy_fail: !p.failure_policy_ignore,
-                background: p.admission.background,
-            });
-        }
-        for p in self
-            .image
-            .iter()
-            .filter(|p| filter.admits(&p.name, &p.admission))
-        {
-            let result = p.evaluate(req, provider);
-            if result == CelPolicyResult::NotMatched {
-                continue;
-            }
-            out.push(AdmissionOutcome {
-                response: engine_response(
-                    &imeta(p),
-                    vec![validation_rule(&p.name, result)],
-                    resource,
-                    resource,
-                ),
-                validation_actions: p.admission.validation_actions.clone(),
-                failure_policy_fail: p.admission.failure_policy_fail,
-                background: p.admission.background,
-            });
+        if matches!(filter.kinds, CelKinds::All | CelKinds::ImageValidating) {
+            out.extend(
+                self.image
+                    .iter()
+                    .filter(|p| filter.admits(&p.name, &p.admission))
+                    .map(Validating::Image),
+            );
         }
         out
     }
 
-    /// The mutating CEL policies for an admission request, chained: bound
-    /// MutatingAdmissionPolicies first, then MutatingPolicies, each on the object the previous
-    /// ones left. Returns the outcomes and the final object when anything changed it.
-    pub fn mutate_admission(
-        &self,
-        req: &AdmissionRequest,
-        provider: &dyn ContextProvider,
-        filter: AdmissionFilter,
-    ) -> (Vec<AdmissionOutcome>, Option<Value>) {
-        let mut out = Vec::new();
-        let mut current: Option<Value> = None;
+    /// The mutating CEL policies the filter admits for admission, in evaluation order: bound
+    /// MutatingAdmissionPolicies, then MutatingPolicies.
+    fn mutating_candidates<'s>(
+        &'s self,
+        filter: &AdmissionFilter,
+    ) -> Vec<&'s Loaded<MutatingPolicy>> {
+        if !matches!(filter.kinds, CelKinds::All | CelKinds::Mutating) {
+            return Vec::new();
+        }
         let maps = self
             .mutating
             .iter()
@@ -822,34 +767,206 @@ impl CelPolicySet {
             .mutating
             .iter()
             .filter(|p| p.kind != MutatingKind::MutatingAdmissionPolicy);
-        for p in maps
-            .chain(mpols)
+        maps.chain(mpols)
             .filter(|p| filter.admits(&p.name, &p.admission))
-        {
-            let input = current.as_ref().unwrap_or(req.resource());
-            let result = match &current {
-                Some(obj) => p.evaluate(&with_object(req, obj), provider),
-                None => p.evaluate(req, provider),
-            };
+            .collect()
+    }
+
+    /// The validating CEL policies (ValidatingPolicies of the Kubernetes mode, bound
+    /// ValidatingAdmissionPolicies, ImageValidatingPolicies) for an admission request. Policies
+    /// that do not select the request give no outcome; a ValidatingAdmissionPolicy gives one per
+    /// binding that selects it. `stop` is asked between policies; the policies left then are
+    /// reported as unevaluated when their resource rules select the request.
+    pub fn validate_admission(
+        &self,
+        req: &AdmissionRequest,
+        provider: &dyn ContextProvider,
+        filter: AdmissionFilter,
+        stop: &dyn Fn() -> bool,
+    ) -> AdmissionPass {
+        let mut pass = AdmissionPass::default();
+        let resource = req.resource_shared();
+        let candidates = self.validating_candidates(&filter);
+        for (i, candidate) in candidates.iter().enumerate() {
+            if stop() {
+                pass.unevaluated = candidates
+                    .iter()
+                    .skip(i)
+                    .filter(|c| c.selects(req))
+                    .map(|c| (c.name().to_string(), c.failure_policy_fail()))
+                    .collect();
+                break;
+            }
+            match candidate {
+                Validating::Policy(p) => {
+                    for (result, actions) in p.evaluate_admission(req, provider) {
+                        let validation_actions =
+                            if p.kind == CelPolicyKind::ValidatingAdmissionPolicy {
+                                actions
+                            } else {
+                                p.admission.validation_actions.clone()
+                            };
+                        pass.outcomes.push(AdmissionOutcome {
+                            response: shared_response(
+                                &vmeta(p),
+                                vec![validation_rule(&p.name, result)],
+                                resource,
+                                resource,
+                            ),
+                            validation_actions,
+                            failure_policy_fail: !p.failure_policy_ignore,
+                            background: p.admission.background,
+                        });
+                    }
+                }
+                Validating::Image(p) => {
+                    let result = p.evaluate(req, provider);
+                    if result == CelPolicyResult::NotMatched {
+                        continue;
+                    }
+                    pass.outcomes.push(AdmissionOutcome {
+                        response: shared_response(
+                            &imeta(p),
+                            vec![validation_rule(&p.name, result)],
+                            resource,
+                            resource,
+                        ),
+                        validation_actions: p.admission.validation_actions.clone(),
+                        failure_policy_fail: p.admission.failure_policy_fail,
+                        background: p.admission.background,
+                    });
+                }
+            }
+        }
+        pass
+    }
+
+    /// The mutating CEL policies for an admission request, chained: bound
+    /// MutatingAdmissionPolicies first, then MutatingPolicies, each on the object the previous
+    /// ones left. `stop` is asked between policies, as for [`CelPolicySet::validate_admission`].
+    pub fn mutate_admission(
+        &self,
+        req: &AdmissionRequest,
+        provider: &dyn ContextProvider,
+        filter: AdmissionFilter,
+        stop: &dyn Fn() -> bool,
+    ) -> AdmissionPass {
+        let mut pass = AdmissionPass::default();
+        let mut current: Option<AdmissionRequest> = None;
+        let candidates = self.mutating_candidates(&filter);
+        for (i, p) in candidates.iter().enumerate() {
+            if stop() {
+                pass.unevaluated = candidates
+                    .iter()
+                    .skip(i)
+                    .filter(|p| mutating_selects(p, req))
+                    .map(|p| (p.name.clone(), p.admission.failure_policy_fail))
+                    .collect();
+                break;
+            }
+            let input = current.as_ref().unwrap_or(req);
+            let result = p.evaluate(input, provider);
             if matches!(result, MutateResult::NotMatched) {
                 continue;
             }
-            let before = input.clone();
+            let before = Arc::clone(input.resource_shared());
             let (rule, patched) =
                 mutation_rule(&p.name, result, "mutation is successfully applied");
-            if let Some(v) = patched {
-                current = Some(v);
-            }
-            let after = current.as_ref().unwrap_or(&before);
-            out.push(AdmissionOutcome {
-                response: engine_response(&mmeta(p), vec![rule], &before, after),
+            let after = match patched {
+                Some(v) => {
+                    let v = Arc::new(v);
+                    let mut next = current.take().unwrap_or_else(|| req.clone());
+                    if next.object.is_null() {
+                        next.old_object = Arc::clone(&v);
+                    } else {
+                        next.object = Arc::clone(&v);
+                    }
+                    current = Some(next);
+                    v
+                }
+                None => Arc::clone(&before),
+            };
+            pass.outcomes.push(AdmissionOutcome {
+                response: shared_response(&mmeta(p), vec![rule], &before, &after),
                 validation_actions: Vec::new(),
                 failure_policy_fail: p.admission.failure_policy_fail,
                 background: p.admission.background,
             });
         }
-        (out, current)
+        pass.object = current.map(|r| Arc::clone(r.resource_shared()));
+        pass
     }
+}
+
+/// True when a mutating policy's own rules select the request (namespace labels aside).
+fn mutating_selects(p: &Loaded<MutatingPolicy>, req: &AdmissionRequest) -> bool {
+    (p.namespace.is_empty() || p.namespace == req.namespace())
+        && p.match_constraints.matches(req, None)
+}
+
+/// A validating CEL policy considered in admission.
+enum Validating<'s> {
+    Policy(&'s Loaded<ValidatingPolicy>),
+    Image(&'s Loaded<ImageValidatingPolicy>),
+}
+
+impl Validating<'_> {
+    fn name(&self) -> &str {
+        match self {
+            Validating::Policy(p) => &p.name,
+            Validating::Image(p) => &p.name,
+        }
+    }
+
+    fn failure_policy_fail(&self) -> bool {
+        match self {
+            Validating::Policy(p) => !p.failure_policy_ignore,
+            Validating::Image(p) => p.admission.failure_policy_fail,
+        }
+    }
+
+    /// True when the policy's own rules select the request (namespace labels aside).
+    fn selects(&self, req: &AdmissionRequest) -> bool {
+        let (namespace, constraints) = match self {
+            Validating::Policy(p) => (&p.namespace, &p.match_constraints),
+            Validating::Image(p) => (&p.namespace, &p.match_constraints),
+        };
+        (namespace.is_empty() || *namespace == req.namespace()) && constraints.matches(req, None)
+    }
+}
+
+/// Like [`engine_response`], sharing the resources instead of copying them.
+fn shared_response(
+    m: &Meta,
+    rules: Vec<RuleResult>,
+    resource: &Arc<Value>,
+    patched: &Arc<Value>,
+) -> EngineResponse {
+    EngineResponse {
+        policy_name: m.name.to_string(),
+        policy_namespace: m.namespace.to_string(),
+        policy_kind: m.kind.to_string(),
+        unscored: m
+            .annotations
+            .get("policies.kyverno.io/scored")
+            .and_then(Value::as_str)
+            == Some("false"),
+        rules,
+        resource: Arc::clone(resource),
+        patched_resource: Arc::clone(patched),
+        failure_actions: Vec::new(),
+    }
+}
+
+/// What the CEL policies did to one admission request.
+#[derive(Debug, Default)]
+pub struct AdmissionPass {
+    pub outcomes: Vec<AdmissionOutcome>,
+    /// Policies left unevaluated because evaluation was stopped, with whether their failure
+    /// policy is Fail.
+    pub unevaluated: Vec<(String, bool)>,
+    /// The mutated object, when a mutating policy changed it.
+    pub object: Option<Arc<Value>>,
 }
 
 #[cfg(test)]
@@ -878,93 +995,146 @@ mod tests {
         }
     }
 
+    const RULES: &str = r#"[{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]"#;
+
+    fn rules() -> Value {
+        serde_json::from_str(RULES).unwrap()
+    }
+
     fn vpol(actions: Value) -> Value {
         json!({"apiVersion": "policies.kyverno.io/v1", "kind": "ValidatingPolicy",
             "metadata": {"name": "need-team"},
             "spec": {"validationActions": actions,
-                "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
-                    "operations": ["CREATE"], "resources": ["pods"]}]},
+                "matchConstraints": {"resourceRules": rules()},
                 "validations": [{"expression": "has(object.metadata.labels.team)",
                     "message": "label team is required"}]}})
+    }
+
+    fn filter(kinds: CelKinds) -> AdmissionFilter<'static> {
+        AdmissionFilter {
+            kinds,
+            failure_policy_fail: None,
+            names: &[],
+        }
+    }
+
+    fn never() -> bool {
+        false
+    }
+
+    fn validate(s: &CelPolicySet, req: &AdmissionRequest) -> Vec<AdmissionOutcome> {
+        s.validate_admission(req, &NoProvider, filter(CelKinds::All), &never)
+            .outcomes
     }
 
     #[test]
     fn deny_action_denies_with_kyvernos_message_and_warn_only_warns() {
         let s = set(&[vpol(json!(["Deny"]))]);
-        let all = AdmissionFilter {
-            failure_policy_fail: None,
-            names: &[],
-        };
-        let out = s.validate_admission(&pod_request(json!({})), &NoProvider, all);
+        let out = validate(&s, &pod_request(json!({})));
         assert_eq!(out.len(), 1);
         assert_eq!(
             out[0].denials(),
             vec!["Policy need-team failed: label team is required"]
         );
         assert!(out[0].warnings().is_empty());
-        let ok = s.validate_admission(&pod_request(json!({"team": "a"})), &NoProvider, all);
+        let ok = validate(&s, &pod_request(json!({"team": "a"})));
         assert!(ok[0].denials().is_empty());
 
         let s = set(&[vpol(json!(["Warn", "Audit"]))]);
-        let out = s.validate_admission(&pod_request(json!({})), &NoProvider, all);
+        let out = validate(&s, &pod_request(json!({})));
         assert!(out[0].denials().is_empty());
         assert_eq!(out[0].warnings().len(), 1);
     }
 
     #[test]
-    fn missing_actions_default_to_deny_and_names_filter_policies() {
+    fn errors_deny_only_under_failure_policy_fail() {
+        let broken = |failure_policy: &str| {
+            let mut d = vpol(json!(["Deny"]));
+            d["spec"]["failurePolicy"] = json!(failure_policy);
+            d["spec"]["validations"][0]["expression"] = json!("object.metadata.missing.field == 1");
+            d
+        };
+        let out = validate(&set(&[broken("Fail")]), &pod_request(json!({})));
+        assert_eq!(out[0].response.rules[0].status, RuleStatus::Error);
+        assert_eq!(out[0].denials().len(), 1);
+        let out = validate(&set(&[broken("Ignore")]), &pod_request(json!({})));
+        assert_eq!(out[0].response.rules[0].status, RuleStatus::Error);
+        assert!(out[0].denials().is_empty() && out[0].warnings().is_empty());
+    }
+
+    #[test]
+    fn missing_actions_default_to_deny_and_names_and_kinds_filter_policies() {
         let mut doc = vpol(json!(null));
         doc["spec"]
             .as_object_mut()
             .unwrap()
             .remove("validationActions");
         let s = set(&[doc]);
+        let req = pod_request(json!({}));
         let other = ["other".to_string()];
-        let none = s.validate_admission(
-            &pod_request(json!({})),
-            &NoProvider,
-            AdmissionFilter {
-                failure_policy_fail: None,
-                names: &other,
-            },
+        let named_other = AdmissionFilter {
+            names: &other,
+            ..filter(CelKinds::All)
+        };
+        assert!(
+            s.validate_admission(&req, &NoProvider, named_other, &never)
+                .outcomes
+                .is_empty()
         );
-        assert!(none.is_empty());
-        let out = s.validate_admission(
-            &pod_request(json!({})),
-            &NoProvider,
-            AdmissionFilter {
-                failure_policy_fail: Some(true),
-                names: &[],
-            },
+        let images_only = filter(CelKinds::ImageValidating);
+        assert!(
+            s.validate_admission(&req, &NoProvider, images_only, &never)
+                .outcomes
+                .is_empty()
         );
+        let fail_only = AdmissionFilter {
+            failure_policy_fail: Some(true),
+            ..filter(CelKinds::Validating)
+        };
+        let out = s
+            .validate_admission(&req, &NoProvider, fail_only, &never)
+            .outcomes;
         assert_eq!(out[0].denials().len(), 1);
     }
 
     #[test]
-    fn unbound_validating_admission_policy_does_not_apply_and_binding_actions_do() {
+    fn a_stopped_pass_reports_the_policies_it_did_not_evaluate() {
+        let s = set(&[vpol(json!(["Deny"]))]);
+        let stop = || true;
+        let pass = s.validate_admission(
+            &pod_request(json!({})),
+            &NoProvider,
+            filter(CelKinds::All),
+            &stop,
+        );
+        assert!(pass.outcomes.is_empty());
+        assert_eq!(pass.unevaluated, vec![("need-team".to_string(), true)]);
+    }
+
+    #[test]
+    fn admission_policies_apply_through_each_binding_with_its_actions() {
         let vap = json!({"apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingAdmissionPolicy", "metadata": {"name": "vap"},
-            "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": [""],
-                "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]},
+            "spec": {"matchConstraints": {"resourceRules": rules()},
                 "validations": [{"expression": "false", "message": "never"}]}});
-        let binding = json!({"apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": "b"},
-            "spec": {"policyName": "vap", "validationActions": ["Warn"]}});
-        let all = AdmissionFilter {
-            failure_policy_fail: None,
-            names: &[],
+        let binding = |name: &str, actions: Value| {
+            json!({"apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": name},
+                "spec": {"policyName": "vap", "validationActions": actions}})
         };
         let unbound = set(std::slice::from_ref(&vap));
-        assert!(
-            unbound
-                .validate_admission(&pod_request(json!({})), &NoProvider, all)
-                .is_empty()
-        );
-        // The binding is loaded first: it still attaches.
-        let bound = set(&[binding, vap]);
-        let out = bound.validate_admission(&pod_request(json!({})), &NoProvider, all);
+        assert!(validate(&unbound, &pod_request(json!({}))).is_empty());
+        // The Warn binding is loaded first and fails first; the Deny binding still applies.
+        let bound = set(&[
+            binding("warn", json!(["Warn"])),
+            vap,
+            binding("deny", json!(["Deny"])),
+        ]);
+        let out = validate(&bound, &pod_request(json!({})));
+        assert_eq!(out.len(), 2);
         assert_eq!(out[0].warnings(), vec!["Policy vap failed: never"]);
         assert!(out[0].denials().is_empty());
+        assert_eq!(out[1].denials(), vec!["Policy vap failed: never"]);
     }
 
     #[test]
@@ -972,23 +1142,27 @@ mod tests {
         let mpol = |name: &str, key: &str| {
             json!({"apiVersion": "policies.kyverno.io/v1", "kind": "MutatingPolicy",
                 "metadata": {"name": name},
-                "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": [""],
-                    "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]},
+                "spec": {"matchConstraints": {"resourceRules": rules()},
                     "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {
                         "expression": format!("Object{{metadata: Object.metadata{{labels: {{\"{key}\": \"yes\"}}}}}}")}}]}})
         };
         let s = set(&[mpol("a", "first"), mpol("b", "second")]);
-        let (out, patched) = s.mutate_admission(
+        let pass = s.mutate_admission(
             &pod_request(json!({})),
             &NoProvider,
-            AdmissionFilter {
-                failure_policy_fail: None,
-                names: &[],
-            },
+            filter(CelKinds::Mutating),
+            &never,
         );
-        assert_eq!(out.len(), 2);
-        let labels = &patched.unwrap()["metadata"]["labels"];
+        assert_eq!(pass.outcomes.len(), 2);
+        let labels = &pass.object.unwrap()["metadata"]["labels"];
         assert_eq!(labels, &json!({"first": "yes", "second": "yes"}));
+        let none = s.mutate_admission(
+            &pod_request(json!({})),
+            &NoProvider,
+            filter(CelKinds::ImageValidating),
+            &never,
+        );
+        assert!(none.outcomes.is_empty() && none.object.is_none());
     }
 
     #[test]

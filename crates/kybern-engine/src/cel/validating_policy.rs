@@ -259,41 +259,64 @@ impl ValidatingPolicy {
         self.evaluate_bound(req, provider).0
     }
 
-    /// Evaluates the policy for the admission webhook: the result, with the validation actions
-    /// that apply to it (a ValidatingAdmissionPolicy takes them from the binding that decided;
-    /// an unbound one does not apply, as in the API server).
+    /// Evaluates the policy for the admission webhook: one result per binding that selects the
+    /// request (a ValidatingAdmissionPolicy's bindings act independently, each with its own
+    /// validation actions; an unbound one does not apply, as in the API server), or one result
+    /// with the policy's own actions for the other kinds. Empty when nothing selects the request.
     pub fn evaluate_admission(
         &self,
         req: &AdmissionRequest,
         provider: &dyn ContextProvider,
-    ) -> (CelPolicyResult, Vec<String>) {
-        if self.kind == CelPolicyKind::ValidatingAdmissionPolicy {
-            if self.bindings.is_empty() {
-                return (CelPolicyResult::NotMatched, Vec::new());
-            }
-            let (result, binding) = self.evaluate_bound(req, provider);
-            let actions = binding
-                .map(|b| b.validation_actions.clone())
-                .unwrap_or_default();
-            return (result, actions);
+    ) -> Vec<(CelPolicyResult, Vec<String>)> {
+        if self.kind == CelPolicyKind::ValidatingAdmissionPolicy && self.bindings.is_empty() {
+            return Vec::new();
         }
-        (
-            self.evaluate(req, provider),
-            self.validation_actions.clone(),
-        )
+        self.results(req, provider)
+            .into_iter()
+            .filter(|(r, _)| *r != CelPolicyResult::NotMatched)
+            .map(|(r, b)| {
+                let actions = b.map_or_else(
+                    || self.validation_actions.clone(),
+                    |b| b.validation_actions.clone(),
+                );
+                (r, actions)
+            })
+            .collect()
     }
 
-    /// The result and, for a bound ValidatingAdmissionPolicy, the binding that decided it.
+    /// The result as the kyverno CLI reports it: the first failing or erroring binding, else a
+    /// pass, else a skip.
     fn evaluate_bound(
         &self,
         req: &AdmissionRequest,
         provider: &dyn ContextProvider,
     ) -> (CelPolicyResult, Option<&Binding>) {
+        let mut result = (CelPolicyResult::NotMatched, None);
+        for (r, b) in self.results(req, provider) {
+            match r {
+                CelPolicyResult::Fail(_) | CelPolicyResult::Error(_) => return (r, b),
+                CelPolicyResult::Pass => result = (r, b),
+                CelPolicyResult::Skip(_) if result.0 == CelPolicyResult::NotMatched => {
+                    result = (r, b);
+                }
+                _ => {}
+            }
+        }
+        result
+    }
+
+    /// The results of every binding that selects the request (one unbound result for the other
+    /// kinds); empty when the policy does not select it.
+    fn results(
+        &self,
+        req: &AdmissionRequest,
+        provider: &dyn ContextProvider,
+    ) -> Vec<(CelPolicyResult, Option<&Binding>)> {
         if self.mode != EvaluationMode::Kubernetes {
-            return (CelPolicyResult::NotMatched, None);
+            return Vec::new();
         }
         if !self.namespace.is_empty() && req.namespace() != self.namespace {
-            return (CelPolicyResult::NotMatched, None);
+            return Vec::new();
         }
         let ns_labels = super::namespace_labels(req, provider);
         if self.match_constraints.matches(req, ns_labels.as_ref()) {
@@ -304,7 +327,7 @@ impl ValidatingPolicy {
         {
             return self.evaluate_matched(req, &pod_req, provider);
         }
-        (CelPolicyResult::NotMatched, None)
+        Vec::new()
     }
 
     /// Evaluates a JSON-mode policy on one payload (`object` is the payload).
@@ -335,7 +358,7 @@ impl ValidatingPolicy {
         req: &AdmissionRequest,
         matched: &AdmissionRequest,
         provider: &dyn ContextProvider,
-    ) -> (CelPolicyResult, Option<&Binding>) {
+    ) -> Vec<(CelPolicyResult, Option<&Binding>)> {
         let autogen = !std::ptr::eq(req, matched);
         let strip_ns = |v: &Value, orig: &Value| -> Value {
             let mut v = v.clone();
@@ -363,27 +386,18 @@ impl ValidatingPolicy {
             provider: Some(provider),
         };
         if self.kind != CelPolicyKind::ValidatingAdmissionPolicy || self.bindings.is_empty() {
-            return (self.run(&input, None), None);
+            return vec![(self.run(&input, None), None)];
         }
         let ns_labels = super::namespace_labels(req, provider);
-        let mut result = (CelPolicyResult::NotMatched, None);
-        for b in &self.bindings {
-            if let Some(m) = &b.match_resources
-                && !m.matches_binding(matched, ns_labels.as_ref())
-            {
-                continue;
-            }
-            let r = self.run(&input, Some(b));
-            match r {
-                CelPolicyResult::Fail(_) | CelPolicyResult::Error(_) => return (r, Some(b)),
-                CelPolicyResult::Pass => result = (r, Some(b)),
-                CelPolicyResult::Skip(_) if result.0 == CelPolicyResult::NotMatched => {
-                    result = (r, Some(b));
-                }
-                _ => {}
-            }
-        }
-        result
+        self.bindings
+            .iter()
+            .filter(|b| {
+                b.match_resources
+                    .as_ref()
+                    .is_none_or(|m| m.matches_binding(matched, ns_labels.as_ref()))
+            })
+            .map(|b| (self.run(&input, Some(b)), Some(b)))
+            .collect()
     }
 
     fn run(&self, input: &CelInput, binding: Option<&Binding>) -> CelPolicyResult {
