@@ -249,14 +249,17 @@ fn is_version(s: &str) -> bool {
 }
 
 /// A parsed kind selector: group, version, kind, subresource (`None`: the main resource only).
-struct KindSelector<'a> {
-    group: &'a str,
-    version: &'a str,
-    kind: &'a str,
-    subresource: Option<&'a str>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindSelector<'a> {
+    pub group: &'a str,
+    pub version: &'a str,
+    pub kind: &'a str,
+    pub subresource: Option<&'a str>,
 }
 
-fn parse_kind(selector: &str) -> KindSelector<'_> {
+/// Parses a kind selector as Kyverno does (`Pod`, `Pod/exec`, `Pod.status`, `v1/Pod`,
+/// `apps/v1/Deployment`, `*/scale`, ...); unset parts are `*`.
+pub fn parse_kind(selector: &str) -> KindSelector<'_> {
     // `Pod.status` is the same as `Pod/status`: only the last segment is split on its first dot.
     let (head, last) = match selector.rsplit_once('/') {
         Some((h, l)) => (Some(h), l),

@@ -37,24 +37,18 @@ struct ResourceFilter {
 }
 
 impl ResourceFilter {
-    /// `Kind`, `Kind/subresource`, `group/version/Kind` or `group/version/Kind/subresource`.
-    fn parse(kind: &str, namespace: &str, name: &str) -> Option<Self> {
-        let parts: Vec<&str> = kind.split('/').collect();
-        let (group, version, kind, subresource) = match parts.as_slice() {
-            [k] => ("*", "*", *k, ""),
-            [k, s] => ("*", "*", *k, *s),
-            [g, v, k] => (*g, *v, *k, ""),
-            [g, v, k, s] => (*g, *v, *k, *s),
-            _ => return None,
-        };
-        Some(ResourceFilter {
-            group: group.to_string(),
-            version: version.to_string(),
-            kind: kind.to_string(),
-            subresource: subresource.to_string(),
+    /// The kind is a kind selector as in `match` (`Kind`, `Kind/subresource`, `v1/Kind`,
+    /// `group/version/Kind[/subresource]`); a missing namespace or name is empty, as in Kyverno.
+    fn parse(kind: &str, namespace: &str, name: &str) -> Self {
+        let k = kybern_engine::matching::parse_kind(kind);
+        ResourceFilter {
+            group: k.group.to_string(),
+            version: k.version.to_string(),
+            kind: k.kind.to_string(),
+            subresource: k.subresource.unwrap_or_default().to_string(),
             namespace: namespace.to_string(),
             name: name.to_string(),
-        })
+        }
     }
 
     fn matches(&self, req: &AdmissionRequest, name: &str) -> bool {
@@ -210,13 +204,17 @@ fn parse_resource_filters(text: &str) -> Result<Vec<ResourceFilter>, FilterError
         let entry = &rest[start + 1..start + len];
         let parts: Vec<&str> = entry.split(',').map(str::trim).collect();
         let filter = match parts.as_slice() {
+            [kind] => ResourceFilter::parse(kind, "", ""),
+            [kind, namespace] => ResourceFilter::parse(kind, namespace, ""),
             [kind, namespace, name] => ResourceFilter::parse(kind, namespace, name),
-            _ => None,
+            _ => {
+                return Err(FilterError {
+                    field: "data.resourceFilters".into(),
+                    message: format!("entry [{entry}] is not [Kind,Namespace,Name]"),
+                });
+            }
         };
-        out.push(filter.ok_or_else(|| FilterError {
-            field: "data.resourceFilters".into(),
-            message: format!("entry [{entry}] is not [Kind,Namespace,Name]"),
-        })?);
+        out.push(filter);
         rest = &rest[start + len + 1..];
     }
     Ok(out)
@@ -256,7 +254,7 @@ mod tests {
     #[test]
     fn resource_filters_match_kind_subresource_namespace_and_name() {
         let f = filters(json!({"resourceFilters":
-            "[Event,*,*] [*/*,kube-system,*] [Node,*,*] [Node/?*,*,*] [Pod/binding,*,*] [ConfigMap,*,kube-root-ca.crt]"}));
+            "[Event,*,*] [*/*,kube-system,*] [Node,*,*] [Node/?*,*,*] [Pod/binding,*,*] [ConfigMap,*,kube-root-ca.crt] [v1/Secret,*,*] [Lease] [Service,shop]"}));
         let cases = [
             (request("Event", "shop", "e", "", "u"), true),
             (request("Pod", "kube-system", "p", "", "u"), true),
@@ -273,6 +271,10 @@ mod tests {
             (request("ConfigMap", "shop", "settings", "", "u"), false),
             (request("Pod", "shop", "p", "", "u"), false),
             (request("UpdateRequest", "kyverno", "ur", "", "u"), true),
+            (request("Secret", "shop", "s", "", "u"), true),
+            // Entries without a namespace or name match only an empty one, as in Kyverno.
+            (request("Lease", "", "l", "", "u"), false),
+            (request("Service", "shop", "svc", "", "u"), false),
         ];
         for (req, skipped) in cases {
             assert_eq!(
@@ -336,7 +338,7 @@ mod tests {
     fn malformed_configuration_names_the_field() {
         let bad = [
             (
-                json!({"data": {"resourceFilters": "[Event,*]"}}),
+                json!({"data": {"resourceFilters": "[Event,*,*,*]"}}),
                 "data.resourceFilters",
             ),
             (
