@@ -160,15 +160,21 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
     if set.policies.is_empty() && set.cel.is_empty() {
         bail!("no valid policies were loaded");
     }
-    let (docs, issues) = files::read_paths(&args.resources);
-    report_issues(&issues);
-    let resources: Vec<_> = files::expand_lists(docs)
-        .into_iter()
-        .map(|mut d| {
-            d.value = default_namespace(d.value);
-            d
-        })
-        .collect();
+    // Resources are read one file at a time, evaluated and dropped, so memory does not grow
+    // with the number of resources.
+    let mut resource_files = Vec::new();
+    let mut path_issues = Vec::new();
+    for p in &args.resources {
+        match files::manifest_files(p) {
+            Ok(list) => resource_files.extend(list),
+            Err(e) => path_issues.push(files::Issue {
+                file: p.clone(),
+                index: None,
+                message: format!("{e:#}"),
+            }),
+        }
+    }
+    report_issues(&path_issues);
     let mut provider = FileProvider::default();
     provider.add_namespace_labels(&values);
     let (docs, issues) = files::read_paths(&args.target_resources);
@@ -185,10 +191,18 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
         set: &set,
     };
     let rule_count: usize = set.policies.iter().map(|p| p.rules.len()).sum();
+    let mut file_issues_reported = false;
     if !args.policy_report {
+        // The header names the number of resources: counting needs a first reading of the files.
+        let mut total = 0usize;
+        for f in &resource_files {
+            let (docs, issues) = files::read_documents(f);
+            report_issues(&issues);
+            total += files::expand_lists(docs).len();
+        }
+        file_issues_reported = true;
         println!(
-            "\nApplying {rule_count} policy rule(s) to {} resource(s){}...",
-            resources.len(),
+            "\nApplying {rule_count} policy rule(s) to {total} resource(s){}...",
             if set.exceptions.is_empty() {
                 String::new()
             } else {
@@ -201,18 +215,31 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
     let mut counts = Counts::default();
     let mut table_rows = Vec::new();
     let mut report = Report::default();
-    for chunk in resources.chunks(CHUNK) {
-        let responses = evaluate(&inputs, chunk, None);
-        count(&responses, args.audit_warn, &mut counts);
-        if !args.policy_report || args.output.is_some() {
-            emit_resources(&responses, &output)?;
+    for f in &resource_files {
+        let (docs, issues) = files::read_documents(f);
+        if !file_issues_reported {
+            report_issues(&issues);
         }
-        if args.policy_report {
-            report.add(&responses, args.audit_warn);
-        } else if args.table {
-            add_table_rows(&responses, args, &mut table_rows);
-        } else {
-            print_failures(&responses, args.audit_warn);
+        let resources: Vec<_> = files::expand_lists(docs)
+            .into_iter()
+            .map(|mut d| {
+                d.value = default_namespace(d.value);
+                d
+            })
+            .collect();
+        for chunk in resources.chunks(CHUNK) {
+            let responses = evaluate(&inputs, chunk, None);
+            count(&responses, args.audit_warn, &mut counts);
+            if !args.policy_report || args.output.is_some() {
+                emit_resources(&responses, &output)?;
+            }
+            if args.policy_report {
+                report.add(&responses, args.audit_warn);
+            } else if args.table {
+                add_table_rows(&responses, args, &mut table_rows);
+            } else {
+                print_failures(&responses, args.audit_warn);
+            }
         }
     }
     if args.policy_report {
