@@ -139,18 +139,22 @@ impl AdmissionFilters {
         })
     }
 
-    /// Why the request is admitted without evaluation, or `None` when it is evaluated.
-    /// `request.roles` and `request.cluster_roles` must already be resolved.
-    pub fn skip_reason(&self, req: &AdmissionRequest) -> Option<String> {
+    /// Why the request is admitted without evaluation, or `None` when it is evaluated. `name` is
+    /// the AdmissionRequest's `name` (empty: the object's). `request.roles` and
+    /// `request.cluster_roles` must already be resolved.
+    pub fn skip_reason(&self, req: &AdmissionRequest, name: &str) -> Option<String> {
         let kind = req.gvk().kind;
         if INTERNAL_KINDS.contains(&kind.as_str()) {
             return Some(format!("{kind} is one of Kyverno's own kinds"));
         }
-        let name = req
-            .resource()
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let name = match name {
+            "" => req
+                .resource()
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            n => n,
+        };
         if self.resources.iter().any(|f| f.matches(req, name)) {
             return Some("the resource matches resourceFilters".into());
         }
@@ -278,7 +282,7 @@ mod tests {
         ];
         for (req, skipped) in cases {
             assert_eq!(
-                f.skip_reason(&req).is_some(),
+                f.skip_reason(&req, "").is_some(),
                 skipped,
                 "{} {} {} {}",
                 req.gvk().kind,
@@ -287,6 +291,15 @@ mod tests {
                 req.resource()["metadata"]["name"]
             );
         }
+    }
+
+    #[test]
+    fn the_requests_name_is_used_for_subresources() {
+        let f = filters(json!({"resourceFilters": "[Pod/exec,*,debug-pod]"}));
+        let mut exec = request("Pod", "shop", "", "exec", "u");
+        exec.object = json!({"kind": "PodExecOptions", "apiVersion": "v1"}).into();
+        assert!(f.skip_reason(&exec, "debug-pod").is_some());
+        assert!(f.skip_reason(&exec, "web").is_none());
     }
 
     #[test]
@@ -326,7 +339,7 @@ mod tests {
         ];
         for (req, skipped) in cases {
             assert_eq!(
-                f.skip_reason(&req).is_some(),
+                f.skip_reason(&req, "").is_some(),
                 skipped,
                 "{}",
                 req.user_info.username

@@ -235,9 +235,11 @@ async fn handle_admission(
             .into_response());
     }
     let provider = Arc::clone(&st.provider);
+    // The request's own name: subresource objects (e.g. PodExecOptions) carry none.
+    let name = wire.name.clone().unwrap_or_default();
     let mut request = admission::to_engine_request(wire, |ns| provider.labels_of(ns))?;
     (request.roles, request.cluster_roles) = provider.roles_of(&request.user_info);
-    if let Some(reason) = st.filters.load().skip_reason(&request) {
+    if let Some(reason) = st.filters.load().skip_reason(&request, &name) {
         tracing::debug!(%reason, "admitted without evaluation");
         let response = AdmissionResponse {
             uid,
