@@ -20,6 +20,12 @@ pub fn labels(obj: &Value) -> crate::context::Labels {
         .unwrap_or_default()
 }
 
+/// Kinds compare without case: a kind derived from a plural resource name (`computeclasses`)
+/// cannot recover its capitals (`ComputeClass`), and no two kinds differ by case alone.
+fn same_kind(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
 /// The object with this apiVersion, kind, namespace and name.
 pub fn find<'a>(
     objects: impl IntoIterator<Item = &'a Value>,
@@ -30,7 +36,7 @@ pub fn find<'a>(
 ) -> Option<&'a Value> {
     objects.into_iter().find(|o| {
         field(o, "/apiVersion") == api_version
-            && field(o, "/kind") == kind
+            && same_kind(field(o, "/kind"), kind)
             && field(o, "/metadata/namespace") == namespace
             && field(o, "/metadata/name") == name
     })
@@ -45,7 +51,7 @@ pub fn select<'a>(
 ) -> impl Iterator<Item = &'a Value> {
     objects.into_iter().filter(move |o| {
         field(o, "/apiVersion") == api_version
-            && field(o, "/kind") == kind
+            && same_kind(field(o, "/kind"), kind)
             && (namespace.is_empty() || field(o, "/metadata/namespace") == namespace)
     })
 }

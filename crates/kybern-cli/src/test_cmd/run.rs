@@ -80,15 +80,47 @@ fn build_provider(
         let (docs, issues) = files::read_paths(&join_all(dir, &test.cluster_resources));
         notes.extend(issues.iter().map(issue_text));
         let mut objects = Vec::new();
+        // Kinds the CRDs named by `ClusterResource` documents declare cluster-scoped.
+        let mut cluster_kinds: Vec<String> = Vec::new();
         for d in files::expand_lists(docs) {
-            // A `ClusterResource` document carries its objects under spec.resources.
+            // A `ClusterResource` document carries its objects under spec.resources and the
+            // CRDs of their kinds, as files, under spec.crds.
             if d.value.get("kind").and_then(Value::as_str) == Some("ClusterResource") {
                 let items = d.value.pointer("/spec/resources").and_then(Value::as_array);
-                objects.extend(items.into_iter().flatten().cloned().map(default_namespace));
+                objects.extend(items.into_iter().flatten().cloned());
+                let base = d.file.parent().unwrap_or(dir);
+                let crds: Vec<_> = d
+                    .value
+                    .pointer("/spec/crds")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(|f| base.join(f))
+                    .collect();
+                let (crd_docs, issues) = files::read_paths(&crds);
+                notes.extend(issues.iter().map(issue_text));
+                cluster_kinds.extend(crd_docs.iter().filter_map(|c| {
+                    (c.value.pointer("/spec/scope").and_then(Value::as_str) == Some("Cluster"))
+                        .then(|| c.value.pointer("/spec/names/kind").and_then(Value::as_str))
+                        .flatten()
+                        .map(str::to_string)
+                }));
             } else {
-                objects.push(default_namespace(d.value));
+                objects.push(d.value);
             }
         }
+        let objects = objects
+            .into_iter()
+            .map(|o| {
+                let kind = o.get("kind").and_then(Value::as_str).unwrap_or_default();
+                if cluster_kinds.iter().any(|k| k == kind) {
+                    o
+                } else {
+                    default_namespace(o)
+                }
+            })
+            .collect();
         provider.cluster = Some(objects);
     }
     for r in &test.api_call_responses {

@@ -4,9 +4,12 @@
 //! of `optional.none()`. Every optional selection is therefore rewritten into a call of
 //! [`OPT_SELECT_FN`], which implements it as cel-go does. Struct construction
 //! (`Object{...}`) becomes map construction, as the interpreter has no message types.
+//! `cel.bind(name, init, body)` becomes the comprehension cel-go's macro expands it to.
 
 use kube_cel::cel;
-use kube_cel::cel::common::ast::{CallExpr, EntryExpr, Expr, LiteralValue, MapEntryExpr, MapExpr};
+use kube_cel::cel::common::ast::{
+    CallExpr, ComprehensionExpr, EntryExpr, Expr, ListExpr, LiteralValue, MapEntryExpr, MapExpr,
+};
 use kube_cel::cel::objects::{Key, OptionalValue};
 use std::sync::Arc;
 
@@ -50,6 +53,48 @@ pub fn rewrite(e: &mut cel::IdedExpr) {
     rewrite_node(e);
 }
 
+/// `cel.bind(name, init, body)`: a comprehension over an empty list whose accumulator `name`
+/// starts as `init` and whose result is `body` (cel-go's expansion of the macro).
+fn bind_comprehension(call: &mut CallExpr) -> Option<Expr> {
+    let is_bind = call.func_name == "bind"
+        && call.args.len() == 3
+        && matches!(call.target.as_deref(), Some(cel::IdedExpr { expr: Expr::Ident(t), .. }) if t == "cel");
+    if !is_bind {
+        return None;
+    }
+    let mut args = std::mem::take(&mut call.args).into_iter();
+    let (Some(name), Some(init), Some(body)) = (args.next(), args.next(), args.next()) else {
+        return None;
+    };
+    let Expr::Ident(var) = &name.expr else {
+        // Not a variable name: leave the call for the interpreter to report.
+        call.args = vec![name, init, body];
+        return None;
+    };
+    Some(Expr::Comprehension(Box::new(ComprehensionExpr {
+        iter_range: cel::IdedExpr {
+            id: name.id,
+            expr: Expr::List(ListExpr {
+                elements: Vec::new(),
+                optional_indices: Vec::new(),
+            }),
+        },
+        iter_var: "#unused".to_string(),
+        iter_var2: None,
+        accu_var: var.clone(),
+        accu_init: init,
+        loop_cond: cel::IdedExpr {
+            id: name.id,
+            expr: Expr::Literal(LiteralValue::Boolean(false.into())),
+        },
+        loop_step: cel::IdedExpr {
+            id: name.id,
+            expr: Expr::Ident(var.clone()),
+        },
+        result: body,
+    })))
+}
+
 /// Rewrites `e` in place; returns true when `e` yields an optional chain.
 fn rewrite_node(e: &mut cel::IdedExpr) -> bool {
     match &mut e.expr {
@@ -59,6 +104,10 @@ fn rewrite_node(e: &mut cel::IdedExpr) -> bool {
             }
             for a in call.args.iter_mut() {
                 rewrite_node(a);
+            }
+            if let Some(bind) = bind_comprehension(call) {
+                e.expr = bind;
+                return false;
             }
             if call.func_name == OPT_SELECT {
                 call.func_name = OPT_SELECT_FN.to_string();

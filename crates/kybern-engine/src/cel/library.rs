@@ -9,6 +9,9 @@
 //! | `image(s)`, `parseImageReference(s)`, `isImage(s)` | an image reference with `.registry()`, `.repository()`, `.identifier()`, `.tag()`, `.digest()`, `.containsDigest()` |
 //! | `resource.Get(apiVersion, resource, namespace, name)`, `resource.List(apiVersion, resource, namespace)` (also lower-case) | objects from the context provider |
 //! | `image.GetMetadata(image)` | the image's registry data from the context provider |
+//! | `time.now()` | the current time (a timestamp) |
+//! | `string(bool)` | `"true"`/`"false"`, as in cel-go |
+//! | `type(v)`, `bool` ... `map`, `null_type` | type names as strings (the interpreter has no type values) |
 //! | `envoy.Allowed()`, `envoy.Denied(code)`, `http.Allowed()`, `http.Denied(reason)`, `.WithBody(b)`, `.WithHeader(k, v)`, `.Response()` | authorization responses of the `Envoy`/`HTTP` evaluation modes (`{ok: ...}` / `{denied: ...}`) |
 //! | `generator.Apply(namespace, objects)` | records objects a GeneratingPolicy generates (see [`GENERATED_VAR`]) |
 //!
@@ -95,6 +98,15 @@ pub fn register(ctx: &mut cel::Context<'_>) {
     ctx.add_function("WithHeader", authz_with_header);
     ctx.add_function("Response", authz_response);
     ctx.add_function("dyn", dyn_value);
+    ctx.add_function("time.now", time_now);
+    ctx.add_function("type", type_of);
+    ctx.add_function("string", string_of);
+    // The interpreter has no type values: `type(x)` gives the type's name, and the type names
+    // are variables holding the same names, so `type(x) == string` and
+    // `type(x) != type(null)` compare as in cel-go.
+    for name in TYPE_NAMES {
+        ctx.add_variable_from_value(name, cel::Value::String(Arc::new(name.to_string())));
+    }
     ctx.add_function("generator.Apply", generator_apply);
     ctx.add_function("generator.apply", generator_apply);
     for name in [
@@ -105,6 +117,54 @@ pub fn register(ctx: &mut cel::Context<'_>) {
     ] {
         ctx.add_function(name, registry_unreachable);
     }
+}
+
+/// Type names `type()` returns and that expressions can name.
+const TYPE_NAMES: [&str; 9] = [
+    "bool",
+    "int",
+    "uint",
+    "double",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "null_type",
+];
+
+/// `string(v)`: the interpreter's conversion, plus `string(bool)` ("true"/"false"), which
+/// cel-go has and the interpreter lacks.
+fn string_of(ftx: &FunctionContext, This(this): This<cel::Value>) -> ResolveResult {
+    match this {
+        cel::Value::Bool(b) => Ok(cel::Value::String(Arc::new(b.to_string()))),
+        other => cel::functions::string(ftx, This(other)),
+    }
+}
+
+/// `type(v)`: the name of the value's type.
+fn type_of(v: cel::Value) -> ResolveResult {
+    let name = match &v {
+        cel::Value::Null => "null_type",
+        cel::Value::Bool(_) => "bool",
+        cel::Value::Int(_) => "int",
+        cel::Value::UInt(_) => "uint",
+        cel::Value::Float(_) => "double",
+        cel::Value::String(_) => "string",
+        cel::Value::Bytes(_) => "bytes",
+        cel::Value::List(_) => "list",
+        cel::Value::Map(_) => "map",
+        cel::Value::Duration(_) => "google.protobuf.Duration",
+        cel::Value::Timestamp(_) => "google.protobuf.Timestamp",
+        cel::Value::Function(..) => "function",
+        cel::Value::Opaque(o) => o.runtime_type_name(),
+    };
+    Ok(cel::Value::String(Arc::new(name.to_string())))
+}
+
+/// `time.now()`: the current time, as Kyverno's time library gives it (the JMESPath `time_now`
+/// functions read the same clock).
+fn time_now() -> ResolveResult {
+    Ok(cel::Value::Timestamp(chrono::Utc::now().fixed_offset()))
 }
 
 /// `envoy.Allowed()` / `http.Allowed()`: an authorization response that allows the request.

@@ -401,3 +401,24 @@ fn oversized_input_is_an_error() {
     assert!(json_size_within(&json!([1, 2, 3]), 4));
     assert!(!json_size_within(&json!([1, 2, 3]), 3));
 }
+
+#[test]
+fn cel_go_functions_the_interpreter_lacks() {
+    let obj = json!({"spec": {"replicas": 3, "priorities": [{"spot": true}, {}]}});
+    let cases: &[(&str, Value)] = &[
+        ("cel.bind(r, object.spec.replicas, r * r + r)", json!(12)),
+        (
+            "cel.bind(p, object.spec.priorities, p.exists(x, x.?spot.orValue(false)))",
+            json!(true),
+        ),
+        ("type(object.spec) == map && type(null) == null_type", json!(true)),
+        ("type(object.spec.replicas) == int && type('a') != type(1)", json!(true)),
+        ("string(true) + '/' + string(false)", json!("true/false")),
+        ("string(3)", json!("3")),
+        ("time.now() > timestamp('2020-01-01T00:00:00Z')", json!(true)),
+        ("time.now() - duration('1h') < time.now()", json!(true)),
+    ];
+    for (expr, want) in cases {
+        assert_eq!(eval_json(expr, obj.clone()).as_ref(), Ok(want), "{expr}");
+    }
+}
