@@ -132,6 +132,10 @@ impl ContextProvider for FileProvider {
                         method, call.url, r.status
                     )));
                 }
+                if call.cel_http {
+                    // The kyverno CLI serves a mocked response whole to CEL's http library.
+                    return Ok(serde_json::json!({"body": r.body, "statusCode": r.status}));
+                }
                 return Ok(r.body.clone());
             }
         }

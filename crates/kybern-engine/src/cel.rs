@@ -194,6 +194,37 @@ impl Expression {
     }
 }
 
+/// Answers a CEL HTTP call (`METHOD|url|body-json`, from [`library::http_key`]) through the
+/// provider: a map response gets its `statusCode` merged in, anything else is wrapped as
+/// `{body, statusCode}`, as Kyverno's http library returns it.
+fn http_fetch(provider: &dyn ContextProvider, key: &str) -> Result<cel::Value, String> {
+    let mut parts = key.splitn(3, '|');
+    let (method, url, body) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let body: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let call = crate::context::ApiCall {
+        url: url.to_string(),
+        is_service: true,
+        method: method.to_string(),
+        body: (!body.is_null()).then_some(body),
+        cel_http: true,
+    };
+    let response = provider
+        .api_call(&call)
+        .map_err(|e| format!("http.{}: {e}", if method == "GET" { "Get" } else { "Post" }))?;
+    let response = match response {
+        Value::Object(mut m) => {
+            m.entry("statusCode").or_insert(Value::from(200));
+            Value::Object(m)
+        }
+        other => serde_json::json!({"body": other, "statusCode": 200}),
+    };
+    Ok(value::from_json(&response))
+}
+
 /// The variables visible to an expression, and where resource lookups go.
 ///
 /// Variables are kept twice: as [`cel::Value`]s (cheap to clone, Arc-backed) and converted once
@@ -262,6 +293,9 @@ impl<'p> Scope<'p> {
         let provider = self
             .provider
             .ok_or_else(|| "resource lookups are not available here".to_string())?;
+        if let Some(rest) = key.strip_prefix("Http|") {
+            return http_fetch(provider, rest);
+        }
         let mut parts = key.split('|');
         let (op, api_version, resource, namespace, name) = (
             parts.next().unwrap_or_default(),
@@ -272,6 +306,21 @@ impl<'p> Scope<'p> {
         );
         let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let kind = match_constraints::kind_for_resource(group, resource);
+        if op == "Global" {
+            // The namespace slot of the key carries the projection.
+            let entry = provider
+                .global_context(name)
+                .map_err(|e| format!("globalContext.Get: {e}"))?
+                .ok_or_else(|| format!("globalContext.Get: entry {name:?} not found"))?;
+            let projected = if namespace.is_empty() {
+                Some(&entry)
+            } else {
+                entry.get(namespace)
+            };
+            return projected.map(value::from_json).ok_or_else(|| {
+                format!("globalContext.Get: entry {name:?} has no projection {namespace:?}")
+            });
+        }
         if op == "Image" {
             return provider
                 .image_data(name)

@@ -25,6 +25,9 @@ pub struct ApiCall {
     pub is_service: bool,
     pub method: String,
     pub body: Option<Value>,
+    /// A CEL `http.Get`/`http.Post` call, which sees the response as an object with its
+    /// `statusCode`: providers that mock responses answer with the whole mocked response.
+    pub cel_http: bool,
 }
 
 /// Image metadata for `imageRegistry` context entries.

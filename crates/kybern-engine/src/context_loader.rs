@@ -157,6 +157,7 @@ fn load_entry(
                 .unwrap_or("GET")
                 .to_string(),
             body,
+            cel_http: false,
         };
         let default = call.get("default");
         return match provider.api_call(&request) {

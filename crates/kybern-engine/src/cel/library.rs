@@ -10,6 +10,8 @@
 //! | `resource.Get(apiVersion, resource, namespace, name)`, `resource.List(apiVersion, resource, namespace)` (also lower-case) | objects from the context provider |
 //! | `image.GetMetadata(image)` | the image's registry data from the context provider |
 //! | `time.now()` | the current time (a timestamp) |
+//! | `http.Get(url)`, `http.Post(url, body)` | the response through the provider's API calls, with its `statusCode` (headers are not sent) |
+//! | `globalContext.Get(name, projection)` | a global context entry, or one of its projections (provider) |
 //! | `string(bool)` | `"true"`/`"false"`, as in cel-go |
 //! | `type(v)`, `bool` ... `map`, `null_type` | type names as strings (the interpreter has no type values) |
 //! | `envoy.Allowed()`, `envoy.Denied(code)`, `http.Allowed()`, `http.Denied(reason)`, `.WithBody(b)`, `.WithHeader(k, v)`, `.Response()` | authorization responses of the `Envoy`/`HTTP` evaluation modes (`{ok: ...}` / `{denied: ...}`) |
@@ -22,6 +24,7 @@
 use super::value::{from_json, map, string, to_json};
 use crate::images::ImageInfo;
 use kube_cel::cel;
+use kube_cel::cel::extractors::Arguments;
 use kube_cel::cel::extractors::This;
 use kube_cel::cel::objects::Opaque;
 use kube_cel::cel::{ExecutionError, FunctionContext, ResolveResult};
@@ -90,6 +93,9 @@ pub fn register(ctx: &mut cel::Context<'_>) {
     ctx.add_function("resource.get", resource_get);
     ctx.add_function("resource.list", resource_list);
     ctx.add_function("image.GetMetadata", image_metadata);
+    ctx.add_function("globalContext.Get", global_context_get);
+    ctx.add_function("http.Get", http_get);
+    ctx.add_function("http.Post", http_post);
     ctx.add_function("envoy.Allowed", authz_allowed);
     ctx.add_function("http.Allowed", authz_allowed);
     ctx.add_function("envoy.Denied", envoy_denied);
@@ -364,6 +370,39 @@ fn resource_get(
         ftx,
         &fetch_key("Get", &api_version, &resource, &namespace, &name),
     )
+}
+
+/// `http.Get(url[, headers])`: the response of a GET through the provider's API calls.
+fn http_get(ftx: &FunctionContext, Arguments(args): Arguments) -> ResolveResult {
+    let url = match args.first() {
+        Some(cel::Value::String(u)) => u.clone(),
+        _ => return Err(ftx.error("http.Get needs a URL string")),
+    };
+    fetched(ftx, &http_key("GET", &url, &serde_json::Value::Null))
+}
+
+/// `http.Post(url, body[, headers])`: the response of a POST through the provider's API calls.
+fn http_post(ftx: &FunctionContext, Arguments(args): Arguments) -> ResolveResult {
+    let (url, body) = match (args.first(), args.get(1)) {
+        (Some(cel::Value::String(u)), Some(b)) => (u.clone(), super::value::to_json(b)),
+        _ => return Err(ftx.error("http.Post needs a URL string and a body")),
+    };
+    fetched(ftx, &http_key("POST", &url, &body))
+}
+
+/// The fetch key of an HTTP call: the body (JSON) comes last, as it may hold the separator.
+pub fn http_key(method: &str, url: &str, body: &serde_json::Value) -> String {
+    format!("Http|{method}|{url}|{body}")
+}
+
+/// `globalContext.Get(name, projection)`: a global context entry (its projection when one is
+/// named), through the provider.
+fn global_context_get(
+    ftx: &FunctionContext,
+    name: Arc<String>,
+    projection: Arc<String>,
+) -> ResolveResult {
+    fetched(ftx, &fetch_key("Global", "", "", &projection, &name))
 }
 
 fn image_metadata(ftx: &FunctionContext, image: Arc<String>) -> ResolveResult {

@@ -301,8 +301,14 @@ impl crate::context::ContextProvider for Params {
     fn config_map(&self, _: &str, _: &str) -> Result<Option<Value>, ProviderError> {
         Ok(None)
     }
-    fn api_call(&self, _: &ApiCall) -> Result<Value, ProviderError> {
-        Ok(Value::Null)
+    fn api_call(&self, call: &ApiCall) -> Result<Value, ProviderError> {
+        // Echoes what it was asked, as an object or, for `/list`, inside a list.
+        let echo = json!({"method": call.method, "body": call.body, "http": call.cel_http});
+        Ok(if call.url.ends_with("/list") {
+            json!([echo])
+        } else {
+            echo
+        })
     }
     fn namespace_labels(&self, _: &str) -> Result<Option<Labels>, ProviderError> {
         Ok(None)
@@ -310,9 +316,39 @@ impl crate::context::ContextProvider for Params {
     fn image_data(&self, _: &str) -> Result<ImageData, ProviderError> {
         Ok(ImageData::default())
     }
-    fn global_context(&self, _: &str) -> Result<Option<Value>, ProviderError> {
-        Ok(None)
+    fn global_context(&self, name: &str) -> Result<Option<Value>, ProviderError> {
+        Ok((name == "teams").then(|| json!({"names": ["a", "b"]})))
     }
+}
+
+#[test]
+fn http_and_global_context_go_through_the_provider() {
+    let scope = Scope::with_provider(Some(&Params));
+    let eval = |expr: &str| {
+        Expression::compile(expr, "x")
+            .unwrap()
+            .eval(&scope)
+            .map(|v| value::to_json(&v))
+    };
+    assert_eq!(
+        eval("http.Get('https://svc.example/x')"),
+        Ok(json!({"method": "GET", "body": null, "http": true, "statusCode": 200}))
+    );
+    assert_eq!(
+        eval("http.Post('https://svc.example/x', {'a': 1}).body.a"),
+        Ok(json!(1))
+    );
+    assert_eq!(
+        eval("http.Get('https://svc.example/list')"),
+        Ok(json!({"body": [{"method": "GET", "body": null, "http": true}], "statusCode": 200}))
+    );
+    assert_eq!(
+        eval("globalContext.Get('teams', 'names')"),
+        Ok(json!(["a", "b"]))
+    );
+    assert_eq!(eval("size(globalContext.Get('teams', ''))"), Ok(json!(1)));
+    assert!(eval("globalContext.Get('nope', '')").is_err());
+    assert!(eval("globalContext.Get('teams', 'nope')").is_err());
 }
 
 #[test]
@@ -411,11 +447,20 @@ fn cel_go_functions_the_interpreter_lacks() {
             "cel.bind(p, object.spec.priorities, p.exists(x, x.?spot.orValue(false)))",
             json!(true),
         ),
-        ("type(object.spec) == map && type(null) == null_type", json!(true)),
-        ("type(object.spec.replicas) == int && type('a') != type(1)", json!(true)),
+        (
+            "type(object.spec) == map && type(null) == null_type",
+            json!(true),
+        ),
+        (
+            "type(object.spec.replicas) == int && type('a') != type(1)",
+            json!(true),
+        ),
         ("string(true) + '/' + string(false)", json!("true/false")),
         ("string(3)", json!("3")),
-        ("time.now() > timestamp('2020-01-01T00:00:00Z')", json!(true)),
+        (
+            "time.now() > timestamp('2020-01-01T00:00:00Z')",
+            json!(true),
+        ),
         ("time.now() - duration('1h') < time.now()", json!(true)),
     ];
     for (expr, want) in cases {
