@@ -134,6 +134,10 @@ impl Expression {
     /// `resource.Get`/`resource.List` are served from the scope's provider between attempts.
     pub fn eval(&self, scope: &Scope) -> Result<cel::Value, String> {
         for _ in 0..MAX_FETCHES {
+            // A failed attempt's `generator.Apply` calls do not count.
+            if let Some(g) = scope.generated() {
+                g.take();
+            }
             // The scope's variables were converted into the interpreter's representation when
             // they were set; each evaluation only adds its own lookups in a child scope.
             let mut ctx = scope.ctx.new_inner_scope();
@@ -270,6 +274,22 @@ impl<'p> Scope<'p> {
             provider,
             ..Scope::default()
         }
+    }
+
+    /// Records `generator.Apply` calls from now on; read them with [`Scope::generated`].
+    pub fn collect_generated(&mut self) {
+        self.set(
+            library::GENERATED_VAR,
+            cel::Value::Opaque(Arc::new(library::Generated::default())),
+        );
+    }
+
+    /// The `generator.Apply` collector, when [`Scope::collect_generated`] set one.
+    pub fn generated(&self) -> Option<&library::Generated> {
+        self.vars.iter().find_map(|(name, v)| match v {
+            cel::Value::Opaque(o) if name == library::GENERATED_VAR => o.downcast_ref(),
+            _ => None,
+        })
     }
 
     /// Sets (or replaces) a top-level variable from JSON.

@@ -55,16 +55,10 @@ pub fn run(input: &CheckInput) -> CheckOutcome {
         )),
         ValidationCheck::Cel(cel) => {
             let request = crate::cel::CelInput::request_json(input.request);
-            let namespace = input.request.namespace();
-            let namespace_object = if namespace.is_empty() {
-                None
-            } else {
-                input
-                    .provider
-                    .resource("v1", "Namespace", "", namespace)
-                    .ok()
-                    .flatten()
-            };
+            // As for the CEL policy kinds: the stored Namespace, else one built from the name
+            // and the known labels.
+            let namespace_object =
+                crate::cel::validating_policy::namespace_object(input.request, input.provider);
             let cel_input = crate::cel::CelInput {
                 object: &input.request.object,
                 old_object: &input.request.old_object,

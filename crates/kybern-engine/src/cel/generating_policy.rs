@@ -220,10 +220,18 @@ impl GeneratingPolicy {
             ConditionsOutcome::Error(e) => return GenerateResult::Error(vars.explain(e)),
         }
         let mut out = Vec::new();
+        scope.collect_generated();
         for g in &self.generate {
             match g {
                 Generator::Expression(e) => match e.eval(&scope) {
-                    Ok(v) => collect_generated(&value::to_json(&v), &mut out),
+                    Ok(v) => {
+                        for (namespace, objects) in
+                            scope.generated().map(|g| g.take()).unwrap_or_default()
+                        {
+                            add_generated(&namespace, &value::to_json(&objects), &mut out);
+                        }
+                        collect_generated(&value::to_json(&v), &mut out);
+                    }
                     Err(e) => return GenerateResult::Error(vars.explain(e)),
                 },
                 Generator::Template {
@@ -292,29 +300,30 @@ fn collect_generated(v: &Value, out: &mut Vec<Value>) {
             .get("namespace")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        for o in m
-            .get("objects")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            match o.get("items").and_then(Value::as_array) {
-                Some(items)
-                    if o.get("metadata").is_none()
-                        || o.get("kind")
-                            .and_then(Value::as_str)
-                            .is_some_and(|k| k.ends_with("List")) =>
-                {
-                    out.extend(items.iter().map(|i| clean(i.clone(), Some(ns))));
-                }
-                _ => out.push(clean(o.clone(), Some(ns))),
-            }
-        }
+        add_generated(ns, m.get("objects").unwrap_or(&Value::Null), out);
         return;
     }
     if let Value::Array(a) = v {
         for x in a {
             collect_generated(x, out);
+        }
+    }
+}
+
+/// The objects of one `generator.Apply(namespace, objects)` call; a List among them gives its
+/// items.
+fn add_generated(ns: &str, objects: &Value, out: &mut Vec<Value>) {
+    for o in objects.as_array().into_iter().flatten() {
+        match o.get("items").and_then(Value::as_array) {
+            Some(items)
+                if o.get("metadata").is_none()
+                    || o.get("kind")
+                        .and_then(Value::as_str)
+                        .is_some_and(|k| k.ends_with("List")) =>
+            {
+                out.extend(items.iter().map(|i| clean(i.clone(), Some(ns))));
+            }
+            _ => out.push(clean(o.clone(), Some(ns))),
         }
     }
 }

@@ -35,6 +35,43 @@ pub const FETCHED_VAR: &str = "__kybern_fetched";
 /// Hidden variable holding the [`FetchRequests`] of one evaluation attempt.
 pub const REQUESTS_VAR: &str = "__kybern_requests";
 
+/// Hidden variable holding the [`Generated`] collector of a GeneratingPolicy evaluation.
+pub const GENERATED_VAR: &str = "__kybern_generated";
+
+/// What `generator.Apply` asked for during one evaluation: `(namespace, objects)` pairs.
+#[derive(Debug, Default)]
+pub struct Generated(std::sync::Mutex<Vec<(String, cel::Value)>>);
+
+impl PartialEq for Generated {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for Generated {}
+
+impl Opaque for Generated {
+    fn runtime_type_name(&self) -> &str {
+        "kybern.generated"
+    }
+}
+
+impl Generated {
+    /// The calls recorded so far, leaving none.
+    pub fn take(&self) -> Vec<(String, cel::Value)> {
+        self.0
+            .lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .unwrap_or_default()
+    }
+
+    fn push(&self, namespace: &str, objects: cel::Value) {
+        if let Ok(mut g) = self.0.lock() {
+            g.push((namespace.to_string(), objects));
+        }
+    }
+}
+
 /// Lookups an evaluation attempt needed and did not find among the answers. Errors inside
 /// function arguments can be replaced by the interpreter, so requests travel on this side
 /// channel rather than in the error.
@@ -423,7 +460,20 @@ fn resource_list(
 
 /// `generator.Apply(namespace, objects)`: a marker the GeneratingPolicy evaluator collects (see
 /// [`super::generating_policy::GENERATED_KEY`]).
-fn generator_apply(namespace: Arc<String>, objects: cel::Value) -> ResolveResult {
+fn generator_apply(
+    ftx: &FunctionContext,
+    namespace: Arc<String>,
+    objects: cel::Value,
+) -> ResolveResult {
+    // Inside a GeneratingPolicy the call is recorded and yields true, as in Kyverno, so it can
+    // sit inside `all()` or `&&`; elsewhere it yields a marker of what it would generate.
+    if let Some(v) = ftx.ptx.get_variable(GENERATED_VAR)
+        && let Ok(cel::Value::Opaque(o)) = cel::Value::try_from(v.as_ref())
+        && let Some(g) = o.downcast_ref::<Generated>()
+    {
+        g.push(&namespace, objects);
+        return Ok(cel::Value::Bool(true));
+    }
     Ok(map([(
         super::generating_policy::GENERATED_KEY.to_string(),
         map([

@@ -1166,6 +1166,22 @@ mod tests {
     }
 
     #[test]
+    fn generator_apply_is_true_inside_all_and_records_each_call() {
+        let gpol = json!({"apiVersion": "policies.kyverno.io/v1", "kind": "GeneratingPolicy",
+            "metadata": {"name": "cms"},
+            "spec": {"matchConstraints": {"resourceRules": rules()},
+                "generate": [{"expression": "['a', 'b'].all(ns, generator.Apply(ns, [{'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'cm'}}]))"}]}});
+        let s = set(&[gpol]);
+        let out = s.evaluate(&pod_request(json!({})), &NoProvider, true);
+        let generated = &out[0].rules[0].generated;
+        let namespaces: Vec<&str> = generated
+            .iter()
+            .filter_map(|g| g["metadata"]["namespace"].as_str())
+            .collect();
+        assert_eq!(namespaces, vec!["a", "b"], "{out:?}");
+    }
+
+    #[test]
     fn broken_documents_name_kind_policy_and_field() {
         let mut doc = vpol(json!(["Deny"]));
         doc["spec"]["validations"][0]["expression"] = json!("object.(");
