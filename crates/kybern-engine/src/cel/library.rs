@@ -10,6 +10,7 @@
 //! | `resource.Get(apiVersion, resource, namespace, name)`, `resource.List(apiVersion, resource, namespace)` (also lower-case) | objects from the context provider |
 //! | `image.GetMetadata(image)` | the image's registry data from the context provider |
 //! | `time.now()` | the current time (a timestamp) |
+//! | `regex.replace(s, re, rep[, n])`, `regex.extract(s, re)`, `regex.extractAll(s, re)` | cel-go's regex library (`\1` group references) |
 //! | `http.Get(url)`, `http.Post(url, body)` | the response through the provider's API calls, with its `statusCode` (headers are not sent) |
 //! | `globalContext.Get(name, projection)` | a global context entry, or one of its projections (provider) |
 //! | `string(bool)` | `"true"`/`"false"`, as in cel-go |
@@ -131,6 +132,9 @@ pub fn register(ctx: &mut cel::Context<'_>) {
     ctx.add_function("resource.list", resource_list);
     ctx.add_function("image.GetMetadata", image_metadata);
     ctx.add_function("globalContext.Get", global_context_get);
+    ctx.add_function("regex.replace", regex_replace);
+    ctx.add_function("regex.extract", regex_extract);
+    ctx.add_function("regex.extractAll", regex_extract_all);
     ctx.add_function("http.Get", http_get);
     ctx.add_function("http.Post", http_post);
     ctx.add_function("envoy.Allowed", authz_allowed);
@@ -407,6 +411,94 @@ fn resource_get(
         ftx,
         &fetch_key("Get", &api_version, &resource, &namespace, &name),
     )
+}
+
+/// Longest pattern the regex functions compile (their cost is linear in pattern and input).
+const MAX_REGEX_LEN: usize = 4096;
+
+fn compile_regex(ftx: &FunctionContext, pattern: &str) -> Result<regex::Regex, ExecutionError> {
+    if pattern.len() > MAX_REGEX_LEN {
+        return Err(ftx.error(format!("regex pattern longer than {MAX_REGEX_LEN} bytes")));
+    }
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| ftx.error(format!("invalid regex {pattern:?}: {e}")))
+}
+
+/// `regex.replace(target, pattern, replacement[, count])` (cel-go's regex library): `\N` in the
+/// replacement names capture group N; a negative or absent count replaces every match.
+fn regex_replace(ftx: &FunctionContext, Arguments(args): Arguments) -> ResolveResult {
+    let text = |i: usize| match args.get(i) {
+        Some(cel::Value::String(s)) => Ok(s.clone()),
+        _ => Err(ftx.error("regex.replace needs string target, pattern and replacement")),
+    };
+    let (target, pattern, replacement) = (text(0)?, text(1)?, text(2)?);
+    let limit = match args.get(3) {
+        None => 0,
+        Some(cel::Value::Int(n)) if *n < 0 => 0,
+        Some(cel::Value::Int(0)) => return Ok(cel::Value::String(target)),
+        Some(cel::Value::Int(n)) => usize::try_from(*n).unwrap_or(usize::MAX),
+        Some(_) => return Err(ftx.error("regex.replace count must be an int")),
+    };
+    let re = compile_regex(ftx, &pattern)?;
+    // `\N` becomes the crate's `${N}`; a literal `$` must not start a group reference.
+    let mut rep = String::with_capacity(replacement.len());
+    let mut chars = replacement.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' => rep.push_str("$$"),
+            '\\' if chars.peek().is_some_and(char::is_ascii_digit) => {
+                rep.push_str("${");
+                while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                    rep.push(d);
+                    chars.next();
+                }
+                rep.push('}');
+            }
+            '\\' if chars.peek() == Some(&'\\') => {
+                rep.push('\\');
+                chars.next();
+            }
+            c => rep.push(c),
+        }
+    }
+    Ok(cel::Value::String(Arc::new(
+        re.replacen(&target, limit, rep.as_str()).into_owned(),
+    )))
+}
+
+/// `regex.extract(target, pattern)`: the first match (its first group when it has groups), as
+/// an optional.
+fn regex_extract(
+    ftx: &FunctionContext,
+    target: Arc<String>,
+    pattern: Arc<String>,
+) -> ResolveResult {
+    let re = compile_regex(ftx, &pattern)?;
+    let found = re
+        .captures(&target)
+        .and_then(|c| c.get(1).or_else(|| c.get(0)));
+    let value = found.map(|m| cel::Value::String(Arc::new(m.as_str().to_string())));
+    Ok(cel::Value::Opaque(Arc::new(match value {
+        Some(v) => cel::objects::OptionalValue::of(v),
+        None => cel::objects::OptionalValue::none(),
+    })))
+}
+
+/// `regex.extractAll(target, pattern)`: every match (its first group when it has groups).
+fn regex_extract_all(
+    ftx: &FunctionContext,
+    target: Arc<String>,
+    pattern: Arc<String>,
+) -> ResolveResult {
+    let re = compile_regex(ftx, &pattern)?;
+    let all: Vec<cel::Value> = re
+        .captures_iter(&target)
+        .filter_map(|c| c.get(1).or_else(|| c.get(0)))
+        .map(|m| cel::Value::String(Arc::new(m.as_str().to_string())))
+        .collect();
+    Ok(cel::Value::List(Arc::new(all)))
 }
 
 /// `http.Get(url[, headers])`: the response of a GET through the provider's API calls.

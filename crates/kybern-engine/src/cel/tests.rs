@@ -467,3 +467,29 @@ fn cel_go_functions_the_interpreter_lacks() {
         assert_eq!(eval_json(expr, obj.clone()).as_ref(), Ok(want), "{expr}");
     }
 }
+
+#[test]
+fn regex_library() {
+    let obj = json!({});
+    let cases: &[(&str, Value)] = &[
+        (
+            r"regex.replace('docker.io/nginx:1', '^docker\\.io/(.*)', 'my.io/\\1')",
+            json!("my.io/nginx:1"),
+        ),
+        (r"regex.replace('a-b-c', '-', '$', 1)", json!("a$b-c")),
+        (r"regex.replace('a-b-c', '-', '+', -1)", json!("a+b+c")),
+        (
+            r"regex.extract('v1.2.3', 'v([0-9]+)').orValue('')",
+            json!("1"),
+        ),
+        (r"regex.extract('abc', '[0-9]+').hasValue()", json!(false)),
+        (
+            r"regex.extractAll('a1b22c333', '[0-9]+')",
+            json!(["1", "22", "333"]),
+        ),
+    ];
+    for (expr, want) in cases {
+        assert_eq!(eval_json(expr, obj.clone()).as_ref(), Ok(want), "{expr}");
+    }
+    assert!(eval_json("regex.replace('a', '(', 'b')", obj).is_err());
+}
