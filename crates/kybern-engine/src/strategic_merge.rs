@@ -48,6 +48,20 @@ pub struct PatchError {
 
 /// Applies `overlay` to `resource` as Kyverno's `patchStrategicMerge` does.
 pub fn apply(resource: &Value, overlay: &Value) -> Result<PatchOutcome, PatchError> {
+    apply_with(resource, overlay, merge::Direction::Prepend)
+}
+
+/// Applies an apply configuration (a MutatingPolicy's `ApplyConfiguration`) as server-side
+/// apply merges it: the same merge keys, with elements only the patch has after the resource's.
+pub fn apply_configuration(resource: &Value, overlay: &Value) -> Result<PatchOutcome, PatchError> {
+    apply_with(resource, overlay, merge::Direction::Append)
+}
+
+fn apply_with(
+    resource: &Value,
+    overlay: &Value,
+    dir: merge::Direction,
+) -> Result<PatchOutcome, PatchError> {
     for (what, value) in [("resource", resource), ("overlay", overlay)] {
         if depth_exceeds(value, MAX_DEPTH) {
             return Err(PatchError {
@@ -81,7 +95,7 @@ pub fn apply(resource: &Value, overlay: &Value) -> Result<PatchOutcome, PatchErr
     };
     anchors::delete_condition_elements(map);
     let root = schema::root(resource).map_or(merge::Schema::None, merge::Schema::Type);
-    match merge::walk(Some(resource), Some(&patch), root, "", 0)? {
+    match merge::walk(Some(resource), Some(&patch), root, "", 0, dir)? {
         Some(v @ Value::Object(_)) => Ok(PatchOutcome::Patched(v)),
         _ => Err(PatchError {
             path: "/".to_string(),

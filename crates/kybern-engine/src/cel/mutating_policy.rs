@@ -359,7 +359,7 @@ pub fn apply_mutation(
                 merge_deduced(&mut merged, out);
                 Ok(merged)
             } else {
-                match crate::strategic_merge::apply(object, out) {
+                match crate::strategic_merge::apply_configuration(object, out) {
                     Ok(crate::strategic_merge::PatchOutcome::Patched(v)) => Ok(v),
                     Ok(crate::strategic_merge::PatchOutcome::Skip(_)) => Ok(object.clone()),
                     Err(e) => Err(e.to_string()),

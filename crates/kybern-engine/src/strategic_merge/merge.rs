@@ -17,6 +17,29 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use super::schema::{self, Field, ListRule, Ty};
+
+/// Where a merged list puts elements only the patch has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Before the resource's elements (kustomize's `Prepend`, what `patchStrategicMerge` uses).
+    Prepend,
+    /// After them (server-side apply, what MutatingPolicy apply configurations use).
+    Append,
+}
+
+impl Direction {
+    fn order<'a>(
+        self,
+        patch: &'a [&'a Value],
+        base: &'a [&'a Value],
+    ) -> impl Iterator<Item = &'a &'a Value> {
+        let (first, second) = match self {
+            Direction::Prepend => (patch, base),
+            Direction::Append => (base, patch),
+        };
+        first.iter().chain(second.iter())
+    }
+}
 use super::{MAX_DEPTH, PatchError};
 
 const DIRECTIVE: &str = "$patch";
@@ -96,6 +119,7 @@ pub(crate) fn walk(
     schema: Schema,
     path: &str,
     depth: usize,
+    dir: Direction,
 ) -> Result<Option<Value>, PatchError> {
     if depth > MAX_DEPTH {
         return Err(err(path, format!("patch nested deeper than {MAX_DEPTH}")));
@@ -119,9 +143,9 @@ pub(crate) fn walk(
         }
     }
     match first {
-        Value::Object(_) => walk_map(dest, patch, schema, path, depth),
+        Value::Object(_) => walk_map(dest, patch, schema, path, depth, dir),
         Value::Array(_) => match schema {
-            Schema::List(rule) => walk_merge_list(dest, patch, rule, path, depth),
+            Schema::List(rule) => walk_merge_list(dest, patch, rule, path, depth, dir),
             _ => Ok(patch.or(dest).cloned()),
         },
         // A present patch value wins, null included (it clears the field).
@@ -135,6 +159,7 @@ fn walk_map(
     schema: Schema,
     path: &str,
     depth: usize,
+    dir: Direction,
 ) -> Result<Option<Value>, PatchError> {
     let patch_map = patch.and_then(Value::as_object);
     let (base, overlay): (&Map<String, Value>, Option<&Map<String, Value>>) =
@@ -184,6 +209,7 @@ fn walk_map(
             child_schema,
             &child_path,
             depth + 1,
+            dir,
         )?;
         match merged {
             None | Some(Value::Null) => {}
@@ -293,6 +319,7 @@ fn walk_merge_list(
     rule: ListRule,
     path: &str,
     depth: usize,
+    dir: Direction,
 ) -> Result<Option<Value>, PatchError> {
     if patch.is_some_and(Value::is_null) {
         return Ok(None);
@@ -312,7 +339,7 @@ fn walk_merge_list(
     }
     let base_items: Vec<&Value> = base_items.iter().collect();
     let merged = match rule.key {
-        Some(key) => merge_keyed(&base_items, &patch_items, key, rule, path, depth)?,
+        Some(key) => merge_keyed(&base_items, &patch_items, key, rule, path, depth, dir)?,
         None => {
             let all_scalars = base_items
                 .iter()
@@ -322,7 +349,7 @@ fn walk_merge_list(
                 // A merged list without a key holding maps: nothing to pair them by.
                 return Ok(patch.or(dest).cloned());
             }
-            merge_scalars(&base_items, &patch_items)
+            merge_scalars(&base_items, &patch_items, dir)
         }
     };
     Ok(Some(Value::Array(merged)))
@@ -335,6 +362,7 @@ fn merge_keyed(
     rule: ListRule,
     path: &str,
     depth: usize,
+    dir: Direction,
 ) -> Result<Vec<Value>, PatchError> {
     let elem_schema = rule.elem.map_or(Schema::None, Schema::Type);
     // First element of each key value on either side (a map keeps huge lists linear).
@@ -349,10 +377,11 @@ fn merge_keyed(
     };
     let base_index = index(base);
     let patch_index = index(patch);
-    // Key values in merge order: the patch's first (prepend), then the resource's.
+    // Key values in merge order: the patch's first (prepend), then the resource's; or the
+    // resource's first (append).
     let mut order: Vec<String> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
-    for item in patch.iter().chain(base.iter()) {
+    for item in dir.order(patch, base) {
         if let Some(k) = key_of(item, key)
             && seen.insert(k.clone())
         {
@@ -373,7 +402,7 @@ fn merge_keyed(
             continue;
         }
         let child_path = format!("{path}/{k}");
-        let Some(mut merged) = walk(d, p, elem_schema, &child_path, depth + 1)? else {
+        let Some(mut merged) = walk(d, p, elem_schema, &child_path, depth + 1, dir)? else {
             continue;
         };
         match &mut merged {
@@ -392,7 +421,7 @@ fn merge_keyed(
     // Elements without the key cannot be paired: the resource's stay, the patch's are added.
     let child_path = format!("{path}/-");
     for item in base.iter().filter(|v| key_of(v, key).is_none()) {
-        if let Some(v) = walk(Some(item), None, elem_schema, &child_path, depth + 1)?
+        if let Some(v) = walk(Some(item), None, elem_schema, &child_path, depth + 1, dir)?
             && !v.is_null()
         {
             out.push(v);
@@ -403,8 +432,14 @@ fn merge_keyed(
         if base.iter().any(|b| std::ptr::eq(*b, *item)) {
             continue;
         }
-        if let Some(v) = walk(Some(item), Some(item), elem_schema, &child_path, depth + 1)?
-            && !v.is_null()
+        if let Some(v) = walk(
+            Some(item),
+            Some(item),
+            elem_schema,
+            &child_path,
+            depth + 1,
+            dir,
+        )? && !v.is_null()
         {
             out.push(v);
         }
@@ -412,10 +447,10 @@ fn merge_keyed(
     Ok(out)
 }
 
-fn merge_scalars(base: &[&Value], patch: &[&Value]) -> Vec<Value> {
+fn merge_scalars(base: &[&Value], patch: &[&Value], dir: Direction) -> Vec<Value> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut out = Vec::new();
-    for item in patch.iter().chain(base.iter()) {
+    for item in dir.order(patch, base) {
         let Some(text) = scalar_text(item) else {
             continue;
         };

@@ -620,3 +620,35 @@ fn volume_and_mount_overlay_patches_the_named_container() {
         json!([{"name": "certs", "secret": {"secretName": "certs"}}])
     );
 }
+
+#[test]
+fn apply_configurations_append_new_list_elements_after_the_resources() {
+    let resource = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]}});
+    let overlay = json!({"spec": {"containers": [
+        {"name": "sidecar", "image": "side:1"},
+        {"name": "app", "image": "app:2"}]}});
+    let names = |v: &Value| -> Vec<String> {
+        v["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}={}",
+                    c["name"].as_str().unwrap(),
+                    c["image"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let PatchOutcome::Patched(applied) = super::apply_configuration(&resource, &overlay).unwrap()
+    else {
+        panic!("skipped")
+    };
+    assert_eq!(names(&applied), ["app=app:2", "sidecar=side:1"]);
+    let PatchOutcome::Patched(strategic) = super::apply(&resource, &overlay).unwrap() else {
+        panic!("skipped")
+    };
+    assert_eq!(names(&strategic), ["sidecar=side:1", "app=app:2"]);
+}
