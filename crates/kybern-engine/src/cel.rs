@@ -21,6 +21,7 @@ pub mod deleting_policy;
 pub mod exceptions;
 pub mod generating_policy;
 pub mod image_policy;
+mod jwt;
 pub mod library;
 pub mod match_constraints;
 pub mod mutating_policy;

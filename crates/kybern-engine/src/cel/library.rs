@@ -10,6 +10,7 @@
 //! | `resource.Get(apiVersion, resource, namespace, name)`, `resource.List(apiVersion, resource, namespace)` (also lower-case) | objects from the context provider |
 //! | `image.GetMetadata(image)` | the image's registry data from the context provider |
 //! | `time.now()` | the current time (a timestamp) |
+//! | `jwt.Decode(token, key)` | `{Valid, Header, Claims}` of a JWT (HMAC signatures checked, see `jwt`) |
 //! | `regex.replace(s, re, rep[, n])`, `regex.extract(s, re)`, `regex.extractAll(s, re)` | cel-go's regex library (`\1` group references) |
 //! | `http.Get(url)`, `http.Post(url, body)` | the response through the provider's API calls, with its `statusCode` (headers are not sent) |
 //! | `globalContext.Get(name, projection)` | a global context entry, or one of its projections (provider) |
@@ -132,6 +133,7 @@ pub fn register(ctx: &mut cel::Context<'_>) {
     ctx.add_function("resource.list", resource_list);
     ctx.add_function("image.GetMetadata", image_metadata);
     ctx.add_function("globalContext.Get", global_context_get);
+    ctx.add_function("jwt.Decode", super::jwt::decode);
     ctx.add_function("regex.replace", regex_replace);
     ctx.add_function("regex.extract", regex_extract);
     ctx.add_function("regex.extractAll", regex_extract_all);
