@@ -338,7 +338,6 @@ fn clean(mut v: Value, namespace: Option<&str>) -> Value {
             "creationTimestamp",
             "generation",
             "managedFields",
-            "ownerReferences",
             "selfLink",
         ] {
             meta.remove(k);
