@@ -169,10 +169,12 @@ fn validate_cel_outcomes() {
         v.evaluate(&cel_input(&obj, &update)),
         CelOutcome::Skip(_)
     ));
+    // A validation that cannot be evaluated fails the rule, as a ValidatingAdmissionPolicy
+    // under failurePolicy Fail denies.
     let obj = json!({"spec": {}});
     assert!(matches!(
         v.evaluate(&cel_input(&obj, &create)),
-        CelOutcome::Error(_)
+        CelOutcome::Fail(m) if m.contains("replicas")
     ));
     let bad = json!({"expressions": [{"expression": "a ||| b"}]});
     let err = ValidateCel::compile(&bad, None, "spec.rules[0].validate.cel").unwrap_err();

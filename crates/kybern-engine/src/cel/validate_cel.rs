@@ -350,8 +350,12 @@ impl ValidateCel {
             scope.set_json("params", p);
             let vars = VariableValues::evaluate(&self.variables, &mut scope);
             let outcome = run_validations(&self.validations, &vars, &scope);
-            if outcome != CelOutcome::Pass {
-                return outcome;
+            match outcome {
+                CelOutcome::Pass => {}
+                // As in a ValidatingAdmissionPolicy under failurePolicy Fail (what Kyverno runs
+                // `validate.cel` as), a validation that cannot be evaluated denies: a failure.
+                CelOutcome::Error(e) => return CelOutcome::Fail(e),
+                other => return other,
             }
         }
         CelOutcome::Pass
