@@ -80,7 +80,7 @@ fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
                     || mutation::targets(m).is_some()
                     || value_has_variables(m)
             }
-            RuleBody::Unsupported { .. } => false,
+            RuleBody::Unsupported { .. } | RuleBody::VerifyImages(_) => false,
         }
 }
 
@@ -100,7 +100,7 @@ impl Phase {
             (Phase::Mutate, RuleBody::Unsupported { rule_type, .. }) => {
                 *rule_type == RuleType::Mutation
             }
-            (Phase::Validate, RuleBody::Validate(_)) => true,
+            (Phase::Validate, RuleBody::Validate(_) | RuleBody::VerifyImages(_)) => true,
             (Phase::Validate, RuleBody::Unsupported { rule_type, .. }) => {
                 !matches!(rule_type, RuleType::Generation | RuleType::Mutation)
             }
@@ -224,10 +224,18 @@ impl<'p> Engine<'p> {
             let Some(result) = self.evaluate_rule(policy, rule, pctx, exceptions, values) else {
                 continue;
             };
-            if let RuleBody::Validate(v) = &rule.body {
-                response
+            match &rule.body {
+                RuleBody::Validate(v) => response
                     .failure_actions
-                    .push((rule.name.clone(), effective_action(policy, v, pctx)));
+                    .push((rule.name.clone(), effective_action(policy, v, pctx))),
+                RuleBody::VerifyImages(entries) => response.failure_actions.push((
+                    rule.name.clone(),
+                    entries
+                        .iter()
+                        .find_map(|e| e.failure_action)
+                        .unwrap_or(policy.validation_failure_action),
+                )),
+                _ => {}
             }
             let applied = result.status != RuleStatus::Skip;
             response.rules.push(result);
@@ -262,6 +270,7 @@ impl<'p> Engine<'p> {
             RuleBody::Validate(v) => (Some(v.as_ref()), RuleType::Validation),
             RuleBody::Generate(_) => (None, RuleType::Generation),
             RuleBody::Mutate(_) => (None, RuleType::Mutation),
+            RuleBody::VerifyImages(_) => (None, RuleType::ImageVerify),
             RuleBody::Unsupported { field, rule_type } => {
                 return Some(RuleResult::new(
                     &rule.name,
@@ -376,6 +385,11 @@ impl<'p> Engine<'p> {
                         }
                         Err(e) => RuleResult::new(&rule.name, rule_type, RuleStatus::Error, e),
                     },
+                );
+            }
+            (RuleBody::VerifyImages(entries), None) => {
+                return crate::image_verification::check(entries, request.resource()).map(
+                    |(status, message)| RuleResult::new(&rule.name, rule_type, status, message),
                 );
             }
             (RuleBody::Mutate(m), None) => {

@@ -21,6 +21,7 @@ pub mod duration;
 pub mod engine;
 pub mod exceptions;
 pub mod generation;
+pub mod image_verification;
 pub mod images;
 pub mod jmespath;
 pub mod json_context;

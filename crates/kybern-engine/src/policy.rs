@@ -117,6 +117,8 @@ pub enum RuleBody {
     Generate(Box<Value>),
     /// The raw `mutate` block; variables are substituted per request.
     Mutate(Box<Value>),
+    /// `verifyImages` entries: digests are checked offline, registry work is reported.
+    VerifyImages(Vec<crate::image_verification::ImageVerification>),
     /// A rule kind this engine cannot evaluate yet; evaluating it gives a rule `error` naming the field.
     Unsupported {
         field: String,

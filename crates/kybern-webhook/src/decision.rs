@@ -173,9 +173,10 @@ fn is_unsupported(policy: &Policy, rule_name: &str) -> bool {
         .any(|r| r.name == rule_name && matches!(r.body, RuleBody::Unsupported { .. }))
 }
 
-/// `/validate` answers for validate rules only (verifyImages runs in its own webhook).
+/// `/validate` answers for validate rules and the digest checks of verifyImages rules.
 fn keep_rules(resp: &mut EngineResponse) {
-    resp.rules.retain(|r| r.rule_type == RuleType::Validation);
+    resp.rules
+        .retain(|r| matches!(r.rule_type, RuleType::Validation | RuleType::ImageVerify));
 }
 
 /// Evaluates the request. `cancel` and `deadline` stop evaluation between policies; what was not

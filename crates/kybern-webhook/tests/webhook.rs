@@ -873,3 +873,44 @@ async fn the_configmap_file_is_reread_when_it_changes() {
     assert_eq!(decide().await, false);
     s.running.shutdown().await;
 }
+
+const REQUIRE_DIGEST: &str = r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: require-digest
+spec:
+  rules:
+    - name: check-digest
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      verifyImages:
+        - imageReferences: ["*"]
+          mutateDigest: false
+          verifyDigest: true
+          failureAction: Enforce
+"#;
+
+#[tokio::test]
+async fn verify_images_digest_checks_deny_unpinned_images() {
+    let s = serve(&[("digest.yaml", REQUIRE_DIGEST)], Limits::default()).await;
+    let unpinned = pod("p", json!({"team": "a"}));
+    let r = s
+        .send("/validate", &review("CREATE", &unpinned, &Value::Null))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("require-digest") && message.contains("missing digest for nginx:1.27"),
+        "{message}"
+    );
+    let mut pinned = unpinned.clone();
+    pinned["spec"]["containers"][0]["image"] = json!("nginx:1.27@sha256:0123456789abcdef");
+    let r = s
+        .send("/validate", &review("CREATE", &pinned, &Value::Null))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    s.running.shutdown().await;
+}

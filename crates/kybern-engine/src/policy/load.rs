@@ -313,6 +313,20 @@ fn compile_rule(raw: &Value, path: &str, kind: PolicyKind) -> Result<Rule, Polic
             check_json_patch(&m, &format!("{path}.mutate"))?;
             RuleBody::Mutate(Box::new(m))
         }
+        ["verifyImages"] => {
+            let Some(entries) = raw.get("verifyImages").and_then(Value::as_array) else {
+                return Err(invalid(
+                    format!("{path}.verifyImages"),
+                    "verifyImages must be a list",
+                ));
+            };
+            RuleBody::VerifyImages(
+                entries
+                    .iter()
+                    .map(crate::image_verification::ImageVerification::from_json)
+                    .collect(),
+            )
+        }
         [other] => RuleBody::Unsupported {
             field: format!("{path}.{other}"),
             rule_type: match *other {
