@@ -79,6 +79,16 @@ impl AdmissionSettings {
     }
 }
 
+impl AdmissionSettings {
+    /// A compiled policy with these settings.
+    fn with<T>(&self, policy: T) -> Loaded<T> {
+        Loaded {
+            policy,
+            admission: self.clone(),
+        }
+    }
+}
+
 /// A compiled policy with its admission settings.
 #[derive(Debug, Clone)]
 pub struct Loaded<T> {
@@ -155,40 +165,15 @@ pub fn compile_document(doc: &Value) -> Option<Result<CelDocument, CelDocumentEr
     } else if exception {
         CelException::compile(doc).map(CelDocument::Exception)
     } else if CelPolicyKind::of(doc).is_some() {
-        ValidatingPolicy::compile(doc).map(|p| {
-            CelDocument::Validating(Loaded {
-                policy: p,
-                admission: admission.clone(),
-            })
-        })
+        ValidatingPolicy::compile(doc).map(|p| CelDocument::Validating(admission.with(p)))
     } else if MutatingKind::of(doc).is_some() {
-        MutatingPolicy::compile(doc).map(|p| {
-            CelDocument::Mutating(Loaded {
-                policy: p,
-                admission: admission.clone(),
-            })
-        })
+        MutatingPolicy::compile(doc).map(|p| CelDocument::Mutating(admission.with(p)))
     } else if generating_kind(doc).is_some() {
-        GeneratingPolicy::compile(doc).map(|p| {
-            CelDocument::Generating(Loaded {
-                policy: p,
-                admission: admission.clone(),
-            })
-        })
+        GeneratingPolicy::compile(doc).map(|p| CelDocument::Generating(admission.with(p)))
     } else if deleting_kind(doc).is_some() {
-        DeletingPolicy::compile(doc).map(|p| {
-            CelDocument::Deleting(Loaded {
-                policy: p,
-                admission: admission.clone(),
-            })
-        })
+        DeletingPolicy::compile(doc).map(|p| CelDocument::Deleting(admission.with(p)))
     } else if image_policy_kind(doc).is_some() {
-        ImageValidatingPolicy::compile(doc).map(|p| {
-            CelDocument::Image(Loaded {
-                policy: p,
-                admission: admission.clone(),
-            })
-        })
+        ImageValidatingPolicy::compile(doc).map(|p| CelDocument::Image(admission.with(p)))
     } else {
         return None;
     };
