@@ -524,7 +524,7 @@ pub async fn start(config: WebhookConfig) -> Result<Running, StartError> {
             TlsSource::Files { .. } => None,
         },
         config.config_map.clone().map(|path| ConfigWatch {
-            stamp: file_stamp(&path),
+            stamp: crate::store::stamp(&path),
             path,
             filters: Arc::clone(&filters),
         }),
@@ -556,15 +556,10 @@ struct ConfigWatch {
     filters: Arc<ArcSwap<AdmissionFilters>>,
 }
 
-fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
-}
-
 impl ConfigWatch {
     /// Re-reads the file when it changed; a version that does not load keeps the last good one.
     fn reload_if_changed(&mut self) {
-        let now = file_stamp(&self.path);
+        let now = crate::store::stamp(&self.path);
         if now == self.stamp {
             return;
         }
