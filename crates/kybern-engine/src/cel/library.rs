@@ -418,14 +418,34 @@ fn resource_get(
 /// Longest pattern the regex functions compile (their cost is linear in pattern and input).
 const MAX_REGEX_LEN: usize = 4096;
 
+/// Distinct patterns kept compiled; the set is bounded by the policies' expressions.
+const REGEX_CACHE_LIMIT: usize = 1024;
+
+// Patterns are almost always literals in the policy: compile each once, not per evaluation.
+static REGEX_CACHE: std::sync::LazyLock<
+    std::sync::RwLock<std::collections::HashMap<String, regex::Regex>>,
+> = std::sync::LazyLock::new(Default::default);
+
 fn compile_regex(ftx: &FunctionContext, pattern: &str) -> Result<regex::Regex, ExecutionError> {
+    if let Ok(cache) = REGEX_CACHE.read()
+        && let Some(re) = cache.get(pattern)
+    {
+        return Ok(re.clone());
+    }
     if pattern.len() > MAX_REGEX_LEN {
         return Err(ftx.error(format!("regex pattern longer than {MAX_REGEX_LEN} bytes")));
     }
-    regex::RegexBuilder::new(pattern)
+    let re = regex::RegexBuilder::new(pattern)
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| ftx.error(format!("invalid regex {pattern:?}: {e}")))
+        .map_err(|e| ftx.error(format!("invalid regex {pattern:?}: {e}")))?;
+    if let Ok(mut cache) = REGEX_CACHE.write() {
+        if cache.len() >= REGEX_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(pattern.to_string(), re.clone());
+    }
+    Ok(re)
 }
 
 /// `regex.replace(target, pattern, replacement[, count])` (cel-go's regex library): `\N` in the

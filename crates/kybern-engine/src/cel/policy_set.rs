@@ -799,7 +799,7 @@ impl CelPolicySet {
                                 resource,
                             ),
                             validation_actions,
-                            failure_policy_fail: !p.failure_policy_ignore,
+                            failure_policy_fail: p.admission.failure_policy_fail,
                             background: p.admission.background,
                         });
                     }
@@ -905,7 +905,7 @@ impl Validating<'_> {
 
     fn failure_policy_fail(&self) -> bool {
         match self {
-            Validating::Policy(p) => !p.failure_policy_ignore,
+            Validating::Policy(p) => p.admission.failure_policy_fail,
             Validating::Image(p) => p.admission.failure_policy_fail,
         }
     }
