@@ -3,6 +3,7 @@
 
 mod apply_cmd;
 mod cel_policies;
+mod cluster_cmd;
 mod evaluation;
 mod files;
 mod jp_cmd;
@@ -34,6 +35,10 @@ enum Command {
     Jp(jp_cmd::JpArgs),
     /// Serve the admission webhook over HTTPS.
     Serve(serve_cmd::ServeArgs),
+    /// Print the CustomResourceDefinitions of every kind kybern serves.
+    Crds,
+    /// Manage the webhook configurations kybern writes in a cluster.
+    Webhooks(cluster_cmd::WebhooksArgs),
 }
 
 /// A closed stdout (`kybern jp function | head`) ends the process quietly, as other command-line
@@ -62,6 +67,8 @@ fn main() -> ExitCode {
         Command::Apply(args) => apply_cmd::execute(args),
         Command::Jp(args) => jp_cmd::execute(args),
         Command::Serve(args) => serve_cmd::execute(args),
+        Command::Crds => cluster_cmd::crds(),
+        Command::Webhooks(args) => cluster_cmd::webhooks(args),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

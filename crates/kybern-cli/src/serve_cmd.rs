@@ -1,5 +1,7 @@
-//! `kybern serve`: the admission webhook over HTTPS, policies from files. Flags are resolved into
-//! the webhook crate's [`WebhookConfig`]; every flag can also come from a `KYBERN_*` variable.
+//! `kybern serve`: the admission webhook over HTTPS, policies from files, or with `--cluster`
+//! policies, context and certificates from the Kubernetes API. Flags are resolved into the
+//! webhook crate's [`WebhookConfig`] (and the cluster crate's options); every flag can also come
+//! from a `KYBERN_*` variable.
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
@@ -58,12 +60,78 @@ pub struct ServeArgs {
     /// is re-read when it changes.
     #[arg(long = "config", env = "KYBERN_CONFIG")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Flags of `kybern serve --cluster`.
+#[derive(Debug, clap::Args)]
+pub struct ClusterArgs {
+    /// Run inside Kubernetes: policies, exceptions and context from the API, certificates in
+    /// Secrets, webhook configurations written by the elected leader.
+    #[arg(long, env = "KYBERN_CLUSTER")]
+    pub cluster: bool,
+    /// Kubeconfig file (default: $KUBECONFIG, then the in-cluster configuration).
+    #[arg(long, env = "KYBERN_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of kybern's Secrets, Lease and ConfigMap (never sent to the webhooks).
+    #[arg(long, env = "KYBERN_NAMESPACE", default_value = "kybern")]
+    pub namespace: String,
+    /// The Service the API server calls (default: kybern-svc, or kyverno-svc with --names kyverno).
+    #[arg(long = "service-name", env = "KYBERN_SERVICE_NAME")]
+    pub service_name: Option<String>,
+    /// Object names: `kybern`, or `kyverno` to use Kyverno's (webhook configurations, Secrets,
+    /// Lease, ConfigMap), so that tools written for Kyverno find them.
+    #[arg(long, env = "KYBERN_NAMES", default_value = "kybern")]
+    pub names: kybern_cluster::names::Scheme,
+    /// A `kubernetes.io/tls` Secret (tls.crt, tls.key, ca.crt) made by you or cert-manager;
+    /// kybern then creates no certificate of its own.
+    #[arg(long = "tls-secret", env = "KYBERN_TLS_SECRET")]
+    pub tls_secret: Option<String>,
+    /// failurePolicy for policies that set none: Fail (Kyverno's default) or Ignore.
+    #[arg(long = "failure-policy", env = "KYBERN_FAILURE_POLICY", value_parser = ["Fail", "Ignore"])]
+    pub failure_policy: Option<String>,
+    /// Webhook timeout for policies that set none, in seconds (at most 30).
+    #[arg(
+        long = "webhook-timeout",
+        env = "KYBERN_WEBHOOK_TIMEOUT",
+        default_value_t = 10
+    )]
+    pub webhook_timeout: u64,
+    /// Namespaces never sent to the webhooks, besides kybern's own (comma separated).
+    #[arg(
+        long = "exclude-namespaces",
+        env = "KYBERN_EXCLUDE_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "kube-system"
+    )]
+    pub exclude_namespaces: Vec<String>,
+    /// The ConfigMap (Kyverno's format) with resourceFilters and exclusions (default: kybern,
+    /// or kyverno with --names kyverno).
+    #[arg(long = "config-map", env = "KYBERN_CONFIG_MAP")]
+    pub config_map: Option<String>,
+    /// Leader-election identity (the Pod's name; default: the host name).
+    #[arg(long = "pod-name", env = "KYBERN_POD_NAME")]
+    pub pod_name: Option<String>,
+    /// `https://host:port`: webhook configurations call this URL instead of the Service (kybern
+    /// running outside the cluster).
+    #[arg(long = "webhook-url", env = "KYBERN_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// Seconds a watch may keep failing before the replica reports itself unready.
+    #[arg(long = "stale-after", env = "KYBERN_STALE_AFTER", default_value_t = 60)]
+    pub stale_after: u64,
+}
+
+impl ClusterArgs {
+    fn names(&self) -> kybern_cluster::names::Names {
+        kybern_cluster::names::Names::new(self.names, &self.namespace, self.service_name.as_deref())
+    }
 }
 
 impl ServeArgs {
     /// Resolves flags into the server configuration.
     fn config(&self) -> Result<WebhookConfig> {
-        if self.policies.is_empty() {
+        if self.policies.is_empty() && !self.cluster.cluster {
             bail!("give at least one --policies folder or file (or KYBERN_POLICIES)");
         }
         let tls = match (&self.cert, &self.key) {
@@ -112,9 +180,8 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Runs the server until SIGTERM or Ctrl-C.
-pub fn execute(args: &ServeArgs) -> Result<i32> {
-    let config = args.config()?;
+/// Logs to stderr, filtered by `KYBERN_LOG` (default `info`).
+pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KYBERN_LOG")
@@ -122,10 +189,71 @@ pub fn execute(args: &ServeArgs) -> Result<i32> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
+        .context("cannot start the async runtime")
+}
+
+/// `serve --cluster`: resolves the cluster options and runs until a signal.
+fn execute_cluster(args: &ServeArgs, server: WebhookConfig) -> Result<i32> {
+    use kybern_cluster::certificates::CertSource;
+    let c = &args.cluster;
+    if !args.policies.is_empty() || args.cluster_resources.is_some() || args.config.is_some() {
+        bail!(
+            "--policies, --cluster-resources and --config read files; with --cluster they come from the API (the ConfigMap named by --config-map)"
+        );
+    }
+    if c.webhook_timeout == 0 || c.webhook_timeout > 30 {
+        bail!("--webhook-timeout must be between 1 and 30 seconds (the API server's bounds)");
+    }
+    let names = c.names();
+    let identity = match &c.pod_name {
+        Some(p) => p.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| format!("kybern-{}", std::process::id())),
+    };
+    let options = kybern_cluster::serve::ClusterOptions {
+        kubeconfig: c.kubeconfig.clone(),
+        identity,
+        certificates: match &c.tls_secret {
+            Some(s) => CertSource::Secret(s.clone()),
+            None => CertSource::Managed,
+        },
+        cert_dir: args.cert_dir.clone(),
+        webhooks: kybern_cluster::webhooks::WebhookSettings {
+            names: names.clone(),
+            default_timeout_seconds: c.webhook_timeout,
+            exclude_namespaces: c.exclude_namespaces.clone(),
+            url_base: c.webhook_url.clone(),
+        },
+        config_map: c.config_map.clone().unwrap_or_else(|| names.config_map()),
+        stale_bound: Duration::from_secs(c.stale_after.max(1)),
+        defaults: kybern_cluster::source::PolicyDefaults {
+            failure_policy: c.failure_policy.clone(),
+        },
+        names,
+        server,
+    };
+    init_logging();
+    runtime()?.block_on(kybern_cluster::serve::run(options, shutdown_signal()))?;
+    Ok(0)
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub fn execute(args: &ServeArgs) -> Result<i32> {
+    let config = args.config()?;
+    if args.cluster.cluster {
+        return execute_cluster(args, config);
+    }
+    init_logging();
+    let runtime = runtime()?;
     runtime.block_on(async {
         let running = kybern_webhook::start(config)
             .await

@@ -446,7 +446,7 @@ impl ResolvesServerCert for CertResolver {
     }
 }
 
-/// A rustls server configuration: TLS 1.2 and 1.3, modern suites, HTTP/1.1.
+/// A rustls server configuration: TLS 1.2 and 1.3, modern suites, HTTP/2 and HTTP/1.1 by ALPN.
 pub fn server_config(
     provider: Arc<CryptoProvider>,
     resolver: Arc<CertResolver>,
@@ -456,7 +456,8 @@ pub fn server_config(
         .map_err(|e| CertError::Generate(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // h2 first: the API server's Go client offers both and gets HTTP/2, as from Go servers.
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
 

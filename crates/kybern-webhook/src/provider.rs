@@ -9,6 +9,25 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// What the server needs from the outside world for one request: the engine's lookups plus the
+/// requester's roles and the request namespace's labels, which it resolves before evaluation.
+/// Implemented from files ([`ClusterResources`]) and from the cluster's caches.
+pub trait RequestContext: ContextProvider {
+    /// The requester's Roles (`namespace:name`) and ClusterRoles.
+    fn roles_of(&self, user: &kybern_engine::request::UserInfo) -> (Vec<String>, Vec<String>);
+    /// Labels of a namespace, when it is known.
+    fn labels_of(&self, namespace: &str) -> Option<Labels>;
+}
+
+impl RequestContext for ClusterResources {
+    fn roles_of(&self, user: &kybern_engine::request::UserInfo) -> (Vec<String>, Vec<String>) {
+        ClusterResources::roles_of(self, user)
+    }
+    fn labels_of(&self, namespace: &str) -> Option<Labels> {
+        ClusterResources::labels_of(self, namespace)
+    }
+}
+
 /// Objects loaded from files.
 #[derive(Debug, Default, Clone)]
 pub struct ClusterResources {

@@ -10,7 +10,7 @@ use crate::decision::{self, Decision, Endpoint, Route};
 use crate::error::ApiError;
 use crate::filters::{self, AdmissionFilters};
 use crate::metrics::{Metrics, PolicyLabels, RequestLabels, Shared};
-use crate::provider::ClusterResources;
+use crate::provider::{ClusterResources, RequestContext};
 use crate::routes;
 use crate::store::PolicyStore;
 use arc_swap::ArcSwap;
@@ -55,12 +55,32 @@ pub enum StartError {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<PolicyStore>,
-    pub provider: Arc<ClusterResources>,
+    pub provider: Arc<dyn RequestContext>,
+    /// Further conditions of readiness (the cluster's watches), beside the policy store's.
+    pub readiness: Option<Arc<dyn ReadinessCheck>>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<WebhookConfig>,
     /// The filters in force (replaced when the ConfigMap file changes).
     pub filters: Arc<ArcSwap<AdmissionFilters>>,
     evaluations: Arc<Semaphore>,
+}
+
+/// A condition the server is ready only under; the cluster mode uses it for its watches.
+pub trait ReadinessCheck: Send + Sync {
+    /// `Err` names what is not ready.
+    fn check(&self) -> Result<(), String>;
+}
+
+/// Parts supplied from outside instead of being built from [`WebhookConfig`]: the cluster mode
+/// feeds the store from the API and answers lookups from its caches.
+#[derive(Default)]
+pub struct ExternalParts {
+    /// A store the caller fills ([`PolicyStore::sync_objects`]); files are not scanned.
+    pub store: Option<Arc<PolicyStore>>,
+    pub provider: Option<Arc<dyn RequestContext>>,
+    /// Filters the caller keeps up to date (the ConfigMap from the API).
+    pub filters: Option<Arc<ArcSwap<AdmissionFilters>>>,
+    pub readiness: Option<Arc<dyn ReadinessCheck>>,
 }
 
 /// A running server.
@@ -129,9 +149,11 @@ pub fn router(state: AppState) -> Router {
 
 async fn readiness(State(st): State<AppState>) -> Response {
     let status = st.store.status();
-    let ready = st.store.is_ready();
+    let waiting = st.readiness.as_ref().and_then(|r| r.check().err());
+    let ready = st.store.is_ready() && waiting.is_none();
     let body = serde_json::json!({
         "ready": ready,
+        "waiting": waiting,
         "generation": status.generation,
         "policies": status.policies,
         "exceptions": status.exceptions,
@@ -449,6 +471,14 @@ fn record_metrics(
 
 /// Starts the server: certificate, listener, background policy load, polling and the accept loop.
 pub async fn start(config: WebhookConfig) -> Result<Running, StartError> {
+    start_with(config, ExternalParts::default()).await
+}
+
+/// [`start`] with parts supplied by the caller.
+pub async fn start_with(
+    config: WebhookConfig,
+    parts: ExternalParts,
+) -> Result<Running, StartError> {
     let config = Arc::new(config);
     let provider = Arc::new(certs::crypto_provider());
     let (cert_path, key_path, ca_pem) = match &config.tls {
@@ -471,26 +501,33 @@ pub async fn start(config: WebhookConfig) -> Result<Running, StartError> {
     let tls = certs::server_config(provider, Arc::clone(&resolver))?;
     let acceptor = TlsAcceptor::from(Arc::new(tls));
 
-    let cluster = match &config.cluster_resources {
-        Some(dir) => {
+    let provider: Arc<dyn RequestContext> = match (parts.provider, &config.cluster_resources) {
+        (Some(p), _) => p,
+        (None, Some(dir)) => {
             let (res, problems) = ClusterResources::load(dir);
             for p in problems {
                 tracing::warn!(problem = %p, "cluster resource not loaded");
             }
-            res
+            Arc::new(res)
         }
-        None => ClusterResources::default(),
+        (None, None) => Arc::new(ClusterResources::default()),
     };
-    let initial_filters = match &config.config_map {
-        Some(path) => filters::read_config_map(path).map_err(StartError::Config)?,
-        None => config.filters.clone(),
+    let filters = match parts.filters {
+        Some(f) => f,
+        None => Arc::new(ArcSwap::from_pointee(match &config.config_map {
+            Some(path) => filters::read_config_map(path).map_err(StartError::Config)?,
+            None => config.filters.clone(),
+        })),
     };
-    let filters = Arc::new(ArcSwap::from_pointee(initial_filters));
-    let store = Arc::new(PolicyStore::new(config.policy_paths.clone()));
+    let scan_files = parts.store.is_none();
+    let store = parts
+        .store
+        .unwrap_or_else(|| Arc::new(PolicyStore::new(config.policy_paths.clone())));
     let metrics = Arc::new(Metrics::new());
     let state = AppState {
         store: Arc::clone(&store),
-        provider: Arc::new(cluster),
+        provider,
+        readiness: parts.readiness,
         metrics: Arc::clone(&metrics),
         config: Arc::clone(&config),
         filters: Arc::clone(&filters),
@@ -511,6 +548,7 @@ pub async fn start(config: WebhookConfig) -> Result<Running, StartError> {
     tracing::info!(%local_addr, "admission webhook listening");
 
     let poller = tokio::spawn(poll(
+        scan_files.then(|| Arc::clone(&store)),
         Arc::clone(&store),
         Arc::clone(&metrics),
         resolver,
@@ -613,6 +651,7 @@ fn log_renewal(dir: &std::path::Path, renewal: certs::Renewal) {
 /// Loads policies now and whenever files change; reloads the certificate when its files change;
 /// renews generated certificates before they expire.
 async fn poll(
+    scan: Option<Arc<PolicyStore>>,
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
     resolver: Arc<CertResolver>,
@@ -634,10 +673,10 @@ async fn poll(
             let _ =
                 tokio::task::spawn_blocking(move || renew_certificates(&dir, &names, &ips)).await;
         }
-        let s = Arc::clone(&store);
-        if tokio::task::spawn_blocking(move || s.reload())
-            .await
-            .is_err()
+        if let Some(s) = scan.clone()
+            && tokio::task::spawn_blocking(move || s.reload())
+                .await
+                .is_err()
         {
             tracing::error!("policy reload failed");
         }
@@ -692,7 +731,7 @@ async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone();
         let limits = config.limits.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -709,13 +748,35 @@ async fn accept_loop(
                         return;
                     }
                 };
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(Some(limits.header_read_timeout))
-                .keep_alive(true);
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn).await {
+            // HTTP/2 only when negotiated by ALPN, as Go's server does over TLS: a client that
+            // offers no ALPN gets HTTP/1.1 rather than a guess from its first bytes.
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let seen_request = Arc::new(AtomicBool::new(false));
+            let service = {
+                let seen = Arc::clone(&seen_request);
+                let inner = TowerToHyperService::new(app);
+                hyper::service::service_fn(move |req| {
+                    seen.store(true, Ordering::Relaxed);
+                    hyper::service::Service::call(&inner, req)
+                })
+            };
+            let builder = connection_builder(&limits, h2);
+            let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls), service));
+            tokio::pin!(conn);
+            // HTTP/2 has no header read timeout: a connection whose first request does not
+            // arrive in that time is closed instead (Go's server bounds the preface likewise).
+            let first_request = tokio::time::sleep(limits.header_read_timeout);
+            let result = tokio::select! {
+                res = &mut conn => res,
+                () = first_request => {
+                    if !seen_request.load(Ordering::Relaxed) {
+                        tracing::debug!(%peer, "no request before the header read timeout");
+                        return;
+                    }
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -726,6 +787,41 @@ async fn accept_loop(
         .is_err()
     {
         tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+}
+
+/// Streams one HTTP/2 connection may carry at once (Go's server default).
+const H2_MAX_CONCURRENT_STREAMS: u32 = 250;
+/// Ping an idle HTTP/2 peer this often and drop it when no answer comes in time: connections
+/// from a vanished API server do not hold a connection slot forever.
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Decoded request headers per HTTP/2 stream; an AdmissionReview POST carries a few hundred bytes.
+const H2_MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+
+/// A connection builder for the negotiated protocol, with the limits of each.
+fn connection_builder(
+    limits: &crate::config::Limits,
+    h2: bool,
+) -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Some(limits.header_read_timeout))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+        .max_header_list_size(H2_MAX_HEADER_LIST_BYTES);
+    if h2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
     }
 }
 

@@ -1,7 +1,11 @@
-//! The policy store: policy files compiled once into an immutable, indexed [`PolicySet`] that
+//! The policy store: policies compiled once into an immutable, indexed [`PolicySet`] that
 //! requests share through an `Arc`; a reload compiles a new set off the request path and swaps it
-//! atomically, so a request sees the old set or the new one, never a mix. A file that no longer
-//! loads is reported and its last good version stays in force.
+//! atomically, so a request sees the old set or the new one, never a mix.
+//!
+//! One store, two sources: policy files scanned by [`PolicyStore::reload`] (a file that no longer
+//! loads is reported and its last good version stays in force), or API objects handed over by the
+//! cluster mode through [`PolicyStore::sync_objects`] (an object that does not compile contributes
+//! nothing, so every replica decides from the API's state alone, whatever it saw before).
 
 use crate::provider::manifest_files;
 use arc_swap::ArcSwap;
@@ -129,10 +133,12 @@ pub struct LoadIssue {
     pub message: String,
 }
 
-/// What one file contributed the last time it loaded cleanly.
+/// What one file or API object contributed the last time it loaded cleanly.
 #[derive(Debug, Clone, Default)]
 struct FileEntry {
     stamp: Option<(SystemTime, u64)>,
+    /// The API object's resourceVersion (cluster source).
+    version: Option<String>,
     policies: Vec<Arc<Policy>>,
     exceptions: Vec<PolicyException>,
     cel: Vec<CelDocument>,
@@ -158,6 +164,7 @@ pub struct LoadStatus {
 pub struct PolicyStore {
     paths: Vec<PathBuf>,
     current: ArcSwap<PolicySet>,
+    /// By file path, or by object key in the cluster source.
     files: Mutex<BTreeMap<PathBuf, FileEntry>>,
     status: Mutex<LoadStatus>,
     ready: AtomicBool,
@@ -204,6 +211,17 @@ fn load_file(path: &Path) -> FileEntry {
     if let Some(e) = err {
         entry.issues.push(issue(e.to_string()));
     }
+    compile_documents(&mut entry, &file, docs);
+    entry
+}
+
+/// Compiles documents into `entry`; problems name `origin` (a file or an object key) and the
+/// document's position.
+fn compile_documents(entry: &mut FileEntry, origin: &str, docs: Vec<(usize, Value)>) {
+    let issue = |message: String| LoadIssue {
+        file: origin.to_string(),
+        message,
+    };
     for (index, doc) in docs {
         if doc.is_null() {
             continue;
@@ -265,7 +283,17 @@ fn load_file(path: &Path) -> FileEntry {
             ))),
         }
     }
-    entry
+}
+
+/// One API object handed to [`PolicyStore::sync_objects`].
+#[derive(Debug, Clone)]
+pub struct SourceObject {
+    /// Unique per object, e.g. `ClusterPolicy/require-labels` or `Policy/team-a/limits`; it is
+    /// the `file` of the object's load issues.
+    pub key: String,
+    /// The object's resourceVersion: an unchanged version is not compiled again.
+    pub version: String,
+    pub object: Value,
 }
 
 impl PolicyStore {
@@ -277,6 +305,102 @@ impl PolicyStore {
             files: Mutex::new(BTreeMap::new()),
             status: Mutex::new(LoadStatus::default()),
             ready: AtomicBool::new(false),
+        }
+    }
+
+    /// A store fed with API objects through [`PolicyStore::sync_objects`]; not ready until the
+    /// first complete sync.
+    pub fn for_objects() -> Self {
+        PolicyStore::new(Vec::new())
+    }
+
+    /// Makes the store hold exactly `objects`: changed ones are compiled, missing ones dropped,
+    /// and a new set is swapped in when anything changed. `complete` says every source has
+    /// synced; the store becomes ready with the first complete sync. Returns true when a new set
+    /// was swapped in. Blocking: run it off the async threads.
+    pub fn sync_objects(&self, objects: Vec<SourceObject>, complete: bool) -> bool {
+        let Ok(mut files) = self.files.lock() else {
+            return false;
+        };
+        let mut changed = false;
+        let keys: std::collections::HashSet<PathBuf> =
+            objects.iter().map(|o| PathBuf::from(&o.key)).collect();
+        let before = files.len();
+        files.retain(|k, _| keys.contains(k));
+        changed |= files.len() != before;
+        for o in objects {
+            let key = PathBuf::from(&o.key);
+            if files
+                .get(&key)
+                .is_some_and(|e| e.version.as_deref() == Some(o.version.as_str()))
+            {
+                continue;
+            }
+            let mut entry = FileEntry {
+                version: Some(o.version),
+                ..FileEntry::default()
+            };
+            compile_documents(&mut entry, &o.key, vec![(0, o.object)]);
+            for i in &entry.issues {
+                tracing::warn!(object = %i.file, message = %i.message, "policy does not load; it takes no part in decisions");
+            }
+            files.insert(key, entry);
+            changed = true;
+        }
+        let was_ready = self.is_ready();
+        let publish = changed || (complete && !was_ready);
+        self.publish(&files, Vec::new(), publish);
+        if complete {
+            self.ready.store(true, Ordering::Release);
+        }
+        publish
+    }
+
+    /// Swaps in a set built from `files` when `rebuild`, and records the status.
+    fn publish(
+        &self,
+        files: &BTreeMap<PathBuf, FileEntry>,
+        path_issues: Vec<LoadIssue>,
+        rebuild: bool,
+    ) {
+        let mut status = LoadStatus {
+            errors: path_issues,
+            ..LoadStatus::default()
+        };
+        for e in files.values() {
+            status.errors.extend(e.issues.iter().cloned());
+            status.unsupported.extend(e.unsupported.iter().cloned());
+        }
+        if rebuild {
+            let generation = self.current.load().generation + 1;
+            let policies: Vec<Arc<Policy>> = files
+                .values()
+                .flat_map(|e| e.policies.iter().cloned())
+                .collect();
+            let exceptions: Vec<PolicyException> = files
+                .values()
+                .flat_map(|e| e.exceptions.iter().cloned())
+                .collect();
+            let mut cel = CelPolicySet::default();
+            for d in files.values().flat_map(|e| e.cel.iter()) {
+                cel.insert(d.clone());
+            }
+            let set = PolicySet::new(policies, exceptions, cel, generation);
+            tracing::info!(
+                generation,
+                policies = set.policies.len(),
+                cel_policies = set.cel.len(),
+                exceptions = set.exceptions.len(),
+                "policy set loaded"
+            );
+            self.current.store(Arc::new(set));
+        }
+        let current = self.current.load();
+        status.generation = current.generation;
+        status.policies = current.policies.len() + current.cel.len();
+        status.exceptions = current.exceptions.len();
+        if let Ok(mut s) = self.status.lock() {
+            *s = status;
         }
     }
 
@@ -343,46 +467,8 @@ impl PolicyStore {
                 }
             }
         }
-        let mut status = LoadStatus {
-            errors: path_issues,
-            ..LoadStatus::default()
-        };
-        for e in files.values() {
-            status.errors.extend(e.issues.iter().cloned());
-            status.unsupported.extend(e.unsupported.iter().cloned());
-        }
         let was_ready = self.is_ready();
-        if changed || !was_ready {
-            let generation = self.current.load().generation + 1;
-            let policies: Vec<Arc<Policy>> = files
-                .values()
-                .flat_map(|e| e.policies.iter().cloned())
-                .collect();
-            let exceptions: Vec<PolicyException> = files
-                .values()
-                .flat_map(|e| e.exceptions.iter().cloned())
-                .collect();
-            let mut cel = CelPolicySet::default();
-            for d in files.values().flat_map(|e| e.cel.iter()) {
-                cel.insert(d.clone());
-            }
-            let set = PolicySet::new(policies, exceptions, cel, generation);
-            tracing::info!(
-                generation,
-                policies = set.policies.len(),
-                cel_policies = set.cel.len(),
-                exceptions = set.exceptions.len(),
-                "policy set loaded"
-            );
-            self.current.store(Arc::new(set));
-        }
-        let current = self.current.load();
-        status.generation = current.generation;
-        status.policies = current.policies.len() + current.cel.len();
-        status.exceptions = current.exceptions.len();
-        if let Ok(mut s) = self.status.lock() {
-            *s = status;
-        }
+        self.publish(&files, path_issues, changed || !was_ready);
         self.ready.store(true, Ordering::Release);
         changed || !was_ready
     }

@@ -1,0 +1,416 @@
+//! `kybern serve --cluster`: the admission webhook with policies, context and certificates from
+//! the API. Every replica watches and serves; the Lease holder also writes the certificate
+//! Secrets, the webhook configurations and policy status.
+
+use crate::certificates::{CertSource, Certificates};
+use crate::context::{CallLimits, ClusterContext};
+use crate::discovery::Kinds;
+use crate::error::ClusterError;
+use crate::global_context::GlobalContext;
+use crate::names::Names;
+use crate::registration;
+use crate::source::{self, PolicySource};
+use crate::watch::{self, Cache, Trim};
+use crate::webhooks::WebhookSettings;
+use arc_swap::ArcSwap;
+use kube::api::{ApiResource, GroupVersionKind};
+use kybern_webhook::config::{TlsSource, WebhookConfig};
+use kybern_webhook::filters::AdmissionFilters;
+use kybern_webhook::store::PolicyStore;
+use kybern_webhook::{ExternalParts, ReadinessCheck, Running};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch as channel};
+
+/// How often the leader re-checks everything even without a change (the API server may have
+/// lost a write, someone may have edited a webhook configuration).
+const RESYNC: Duration = Duration::from_secs(30);
+/// How often certificates are checked for renewal and copied from their Secret.
+const CERT_CHECK: Duration = Duration::from_secs(10);
+/// How often discovery runs again (CRDs installed after start-up).
+const DISCOVERY_REFRESH: Duration = Duration::from_secs(60);
+
+/// Everything `serve --cluster` needs.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// `None`: `$KUBECONFIG`, then the in-cluster configuration.
+    pub kubeconfig: Option<PathBuf>,
+    pub names: Names,
+    /// The leader-election identity (the Pod's name).
+    pub identity: String,
+    pub certificates: CertSource,
+    /// The serving certificate's working folder (writable).
+    pub cert_dir: PathBuf,
+    pub webhooks: WebhookSettings,
+    /// The ConfigMap with Kyverno's `resourceFilters` and exclusions, in `names.namespace`.
+    pub config_map: String,
+    /// Defaults for policies that leave fields unset.
+    pub defaults: source::PolicyDefaults,
+    /// A watch failing longer than this makes the replica unready.
+    pub stale_bound: Duration,
+    /// Listen address and limits; the policy and TLS fields are set here.
+    pub server: WebhookConfig,
+}
+
+/// Connects to the API server.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, ClusterError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| ClusterError::Config(e.to_string()))?,
+    };
+    kube::Client::try_from(config).map_err(ClusterError::Api)
+}
+
+fn core(kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", kind), plural)
+}
+
+fn rbac(kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind),
+        plural,
+    )
+}
+
+/// Readiness over every watch.
+struct WatchReadiness {
+    caches: Vec<Cache>,
+    bound: Duration,
+}
+
+impl ReadinessCheck for WatchReadiness {
+    fn check(&self) -> Result<(), String> {
+        watch::readiness(&self.caches, self.bound)
+    }
+}
+
+/// Retries `f` until it succeeds, logging each failure: the API server may come up after kybern.
+async fn until_ok<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClusterError>>,
+{
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// A running cluster-mode server.
+pub struct ClusterServer {
+    pub running: Running,
+    /// The caBundle (PEM) in force.
+    pub ca_bundle: channel::Receiver<String>,
+    pub leader: channel::Receiver<bool>,
+}
+
+/// Starts everything and returns once the server listens (readiness follows the watches).
+pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterError> {
+    let client = client(options.kubeconfig.as_deref()).await?;
+    // Lease renewals get a client of their own.
+    let lease_client = self::client(options.kubeconfig.as_deref()).await?;
+    let names = options.names.clone();
+
+    let kinds = until_ok("discovery", || Kinds::discover(&client)).await;
+    let kinds = Arc::new(ArcSwap::from_pointee(kinds));
+
+    let lease = names.leader_lease();
+    let leader = until_ok("leader election", || {
+        crate::leader::campaign(
+            lease_client.clone(),
+            &names.namespace,
+            &lease,
+            &options.identity,
+            names.field_manager(),
+        )
+    })
+    .await;
+
+    // The server cannot listen before it has a certificate: the leader makes one, everyone
+    // copies it.
+    let certs = Arc::new(Certificates::new(
+        client.clone(),
+        names.clone(),
+        options.certificates.clone(),
+        &options.cert_dir,
+    ));
+    let bundle = until_ok("certificates", || {
+        let certs = Arc::clone(&certs);
+        let leads = *leader.borrow();
+        async move {
+            if leads {
+                certs.reconcile().await?;
+            }
+            certs.mirror().await?.ok_or_else(|| {
+                ClusterError::Certificates(
+                    "waiting for the leader to create the serving certificate Secret".into(),
+                )
+            })
+        }
+    })
+    .await;
+    let (bundle_tx, bundle_rx) = channel::channel(bundle);
+
+    let store = Arc::new(PolicyStore::for_objects());
+    let (policy_resources, missing) = source::policy_resources(&kinds.load());
+    for m in &missing {
+        tracing::warn!(kind = %m, "the cluster does not serve this policy kind (its CRD is not installed); it is not watched");
+    }
+    let policies = PolicySource::spawn(
+        &client,
+        policy_resources,
+        Arc::clone(&store),
+        options.defaults.clone(),
+    );
+
+    let filters = Arc::new(ArcSwap::from_pointee(AdmissionFilters::default()));
+    let config_cache = source::spawn_config_map(
+        &client,
+        &names.namespace,
+        &options.config_map,
+        Arc::clone(&filters),
+    );
+
+    let bindings_changed = Arc::new(Notify::new());
+    let spawn = |r: ApiResource, trim: Trim, n: Arc<Notify>| {
+        Cache::spawn(client.clone(), r, None, None, trim, n)
+    };
+    let ignored = Arc::new(Notify::new());
+    let gce_caches: Vec<Cache> = kinds
+        .load()
+        .find("kyverno.io", "GlobalContextEntry")
+        .map(|r| {
+            let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
+            spawn(
+                ApiResource::from_gvk_with_plural(&gvk, &r.plural),
+                Trim::Object,
+                Arc::clone(&ignored),
+            )
+        })
+        .into_iter()
+        .collect();
+    let global = match gce_caches.first() {
+        Some(c) => GlobalContext::spawn(client.clone(), c.clone()),
+        None => Arc::new(GlobalContext::default()),
+    };
+    let context = Arc::new(ClusterContext::new(
+        client.clone(),
+        [
+            spawn(
+                core("Namespace", "namespaces"),
+                Trim::Labels,
+                Arc::clone(&ignored),
+            ),
+            spawn(
+                core("ConfigMap", "configmaps"),
+                Trim::Object,
+                Arc::clone(&ignored),
+            ),
+            spawn(
+                rbac("RoleBinding", "rolebindings"),
+                Trim::Object,
+                Arc::clone(&bindings_changed),
+            ),
+            spawn(
+                rbac("ClusterRoleBinding", "clusterrolebindings"),
+                Trim::Object,
+                Arc::clone(&bindings_changed),
+            ),
+        ],
+        Arc::clone(&kinds),
+        global,
+        CallLimits::default(),
+    ));
+    {
+        let context = Arc::clone(&context);
+        tokio::spawn(async move {
+            loop {
+                bindings_changed.notified().await;
+                context.refresh_bindings();
+            }
+        });
+    }
+
+    let mut all_caches = policies.caches.clone();
+    all_caches.push(config_cache);
+    all_caches.extend(context.caches());
+    all_caches.extend(gce_caches);
+    let readiness = Arc::new(WatchReadiness {
+        caches: all_caches.clone(),
+        bound: options.stale_bound,
+    });
+
+    let (cert, key) = certs.pair_paths();
+    let mut server = options.server.clone();
+    server.policy_paths = Vec::new();
+    server.tls = TlsSource::Files { cert, key };
+    server.config_map = None;
+    let running = kybern_webhook::start_with(
+        server,
+        ExternalParts {
+            store: Some(Arc::clone(&store)),
+            provider: Some(context.clone()),
+            filters: Some(filters),
+            readiness: Some(readiness),
+        },
+    )
+    .await
+    .map_err(|e| ClusterError::Server(e.to_string()))?;
+
+    // Certificates: the leader renews, everyone copies.
+    {
+        let certs = Arc::clone(&certs);
+        let leader = leader.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(CERT_CHECK).await;
+                if *leader.borrow()
+                    && let Err(e) = certs.reconcile().await
+                {
+                    tracing::warn!(error = %e, "certificate renewal failed");
+                }
+                match certs.mirror().await {
+                    Ok(Some(b)) => {
+                        bundle_tx.send_if_modified(|old| {
+                            let changed = *old != b;
+                            *old = b.clone();
+                            changed
+                        });
+                    }
+                    Ok(None) => tracing::warn!(
+                        "the serving certificate Secret is gone; serving the last copy"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "serving certificate not copied"),
+                }
+            }
+        });
+    }
+
+    // Discovery again from time to time, for kinds installed later.
+    {
+        let client = client.clone();
+        let kinds = Arc::clone(&kinds);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(DISCOVERY_REFRESH).await;
+                match Kinds::discover(&client).await {
+                    Ok(k) => kinds.store(Arc::new(k)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "discovery failed; keeping the last answer")
+                    }
+                }
+            }
+        });
+    }
+
+    tokio::spawn(leader_loop(LeaderWork {
+        client,
+        store,
+        policies,
+        kinds,
+        settings: options.webhooks.clone(),
+        leader: leader.clone(),
+        bundle: bundle_rx.clone(),
+    }));
+
+    Ok(ClusterServer {
+        running,
+        ca_bundle: bundle_rx,
+        leader,
+    })
+}
+
+struct LeaderWork {
+    client: kube::Client,
+    store: Arc<PolicyStore>,
+    policies: PolicySource,
+    kinds: Arc<ArcSwap<Kinds>>,
+    settings: WebhookSettings,
+    leader: channel::Receiver<bool>,
+    bundle: channel::Receiver<String>,
+}
+
+/// Writes webhook configurations and status whenever the policies, the CA bundle or the
+/// leadership change, and every [`RESYNC`]; only while leading and only from a synced store.
+async fn leader_loop(mut w: LeaderWork) {
+    loop {
+        if *w.leader.borrow() && w.store.is_ready() {
+            let objects = w.policies.objects();
+            let status = w.store.status();
+            let (good, errors) = registration::split_by_errors(&objects, &status);
+            let bundle = w.bundle.borrow().clone();
+            let kinds = w.kinds.load_full();
+            match registration::apply_webhooks(
+                &w.client,
+                good,
+                &w.settings,
+                &bundle,
+                kinds.as_ref(),
+            )
+            .await
+            {
+                Ok(desired) => {
+                    for (policy, kind) in &desired.unresolved {
+                        tracing::warn!(%policy, %kind, "the cluster serves no such kind; no webhook rule for it");
+                    }
+                    match registration::write_statuses(
+                        &w.client,
+                        &w.policies.caches,
+                        &errors,
+                        &desired,
+                    )
+                    .await
+                    {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(policies = n, "policy status written"),
+                        Err(e) => tracing::warn!(error = %e, "policy status not written"),
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "webhook configurations not written"),
+            }
+        }
+        tokio::select! {
+            _ = w.policies.synced.changed() => {}
+            _ = w.bundle.changed() => {}
+            _ = w.leader.changed() => {
+                tracing::info!(leader = *w.leader.borrow(), "leadership changed");
+            }
+            _ = tokio::time::sleep(RESYNC) => {}
+        }
+    }
+}
+
+/// Runs until `signal`, then drains in-flight requests.
+pub async fn run(
+    options: ClusterOptions,
+    signal: impl std::future::Future<Output = ()>,
+) -> Result<(), ClusterError> {
+    let server = start(options).await?;
+    server.running.run_until(signal).await;
+    Ok(())
+}
+
+/// Removes the webhook configurations (the chart's pre-delete hook).
+pub async fn delete_webhooks(
+    kubeconfig: Option<&std::path::Path>,
+    names: &Names,
+) -> Result<usize, ClusterError> {
+    let client = client(kubeconfig).await?;
+    registration::delete_webhooks(&client, names).await
+}

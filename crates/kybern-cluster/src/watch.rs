@@ -1,0 +1,190 @@
+//! One watched kind: a kube-runtime reflector over dynamic objects, trimmed to what kybern reads,
+//! with its health (synced once, broken since when) for readiness and staleness.
+
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// How a watch is doing.
+#[derive(Debug, Default)]
+pub struct Health {
+    synced: AtomicBool,
+    broken_since: Mutex<Option<Instant>>,
+}
+
+impl Health {
+    /// True once the first complete list has arrived.
+    pub fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// How long the watch has been failing, if it is.
+    pub fn broken_for(&self) -> Option<Duration> {
+        self.broken_since
+            .lock()
+            .ok()
+            .and_then(|b| b.map(|since| since.elapsed()))
+    }
+
+    fn ok(&self) {
+        if let Ok(mut b) = self.broken_since.lock() {
+            *b = None;
+        }
+    }
+
+    fn failed(&self) {
+        if let Ok(mut b) = self.broken_since.lock() {
+            b.get_or_insert_with(Instant::now);
+        }
+    }
+}
+
+/// A watched kind's objects.
+#[derive(Clone)]
+pub struct Cache {
+    /// For messages: `kyverno.io/v1 clusterpolicies`.
+    pub name: String,
+    pub resource: ApiResource,
+    pub reader: Store<DynamicObject>,
+    pub health: Arc<Health>,
+}
+
+/// What a cache keeps of each object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trim {
+    /// Everything but `metadata.managedFields` and the last-applied annotation.
+    Object,
+    /// Only `metadata.name` and `metadata.labels` (Namespaces).
+    Labels,
+}
+
+fn trim(obj: &mut DynamicObject, how: Trim) {
+    obj.metadata.managed_fields = None;
+    if let Some(a) = obj.metadata.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    if how == Trim::Labels {
+        obj.metadata.annotations = None;
+        obj.metadata.owner_references = None;
+        obj.metadata.finalizers = None;
+        obj.data = Value::Null;
+    }
+}
+
+impl Cache {
+    /// Starts watching `resource` (all namespaces, or one), trimmed as `how` says; `changed` is
+    /// notified after every event that changed the cache.
+    pub fn spawn(
+        client: kube::Client,
+        resource: ApiResource,
+        namespace: Option<&str>,
+        field_selector: Option<String>,
+        how: Trim,
+        changed: Arc<Notify>,
+    ) -> Cache {
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(client, ns, &resource),
+            None => Api::all_with(client, &resource),
+        };
+        let name = format!("{} {}", resource.api_version, resource.plural);
+        let writer = reflector::store::Writer::new(resource.clone());
+        let reader = writer.as_reader();
+        let health = Arc::new(Health::default());
+        let mut config = watcher::Config::default();
+        if let Some(f) = field_selector {
+            config = config.fields(&f);
+        }
+        let task_health = Arc::clone(&health);
+        let task_name = name.clone();
+        tokio::spawn(async move {
+            let stream = watcher(api, config)
+                .default_backoff()
+                .modify(move |o| trim(o, how))
+                .reflect(writer);
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::InitDone) => {
+                        task_health.ok();
+                        task_health.synced.store(true, Ordering::Release);
+                        changed.notify_one();
+                    }
+                    Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => task_health.ok(),
+                    Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                        task_health.ok();
+                        changed.notify_one();
+                    }
+                    Err(e) => {
+                        task_health.failed();
+                        tracing::warn!(watch = %task_name, error = %e, "watch failed; retrying");
+                    }
+                }
+            }
+        });
+        Cache {
+            name,
+            resource,
+            reader,
+            health,
+        }
+    }
+
+    /// Every object as JSON with its apiVersion and kind (list items may come without them).
+    pub fn values(&self) -> Vec<Value> {
+        self.reader
+            .state()
+            .iter()
+            .filter_map(|o| self.to_value(o))
+            .collect()
+    }
+
+    /// One object as JSON with its apiVersion and kind.
+    pub fn to_value(&self, obj: &DynamicObject) -> Option<Value> {
+        let mut v = serde_json::to_value(obj).ok()?;
+        if let Some(m) = v.as_object_mut() {
+            m.entry("apiVersion")
+                .or_insert_with(|| Value::String(self.resource.api_version.clone()));
+            m.entry("kind")
+                .or_insert_with(|| Value::String(self.resource.kind.clone()));
+        }
+        Some(v)
+    }
+}
+
+/// Readiness over several caches: every one synced, none broken longer than `bound`.
+pub fn readiness(caches: &[Cache], bound: Duration) -> Result<(), String> {
+    let waiting: Vec<String> = caches
+        .iter()
+        .filter_map(|c| {
+            if !c.health.synced() {
+                return Some(format!("{} has not synced", c.name));
+            }
+            match c.health.broken_for() {
+                Some(d) if d > bound => {
+                    Some(format!("{} has been failing for {}s", c.name, d.as_secs()))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    if waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(waiting.join("; "))
+    }
+}
+
+/// The longest time any cache has been failing (0 when all are healthy).
+pub fn staleness(caches: &[Cache]) -> Duration {
+    caches
+        .iter()
+        .filter_map(|c| c.health.broken_for())
+        .max()
+        .unwrap_or_default()
+}

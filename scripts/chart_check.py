@@ -1,0 +1,585 @@
+#!/usr/bin/env python3
+"""Offline checks of the Helm chart charts/kybern.
+
+For each value set below: `helm lint` (strict) and a render with Helm's own engine
+(helm-python-sdk), then every rendered document is validated against the Kubernetes 1.33 JSON
+schemas with kubernetes-validate in strict mode (an unknown field is an error), and a few facts
+that a careless edit could break are asserted. CustomResourceDefinitions in charts/kybern/crds/
+(and in files given with --crds) are validated against the apiextensions schema.
+
+Run it through scripts/chart-check.sh, which prepares the virtualenv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+
+KUBE_VERSION = "1.33.0"
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "kybern"
+
+# Kinds whose CRDs are not part of Kubernetes: no schema to validate against, so only the
+# facts below look at them.
+CUSTOM_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("cert-manager.io/v1", "Certificate"),
+    ("cert-manager.io/v1", "Issuer"),
+}
+
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Namespace"}
+
+STANDARD_LABELS = [
+    "helm.sh/chart",
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+]
+
+# A set that turns on every optional input, so every branch of the templates renders once.
+EVERYTHING = {
+    "certificates": {"tlsSecret": "byo-tls"},
+    "metrics": {
+        "serviceMonitor": {
+            "enabled": True,
+            "additionalLabels": {"release": "prometheus"},
+            "caSecret": {"name": "kybern-svc.kybern.svc.kybern-tls-ca"},
+            "relabelings": [{"action": "replace", "targetLabel": "cluster", "replacement": "a"}],
+            "metricRelabelings": [{"action": "drop", "regex": "go_.*", "sourceLabels": ["__name__"]}],
+        }
+    },
+    "rbac": {
+        "createViewRoleBinding": False,
+        "extraRules": [{"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list"]}],
+    },
+    "admissionController": {
+        "maxBodyBytes": 1048576,
+        "priorityClassName": "system-cluster-critical",
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
+        ],
+        "podDisruptionBudget": {"maxUnavailable": 1, "unhealthyPodEvictionPolicy": "IfHealthyBudget"},
+    },
+    "config": {
+        "excludeUsernames": ["ci-bot", "!ci-admin"],
+        "excludeRoles": ["ops:break-glass"],
+        "excludeClusterRoles": ["cluster-admin"],
+        "webhooks": [
+            {
+                "namespaceSelector": {"matchLabels": {"policy": "enforced"}},
+                "objectSelector": {"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]},
+            }
+        ],
+    },
+    "networkPolicy": {
+        "enabled": True,
+        "ingressFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+    },
+    "failurePolicy": "Ignore",
+    "webhookTimeoutSeconds": 5,
+    "excludeNamespaces": ["kube-system", "cert-manager"],
+    "extraArgs": ["--max-evaluations=8"],
+    "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}],
+    "podAnnotations": {"example.com/scrape": "true"},
+    "podLabels": {"tier": "infra"},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}
+                ]
+            }
+        }
+    },
+    "imagePullSecrets": [{"name": "regcred"}],
+    "serviceAccount": {"annotations": {"example.com/role": "kybern"}},
+    "service": {"annotations": {"example.com/internal": "true"}},
+    "webhooksCleanup": {"podLabels": {"tier": "infra"}},
+}
+
+# (name, values, release name, namespace)
+VALUE_SETS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("defaults", {}, "kybern", "kybern"),
+    ("compat.kyvernoNames=true", {"compat": {"kyvernoNames": True}}, "kyverno", "kyverno"),
+    ("certificates.certManager.enabled=true", {"certificates": {"certManager": {"enabled": True}}}, "kybern", "kybern"),
+    ("metrics.serviceMonitor.enabled=true", {"metrics": {"serviceMonitor": {"enabled": True}}}, "kybern", "kybern"),
+    ("networkPolicy.enabled=true", {"networkPolicy": {"enabled": True}}, "kybern", "kybern"),
+    ("admissionController.replicas=1", {"admissionController": {"replicas": 1}}, "kybern", "kybern"),
+    ("webhooksCleanup.enabled=false", {"webhooksCleanup": {"enabled": False}}, "kybern", "kybern"),
+    ("every optional input", EVERYTHING, "policy", "policy-system"),
+]
+
+
+# Values that values.schema.json must reject, so a typo fails at install instead of at run time.
+REJECTED_VALUES: list[dict[str, Any]] = [
+    {"failurePolicy": "fail"},
+    {"webhookTimeoutSeconds": 31},
+    {"admissionControler": {"replicas": 1}},
+    {"config": {"resourceFilters": ["Event,*,*"]}},
+    {"admissionController": {"podDisruptionBudget": {"unhealthyPodEvictionPolicy": "Always"}}},
+]
+
+
+class Doc:
+    """One rendered document and where it came from."""
+
+    def __init__(self, source: str, index: int, body: dict[str, Any]):
+        self.source = source
+        self.index = index
+        self.body = body
+
+    @property
+    def kind(self) -> str:
+        return str(self.body.get("kind", "?"))
+
+    @property
+    def name(self) -> str:
+        return str((self.body.get("metadata") or {}).get("name", "?"))
+
+    def where(self) -> str:
+        return f"{self.source} document {self.index} ({self.kind}/{self.name})"
+
+
+class Report:
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def fail(self, value_set: str, where: str, message: str) -> None:
+        self.failures.append(f"FAIL [{value_set}] {where}: {message}")
+
+
+def parse_documents(source: str, text: str) -> list[Doc]:
+    docs = []
+    for index, body in enumerate(yaml.safe_load_all(text), start=1):
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise yaml.YAMLError(f"document {index} is a {type(body).__name__}, not a mapping")
+        docs.append(Doc(source, index, body))
+    return docs
+
+
+def validate_schema(doc: Doc) -> str | None:
+    """None when valid; else the error. Custom kinds are the caller's business."""
+    try:
+        kubernetes_validate.validate(doc.body, KUBE_VERSION, strict=True)
+    except kubernetes_validate.SchemaNotFoundError as e:
+        return f"unknown kind: {e.message}"
+    except kubernetes_validate.ValidationError as e:
+        path = "/".join(str(p) for p in e.path) or "(root)"
+        return f"schema: at {path}: {e.message}"
+    except kubernetes_validate.InvalidSchemaError as e:
+        return f"schema file broken: {e.message}"
+    return None
+
+
+def one(docs: list[Doc], kind: str, pred: Callable[[Doc], bool] = lambda d: True) -> list[Doc]:
+    return [d for d in docs if d.kind == kind and pred(d)]
+
+
+def is_hook(d: Doc) -> bool:
+    return "helm.sh/hook" in ((d.body.get("metadata") or {}).get("annotations") or {})
+
+
+def container_args(dep: Doc) -> list[str]:
+    return list(dep.body["spec"]["template"]["spec"]["containers"][0].get("args") or [])
+
+
+def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, docs: list[Doc], r: Report) -> None:
+    merged = chart_values(values)
+    compat = merged["compat"]["kyvernoNames"]
+    names = "kyverno" if compat else "kybern"
+    svc_name = merged["service"]["name"] or f"{names}-svc"
+    cm_name = merged["config"]["name"] or names
+
+    def fail(where: str, message: str) -> None:
+        r.fail(value_set, where, message)
+
+    # Every object carries the standard labels and lives in the release namespace.
+    for d in docs:
+        meta = d.body.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        missing = [l for l in STANDARD_LABELS if l not in labels]
+        if missing:
+            fail(d.where(), f"missing labels {missing}")
+        if d.kind not in CLUSTER_SCOPED and d.kind != "ServiceMonitor" and meta.get("namespace") != ns:
+            fail(d.where(), f"namespace is {meta.get('namespace')!r}, want the release namespace {ns!r}")
+
+    deps = one(docs, "Deployment")
+    if len(deps) != 1:
+        fail("chart", f"want one Deployment, found {len(deps)}")
+        return
+    dep = deps[0]
+    pod = dep.body["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    psc = pod.get("securityContext") or {}
+    csc = container.get("securityContext") or {}
+
+    # Runs as non-root on a read-only root filesystem, without privileges.
+    if not (psc.get("runAsNonRoot") or csc.get("runAsNonRoot")):
+        fail(dep.where(), "runAsNonRoot is not set")
+    if (csc.get("runAsUser", psc.get("runAsUser")) or 0) == 0:
+        fail(dep.where(), "runAsUser is root or unset")
+    if csc.get("readOnlyRootFilesystem") is not True:
+        fail(dep.where(), "readOnlyRootFilesystem is not true")
+    if csc.get("allowPrivilegeEscalation") is not False:
+        fail(dep.where(), "allowPrivilegeEscalation is not false")
+    if csc.get("privileged"):
+        fail(dep.where(), "privileged")
+    if "ALL" not in ((csc.get("capabilities") or {}).get("drop") or []):
+        fail(dep.where(), "capabilities do not drop ALL")
+
+    # Probes: HTTPS on 9443 at the health paths.
+    want_paths = {
+        "startupProbe": "/health/liveness",
+        "livenessProbe": "/health/liveness",
+        "readinessProbe": "/health/readiness",
+    }
+    for probe, path in want_paths.items():
+        get = (container.get(probe) or {}).get("httpGet") or {}
+        if (get.get("path"), get.get("port"), get.get("scheme")) != (path, 9443, "HTTPS"):
+            fail(dep.where(), f"{probe} is {get}, want HTTPS {path} on 9443")
+
+    # Arguments and the writable certificate folder.
+    args = container_args(dep)
+    for want in [
+        "serve",
+        "--cluster",
+        f"--namespace={ns}",
+        f"--service-name={svc_name}",
+        f"--names={names}",
+        f"--config-map={cm_name}",
+        "--cert-dir=/tmp/kybern-certs",
+        "--listen=0.0.0.0:9443",
+    ]:
+        if want not in args:
+            fail(dep.where(), f"argument {want} missing from {args}")
+    excl = next((a for a in args if a.startswith("--exclude-namespaces=")), "")
+    if ns not in excl.split("=", 1)[-1].split(","):
+        fail(dep.where(), f"the release namespace is not excluded: {excl!r}")
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts") or []}
+    vols = {v["name"]: v for v in pod.get("volumes") or []}
+    cert_vol = vols.get(mounts.get("/tmp/kybern-certs", ""), {})
+    if "emptyDir" not in cert_vol:
+        fail(dep.where(), "/tmp/kybern-certs is not an emptyDir mount")
+    env = {e["name"]: e for e in container.get("env") or []}
+    pod_name = ((env.get("KYBERN_POD_NAME") or {}).get("valueFrom") or {}).get("fieldRef", {})
+    if pod_name.get("fieldPath") != "metadata.name":
+        fail(dep.where(), "KYBERN_POD_NAME does not come from metadata.name")
+    if dep.body["spec"]["replicas"] != merged["admissionController"]["replicas"]:
+        fail(dep.where(), "replicas differ from admissionController.replicas")
+
+    # TLS: the Secret passed to the binary is the one cert-manager writes.
+    tls_arg = next((a.split("=", 1)[1] for a in args if a.startswith("--tls-secret=")), None)
+    certs = one(docs, "Certificate", lambda d: not d.body["spec"].get("isCA"))
+    if merged["certificates"]["certManager"]["enabled"]:
+        if len(certs) != 1:
+            fail("chart", f"want one serving Certificate, found {len(certs)}")
+        else:
+            spec = certs[0].body["spec"]
+            if spec.get("secretName") != tls_arg:
+                fail(certs[0].where(), f"secretName {spec.get('secretName')!r} is not --tls-secret {tls_arg!r}")
+            want_dns = {svc_name, f"{svc_name}.{ns}", f"{svc_name}.{ns}.svc"}
+            if not want_dns <= set(spec.get("dnsNames") or []):
+                fail(certs[0].where(), f"dnsNames {spec.get('dnsNames')} lack {sorted(want_dns)}")
+            issuers = {d.name for d in one(docs, "Issuer")}
+            for c in one(docs, "Certificate"):
+                ref = c.body["spec"]["issuerRef"]["name"]
+                if ref not in issuers:
+                    fail(c.where(), f"issuerRef {ref!r} is not a rendered Issuer")
+    elif certs:
+        fail(certs[0].where(), "Certificate rendered while certManager is disabled")
+    if merged["certificates"]["tlsSecret"] and tls_arg != merged["certificates"]["tlsSecret"]:
+        fail(dep.where(), f"--tls-secret is {tls_arg!r}, want {merged['certificates']['tlsSecret']!r}")
+    if not merged["certificates"]["tlsSecret"] and not merged["certificates"]["certManager"]["enabled"] and tls_arg:
+        fail(dep.where(), "--tls-secret given while kybern should manage its certificates")
+
+    # Services: the webhook Service reaches the container's https port.
+    pod_labels = dep.body["spec"]["template"]["metadata"]["labels"]
+    svcs = one(docs, "Service", lambda d: d.name == svc_name)
+    if len(svcs) != 1:
+        fail("chart", f"want the webhook Service {svc_name!r}, found {[d.name for d in one(docs, 'Service')]}")
+    for s in one(docs, "Service"):
+        sel = s.body["spec"].get("selector") or {}
+        if any(pod_labels.get(k) != v for k, v in sel.items()):
+            fail(s.where(), f"selector {sel} does not select the admission Pods")
+        for p in s.body["spec"]["ports"]:
+            if p.get("targetPort") not in ("https", 9443):
+                fail(s.where(), f"targetPort {p.get('targetPort')} is not the https port")
+    if svcs and svcs[0].body["spec"]["ports"][0]["port"] != 443:
+        fail(svcs[0].where(), "the webhook Service does not listen on 443")
+
+    # The ConfigMap, in Kyverno's format.
+    cms = one(docs, "ConfigMap", lambda d: d.name == cm_name)
+    if len(cms) != 1:
+        fail("chart", f"want the ConfigMap {cm_name!r}")
+    else:
+        data = cms[0].body.get("data") or {}
+        for key in ["resourceFilters", "excludeGroups", "excludeUsernames", "excludeRoles", "excludeClusterRoles", "webhooks"]:
+            if not isinstance(data.get(key), str):
+                fail(cms[0].where(), f"data.{key} missing or not a string")
+        entries = re.findall(r"\[([^\[\]]*)\]", data.get("resourceFilters", ""))
+        if not entries or any(len(e.split(",")) > 3 for e in entries):
+            fail(cms[0].where(), "resourceFilters is not a list of [Kind,Namespace,Name]")
+        try:
+            hooks = json.loads(data.get("webhooks", ""))
+            exprs = hooks[0]["namespaceSelector"]["matchExpressions"]
+            if not any(e["operator"] == "NotIn" and ns in e["values"] for e in exprs):
+                fail(cms[0].where(), "webhooks namespaceSelector does not exclude the release namespace")
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            fail(cms[0].where(), f"data.webhooks is not Kyverno's JSON list: {e}")
+
+    # Compat names appear exactly in compat mode.
+    agg_labels = [
+        k
+        for cr in one(docs, "ClusterRole", lambda d: "aggregationRule" in d.body)
+        for sel in cr.body["aggregationRule"]["clusterRoleSelectors"]
+        for k in sel.get("matchLabels", {})
+    ]
+    kyverno_label = "rbac.kyverno.io/aggregate-to-admission-controller"
+    if "rbac.kybern.io/aggregate-to-admission" not in agg_labels:
+        fail("chart", "the admission ClusterRole does not aggregate rbac.kybern.io/aggregate-to-admission")
+    if compat != (kyverno_label in agg_labels):
+        fail("chart", f"{kyverno_label} aggregation {'missing' if compat else 'present'} (compat={compat})")
+    if compat and (svc_name != "kyverno-svc" or cm_name != "kyverno"):
+        fail("chart", "compat mode does not use kyverno-svc and the kyverno ConfigMap")
+    if not compat and any("kyverno" in a for a in args):
+        fail(dep.where(), f"Kyverno names in the arguments outside compat mode: {args}")
+
+    # RBAC: least privilege.
+    for role in one(docs, "Role") + one(docs, "ClusterRole"):
+        for rule in role.body.get("rules") or []:
+            for field in ("verbs", "resources", "apiGroups"):
+                if "*" in (rule.get(field) or []):
+                    fail(role.where(), f"grants '*' {field}: {rule}")
+            if role.kind == "Role" and "secrets" in (rule.get("resources") or []) and "delete" in rule.get("verbs", []):
+                fail(role.where(), f"grants secrets delete: {rule}")
+    rendered_roles = {(d.kind, d.name) for d in one(docs, "Role") + one(docs, "ClusterRole")}
+    rendered_sas = {d.name for d in one(docs, "ServiceAccount")}
+    for b in one(docs, "RoleBinding") + one(docs, "ClusterRoleBinding"):
+        ref = b.body["roleRef"]
+        builtin = ref["kind"] == "ClusterRole" and ref["name"] == merged["rbac"]["viewRoleName"]
+        if (ref["kind"], ref["name"]) not in rendered_roles and not builtin:
+            fail(b.where(), f"roleRef {ref['kind']}/{ref['name']} is not rendered")
+        for s in b.body.get("subjects") or []:
+            if s["kind"] == "ServiceAccount" and s["name"] not in rendered_sas:
+                fail(b.where(), f"subject ServiceAccount {s['name']} is not rendered")
+    view = [b for b in one(docs, "ClusterRoleBinding") if b.body["roleRef"]["name"] == merged["rbac"]["viewRoleName"]]
+    if bool(view) != bool(merged["rbac"]["createViewRoleBinding"]):
+        fail("chart", f"view ClusterRoleBinding {'missing' if not view else 'present'} against rbac.createViewRoleBinding")
+
+    # The PodDisruptionBudget exists only over more than one replica.
+    pdbs = one(docs, "PodDisruptionBudget")
+    want_pdb = merged["admissionController"]["podDisruptionBudget"]["enabled"] and merged["admissionController"]["replicas"] > 1
+    if bool(pdbs) != want_pdb:
+        fail("chart", f"PodDisruptionBudget {'present' if pdbs else 'absent'} with replicas={merged['admissionController']['replicas']}")
+
+    # Pre-delete hooks: scale to zero (90), then remove the webhooks (100), least privilege.
+    hooks = [d for d in docs if is_hook(d)]
+    if merged["webhooksCleanup"]["enabled"]:
+        jobs = {d.name: d for d in one(docs, "Job")}
+        order = []
+        for suffix, weight in (("scale-to-zero", "90"), ("rm-webhooks", "100")):
+            job = next((j for n, j in jobs.items() if n.endswith(suffix)), None)
+            if job is None:
+                fail("chart", f"pre-delete Job {suffix} missing")
+                continue
+            ann = job.body["metadata"]["annotations"]
+            if ann.get("helm.sh/hook") != "pre-delete" or ann.get("helm.sh/hook-weight") != weight:
+                fail(job.where(), f"want a pre-delete hook of weight {weight}, got {ann}")
+            if "hook-succeeded" not in ann.get("helm.sh/hook-delete-policy", ""):
+                fail(job.where(), "hook-delete-policy lacks hook-succeeded")
+            jpod = job.body["spec"]["template"]["spec"]
+            if not (jpod.get("securityContext") or {}).get("runAsNonRoot"):
+                fail(job.where(), "hook Pod may run as root")
+            for c in jpod.get("containers", []) + jpod.get("initContainers", []):
+                if (c.get("securityContext") or {}).get("readOnlyRootFilesystem") is not True:
+                    fail(job.where(), f"container {c['name']} has a writable root filesystem")
+            order.append(job)
+        rm = next((j for n, j in jobs.items() if n.endswith("rm-webhooks")), None)
+        if rm and rm.body["spec"]["template"]["spec"]["containers"][0].get("args", [])[:3] != ["webhooks", "delete", f"--names={names}"]:
+            fail(rm.where(), "rm-webhooks does not run `kybern webhooks delete --names=...`")
+        for d in hooks:
+            if d.kind not in ("Job",) and int(d.body["metadata"]["annotations"].get("helm.sh/hook-weight", "0")) >= 90:
+                fail(d.where(), "hook RBAC must be created before the Jobs (weight below 90)")
+    elif hooks:
+        fail(hooks[0].where(), "hook rendered while webhooksCleanup is disabled")
+
+    # Optional objects follow their switches.
+    if bool(one(docs, "NetworkPolicy")) != merged["networkPolicy"]["enabled"]:
+        fail("chart", "NetworkPolicy does not follow networkPolicy.enabled")
+    sms = one(docs, "ServiceMonitor")
+    if bool(sms) != merged["metrics"]["serviceMonitor"]["enabled"]:
+        fail("chart", "ServiceMonitor does not follow metrics.serviceMonitor.enabled")
+    for sm in sms:
+        ep = sm.body["spec"]["endpoints"][0]
+        if ep.get("scheme") != "https" or ep.get("path") != "/metrics":
+            fail(sm.where(), f"endpoint {ep} does not scrape HTTPS /metrics")
+        metric_svcs = [s for s in one(docs, "Service") if s.name != svc_name]
+        sel = sm.body["spec"]["selector"]["matchLabels"]
+        picked = [s for s in one(docs, "Service") if all(s.body["metadata"]["labels"].get(k) == v for k, v in sel.items())]
+        if [s.name for s in picked] != [s.name for s in metric_svcs]:
+            fail(sm.where(), f"selects {[s.name for s in picked]}, want only the metrics Service")
+
+
+_defaults: dict[str, Any] | None = None
+
+
+def set_chart(path: Path) -> None:
+    global CHART, _defaults
+    CHART, _defaults = path, None
+
+
+def chart_values(overrides: dict[str, Any]) -> dict[str, Any]:
+    global _defaults
+    if _defaults is None:
+        _defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def merge(base: Any, over: Any) -> Any:
+        if isinstance(base, dict) and isinstance(over, dict):
+            out = dict(base)
+            for k, v in over.items():
+                out[k] = merge(base.get(k), v)
+            return out
+        return over
+
+    return merge(_defaults, overrides)
+
+
+def check_crds(paths: list[Path], r: Report) -> int:
+    count = 0
+    for path in paths:
+        try:
+            docs = parse_documents(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path), path.read_text())
+        except yaml.YAMLError as e:
+            r.fail("crds", str(path), f"not YAML: {e}")
+            continue
+        for d in docs:
+            count += 1
+            if d.kind != "CustomResourceDefinition":
+                r.fail("crds", d.where(), "not a CustomResourceDefinition (crds/ holds only CRDs)")
+                continue
+            err = validate_schema(d)
+            if err:
+                r.fail("crds", d.where(), err)
+            spec = d.body.get("spec") or {}
+            want = f"{spec.get('names', {}).get('plural')}.{spec.get('group')}"
+            if d.name != want:
+                r.fail("crds", d.where(), f"name must be <plural>.<group> = {want}")
+            if not any(v.get("storage") for v in spec.get("versions") or []):
+                r.fail("crds", d.where(), "no storage version")
+    return count
+
+
+# Helm keeps each release (chart files, CRDs included, and the rendered manifest) gzipped and
+# base64-encoded in one Secret, which the API server caps at 1 MiB.
+RELEASE_SECRET_LIMIT = 1024 * 1024 - 64 * 1024
+
+
+def release_secret_bytes(rendered: dict[str, str]) -> int:
+    # As Helm serialises a release: file contents ([]byte) as base64 inside JSON, which gzip
+    # compresses far worse than the plain text; the rendered manifest as a plain string.
+    files = [
+        {"name": str(p.relative_to(CHART)), "data": base64.b64encode(p.read_bytes()).decode()}
+        for p in sorted(CHART.rglob("*"))
+        if p.is_file()
+    ]
+    payload = json.dumps({"chart": {"files": files}, "manifest": "\n---\n".join(rendered.values())}).encode()
+    return len(base64.b64encode(gzip.compress(payload, compresslevel=9)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--crds", action="append", type=Path, default=[], help="extra CRD file to validate (repeatable)")
+    parser.add_argument("--chart", type=Path, default=CHART, help="chart folder (default: charts/kybern)")
+    opts = parser.parse_args()
+    set_chart(opts.chart.resolve())
+
+    r = Report()
+    total = 0
+    skipped: dict[str, int] = {}
+
+    crd_files = sorted((CHART / "crds").glob("*.yaml")) + sorted((CHART / "crds").glob("*.yml")) + opts.crds
+    crd_count = check_crds(crd_files, r)
+    if crd_files:
+        print(f"crds: {crd_count} CustomResourceDefinitions in {len(crd_files)} files checked against apiextensions.k8s.io/v1")
+    else:
+        print("crds: charts/kybern/crds/ holds no CRD file yet; skipped")
+
+    chart = helm.Chart.load(str(CHART))
+    try:
+        for name, values, release, ns in VALUE_SETS:
+            lint = helm.lint(str(CHART), values, strict=True, namespace=ns, kube_version=f"v{KUBE_VERSION}")
+            for m in lint.get("messages", []):
+                if m.get("severity", 0) >= 2:
+                    r.fail(name, f"helm lint {m.get('path')}", m.get("error", ""))
+            for e in lint.get("errors", []):
+                r.fail(name, "helm lint", str(e))
+            try:
+                rendered = chart.render(values, name=release, namespace=ns, is_install=True)
+            except helm.HelmError as e:
+                r.fail(name, "helm render", str(e))
+                continue
+            docs: list[Doc] = []
+            for source in sorted(rendered):
+                if not source.endswith((".yaml", ".yml")):
+                    continue
+                try:
+                    docs += parse_documents(source, rendered[source])
+                except yaml.YAMLError as e:
+                    r.fail(name, source, f"rendered text is not YAML: {e}")
+            for d in docs:
+                key = (str(d.body.get("apiVersion")), d.kind)
+                if key in CUSTOM_KINDS:
+                    skipped[f"{key[1]} ({key[0]})"] = skipped.get(f"{key[1]} ({key[0]})", 0) + 1
+                    continue
+                err = validate_schema(d)
+                if err:
+                    r.fail(name, d.where(), err)
+            check_facts(name, values, release, ns, docs, r)
+            size = release_secret_bytes(rendered)
+            if size > RELEASE_SECRET_LIMIT:
+                r.fail(name, "release", f"the release Secret would hold about {size} bytes, over the API server's 1 MiB cap (less a margin)")
+            total += len(docs)
+            print(f"  {name}: {len(docs)} documents, release Secret about {size // 1024} KiB")
+        for values in REJECTED_VALUES:
+            try:
+                chart.render(values, name="kybern", namespace="kybern", is_install=True)
+                r.fail("schema", "values.schema.json", f"accepts invalid values {json.dumps(values)}")
+            except helm.HelmValuesError:
+                pass
+            except helm.HelmError as e:
+                r.fail("schema", "values.schema.json", f"{json.dumps(values)} failed otherwise than by the schema: {e}")
+        print(f"  values.schema.json rejects {len(REJECTED_VALUES)} invalid value sets")
+    finally:
+        chart.close()
+
+    if skipped:
+        kinds = ", ".join(f"{k} x{n}" for k, n in sorted(skipped.items()))
+        print(f"no Kubernetes schema for custom kinds, checked by the facts only: {kinds}")
+    if r.failures:
+        for f in r.failures:
+            print(f, file=sys.stderr)
+        print(f"chart: {len(r.failures)} problems in {len(VALUE_SETS)} value sets", file=sys.stderr)
+        return 1
+    print(f"chart: {total} documents in {len(VALUE_SETS)} value sets valid")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+module kybern.dev/admissionclient
+
+go 1.19
