@@ -37,9 +37,14 @@ impl GlobalContext {
     }
 
     /// Keeps the entries of `cache` fetched until the runtime ends.
-    pub fn spawn(client: kube::Client, cache: Cache) -> Arc<GlobalContext> {
+    pub fn spawn(
+        client: kube::Client,
+        cache: Cache,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Arc<GlobalContext> {
         let global = Arc::new(GlobalContext::default());
         let task = Arc::clone(&global);
+        let stop = stop.clone();
         tokio::spawn(async move {
             let mut fetched: BTreeMap<String, (Instant, String)> = BTreeMap::new();
             loop {
@@ -69,7 +74,10 @@ impl GlobalContext {
                     fetched.insert(name, (Instant::now(), version));
                 }
                 task.entries.store(Arc::new(data));
-                tokio::time::sleep(TICK).await;
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(TICK) => {}
+                }
             }
         });
         global

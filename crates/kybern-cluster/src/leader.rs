@@ -18,14 +18,17 @@ pub async fn campaign(
     namespace: &str,
     lease: &str,
     identity: &str,
-    field_manager: &str,
+    product: &str,
 ) -> Result<watch::Receiver<bool>, ClusterError> {
+    // kube-lease-manager detects a competing holder through server-side apply conflicts between
+    // field managers: each replica needs a manager name of its own.
+    let field_manager = format!("{product}-lease-{identity}");
     let manager = LeaseManagerBuilder::new(client, lease)
         .with_namespace(namespace)
         .with_identity(identity)
         .with_duration(LEASE_SECONDS)
         .with_grace(GRACE_SECONDS)
-        .with_field_manager(field_manager)
+        .with_field_manager(&field_manager)
         .build()
         .await
         .map_err(|e| ClusterError::Lease(e.to_string()))?;

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch as channel};
+use tokio_util::sync::CancellationToken;
 
 /// How often the leader re-checks everything even without a change (the API server may have
 /// lost a write, someone may have edited a webhook configuration).
@@ -118,10 +119,36 @@ pub struct ClusterServer {
     /// The caBundle (PEM) in force.
     pub ca_bundle: channel::Receiver<String>,
     pub leader: channel::Receiver<bool>,
+    /// Ends the background loops (leader work, certificates, discovery, watches' consumers).
+    stop: CancellationToken,
+}
+
+impl ClusterServer {
+    /// Stops serving and leader work; the Lease is released once every loop has ended.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        drop(self.leader);
+        self.running.shutdown().await;
+    }
+}
+
+/// Spawns `fut` until `stop` is cancelled.
+fn spawn_until(
+    stop: &CancellationToken,
+    fut: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = fut => {}
+        }
+    });
 }
 
 /// Starts everything and returns once the server listens (readiness follows the watches).
 pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterError> {
+    let stop = CancellationToken::new();
     let client = client(options.kubeconfig.as_deref()).await?;
     // Lease renewals get a client of their own.
     let lease_client = self::client(options.kubeconfig.as_deref()).await?;
@@ -177,6 +204,7 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
         policy_resources,
         Arc::clone(&store),
         options.defaults.clone(),
+        &stop,
     );
 
     let filters = Arc::new(ArcSwap::from_pointee(AdmissionFilters::default()));
@@ -185,11 +213,12 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
         &names.namespace,
         &options.config_map,
         Arc::clone(&filters),
+        &stop,
     );
 
     let bindings_changed = Arc::new(Notify::new());
     let spawn = |r: ApiResource, trim: Trim, n: Arc<Notify>| {
-        Cache::spawn(client.clone(), r, None, None, trim, n)
+        Cache::spawn(client.clone(), r, None, None, trim, n, &stop)
     };
     let ignored = Arc::new(Notify::new());
     let gce_caches: Vec<Cache> = kinds
@@ -206,7 +235,7 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
         .into_iter()
         .collect();
     let global = match gce_caches.first() {
-        Some(c) => GlobalContext::spawn(client.clone(), c.clone()),
+        Some(c) => GlobalContext::spawn(client.clone(), c.clone(), &stop),
         None => Arc::new(GlobalContext::default()),
     };
     let context = Arc::new(ClusterContext::new(
@@ -239,7 +268,7 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
     ));
     {
         let context = Arc::clone(&context);
-        tokio::spawn(async move {
+        spawn_until(&stop, async move {
             loop {
                 bindings_changed.notified().await;
                 context.refresh_bindings();
@@ -277,7 +306,7 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
     {
         let certs = Arc::clone(&certs);
         let leader = leader.clone();
-        tokio::spawn(async move {
+        spawn_until(&stop, async move {
             loop {
                 tokio::time::sleep(CERT_CHECK).await;
                 if *leader.borrow()
@@ -306,7 +335,7 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
     {
         let client = client.clone();
         let kinds = Arc::clone(&kinds);
-        tokio::spawn(async move {
+        spawn_until(&stop, async move {
             loop {
                 tokio::time::sleep(DISCOVERY_REFRESH).await;
                 match Kinds::discover(&client).await {
@@ -319,20 +348,24 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
         });
     }
 
-    tokio::spawn(leader_loop(LeaderWork {
-        client,
-        store,
-        policies,
-        kinds,
-        settings: options.webhooks.clone(),
-        leader: leader.clone(),
-        bundle: bundle_rx.clone(),
-    }));
+    spawn_until(
+        &stop,
+        leader_loop(LeaderWork {
+            client,
+            store,
+            policies,
+            kinds,
+            settings: options.webhooks.clone(),
+            leader: leader.clone(),
+            bundle: bundle_rx.clone(),
+        }),
+    );
 
     Ok(ClusterServer {
         running,
         ca_bundle: bundle_rx,
         leader,
+        stop,
     })
 }
 
@@ -402,7 +435,9 @@ pub async fn run(
     signal: impl std::future::Future<Output = ()>,
 ) -> Result<(), ClusterError> {
     let server = start(options).await?;
-    server.running.run_until(signal).await;
+    signal.await;
+    tracing::info!("shutting down: draining in-flight requests");
+    server.shutdown().await;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
 
 /// Kinds of the API server's own admission policies, read so that `kybern serve` decides as the
 /// kyverno CLI does when it is called on paths that serve every kind.
@@ -95,6 +96,7 @@ impl PolicySource {
         resources: Vec<ApiResource>,
         store: Arc<PolicyStore>,
         defaults: PolicyDefaults,
+        stop: &CancellationToken,
     ) -> PolicySource {
         let changed = Arc::new(Notify::new());
         let caches: Vec<Cache> = resources
@@ -107,6 +109,7 @@ impl PolicySource {
                     None,
                     Trim::Object,
                     Arc::clone(&changed),
+                    stop,
                 )
             })
             .collect();
@@ -115,9 +118,13 @@ impl PolicySource {
         changed.notify_one();
         let task_caches = caches.clone();
         let task_defaults = defaults.clone();
+        let task_stop = stop.clone();
         tokio::spawn(async move {
             loop {
-                changed.notified().await;
+                tokio::select! {
+                    _ = task_stop.cancelled() => break,
+                    _ = changed.notified() => {}
+                }
                 tokio::time::sleep(DEBOUNCE).await;
                 let complete = task_caches.iter().all(|c| c.health.synced());
                 let objects = objects_of(&task_caches, &task_defaults);
@@ -174,6 +181,7 @@ pub fn spawn_config_map(
     namespace: &str,
     name: &str,
     filters: Arc<ArcSwap<AdmissionFilters>>,
+    stop: &CancellationToken,
 ) -> Cache {
     let changed = Arc::new(Notify::new());
     let gvk = GroupVersionKind::gvk("", "v1", "ConfigMap");
@@ -184,12 +192,17 @@ pub fn spawn_config_map(
         Some(format!("metadata.name={name}")),
         Trim::Object,
         Arc::clone(&changed),
+        stop,
     );
     let task_cache = cache.clone();
+    let task_stop = stop.clone();
     let label = format!("{namespace}/{name}");
     tokio::spawn(async move {
         loop {
-            changed.notified().await;
+            tokio::select! {
+                _ = task_stop.cancelled() => break,
+                _ = changed.notified() => {}
+            }
             let doc = task_cache.values().into_iter().next();
             match doc.map(|d| AdmissionFilters::from_config_map(&d)) {
                 None => filters.store(Arc::new(AdmissionFilters::default())),

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// How a watch is doing.
 #[derive(Debug, Default)]
@@ -87,6 +88,7 @@ impl Cache {
         field_selector: Option<String>,
         how: Trim,
         changed: Arc<Notify>,
+        stop: &CancellationToken,
     ) -> Cache {
         let api: Api<DynamicObject> = match namespace {
             Some(ns) => Api::namespaced_with(client, ns, &resource),
@@ -102,13 +104,21 @@ impl Cache {
         }
         let task_health = Arc::clone(&health);
         let task_name = name.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
             let stream = watcher(api, config)
                 .default_backoff()
                 .modify(move |o| trim(o, how))
                 .reflect(writer);
             futures::pin_mut!(stream);
-            while let Some(event) = stream.next().await {
+            loop {
+                let event = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    e = stream.next() => match e {
+                        Some(e) => e,
+                        None => break,
+                    },
+                };
                 match event {
                     Ok(watcher::Event::InitDone) => {
                         task_health.ok();
