@@ -101,11 +101,18 @@ where
     Fut: std::future::Future<Output = Result<T, ClusterError>>,
 {
     let mut delay = Duration::from_millis(200);
+    let mut attempts = 0u32;
     loop {
         match f().await {
             Ok(v) => return v,
             Err(e) => {
-                tracing::warn!(error = %e, "{what} failed; retrying");
+                attempts += 1;
+                // The first misses are the normal start-up order (the leader is being elected).
+                if attempts > 3 {
+                    tracing::warn!(error = %e, "{what} failed; retrying");
+                } else {
+                    tracing::info!(error = %e, "{what} not done yet; retrying");
+                }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
