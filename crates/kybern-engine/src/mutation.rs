@@ -29,6 +29,15 @@ pub struct MutateInput<'a> {
     pub foreach_values: &'a Map<String, Value>,
 }
 
+fn sources<'a>(input: &MutateInput<'a>) -> context_loader::Sources<'a> {
+    context_loader::Sources {
+        provider: input.provider,
+        policy_namespace: input.policy_namespace,
+        preset: input.preset,
+        opts: input.opts,
+    }
+}
+
 /// The outcome of a mutate rule: status, message, and the resource after the rule.
 pub struct MutateOutcome {
     pub status: RuleStatus,
@@ -78,11 +87,17 @@ fn apply_patches(
         }
     }
     if let Some(ops) = block.get("patchesJson6902").filter(|v| !v.is_null()) {
-        let ops = json_patch::parse_operations(ops).map_err(|e| e.to_string())?;
-        // Variables are allowed in values but not in paths (checked at load).
-        let ops =
-            variables::substitute_all(&Value::Array(ops), ctx, opts, "mutate/patchesJson6902")
-                .map_err(|e| format!("variable substitution failed: {e}"))?;
+        // A patch string is substituted as text before it is read, as Kyverno substitutes the
+        // whole rule first: `value: {{ x }}` need not be quoted.
+        let ops = match ops {
+            Value::String(text) => {
+                variables::substitute_string(text, ctx, opts, "mutate/patchesJson6902")
+                    .map_err(|e| format!("variable substitution failed: {e}"))?
+            }
+            other => variables::substitute_all(other, ctx, opts, "mutate/patchesJson6902")
+                .map_err(|e| format!("variable substitution failed: {e}"))?,
+        };
+        let ops = Value::Array(json_patch::parse_operations(&ops).map_err(|e| e.to_string())?);
         current =
             std::borrow::Cow::Owned(json_patch::apply(&current, &ops).map_err(|e| e.to_string())?);
         applied = true;
@@ -174,27 +189,24 @@ fn foreach(
                     ectx.set(name, v);
                 }
             }
-            if let Some(entries) = entry.get("context").and_then(Value::as_array) {
-                context_loader::load_entries(
-                    entries,
-                    &mut ectx,
-                    input.provider,
-                    input.policy_namespace,
-                    input.preset,
-                    input.opts,
-                )
-                .map_err(|e| format!("failed to load foreach context: {e}"))?;
-            }
-            if let Some(pre) = entry.get("preconditions").filter(|p| !p.is_null()) {
-                match preconditions::evaluate_block(pre, &ectx, input.opts, "mutate/foreach") {
-                    Ok(o) if o.met => {}
-                    _ => continue,
+            let entries = entry
+                .get("context")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice);
+            // The element's context entries load when its preconditions or patches read them.
+            let step = context_loader::run_deferred(entries, &mut ectx, sources(input), |ectx| {
+                if let Some(pre) = entry.get("preconditions").filter(|p| !p.is_null()) {
+                    match preconditions::evaluate_block(pre, ectx, input.opts, "mutate/foreach") {
+                        Ok(o) if o.met => {}
+                        _ => return Ok(None),
+                    }
                 }
-            }
-            let step = match entry.get("foreach").and_then(Value::as_array) {
-                Some(nested) => foreach(input, nested, &current, &ectx, depth + 1)?,
-                None => apply_patches(entry, &current, &ectx, input.opts)?,
-            };
+                match entry.get("foreach").and_then(Value::as_array) {
+                    Some(nested) => foreach(input, nested, &current, ectx, depth + 1),
+                    None => apply_patches(entry, &current, ectx, input.opts),
+                }
+            })
+            .map_err(|e| format!("failed to load foreach context: {e}"))??;
             if let Some(next) = step {
                 current = next;
                 applied = true;
@@ -353,50 +365,44 @@ fn run_on_target(input: &MutateInput, spec: &Value, object: &Value) -> RuleResul
         .get("context")
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice);
-    if let Err(e) = context_loader::load_entries(
-        entries,
-        &mut ctx,
-        input.provider,
-        input.policy_namespace,
-        input.preset,
-        input.opts,
-    ) {
-        return existing_result(
+    // The target's context entries load when its preconditions or patches read them.
+    let step = context_loader::run_deferred(entries, &mut ctx, sources(input), |ctx| {
+        if let Some(pre) = spec.get("preconditions").filter(|p| !p.is_null()) {
+            match preconditions::evaluate_block(pre, ctx, input.opts, "mutate/targets/preconditions")
+            {
+                Err(e) => {
+                    return existing_result(
+                        rule,
+                        RuleStatus::Error,
+                        format!("failed to evaluate preconditions: {e}"),
+                    );
+                }
+                Ok(o) if !o.met => {
+                    let mut msg = "preconditions not met".to_string();
+                    if !o.messages.is_empty() {
+                        msg.push_str("; ");
+                        msg.push_str(&o.messages.join("; "));
+                    }
+                    return existing_result(rule, RuleStatus::Skip, msg);
+                }
+                Ok(_) => {}
+            }
+        }
+        let target_input = MutateInput { ctx, ..*input };
+        let out = run(&target_input, object);
+        let mut r = existing_result(rule, out.status, out.message);
+        if out.status == RuleStatus::Pass {
+            r.patched_target = Some(out.patched);
+        }
+        r
+    });
+    step.unwrap_or_else(|e| {
+        existing_result(
             rule,
             RuleStatus::Error,
             format!("failed to load context: {e}"),
-        );
-    }
-    if let Some(pre) = spec.get("preconditions").filter(|p| !p.is_null()) {
-        match preconditions::evaluate_block(pre, &ctx, input.opts, "mutate/targets/preconditions") {
-            Err(e) => {
-                return existing_result(
-                    rule,
-                    RuleStatus::Error,
-                    format!("failed to evaluate preconditions: {e}"),
-                );
-            }
-            Ok(o) if !o.met => {
-                let mut msg = "preconditions not met".to_string();
-                if !o.messages.is_empty() {
-                    msg.push_str("; ");
-                    msg.push_str(&o.messages.join("; "));
-                }
-                return existing_result(rule, RuleStatus::Skip, msg);
-            }
-            Ok(_) => {}
-        }
-    }
-    let target_input = MutateInput {
-        ctx: &ctx,
-        ..*input
-    };
-    let out = run(&target_input, object);
-    let mut r = existing_result(rule, out.status, out.message);
-    if out.status == RuleStatus::Pass {
-        r.patched_target = Some(out.patched);
-    }
-    r
+        )
+    })
 }
 
 #[cfg(test)]

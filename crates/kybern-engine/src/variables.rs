@@ -62,6 +62,22 @@ pub fn has_variables(s: &str) -> bool {
     s.contains("{{") && VARIABLE.as_ref().is_some_and(|re| re.is_match(s))
 }
 
+/// `s` with every unescaped variable replaced by `placeholder`, for checking the shape of text
+/// that is only parsed after substitution (a `patchesJson6902` string).
+pub fn replace_variables(s: &str, placeholder: &str) -> String {
+    let Some(re) = VARIABLE.as_ref() else {
+        return s.to_string();
+    };
+    // The match may start with the character before `{{`, which is kept.
+    re.replace_all(s, |caps: &regex::Captures<'_>| {
+        format!(
+            "{}{placeholder}",
+            caps.get(1).map(|m| m.as_str()).unwrap_or_default()
+        )
+    })
+    .into_owned()
+}
+
 /// True if any string or key in the value holds a variable.
 pub fn value_has_variables(v: &Value) -> bool {
     match v {
@@ -231,7 +247,7 @@ fn substitute_walk(
         Value::Object(map) => {
             let mut out = Map::with_capacity(map.len());
             for (k, v) in map {
-                let child_path = format!("{path}/{k}");
+                let child_path = format!("{path}/{}", escape_segment(k));
                 let key = if has_variables(k) {
                     match substitute_string(k, ctx, opts, &child_path)? {
                         Value::String(s) => s,
@@ -256,6 +272,16 @@ pub fn to_text(v: &Value) -> String {
     }
 }
 
+/// A key as a JSON Pointer segment (RFC 6901), so keys holding `/` such as
+/// `corp.com/retention` stay one segment when [`at_expression`] splits the path.
+fn escape_segment(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.contains(['~', '/']) {
+        std::borrow::Cow::Owned(key.replace('~', "~0").replace('/', "~1"))
+    } else {
+        std::borrow::Cow::Borrowed(key)
+    }
+}
+
 /// `{{@}}`: the resource value at the same place as the pattern key being substituted. The
 /// rule prefix of `path` (`mutate/patchStrategicMerge`, `validate/pattern`,
 /// `validate/anyPattern/<i>`) is skipped; the value is read under `target` when a mutate-existing
@@ -277,12 +303,16 @@ fn at_expression(path: &str, ctx: &JsonContext) -> String {
         if seg.chars().all(|c| c.is_ascii_digit()) {
             expr.push_str(&format!("[{seg}]"));
         } else {
+            let seg = seg.replace("~1", "/").replace("~0", "~");
             // Anchored keys like `(name)` refer to the plain key.
             let key = seg
                 .trim_start_matches(['(', '=', '^', 'X', '<', '+'])
                 .trim_start_matches('(')
                 .trim_end_matches(')');
-            expr.push_str(&format!(".\"{}\"", key.replace('"', "\\\"")));
+            expr.push_str(&format!(
+                ".\"{}\"",
+                key.replace('\\', "\\\\").replace('"', "\\\"")
+            ));
         }
     }
     expr
@@ -395,5 +425,29 @@ mod tests {
         for (path, ctx, want) in cases {
             assert_eq!(at_expression(path, ctx), want, "{path}");
         }
+    }
+
+    #[test]
+    fn at_reads_keys_holding_dots_and_slashes() {
+        let mut ctx = JsonContext::default();
+        ctx.set(
+            "request",
+            &serde_json::json!({"object": {"metadata": {"labels": {"corp.com/retention": "short", "a~b": "x"}}}}),
+        );
+        let patch = serde_json::json!({"metadata": {"labels": {
+            "corp.com/retention": "{{ to_upper('{{ @ }}') }}",
+            "a~b": "{{@}}",
+        }}});
+        let out = substitute_all(
+            &patch,
+            &ctx,
+            SubstituteOptions::default(),
+            "mutate/patchStrategicMerge",
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            serde_json::json!({"metadata": {"labels": {"corp.com/retention": "SHORT", "a~b": "x"}}})
+        );
     }
 }

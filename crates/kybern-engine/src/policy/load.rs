@@ -528,6 +528,19 @@ fn compile_validation(
 /// paths are allowed: foreach patches address `/spec/containers/{{elementIndex}}`).
 fn check_json_patch(m: &Value, path: &str) -> Result<(), PolicyLoadError> {
     if let Some(ops) = m.get("patchesJson6902").filter(|v| !v.is_null()) {
+        // Variables in a patch string are substituted before it is read as YAML (an
+        // unquoted `{{ x }}` is no flow mapping then), so they are checked as placeholders.
+        let placeholder;
+        let ops = match ops {
+            Value::String(s) if crate::variables::has_variables(s) => {
+                placeholder = Value::String(crate::variables::replace_variables(
+                    s,
+                    "kybernjsonpatchvariable",
+                ));
+                &placeholder
+            }
+            other => other,
+        };
         let ops = crate::json_patch::parse_operations(ops)
             .map_err(|e| invalid(format!("{path}.patchesJson6902"), e.to_string()))?;
         for (i, op) in ops.iter().enumerate() {
