@@ -215,11 +215,13 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
     );
 
     let filters = Arc::new(ArcSwap::from_pointee(AdmissionFilters::default()));
+    let config_loaded = Arc::new(Notify::new());
     let config_cache = source::spawn_config_map(
         &client,
         &names.namespace,
         &options.config_map,
         Arc::clone(&filters),
+        Arc::clone(&config_loaded),
         &stop,
     );
 
@@ -265,7 +267,7 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
             ),
             spawn(
                 rbac("ClusterRoleBinding", "clusterrolebindings"),
-                Trim::Object,
+                Trim::Slim,
                 Arc::clone(&bindings_changed),
             ),
         ],
@@ -284,7 +286,7 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
     }
 
     let mut all_caches = policies.caches.clone();
-    all_caches.push(config_cache);
+    all_caches.push(config_cache.clone());
     all_caches.extend(context.caches());
     all_caches.extend(gce_caches);
     let readiness = Arc::new(WatchReadiness {
@@ -308,6 +310,23 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
     )
     .await
     .map_err(|e| ClusterError::Server(e.to_string()))?;
+
+    // Staleness and leadership, as metrics.
+    {
+        let metrics = Arc::clone(&running.metrics);
+        let caches = all_caches.clone();
+        let leader = leader.clone();
+        spawn_until(&stop, async move {
+            loop {
+                let stale = watch::staleness(&caches).as_secs();
+                metrics
+                    .watch_stale_seconds
+                    .set(i64::try_from(stale).unwrap_or(i64::MAX));
+                metrics.leader.set(i64::from(*leader.borrow()));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
 
     // Certificates: the leader renews, everyone copies.
     {
@@ -363,6 +382,8 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
             policies,
             kinds,
             settings: options.webhooks.clone(),
+            config_map: config_cache,
+            config_loaded,
             leader: leader.clone(),
             bundle: bundle_rx.clone(),
         }),
@@ -382,6 +403,9 @@ struct LeaderWork {
     policies: PolicySource,
     kinds: Arc<ArcSwap<Kinds>>,
     settings: WebhookSettings,
+    /// The Kyverno-format ConfigMap: its `webhooks` and `matchConditions` keys.
+    config_map: Cache,
+    config_loaded: Arc<Notify>,
     leader: channel::Receiver<bool>,
     bundle: channel::Receiver<String>,
 }
@@ -396,14 +420,13 @@ async fn leader_loop(mut w: LeaderWork) {
             let (good, errors) = registration::split_by_errors(&objects, &status);
             let bundle = w.bundle.borrow().clone();
             let kinds = w.kinds.load_full();
-            match registration::apply_webhooks(
-                &w.client,
-                good,
-                &w.settings,
-                &bundle,
-                kinds.as_ref(),
-            )
-            .await
+            let config_map = w.config_map.values().into_iter().next();
+            let (settings, problems) = w.settings.with_config_map(config_map.as_ref());
+            for p in problems {
+                tracing::warn!(problem = %p, "ConfigMap value ignored");
+            }
+            match registration::apply_webhooks(&w.client, good, &settings, &bundle, kinds.as_ref())
+                .await
             {
                 Ok(desired) => {
                     for (policy, kind) in &desired.unresolved {
@@ -428,6 +451,7 @@ async fn leader_loop(mut w: LeaderWork) {
         tokio::select! {
             _ = w.policies.synced.changed() => {}
             _ = w.bundle.changed() => {}
+            _ = w.config_loaded.notified() => {}
             _ = w.leader.changed() => {
                 tracing::info!(leader = *w.leader.borrow(), "leadership changed");
             }

@@ -181,6 +181,7 @@ pub fn spawn_config_map(
     namespace: &str,
     name: &str,
     filters: Arc<ArcSwap<AdmissionFilters>>,
+    loaded: Arc<Notify>,
     stop: &CancellationToken,
 ) -> Cache {
     let changed = Arc::new(Notify::new());
@@ -213,6 +214,7 @@ pub fn spawn_config_map(
                 Some(Err(e)) => tracing::warn!(config_map = %label, error = %e,
                     "configuration does not load; the last good version stays in force"),
             }
+            loaded.notify_one();
         }
     });
     cache

@@ -63,6 +63,9 @@ pub enum Trim {
     Object,
     /// Only `metadata.name` and `metadata.labels` (Namespaces).
     Labels,
+    /// The object without annotations, owner references and finalizers (role bindings: their
+    /// subjects and roleRef are what is read).
+    Slim,
 }
 
 fn trim(obj: &mut DynamicObject, how: Trim) {
@@ -70,10 +73,12 @@ fn trim(obj: &mut DynamicObject, how: Trim) {
     if let Some(a) = obj.metadata.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
-    if how == Trim::Labels {
+    if matches!(how, Trim::Labels | Trim::Slim) {
         obj.metadata.annotations = None;
         obj.metadata.owner_references = None;
         obj.metadata.finalizers = None;
+    }
+    if how == Trim::Labels {
         obj.data = Value::Null;
     }
 }

@@ -30,6 +30,91 @@ pub struct WebhookSettings {
     /// `https://host:port`: the API server calls this URL instead of the Service (kybern running
     /// outside the cluster).
     pub url_base: Option<String>,
+    /// From the ConfigMap's `webhooks` key: replaces the default namespaceSelector (kybern's own
+    /// namespace stays excluded).
+    pub namespace_selector: Option<Value>,
+    /// From the ConfigMap's `webhooks` key.
+    pub object_selector: Option<Value>,
+    /// From the ConfigMap's `matchConditions` key: on every webhook, before a policy's own.
+    pub match_conditions: Vec<Value>,
+}
+
+impl WebhookSettings {
+    /// These settings with what a Kyverno-format ConfigMap says: `webhooks` (a JSON list whose
+    /// first entry gives `namespaceSelector` and `objectSelector`) and `matchConditions` (a JSON
+    /// list). A value that does not parse is reported and ignored.
+    pub fn with_config_map(&self, config_map: Option<&Value>) -> (WebhookSettings, Vec<String>) {
+        let mut out = self.clone();
+        let mut problems = Vec::new();
+        let data = |key: &str| {
+            config_map
+                .and_then(|c| c.pointer(&format!("/data/{key}")))
+                .and_then(Value::as_str)
+                .filter(|s| !s.trim().is_empty())
+        };
+        if let Some(text) = data("webhooks") {
+            match serde_json::from_str::<Value>(text) {
+                Ok(Value::Array(list)) => {
+                    if let Some(first) = list.first() {
+                        out.namespace_selector = first.get("namespaceSelector").cloned();
+                        out.object_selector = first.get("objectSelector").cloned();
+                    }
+                }
+                Ok(_) => problems.push("data.webhooks: must be a JSON list".to_string()),
+                Err(e) => problems.push(format!("data.webhooks: {e}")),
+            }
+        }
+        if let Some(text) = data("matchConditions") {
+            match serde_json::from_str::<Value>(text) {
+                Ok(Value::Array(list)) => out.match_conditions = list,
+                Ok(_) => problems.push("data.matchConditions: must be a JSON list".to_string()),
+                Err(e) => problems.push(format!("data.matchConditions: {e}")),
+            }
+        }
+        (out, problems)
+    }
+
+    /// The namespaceSelector of every webhook: the configured one, or kube-system and the
+    /// configured exclusions left out; kybern's own namespace is always left out, so that a
+    /// broken kybern can still be repaired.
+    fn namespace_selector(&self) -> Value {
+        let own = json!({
+            "key": "kubernetes.io/metadata.name",
+            "operator": "NotIn",
+            "values": [self.names.namespace],
+        });
+        match &self.namespace_selector {
+            Some(sel) => {
+                let mut sel = sel.clone();
+                if !sel.is_object() {
+                    sel = json!({});
+                }
+                let excluded = sel
+                    .to_string()
+                    .contains(&format!("\"{}\"", self.names.namespace));
+                if !excluded {
+                    match sel
+                        .get_mut("matchExpressions")
+                        .and_then(Value::as_array_mut)
+                    {
+                        Some(list) => list.push(own),
+                        None => sel["matchExpressions"] = json!([own]),
+                    }
+                }
+                sel
+            }
+            None => {
+                let mut excluded: BTreeSet<String> =
+                    self.exclude_namespaces.iter().cloned().collect();
+                excluded.insert(self.names.namespace.clone());
+                json!({"matchExpressions": [{
+                    "key": "kubernetes.io/metadata.name",
+                    "operator": "NotIn",
+                    "values": excluded.into_iter().collect::<Vec<_>>(),
+                }]})
+            }
+        }
+    }
 }
 
 /// A resource the API server knows: what a kind selector resolves to.
@@ -449,26 +534,26 @@ fn render(
             "caBundle": ca_bundle,
         }),
     };
-    let mut excluded: BTreeSet<String> = settings.exclude_namespaces.iter().cloned().collect();
-    excluded.insert(settings.names.namespace.clone());
     let mut w = json!({
         "name": name,
         "clientConfig": client,
         "rules": merge_rules(&hook.rules),
         "failurePolicy": if hook.fail { "Fail" } else { "Ignore" },
         "matchPolicy": "Equivalent",
-        "namespaceSelector": {"matchExpressions": [{
-            "key": "kubernetes.io/metadata.name",
-            "operator": "NotIn",
-            "values": excluded.into_iter().collect::<Vec<_>>(),
-        }]},
-        "objectSelector": {},
+        "namespaceSelector": settings.namespace_selector(),
+        "objectSelector": settings.object_selector.clone().unwrap_or_else(|| json!({})),
         "sideEffects": "NoneOnDryRun",
         "timeoutSeconds": if hook.timeout == 0 { settings.default_timeout_seconds.clamp(1, MAX_TIMEOUT) } else { hook.timeout },
         "admissionReviewVersions": ["v1"],
     });
-    if !hook.match_conditions.is_empty() {
-        w["matchConditions"] = Value::Array(hook.match_conditions.clone());
+    let conditions: Vec<Value> = settings
+        .match_conditions
+        .iter()
+        .chain(&hook.match_conditions)
+        .cloned()
+        .collect();
+    if !conditions.is_empty() {
+        w["matchConditions"] = Value::Array(conditions);
     }
     if mutating {
         w["reinvocationPolicy"] = json!("IfNeeded");

@@ -75,6 +75,9 @@ fn options(c: &Cluster, identity: &str) -> ClusterOptions {
             default_timeout_seconds: 10,
             exclude_namespaces: vec!["kube-system".into()],
             url_base: None,
+            namespace_selector: None,
+            object_selector: None,
+            match_conditions: Vec::new(),
         },
         config_map: "kybern".into(),
         stale_bound: Duration::from_secs(60),
@@ -583,7 +586,8 @@ async fn namespace_labels_and_config_map_filters_come_from_the_api() {
             "v1",
             "configmaps",
             json!({"metadata": {"name": "kybern", "namespace": NS},
-                "data": {"resourceFilters": "[ConfigMap,team,*]"}}),
+                "data": {"resourceFilters": "[ConfigMap,team,*]",
+                    "webhooks": r#"[{"objectSelector": {"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]}}]"#}}),
         )
         .unwrap();
     let start = Instant::now();
@@ -594,6 +598,21 @@ async fn namespace_labels_and_config_map_filters_come_from_the_api() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Its `webhooks` selectors reach the webhook configuration; kybern's namespace stays out.
+    wait_for(
+        "the ConfigMap's objectSelector",
+        Duration::from_secs(5),
+        || {
+            let vwc = store
+                .get(ADMISSION, "validatingwebhookconfigurations", None, VWC)
+                .unwrap_or_default();
+            webhook(&vwc, "validate.kybern.svc-fail").is_some_and(|w| {
+                w["objectSelector"]["matchExpressions"][0]["key"] == "skip"
+                    && w["namespaceSelector"].to_string().contains("\"kybern\"")
+            })
+        },
+    )
+    .await;
     server.shutdown().await;
     c.api.shutdown().await;
 }

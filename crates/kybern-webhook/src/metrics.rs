@@ -64,6 +64,10 @@ pub struct Metrics {
     pub policies_loaded: Gauge,
     pub policy_set_generation: Gauge,
     pub evaluation_timeouts: Counter,
+    /// Seconds the longest-failing watch of the cluster mode has been failing (0: all healthy).
+    pub watch_stale_seconds: Gauge,
+    /// 1 while this replica holds the cluster mode's leader Lease.
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -129,8 +133,22 @@ impl Metrics {
             "Admission reviews answered by failurePolicy because evaluation missed the deadline",
             evaluation_timeouts.clone(),
         );
+        let watch_stale_seconds = Gauge::default();
+        registry.register(
+            "kybern_watch_stale_seconds",
+            "Seconds the longest-failing watch of the API has been failing (0 when every watch is healthy)",
+            watch_stale_seconds.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "kybern_leader",
+            "1 while this replica holds the leader Lease (writes webhook configurations, certificates and policy status)",
+            leader.clone(),
+        );
         Metrics {
             registry,
+            watch_stale_seconds,
+            leader,
             admission_requests,
             admission_review_duration,
             policy_results,

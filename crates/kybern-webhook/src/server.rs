@@ -1,7 +1,7 @@
-//! The HTTPS server: accept loop with a connection cap and TLS handshake timeout, hyper HTTP/1.1
-//! with a header read timeout, the axum router, admission handlers that read bounded bodies and
-//! run the engine on the blocking pool under a semaphore and a deadline, policy and certificate
-//! polling, and graceful shutdown.
+//! The HTTPS server: accept loop with a connection cap and TLS handshake timeout, hyper HTTP/2 or
+//! HTTP/1.1 by ALPN with header read timeouts, the axum router, admission handlers that read
+//! bounded bodies and run the engine on the blocking pool under a semaphore and a deadline,
+//! policy and certificate polling, and graceful shutdown.
 
 use crate::admission::{self, AdmissionResponse, ReviewResponse, Status};
 use crate::certs::{self, CertError, CertResolver};

@@ -65,6 +65,9 @@ fn settings() -> WebhookSettings {
         default_timeout_seconds: 10,
         exclude_namespaces: vec!["kube-system".into()],
         url_base: None,
+        namespace_selector: None,
+        object_selector: None,
+        match_conditions: Vec::new(),
     }
 }
 
@@ -257,4 +260,26 @@ fn compat_names_follow_kyverno() {
         "kyverno"
     );
     hook(&d.validating, "validate.kyverno.svc-fail");
+}
+
+#[test]
+fn the_config_maps_selectors_and_match_conditions_apply_and_kyberns_namespace_stays_out() {
+    let cm = json!({"data": {
+        "webhooks": r#"[{"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]}, "objectSelector": {"matchLabels": {"checked": "yes"}}}]"#,
+        "matchConditions": r#"[{"name": "no-nodes", "expression": "request.resource.resource != 'nodes'"}]"#,
+    }});
+    let (s, problems) = settings().with_config_map(Some(&cm));
+    assert!(problems.is_empty(), "{problems:?}");
+    let p = cpol("cm", json!({"rules": [validate_rule(&["ConfigMap"])]}));
+    let d = desired([&p], &s, b"CA", &cluster());
+    let w = hook(&d.validating, "validate.kybern.svc-fail");
+    assert_eq!(w["objectSelector"]["matchLabels"]["checked"], "yes");
+    assert_eq!(w["matchConditions"][0]["name"], "no-nodes");
+    let text = w["namespaceSelector"].to_string();
+    assert!(
+        text.contains("kube-system") && text.contains("\"kybern\""),
+        "{text}"
+    );
+    let (_, problems) = settings().with_config_map(Some(&json!({"data": {"webhooks": "{"}})));
+    assert_eq!(problems.len(), 1);
 }
