@@ -1,35 +1,109 @@
 //! Loading a rule's `context` entries into the JSON context (variable, configMap, apiCall,
 //! globalReference, imageRegistry), through the [`ContextProvider`].
+//!
+//! Entries are deferred as Kyverno defers them (`pkg/engine/factories/contextloaderfactory.go`,
+//! `pkg/engine/context/deferred.go`): an entry is loaded the first time an expression names it,
+//! so an entry whose value is never read is never loaded and cannot fail the rule.
 
 use crate::context::{ApiCall, ContextProvider, ProviderError};
 use crate::json_context::JsonContext;
 use crate::variables::{self, SubstituteOptions};
 use serde_json::{Map, Value, json};
 
-/// Loads the entries in order; later entries may use earlier ones.
-/// Names already present in `preset` (values supplied by the caller, e.g. a test's values file) are
-/// not loaded again: the supplied value wins.
-pub fn load_entries(
+/// Where entries load from.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub provider: &'a dyn ContextProvider,
+    pub policy_namespace: &'a str,
+    /// Values supplied by the caller (e.g. a test's values file): entries of these names are not
+    /// loaded, the supplied value wins.
+    pub preset: &'a Map<String, Value>,
+    pub opts: SubstituteOptions,
+}
+
+fn entry_name(entry: &Value) -> &str {
+    entry
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// Runs `step` with `entries` pending in `ctx`. When the step's expressions named a pending entry,
+/// that entry is loaded (its own expressions may name earlier entries, loaded the same way) and
+/// the step runs again, so the result is the one of an evaluation that loads each entry at its
+/// first use. `Err` is the load failure of an entry the step needed.
+pub fn run_deferred<T>(
     entries: &[Value],
     ctx: &mut JsonContext,
-    provider: &dyn ContextProvider,
-    policy_namespace: &str,
-    preset: &Map<String, Value>,
-    opts: SubstituteOptions,
-) -> Result<(), String> {
-    for entry in entries {
-        let name = entry
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if preset.contains_key(name) {
-            continue;
-        }
-        if let Some(value) = load_entry(entry, name, ctx, provider, policy_namespace, opts)? {
-            ctx.set(name, &value);
+    src: Sources,
+    mut step: impl FnMut(&JsonContext) -> T,
+) -> Result<T, String> {
+    if entries.is_empty() {
+        return Ok(step(ctx));
+    }
+    let pending = entries
+        .iter()
+        .enumerate()
+        .map(|(pos, e)| (entry_name(e).to_string(), pos))
+        .filter(|(name, _)| !name.is_empty() && !src.preset.contains_key(name))
+        .collect();
+    ctx.push_deferred(pending);
+    // Each round loads one more entry, so the step runs at most once per entry, plus once.
+    for _ in 0..=entries.len() {
+        let out = step(ctx);
+        let Some(pos) = ctx.requested_entry() else {
+            ctx.pop_deferred();
+            return Ok(out);
+        };
+        if let Err(e) = load_deferred(entries, pos, ctx, src, 0) {
+            ctx.pop_deferred();
+            return Err(e);
         }
     }
-    Ok(())
+    ctx.pop_deferred();
+    Err("context entries did not settle".into())
+}
+
+/// Loads the entry at `pos` into `ctx` (whose innermost pending scope holds `entries`), first
+/// loading the earlier entries its expressions name.
+fn load_deferred(
+    entries: &[Value],
+    pos: usize,
+    ctx: &mut JsonContext,
+    src: Sources,
+    depth: usize,
+) -> Result<(), String> {
+    let Some(entry) = entries.get(pos) else {
+        ctx.retain_deferred(|p| p != pos);
+        return Ok(());
+    };
+    let name = entry_name(entry);
+    for _ in 0..=pos {
+        // The entry sees the entries before it, as when they load in order.
+        let mut own = ctx.clone();
+        own.retain_deferred(|p| p < pos);
+        let loaded = load_entry(
+            entry,
+            name,
+            &own,
+            src.provider,
+            src.policy_namespace,
+            src.opts,
+        );
+        match own.requested_entry() {
+            Some(earlier) if earlier < pos && depth < entries.len() => {
+                load_deferred(entries, earlier, ctx, src, depth + 1)?;
+            }
+            _ => {
+                if let Some(value) = loaded? {
+                    ctx.set(name, &value);
+                }
+                ctx.retain_deferred(|p| p != pos);
+                return Ok(());
+            }
+        }
+    }
+    Err(format!("context entry {name} did not settle"))
 }
 
 fn subst_str(

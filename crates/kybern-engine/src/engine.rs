@@ -2,7 +2,7 @@
 //! webhook both call this, so a decision never differs between them.
 
 use crate::context::ContextProvider;
-use crate::context_loader;
+use crate::context_loader::{self, Sources};
 use crate::exceptions::PolicyException;
 use crate::generation;
 use crate::json_context::JsonContext;
@@ -82,6 +82,19 @@ fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
             }
             RuleBody::Unsupported { .. } | RuleBody::VerifyImages(_) => false,
         }
+}
+
+/// How the context-reading part of a rule's evaluation ended.
+enum RuleStep {
+    /// The rule's result (`None`: the rule produces none).
+    Done(Option<RuleResult>),
+    /// A validation check's outcome, before pre-existing violations are considered.
+    Checked {
+        status: RuleStatus,
+        message: String,
+        /// PolicyExceptions that exempted Pod Security controls.
+        pss_exceptions: Vec<String>,
+    },
 }
 
 /// Which rules a pass over a policy runs.
@@ -285,25 +298,10 @@ impl<'p> Engine<'p> {
         };
         let empty = Map::new();
         let preset = values.map_or(&empty, |v| &v.values);
-        let ctx: JsonContext = if rule_uses_context(rule, values) {
+        let mut ctx: JsonContext = if rule_uses_context(rule, values) {
             let mut ctx = pctx.base().clone();
             for (k, v) in preset {
                 ctx.set(k, v);
-            }
-            if let Err(e) = context_loader::load_entries(
-                &rule.context,
-                &mut ctx,
-                self.provider,
-                &policy.namespace,
-                preset,
-                opts,
-            ) {
-                return Some(RuleResult::new(
-                    &rule.name,
-                    rule_type,
-                    RuleStatus::Error,
-                    format!("failed to load context: {e}"),
-                ));
             }
             ctx
         } else if exceptions.iter().any(|e| e.conditions.is_some()) {
@@ -312,10 +310,80 @@ impl<'p> Engine<'p> {
             // Nothing in this rule reads variables: skip building the request context.
             JsonContext::default()
         };
+        let src = Sources {
+            provider: self.provider,
+            policy_namespace: &policy.namespace,
+            preset,
+            opts,
+        };
+        // Context entries load when the rule first reads them (see `context_loader`).
+        let step = context_loader::run_deferred(&rule.context, &mut ctx, src, |ctx| {
+            self.evaluate_with_context(policy, rule, pctx, exceptions, values, ctx, rule_type)
+        });
+        let (mut status, mut message, pss_exceptions) = match step {
+            Err(e) => {
+                return Some(RuleResult::new(
+                    &rule.name,
+                    rule_type,
+                    RuleStatus::Error,
+                    format!("failed to load context: {e}"),
+                ));
+            }
+            Ok(RuleStep::Done(result)) => return result,
+            Ok(RuleStep::Checked {
+                status,
+                message,
+                pss_exceptions,
+            }) => (status, message, pss_exceptions),
+        };
+        if let Some(validation) = validation
+            && status == RuleStatus::Fail
+            && request.operation == Operation::Update
+            && validation.allow_existing_violations
+            && effective_action(policy, validation, pctx) == FailureAction::Enforce
+            && !request.old_object.is_null()
+            && self.old_object_fails(policy, rule, request, exceptions, values)
+        {
+            status = RuleStatus::Skip;
+            message = "skipping modified resource as validation results have not changed".into();
+        }
+        let mut r = RuleResult::new(&rule.name, rule_type, status, message);
+        if status == RuleStatus::Skip {
+            r.exceptions = pss_exceptions;
+        }
+        Some(r)
+    }
+
+    /// The part of a rule's evaluation that reads the JSON context: preconditions, exceptions
+    /// and the rule body. Validation results come back unfinished: pre-existing violations are
+    /// decided on the old object afterwards.
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_with_context(
+        &self,
+        policy: &Policy,
+        rule: &Rule,
+        pctx: &PolicyContext,
+        exceptions: &[PolicyException],
+        values: Option<&RuleValues>,
+        ctx: &JsonContext,
+        rule_type: RuleType,
+    ) -> RuleStep {
+        let request = pctx.request;
+        let subject = &pctx.subject;
+        let validation = match &rule.body {
+            RuleBody::Validate(v) => Some(v.as_ref()),
+            _ => None,
+        };
+        let opts = SubstituteOptions {
+            delete: request.operation == Operation::Delete,
+        };
+        let empty = Map::new();
+        let preset = values.map_or(&empty, |v| &v.values);
+        let done = |r: RuleResult| RuleStep::Done(Some(r));
         if let Some(pre) = &rule.preconditions {
-            match pre.evaluate(&ctx, opts, "preconditions") {
+            match pre.evaluate(ctx, opts, "preconditions") {
                 Err(e) => {
-                    return Some(RuleResult::new(
+                    return done(RuleResult::new(
                         &rule.name,
                         rule_type,
                         RuleStatus::Error,
@@ -328,7 +396,7 @@ impl<'p> Engine<'p> {
                         msg.push_str("; ");
                         msg.push_str(&o.messages.join("; "));
                     }
-                    return Some(RuleResult::new(
+                    return done(RuleResult::new(
                         &rule.name,
                         rule_type,
                         RuleStatus::Skip,
@@ -347,7 +415,7 @@ impl<'p> Engine<'p> {
                 continue;
             }
             if let Some(cond) = &ex.conditions {
-                match cond.evaluate(&ctx, opts, "exception/conditions") {
+                match cond.evaluate(ctx, opts, "exception/conditions") {
                     Ok(o) if o.met => {}
                     _ => continue,
                 }
@@ -366,13 +434,13 @@ impl<'p> Engine<'p> {
                 format!("rule is skipped due to policy exception {}", ex.key()),
             );
             r.exceptions.push(ex.key());
-            return Some(r);
+            return done(r);
         }
         let validation = match (&rule.body, validation) {
             (_, Some(v)) => v,
             (RuleBody::Generate(g), None) => {
-                return Some(
-                    match generation::run(g, &ctx, opts, self.provider, &policy.namespace) {
+                return done(
+                    match generation::run(g, ctx, opts, self.provider, &policy.namespace) {
                         Ok(objects) => {
                             let mut r = RuleResult::new(
                                 &rule.name,
@@ -388,8 +456,10 @@ impl<'p> Engine<'p> {
                 );
             }
             (RuleBody::VerifyImages(entries), None) => {
-                return crate::image_verification::check(entries, request.resource()).map(
-                    |(status, message)| RuleResult::new(&rule.name, rule_type, status, message),
+                return RuleStep::Done(
+                    crate::image_verification::check(entries, request.resource()).map(
+                        |(status, message)| RuleResult::new(&rule.name, rule_type, status, message),
+                    ),
                 );
             }
             (RuleBody::Mutate(m), None) => {
@@ -397,7 +467,7 @@ impl<'p> Engine<'p> {
                 let input = MutateInput {
                     rule_name: &rule.name,
                     mutate: m,
-                    ctx: &ctx,
+                    ctx,
                     opts,
                     provider: self.provider,
                     policy_namespace: &policy.namespace,
@@ -408,16 +478,16 @@ impl<'p> Engine<'p> {
                     // Mutate existing: the trigger is left alone, each target gets a result.
                     let mut carrier = RuleResult::new(&rule.name, rule_type, RuleStatus::Skip, "");
                     carrier.target_results = Some(mutation::run_existing(&input, targets));
-                    return Some(carrier);
+                    return done(carrier);
                 }
                 let out = mutation::run(&input, request.resource());
                 let mut r = RuleResult::new(&rule.name, rule_type, out.status, out.message);
                 if out.status == RuleStatus::Pass {
                     r.patched = Some(out.patched);
                 }
-                return Some(r);
+                return done(r);
             }
-            _ => return None,
+            _ => return RuleStep::Done(None),
         };
         let empty_foreach = Map::new();
         let input = CheckInput {
@@ -425,7 +495,7 @@ impl<'p> Engine<'p> {
             request,
             validation,
             resource: request.resource(),
-            ctx: &ctx,
+            ctx,
             opts,
             provider: self.provider,
             policy_namespace: &policy.namespace,
@@ -433,22 +503,14 @@ impl<'p> Engine<'p> {
             pss_excludes: &pss_excludes,
             foreach_values: values.map_or(&empty_foreach, |v| &v.foreach_values),
         };
-        let (mut status, mut message) = validation::run(&input)?;
-        if status == RuleStatus::Fail
-            && request.operation == Operation::Update
-            && validation.allow_existing_violations
-            && effective_action(policy, validation, pctx) == FailureAction::Enforce
-            && !request.old_object.is_null()
-            && self.old_object_fails(policy, rule, request, exceptions, values)
-        {
-            status = RuleStatus::Skip;
-            message = "skipping modified resource as validation results have not changed".into();
+        match validation::run(&input) {
+            None => RuleStep::Done(None),
+            Some((status, message)) => RuleStep::Checked {
+                status,
+                message,
+                pss_exceptions,
+            },
         }
-        let mut r = RuleResult::new(&rule.name, rule_type, status, message);
-        if status == RuleStatus::Skip {
-            r.exceptions = pss_exceptions;
-        }
-        Some(r)
     }
 
     /// Re-validates the old object as a CREATE: pre-existing violations are allowed on UPDATE.

@@ -7,6 +7,7 @@ use crate::jmespath::{self, Expression, JmespathError};
 use ::jmespath::{Rcvar, Variable};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// An immutable-by-sharing JSON context; cloning is cheap.
@@ -16,6 +17,70 @@ pub struct JsonContext {
     /// The `images` variable, built from the resource on first read: most expressions never
     /// look at it. `None` once it is part of `root` (or for contexts without it).
     images: Option<Arc<DeferredImages>>,
+    /// Context entries declared but not loaded yet, innermost list first (see [`Deferred`]).
+    deferred: Option<Arc<Deferred>>,
+}
+
+/// Context entries not loaded yet, as Kyverno defers them: an entry loads only once an
+/// expression names it. Expressions are not interrupted; an expression that names a pending
+/// entry records it here, and the caller loads it and evaluates again (see
+/// `context_loader::run_deferred`). Clones of a context share the record.
+#[derive(Debug)]
+pub(crate) struct Deferred {
+    /// Names of the pending entries with their positions in the entry list.
+    pending: Vec<(String, usize)>,
+    /// Position of the first pending entry an expression named; `NONE` if none.
+    requested: AtomicUsize,
+    /// The entries of the enclosing scope (the rule's, around a foreach element's).
+    parent: Option<Arc<Deferred>>,
+}
+
+const NONE: usize = usize::MAX;
+
+/// Kyverno's test for whether a query names an entry: the name not preceded by `.`, a letter or
+/// a digit, and ending at a word boundary (`x` matches `x.y` and `f(x)`, not `y.x` or `xy`).
+fn names_entry(query: &str, name: &str) -> bool {
+    if name.is_empty() {
+        return false;
+    }
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    query.match_indices(name).any(|(i, _)| {
+        let before_ok = query
+            .get(..i)
+            .and_then(|b| b.chars().next_back())
+            .is_none_or(|c| !(c == '.' || c.is_ascii_alphanumeric()));
+        let after_ok = query
+            .get(i + name.len()..)
+            .and_then(|a| a.chars().next())
+            .is_none_or(|c| !word(c));
+        before_ok && after_ok
+    })
+}
+
+impl Deferred {
+    /// Records the first pending entry `query` names, unless an evaluation already asked for one
+    /// (in this scope or an inner one): what follows such a request is discarded anyway.
+    fn note(layer: &Arc<Deferred>, query: &str) {
+        let mut current = Some(layer);
+        while let Some(d) = current {
+            if d.requested.load(Ordering::Relaxed) != NONE {
+                return;
+            }
+            if let Some(pos) = d
+                .pending
+                .iter()
+                .filter(|(name, _)| names_entry(query, name))
+                .map(|(_, pos)| *pos)
+                .min()
+            {
+                let _ =
+                    d.requested
+                        .compare_exchange(NONE, pos, Ordering::Relaxed, Ordering::Relaxed);
+                return;
+            }
+            current = d.parent.as_ref();
+        }
+    }
 }
 
 /// The resource `images` is extracted from, and the extraction once done.
@@ -50,6 +115,7 @@ impl Default for JsonContext {
         JsonContext {
             root: Rcvar::new(Variable::Object(BTreeMap::new())),
             images: None,
+            deferred: None,
         }
     }
 }
@@ -97,6 +163,7 @@ impl JsonContext {
         JsonContext {
             root: jmespath::to_variable(root),
             images: None,
+            deferred: None,
         }
     }
 
@@ -132,6 +199,7 @@ impl JsonContext {
         JsonContext {
             root,
             images: images.map(Arc::new),
+            deferred: None,
         }
     }
 
@@ -152,6 +220,7 @@ impl JsonContext {
 
     /// Evaluates an expression and returns the interpreter value (shared with the context).
     pub(crate) fn search_var(&self, expr: &Expression) -> Result<Rcvar, JmespathError> {
+        self.note_query(expr);
         expr.search_rc(&self.root_for(expr))
     }
 
@@ -172,7 +241,54 @@ impl JsonContext {
 
     /// Evaluates an expression against the context.
     pub fn search(&self, expr: &Expression) -> Result<Value, JmespathError> {
+        self.note_query(expr);
         expr.search_var(&self.root_for(expr))
+    }
+
+    fn note_query(&self, expr: &Expression) {
+        if let Some(d) = &self.deferred {
+            Deferred::note(d, expr.as_str());
+        }
+    }
+
+    /// Declares entries (name, position) as pending in a new innermost scope.
+    pub(crate) fn push_deferred(&mut self, pending: Vec<(String, usize)>) {
+        self.deferred = Some(Arc::new(Deferred {
+            pending,
+            requested: AtomicUsize::new(NONE),
+            parent: self.deferred.take(),
+        }));
+    }
+
+    /// Leaves the innermost scope of pending entries.
+    pub(crate) fn pop_deferred(&mut self) {
+        self.deferred = self.deferred.take().and_then(|d| d.parent.clone());
+    }
+
+    /// The position of the first pending entry of the innermost scope that an expression named
+    /// since the scope was (re)built.
+    pub(crate) fn requested_entry(&self) -> Option<usize> {
+        self.deferred
+            .as_ref()
+            .map(|d| d.requested.load(Ordering::Relaxed))
+            .filter(|p| *p != NONE)
+    }
+
+    /// Rebuilds the innermost scope keeping only the pending entries `keep` accepts, with no
+    /// request recorded.
+    pub(crate) fn retain_deferred(&mut self, keep: impl Fn(usize) -> bool) {
+        if let Some(d) = self.deferred.take() {
+            self.deferred = Some(Arc::new(Deferred {
+                pending: d
+                    .pending
+                    .iter()
+                    .filter(|(_, pos)| keep(*pos))
+                    .cloned()
+                    .collect(),
+                requested: AtomicUsize::new(NONE),
+                parent: d.parent.clone(),
+            }));
+        }
     }
 
     /// The whole context as JSON (for diagnostics and tests).
@@ -198,6 +314,43 @@ mod tests {
             ctx.to_value(),
             json!({"a": {"x": 1, "b.c/d": "v"}, "request": {"operation": "UPDATE"}})
         );
+    }
+
+    #[test]
+    fn entry_names_match_on_word_boundaries_not_after_a_dot() {
+        let cases = [
+            ("cm.data.x", "cm", true),
+            ("length(cm)", "cm", true),
+            ("request.object.cm", "cm", false),
+            ("cmx.data", "cm", false),
+            ("xcm", "cm", false),
+            ("a || cm", "cm", true),
+            ("cm_2.x", "cm", false),
+            ("cm", "", false),
+        ];
+        for (query, name, want) in cases {
+            assert_eq!(names_entry(query, name), want, "{query} / {name}");
+        }
+    }
+
+    #[test]
+    fn a_query_naming_a_pending_entry_records_the_first_one() {
+        let mut ctx = JsonContext::default();
+        ctx.push_deferred(vec![("a".into(), 0), ("b".into(), 1)]);
+        let q = |s: &str| crate::jmespath::compile(s).unwrap();
+        let _ = ctx.search(&q("request.a"));
+        assert_eq!(ctx.requested_entry(), None);
+        let _ = ctx.search(&q("b.x"));
+        let _ = ctx.search(&q("a"));
+        assert_eq!(ctx.requested_entry(), Some(1));
+        ctx.retain_deferred(|p| p != 1);
+        assert_eq!(ctx.requested_entry(), None);
+        // An inner scope shadows the outer one; its request keeps the outer one clear.
+        ctx.push_deferred(vec![("a".into(), 0)]);
+        let _ = ctx.search(&q("a"));
+        assert_eq!(ctx.requested_entry(), Some(0));
+        ctx.pop_deferred();
+        assert_eq!(ctx.requested_entry(), None);
     }
 
     #[test]

@@ -368,8 +368,12 @@ fn run_on_target(input: &MutateInput, spec: &Value, object: &Value) -> RuleResul
     // The target's context entries load when its preconditions or patches read them.
     let step = context_loader::run_deferred(entries, &mut ctx, sources(input), |ctx| {
         if let Some(pre) = spec.get("preconditions").filter(|p| !p.is_null()) {
-            match preconditions::evaluate_block(pre, ctx, input.opts, "mutate/targets/preconditions")
-            {
+            match preconditions::evaluate_block(
+                pre,
+                ctx,
+                input.opts,
+                "mutate/targets/preconditions",
+            ) {
                 Err(e) => {
                     return existing_result(
                         rule,

@@ -267,6 +267,15 @@ fn check_resource(input: &CheckInput, check: &ValidationCheck, scope: &Scope) ->
     }
 }
 
+/// What one foreach element came to.
+enum Element {
+    /// Its preconditions are not met: it is left out.
+    Excluded,
+    /// It cannot be checked (an error, reported as it is).
+    Invalid(String),
+    Checked(CheckOutcome),
+}
+
 fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> CheckOutcome {
     let mut applied = 0usize;
     for entry in list {
@@ -329,47 +338,49 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
                     ctx.set(name, v);
                 }
             }
-            if !entry.context.is_empty()
-                && let Err(e) = context_loader::load_entries(
-                    &entry.context,
-                    &mut ctx,
-                    input.provider,
-                    input.policy_namespace,
-                    input.preset,
-                    input.opts,
-                )
-            {
-                return Some((
-                    RuleStatus::Error,
-                    format!("failed to load foreach context: {e}"),
-                ));
-            }
-            if let Some(pre) = &entry.preconditions {
-                match pre.evaluate(&ctx, input.opts, "validate/foreach/preconditions") {
-                    Ok(o) if o.met => {}
-                    _ => continue,
-                }
-            }
-            let element_scope = entry.element_scope.unwrap_or(is_object);
-            if element_scope && !is_object {
-                return Some((
-                    RuleStatus::Error,
-                    format!(
-                        "failed to evaluate foreach: elementScope is set but element {index} is not an object"
-                    ),
-                ));
-            }
-            let inner = Scope {
-                resource: if element_scope {
-                    // (A deny check never reads it.)
-                    element_json.as_ref().unwrap_or(scope.resource)
-                } else {
-                    scope.resource
-                },
-                ctx: &ctx,
-                depth: scope.depth + 1,
+            let src = context_loader::Sources {
+                provider: input.provider,
+                policy_namespace: input.policy_namespace,
+                preset: input.preset,
+                opts: input.opts,
             };
-            let outcome = check_resource(input, check, &inner);
+            // The element's context entries load when the element's checks first read them.
+            let run = context_loader::run_deferred(&entry.context, &mut ctx, src, |ctx| {
+                if let Some(pre) = &entry.preconditions {
+                    match pre.evaluate(ctx, input.opts, "validate/foreach/preconditions") {
+                        Ok(o) if o.met => {}
+                        _ => return Element::Excluded,
+                    }
+                }
+                let element_scope = entry.element_scope.unwrap_or(is_object);
+                if element_scope && !is_object {
+                    return Element::Invalid(format!(
+                        "failed to evaluate foreach: elementScope is set but element {index} is not an object"
+                    ));
+                }
+                let inner = Scope {
+                    resource: if element_scope {
+                        // (A deny check never reads it.)
+                        element_json.as_ref().unwrap_or(scope.resource)
+                    } else {
+                        scope.resource
+                    },
+                    ctx,
+                    depth: scope.depth + 1,
+                };
+                Element::Checked(check_resource(input, check, &inner))
+            });
+            let outcome = match run {
+                Err(e) => {
+                    return Some((
+                        RuleStatus::Error,
+                        format!("failed to load foreach context: {e}"),
+                    ));
+                }
+                Ok(Element::Excluded) => continue,
+                Ok(Element::Invalid(text)) => return Some((RuleStatus::Error, text)),
+                Ok(Element::Checked(outcome)) => outcome,
+            };
             match outcome {
                 None => {}
                 Some((RuleStatus::Pass, _)) => applied += 1,
