@@ -336,7 +336,10 @@ impl<'p> Engine<'p> {
                 pss_exceptions,
             }) => (status, message, pss_exceptions),
         };
+        // Only the pattern/deny/foreach and podSecurity checks compare with the old object;
+        // Kyverno's validate.cel handler has no such step.
         if let Some(validation) = validation
+            && !matches!(validation.check, ValidationCheck::Cel(_))
             && status == RuleStatus::Fail
             && request.operation == Operation::Update
             && validation.allow_existing_violations
@@ -514,6 +517,8 @@ impl<'p> Engine<'p> {
     }
 
     /// Re-validates the old object as a CREATE: pre-existing violations are allowed on UPDATE.
+    /// The old object is matched as itself, without the request's subresource (Kyverno's
+    /// `matchResource`), so a rule that only selects a subresource never matches it.
     fn old_object_fails(
         &self,
         policy: &Policy,
@@ -531,11 +536,39 @@ impl<'p> Engine<'p> {
             object: request.old_object.clone(),
             old_object: Arc::new(Value::Null),
             variables,
+            subresource: String::new(),
+            kind_override: None,
             ..request.clone()
         };
         let pctx = PolicyContext::new(&old);
         self.evaluate_rule(policy, rule, &pctx, exceptions, values)
             .is_some_and(|r| r.status == RuleStatus::Fail)
+    }
+}
+
+/// Evaluates a policy's `spec.webhookConfiguration.matchConditions` on the request as the API
+/// server evaluates a webhook's: `object` and `oldObject` as sent (null for DELETE and CREATE),
+/// `request` the AdmissionRequest. Any false condition: not met; otherwise an error: error.
+pub fn webhook_match_conditions(
+    policy: &Policy,
+    request: &AdmissionRequest,
+) -> crate::cel::ConditionsOutcome {
+    use crate::cel::{CelInput, ConditionsOutcome};
+    if policy.match_conditions.is_empty() {
+        return ConditionsOutcome::Met;
+    }
+    let request_json = CelInput::request_json(request);
+    let input = CelInput {
+        object: &request.object,
+        old_object: &request.old_object,
+        request: &request_json,
+        namespace_object: None,
+        params: None,
+        provider: None,
+    };
+    match crate::cel::validate_cel::base_scope(&input) {
+        Ok(scope) => crate::cel::evaluate_conditions(&policy.match_conditions, &scope),
+        Err(e) => ConditionsOutcome::Error(e),
     }
 }
 

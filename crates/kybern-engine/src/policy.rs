@@ -54,6 +54,14 @@ pub struct Policy {
     /// `failurePolicy: Fail` (the default): rule errors block admission.
     pub failure_policy_fail: bool,
     pub background: bool,
+    /// `spec.admission` (default true). False keeps the policy out of admission (Kyverno's policy
+    /// cache leaves it out); background scans and `kybern apply`/`test` still evaluate it, as the
+    /// kyverno CLI does.
+    pub admission: bool,
+    /// `spec.webhookConfiguration.matchConditions`, compiled: Kyverno writes them into the
+    /// policy's webhook, so the API server only sends requests they admit. The admission server
+    /// checks them itself (see `engine::webhook_match_conditions`).
+    pub match_conditions: Vec<crate::cel::Condition>,
     /// The rules, followed by the auto-generated rules for pod controllers.
     pub rules: Vec<Rule>,
 }

@@ -174,6 +174,16 @@ pub fn compile_policy(doc: &Value) -> Result<Policy, PolicyLoadError> {
         .get("background")
         .and_then(Value::as_bool)
         .unwrap_or(true);
+    let admission = spec
+        .get("admission")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let match_conditions = crate::cel::compile_conditions(
+        spec.pointer("/webhookConfiguration/matchConditions")
+            .filter(|v| !v.is_null()),
+        "spec.webhookConfiguration.matchConditions",
+    )
+    .map_err(|e| invalid(e.path.clone(), e.message.clone()))?;
 
     let raw_rules = crate::autogen::compute_rules(doc);
     let declared = spec
@@ -211,6 +221,8 @@ pub fn compile_policy(doc: &Value) -> Result<Policy, PolicyLoadError> {
         apply_one,
         failure_policy_fail: failure_policy != "Ignore",
         background,
+        admission,
+        match_conditions,
         rules,
     })
 }
