@@ -50,6 +50,11 @@ impl Names {
         format!("{}-resource-validating-webhook-cfg", self.product())
     }
 
+    /// The configuration that sends policies themselves to kybern, which refuses broken ones.
+    pub fn policy_validating_webhook_configuration(&self) -> String {
+        format!("{}-policy-validating-webhook-cfg", self.product())
+    }
+
     pub fn mutating_webhook_configuration(&self) -> String {
         format!("{}-resource-mutating-webhook-cfg", self.product())
     }

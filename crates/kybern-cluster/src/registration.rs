@@ -87,6 +87,9 @@ pub async fn apply_webhooks<'a>(
             "validating webhook configuration written"
         );
     }
+    if apply_if_changed(&validating, &desired.policy_validating, manager).await? {
+        tracing::info!("policy validating webhook configuration written");
+    }
     if apply_if_changed(&mutating, &desired.mutating, manager).await? {
         tracing::info!(
             webhooks = desired.mutating["webhooks"].as_array().map_or(0, Vec::len),

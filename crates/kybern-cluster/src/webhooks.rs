@@ -149,6 +149,8 @@ impl KindResolver for Vec<Resource> {
 pub struct Desired {
     pub validating: Value,
     pub mutating: Value,
+    /// Policies and exceptions themselves, checked at `kubectl apply` (`/policyvalidate`).
+    pub policy_validating: Value,
     /// Policy keys with their kinds the cluster does not know (those rules get no webhook rule).
     pub unresolved: Vec<(String, String)>,
     /// Keys of the policies that have webhook rules in place.
@@ -607,6 +609,46 @@ pub fn desired<'a>(
             "webhooks": hooks.iter().map(|(n, h)| render(n, h, settings, &ca, mutating)).collect::<Vec<_>>(),
         })
     };
+    let policy_hook = Webhook {
+        path: "/policyvalidate".into(),
+        fail: true,
+        timeout: settings.default_timeout_seconds.clamp(1, MAX_TIMEOUT),
+        rules: crate::kinds::KINDS
+            .iter()
+            .filter(|k| k.role == crate::kinds::Role::Policy)
+            .flat_map(|k| {
+                ["CREATE", "UPDATE"].map(|op| {
+                    (
+                        k.group.to_string(),
+                        "*".to_string(),
+                        k.plural.to_string(),
+                        "*".to_string(),
+                        op,
+                    )
+                })
+            })
+            .collect(),
+        match_conditions: Vec::new(),
+    };
+    let mut policy_hooks = BTreeMap::new();
+    policy_hooks.insert(
+        format!("validate-policy.{}.svc", settings.names.product()),
+        policy_hook,
+    );
+    let mut policy_validating = config(
+        "ValidatingWebhookConfiguration",
+        settings.names.policy_validating_webhook_configuration(),
+        &policy_hooks,
+        false,
+    );
+    // Policies may live in any namespace, kybern's own included.
+    if let Some(w) = policy_validating["webhooks"].get_mut(0) {
+        w["namespaceSelector"] = json!({});
+        w["objectSelector"] = json!({});
+        if let Some(m) = w.as_object_mut() {
+            m.remove("matchConditions");
+        }
+    }
     let mut unresolved = b.unresolved;
     unresolved.sort();
     unresolved.dedup();
@@ -623,6 +665,7 @@ pub fn desired<'a>(
             &b.mutating,
             true,
         ),
+        policy_validating,
         unresolved,
         configured: b.configured,
     }

@@ -139,12 +139,46 @@ pub fn router(state: AppState) -> Router {
             .route(&format!("/{head}/{{*rest}}"), admit());
     }
     router
+        .route("/policyvalidate", post(validate_policy))
         .route("/health/liveness", get(|| async { "ok" }))
         .route("/health/readiness", get(readiness))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+}
+
+/// Refuses a policy or exception that does not compile, with the error and its field path, as
+/// Kyverno's policy webhook does; everything else (and DELETE) is allowed.
+async fn validate_policy(State(st): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let limits = &st.config.limits;
+    let bytes = read_body(
+        req.into_body(),
+        limits.max_body_bytes,
+        limits.body_read_timeout,
+    )
+    .await?;
+    let (wire, uid) = admission::decode(&bytes, limits.max_json_depth)?;
+    let issues = if wire.operation.eq_ignore_ascii_case("DELETE") {
+        Vec::new()
+    } else {
+        let doc = wire.object.clone();
+        tokio::task::spawn_blocking(move || crate::store::check_document(&doc))
+            .await
+            .unwrap_or_default()
+    };
+    let response = AdmissionResponse {
+        uid,
+        allowed: issues.is_empty(),
+        status: (!issues.is_empty()).then(|| Status {
+            status: "Failure",
+            message: format!("the policy is invalid: {}", issues.join("; ")),
+        }),
+        patch: None,
+        patch_type: None,
+        warnings: Vec::new(),
+    };
+    Ok(axum::Json(ReviewResponse::new(response)).into_response())
 }
 
 async fn readiness(State(st): State<AppState>) -> Response {

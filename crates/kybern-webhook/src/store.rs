@@ -285,6 +285,24 @@ fn compile_documents(entry: &mut FileEntry, origin: &str, docs: Vec<(usize, Valu
     }
 }
 
+/// Why a policy or exception document cannot be used, in the words and field paths a load
+/// would report; empty when it compiles (or is not a policy kind). What `/policyvalidate`
+/// answers, so that a broken policy is refused at `kubectl apply` as Kyverno refuses it.
+pub fn check_document(doc: &Value) -> Vec<String> {
+    let mut entry = FileEntry::default();
+    compile_documents(&mut entry, "", vec![(0, doc.clone())]);
+    entry
+        .issues
+        .into_iter()
+        .map(|i| {
+            i.message
+                .strip_prefix("document 1: ")
+                .map(str::to_string)
+                .unwrap_or(i.message)
+        })
+        .collect()
+}
+
 /// One API object handed to [`PolicyStore::sync_objects`].
 #[derive(Debug, Clone)]
 pub struct SourceObject {

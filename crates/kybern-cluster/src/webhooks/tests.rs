@@ -283,3 +283,27 @@ fn the_config_maps_selectors_and_match_conditions_apply_and_kyberns_namespace_st
     let (_, problems) = settings().with_config_map(Some(&json!({"data": {"webhooks": "{"}})));
     assert_eq!(problems.len(), 1);
 }
+
+#[test]
+fn policies_themselves_are_sent_to_policyvalidate_from_every_namespace() {
+    let d = desired(std::iter::empty(), &settings(), b"CA", &cluster());
+    assert_eq!(
+        d.policy_validating["metadata"]["name"],
+        "kybern-policy-validating-webhook-cfg"
+    );
+    let w = hook(&d.policy_validating, "validate-policy.kybern.svc");
+    assert_eq!(w["clientConfig"]["service"]["path"], "/policyvalidate");
+    assert_eq!(w["failurePolicy"], "Fail");
+    assert_eq!(w["namespaceSelector"], json!({}));
+    let text = w["rules"].to_string();
+    for r in [
+        "clusterpolicies",
+        "policies",
+        "policyexceptions",
+        "validatingpolicies",
+        "mutatingpolicies",
+    ] {
+        assert!(text.contains(&format!("\"{r}\"")), "{r} missing: {text}");
+    }
+    assert!(!text.contains("policyreports"));
+}
