@@ -104,7 +104,8 @@ impl CelError {
 #[derive(Debug, Clone)]
 pub struct Expression {
     pub source: String,
-    ast: Arc<cel::IdedExpr>,
+    /// The parsed program, or (for [`Expression::compile_deferred`]) why it did not compile.
+    ast: Result<Arc<cel::IdedExpr>, String>,
 }
 
 impl Expression {
@@ -127,13 +128,30 @@ impl Expression {
         ast::rewrite(&mut ast);
         Ok(Expression {
             source: source.to_string(),
-            ast: Arc::new(ast),
+            ast: Ok(Arc::new(ast)),
         })
+    }
+
+    /// Like [`Expression::compile`], but an expression that does not parse is kept and fails
+    /// each evaluation with `compilation error: ...`, as the apiserver's CEL filter reports it:
+    /// Kyverno compiles `validate.cel` when a rule runs, so a bad expression fails that rule
+    /// and leaves the policy's other rules working. Empty or oversized sources are still
+    /// refused.
+    pub fn compile_deferred(source: &str, path: &str) -> Result<Expression, CelError> {
+        match Expression::compile(source, path) {
+            Ok(e) => Ok(e),
+            Err(e) if source.trim().is_empty() || source.len() > MAX_EXPRESSION_LEN => Err(e),
+            Err(e) => Ok(Expression {
+                source: source.to_string(),
+                ast: Err(format!("compilation error: {}", e.message)),
+            }),
+        }
     }
 
     /// Evaluates against `scope`, returning the CEL value or an error message. Lookups of
     /// `resource.Get`/`resource.List` are served from the scope's provider between attempts.
     pub fn eval(&self, scope: &Scope) -> Result<cel::Value, String> {
+        let ast = self.ast.as_ref().map_err(Clone::clone)?;
         for _ in 0..MAX_FETCHES {
             // A failed attempt's `generator.Apply` calls do not count.
             if let Some(g) = scope.generated() {
@@ -151,7 +169,7 @@ impl Expression {
                 library::REQUESTS_VAR,
                 cel::Value::Opaque(requests.clone()),
             );
-            let err = match cel::Value::resolve(&self.ast, &ctx) {
+            let err = match cel::Value::resolve(ast, &ctx) {
                 Ok(v) => return Ok(v),
                 Err(e) => value::execution_error(&e),
             };
@@ -495,6 +513,19 @@ fn root() -> &'static cel::Context<'static> {
 
 /// Compiles a list of `{name, expression}` variables at `path`.
 pub fn compile_variables(list: Option<&Value>, path: &str) -> Result<Vec<Variable>, CelError> {
+    compile_variables_with(list, path, Expression::compile)
+}
+
+/// How an expression source becomes an [`Expression`]: [`Expression::compile`] or
+/// [`Expression::compile_deferred`].
+pub type Compile = fn(&str, &str) -> Result<Expression, CelError>;
+
+/// [`compile_variables`] with the given way to compile each expression.
+pub fn compile_variables_with(
+    list: Option<&Value>,
+    path: &str,
+    compile: Compile,
+) -> Result<Vec<Variable>, CelError> {
     let mut out = Vec::new();
     let Some(list) = list else {
         return Ok(out);
@@ -515,7 +546,7 @@ pub fn compile_variables(list: Option<&Value>, path: &str) -> Result<Vec<Variabl
             .ok_or_else(|| CelError::new(format!("{p}.expression"), "is required"))?;
         out.push(Variable {
             name: name.to_string(),
-            expression: Expression::compile(src, &format!("{p}.expression"))?,
+            expression: compile(src, &format!("{p}.expression"))?,
             unused: false,
         });
     }
@@ -531,7 +562,16 @@ pub struct Condition {
 
 /// Compiles a list of `{name, expression}` conditions at `path`.
 pub fn compile_conditions(list: Option<&Value>, path: &str) -> Result<Vec<Condition>, CelError> {
-    Ok(compile_variables(list, path)?
+    compile_conditions_with(list, path, Expression::compile)
+}
+
+/// [`compile_conditions`] with the given way to compile each expression.
+pub fn compile_conditions_with(
+    list: Option<&Value>,
+    path: &str,
+    compile: Compile,
+) -> Result<Vec<Condition>, CelError> {
+    Ok(compile_variables_with(list, path, compile)?
         .into_iter()
         .map(|v| Condition {
             name: v.name,

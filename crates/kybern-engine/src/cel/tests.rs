@@ -176,7 +176,15 @@ fn validate_cel_outcomes() {
         v.evaluate(&cel_input(&obj, &create)),
         CelOutcome::Fail(m) if m.contains("replicas")
     ));
+    // An expression that does not compile fails the rule when it runs (Kyverno compiles
+    // validate.cel then); a missing expression still refuses the policy, with its path.
     let bad = json!({"expressions": [{"expression": "a ||| b"}]});
+    let v = ValidateCel::compile(&bad, None, "spec.rules[0].validate.cel").unwrap();
+    assert!(matches!(
+        v.evaluate(&cel_input(&obj, &create)),
+        CelOutcome::Fail(m) if m.starts_with("compilation error: ")
+    ));
+    let bad = json!({"expressions": [{"message": "m"}]});
     let err = ValidateCel::compile(&bad, None, "spec.rules[0].validate.cel").unwrap_err();
     assert_eq!(
         err.path,

@@ -2,8 +2,9 @@
 //! the rule's `celPreconditions`, and the validation core shared with ValidatingPolicies.
 
 use super::{
-    CelError, Condition, ConditionsOutcome, Expression, MAX_INPUT_NODES, Scope, Variable,
-    VariableValues, compile_conditions, compile_variables, evaluate_conditions, json_size_within,
+    CelError, Compile, Condition, ConditionsOutcome, Expression, MAX_INPUT_NODES, Scope, Variable,
+    VariableValues, compile_conditions_with, compile_variables_with, evaluate_conditions,
+    json_size_within,
 };
 use crate::context::ContextProvider;
 use crate::matching::selector_matches;
@@ -41,7 +42,7 @@ impl CelInput<'_> {
             "resource": gvr,
             "requestKind": kind,
             "requestResource": gvr,
-            "name": req.resource().pointer("/metadata/name").cloned().unwrap_or(Value::String(String::new())),
+            "name": req.name().unwrap_or_default(),
             "namespace": req.namespace(),
             "operation": req.operation.as_str(),
             "userInfo": req.user_info,
@@ -83,6 +84,16 @@ pub fn compile_validations(
     path: &str,
     required: bool,
 ) -> Result<Vec<Validation>, CelError> {
+    compile_validations_with(list, path, required, Expression::compile)
+}
+
+/// [`compile_validations`] with the given way to compile each expression.
+pub fn compile_validations_with(
+    list: Option<&Value>,
+    path: &str,
+    required: bool,
+    compile: Compile,
+) -> Result<Vec<Validation>, CelError> {
     let items = match list {
         None | Some(Value::Null) => &[][..],
         Some(Value::Array(a)) => a.as_slice(),
@@ -99,13 +110,11 @@ pub fn compile_validations(
             .and_then(Value::as_str)
             .ok_or_else(|| CelError::new(format!("{p}.expression"), "is required"))?;
         let message_expression = match item.get("messageExpression").and_then(Value::as_str) {
-            Some(m) if !m.trim().is_empty() => {
-                Some(Expression::compile(m, &format!("{p}.messageExpression"))?)
-            }
+            Some(m) if !m.trim().is_empty() => Some(compile(m, &format!("{p}.messageExpression"))?),
             _ => None,
         };
         out.push(Validation {
-            expression: Expression::compile(src, &format!("{p}.expression"))?,
+            expression: compile(src, &format!("{p}.expression"))?,
             message: item
                 .get("message")
                 .and_then(Value::as_str)
@@ -225,8 +234,22 @@ pub fn base_scope<'p>(input: &CelInput<'p>) -> Result<Scope<'p>, String> {
                 "{name} is larger than {MAX_INPUT_NODES} values: not evaluated"
             ));
         }
-        scope.set_json(name, v);
     }
+    let object = super::value::from_json(input.object);
+    let old_object = super::value::from_json(input.old_object);
+    // `request` is the whole AdmissionRequest: its object and oldObject are the values
+    // `object` and `oldObject` hold (shared, not converted twice).
+    let mut request = super::value::from_json(input.request);
+    if let kube_cel::cel::Value::Map(m) = &mut request {
+        let entries = std::sync::Arc::make_mut(&mut m.map);
+        entries.insert("object".to_string().into(), object.clone());
+        entries.insert("oldObject".to_string().into(), old_object.clone());
+    }
+    scope.set("object", object);
+    scope.set("oldObject", old_object);
+    scope.set("request", request);
+    scope.set_json("namespaceObject", input.namespace_object.unwrap_or(&null));
+    scope.set_json("params", input.params.unwrap_or(&null));
     scope.set_json(
         "exceptions",
         &json!({"allowedImages": [], "allowedValues": []}),
@@ -285,19 +308,25 @@ impl ValidateCel {
         if !validate_cel.is_object() {
             return Err(CelError::new(path, "must be an object"));
         }
+        // Kyverno compiles these when the rule runs: an expression that does not compile fails
+        // the rule, not the policy.
+        let compile = Expression::compile_deferred;
         Ok(ValidateCel {
-            validations: compile_validations(
+            validations: compile_validations_with(
                 validate_cel.get("expressions"),
                 &format!("{path}.expressions"),
                 false,
+                compile,
             )?,
-            variables: compile_variables(
+            variables: compile_variables_with(
                 validate_cel.get("variables"),
                 &format!("{path}.variables"),
+                compile,
             )?,
-            preconditions: compile_conditions(
+            preconditions: compile_conditions_with(
                 cel_preconditions,
                 &path.replace(".validate.cel", ".celPreconditions"),
+                compile,
             )?,
             params: ParamSource::compile(
                 validate_cel.get("paramKind"),
@@ -319,7 +348,9 @@ impl ValidateCel {
             ConditionsOutcome::NotMet(_) => {
                 return CelOutcome::Skip("cel preconditions not satisfied".into());
             }
-            ConditionsOutcome::Error(e) => return CelOutcome::Error(e),
+            // The apiserver's matcher under failurePolicy Fail denies when a condition
+            // cannot be evaluated.
+            ConditionsOutcome::Error(e) => return CelOutcome::Fail(e),
         }
         let params: Vec<Value> = match (&self.params, input.params) {
             (_, Some(p)) => vec![p.clone()],

@@ -487,12 +487,18 @@ fn compile_validation(
             .map_err(|e| invalid(ps_path, e.to_string()))?;
         ValidationCheck::PodSecurity(ps)
     } else if present("cel") {
-        let cel = crate::cel::ValidateCel::compile(
+        let mut cel = crate::cel::ValidateCel::compile(
             v.get("cel").unwrap_or(&Value::Null),
             cel_preconditions,
             &format!("{path}.cel"),
         )
         .map_err(|e| invalid(e.path.clone(), e.message.clone()))?;
+        // Kyverno gives expressions without a message of their own the rule's message.
+        if let Some(m) = message.as_ref().filter(|m| !m.is_empty()) {
+            for e in cel.validations.iter_mut().filter(|e| e.message.is_none()) {
+                e.message = Some(m.clone());
+            }
+        }
         ValidationCheck::Cel(Box::new(cel))
     } else if present("deny") {
         let deny = v.get("deny").cloned().unwrap_or(Value::Null);
