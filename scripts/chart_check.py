@@ -503,10 +503,81 @@ def release_secret_bytes(rendered: dict[str, str]) -> int:
     return len(base64.b64encode(gzip.compress(payload, compresslevel=9)))
 
 
+def request_rule(method: str, path_and_query: str) -> tuple[str, str, str, str | None] | None:
+    """(apiGroup, resource[/subresource], verb, namespace) of an API request; None for discovery."""
+    path, _, query = path_and_query.partition("?")
+    parts = [p for p in path.split("/") if p]
+    if parts[:2] == ["api", "v1"]:
+        group, rest = "", parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 3:
+        group, rest = parts[1], parts[3:]
+    else:
+        return None
+    if not rest:
+        return None
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        namespace, rest = rest[1], rest[2:]
+    resource, name, sub = rest[0], rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None
+    if sub:
+        resource = f"{resource}/{sub}"
+    watching = any(q in ("watch=true", "watch=1") for q in query.split("&"))
+    verb = {
+        "GET": "watch" if watching else ("get" if name else "list"),
+        "POST": "create",
+        "PUT": "update",
+        "PATCH": "patch",
+        "DELETE": "delete" if name else "deletecollection",
+    }.get(method, method.lower())
+    return group, resource, verb, namespace
+
+
+def rule_allows(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
+    for rule in rules:
+        groups, resources, verbs = rule.get("apiGroups", []), rule.get("resources", []), rule.get("verbs", [])
+        if (group in groups or "*" in groups) and (resource in resources or "*" in resources) and (verb in verbs or "*" in verbs):
+            return True
+    return False
+
+
+def check_rbac_covers(requests_file: Path, docs: list[Doc], ns: str, r: Report) -> int:
+    """Every request the server made against the API in the tests is allowed by the chart's
+    RBAC for its ServiceAccount (ClusterRoles aggregated by label, the release namespace's Role)."""
+    requests = json.loads(requests_file.read_text())
+    aggregate = {}
+    for d in one(docs, "ClusterRole"):
+        for sel in (d.body.get("aggregationRule") or {}).get("clusterRoleSelectors", []):
+            aggregate.update(sel.get("matchLabels", {}))
+    cluster_rules: list[dict[str, Any]] = []
+    for d in one(docs, "ClusterRole", lambda d: not is_hook(d)):
+        labels = (d.body.get("metadata") or {}).get("labels") or {}
+        if any(labels.get(k) == v for k, v in aggregate.items()):
+            cluster_rules += d.body.get("rules") or []
+    ns_rules: list[dict[str, Any]] = []
+    for d in one(docs, "Role", lambda d: not is_hook(d)):
+        ns_rules += d.body.get("rules") or []
+    missing = set()
+    for method, path in requests:
+        rule = request_rule(method, path)
+        if rule is None:
+            continue
+        group, resource, verb, namespace = rule
+        if rule_allows(cluster_rules, group, resource, verb):
+            continue
+        # The tests run the server in namespace "kybern"; the Role is the release namespace's.
+        if namespace == "kybern" and rule_allows(ns_rules, group, resource, verb):
+            continue
+        missing.add(f"{verb} {group or 'core'}/{resource}" + (f" in {namespace}" if namespace else ""))
+    for m in sorted(missing):
+        r.fail("defaults", "rbac", f"the server needs `{m}` (seen in the cluster tests) and the chart's RBAC does not grant it")
+    return len(requests)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crds", action="append", type=Path, default=[], help="extra CRD file to validate (repeatable)")
     parser.add_argument("--chart", type=Path, default=CHART, help="chart folder (default: charts/kybern)")
+    parser.add_argument("--requests", type=Path, help="API requests the server made in the cluster tests (JSON); the chart's RBAC must allow each")
     opts = parser.parse_args()
     set_chart(opts.chart.resolve())
 
@@ -552,6 +623,9 @@ def main() -> int:
                 if err:
                     r.fail(name, d.where(), err)
             check_facts(name, values, release, ns, docs, r)
+            if opts.requests and name == "defaults":
+                n = check_rbac_covers(opts.requests, docs, ns, r)
+                print(f"  rbac: {n} API requests of the cluster tests checked against the chart's roles")
             size = release_secret_bytes(rendered)
             if size > RELEASE_SECRET_LIMIT:
                 r.fail(name, "release", f"the release Secret would hold about {size} bytes, over the API server's 1 MiB cap (less a margin)")

@@ -173,16 +173,31 @@ fn serve_cluster_writes_its_objects_and_decides_with_a_policy_applied_by_kubectl
     };
     assert!(
         store
-            .get("v1", "secrets", Some("kybern"), "kybern-svc.kybern.svc.kybern-tls-pair")
+            .get(
+                "v1",
+                "secrets",
+                Some("kybern"),
+                "kybern-svc.kybern.svc.kybern-tls-pair"
+            )
             .is_some()
     );
     assert!(
         store
-            .get("coordination.k8s.io/v1", "leases", Some("kybern"), "kybern-admission")
+            .get(
+                "coordination.k8s.io/v1",
+                "leases",
+                Some("kybern"),
+                "kybern-admission"
+            )
             .is_some()
     );
     let ca_secret = store
-        .get("v1", "secrets", Some("kybern"), "kybern-svc.kybern.svc.kybern-tls-ca")
+        .get(
+            "v1",
+            "secrets",
+            Some("kybern"),
+            "kybern-svc.kybern.svc.kybern-tls-ca",
+        )
         .unwrap();
     let ca_pem = base64::engine::general_purpose::STANDARD
         .decode(ca_secret["data"]["tls.crt"].as_str().unwrap())
@@ -236,10 +251,7 @@ fn serve_cluster_writes_its_objects_and_decides_with_a_policy_applied_by_kubectl
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    eprintln!(
-        "kubectl apply to the first denial: {:?}",
-        applied.elapsed()
-    );
+    eprintln!("kubectl apply to the first denial: {:?}", applied.elapsed());
     // kubectl sees the policy Ready, as Kyverno users check it.
     let start = Instant::now();
     loop {
@@ -253,9 +265,27 @@ fn serve_cluster_writes_its_objects_and_decides_with_a_policy_applied_by_kubectl
         if p["status"]["conditions"][0]["status"] == "True" {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "status never Ready: {p}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "status never Ready: {p}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // What the server asked of the API, for the chart check: its RBAC must allow each request.
+    let served: Vec<Value> = api
+        .faults()
+        .requests_with_agents()
+        .into_iter()
+        .filter(|(_, _, agent)| !agent.starts_with("kubectl"))
+        .map(|(method, path, _)| json!([method, path]))
+        .collect();
+    assert!(served.iter().any(|r| r[0] == "PATCH"), "no write recorded");
+    std::fs::write(
+        repo().join("target/cluster-requests.json"),
+        serde_json::to_string_pretty(&served).unwrap(),
+    )
+    .unwrap();
 
     // Uninstall as the chart's hooks do: scale to zero, then delete the configurations.
     drop(_server);

@@ -232,7 +232,7 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
     let ignored = Arc::new(Notify::new());
     let gce_caches: Vec<Cache> = kinds
         .load()
-        .find("kyverno.io", "GlobalContextEntry")
+        .find("kyverno.io", "GlobalContextEntry", Some("v2alpha1"))
         .map(|r| {
             let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
             spawn(

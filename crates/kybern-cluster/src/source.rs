@@ -31,20 +31,20 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 /// The policy kinds to watch, at the version the cluster serves; kinds it does not serve are
 /// returned by name (their CRD is not installed).
 pub fn policy_resources(kinds: &Kinds) -> (Vec<ApiResource>, Vec<String>) {
-    let mut wanted: Vec<(&str, &str)> = KINDS
+    let mut wanted: Vec<(&str, &str, Option<&str>)> = KINDS
         .iter()
         .filter(|k| k.role == Role::Policy)
-        .map(|k| (k.group, k.kind))
+        .map(|k| (k.group, k.kind, Some(k.storage_version())))
         .collect();
     wanted.extend(
         ADMISSION_POLICY_KINDS
             .iter()
-            .map(|k| ("admissionregistration.k8s.io", *k)),
+            .map(|k| ("admissionregistration.k8s.io", *k, None)),
     );
     let mut found = Vec::new();
     let mut missing = Vec::new();
-    for (group, kind) in wanted {
-        match kinds.find(group, kind) {
+    for (group, kind, version) in wanted {
+        match kinds.find(group, kind, version) {
             Some(r) => {
                 let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
                 found.push(ApiResource::from_gvk_with_plural(&gvk, &r.plural));

@@ -31,6 +31,8 @@ struct FaultState {
     rules: Vec<Rule>,
     latency: Duration,
     log: Vec<(String, String)>,
+    /// The User-Agent of each logged request, in the same order.
+    agents: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +113,17 @@ impl Faults {
         self.lock().log.clone()
     }
 
+    /// Every request so far as `(method, path and query, User-Agent)`, oldest first: tells
+    /// the requests of one client (kube-rs says `kube-rs/...`, kubectl `kubectl/...`) from others.
+    pub fn requests_with_agents(&self) -> Vec<(String, String, String)> {
+        let st = self.lock();
+        st.log
+            .iter()
+            .zip(&st.agents)
+            .map(|((m, p), a)| (m.clone(), p.clone(), a.clone()))
+            .collect()
+    }
+
     /// Forgets pending failures, latency and the request log.
     pub fn reset(&self) {
         *self.lock() = FaultState::default();
@@ -128,15 +141,28 @@ impl Faults {
     }
 
     /// Logs a request and returns the delay to apply and the failure to answer with, if any.
+    #[cfg(test)]
     pub(crate) fn on_request(
         &self,
         method: &str,
         path_and_query: &str,
     ) -> (Duration, Option<StoreError>) {
+        self.on_request_from(method, path_and_query, "")
+    }
+
+    /// [`Faults::on_request`] with the client's User-Agent.
+    pub(crate) fn on_request_from(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        agent: &str,
+    ) -> (Duration, Option<StoreError>) {
         let mut st = self.lock();
         if st.log.len() >= LOG_LIMIT {
             st.log.remove(0);
+            st.agents.remove(0);
         }
+        st.agents.push(agent.to_string());
         st.log
             .push((method.to_string(), path_and_query.to_string()));
         let hit = st.rules.iter_mut().find(|r| {

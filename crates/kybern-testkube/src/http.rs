@@ -49,7 +49,15 @@ pub(crate) async fn handle(ctx: Shared, req: Request<Incoming>) -> Response<Body
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
-    let (delay, failure) = ctx.faults.on_request(method.as_str(), &path_and_query);
+    let agent = req
+        .headers()
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let (delay, failure) = ctx
+        .faults
+        .on_request_from(method.as_str(), &path_and_query, &agent);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
