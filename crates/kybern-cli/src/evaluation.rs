@@ -159,6 +159,7 @@ fn request_for(
         dry_run: false,
         variables,
         no_user_info: inputs.user.is_none(),
+        request_name: String::new(),
     }
 }
 

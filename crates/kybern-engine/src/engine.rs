@@ -587,6 +587,7 @@ fn with_object(request: &AdmissionRequest, object: Value) -> AdmissionRequest {
         dry_run: request.dry_run,
         variables: request.variables.clone(),
         no_user_info: request.no_user_info,
+        request_name: request.request_name.clone(),
     }
 }
 

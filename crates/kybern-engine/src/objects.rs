@@ -66,7 +66,26 @@ fn resource_names_kind(resource: &str, kind: &str) -> bool {
             .is_some_and(|k| resource.strip_suffix("ies") == Some(k))
 }
 
-/// Answers a Kubernetes API GET path from the objects: one object, or a `List` of them.
+/// True when the API serves `resource` at `api_version`: a built-in resource, the kind of one of
+/// the objects, or the plural of one of the CustomResourceDefinitions among them.
+fn served(objects: &[&Value], api_version: &str, resource: &str) -> bool {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    crate::cel::match_constraints::is_builtin_resource(group, resource)
+        || objects.iter().any(|o| {
+            (field(o, "/apiVersion") == api_version
+                && resource_names_kind(resource, field(o, "/kind")))
+                || (field(o, "/kind") == "CustomResourceDefinition"
+                    && field(o, "/spec/group") == group
+                    && field(o, "/spec/names/plural") == resource
+                    && o.pointer("/spec/versions")
+                        .and_then(Value::as_array)
+                        .is_some_and(|vs| vs.iter().any(|v| field(v, "/name") == version)))
+        })
+}
+
+/// Answers a Kubernetes API GET path from the objects: one object, or a `List` of them. A
+/// resource the API does not serve is a not-found error, as the API server's 404, so that an
+/// apiCall's `default` applies (an empty `List` would hide it).
 pub fn api_path<'a>(
     objects: impl IntoIterator<Item = &'a Value>,
     path: &str,
@@ -90,6 +109,12 @@ pub fn api_path<'a>(
         [res, name] => (None, *res, Some(*name)),
         _ => return Err(unsupported()),
     };
+    let objects: Vec<&Value> = objects.into_iter().collect();
+    if !served(&objects, &api_version, resource) {
+        return Err(ProviderError::Failed(format!(
+            "{path}: the server could not find the requested resource (404)"
+        )));
+    }
     let mut items = objects.into_iter().filter(|o| {
         field(o, "/apiVersion") == api_version
             && resource_names_kind(resource, field(o, "/kind"))
@@ -144,5 +169,26 @@ mod tests {
         );
         assert!(api_path(&objs, "/api/v1/namespaces/x/configmaps/zz").is_err());
         assert!(api_path(&objs, "/version").is_err());
+    }
+
+    #[test]
+    fn unknown_resources_are_not_found_and_known_ones_list_empty() {
+        let mut objs = objects();
+        let empty = api_path(&objs, "/api/v1/namespaces/x/secrets").unwrap();
+        assert_eq!(empty["items"], json!([]));
+        let err = api_path(&objs, "/api/v1/namespaces/x/nosuchthings").unwrap_err();
+        assert!(err.to_string().contains("404"), "{err}");
+        assert!(api_path(&objs, "/apis/example.com/v1/widgets").is_err());
+        objs.push(
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "names": {"plural": "widgets", "kind": "Widget"},
+                "versions": [{"name": "v1"}]}}),
+        );
+        assert_eq!(
+            api_path(&objs, "/apis/example.com/v1/widgets").unwrap()["items"],
+            json!([])
+        );
+        assert!(api_path(&objs, "/apis/example.com/v2/widgets").is_err());
     }
 }

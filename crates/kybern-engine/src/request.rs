@@ -119,6 +119,9 @@ pub struct AdmissionRequest {
     pub variables: Map<String, Value>,
     /// True when no admission user information is known (background scans, CLI without userinfo).
     pub no_user_info: bool,
+    /// The AdmissionRequest's `name` as the API server sent it; empty: the object's name is used
+    /// (the CLI). It differs for subresources such as `pods/exec`, whose object has no name.
+    pub request_name: String,
 }
 
 impl AdmissionRequest {
@@ -140,6 +143,17 @@ impl AdmissionRequest {
         self.kind_override
             .clone()
             .unwrap_or_else(|| Gvk::of(self.resource()))
+    }
+
+    /// The request's name: as the API server sent it, else the object's `metadata.name`.
+    pub fn name(&self) -> Option<&str> {
+        if self.request_name.is_empty() {
+            self.resource()
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+        } else {
+            Some(&self.request_name)
+        }
     }
 
     pub fn namespace(&self) -> &str {
@@ -182,9 +196,13 @@ impl AdmissionRequest {
         request.insert("namespace".to_string(), var_str(self.namespace()));
         request.insert(
             "name".to_string(),
-            resource
-                .pointer("/metadata/name")
-                .map_or_else(|| Rcvar::new(Variable::Null), to_variable),
+            if self.request_name.is_empty() {
+                resource
+                    .pointer("/metadata/name")
+                    .map_or_else(|| Rcvar::new(Variable::Null), to_variable)
+            } else {
+                var_str(&self.request_name)
+            },
         );
         let mut kind = BTreeMap::new();
         kind.insert("group".to_string(), var_str(&gvk.group));

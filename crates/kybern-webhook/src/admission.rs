@@ -231,13 +231,23 @@ pub fn to_engine_request(
     // Taken, not copied: the objects are the largest part of the request.
     let mut object = std::mem::take(&mut w.object);
     let mut old_object = std::mem::take(&mut w.old_object);
-    // The engine reads the namespace from the object; fill it in when the API server left it out.
-    for obj in [&mut object, &mut old_object] {
-        if !namespace.is_empty()
-            && let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut)
-            && !meta.contains_key("namespace")
-        {
-            meta.insert("namespace".into(), Value::String(namespace.clone()));
+    // The engine reads the namespace from the object; fill it in when the API server left it out,
+    // as Kyverno's `ConvertResource` does (not for a Namespace, whose request namespace is its own
+    // name). Objects without metadata, such as the PodExecOptions of a `pods/exec` CONNECT, get it
+    // too, so rules keyed on the namespace see it.
+    if !namespace.is_empty() && w.kind.kind != "Namespace" {
+        for obj in [&mut object, &mut old_object] {
+            let Some(fields) = obj.as_object_mut() else {
+                continue;
+            };
+            if let Some(meta) = fields
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Map::new()))
+                .as_object_mut()
+                && !meta.contains_key("namespace")
+            {
+                meta.insert("namespace".into(), Value::String(namespace.clone()));
+            }
         }
     }
     let subresource = w.sub_resource.clone().unwrap_or_default();
@@ -292,6 +302,7 @@ pub fn to_engine_request(
         dry_run: w.dry_run.unwrap_or(false),
         variables: Map::new(),
         no_user_info: false,
+        request_name: w.name.clone().unwrap_or_default(),
     })
 }
 
@@ -414,5 +425,34 @@ mod tests {
         assert_eq!(req.gvk().kind, "Pod");
         assert_eq!(req.subresource, "exec");
         assert_eq!(req.operation, Operation::Connect);
+    }
+
+    #[test]
+    fn connect_requests_keep_the_request_name_and_namespace() {
+        let body = review(
+            r#"{"uid":"1","operation":"CONNECT","kind":{"group":"","version":"v1","kind":"PodExecOptions"},
+            "resource":{"group":"","version":"v1","resource":"pods"},"subResource":"exec",
+            "name":"web-0","namespace":"prod",
+            "object":{"kind":"PodExecOptions","apiVersion":"v1","command":["sh"]}}"#,
+        );
+        let (w, _) = decode(body.as_bytes(), 128).unwrap();
+        let req = to_engine_request(w, |_| None).unwrap();
+        assert_eq!(req.namespace(), "prod");
+        assert_eq!(req.name(), Some("web-0"));
+        let ctx = req.base_context().to_value();
+        assert_eq!(ctx["request"]["namespace"], "prod");
+        assert_eq!(ctx["request"]["name"], "web-0");
+    }
+
+    #[test]
+    fn a_namespace_object_gets_no_namespace() {
+        let body = review(
+            r#"{"uid":"1","operation":"CREATE","kind":{"group":"","version":"v1","kind":"Namespace"},
+            "resource":{"group":"","version":"v1","resource":"namespaces"},"name":"team","namespace":"team",
+            "object":{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"team"}}}"#,
+        );
+        let (w, _) = decode(body.as_bytes(), 128).unwrap();
+        let req = to_engine_request(w, |_| None).unwrap();
+        assert_eq!(req.namespace(), "");
     }
 }

@@ -4,10 +4,11 @@
 
 use crate::patch;
 use crate::store::{PolicySet, has_validate_rules};
+use kybern_engine::cel::ConditionsOutcome;
 use kybern_engine::cel::policy_set::{AdmissionFilter, AdmissionOutcome, AdmissionPass, CelKinds};
 use kybern_engine::context::ContextProvider;
 use kybern_engine::context::NoProvider;
-use kybern_engine::engine::{Engine, PolicyContext};
+use kybern_engine::engine::{Engine, PolicyContext, webhook_match_conditions};
 use kybern_engine::policy::{Policy, RuleBody};
 use kybern_engine::request::{AdmissionRequest, Operation};
 use kybern_engine::response::{EngineResponse, FailureAction, RuleStatus, RuleType};
@@ -88,8 +89,11 @@ impl Route {
         }
     }
 
+    /// `spec.admission: false` keeps a policy out of every admission path, as Kyverno's policy
+    /// cache leaves it out (`AdmissionProcessingEnabled`, pkg/controllers/policycache).
     fn admits(&self, p: &Policy) -> bool {
-        matches!(self.families, Families::All | Families::Kyverno)
+        p.admission
+            && matches!(self.families, Families::All | Families::Kyverno)
             && self.filter.admits(p)
             && (self.names.is_empty() || self.names.contains(&p.name))
     }
@@ -199,10 +203,22 @@ pub fn decide(
     if endpoint == Endpoint::Mutate && request.operation == Operation::Delete {
         return decision;
     }
+    // A policy's webhook matchConditions: the API server would not have sent it this request.
+    // A condition that cannot be evaluated is decided by the policy's failurePolicy, as the API
+    // server decides it for a webhook.
+    let mut condition_errors: Vec<(String, bool, String)> = Vec::new();
     let candidates: Vec<&Arc<Policy>> = set
         .candidates(&kind)
         .into_iter()
         .filter(|p| route.admits(p))
+        .filter(|p| match webhook_match_conditions(p, request) {
+            ConditionsOutcome::Met => true,
+            ConditionsOutcome::NotMet(_) => false,
+            ConditionsOutcome::Error(e) => {
+                condition_errors.push((p.name.clone(), p.failure_policy_fail, e));
+                false
+            }
+        })
         .filter(|p| match endpoint {
             Endpoint::Validate => has_validate_rules(p),
             Endpoint::Mutate => p.has_rule_of(|b| {
@@ -272,7 +288,11 @@ pub fn decide(
             duration,
         });
     }
-    let resource = resource_name(request.resource(), &kind);
+    let mut resource = resource_name(request.resource(), &kind);
+    if resource.ends_with('/') {
+        // The object has no name (a subresource's options, as for `pods/exec`): the request has.
+        resource.push_str(&request.request_name);
+    }
     let mut blocking: Vec<&EngineResponse> = Vec::new();
     for o in &decision.outcomes {
         let Some(policy) = &o.policy else { continue };
@@ -345,6 +365,20 @@ pub fn decide(
         });
     }
     decision.allowed = !blocked && denials.is_empty();
+    for (name, fail, error) in condition_errors {
+        let text = format!("policy {name}: failed to evaluate webhook matchConditions: {error}");
+        if fail {
+            decision.allowed = false;
+            decision.message = Some(match decision.message.take() {
+                Some(m) => format!("{text}; denied by failurePolicy Fail{m}"),
+                None => format!("{text}; denied by failurePolicy Fail"),
+            });
+        } else {
+            decision
+                .warnings
+                .push(format!("{text}; skipped by failurePolicy Ignore"));
+        }
+    }
     if !unevaluated.is_empty() {
         decision.timed_out = true;
         let names: Vec<&str> = unevaluated.iter().map(|(n, _)| n.as_str()).collect();
@@ -423,7 +457,14 @@ pub fn decide_without_evaluation(
     let mut fail: Vec<String> = set
         .candidates(&kind)
         .into_iter()
-        .filter(|p| route.admits(p) && p.failure_policy_fail)
+        .filter(|p| {
+            route.admits(p)
+                && p.failure_policy_fail
+                && !matches!(
+                    webhook_match_conditions(p, request),
+                    ConditionsOutcome::NotMet(_)
+                )
+        })
         .map(|p| p.name.clone())
         .collect();
     fail.extend(

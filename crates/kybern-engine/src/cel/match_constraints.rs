@@ -135,6 +135,13 @@ const BUILTIN: &[(&str, &str, &str, bool)] = &[
     ("apiregistration.k8s.io", "APIService", "apiservices", false),
 ];
 
+/// True when `resource` (a plural name) is a built-in resource of the API group.
+pub(crate) fn is_builtin_resource(group: &str, resource: &str) -> bool {
+    BUILTIN
+        .iter()
+        .any(|(g, _, r, _)| *g == group && *r == resource)
+}
+
 /// The plural resource name of a kind: the table for built-in kinds, else the lower-case kind
 /// with an English plural (the usual CRD convention).
 pub fn resource_for_kind(group: &str, kind: &str) -> String {
