@@ -109,6 +109,34 @@ pub enum ExceptionOutcome {
 /// Evaluates `exceptions` on the scope and sets the `exceptions` variable from the partial
 /// ones (`images`, `allowedValues`).
 pub fn check_exceptions(exceptions: &[CelException], scope: &mut Scope) -> ExceptionOutcome {
+    let (outcome, partial) = evaluate_exceptions(exceptions, scope);
+    if let Some(partial) = partial {
+        scope.set_json("exceptions", &partial);
+    }
+    outcome
+}
+
+/// [`check_exceptions`] with the conditions read on `request_scope`: the request as it was
+/// sent when the policy runs on a Pod template (autogen), as Kyverno evaluates exceptions
+/// with their expressions unrewritten on the request's object.
+pub fn check_exceptions_on(
+    exceptions: &[CelException],
+    request_scope: &Scope,
+    scope: &mut Scope,
+) -> ExceptionOutcome {
+    let (outcome, partial) = evaluate_exceptions(exceptions, request_scope);
+    if let Some(partial) = partial {
+        scope.set_json("exceptions", &partial);
+    }
+    outcome
+}
+
+/// The decision of `exceptions` on `scope`, and the `exceptions` variable the partial ones
+/// make when none exempts the whole request.
+fn evaluate_exceptions(
+    exceptions: &[CelException],
+    scope: &Scope,
+) -> (ExceptionOutcome, Option<Value>) {
     let mut images = Vec::new();
     let mut values = Vec::new();
     let mut full: Vec<&CelException> = Vec::new();
@@ -124,7 +152,8 @@ pub fn check_exceptions(exceptions: &[CelException], scope: &mut Scope) -> Excep
             }
             ConditionsOutcome::NotMet(_) => {}
             ConditionsOutcome::Error(err) if full.is_empty() => {
-                return ExceptionOutcome::Error(format!("policy exception {:?}: {err}", e.key));
+                let err = format!("policy exception {:?}: {err}", e.key);
+                return (ExceptionOutcome::Error(err), None);
             }
             ConditionsOutcome::Error(_) => {}
         }
@@ -132,17 +161,17 @@ pub fn check_exceptions(exceptions: &[CelException], scope: &mut Scope) -> Excep
     if let Some(first) = full.first() {
         let keys: Vec<&str> = full.iter().map(|e| e.key.as_str()).collect();
         let keys = keys.join(", ");
-        return if first.report_pass {
+        let outcome = if first.report_pass {
             ExceptionOutcome::Pass(format!("rule is passed due to policy exception: {keys}"))
         } else {
             ExceptionOutcome::Skip(format!("rule is skipped due to policy exception: {keys}"))
         };
+        return (outcome, None);
     }
-    scope.set_json(
-        "exceptions",
-        &json!({"allowedImages": images, "allowedValues": values}),
-    );
-    ExceptionOutcome::None
+    (
+        ExceptionOutcome::None,
+        Some(json!({"allowedImages": images, "allowedValues": values})),
+    )
 }
 
 #[cfg(test)]

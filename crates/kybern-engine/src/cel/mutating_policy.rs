@@ -8,7 +8,7 @@
 //! schema of known kinds (lists such as `containers` merge by their key), as Kyverno's static
 //! type converter does.
 
-use super::exceptions::{CelException, ExceptionOutcome, check_exceptions};
+use super::exceptions::{CelException, ExceptionOutcome, check_exceptions, check_exceptions_on};
 use super::match_constraints::MatchConstraints;
 use super::validate_cel::{CelInput, ParamSource, base_scope};
 use super::validating_policy::{Binding, autogen_controllers, autogen_request};
@@ -194,7 +194,7 @@ impl MutatingPolicy {
             if let Some(pod_req) = autogen_request(&self.autogen_controllers, req)
                 && self.match_constraints.matches(&pod_req, ns_labels.as_ref())
             {
-                return match self.run(&pod_req, None, provider) {
+                return match self.run(&pod_req, Some(req), None, provider) {
                     MutateResult::Patched(pod) => {
                         MutateResult::Patched(put_template(req.resource(), &pod))
                     }
@@ -204,7 +204,7 @@ impl MutatingPolicy {
             return MutateResult::NotMatched;
         }
         if self.kind != MutatingKind::MutatingAdmissionPolicy || self.bindings.is_empty() {
-            return self.run(req, None, provider);
+            return self.run(req, None, None, provider);
         }
         // The first binding that selects the request is used.
         for b in &self.bindings {
@@ -213,14 +213,17 @@ impl MutatingPolicy {
             {
                 continue;
             }
-            return self.run(req, Some(b), provider);
+            return self.run(req, None, Some(b), provider);
         }
         MutateResult::NotMatched
     }
 
+    /// Runs the policy on `req`; `sent` is the request as sent when `req` is its Pod template
+    /// view (autogen): exceptions are decided on it.
     fn run(
         &self,
         req: &AdmissionRequest,
+        sent: Option<&AdmissionRequest>,
         binding: Option<&Binding>,
         provider: &dyn ContextProvider,
     ) -> MutateResult {
@@ -242,7 +245,23 @@ impl MutatingPolicy {
             Ok(p) => p,
             Err(r) => return r,
         };
-        match check_exceptions(&self.exceptions, &mut scope) {
+        let exceptions = match sent.filter(|_| !self.exceptions.is_empty()) {
+            None => check_exceptions(&self.exceptions, &mut scope),
+            Some(sent) => {
+                let sent_request = CelInput::request_json(sent);
+                let sent_input = CelInput {
+                    object: sent.resource(),
+                    old_object: &sent.old_object,
+                    request: &sent_request,
+                    ..input
+                };
+                match base_scope(&sent_input) {
+                    Ok(sent) => check_exceptions_on(&self.exceptions, &sent, &mut scope),
+                    Err(e) => return MutateResult::Error(e),
+                }
+            }
+        };
+        match exceptions {
             ExceptionOutcome::None => {}
             ExceptionOutcome::Skip(m) => return MutateResult::Skip(m),
             ExceptionOutcome::Pass(m) => return MutateResult::ExceptionPass(m),

@@ -348,7 +348,7 @@ impl ValidatingPolicy {
             params: None,
             provider: Some(provider),
         };
-        self.run(&input, None)
+        self.run(&RunInput::new(input), None)
     }
 
     /// Evaluates after `matchConstraints` selected `matched` (the request, or its Pod template
@@ -385,6 +385,23 @@ impl ValidatingPolicy {
             params: None,
             provider: Some(provider),
         };
+        // Exceptions read the request as sent, not its Pod template.
+        let sent_request;
+        let sent = if autogen && !self.exceptions.is_empty() {
+            sent_request = CelInput::request_json(req);
+            Some(CelInput {
+                object: &req.object,
+                old_object: &req.old_object,
+                request: &sent_request,
+                ..input
+            })
+        } else {
+            None
+        };
+        let input = RunInput {
+            policy: input,
+            exceptions: sent,
+        };
         if self.kind != CelPolicyKind::ValidatingAdmissionPolicy || self.bindings.is_empty() {
             return vec![(self.run(&input, None), None)];
         }
@@ -400,12 +417,22 @@ impl ValidatingPolicy {
             .collect()
     }
 
-    fn run(&self, input: &CelInput, binding: Option<&Binding>) -> CelPolicyResult {
+    fn run(&self, run: &RunInput, binding: Option<&Binding>) -> CelPolicyResult {
+        let input = &run.policy;
         let mut scope = match base_scope(input) {
             Ok(s) => s,
             Err(e) => return CelPolicyResult::Error(e),
         };
-        match super::exceptions::check_exceptions(&self.exceptions, &mut scope) {
+        let exceptions = match &run.exceptions {
+            None => super::exceptions::check_exceptions(&self.exceptions, &mut scope),
+            Some(sent) => match base_scope(sent) {
+                Ok(sent) => {
+                    super::exceptions::check_exceptions_on(&self.exceptions, &sent, &mut scope)
+                }
+                Err(e) => return CelPolicyResult::Error(e),
+            },
+        };
+        match exceptions {
             super::exceptions::ExceptionOutcome::None => {}
             super::exceptions::ExceptionOutcome::Skip(m) => return CelPolicyResult::Skip(m),
             super::exceptions::ExceptionOutcome::Pass(_) => return CelPolicyResult::Pass,
@@ -457,7 +484,7 @@ impl ValidatingPolicy {
             params: None,
             provider: Some(provider),
         };
-        self.run(&input, None)
+        self.run(&RunInput::new(input), None)
     }
 
     /// Authorization modes: the first validation that returns a response decides (`ok`: pass,
@@ -550,6 +577,22 @@ pub fn namespace_object(req: &AdmissionRequest, provider: &dyn ContextProvider) 
         "kind": "Namespace",
         "metadata": {"name": ns, "labels": labels.unwrap_or_default()},
     }))
+}
+
+/// What [`ValidatingPolicy::run`] reads: the policy's input, and for a Pod template view
+/// (autogen) the request as sent, on which exceptions are decided.
+struct RunInput<'a> {
+    policy: CelInput<'a>,
+    exceptions: Option<CelInput<'a>>,
+}
+
+impl<'a> RunInput<'a> {
+    fn new(policy: CelInput<'a>) -> Self {
+        RunInput {
+            policy,
+            exceptions: None,
+        }
+    }
 }
 
 /// Which pod controllers get the Pod policy: `autogen.podControllers.controllers` when given,
