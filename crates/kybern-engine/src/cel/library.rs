@@ -7,7 +7,10 @@
 //! | `json.unmarshal(s)`, `json.marshal(v)` | JSON text ↔ value |
 //! | `yaml.parse(s)` | the value of one YAML document |
 //! | `image(s)`, `parseImageReference(s)`, `isImage(s)` | an image reference with `.registry()`, `.repository()`, `.identifier()`, `.tag()`, `.digest()`, `.containsDigest()` |
-//! | `resource.Get(apiVersion, resource, namespace, name)`, `resource.List(apiVersion, resource, namespace)` (also lower-case) | objects from the context provider |
+//! | `resource.Get(apiVersion, resource, namespace, name)`, `resource.List(apiVersion, resource, namespace)` (also lower-case; a GVR may stand for the first two) | objects from the context provider |
+//! | `resource.ToGVR(apiVersion, kind)`, `resource.toGVR` | `{Group, Version, Resource}` of a kind |
+//! | `sha1(s)`, `sha256(s)`, `md5(s)` (also `hash.*`) | the hex digest of the string |
+//! | `gzip.decompress(bytes)`, `gzip.compress(s)` | gzip data ↔ string |
 //! | `image.GetMetadata(image)` | the image's registry data from the context provider |
 //! | `time.now()` | the current time (a timestamp) |
 //! | `jwt.Decode(token, key)` | `{Valid, Header, Claims}` of a JWT (HMAC signatures checked, see `jwt`) |
@@ -131,6 +134,20 @@ pub fn register(ctx: &mut cel::Context<'_>) {
     ctx.add_function("resource.List", resource_list);
     ctx.add_function("resource.get", resource_get);
     ctx.add_function("resource.list", resource_list);
+    ctx.add_function("resource.ToGVR", resource_to_gvr);
+    ctx.add_function("resource.toGVR", resource_to_gvr);
+    for (name, f) in [
+        ("sha1", hash_sha1 as fn(Arc<String>) -> ResolveResult),
+        ("sha256", hash_sha256),
+        ("md5", hash_md5),
+        ("hash.sha1", hash_sha1),
+        ("hash.sha256", hash_sha256),
+        ("hash.md5", hash_md5),
+    ] {
+        ctx.add_function(name, f);
+    }
+    ctx.add_function("gzip.decompress", gzip_decompress);
+    ctx.add_function("gzip.compress", gzip_compress);
     ctx.add_function("image.GetMetadata", image_metadata);
     ctx.add_function("globalContext.Get", global_context_get);
     ctx.add_function("jwt.Decode", super::jwt::decode);
@@ -402,17 +419,136 @@ fn fetched(ftx: &FunctionContext, key: &str) -> ResolveResult {
     })
 }
 
-fn resource_get(
+/// The `(apiVersion, resource)` that start the arguments of `resource.Get`/`resource.List`:
+/// two strings, or one GVR from `resource.ToGVR`; the remaining arguments follow.
+fn resource_args<'a>(
     ftx: &FunctionContext,
-    api_version: Arc<String>,
-    resource: Arc<String>,
-    namespace: Arc<String>,
-    name: Arc<String>,
-) -> ResolveResult {
+    args: &'a [cel::Value],
+) -> Result<(String, String, &'a [cel::Value]), ExecutionError> {
+    match args {
+        [
+            cel::Value::String(api_version),
+            cel::Value::String(resource),
+            rest @ ..,
+        ] => Ok((api_version.to_string(), resource.to_string(), rest)),
+        [cel::Value::Map(gvr), rest @ ..] => {
+            let field = |k: &str| match gvr.map.get(&cel::objects::Key::from(k)) {
+                Some(cel::Value::String(s)) => Ok(s.to_string()),
+                _ => Err(ftx.error(format!("a GVR needs a string {k}"))),
+            };
+            let (group, version) = (field("Group")?, field("Version")?);
+            let api_version = if group.is_empty() {
+                version
+            } else {
+                format!("{group}/{version}")
+            };
+            Ok((api_version, field("Resource")?, rest))
+        }
+        _ => Err(ftx.error("expects an apiVersion and a resource, or a GVR from resource.ToGVR")),
+    }
+}
+
+fn string_arg(ftx: &FunctionContext, v: Option<&cel::Value>) -> Result<String, ExecutionError> {
+    match v {
+        Some(cel::Value::String(s)) => Ok(s.to_string()),
+        _ => Err(ftx.error("expects string arguments")),
+    }
+}
+
+/// `resource.Get(apiVersion, resource, namespace, name)` or `resource.Get(gvr, namespace, name)`.
+fn resource_get(ftx: &FunctionContext, Arguments(args): Arguments) -> ResolveResult {
+    let (api_version, resource, rest) = resource_args(ftx, &args)?;
+    let [namespace, name] = rest else {
+        return Err(ftx.error("expects a namespace and a name after the resource"));
+    };
+    let (namespace, name) = (
+        string_arg(ftx, Some(namespace))?,
+        string_arg(ftx, Some(name))?,
+    );
     fetched(
         ftx,
         &fetch_key("Get", &api_version, &resource, &namespace, &name),
     )
+}
+
+/// `resource.ToGVR(apiVersion, kind)`: the group, version and resource of a kind, as the API
+/// server's discovery names it (`{Group, Version, Resource}`, the fields of Go's
+/// `schema.GroupVersionResource`), for `resource.Get` and `resource.List`.
+fn resource_to_gvr(api_version: Arc<String>, kind: Arc<String>) -> ResolveResult {
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version.as_str()),
+    };
+    let resource = super::match_constraints::resource_for_kind(group, &kind);
+    Ok(map([
+        ("Group".to_string(), string(group)),
+        ("Version".to_string(), string(version)),
+        ("Resource".to_string(), string(&resource)),
+    ]))
+}
+
+fn hex_string(bytes: &[u8]) -> ResolveResult {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    Ok(cel::Value::String(Arc::new(out)))
+}
+
+/// `sha1(s)`, `hash.sha1(s)`: the hex SHA-1 of the string's bytes (Kyverno's hash library).
+fn hash_sha1(s: Arc<String>) -> ResolveResult {
+    use sha1::Digest as _;
+    hex_string(&sha1::Sha1::digest(s.as_bytes()))
+}
+
+/// `sha256(s)`, `hash.sha256(s)`: the hex SHA-256 of the string's bytes.
+fn hash_sha256(s: Arc<String>) -> ResolveResult {
+    use sha2::Digest as _;
+    hex_string(&sha2::Sha256::digest(s.as_bytes()))
+}
+
+/// `md5(s)`, `hash.md5(s)`: the hex MD5 of the string's bytes.
+fn hash_md5(s: Arc<String>) -> ResolveResult {
+    use md5::Digest as _;
+    hex_string(&md5::Md5::digest(s.as_bytes()))
+}
+
+/// Largest output `gzip.decompress` produces: a small input can inflate without bound.
+const MAX_GUNZIP_BYTES: u64 = 16 << 20;
+
+/// `gzip.decompress(bytes)`: the gzip data (one member or several, as Go's reader) as a string.
+fn gzip_decompress(ftx: &FunctionContext, data: cel::Value) -> ResolveResult {
+    use std::io::Read as _;
+    let cel::Value::Bytes(data) = data else {
+        return Err(ftx.error("expects bytes"));
+    };
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(data.as_slice())
+        .take(MAX_GUNZIP_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ftx.error(format!("gzip: {e}")))?;
+    if out.len() as u64 > MAX_GUNZIP_BYTES {
+        return Err(ftx.error(format!(
+            "gzip: decompressed data exceeds {MAX_GUNZIP_BYTES} bytes"
+        )));
+    }
+    String::from_utf8(out)
+        .map(|s| cel::Value::String(Arc::new(s)))
+        .map_err(|e| ftx.error(format!("gzip: decompressed data is not UTF-8: {e}")))
+}
+
+/// `gzip.compress(s)`: the string gzip-compressed, with a zero modification time so the output
+/// is deterministic (the deflate bytes may differ from Go's; decompressing gives the string).
+fn gzip_compress(ftx: &FunctionContext, s: Arc<String>) -> ResolveResult {
+    use std::io::Write as _;
+    let mut enc = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
+    enc.write_all(s.as_bytes())
+        .map_err(|e| ftx.error(format!("gzip: {e}")))?;
+    let out = enc.finish().map_err(|e| ftx.error(format!("gzip: {e}")))?;
+    Ok(cel::Value::Bytes(Arc::new(out)))
 }
 
 /// Longest pattern the regex functions compile (their cost is linear in pattern and input).
@@ -560,12 +696,13 @@ fn image_metadata(ftx: &FunctionContext, image: Arc<String>) -> ResolveResult {
     fetched(ftx, &fetch_key("Image", "", "", "", &image))
 }
 
-fn resource_list(
-    ftx: &FunctionContext,
-    api_version: Arc<String>,
-    resource: Arc<String>,
-    namespace: Arc<String>,
-) -> ResolveResult {
+/// `resource.List(apiVersion, resource, namespace)` or `resource.List(gvr, namespace)`.
+fn resource_list(ftx: &FunctionContext, Arguments(args): Arguments) -> ResolveResult {
+    let (api_version, resource, rest) = resource_args(ftx, &args)?;
+    let [namespace] = rest else {
+        return Err(ftx.error("expects a namespace after the resource"));
+    };
+    let namespace = string_arg(ftx, Some(namespace))?;
     fetched(
         ftx,
         &fetch_key("List", &api_version, &resource, &namespace, ""),

@@ -503,3 +503,72 @@ fn regex_library() {
     }
     assert!(eval_json("regex.replace('a', '(', 'b')", obj).is_err());
 }
+
+#[test]
+fn hash_and_gzip_libraries() {
+    let cases: &[(&str, Value)] = &[
+        ("md5('kybern')", json!("909bfba1d56222f166bc9e63007e3ddf")),
+        (
+            "hash.md5('kybern')",
+            json!("909bfba1d56222f166bc9e63007e3ddf"),
+        ),
+        (
+            "sha1('kybern')",
+            json!("61dbea6110128af174261b3a776da3017567b959"),
+        ),
+        (
+            "hash.sha1('kybern')",
+            json!("61dbea6110128af174261b3a776da3017567b959"),
+        ),
+        (
+            "sha256('kybern')",
+            json!("7158c8a000f57546a082b4bd444f0f252a1733a4adde25327b9eecad6bca1882"),
+        ),
+        (
+            "hash.sha256('kybern')",
+            json!("7158c8a000f57546a082b4bd444f0f252a1733a4adde25327b9eecad6bca1882"),
+        ),
+        (
+            "gzip.decompress(base64.decode('H4sIAAAAAAACA8tIzcnJV8iuTEotygMAaeczPQwAAAA='))",
+            json!("hello kybern"),
+        ),
+        // Concatenated members read as one stream, as Go's gzip reader does.
+        (
+            "gzip.decompress(base64.decode('H4sIAAAAAAACA8vPS1UAAElhrCMEAAAAH4sIAAAAAAACAyspzwcAZorKEQMAAAA='))",
+            json!("one two"),
+        ),
+        (
+            "gzip.decompress(gzip.compress('round trip'))",
+            json!("round trip"),
+        ),
+        (
+            "resource.ToGVR('apps/v1', 'Deployment')",
+            json!({"Group": "apps", "Version": "v1", "Resource": "deployments"}),
+        ),
+        (
+            "resource.toGVR('v1', 'ConfigMap').Resource",
+            json!("configmaps"),
+        ),
+    ];
+    for (expr, want) in cases {
+        assert_eq!(eval_json(expr, json!({})).as_ref(), Ok(want), "{expr}");
+    }
+    assert!(eval_json("gzip.decompress(b'not gzip')", json!({})).is_err());
+}
+
+#[test]
+fn resource_lookups_take_a_gvr() {
+    let mut scope = Scope::with_provider(Some(&Params));
+    scope.set_json("object", &json!({}));
+    for expr in [
+        "resource.get(resource.ToGVR('v1', 'ConfigMap'), 'default', 'limits').data.max",
+        "resource.List(resource.toGVR('v1', 'ConfigMap'), 'default').items[0].data.max",
+    ] {
+        let e = Expression::compile(expr, "x").unwrap();
+        assert_eq!(
+            e.eval(&scope).map(|v| value::to_json(&v)),
+            Ok(json!("2")),
+            "{expr}"
+        );
+    }
+}
