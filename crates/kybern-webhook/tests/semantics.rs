@@ -336,3 +336,49 @@ spec:
     );
     srv.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_equality_anchor_mismatch_denies_under_failure_policy_ignore() {
+    // failurePolicy covers rules that cannot be evaluated; a mismatch is a failure and denies.
+    let policy = r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: host-and-user
+spec:
+  validationFailureAction: Enforce
+  webhookConfiguration:
+    failurePolicy: Ignore
+  rules:
+    - name: no-host-path-non-root
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      validate:
+        message: "no host paths, and no root"
+        pattern:
+          spec:
+            volumes:
+              - X(hostPath): "null"
+            securityContext:
+              =(runAsNonRoot): true
+"#;
+    let srv = serve(&[("p.yaml", policy)], Limits::default()).await;
+    let mut object = pod("a", "shop", json!({}));
+    object["spec"]["securityContext"] = json!({"runAsNonRoot": false});
+    object["spec"]["volumes"] = json!([{"name": "v", "emptyDir": {}}]);
+    let resp = validate(&srv, &object).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert!(
+        resp["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed at path /spec/securityContext/runAsNonRoot/"),
+        "{resp}"
+    );
+    object["spec"]["securityContext"] = json!({"runAsNonRoot": true});
+    let resp = validate(&srv, &object).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    srv.running.shutdown().await;
+}

@@ -97,7 +97,7 @@ impl std::fmt::Display for Path<'_> {
 /// Walk state shared across the whole pattern (Kyverno's `AnchorMap`).
 #[derive(Default)]
 pub(crate) struct Walker {
-    /// For each condition/existence/negation anchor seen: did any resource map hold its key?
+    /// For each condition/existence anchor seen: did any resource map hold its key?
     /// A short list: patterns hold few anchors, and a linear scan beats hashing them.
     anchors_seen: Vec<(String, bool)>,
 }
@@ -118,10 +118,9 @@ impl Walker {
             let Some(a) = a else {
                 continue;
             };
-            if !matches!(
-                a.kind,
-                AnchorKind::Condition | AnchorKind::Existence | AnchorKind::Negation
-            ) {
+            // A negation anchor's key is meant to be absent: Kyverno's `KeysAreMissing` does not
+            // count it, so a satisfied `X(key)` does not turn another mismatch into an error.
+            if !matches!(a.kind, AnchorKind::Condition | AnchorKind::Existence) {
                 continue;
             }
             let present = resource.contains_key(a.key);
