@@ -1,6 +1,7 @@
-//! `kybern crds` and `kybern webhooks delete`: the cluster-side verbs that are not the server.
+//! `kybern crds`, `kybern webhooks delete` and `kybern controller`: the cluster-side verbs that
+//! are not the admission server.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 
 /// Flags of `kybern webhooks`.
@@ -50,4 +51,66 @@ pub fn webhooks(args: &WebhooksArgs) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Flags of `kybern controller`.
+#[derive(Debug, clap::Args)]
+pub struct ControllerArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, then the in-cluster configuration).
+    #[arg(long, env = "KYBERN_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of kybern's Leases and UpdateRequests (as `serve --cluster`).
+    #[arg(long, env = "KYBERN_NAMESPACE", default_value = "kybern")]
+    pub namespace: String,
+    /// Object names: `kybern` or `kyverno` (as `serve --cluster`).
+    #[arg(long, env = "KYBERN_NAMES", default_value = "kybern")]
+    pub names: kybern_cluster::names::Scheme,
+    /// Parts to run (comma separated): `background` (generate rules).
+    #[arg(
+        long,
+        env = "KYBERN_ENABLE",
+        value_delimiter = ',',
+        default_value = "background"
+    )]
+    pub enable: Vec<String>,
+    /// Leader-election identity (the Pod's name; default: the host name).
+    #[arg(long = "pod-name", env = "KYBERN_POD_NAME")]
+    pub pod_name: Option<String>,
+}
+
+/// Runs the background controller until SIGTERM or Ctrl-C.
+pub fn controller(args: &ControllerArgs) -> Result<i32> {
+    for part in &args.enable {
+        match part.as_str() {
+            "background" => {}
+            "cleanup" | "reports" => bail!(
+                "--enable {part}: not implemented yet (cleanup policies, DeletingPolicies and policy reports are not run by kybern); only `background` (generate rules) is"
+            ),
+            other => bail!("--enable {other}: unknown part (background)"),
+        }
+    }
+    let identity = args.pod_name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| format!("kybern-{}", std::process::id()))
+    });
+    let options = kybern_cluster::background::controller::ControllerOptions {
+        kubeconfig: args.kubeconfig.clone(),
+        names: kybern_cluster::names::Names::new(args.names, &args.namespace, None),
+        identity,
+    };
+    crate::serve_cmd::init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let controller = kybern_cluster::background::controller::start(options)
+            .await
+            .context("cannot start the controller")?;
+        crate::serve_cmd::shutdown_signal().await;
+        controller.shutdown().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(0)
 }

@@ -34,11 +34,13 @@ enum Command {
     /// JMESPath with Kyverno's functions: query, list functions, parse.
     Jp(jp_cmd::JpArgs),
     /// Serve the admission webhook over HTTPS.
-    Serve(serve_cmd::ServeArgs),
+    Serve(Box<serve_cmd::ServeArgs>),
     /// Print the CustomResourceDefinitions of every kind kybern serves.
     Crds,
     /// Manage the webhook configurations kybern writes in a cluster.
     Webhooks(cluster_cmd::WebhooksArgs),
+    /// Run background work in a cluster: generate rules (queued by `serve --cluster`).
+    Controller(cluster_cmd::ControllerArgs),
 }
 
 /// A closed stdout (`kybern jp function | head`) ends the process quietly, as other command-line
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve_cmd::execute(args),
         Command::Crds => cluster_cmd::crds(),
         Command::Webhooks(args) => cluster_cmd::webhooks(args),
+        Command::Controller(args) => cluster_cmd::controller(args),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

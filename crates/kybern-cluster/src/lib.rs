@@ -6,6 +6,7 @@
 //! Lease, and policy status. It never decides admission itself (the engine does, through
 //! kybern-webhook) and never depends on the CLI.
 
+pub mod background;
 pub mod certificates;
 pub mod context;
 pub mod crds;

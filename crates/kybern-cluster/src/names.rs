@@ -103,6 +103,14 @@ impl Names {
         }
     }
 
+    /// The background controller's Lease.
+    pub fn background_lease(&self) -> String {
+        match self.scheme {
+            Scheme::Kybern => "kybern-background".into(),
+            Scheme::Kyverno => "kyverno-background-controller".into(),
+        }
+    }
+
     /// The Kyverno-format ConfigMap read for resource filters and exclusions.
     pub fn config_map(&self) -> String {
         self.product().to_string()

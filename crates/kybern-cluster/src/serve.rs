@@ -306,6 +306,11 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
             provider: Some(context.clone()),
             filters: Some(filters),
             readiness: Some(readiness),
+            observer: Some(Arc::new(crate::background::queue::UpdateRequestQueue::new(
+                client.clone(),
+                &names.namespace,
+                Arc::clone(&context),
+            ))),
         },
     )
     .await

@@ -8,8 +8,10 @@
 //! - The CEL kinds go to `vpol`, `nvpol`, `ivpol` and `mpol`/`nmpol` webhooks whose path names the
 //!   policies, with their `matchConstraints.resourceRules` as rules.
 //! - Rules are narrow: the kinds and operations policies match, never `*` unless a policy asks.
-//! - ValidatingAdmissionPolicies, MutatingAdmissionPolicies and the background kinds need no
-//!   webhook: the API server runs the former, the background controller the latter.
+//! - Generate rules register their triggers on the validating webhook: admission queues their
+//!   work for the background controller.
+//! - ValidatingAdmissionPolicies, MutatingAdmissionPolicies, GeneratingPolicies and
+//!   DeletingPolicies get no webhook rules: the API server runs the former two.
 
 use crate::names::Names;
 use kybern_engine::matching::parse_kind;
@@ -338,8 +340,10 @@ impl Builder<'_> {
                     (false, "validate", &VALIDATE_OPS)
                 } else if rule.get("mutate").is_some() {
                     (true, "mutate", &MUTATE_OPS)
+                } else if rule.get("generate").is_some() {
+                    // Admission queues the work; the background controller does it.
+                    (false, "validate", &VALIDATE_OPS)
                 } else {
-                    // generate rules act in the background controller.
                     continue;
                 };
             let (hook_name, path) = if conditions.is_empty() {

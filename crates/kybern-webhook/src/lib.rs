@@ -23,4 +23,4 @@ pub mod server;
 pub mod store;
 
 pub use config::{Limits, WebhookConfig};
-pub use server::{ExternalParts, ReadinessCheck, Running, start, start_with};
+pub use server::{AdmissionObserver, ExternalParts, ReadinessCheck, Running, start, start_with};

@@ -62,6 +62,8 @@ pub struct AppState {
     pub config: Arc<WebhookConfig>,
     /// The filters in force (replaced when the ConfigMap file changes).
     pub filters: Arc<ArcSwap<AdmissionFilters>>,
+    /// Told of every admitted request that is not a dry run (background work hand-off).
+    pub observer: Option<Arc<dyn AdmissionObserver>>,
     evaluations: Arc<Semaphore>,
 }
 
@@ -69,6 +71,18 @@ pub struct AppState {
 pub trait ReadinessCheck: Send + Sync {
     /// `Err` names what is not ready.
     fn check(&self) -> Result<(), String>;
+}
+
+/// Told of admitted requests after the answer is decided; it must hand any work off and return
+/// at once (it runs on the request path).
+pub trait AdmissionObserver: Send + Sync {
+    /// `uid` is the AdmissionRequest's; `set` the policy set the decision used.
+    fn admitted(
+        &self,
+        uid: &str,
+        request: &Arc<AdmissionRequest>,
+        set: &Arc<crate::store::PolicySet>,
+    );
 }
 
 /// Parts supplied from outside instead of being built from [`WebhookConfig`]: the cluster mode
@@ -81,6 +95,7 @@ pub struct ExternalParts {
     /// Filters the caller keeps up to date (the ConfigMap from the API).
     pub filters: Option<Arc<ArcSwap<AdmissionFilters>>>,
     pub readiness: Option<Arc<dyn ReadinessCheck>>,
+    pub observer: Option<Arc<dyn AdmissionObserver>>,
 }
 
 /// A running server.
@@ -319,6 +334,12 @@ async fn handle_admission(
         route.endpoint,
     );
 
+    if decision.allowed
+        && !request.dry_run
+        && let Some(observer) = &st.observer
+    {
+        observer.admitted(&uid, &request, &set);
+    }
     let response = AdmissionResponse {
         uid,
         allowed: decision.allowed,
@@ -562,6 +583,7 @@ pub async fn start_with(
         store: Arc::clone(&store),
         provider,
         readiness: parts.readiness,
+        observer: parts.observer,
         metrics: Arc::clone(&metrics),
         config: Arc::clone(&config),
         filters: Arc::clone(&filters),

@@ -307,3 +307,16 @@ fn policies_themselves_are_sent_to_policyvalidate_from_every_namespace() {
     }
     assert!(!text.contains("policyreports"));
 }
+
+#[test]
+fn generate_rules_register_their_triggers_on_the_validating_webhook() {
+    let p = cpol(
+        "gen",
+        json!({"rules": [{"name": "g", "match": {"any": [{"resources": {"kinds": ["Namespace"]}}]},
+            "generate": {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "namespace": "{{request.object.metadata.name}}", "data": {}}}]}),
+    );
+    let d = desired([&p], &settings(), b"CA", &cluster());
+    let w = hook(&d.validating, "validate.kybern.svc-fail");
+    assert_eq!(w["rules"][0]["resources"], json!(["namespaces"]));
+    assert!(d.configured.contains("ClusterPolicy.kyverno.io/gen"));
+}

@@ -1,0 +1,528 @@
+//! `kybern controller --enable background`: under its own Lease, processes the generate
+//! UpdateRequests that admission queued (bounded retries; finished ones are deleted, failed ones
+//! kept with their message), and keeps `synchronize: true` objects equal to their rule: a
+//! generated object that is edited or deleted is written again.
+
+use super::generate::{self, Generated};
+use super::queue;
+use crate::context::{CallLimits, ClusterContext};
+use crate::discovery::Kinds;
+use crate::error::ClusterError;
+use crate::global_context::GlobalContext;
+use crate::names::Names;
+use crate::source::{self, PolicyDefaults, PolicySource};
+use crate::watch::{Cache, Trim};
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use kube::Api;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    PostParams,
+};
+use kube::runtime::{WatchStreamExt, watcher};
+use kybern_engine::policy::{Policy, RuleBody};
+use kybern_engine::request::{AdmissionRequest, Operation};
+use kybern_webhook::admission::WireRequest;
+use kybern_webhook::provider::RequestContext;
+use kybern_webhook::store::PolicyStore;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, watch as channel};
+use tokio_util::sync::CancellationToken;
+
+/// Attempts before an UpdateRequest is marked Failed.
+const MAX_ATTEMPTS: u64 = 3;
+const TICK: Duration = Duration::from_secs(2);
+
+/// What `kybern controller` needs.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    pub kubeconfig: Option<PathBuf>,
+    pub names: Names,
+    pub identity: String,
+}
+
+/// A running controller.
+pub struct Controller {
+    pub leader: channel::Receiver<bool>,
+    stop: CancellationToken,
+}
+
+impl Controller {
+    /// Stops the work; the Lease is released once every loop has ended.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        drop(self.leader);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Worker {
+    client: kube::Client,
+    store: Arc<PolicyStore>,
+    context: Arc<ClusterContext>,
+    kinds: Arc<ArcSwap<Kinds>>,
+    field_manager: String,
+}
+
+/// Starts the background controller.
+pub async fn start(options: ControllerOptions) -> Result<Controller, ClusterError> {
+    let stop = CancellationToken::new();
+    let client = crate::serve::client(options.kubeconfig.as_deref()).await?;
+    let lease_client = crate::serve::client(options.kubeconfig.as_deref()).await?;
+    let names = options.names.clone();
+    let kinds = Arc::new(ArcSwap::from_pointee(Kinds::discover(&client).await?));
+    let leader = crate::leader::campaign(
+        lease_client,
+        &names.namespace,
+        &names.background_lease(),
+        &options.identity,
+        names.product(),
+    )
+    .await?;
+
+    let store = Arc::new(PolicyStore::for_objects());
+    let (resources, _) = source::policy_resources(&kinds.load());
+    let policies = PolicySource::spawn(
+        &client,
+        resources,
+        Arc::clone(&store),
+        PolicyDefaults::default(),
+        &stop,
+    );
+    let ignored = Arc::new(Notify::new());
+    let spawn = |r: ApiResource, trim: Trim| {
+        Cache::spawn(
+            client.clone(),
+            r,
+            None,
+            None,
+            trim,
+            Arc::clone(&ignored),
+            &stop,
+        )
+    };
+    let core = |kind: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", kind), plural)
+    };
+    let rbac = |kind: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind),
+            plural,
+        )
+    };
+    let context = Arc::new(ClusterContext::new(
+        client.clone(),
+        [
+            spawn(core("Namespace", "namespaces"), Trim::Labels),
+            spawn(core("ConfigMap", "configmaps"), Trim::Object),
+            spawn(rbac("RoleBinding", "rolebindings"), Trim::Slim),
+            spawn(
+                rbac("ClusterRoleBinding", "clusterrolebindings"),
+                Trim::Slim,
+            ),
+        ],
+        Arc::clone(&kinds),
+        Arc::new(GlobalContext::default()),
+        CallLimits::default(),
+    ));
+    let requests_changed = Arc::new(Notify::new());
+    let requests = Cache::spawn(
+        client.clone(),
+        queue::resource(),
+        Some(&names.namespace),
+        None,
+        Trim::Object,
+        Arc::clone(&requests_changed),
+        &stop,
+    );
+    let worker = Arc::new(Worker {
+        client: client.clone(),
+        store,
+        context,
+        kinds,
+        field_manager: format!("{}-background", names.product()),
+    });
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let task_stop = stop.clone();
+    let task_leader = leader.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = task_stop.cancelled() => {}
+            _ = run(worker, policies, requests, requests_changed, task_leader, events_tx, events_rx, task_stop.clone()) => {}
+        }
+    });
+    Ok(Controller { leader, stop })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    w: Arc<Worker>,
+    mut policies: PolicySource,
+    requests: Cache,
+    requests_changed: Arc<Notify>,
+    mut leader: channel::Receiver<bool>,
+    events_tx: mpsc::UnboundedSender<DynamicObject>,
+    mut events_rx: mpsc::UnboundedReceiver<DynamicObject>,
+    stop: CancellationToken,
+) {
+    let mut watched: BTreeSet<(String, String, String)> = BTreeSet::new();
+    loop {
+        let mut downstream = Vec::new();
+        tokio::select! {
+            _ = requests_changed.notified() => {}
+            _ = policies.synced.changed() => {}
+            _ = leader.changed() => {}
+            Some(o) = events_rx.recv() => downstream.push(o),
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        while let Ok(o) = events_rx.try_recv() {
+            downstream.push(o);
+        }
+        if !*leader.borrow() || !w.store.is_ready() {
+            continue;
+        }
+        // Watch the kinds that synchronized rules generate, to put back what is changed.
+        for r in synchronized_kinds(&w.store.snapshot().policies) {
+            if watched.insert(r.clone()) {
+                spawn_downstream_watch(&w, &r, events_tx.clone(), &stop);
+            }
+        }
+        let mut pending = requests.values();
+        pending.sort_by(|a, b| {
+            let t = |v: &Value| {
+                v.pointer("/metadata/creationTimestamp")
+                    .map(Value::to_string)
+            };
+            t(a).cmp(&t(b))
+        });
+        for ur in pending {
+            let state = ur
+                .pointer("/status/state")
+                .and_then(Value::as_str)
+                .unwrap_or("Pending");
+            if state == "Failed" {
+                continue;
+            }
+            w.process(&ur).await;
+        }
+        for object in downstream {
+            w.restore(&object).await;
+        }
+    }
+}
+
+/// `(apiVersion, kind, plural)` of objects that `synchronize: true` rules generate.
+fn synchronized_kinds(policies: &[Arc<Policy>]) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for p in policies {
+        for r in &p.rules {
+            let RuleBody::Generate(g) = &r.body else {
+                continue;
+            };
+            if g.get("synchronize").and_then(Value::as_bool) != Some(true) {
+                continue;
+            }
+            let s = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or_default();
+            let (api_version, kind) = (s("apiVersion"), s("kind"));
+            if !api_version.is_empty() && !kind.is_empty() && !kind.contains("{{") {
+                out.push((api_version.to_string(), kind.to_string(), String::new()));
+            }
+        }
+    }
+    out
+}
+
+fn spawn_downstream_watch(
+    w: &Arc<Worker>,
+    key: &(String, String, String),
+    events: mpsc::UnboundedSender<DynamicObject>,
+    stop: &CancellationToken,
+) {
+    let kinds = w.kinds.load();
+    let Some(r) = kinds.by_api_version(&key.0, &key.1) else {
+        tracing::warn!(api_version = %key.0, kind = %key.1, "the cluster serves no such kind; generated objects of it are not kept in sync");
+        return;
+    };
+    let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
+    let resource = ApiResource::from_gvk_with_plural(&gvk, &r.plural);
+    let api: Api<DynamicObject> = Api::all_with(w.client.clone(), &resource);
+    let selector = format!("{}={}", generate::MANAGED_BY.0, generate::MANAGED_BY.1);
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        let stream = watcher(api, watcher::Config::default().labels(&selector)).default_backoff();
+        futures::pin_mut!(stream);
+        loop {
+            let event = tokio::select! {
+                _ = stop.cancelled() => break,
+                e = stream.next() => match e { Some(e) => e, None => break },
+            };
+            match event {
+                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
+                    let _ = events.send(o);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "watch of generated objects failed; retrying"),
+            }
+        }
+    });
+}
+
+fn label<'a>(o: &'a DynamicObject, key: &str) -> &'a str {
+    o.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(key))
+        .map_or("", String::as_str)
+}
+
+impl Worker {
+    fn policy(&self, key: &str) -> Option<Arc<Policy>> {
+        self.store
+            .snapshot()
+            .policies
+            .iter()
+            .find(|p| p.key() == key)
+            .cloned()
+    }
+
+    /// Does one UpdateRequest: generates, then deletes it; on failure counts the attempt and
+    /// marks it Failed after [`MAX_ATTEMPTS`].
+    async fn process(&self, ur: &Value) {
+        let name = ur
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let namespace = ur
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &namespace, &queue::resource());
+        match self.generate_for(ur).await {
+            Ok(count) => {
+                tracing::info!(update_request = %name, objects = count, "generate work done");
+                if let Err(e) = api.delete(&name, &DeleteParams::default()).await {
+                    tracing::warn!(update_request = %name, error = %e, "finished UpdateRequest not deleted");
+                }
+            }
+            Err(message) => {
+                let attempts = ur
+                    .pointer("/status/retryCount")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+                    + 1;
+                let state = if attempts >= MAX_ATTEMPTS {
+                    "Failed"
+                } else {
+                    "Pending"
+                };
+                tracing::warn!(update_request = %name, attempts, %message, "generate work failed");
+                let status =
+                    json!({"status": {"state": state, "message": message, "retryCount": attempts}});
+                let _ = api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                    .await;
+            }
+        }
+    }
+
+    /// The request an UpdateRequest recorded, as the engine reads it.
+    fn request_of(&self, ur: &Value) -> Result<AdmissionRequest, String> {
+        let wire = ur
+            .pointer("/spec/context/admissionRequestInfo/admissionRequest")
+            .cloned()
+            .ok_or("spec.context.admissionRequestInfo.admissionRequest is missing")?;
+        let wire: WireRequest = serde_json::from_value(wire)
+            .map_err(|e| format!("spec.context.admissionRequestInfo.admissionRequest: {e}"))?;
+        let mut request =
+            kybern_webhook::admission::to_engine_request(wire, |ns| self.context.labels_of(ns))
+                .map_err(|e| e.to_string())?;
+        let strings = |p: &str| -> Vec<String> {
+            ur.pointer(p)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        };
+        request.roles = strings("/spec/context/userInfo/roles");
+        request.cluster_roles = strings("/spec/context/userInfo/clusterRoles");
+        Ok(request)
+    }
+
+    async fn generate_for(&self, ur: &Value) -> Result<usize, String> {
+        let policy_key = ur
+            .pointer("/spec/policy")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let policy = self.policy(policy_key).ok_or_else(|| {
+            format!("policy {policy_key} is not loaded (deleted, or it does not compile)")
+        })?;
+        let rules: Vec<String> = ur
+            .pointer("/spec/ruleContext")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("rule").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
+        let request = self.request_of(ur)?;
+        self.generate_and_write(policy, request, rules).await
+    }
+
+    async fn generate_and_write(
+        &self,
+        policy: Arc<Policy>,
+        request: AdmissionRequest,
+        rules: Vec<String>,
+    ) -> Result<usize, String> {
+        let context = Arc::clone(&self.context);
+        let exceptions = self.store.snapshot().exceptions.clone();
+        let (generated, errors) = tokio::task::spawn_blocking(move || {
+            generate::run(&policy, &request, context.as_ref(), &exceptions, &rules)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
+        let mut count = 0;
+        for g in generated {
+            count += self.write(&g).await?;
+        }
+        Ok(count)
+    }
+
+    /// Writes one rule's objects: synchronized ones by server-side apply (so they are put back
+    /// as the rule says), others only when they do not exist yet.
+    async fn write(&self, g: &Generated) -> Result<usize, String> {
+        for object in &g.objects {
+            let s = |p: &str| {
+                object
+                    .pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let (api_version, kind, name, namespace) = (
+                s("/apiVersion"),
+                s("/kind"),
+                s("/metadata/name"),
+                s("/metadata/namespace"),
+            );
+            let kinds = self.kinds.load();
+            let r = kinds
+                .by_api_version(&api_version, &kind)
+                .ok_or_else(|| format!("the cluster serves no {api_version} {kind}"))?;
+            let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
+            let resource = ApiResource::from_gvk_with_plural(&gvk, &r.plural);
+            let api: Api<DynamicObject> = if r.namespaced {
+                Api::namespaced_with(self.client.clone(), &namespace, &resource)
+            } else {
+                Api::all_with(self.client.clone(), &resource)
+            };
+            let result = if g.synchronize {
+                api.patch(
+                    &name,
+                    &PatchParams::apply(&self.field_manager).force(),
+                    &Patch::Apply(object),
+                )
+                .await
+                .map(|_| ())
+            } else {
+                let obj: DynamicObject =
+                    serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+                match api.create(&PostParams::default(), &obj).await {
+                    Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+                    other => other.map(|_| ()),
+                }
+            };
+            result.map_err(|e| format!("{kind} {namespace}/{name}: {e}"))?;
+        }
+        Ok(g.objects.len())
+    }
+
+    /// A generated object changed or went away: when its rule synchronizes, generate again for
+    /// its trigger (a write that changes nothing is no change, so this settles).
+    async fn restore(&self, object: &DynamicObject) {
+        let policy_name = label(object, generate::POLICY_NAME);
+        let policy_ns = label(object, generate::POLICY_NAMESPACE);
+        let key = if policy_ns.is_empty() {
+            policy_name.to_string()
+        } else {
+            format!("{policy_ns}/{policy_name}")
+        };
+        let Some(policy) = self.policy(&key) else {
+            return;
+        };
+        let rule = label(object, generate::RULE_NAME).to_string();
+        if !generate::any_synchronized(&policy, std::slice::from_ref(&rule)) {
+            return;
+        }
+        let trigger = match self.trigger_of(object).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "trigger of a generated object not found");
+                return;
+            }
+        };
+        let request = AdmissionRequest {
+            operation: Operation::Create,
+            object: Arc::new(trigger),
+            no_user_info: true,
+            ..AdmissionRequest::default()
+        };
+        if let Err(e) = self.generate_and_write(policy, request, vec![rule]).await {
+            tracing::warn!(policy = %key, error = %e, "generated object not restored");
+        }
+    }
+
+    /// The trigger an object was generated for, found by its uid.
+    async fn trigger_of(&self, object: &DynamicObject) -> Result<Option<Value>, String> {
+        let (group, version, kind) = (
+            label(object, generate::TRIGGER_GROUP),
+            label(object, generate::TRIGGER_VERSION),
+            label(object, generate::TRIGGER_KIND),
+        );
+        let api_version = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
+        let kinds = self.kinds.load();
+        let Some(r) = kinds.by_api_version(&api_version, kind) else {
+            return Ok(None);
+        };
+        let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
+        let resource = ApiResource::from_gvk_with_plural(&gvk, &r.plural);
+        let namespace = label(object, generate::TRIGGER_NAMESPACE);
+        let api: Api<DynamicObject> = if r.namespaced && !namespace.is_empty() {
+            Api::namespaced_with(self.client.clone(), namespace, &resource)
+        } else {
+            Api::all_with(self.client.clone(), &resource)
+        };
+        let uid = label(object, generate::TRIGGER_UID);
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(list
+            .items
+            .into_iter()
+            .find(|o| o.metadata.uid.as_deref() == Some(uid))
+            .and_then(|o| {
+                let mut v = serde_json::to_value(o).ok()?;
+                v["apiVersion"] = json!(api_version);
+                v["kind"] = json!(kind);
+                Some(v)
+            }))
+    }
+}

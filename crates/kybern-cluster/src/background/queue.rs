@@ -1,0 +1,111 @@
+//! The admission side of background work: an admitted request that a generate rule acts on is
+//! recorded as an UpdateRequest, off the request path, so the controller can do the work even
+//! if this replica goes away. Dry runs queue nothing (the server does not call it for them).
+
+use super::generate;
+use super::update_request::{self, GenerateWork};
+use crate::context::ClusterContext;
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kybern_engine::request::{AdmissionRequest, Operation};
+use kybern_webhook::AdmissionObserver;
+use kybern_webhook::store::PolicySet;
+use std::sync::Arc;
+
+/// Queues generate work as UpdateRequests in kybern's namespace.
+pub struct UpdateRequestQueue {
+    api: Api<DynamicObject>,
+    namespace: String,
+    context: Arc<ClusterContext>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// The UpdateRequest resource (`kyverno.io/v2`).
+pub fn resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kyverno.io", "v2", "UpdateRequest"),
+        "updaterequests",
+    )
+}
+
+impl UpdateRequestQueue {
+    /// Must be called inside the runtime.
+    pub fn new(client: kube::Client, namespace: &str, context: Arc<ClusterContext>) -> Self {
+        UpdateRequestQueue {
+            api: Api::namespaced_with(client, namespace, &resource()),
+            namespace: namespace.to_string(),
+            context,
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl AdmissionObserver for UpdateRequestQueue {
+    fn admitted(&self, uid: &str, request: &Arc<AdmissionRequest>, set: &Arc<PolicySet>) {
+        if !matches!(request.operation, Operation::Create | Operation::Update) {
+            return;
+        }
+        let kind = request.gvk().kind;
+        let policies: Vec<_> = set
+            .candidates(&kind)
+            .into_iter()
+            .filter(|p| generate::has_generate(p))
+            .cloned()
+            .collect();
+        if policies.is_empty() {
+            return;
+        }
+        let (request, set, uid) = (Arc::clone(request), Arc::clone(set), uid.to_string());
+        let (api, namespace, context) = (
+            self.api.clone(),
+            self.namespace.clone(),
+            Arc::clone(&self.context),
+        );
+        self.runtime.spawn(async move {
+            let work = tokio::task::spawn_blocking(move || {
+                let mut objects = Vec::new();
+                for policy in policies {
+                    let rules = generate::matching_rules(
+                        &policy,
+                        &request,
+                        context.as_ref(),
+                        &set.exceptions,
+                    );
+                    if rules.is_empty() {
+                        continue;
+                    }
+                    let key = format!(
+                        "{}.kyverno.io/{}",
+                        policy.kind.as_str(),
+                        policy.key()
+                    );
+                    objects.push(update_request::object(&GenerateWork {
+                        policy: &policy.key(),
+                        policy_key: &key,
+                        synchronize: generate::any_synchronized(&policy, &rules),
+                        rules,
+                        request_uid: &uid,
+                        request: &request,
+                        namespace: &namespace,
+                    }));
+                }
+                objects
+            })
+            .await
+            .unwrap_or_default();
+            for object in work {
+                let Ok(ur) = serde_json::from_value::<DynamicObject>(object) else {
+                    continue;
+                };
+                match api.create(&PostParams::default(), &ur).await {
+                    Ok(_) => tracing::debug!(name = ?ur.metadata.name, "generate work queued"),
+                    // The same work, queued by another path or replica.
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => {
+                        tracing::error!(name = ?ur.metadata.name, error = %e, "generate work could not be queued")
+                    }
+                }
+            }
+        });
+    }
+}

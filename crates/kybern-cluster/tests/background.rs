@@ -1,0 +1,337 @@
+//! Background work end to end on the fake API server: admission queues generate work as
+//! UpdateRequests, `kybern controller` writes the generated objects and keeps them in sync.
+
+mod common;
+
+use base64::Engine as _;
+use common::*;
+use kybern_cluster::names::{Names, Scheme};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const ADD_DEFAULTS: &str = "add-namespace-defaults";
+
+fn generate_policy() -> Value {
+    json!({
+        "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": ADD_DEFAULTS},
+        "spec": {"rules": [
+            {"name": "default-deny",
+             "match": {"any": [{"resources": {"kinds": ["Namespace"], "selector": {"matchLabels": {"defaults": "yes"}}}}]},
+             "generate": {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "name": "default-deny", "namespace": "{{request.object.metadata.name}}", "synchronize": true,
+                "data": {"spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}}},
+            {"name": "quota",
+             "match": {"any": [{"resources": {"kinds": ["Namespace"], "selector": {"matchLabels": {"defaults": "yes"}}}}]},
+             "generate": {"apiVersion": "v1", "kind": "ConfigMap",
+                "name": "quota-settings", "namespace": "{{request.object.metadata.name}}", "synchronize": false,
+                "data": {"data": {"cpu": "4"}}}}
+        ]}
+    })
+}
+
+fn namespace_review(ns: &Value) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": format!("req-{}", ns["metadata"]["uid"].as_str().unwrap()),
+            "kind": {"group": "", "version": "v1", "kind": "Namespace"},
+            "resource": {"group": "", "version": "v1", "resource": "namespaces"},
+            "name": ns["metadata"]["name"], "operation": "CREATE",
+            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+            "object": ns, "dryRun": false
+        }
+    })
+}
+
+fn controller_options(
+    c: &Cluster,
+    identity: &str,
+) -> kybern_cluster::background::controller::ControllerOptions {
+    kybern_cluster::background::controller::ControllerOptions {
+        kubeconfig: Some(c.kubeconfig.clone()),
+        names: Names::new(Scheme::Kybern, NS, None),
+        identity: identity.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_namespace_gets_its_generated_objects_kept_in_sync() {
+    let c = cluster().await;
+    let server = kybern_cluster::serve::start(options(&c, "a"))
+        .await
+        .unwrap();
+    let controller = kybern_cluster::background::controller::start(controller_options(&c, "c1"))
+        .await
+        .unwrap();
+    let store = c.api.store();
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(server.ca_bundle.borrow().as_bytes());
+    let client = client_from_ca_bundle(&encoded, &server);
+    ready(&client, &server).await;
+    store
+        .create("kyverno.io/v1", "clusterpolicies", generate_policy())
+        .unwrap();
+    // The trigger's webhook rule is registered.
+    wait_for(
+        "the Namespace trigger's webhook rule",
+        Duration::from_secs(5),
+        || {
+            let vwc = store
+                .get(ADMISSION, "validatingwebhookconfigurations", None, VWC)
+                .unwrap_or_default();
+            vwc.to_string().contains("\"namespaces\"")
+        },
+    )
+    .await;
+    wait_for("the controller to lead", Duration::from_secs(20), || {
+        *controller.leader.borrow()
+    })
+    .await;
+
+    // The API server creates the Namespace after kybern admitted it.
+    let ns = store
+        .create(
+            "v1",
+            "namespaces",
+            json!({"metadata": {"name": "team-a", "labels": {"defaults": "yes"}}}),
+        )
+        .unwrap();
+    let created = Instant::now();
+    // Until the policy is in the store, the request finds no generate rule: send it again.
+    wait_for_async(Duration::from_secs(5), || async {
+        let r = send(&client, &server, "/validate/fail", &namespace_review(&ns)).await;
+        assert_eq!(r["allowed"], true);
+        store
+            .list("kyverno.io/v2", "updaterequests", Some(NS))
+            .len()
+            + store
+                .list("networking.k8s.io/v1", "networkpolicies", Some("team-a"))
+                .len()
+            > 0
+    })
+    .await;
+    wait_for(
+        "the generated NetworkPolicy and ConfigMap",
+        Duration::from_secs(5),
+        || {
+            store
+                .get(
+                    "networking.k8s.io/v1",
+                    "networkpolicies",
+                    Some("team-a"),
+                    "default-deny",
+                )
+                .is_some()
+                && store
+                    .get("v1", "configmaps", Some("team-a"), "quota-settings")
+                    .is_some()
+        },
+    )
+    .await;
+    eprintln!(
+        "Namespace admitted to generated objects: {:?}",
+        created.elapsed()
+    );
+    assert!(
+        created.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        created.elapsed()
+    );
+    let np = store
+        .get(
+            "networking.k8s.io/v1",
+            "networkpolicies",
+            Some("team-a"),
+            "default-deny",
+        )
+        .unwrap();
+    assert_eq!(
+        np["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kyverno"
+    );
+    assert_eq!(
+        np["metadata"]["labels"]["generate.kyverno.io/policy-name"],
+        ADD_DEFAULTS
+    );
+    assert_eq!(
+        np["metadata"]["labels"]["generate.kyverno.io/trigger-uid"],
+        ns["metadata"]["uid"]
+    );
+    assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    // Finished work leaves no UpdateRequest behind.
+    wait_for(
+        "the UpdateRequests to be deleted",
+        Duration::from_secs(5),
+        || {
+            store
+                .list("kyverno.io/v2", "updaterequests", Some(NS))
+                .is_empty()
+        },
+    )
+    .await;
+
+    // synchronize: true puts back a deleted or edited object.
+    store
+        .delete(
+            "networking.k8s.io/v1",
+            "networkpolicies",
+            Some("team-a"),
+            "default-deny",
+        )
+        .unwrap();
+    wait_for(
+        "the deleted NetworkPolicy to come back",
+        Duration::from_secs(5),
+        || {
+            store
+                .get(
+                    "networking.k8s.io/v1",
+                    "networkpolicies",
+                    Some("team-a"),
+                    "default-deny",
+                )
+                .is_some()
+        },
+    )
+    .await;
+    store
+        .merge_patch(
+            "networking.k8s.io/v1",
+            "networkpolicies",
+            Some("team-a"),
+            "default-deny",
+            json!({"spec": {"policyTypes": ["Ingress"]}}),
+        )
+        .unwrap();
+    wait_for(
+        "the edited NetworkPolicy to be restored",
+        Duration::from_secs(5),
+        || {
+            store
+                .get(
+                    "networking.k8s.io/v1",
+                    "networkpolicies",
+                    Some("team-a"),
+                    "default-deny",
+                )
+                .is_some_and(|n| n["spec"]["policyTypes"] == json!(["Ingress", "Egress"]))
+        },
+    )
+    .await;
+    // synchronize: false leaves its object alone.
+    store
+        .merge_patch(
+            "v1",
+            "configmaps",
+            Some("team-a"),
+            "quota-settings",
+            json!({"data": {"cpu": "8"}}),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        store
+            .get("v1", "configmaps", Some("team-a"), "quota-settings")
+            .unwrap()["data"]["cpu"],
+        "8"
+    );
+    // A Namespace the rules do not select gets nothing.
+    let other = store
+        .create("v1", "namespaces", json!({"metadata": {"name": "plain"}}))
+        .unwrap();
+    send(
+        &client,
+        &server,
+        "/validate/fail",
+        &namespace_review(&other),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        store
+            .list("networking.k8s.io/v1", "networkpolicies", Some("plain"))
+            .is_empty()
+    );
+
+    controller.shutdown().await;
+    server.shutdown().await;
+    c.api.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn work_queued_while_no_controller_runs_is_done_by_the_next_one() {
+    let c = cluster().await;
+    let store = c.api.store();
+    store
+        .create("kyverno.io/v1", "clusterpolicies", generate_policy())
+        .unwrap();
+    let server = kybern_cluster::serve::start(options(&c, "a"))
+        .await
+        .unwrap();
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(server.ca_bundle.borrow().as_bytes());
+    let client = client_from_ca_bundle(&encoded, &server);
+    ready(&client, &server).await;
+    let ns = store
+        .create(
+            "v1",
+            "namespaces",
+            json!({"metadata": {"name": "team-b", "labels": {"defaults": "yes"}}}),
+        )
+        .unwrap();
+    wait_for_async(Duration::from_secs(5), || async {
+        send(&client, &server, "/validate/fail", &namespace_review(&ns)).await;
+        !store
+            .list("kyverno.io/v2", "updaterequests", Some(NS))
+            .is_empty()
+    })
+    .await;
+    // The same request seen again (another webhook path, another replica) queues nothing more.
+    send(&client, &server, "/validate/fail", &namespace_review(&ns)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let queued = store.list("kyverno.io/v2", "updaterequests", Some(NS));
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0]["spec"]["policy"], ADD_DEFAULTS);
+    assert!(
+        store
+            .list("networking.k8s.io/v1", "networkpolicies", Some("team-b"))
+            .is_empty()
+    );
+    // A controller started later finishes the work.
+    let controller = kybern_cluster::background::controller::start(controller_options(&c, "c2"))
+        .await
+        .unwrap();
+    wait_for(
+        "the queued work to be done",
+        Duration::from_secs(20),
+        || {
+            store
+                .get(
+                    "networking.k8s.io/v1",
+                    "networkpolicies",
+                    Some("team-b"),
+                    "default-deny",
+                )
+                .is_some()
+                && store
+                    .list("kyverno.io/v2", "updaterequests", Some(NS))
+                    .is_empty()
+        },
+    )
+    .await;
+    controller.shutdown().await;
+    server.shutdown().await;
+    c.api.shutdown().await;
+}
+
+async fn wait_for_async<F, Fut>(timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < timeout, "timed out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
