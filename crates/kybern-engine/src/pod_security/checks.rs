@@ -932,27 +932,31 @@ fn run_as_non_root(pod: &PodView<'_>) -> Option<Violation> {
     if !explicit.is_empty() {
         setters.push(containers_phrase(&explicit));
     }
+    // Kyverno's pod-security-admission fork reports both kinds of offender, each with its
+    // fields: an exception for the containers that set `false` leaves those that set nothing.
+    let mut details = Vec::new();
     if !setters.is_empty() {
-        return Some(Violation {
-            reason: "runAsNonRoot != true".into(),
-            detail: format!(
-                "{} must not set securityContext.runAsNonRoot=false",
-                setters.join(" and ")
-            ),
-            errors: setter_errors,
-        });
+        details.push(format!(
+            "{} must not set securityContext.runAsNonRoot=false",
+            setters.join(" and ")
+        ));
     }
     if !implicit.is_empty() {
-        return Some(Violation {
-            reason: "runAsNonRoot != true".into(),
-            detail: format!(
-                "pod or {} must set securityContext.runAsNonRoot=true",
-                containers_phrase(&implicit)
-            ),
-            errors: implicit_errors,
-        });
+        details.push(format!(
+            "pod or {} must set securityContext.runAsNonRoot=true",
+            containers_phrase(&implicit)
+        ));
     }
-    None
+    if details.is_empty() {
+        return None;
+    }
+    let mut errors = setter_errors;
+    errors.extend(implicit_errors);
+    Some(Violation {
+        reason: "runAsNonRoot != true".into(),
+        detail: details.join("\n"),
+        errors,
+    })
 }
 
 fn run_as_user(pod: &PodView<'_>) -> Option<Violation> {
