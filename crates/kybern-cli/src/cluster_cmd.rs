@@ -76,6 +76,10 @@ pub struct ControllerArgs {
     /// Leader-election identity (the Pod's name; default: the host name).
     #[arg(long = "pod-name", env = "KYBERN_POD_NAME")]
     pub pod_name: Option<String>,
+    /// Address of the plain-HTTP health and metrics endpoint (`/health/liveness`,
+    /// `/health/readiness`, `/metrics`).
+    #[arg(long, env = "KYBERN_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// Runs the background controller until SIGTERM or Ctrl-C.
@@ -98,6 +102,7 @@ pub fn controller(args: &ControllerArgs) -> Result<i32> {
         kubeconfig: args.kubeconfig.clone(),
         names: kybern_cluster::names::Names::new(args.names, &args.namespace, None),
         identity,
+        listen: Some(args.listen),
     };
     crate::serve_cmd::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()

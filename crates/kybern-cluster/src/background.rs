@@ -7,6 +7,7 @@
 //! `generateExisting`, downstream deletion with the trigger or the policy, cleanup policies.
 
 pub mod controller;
+pub mod endpoint;
 pub mod generate;
 pub mod queue;
 pub mod update_request;

@@ -51,6 +51,7 @@ fn controller_options(
         kubeconfig: Some(c.kubeconfig.clone()),
         names: Names::new(Scheme::Kybern, NS, None),
         identity: identity.to_string(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
     }
 }
 
@@ -297,10 +298,31 @@ async fn work_queued_while_no_controller_runs_is_done_by_the_next_one() {
             .list("networking.k8s.io/v1", "networkpolicies", Some("team-b"))
             .is_empty()
     );
-    // A controller started later finishes the work.
+    // A controller started later finishes the work; its metrics show the queue.
     let controller = kybern_cluster::background::controller::start(controller_options(&c, "c2"))
         .await
         .unwrap();
+    let endpoint = controller.endpoint.unwrap();
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("http://{endpoint}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("kybern_update_requests_pending"),
+        "{metrics}"
+    );
+    wait_for_async(Duration::from_secs(10), || async {
+        http.get(format!("http://{endpoint}/health/readiness"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
     wait_for(
         "the queued work to be done",
         Duration::from_secs(20),

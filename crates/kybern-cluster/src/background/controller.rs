@@ -43,11 +43,15 @@ pub struct ControllerOptions {
     pub kubeconfig: Option<PathBuf>,
     pub names: Names,
     pub identity: String,
+    /// Where `/health/*` and `/metrics` are served (plain HTTP); `None`: not served.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// A running controller.
 pub struct Controller {
     pub leader: channel::Receiver<bool>,
+    /// The address of the health and metrics endpoint, when served.
+    pub endpoint: Option<std::net::SocketAddr>,
     stop: CancellationToken,
 }
 
@@ -61,6 +65,7 @@ impl Controller {
 }
 
 struct Worker {
+    metrics: Arc<super::endpoint::ControllerMetrics>,
     client: kube::Client,
     store: Arc<PolicyStore>,
     context: Arc<ClusterContext>,
@@ -139,7 +144,22 @@ pub async fn start(options: ControllerOptions) -> Result<Controller, ClusterErro
         Arc::clone(&requests_changed),
         &stop,
     );
+    let metrics = Arc::new(super::endpoint::ControllerMetrics::new());
+    let endpoint = match options.listen {
+        Some(addr) => {
+            let mut caches = policies.caches.clone();
+            caches.extend(context.caches());
+            caches.push(requests.clone());
+            Some(
+                super::endpoint::serve(addr, Arc::clone(&metrics), caches, stop.clone())
+                    .await
+                    .map_err(|e| ClusterError::Server(format!("cannot listen on {addr}: {e}")))?,
+            )
+        }
+        None => None,
+    };
     let worker = Arc::new(Worker {
+        metrics,
         client: client.clone(),
         store,
         context,
@@ -155,7 +175,11 @@ pub async fn start(options: ControllerOptions) -> Result<Controller, ClusterErro
             _ = run(worker, policies, requests, requests_changed, task_leader, events_tx, events_rx, task_stop.clone()) => {}
         }
     });
-    Ok(Controller { leader, stop })
+    Ok(Controller {
+        leader,
+        endpoint,
+        stop,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -182,7 +206,20 @@ async fn run(
         while let Ok(o) = events_rx.try_recv() {
             downstream.push(o);
         }
-        if !*leader.borrow() || !w.store.is_ready() {
+        let leads = *leader.borrow();
+        w.metrics.leader.set(i64::from(leads));
+        let all = requests.values();
+        let failed = all
+            .iter()
+            .filter(|u| u.pointer("/status/state").and_then(Value::as_str) == Some("Failed"))
+            .count();
+        w.metrics
+            .failed
+            .set(i64::try_from(failed).unwrap_or(i64::MAX));
+        w.metrics
+            .pending
+            .set(i64::try_from(all.len() - failed).unwrap_or(i64::MAX));
+        if !leads || !w.store.is_ready() {
             continue;
         }
         // Watch the kinds that synchronized rules generate, to put back what is changed.
@@ -191,7 +228,7 @@ async fn run(
                 spawn_downstream_watch(&w, &r, events_tx.clone(), &stop);
             }
         }
-        let mut pending = requests.values();
+        let mut pending = all;
         pending.sort_by(|a, b| {
             let t = |v: &Value| {
                 v.pointer("/metadata/creationTimestamp")

@@ -1,0 +1,107 @@
+//! The controller's plain-HTTP endpoint: liveness, readiness (every watch synced) and metrics
+//! (pending and failed UpdateRequests, leadership), for probes and Prometheus.
+
+use crate::watch::{self, Cache};
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The controller's metrics.
+#[derive(Default)]
+pub struct ControllerMetrics {
+    registry: Registry,
+    /// UpdateRequests waiting to be done.
+    pub pending: Gauge,
+    /// UpdateRequests given up after their retries.
+    pub failed: Gauge,
+    /// 1 on the replica holding the background Lease.
+    pub leader: Gauge,
+}
+
+impl ControllerMetrics {
+    pub fn new() -> Self {
+        let mut m = ControllerMetrics::default();
+        m.registry.register(
+            "kybern_update_requests_pending",
+            "Generate UpdateRequests waiting to be done",
+            m.pending.clone(),
+        );
+        m.registry.register(
+            "kybern_update_requests_failed",
+            "Generate UpdateRequests kept as Failed after their retries",
+            m.failed.clone(),
+        );
+        m.registry.register(
+            "kybern_background_leader",
+            "1 while this replica holds the background Lease",
+            m.leader.clone(),
+        );
+        m
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            tracing::error!("metrics encoding failed");
+        }
+        out
+    }
+}
+
+/// Serves `/health/liveness`, `/health/readiness` and `/metrics` on `listen` until `stop`.
+pub async fn serve(
+    listen: SocketAddr,
+    metrics: Arc<ControllerMetrics>,
+    caches: Vec<Cache>,
+    stop: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let local = listener.local_addr()?;
+    let app = Router::new()
+        .route("/health/liveness", get(|| async { "ok" }))
+        .route(
+            "/health/readiness",
+            get(move || {
+                let ready = watch::readiness(&caches, Duration::from_secs(60));
+                async move {
+                    match ready {
+                        Ok(()) => (StatusCode::OK, "ready".to_string()),
+                        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let body = metrics.render();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        body,
+                    )
+                        .into_response()
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(async move {
+            stop.cancelled().await;
+        });
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "controller endpoint stopped");
+        }
+    });
+    Ok(local)
+}
