@@ -3,7 +3,7 @@
 //! generated resources are printed (or written with `-o`) as the kyverno CLI does.
 
 use crate::evaluation::{Inputs, ResponseMap, evaluate};
-use crate::files::{self, Issue};
+use crate::files::{self, Document, Issue};
 use crate::policy_set::PolicySet;
 use crate::provider::FileProvider;
 use crate::resources::{ResourceKey, default_namespace};
@@ -11,7 +11,7 @@ use crate::spec::{UserInfoSpec, ValuesSpec};
 use crate::table;
 use anyhow::{Context, Result, bail};
 use kybern_engine::response::{EngineResponse, FailureAction, RuleResult, RuleStatus, RuleType};
-use kybern_engine::yaml;
+use kybern_engine::yaml::{self, Limits};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -143,16 +143,70 @@ fn report_issues(issues: &[Issue]) {
     }
 }
 
+/// Inputs that could not be read: each is printed as an error when found and the run goes on
+/// with the rest, then exits 1 (the kyverno CLI exits 1 on load errors too).
+#[derive(Default)]
+struct LoadErrors {
+    count: usize,
+}
+
+impl LoadErrors {
+    fn report(&mut self, issues: &[Issue]) {
+        for i in issues {
+            eprintln!("error: {i}");
+        }
+        self.count += issues.len();
+    }
+}
+
+/// Every input path named on the command line; a path that does not exist stops the run before
+/// anything is evaluated.
+fn check_paths_exist(args: &ApplyArgs) -> Result<()> {
+    let singles: Vec<PathBuf> = args
+        .values_file
+        .iter()
+        .chain(args.userinfo.iter())
+        .cloned()
+        .collect();
+    let mut missing = Vec::new();
+    for paths in [
+        &args.policies,
+        &args.resources,
+        &args.exceptions,
+        &args.target_resources,
+        &singles,
+    ] {
+        missing.extend(files::missing_paths(paths));
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    for i in &missing {
+        eprintln!("error: {i}");
+    }
+    bail!(
+        "{} input path(s) do not exist: {}",
+        missing.len(),
+        missing
+            .iter()
+            .map(|i| i.file.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// Runs the command; returns the process exit code.
 pub fn execute(args: &ApplyArgs) -> Result<i32> {
+    check_paths_exist(args)?;
     let values = read_values(args)?;
     let user = read_user(args)?;
+    let mut errors = LoadErrors::default();
     let mut set = PolicySet::default();
     let (docs, issues) = files::read_paths(&args.policies);
-    report_issues(&issues);
+    errors.report(&issues);
     set.add_policies(&docs, true);
     let (docs, issues) = files::read_paths(&args.exceptions);
-    report_issues(&issues);
+    errors.report(&issues);
     for d in &docs {
         set.add_exception(d);
     }
@@ -160,25 +214,21 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
     if set.policies.is_empty() && set.cel.is_empty() {
         bail!("no valid policies were loaded");
     }
-    // Resources are read one file at a time, evaluated and dropped, so memory does not grow
-    // with the number of resources.
     let mut resource_files = Vec::new();
-    let mut path_issues = Vec::new();
     for p in &args.resources {
         match files::manifest_files(p) {
             Ok(list) => resource_files.extend(list),
-            Err(e) => path_issues.push(files::Issue {
+            Err(e) => errors.report(&[files::Issue {
                 file: p.clone(),
                 index: None,
                 message: format!("{e:#}"),
-            }),
+            }]),
         }
     }
-    report_issues(&path_issues);
     let mut provider = FileProvider::default();
     provider.add_namespace_labels(&values);
     let (docs, issues) = files::read_paths(&args.target_resources);
-    report_issues(&issues);
+    errors.report(&issues);
     provider.targets = files::expand_lists(docs)
         .into_iter()
         .map(|d| default_namespace(d.value))
@@ -190,17 +240,19 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
         provider: &provider,
         set: &set,
     };
+    let limits = Limits::default();
     let rule_count: usize = set.policies.iter().map(|p| p.rules.len()).sum();
-    let mut file_issues_reported = false;
     if !args.policy_report {
-        // The header names the number of resources: counting needs a first reading of the files.
+        // The header names the number of resources: counting needs a first reading of the files
+        // (its problems are reported by the second).
         let mut total = 0usize;
         for f in &resource_files {
-            let (docs, issues) = files::read_documents(f);
-            report_issues(&issues);
-            total += files::expand_lists(docs).len();
+            let _ = files::stream_raw_documents(f, &limits, |raw| {
+                if let Ok(docs) = files::parse_raw(f, &raw, &limits) {
+                    total += files::expand_lists(docs).len();
+                }
+            });
         }
-        file_issues_reported = true;
         println!(
             "\nApplying {rule_count} policy rule(s) to {total} resource(s){}...",
             if set.exceptions.is_empty() {
@@ -210,38 +262,43 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
             }
         );
     }
-    // Evaluate in chunks and keep only what is printed at the end, so memory does not grow with
-    // every rule result of every resource.
-    let mut counts = Counts::default();
-    let mut table_rows = Vec::new();
-    let mut report = Report::default();
+    // Resources are read document by document and evaluated in chunks; only what is printed at
+    // the end is kept, so memory does not grow with the size of the files.
+    let mut sink = Sink {
+        args,
+        output: &output,
+        counts: Counts::default(),
+        table_rows: Vec::new(),
+        report: Report::default(),
+    };
     for f in &resource_files {
-        let (docs, issues) = files::read_documents(f);
-        if !file_issues_reported {
-            report_issues(&issues);
-        }
-        let resources: Vec<_> = files::expand_lists(docs)
-            .into_iter()
-            .map(|mut d| {
-                d.value = default_namespace(d.value);
-                d
-            })
-            .collect();
-        for chunk in resources.chunks(CHUNK) {
-            let responses = evaluate(&inputs, chunk, None);
-            count(&responses, args.audit_warn, &mut counts);
-            if !args.policy_report || args.output.is_some() {
-                emit_resources(&responses, &output)?;
+        let mut batch: Vec<Document> = Vec::new();
+        let mut failed: Result<()> = Ok(());
+        let streamed = files::stream_raw_documents(f, &limits, |raw| {
+            if failed.is_err() {
+                return;
             }
-            if args.policy_report {
-                report.add(&responses, args.audit_warn);
-            } else if args.table {
-                add_table_rows(&responses, args, &mut table_rows);
-            } else {
-                print_failures(&responses, args.audit_warn);
+            match files::parse_raw(f, &raw, &limits) {
+                Ok(docs) => batch.extend(resources_of(docs)),
+                Err(i) => errors.report(&[i]),
             }
+            if batch.len() >= CHUNK {
+                failed = sink.take(&evaluate(&inputs, &batch, None));
+                batch.clear();
+            }
+        });
+        failed?;
+        if let Err(i) = streamed {
+            errors.report(&[i]);
         }
+        sink.take(&evaluate(&inputs, &batch, None))?;
     }
+    let Sink {
+        counts,
+        table_rows,
+        report,
+        ..
+    } = sink;
     if args.policy_report {
         print_report(report, args);
     } else {
@@ -253,6 +310,12 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
             counts.pass, counts.fail, counts.warn, counts.error, counts.skip
         );
     }
+    if errors.count > 0 {
+        bail!(
+            "{} input file(s) or document(s) could not be read (see the errors above)",
+            errors.count
+        );
+    }
     if counts.fail > 0 || counts.error > 0 {
         return Ok(1);
     }
@@ -260,6 +323,42 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
         return Ok(args.warn_exit_code);
     }
     Ok(0)
+}
+
+/// The resources of a file's documents: lists expanded, namespaces defaulted.
+fn resources_of(docs: Vec<Document>) -> impl Iterator<Item = Document> {
+    files::expand_lists(docs).into_iter().map(|mut d| {
+        d.value = default_namespace(d.value);
+        d
+    })
+}
+
+/// Where evaluated chunks go: counters, printed failures and resources, table rows or report
+/// entries.
+struct Sink<'a> {
+    args: &'a ApplyArgs,
+    output: &'a Output,
+    counts: Counts,
+    table_rows: Vec<Vec<String>>,
+    report: Report,
+}
+
+impl Sink<'_> {
+    fn take(&mut self, responses: &ResponseMap) -> Result<()> {
+        let args = self.args;
+        count(responses, args.audit_warn, &mut self.counts);
+        if !args.policy_report || args.output.is_some() {
+            emit_resources(responses, self.output)?;
+        }
+        if args.policy_report {
+            self.report.add(responses, args.audit_warn);
+        } else if args.table {
+            add_table_rows(responses, args, &mut self.table_rows);
+        } else {
+            print_failures(responses, args.audit_warn);
+        }
+        Ok(())
+    }
 }
 
 const CHUNK: usize = 256;

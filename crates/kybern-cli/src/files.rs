@@ -1,9 +1,13 @@
 //! Reading YAML/JSON files and directories into documents that remember where they came from.
+//! Files are read document by document, so their size is bounded per document, not per file;
+//! a document that cannot be read is an issue naming file, document and line, and the others
+//! are still read.
 
 use anyhow::{Context, Result};
-use kybern_engine::yaml::{self, Limits};
+use kybern_engine::yaml::{self, DocumentSplitter, Limits, RawDocument, YamlError};
 use serde_json::Value;
 use std::fmt;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// One document of one file.
@@ -46,10 +50,15 @@ fn is_manifest(path: &Path) -> bool {
 }
 
 /// The manifest files under a path: the file itself, or every .yaml/.yml/.json below a directory,
-/// in name order.
+/// in name order. A path that does not exist is an error.
 pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!("{} does not exist", path.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
@@ -69,23 +78,152 @@ pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Reads every document of a file. Documents before a syntax error are kept; the error is reported.
-pub fn read_documents(file: &Path) -> (Vec<Document>, Vec<Issue>) {
-    let text = match std::fs::read(file) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) => {
-            return (
-                vec![],
-                vec![Issue {
-                    file: file.to_path_buf(),
-                    index: None,
-                    message: format!("cannot read: {e}"),
-                }],
-            );
-        }
+/// The paths among `paths` that do not exist, as issues.
+pub fn missing_paths(paths: &[PathBuf]) -> Vec<Issue> {
+    paths
+        .iter()
+        .filter(|p| !p.exists())
+        .map(|p| Issue {
+            file: p.clone(),
+            index: None,
+            message: "does not exist".into(),
+        })
+        .collect()
+}
+
+/// The issue for a document that cannot be read: file, document and line.
+fn yaml_issue(file: &Path, raw: &RawDocument, err: YamlError) -> Issue {
+    let (index, message) = match err {
+        YamlError::TooLarge { size, limit } => (
+            raw.index,
+            format!(
+                "line {}: the document is {size} bytes, over the limit of {limit} bytes per document",
+                raw.first_line
+            ),
+        ),
+        YamlError::Syntax {
+            document,
+            line,
+            column,
+            message,
+        } => (document, format!("line {line} column {column}: {message}")),
+        YamlError::TooDeep {
+            document,
+            line,
+            column,
+            path,
+            limit,
+        } => (
+            document,
+            format!("line {line} column {column}: nesting deeper than {limit} levels at {path}"),
+        ),
+        YamlError::AliasLimit {
+            document,
+            line,
+            column,
+            limit,
+        } => (
+            document,
+            format!("line {line} column {column}: aliases expand to more than {limit} nodes"),
+        ),
+        YamlError::Invalid {
+            document,
+            line,
+            column,
+            path,
+            message,
+        } => (
+            document,
+            format!("line {line} column {column}: {message} at {path}"),
+        ),
     };
-    let (docs, err) = yaml::parse_documents(&text, &Limits::default());
-    let docs = docs
+    Issue {
+        file: file.to_path_buf(),
+        index: Some(index),
+        message,
+    }
+}
+
+/// Reads a file as a stream of raw documents, handing each to `each` as soon as it is cut, so
+/// that memory is bounded by the largest document, not by the file. `Err` when the file cannot be
+/// opened or read; the documents handed over before that stay valid.
+pub fn stream_raw_documents(
+    file: &Path,
+    limits: &Limits,
+    mut each: impl FnMut(RawDocument),
+) -> Result<(), Issue> {
+    let io_issue = |e: std::io::Error| Issue {
+        file: file.to_path_buf(),
+        index: None,
+        message: if e.kind() == std::io::ErrorKind::NotFound {
+            "does not exist".into()
+        } else {
+            format!("cannot read: {e}")
+        },
+    };
+    let f = std::fs::File::open(file).map_err(io_issue)?;
+    let mut reader = BufReader::with_capacity(256 * 1024, f);
+    let mut splitter = DocumentSplitter::new(limits);
+    // A line may be as long as a document; past that it is counted, not kept.
+    let cap = u64::try_from(limits.max_bytes)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(cap)
+            .read_until(b'\n', &mut line)
+            .map_err(io_issue)?;
+        if n == 0 {
+            break;
+        }
+        let doc = if line.last() != Some(&b'\n') && u64::try_from(n).unwrap_or(u64::MAX) == cap {
+            let rest = skip_line(&mut reader).map_err(io_issue)?;
+            splitter.push_oversized_line(&line, n.saturating_add(rest))
+        } else {
+            splitter.push_line(&line)
+        };
+        if let Some(doc) = doc {
+            each(doc);
+        }
+    }
+    if let Some(doc) = splitter.finish() {
+        each(doc);
+    }
+    Ok(())
+}
+
+/// Consumes the rest of a line without keeping it; returns how many bytes it had.
+fn skip_line(reader: &mut impl BufRead) -> std::io::Result<usize> {
+    let mut skipped = 0usize;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(skipped);
+        }
+        match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(skipped.saturating_add(i + 1));
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+                skipped = skipped.saturating_add(n);
+            }
+        }
+    }
+}
+
+/// Parses one raw document of `file`: its value (none for an empty document) or the issue naming
+/// file, document and line.
+pub fn parse_raw(file: &Path, raw: &RawDocument, limits: &Limits) -> Result<Vec<Document>, Issue> {
+    let (docs, err) = yaml::parse_raw_document(raw, limits);
+    if let Some(e) = err {
+        return Err(yaml_issue(file, raw, e));
+    }
+    Ok(docs
         .into_iter()
         .filter(|(_, v)| !v.is_null())
         .map(|(index, value)| Document {
@@ -93,16 +231,23 @@ pub fn read_documents(file: &Path) -> (Vec<Document>, Vec<Issue>) {
             index,
             value,
         })
-        .collect();
-    let issues = err
-        .map(|e| {
-            vec![Issue {
-                file: file.to_path_buf(),
-                index: None,
-                message: e.to_string(),
-            }]
-        })
-        .unwrap_or_default();
+        .collect())
+}
+
+/// Reads every document of a file. A document that cannot be read is reported and the others
+/// are still read.
+pub fn read_documents(file: &Path) -> (Vec<Document>, Vec<Issue>) {
+    let limits = Limits::default();
+    let mut docs = Vec::new();
+    let mut issues = Vec::new();
+    let streamed =
+        stream_raw_documents(file, &limits, |raw| match parse_raw(file, &raw, &limits) {
+            Ok(d) => docs.extend(d),
+            Err(i) => issues.push(i),
+        });
+    if let Err(i) = streamed {
+        issues.push(i);
+    }
     (docs, issues)
 }
 
@@ -111,6 +256,10 @@ pub fn read_paths(paths: &[PathBuf]) -> (Vec<Document>, Vec<Issue>) {
     let mut docs = Vec::new();
     let mut issues = Vec::new();
     for p in paths {
+        if !p.exists() {
+            issues.extend(missing_paths(std::slice::from_ref(p)));
+            continue;
+        }
         match manifest_files(p) {
             Ok(files) => {
                 for f in files {

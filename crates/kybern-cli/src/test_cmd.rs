@@ -245,6 +245,29 @@ fn run_one(
     for note in &run.notes {
         println!("  {note}");
     }
+    if !run.load_errors.is_empty() {
+        // The test cannot be judged on part of its inputs: every selected result fails.
+        for e in &run.load_errors {
+            println!("  Error: {e}");
+        }
+        let rows: Vec<Row> = selected
+            .iter()
+            .map(|t| Row {
+                policy: t.policy.clone(),
+                rule: t.rule.clone(),
+                resource: t.resources.as_deref().unwrap_or_default().join(","),
+                outcome: Outcome::Fail,
+                reason: "Load error".into(),
+                message: format!("{} input(s) could not be read", run.load_errors.len()),
+                counts_as_skip: false,
+            })
+            .collect();
+        if !args.fail_only {
+            println!();
+            print_rows(&rows, args.detailed_results);
+        }
+        return Ok(rows);
+    }
     println!(
         "  Applying {} to {} with {} ...",
         plural(run.policy_set.policies.len(), "policy", "policies"),

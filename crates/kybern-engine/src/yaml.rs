@@ -37,14 +37,23 @@
 //! - Documents whose content is null (a lone `---`, `--- ~`) are skipped but keep their index;
 //!   a stream of only comments has no documents.
 //!
+//! Large streams: [`DocumentSplitter`] cuts a stream fed line by line into documents at their
+//! `---`/`...` markers without parsing it, and [`parse_raw_document`] parses one of them with the
+//! rules above; the limits then bound each document, so a file of any size can be read one
+//! document at a time.
+//!
 //! Known difference: go-yaml v2 turns `!!null x` into the string `x` (it does not resolve the
 //! null tag); here `!!null` always yields null.
 
 mod emit;
+mod fast;
 mod load;
 mod resolve;
+mod stream;
 
 use serde_json::Value;
+
+pub use stream::{DocumentSplitter, RawDocument, parse_raw_document};
 
 /// Why a YAML stream (or one of its documents) could not be read.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]

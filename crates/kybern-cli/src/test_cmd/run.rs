@@ -19,8 +19,10 @@ pub struct TestRun {
     pub by_operation: BTreeMap<String, ResponseMap>,
     pub policy_set: PolicySet,
     pub resource_count: usize,
-    /// Non-fatal problems to print (missing files, unsupported kinds, broken policies).
+    /// Non-fatal problems to print (missing resource files, unsupported kinds, broken policies).
     pub notes: Vec<String>,
+    /// Input files or documents that could not be read: the test is failed, not evaluated.
+    pub load_errors: Vec<String>,
 }
 
 fn join_all(dir: &Path, names: &[String]) -> Vec<PathBuf> {
@@ -28,6 +30,12 @@ fn join_all(dir: &Path, names: &[String]) -> Vec<PathBuf> {
 }
 
 fn read_one_doc<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T, String> {
+    if !path.exists() {
+        return Err(format!(
+            "failed to load {what}: {}: does not exist",
+            path.display()
+        ));
+    }
     let (docs, issues) = files::read_documents(path);
     if let Some(i) = issues.first() {
         return Err(format!("failed to load {what}: {i}"));
@@ -69,16 +77,17 @@ fn load_values(test: &Test, dir: &Path) -> Result<ValuesSpec, String> {
     }
 }
 
+/// Loads the objects the test's context reads. Files that cannot be read go to `errors`.
 fn build_provider(
     test: &Test,
     dir: &Path,
     values: &ValuesSpec,
-    notes: &mut Vec<String>,
+    errors: &mut Vec<String>,
 ) -> FileProvider {
     let mut provider = FileProvider::default();
     if !test.cluster_resources.is_empty() {
         let (docs, issues) = files::read_paths(&join_all(dir, &test.cluster_resources));
-        notes.extend(issues.iter().map(issue_text));
+        errors.extend(issues.iter().map(issue_text));
         let mut objects = Vec::new();
         // Kinds the CRDs named by `ClusterResource` documents declare cluster-scoped.
         let mut cluster_kinds: Vec<String> = Vec::new();
@@ -99,7 +108,7 @@ fn build_provider(
                     .map(|f| base.join(f))
                     .collect();
                 let (crd_docs, issues) = files::read_paths(&crds);
-                notes.extend(issues.iter().map(issue_text));
+                errors.extend(issues.iter().map(issue_text));
                 cluster_kinds.extend(crd_docs.iter().filter_map(|c| {
                     (c.value.pointer("/spec/scope").and_then(Value::as_str) == Some("Cluster"))
                         .then(|| c.value.pointer("/spec/names/kind").and_then(Value::as_str))
@@ -142,7 +151,7 @@ fn build_provider(
             None => {
                 let mut items = g.resources.clone();
                 let (docs, issues) = files::read_paths(&join_all(dir, &g.resource_files));
-                notes.extend(issues.iter().map(issue_text));
+                errors.extend(issues.iter().map(issue_text));
                 items.extend(files::expand_lists(docs).into_iter().map(|d| d.value));
                 Value::Array(items)
             }
@@ -172,25 +181,32 @@ fn build_provider(
         .filter_map(|r| r.clone_source_resource.clone())
         .collect();
     let (docs, issues) = files::read_paths(&join_all(dir, &clone_files));
-    notes.extend(issues.iter().map(issue_text));
+    errors.extend(issues.iter().map(issue_text));
     provider.clone_sources = files::expand_lists(docs)
         .into_iter()
         .map(|d| default_namespace(d.value))
         .collect();
     // Existing objects that mutate rules with `targets` patch.
     let (docs, issues) = files::read_paths(&join_all(dir, &test.target_resources));
-    notes.extend(issues.iter().map(issue_text));
+    errors.extend(issues.iter().map(issue_text));
     provider.targets = files::expand_lists(docs)
         .into_iter()
         .map(|d| default_namespace(d.value))
         .collect();
-    crate::cel_policies::add_test_objects(test, dir, &mut provider, notes);
+    crate::cel_policies::add_test_objects(test, dir, &mut provider, errors);
     provider.add_namespace_labels(values);
     provider
 }
 
-/// Loads resources; a missing file is reported and skipped, duplicates keep the first copy.
-fn load_resources(test: &Test, dir: &Path, notes: &mut Vec<String>) -> Vec<Document> {
+/// Loads resources; duplicates keep the first copy. A missing file is reported and skipped, as
+/// `kyverno test` does (Kyverno's own suites rely on it); a file or document that cannot be read
+/// goes to `errors`.
+fn load_resources(
+    test: &Test,
+    dir: &Path,
+    notes: &mut Vec<String>,
+    errors: &mut Vec<String>,
+) -> Vec<Document> {
     let mut out: Vec<Document> = Vec::new();
     for r in &test.resources {
         let path = dir.join(r);
@@ -199,7 +215,7 @@ fn load_resources(test: &Test, dir: &Path, notes: &mut Vec<String>) -> Vec<Docum
             continue;
         }
         let (docs, issues) = files::read_paths(&[path]);
-        notes.extend(issues.iter().map(issue_text));
+        errors.extend(issues.iter().map(issue_text));
         for mut d in files::expand_lists(docs) {
             d.value = default_namespace(d.value);
             let key = ResourceKey::of(&d.value);
@@ -216,34 +232,57 @@ fn load_resources(test: &Test, dir: &Path, notes: &mut Vec<String>) -> Vec<Docum
     out
 }
 
-/// Loads a test's inputs and evaluates them. `Err` aborts the whole run, as the kyverno CLI does.
+/// Loads a test's inputs and evaluates them. `Err` aborts the whole run, as the kyverno CLI does;
+/// inputs that cannot be read fail this test only (`load_errors`), and it is then not evaluated.
 pub fn run_test(test: &Test, dir: &Path) -> Result<TestRun, String> {
     let mut notes = Vec::new();
-    let values = load_values(test, dir)?;
+    let mut errors = Vec::new();
+    let values = match load_values(test, dir) {
+        Ok(v) => v,
+        Err(e) if e.starts_with("failed to load") => {
+            errors.push(e);
+            ValuesSpec::default()
+        }
+        Err(e) => return Err(e),
+    };
     let user: Option<UserInfoSpec> = match &test.userinfo {
-        Some(f) => {
-            let u: UserInfoSpec = read_one_doc(&dir.join(f), "user info")?;
-            if u.api_version.is_empty() || u.kind.is_empty() {
+        Some(f) => match read_one_doc::<UserInfoSpec>(&dir.join(f), "user info") {
+            Ok(u) if u.api_version.is_empty() || u.kind.is_empty() => {
                 return Err(format!(
                     "user info file {f} uses a deprecated schema (missing apiVersion or kind)"
                 ));
             }
-            Some(u)
-        }
+            Ok(u) => Some(u),
+            Err(e) if e.starts_with("failed to load") => {
+                errors.push(e);
+                None
+            }
+            Err(e) => return Err(e),
+        },
         None => None,
     };
     let mut set = PolicySet::default();
     let (docs, issues) = files::read_paths(&join_all(dir, &test.policies));
-    notes.extend(issues.iter().map(issue_text));
+    errors.extend(issues.iter().map(issue_text));
     set.add_policies(&docs, false);
     let (docs, issues) = files::read_paths(&join_all(dir, &test.exceptions));
-    notes.extend(issues.iter().map(issue_text));
+    errors.extend(issues.iter().map(issue_text));
     for d in &docs {
         set.add_exception(d);
     }
     notes.extend(set.issues.iter().map(issue_text));
-    let provider = build_provider(test, dir, &values, &mut notes);
-    let resources = load_resources(test, dir, &mut notes);
+    let provider = build_provider(test, dir, &values, &mut errors);
+    let resources = load_resources(test, dir, &mut notes, &mut errors);
+    if !errors.is_empty() {
+        return Ok(TestRun {
+            trigger: Vec::new(),
+            by_operation: BTreeMap::new(),
+            resource_count: resources.len(),
+            policy_set: set,
+            notes,
+            load_errors: errors,
+        });
+    }
     let inputs = Inputs {
         values: &values,
         user: user.as_ref(),
@@ -267,5 +306,6 @@ pub fn run_test(test: &Test, dir: &Path) -> Result<TestRun, String> {
         resource_count: resources.len(),
         policy_set: set,
         notes,
+        load_errors: Vec::new(),
     })
 }

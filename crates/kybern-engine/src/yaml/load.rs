@@ -12,7 +12,7 @@ use super::{Limits, YamlError};
 /// A finished node: scalars stay unresolved to JSON until we know whether they are a key or a
 /// value (keys keep Go's float-to-string rules).
 #[derive(Debug, Clone)]
-enum NodeData {
+pub(super) enum NodeData {
     Scalar(Scalar),
     Value(Value),
 }
@@ -26,7 +26,7 @@ struct Node {
     height: usize,
 }
 
-enum MapKey {
+pub(super) enum MapKey {
     Str(String),
     Merge,
 }
@@ -48,7 +48,7 @@ enum Frame {
 }
 
 /// Problems found while converting, before the position and document are attached.
-enum Problem {
+pub(super) enum Problem {
     Invalid(String),
     TooDeep,
     AliasLimit,
@@ -205,7 +205,7 @@ fn node_value(data: NodeData) -> Result<Value, Problem> {
     }
 }
 
-fn scalar_value(s: Scalar) -> Result<Value, Problem> {
+pub(super) fn scalar_value(s: Scalar) -> Result<Value, Problem> {
     Ok(match s {
         Scalar::Null => Value::Null,
         Scalar::Bool(b) => Value::Bool(b),
@@ -223,7 +223,7 @@ fn scalar_value(s: Scalar) -> Result<Value, Problem> {
 }
 
 /// Go's `convertToJSONableObject` key rules.
-fn map_key(data: NodeData) -> Result<MapKey, Problem> {
+pub(super) fn map_key(data: NodeData) -> Result<MapKey, Problem> {
     let scalar = match data {
         NodeData::Scalar(s) => s,
         NodeData::Value(_) => {
