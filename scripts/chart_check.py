@@ -110,6 +110,21 @@ EVERYTHING = {
     "serviceAccount": {"annotations": {"example.com/role": "kybern"}},
     "service": {"annotations": {"example.com/internal": "true"}},
     "webhooksCleanup": {"podLabels": {"tier": "infra"}},
+    "backgroundController": {
+        "replicas": 2,
+        "priorityClassName": "system-cluster-critical",
+        "extraArgs": ["--kubeconfig=/etc/kybern/kubeconfig"],
+        "podAnnotations": {"example.com/scrape": "true"},
+        "podLabels": {"tier": "infra"},
+        "podDisruptionBudget": {"maxUnavailable": 1, "unhealthyPodEvictionPolicy": "IfHealthyBudget"},
+        "serviceAccount": {"annotations": {"example.com/role": "kybern-background"}},
+        "rbac": {
+            "generatedKinds": [
+                {"apiGroups": [""], "resources": ["configmaps", "secrets"]},
+                {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"]},
+            ]
+        },
+    },
 }
 
 # (name, values, release name, namespace)
@@ -121,6 +136,8 @@ VALUE_SETS: list[tuple[str, dict[str, Any], str, str]] = [
     ("networkPolicy.enabled=true", {"networkPolicy": {"enabled": True}}, "kybern", "kybern"),
     ("admissionController.replicas=1", {"admissionController": {"replicas": 1}}, "kybern", "kybern"),
     ("webhooksCleanup.enabled=false", {"webhooksCleanup": {"enabled": False}}, "kybern", "kybern"),
+    ("backgroundController.enabled=false", {"backgroundController": {"enabled": False}}, "kybern", "kybern"),
+    ("backgroundController.replicas=2", {"backgroundController": {"replicas": 2}}, "kybern", "kybern"),
     ("every optional input", EVERYTHING, "policy", "policy-system"),
 ]
 
@@ -132,6 +149,9 @@ REJECTED_VALUES: list[dict[str, Any]] = [
     {"admissionControler": {"replicas": 1}},
     {"config": {"resourceFilters": ["Event,*,*"]}},
     {"admissionController": {"podDisruptionBudget": {"unhealthyPodEvictionPolicy": "Always"}}},
+    {"backgroundController": {"replica": 2}},
+    {"backgroundController": {"rbac": {"generatedKinds": [{"apiGroups": [""], "resources": ["*"]}]}}},
+    {"backgroundController": {"rbac": {"generatedKinds": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}]}}},
 ]
 
 
@@ -200,6 +220,108 @@ def container_args(dep: Doc) -> list[str]:
     return list(dep.body["spec"]["template"]["spec"]["containers"][0].get("args") or [])
 
 
+def component(d: Doc) -> str | None:
+    return ((d.body.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/component")
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_pod_security(dep: Doc, fail: Callable[[str, str], None]) -> None:
+    """Non-root on a read-only root filesystem, without privileges."""
+    pod = dep.body["spec"]["template"]["spec"]
+    psc = pod.get("securityContext") or {}
+    for container in pod["containers"]:
+        csc = container.get("securityContext") or {}
+        where = f"{dep.where()} container {container['name']}"
+        if not (psc.get("runAsNonRoot") or csc.get("runAsNonRoot")):
+            fail(where, "runAsNonRoot is not set")
+        if (csc.get("runAsUser", psc.get("runAsUser")) or 0) == 0:
+            fail(where, "runAsUser is root or unset")
+        if csc.get("readOnlyRootFilesystem") is not True:
+            fail(where, "readOnlyRootFilesystem is not true")
+        if csc.get("allowPrivilegeEscalation") is not False:
+            fail(where, "allowPrivilegeEscalation is not false")
+        if csc.get("privileged"):
+            fail(where, "privileged")
+        if "ALL" not in ((csc.get("capabilities") or {}).get("drop") or []):
+            fail(where, "capabilities do not drop ALL")
+
+
+def check_probes(dep: Doc, port: int, scheme: str, fail: Callable[[str, str], None]) -> None:
+    """Startup and liveness on /health/liveness, readiness on /health/readiness."""
+    container = dep.body["spec"]["template"]["spec"]["containers"][0]
+    want_paths = {
+        "startupProbe": "/health/liveness",
+        "livenessProbe": "/health/liveness",
+        "readinessProbe": "/health/readiness",
+    }
+    for probe, path in want_paths.items():
+        get = (container.get(probe) or {}).get("httpGet") or {}
+        if (get.get("path"), get.get("port"), get.get("scheme")) != (path, port, scheme):
+            fail(dep.where(), f"{probe} is {get}, want {scheme} {path} on {port}")
+
+
+def pod_name_from_downward_api(dep: Doc) -> bool:
+    env = {e["name"]: e for e in dep.body["spec"]["template"]["spec"]["containers"][0].get("env") or []}
+    ref = ((env.get("KYBERN_POD_NAME") or {}).get("valueFrom") or {}).get("fieldRef", {})
+    return ref.get("fieldPath") == "metadata.name"
+
+
+def bound_roles(docs: list[Doc], sa: str, ns: str) -> tuple[list[Doc], list[Doc]]:
+    """Rendered roles whose rules the bindings grant ServiceAccount ns/sa: (cluster-wide, in ns
+    only). A ClusterRole with an aggregationRule stands for the rendered ClusterRoles it selects,
+    as the API server fills it in; a role the chart does not render (`view`) counts as none."""
+    croles = {d.name: d for d in one(docs, "ClusterRole", lambda d: not is_hook(d))}
+    roles = {d.name: d for d in one(docs, "Role", lambda d: not is_hook(d))}
+
+    def cluster_role(name: str) -> list[Doc]:
+        role = croles.get(name)
+        if role is None:
+            return []
+        agg = role.body.get("aggregationRule")
+        if not agg:
+            return [role]
+        return [
+            other
+            for other in croles.values()
+            if any(
+                selects(sel.get("matchLabels") or {}, other.body["metadata"].get("labels") or {})
+                for sel in agg.get("clusterRoleSelectors") or []
+            )
+        ]
+
+    def binds(b: Doc) -> bool:
+        return any(
+            s.get("kind") == "ServiceAccount" and s.get("name") == sa and s.get("namespace") == ns
+            for s in b.body.get("subjects") or []
+        )
+
+    cluster: list[Doc] = []
+    local: list[Doc] = []
+    for b in one(docs, "ClusterRoleBinding", lambda d: not is_hook(d) and binds(d)):
+        cluster += cluster_role(b.body["roleRef"]["name"])
+    for b in one(docs, "RoleBinding", lambda d: not is_hook(d) and binds(d)):
+        if b.body["metadata"].get("namespace") != ns:
+            continue
+        ref = b.body["roleRef"]
+        if ref["kind"] == "ClusterRole":
+            local += cluster_role(ref["name"])
+        elif ref["name"] in roles:
+            local.append(roles[ref["name"]])
+    return cluster, local
+
+
+def bound_rules(docs: list[Doc], sa: str, ns: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rules granted to ServiceAccount ns/sa: (cluster-wide, in ns only)."""
+    cluster, local = bound_roles(docs, sa, ns)
+    return [x for d in cluster for x in d.body.get("rules") or []], [x for d in local for x in d.body.get("rules") or []]
+
+
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+
+
 def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, docs: list[Doc], r: Report) -> None:
     merged = chart_values(values)
     compat = merged["compat"]["kyvernoNames"]
@@ -220,40 +342,23 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
         if d.kind not in CLUSTER_SCOPED and d.kind != "ServiceMonitor" and meta.get("namespace") != ns:
             fail(d.where(), f"namespace is {meta.get('namespace')!r}, want the release namespace {ns!r}")
 
+    bg = merged["backgroundController"]
     deps = one(docs, "Deployment")
-    if len(deps) != 1:
-        fail("chart", f"want one Deployment, found {len(deps)}")
+    by_component = {c: [d for d in deps if component(d) == c] for c in ("admission", "background")}
+    want_deps = {"admission": 1, "background": 1 if bg["enabled"] else 0}
+    for c, n in want_deps.items():
+        if len(by_component[c]) != n:
+            fail("chart", f"want {n} {c} Deployment, found {[d.name for d in by_component[c]]}")
+    if len(deps) != sum(want_deps.values()) or len(by_component["admission"]) != 1:
+        fail("chart", f"unexpected Deployments {[d.name for d in deps]}")
         return
-    dep = deps[0]
+    dep = by_component["admission"][0]
     pod = dep.body["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    psc = pod.get("securityContext") or {}
-    csc = container.get("securityContext") or {}
 
-    # Runs as non-root on a read-only root filesystem, without privileges.
-    if not (psc.get("runAsNonRoot") or csc.get("runAsNonRoot")):
-        fail(dep.where(), "runAsNonRoot is not set")
-    if (csc.get("runAsUser", psc.get("runAsUser")) or 0) == 0:
-        fail(dep.where(), "runAsUser is root or unset")
-    if csc.get("readOnlyRootFilesystem") is not True:
-        fail(dep.where(), "readOnlyRootFilesystem is not true")
-    if csc.get("allowPrivilegeEscalation") is not False:
-        fail(dep.where(), "allowPrivilegeEscalation is not false")
-    if csc.get("privileged"):
-        fail(dep.where(), "privileged")
-    if "ALL" not in ((csc.get("capabilities") or {}).get("drop") or []):
-        fail(dep.where(), "capabilities do not drop ALL")
-
-    # Probes: HTTPS on 9443 at the health paths.
-    want_paths = {
-        "startupProbe": "/health/liveness",
-        "livenessProbe": "/health/liveness",
-        "readinessProbe": "/health/readiness",
-    }
-    for probe, path in want_paths.items():
-        get = (container.get(probe) or {}).get("httpGet") or {}
-        if (get.get("path"), get.get("port"), get.get("scheme")) != (path, 9443, "HTTPS"):
-            fail(dep.where(), f"{probe} is {get}, want HTTPS {path} on 9443")
+    # Runs as non-root on a read-only root filesystem, without privileges; probes HTTPS on 9443.
+    check_pod_security(dep, fail)
+    check_probes(dep, 9443, "HTTPS", fail)
 
     # Arguments and the writable certificate folder.
     args = container_args(dep)
@@ -277,12 +382,37 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
     cert_vol = vols.get(mounts.get("/tmp/kybern-certs", ""), {})
     if "emptyDir" not in cert_vol:
         fail(dep.where(), "/tmp/kybern-certs is not an emptyDir mount")
-    env = {e["name"]: e for e in container.get("env") or []}
-    pod_name = ((env.get("KYBERN_POD_NAME") or {}).get("valueFrom") or {}).get("fieldRef", {})
-    if pod_name.get("fieldPath") != "metadata.name":
+    if not pod_name_from_downward_api(dep):
         fail(dep.where(), "KYBERN_POD_NAME does not come from metadata.name")
     if dep.body["spec"]["replicas"] != merged["admissionController"]["replicas"]:
         fail(dep.where(), "replicas differ from admissionController.replicas")
+
+    # The background controller: its own Deployment, ServiceAccount and roles, or nothing at all.
+    ctl = by_component["background"][0] if by_component["background"] else None
+    if ctl is not None:
+        check_pod_security(ctl, fail)
+        check_probes(ctl, 8080, "HTTP", fail)
+        cargs = container_args(ctl)
+        if cargs[:1] != ["controller"]:
+            fail(ctl.where(), f"does not run `kybern controller`: {cargs}")
+        for want in [f"--namespace={ns}", f"--names={names}", "--enable=background", "--listen=0.0.0.0:8080"]:
+            if want not in cargs:
+                fail(ctl.where(), f"argument {want} missing from {cargs}")
+        if not compat and any("kyverno" in a for a in cargs):
+            fail(ctl.where(), f"Kyverno names in the arguments outside compat mode: {cargs}")
+        ports = {p.get("name"): p.get("containerPort") for p in ctl.body["spec"]["template"]["spec"]["containers"][0].get("ports") or []}
+        if ports.get("http") != 8080:
+            fail(ctl.where(), f"container ports {ports}, want http on 8080")
+        if not pod_name_from_downward_api(ctl):
+            fail(ctl.where(), "KYBERN_POD_NAME does not come from metadata.name")
+        if ctl.body["spec"]["replicas"] != bg["replicas"]:
+            fail(ctl.where(), "replicas differ from backgroundController.replicas")
+        if ctl.body["spec"]["template"]["spec"]["serviceAccountName"] == pod.get("serviceAccountName"):
+            fail(ctl.where(), "shares the admission ServiceAccount")
+    else:
+        leftovers = [d.where() for d in docs if component(d) == "background" or "background" in d.name]
+        if leftovers:
+            fail("chart", f"controller objects rendered while backgroundController is disabled: {leftovers}")
 
     # TLS: the Secret passed to the binary is the one cert-manager writes.
     tls_arg = next((a.split("=", 1)[1] for a in args if a.startswith("--tls-secret=")), None)
@@ -309,20 +439,31 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
     if not merged["certificates"]["tlsSecret"] and not merged["certificates"]["certManager"]["enabled"] and tls_arg:
         fail(dep.where(), "--tls-secret given while kybern should manage its certificates")
 
-    # Services: the webhook Service reaches the container's https port.
-    pod_labels = dep.body["spec"]["template"]["metadata"]["labels"]
+    # Services: each selects the Pods of one Deployment and reaches a port of its container; the
+    # webhook Service the admission Pods' https port.
     svcs = one(docs, "Service", lambda d: d.name == svc_name)
     if len(svcs) != 1:
         fail("chart", f"want the webhook Service {svc_name!r}, found {[d.name for d in one(docs, 'Service')]}")
+    backends: dict[str, Doc] = {}
     for s in one(docs, "Service"):
         sel = s.body["spec"].get("selector") or {}
-        if any(pod_labels.get(k) != v for k, v in sel.items()):
-            fail(s.where(), f"selector {sel} does not select the admission Pods")
+        picked = [d for d in deps if sel and selects(sel, d.body["spec"]["template"]["metadata"]["labels"])]
+        if len(picked) != 1:
+            fail(s.where(), f"selector {sel} selects the Pods of {[d.name for d in picked]}, want one Deployment")
+            continue
+        backends[s.name] = picked[0]
+        cports = picked[0].body["spec"]["template"]["spec"]["containers"][0].get("ports") or []
+        targets = {p.get("name") for p in cports} | {p.get("containerPort") for p in cports}
         for p in s.body["spec"]["ports"]:
-            if p.get("targetPort") not in ("https", 9443):
-                fail(s.where(), f"targetPort {p.get('targetPort')} is not the https port")
+            if p.get("targetPort") not in targets:
+                fail(s.where(), f"targetPort {p.get('targetPort')} is not a port of {picked[0].name}")
+    if svcs and svcs[0].name in backends and backends[svcs[0].name] is not dep:
+        fail(svcs[0].where(), "the webhook Service does not select the admission Pods")
     if svcs and svcs[0].body["spec"]["ports"][0]["port"] != 443:
         fail(svcs[0].where(), "the webhook Service does not listen on 443")
+    ctl_svcs = [n for n, d in backends.items() if d is ctl]
+    if ctl is not None and bool(ctl_svcs) != merged["metrics"]["service"]["enabled"]:
+        fail("chart", f"controller metrics Services {ctl_svcs} do not follow metrics.service.enabled")
 
     # The ConfigMap, in Kyverno's format.
     cms = one(docs, "ConfigMap", lambda d: d.name == cm_name)
@@ -344,18 +485,28 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
         except (ValueError, KeyError, IndexError, TypeError) as e:
             fail(cms[0].where(), f"data.webhooks is not Kyverno's JSON list: {e}")
 
-    # Compat names appear exactly in compat mode.
-    agg_labels = [
-        k
-        for cr in one(docs, "ClusterRole", lambda d: "aggregationRule" in d.body)
-        for sel in cr.body["aggregationRule"]["clusterRoleSelectors"]
-        for k in sel.get("matchLabels", {})
-    ]
-    kyverno_label = "rbac.kyverno.io/aggregate-to-admission-controller"
-    if "rbac.kybern.io/aggregate-to-admission" not in agg_labels:
-        fail("chart", "the admission ClusterRole does not aggregate rbac.kybern.io/aggregate-to-admission")
-    if compat != (kyverno_label in agg_labels):
-        fail("chart", f"{kyverno_label} aggregation {'missing' if compat else 'present'} (compat={compat})")
+    # Compat names appear exactly in compat mode; each aggregating role selects its own labels.
+    def agg_labels(comp: str) -> list[str]:
+        return [
+            k
+            for cr in one(docs, "ClusterRole", lambda d: "aggregationRule" in d.body and component(d) == comp)
+            for sel in cr.body["aggregationRule"]["clusterRoleSelectors"]
+            for k in sel.get("matchLabels", {})
+        ]
+
+    for comp, own, kyverno_label, present in (
+        ("admission", "rbac.kybern.io/aggregate-to-admission", "rbac.kyverno.io/aggregate-to-admission-controller", True),
+        ("background", "rbac.kybern.io/aggregate-to-background", "rbac.kyverno.io/aggregate-to-background-controller", ctl is not None),
+    ):
+        labels = agg_labels(comp)
+        if not present:
+            continue
+        if own not in labels:
+            fail("chart", f"the {comp} ClusterRole does not aggregate {own}")
+        if compat != (kyverno_label in labels):
+            fail("chart", f"{kyverno_label} aggregation {'missing' if compat else 'present'} (compat={compat})")
+        if set(labels) - {own, kyverno_label}:
+            fail("chart", f"the {comp} ClusterRole aggregates unexpected labels {labels}")
     if compat and (svc_name != "kyverno-svc" or cm_name != "kyverno"):
         fail("chart", "compat mode does not use kyverno-svc and the kyverno ConfigMap")
     if not compat and any("kyverno" in a for a in args):
@@ -369,6 +520,9 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
                     fail(role.where(), f"grants '*' {field}: {rule}")
             if role.kind == "Role" and "secrets" in (rule.get("resources") or []) and "delete" in rule.get("verbs", []):
                 fail(role.where(), f"grants secrets delete: {rule}")
+            # Users add these by aggregation, knowingly; the chart never grants them.
+            if {"bind", "escalate", "impersonate"} & set(rule.get("verbs") or []):
+                fail(role.where(), f"grants bind, escalate or impersonate: {rule}")
     rendered_roles = {(d.kind, d.name) for d in one(docs, "Role") + one(docs, "ClusterRole")}
     rendered_sas = {d.name for d in one(docs, "ServiceAccount")}
     for b in one(docs, "RoleBinding") + one(docs, "ClusterRoleBinding"):
@@ -380,14 +534,85 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
             if s["kind"] == "ServiceAccount" and s["name"] not in rendered_sas:
                 fail(b.where(), f"subject ServiceAccount {s['name']} is not rendered")
     view = [b for b in one(docs, "ClusterRoleBinding") if b.body["roleRef"]["name"] == merged["rbac"]["viewRoleName"]]
-    if bool(view) != bool(merged["rbac"]["createViewRoleBinding"]):
-        fail("chart", f"view ClusterRoleBinding {'missing' if not view else 'present'} against rbac.createViewRoleBinding")
+    want_view = (1 + (ctl is not None)) if merged["rbac"]["createViewRoleBinding"] else 0
+    if len(view) != want_view:
+        fail("chart", f"{len(view)} view ClusterRoleBindings, want {want_view} (rbac.createViewRoleBinding)")
 
-    # The PodDisruptionBudget exists only over more than one replica.
+    # The admission ServiceAccount never holds what only the controller may do: none of its roles,
+    # no cluster-wide write of the kinds generate rules write, no consuming of UpdateRequests.
+    # (Its own Role writes Secrets in the release namespace, for the certificates.)
+    adm_sa = pod["serviceAccountName"]
+    adm_cluster_roles, adm_local_roles = bound_roles(docs, adm_sa, ns)
+    foreign = sorted({f"{d.kind}/{d.name}" for d in adm_cluster_roles + adm_local_roles if component(d) != "admission"})
+    if foreign:
+        fail(dep.where(), f"the admission ServiceAccount {adm_sa} holds {foreign}")
+    adm_cluster, adm_local = bound_rules(docs, adm_sa, ns)
+    generated_writes = [
+        (g, res, v)
+        for entry in bg["rbac"]["generatedKinds"]
+        for g in entry["apiGroups"]
+        for res in entry["resources"]
+        for v in WRITE_VERBS
+    ]
+    queue_writes = [("kyverno.io", "updaterequests", "delete"), ("kyverno.io", "updaterequests/status", "patch"), ("kyverno.io", "updaterequests/status", "update")]
+    leaked = sorted(
+        {f"{v} {g or 'core'}/{res}" for g, res, v in generated_writes + queue_writes if rule_allows(adm_cluster, g, res, v)}
+        | {f"{v} {g}/{res} in {ns}" for g, res, v in queue_writes if rule_allows(adm_local, g, res, v)}
+    )
+    if leaked:
+        fail(dep.where(), f"the admission ServiceAccount {adm_sa} may {leaked}")
+
+    # The controller's ServiceAccount holds what `kybern controller` calls: admission's policy
+    # reads, its context watches, the queue and Lease in the release namespace, and the generated
+    # kinds through aggregation.
+    if ctl is not None:
+        ctl_sa = ctl.body["spec"]["template"]["spec"]["serviceAccountName"]
+        cluster, local = bound_rules(docs, ctl_sa, ns)
+        adm_cluster, _ = bound_rules(docs, adm_sa, ns)
+        policy_groups = {"kyverno.io", "policies.kyverno.io"}
+        needs = {
+            (g, res, v, False)
+            for rule in adm_cluster
+            for g in rule.get("apiGroups", [])
+            for res in rule.get("resources", [])
+            for v in rule.get("verbs", [])
+            if v in ("get", "list", "watch")
+            and "/" not in res
+            and (g in policy_groups or res.endswith(("admissionpolicies", "admissionpolicybindings")))
+        }
+        needs |= {(g, res, v, False) for g, res in (("", "namespaces"), ("", "configmaps"), ("rbac.authorization.k8s.io", "rolebindings"), ("rbac.authorization.k8s.io", "clusterrolebindings")) for v in ("get", "list", "watch")}
+        needs |= {("kyverno.io", "updaterequests", v, True) for v in ("get", "list", "watch", "delete")}
+        needs |= {("kyverno.io", "updaterequests/status", v, True) for v in ("patch", "update")}
+        needs |= {("coordination.k8s.io", "leases", v, True) for v in ("get", "create", "update", "patch")}
+        needs |= {
+            (g, res, v, False)
+            for entry in bg["rbac"]["generatedKinds"]
+            for g in entry["apiGroups"]
+            for res in entry["resources"]
+            for v in ("get", "list", "watch", "create", "update", "patch", "delete")
+        }
+        missing = sorted(
+            f"{v} {g or 'core'}/{res}" + (f" in {ns}" if in_ns else "")
+            for g, res, v, in_ns in needs
+            if not rule_allows(cluster, g, res, v) and not (in_ns and rule_allows(local, g, res, v))
+        )
+        if missing:
+            fail(ctl.where(), f"the ServiceAccount {ctl_sa} lacks {missing}")
+        if not any(res.endswith("policies") for g, res, v, _ in needs if g == "policies.kyverno.io"):
+            fail("chart", "admission's policy reads were not found, so the controller's were not checked")
+
+    # A PodDisruptionBudget exists over a Deployment only when it has more than one replica.
     pdbs = one(docs, "PodDisruptionBudget")
-    want_pdb = merged["admissionController"]["podDisruptionBudget"]["enabled"] and merged["admissionController"]["replicas"] > 1
-    if bool(pdbs) != want_pdb:
-        fail("chart", f"PodDisruptionBudget {'present' if pdbs else 'absent'} with replicas={merged['admissionController']['replicas']}")
+    for d, key in ((dep, "admissionController"), (ctl, "backgroundController")):
+        if d is None:
+            continue
+        pod_labels = d.body["spec"]["template"]["metadata"]["labels"]
+        mine = [p for p in pdbs if selects(p.body["spec"]["selector"]["matchLabels"], pod_labels)]
+        want_pdb = merged[key]["podDisruptionBudget"]["enabled"] and merged[key]["replicas"] > 1
+        if bool(mine) != want_pdb or len(mine) > 1:
+            fail("chart", f"{len(mine)} PodDisruptionBudgets over {d.name} with {key}.replicas={merged[key]['replicas']}")
+    if len(pdbs) > (dep is not None) + (ctl is not None):
+        fail("chart", f"PodDisruptionBudgets {[p.name for p in pdbs]} select no Deployment of their own")
 
     # Pre-delete hooks: scale to zero (90), then remove the webhooks (100), least privilege.
     hooks = [d for d in docs if is_hook(d)]
@@ -427,14 +652,24 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
     if bool(sms) != merged["metrics"]["serviceMonitor"]["enabled"]:
         fail("chart", "ServiceMonitor does not follow metrics.serviceMonitor.enabled")
     for sm in sms:
-        ep = sm.body["spec"]["endpoints"][0]
-        if ep.get("scheme") != "https" or ep.get("path") != "/metrics":
-            fail(sm.where(), f"endpoint {ep} does not scrape HTTPS /metrics")
+        # HTTPS for admission, plain HTTP for the controller, both at /metrics.
+        endpoints = sm.body["spec"]["endpoints"]
+        got = sorted((ep.get("port"), ep.get("scheme"), ep.get("path")) for ep in endpoints)
+        want = sorted([("https", "https", "/metrics")] + ([("http", "http", "/metrics")] if ctl is not None else []))
+        if got != want:
+            fail(sm.where(), f"endpoints {got}, want {want}")
+        for ep in endpoints:
+            if ep.get("scheme") == "http" and "tlsConfig" in ep:
+                fail(sm.where(), f"plain-HTTP endpoint {ep.get('port')} has a tlsConfig")
         metric_svcs = [s for s in one(docs, "Service") if s.name != svc_name]
         sel = sm.body["spec"]["selector"]["matchLabels"]
-        picked = [s for s in one(docs, "Service") if all(s.body["metadata"]["labels"].get(k) == v for k, v in sel.items())]
+        picked = [s for s in one(docs, "Service") if selects(sel, s.body["metadata"]["labels"])]
         if [s.name for s in picked] != [s.name for s in metric_svcs]:
-            fail(sm.where(), f"selects {[s.name for s in picked]}, want only the metrics Service")
+            fail(sm.where(), f"selects {[s.name for s in picked]}, want only the metrics Services {[s.name for s in metric_svcs]}")
+        scraped = {ep.get("port") for ep in endpoints}
+        for svc in picked:
+            if not scraped & {p.get("name") for p in svc.body["spec"]["ports"]}:
+                fail(sm.where(), f"no endpoint scrapes a port of {svc.name}")
 
 
 _defaults: dict[str, Any] | None = None
@@ -542,20 +777,14 @@ def rule_allows(rules: list[dict[str, Any]], group: str, resource: str, verb: st
 
 def check_rbac_covers(requests_file: Path, docs: list[Doc], ns: str, r: Report) -> int:
     """Every request the server made against the API in the tests is allowed by the chart's
-    RBAC for its ServiceAccount (ClusterRoles aggregated by label, the release namespace's Role)."""
+    RBAC for the admission ServiceAccount (what its bindings grant, aggregation included)."""
     requests = json.loads(requests_file.read_text())
-    aggregate = {}
-    for d in one(docs, "ClusterRole"):
-        for sel in (d.body.get("aggregationRule") or {}).get("clusterRoleSelectors", []):
-            aggregate.update(sel.get("matchLabels", {}))
-    cluster_rules: list[dict[str, Any]] = []
-    for d in one(docs, "ClusterRole", lambda d: not is_hook(d)):
-        labels = (d.body.get("metadata") or {}).get("labels") or {}
-        if any(labels.get(k) == v for k, v in aggregate.items()):
-            cluster_rules += d.body.get("rules") or []
-    ns_rules: list[dict[str, Any]] = []
-    for d in one(docs, "Role", lambda d: not is_hook(d)):
-        ns_rules += d.body.get("rules") or []
+    admission = one(docs, "Deployment", lambda d: component(d) == "admission")
+    if len(admission) != 1:
+        r.fail("defaults", "rbac", "no admission Deployment to take the ServiceAccount from")
+        return len(requests)
+    sa = admission[0].body["spec"]["template"]["spec"]["serviceAccountName"]
+    cluster_rules, ns_rules = bound_rules(docs, sa, ns)
     missing = set()
     for method, path in requests:
         rule = request_rule(method, path)

@@ -47,11 +47,24 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-admission" (include "kybern.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "kybern.background.name" -}}
+{{- printf "%s-background" (include "kybern.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "kybern.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "kybern.admission.name" .) .Values.serviceAccount.name }}
 {{- else }}
 {{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "kybern.background.serviceAccountName" -}}
+{{- $sa := .Values.backgroundController.serviceAccount }}
+{{- if $sa.create }}
+{{- default (include "kybern.background.name" .) $sa.name }}
+{{- else }}
+{{- required "backgroundController.serviceAccount.name is required when backgroundController.serviceAccount.create is false" $sa.name }}
 {{- end }}
 {{- end }}
 
@@ -85,6 +98,47 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Label a ClusterRole carries to add its rules to the admission role. */}}
 {{- define "kybern.aggregateLabel" -}}
 rbac.kybern.io/aggregate-to-admission
+{{- end }}
+
+{{/* Label a ClusterRole carries to add its rules to the background controller's role. */}}
+{{- define "kybern.background.aggregateLabel" -}}
+rbac.kybern.io/aggregate-to-background
+{{- end }}
+
+{{/* Policy kinds, as plural resources; both controllers read them, admission writes their status. */}}
+{{- define "kybern.kyvernoPolicyKinds" -}}
+clusterpolicies,policies,clustercleanuppolicies,cleanuppolicies,globalcontextentries
+{{- end }}
+
+{{- define "kybern.policiesPolicyKinds" -}}
+validatingpolicies,namespacedvalidatingpolicies,mutatingpolicies,namespacedmutatingpolicies,generatingpolicies,namespacedgeneratingpolicies,deletingpolicies,namespaceddeletingpolicies,imagevalidatingpolicies,namespacedimagevalidatingpolicies
+{{- end }}
+
+{{/* Read access to every policy kind, the PolicyExceptions and the admission policies: the
+     policy cache of both the admission server and the background controller. */}}
+{{- define "kybern.policyReadRules" -}}
+- apiGroups: [kyverno.io]
+  resources:
+    {{- range splitList "," (include "kybern.kyvernoPolicyKinds" .) }}
+    - {{ . }}
+    {{- end }}
+    - policyexceptions
+  verbs: [get, list, watch]
+- apiGroups: [policies.kyverno.io]
+  resources:
+    {{- range splitList "," (include "kybern.policiesPolicyKinds" .) }}
+    - {{ . }}
+    {{- end }}
+    - policyexceptions
+  verbs: [get, list, watch]
+# ValidatingAdmissionPolicies and MutatingAdmissionPolicies are evaluated too.
+- apiGroups: [admissionregistration.k8s.io]
+  resources:
+    - validatingadmissionpolicies
+    - validatingadmissionpolicybindings
+    - mutatingadmissionpolicies
+    - mutatingadmissionpolicybindings
+  verbs: [get, list, watch]
 {{- end }}
 
 {{/* Restricted securityContexts shared by the hook Pods. */}}

@@ -357,3 +357,78 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn generate_existing_acts_on_triggers_that_were_there_first_and_a_policy_stays_in_its_namespace()
+ {
+    let c = cluster().await;
+    let store = c.api.store();
+    for name in ["old-1", "old-2"] {
+        store
+            .create(
+                "v1",
+                "namespaces",
+                json!({"metadata": {"name": name, "labels": {"defaults": "yes"}}}),
+            )
+            .unwrap();
+    }
+    let controller = kybern_cluster::background::controller::start(controller_options(&c, "c3"))
+        .await
+        .unwrap();
+    let mut policy = generate_policy();
+    policy["spec"]["rules"][0]["generate"]["generateExisting"] = json!(true);
+    store
+        .create("kyverno.io/v1", "clusterpolicies", policy)
+        .unwrap();
+    wait_for(
+        "objects for the namespaces that existed first",
+        Duration::from_secs(20),
+        || {
+            ["old-1", "old-2"].iter().all(|ns| {
+                store
+                    .get(
+                        "networking.k8s.io/v1",
+                        "networkpolicies",
+                        Some(ns),
+                        "default-deny",
+                    )
+                    .is_some()
+            })
+        },
+    )
+    .await;
+    // Only the rule that asks for it: the other rule's ConfigMap is not generated.
+    assert!(
+        store
+            .get("v1", "configmaps", Some("old-1"), "quota-settings")
+            .is_none()
+    );
+
+    // A namespaced Policy that would generate into another namespace is refused at run time.
+    store
+        .create(
+            "kyverno.io/v1",
+            "policies",
+            json!({"apiVersion": "kyverno.io/v1", "kind": "Policy",
+                "metadata": {"name": "escape", "namespace": "team"},
+                "spec": {"rules": [{"name": "out", "match": {"any": [{"resources": {"kinds": ["ConfigMap"]}}]},
+                    "generate": {"apiVersion": "v1", "kind": "ConfigMap", "name": "copy", "namespace": "old-1",
+                        "generateExisting": true, "data": {"data": {"a": "b"}}}}]}}),
+        )
+        .unwrap();
+    store
+        .create(
+            "v1",
+            "configmaps",
+            json!({"metadata": {"name": "seed", "namespace": "team"}}),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        store
+            .get("v1", "configmaps", Some("old-1"), "copy")
+            .is_none()
+    );
+    controller.shutdown().await;
+    c.api.shutdown().await;
+}

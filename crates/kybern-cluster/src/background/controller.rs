@@ -12,6 +12,7 @@ use crate::global_context::GlobalContext;
 use crate::names::Names;
 use crate::source::{self, PolicyDefaults, PolicySource};
 use crate::watch::{Cache, Trim};
+use crate::webhooks::KindResolver;
 use arc_swap::ArcSwap;
 use futures::StreamExt;
 use kube::Api;
@@ -194,6 +195,9 @@ async fn run(
     stop: CancellationToken,
 ) {
     let mut watched: BTreeSet<(String, String, String)> = BTreeSet::new();
+    // Policies whose `generateExisting` rules already ran in this controller's life (writes are
+    // idempotent, so a restart running them again changes nothing).
+    let mut existing_done: BTreeSet<String> = BTreeSet::new();
     loop {
         let mut downstream = Vec::new();
         tokio::select! {
@@ -228,6 +232,12 @@ async fn run(
                 spawn_downstream_watch(&w, &r, events_tx.clone(), &stop);
             }
         }
+        for policy in w.store.snapshot().policies.iter() {
+            let rules = generate_existing_rules(policy);
+            if !rules.is_empty() && existing_done.insert(policy.key()) {
+                w.generate_existing(Arc::clone(policy), rules).await;
+            }
+        }
         let mut pending = all;
         pending.sort_by(|a, b| {
             let t = |v: &Value| {
@@ -250,6 +260,20 @@ async fn run(
             w.restore(&object).await;
         }
     }
+}
+
+/// Rules with `generate.generateExisting: true`: they also act on triggers that exist when the
+/// policy appears. (The deprecated policy-level `spec.generateExisting` is not read.)
+fn generate_existing_rules(policy: &Policy) -> Vec<String> {
+    policy
+        .rules
+        .iter()
+        .filter(|r| {
+            matches!(&r.body, RuleBody::Generate(g)
+                if g.get("generateExisting").and_then(Value::as_bool) == Some(true))
+        })
+        .map(|r| r.name.clone())
+        .collect()
 }
 
 /// `(apiVersion, kind, plural)` of objects that `synchronize: true` rules generate.
@@ -369,6 +393,57 @@ impl Worker {
         }
     }
 
+    /// Runs `rules` for every object that already exists of the kinds they match.
+    async fn generate_existing(&self, policy: Arc<Policy>, rules: Vec<String>) {
+        let mut selectors: BTreeSet<String> = BTreeSet::new();
+        for r in policy.rules.iter().filter(|r| rules.contains(&r.name)) {
+            for d in r.match_resources.descriptions() {
+                selectors.extend(d.kinds.iter().cloned());
+            }
+        }
+        let kinds = self.kinds.load_full();
+        for selector in selectors {
+            let s = kybern_engine::matching::parse_kind(&selector);
+            let resources = kinds.resources().iter().filter(|r| {
+                r.kind == s.kind
+                    && r.preferred
+                    && (s.group == "*" || s.group == r.group)
+                    && (s.version == "*" || s.version == r.version)
+            });
+            for r in resources {
+                let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
+                let resource = ApiResource::from_gvk_with_plural(&gvk, &r.plural);
+                let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+                let list = match api.list(&ListParams::default()).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(policy = %policy.key(), kind = %r.kind, error = %e, "existing triggers not listed");
+                        continue;
+                    }
+                };
+                for item in list.items {
+                    let Ok(mut object) = serde_json::to_value(item) else {
+                        continue;
+                    };
+                    object["apiVersion"] = json!(resource.api_version);
+                    object["kind"] = json!(resource.kind);
+                    let request = AdmissionRequest {
+                        operation: Operation::Create,
+                        object: Arc::new(object),
+                        no_user_info: true,
+                        ..AdmissionRequest::default()
+                    };
+                    if let Err(e) = self
+                        .generate_and_write(Arc::clone(&policy), request, rules.clone())
+                        .await
+                    {
+                        tracing::warn!(policy = %policy.key(), error = %e, "generate for an existing trigger failed");
+                    }
+                }
+            }
+        }
+    }
+
     /// The request an UpdateRequest recorded, as the engine reads it.
     fn request_of(&self, ur: &Value) -> Result<AdmissionRequest, String> {
         let wire = ur
@@ -420,6 +495,7 @@ impl Worker {
         request: AdmissionRequest,
         rules: Vec<String>,
     ) -> Result<usize, String> {
+        let confined_to = policy.namespace.clone();
         let context = Arc::clone(&self.context);
         let exceptions = self.store.snapshot().exceptions.clone();
         let (generated, errors) = tokio::task::spawn_blocking(move || {
@@ -429,6 +505,23 @@ impl Worker {
         .map_err(|e| e.to_string())?;
         if !errors.is_empty() {
             return Err(errors.join("; "));
+        }
+        // A namespaced Policy writes only into its own namespace.
+        if !confined_to.is_empty() {
+            for g in &generated {
+                for o in &g.objects {
+                    let ns = o
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    if ns != confined_to {
+                        return Err(format!(
+                            "rule {}: a Policy in namespace {confined_to} cannot generate into {:?}",
+                            g.rule, ns
+                        ));
+                    }
+                }
+            }
         }
         let mut count = 0;
         for g in generated {
