@@ -211,14 +211,6 @@ pub fn decide(
         .candidates(&kind)
         .into_iter()
         .filter(|p| route.admits(p))
-        .filter(|p| match webhook_match_conditions(p, request) {
-            ConditionsOutcome::Met => true,
-            ConditionsOutcome::NotMet(_) => false,
-            ConditionsOutcome::Error(e) => {
-                condition_errors.push((p.name.clone(), p.failure_policy_fail, e));
-                false
-            }
-        })
         .filter(|p| match endpoint {
             Endpoint::Validate => has_validate_rules(p),
             Endpoint::Mutate => p.has_rule_of(|b| {
@@ -231,6 +223,14 @@ pub fn decide(
                         }
                 )
             }),
+        })
+        .filter(|p| match webhook_match_conditions(p, request) {
+            ConditionsOutcome::Met => true,
+            ConditionsOutcome::NotMet(_) => false,
+            ConditionsOutcome::Error(e) => {
+                condition_errors.push((p.name.clone(), p.failure_policy_fail, e));
+                false
+            }
         })
         .collect();
     let engine = Engine::new(provider);
