@@ -156,13 +156,28 @@ fn load_entry(
             ),
             None => None,
         };
-        let result = match (value, var.get("jmesPath")) {
-            (Some(v), Some(j)) => apply_jmespath(v, Some(j), ctx, opts, &path),
+        // Kyverno substitutes the jmesPath first and needs text: a `{{ }}` that resolves to an
+        // object, list or number fails the entry, whatever its default.
+        let jmes_path = match var.get("jmesPath") {
+            None => None,
+            Some(j) => match variables::substitute_all(j, ctx, opts, &path)
+                .map_err(|e| format!("failed to substitute variable {name}: {e}"))?
+            {
+                Value::String(s) if s.is_empty() => None,
+                Value::String(s) => Some(s),
+                _ => {
+                    return Err(format!(
+                        "failed to load variable {name}: jmespath value must be a string"
+                    ));
+                }
+            },
+        };
+        let result = match (value, jmes_path) {
+            (Some(v), Some(expr)) => variables::compiled(&expr)
+                .and_then(|e| e.search(&v))
+                .map_err(|e| format!("failed to apply jmesPath {expr:?}: {e}")),
             (Some(v), None) => Ok(v),
-            (None, Some(j)) => {
-                let expr = subst_str(Some(j), ctx, opts, &path)?;
-                variables::evaluate(&expr, ctx, opts).map_err(|e| e.to_string())
-            }
+            (None, Some(expr)) => variables::evaluate(&expr, ctx, opts).map_err(|e| e.to_string()),
             (None, None) => Ok(Value::Null),
         };
         let value = match (result, default) {
