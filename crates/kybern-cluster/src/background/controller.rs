@@ -34,8 +34,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch as channel};
 use tokio_util::sync::CancellationToken;
 
-/// Attempts before an UpdateRequest is marked Failed.
-const MAX_ATTEMPTS: u64 = 3;
+/// Attempts before an UpdateRequest is marked Failed; between them the wait doubles from
+/// [`FIRST_RETRY`] (a policy the controller has not seen yet, an API hiccup, pass on retry).
+const MAX_ATTEMPTS: u64 = 5;
+const FIRST_RETRY: Duration = Duration::from_secs(1);
 const TICK: Duration = Duration::from_secs(2);
 
 /// What `kybern controller` needs.
@@ -66,6 +68,8 @@ impl Controller {
 }
 
 struct Worker {
+    /// When each UpdateRequest that failed was last tried.
+    tried: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     metrics: Arc<super::endpoint::ControllerMetrics>,
     client: kube::Client,
     store: Arc<PolicyStore>,
@@ -160,6 +164,7 @@ pub async fn start(options: ControllerOptions) -> Result<Controller, ClusterErro
         None => None,
     };
     let worker = Arc::new(Worker {
+        tried: Default::default(),
         metrics,
         client: client.clone(),
         store,
@@ -365,19 +370,33 @@ impl Worker {
             .to_string();
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &namespace, &queue::resource());
+        let attempts = ur
+            .pointer("/status/retryCount")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let wait = FIRST_RETRY
+            * 2u32.saturating_pow(u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX));
+        if attempts > 0
+            && let Ok(tried) = self.tried.lock()
+            && tried.get(&name).is_some_and(|at| at.elapsed() < wait)
+        {
+            return;
+        }
         match self.generate_for(ur).await {
             Ok(count) => {
+                if let Ok(mut tried) = self.tried.lock() {
+                    tried.remove(&name);
+                }
                 tracing::info!(update_request = %name, objects = count, "generate work done");
                 if let Err(e) = api.delete(&name, &DeleteParams::default()).await {
                     tracing::warn!(update_request = %name, error = %e, "finished UpdateRequest not deleted");
                 }
             }
             Err(message) => {
-                let attempts = ur
-                    .pointer("/status/retryCount")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0)
-                    + 1;
+                let attempts = attempts + 1;
+                if let Ok(mut tried) = self.tried.lock() {
+                    tried.insert(name.clone(), std::time::Instant::now());
+                }
                 let state = if attempts >= MAX_ATTEMPTS {
                     "Failed"
                 } else {
