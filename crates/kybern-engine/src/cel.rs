@@ -25,7 +25,9 @@ mod jwt;
 pub mod library;
 pub mod match_constraints;
 pub mod mutating_policy;
+pub mod plan;
 pub mod policy_set;
+pub mod request_inputs;
 pub mod validate_cel;
 pub mod validating_policy;
 pub mod value;
@@ -37,7 +39,7 @@ use crate::context::ContextProvider;
 use kube_cel::KubeCelExt;
 use kube_cel::cel;
 use serde_json::Value;
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -106,6 +108,8 @@ pub struct Expression {
     pub source: String,
     /// The parsed program, or (for [`Expression::compile_deferred`]) why it did not compile.
     ast: Result<Arc<cel::IdedExpr>, String>,
+    /// The planned form, or why the expression always runs in the interpreter.
+    plan: Result<Arc<plan::Plan>, String>,
 }
 
 impl Expression {
@@ -128,6 +132,7 @@ impl Expression {
         ast::rewrite(&mut ast);
         Ok(Expression {
             source: source.to_string(),
+            plan: plan::plan(&ast).map(Arc::new),
             ast: Ok(Arc::new(ast)),
         })
     }
@@ -144,13 +149,50 @@ impl Expression {
             Err(e) => Ok(Expression {
                 source: source.to_string(),
                 ast: Err(format!("compilation error: {}", e.message)),
+                plan: Err("does not compile".into()),
             }),
         }
     }
 
-    /// Evaluates against `scope`, returning the CEL value or an error message. Lookups of
-    /// `resource.Get`/`resource.List` are served from the scope's provider between attempts.
+    /// Why this expression is not planned (it then always runs in the interpreter); `None`
+    /// when it is planned.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.plan.as_ref().err().map(String::as_str)
+    }
+
+    /// Evaluates against `scope`, returning the CEL value or an error message: planned when it
+    /// can be, else (and for every error) by the interpreter.
     pub fn eval(&self, scope: &Scope) -> Result<cel::Value, String> {
+        self.eval_value(scope).map(|v| v.to_cel())
+    }
+
+    /// Turns the planner off for this expression: it then always runs in the interpreter (the
+    /// reference, for comparisons).
+    pub fn interpreter_only(&mut self) {
+        self.plan = Err("planner switched off".into());
+    }
+
+    /// The planner's value alone: `None` when the expression is not planned or the planner
+    /// left this evaluation to the interpreter. For checks against [`Expression::interpret`].
+    pub fn eval_planned(&self, scope: &Scope) -> Option<cel::Value> {
+        let plan = self.plan.as_ref().ok()?;
+        plan.eval(scope).ok().map(|v| v.to_cel())
+    }
+
+    /// [`Expression::eval`] keeping the planner's representation (inputs stay borrowed).
+    pub fn eval_value<'p>(&self, scope: &Scope<'p>) -> Result<plan::V<'p>, String> {
+        if let Ok(p) = &self.plan
+            && let Ok(v) = p.eval(scope)
+        {
+            return Ok(v);
+        }
+        self.interpret(scope).map(plan::value::from_cel)
+    }
+
+    /// Evaluates with the interpreter only (the reference the planner is checked against).
+    /// Lookups of `resource.Get`/`resource.List` are served from the scope's provider between
+    /// attempts.
+    pub fn interpret(&self, scope: &Scope) -> Result<cel::Value, String> {
         let ast = self.ast.as_ref().map_err(Clone::clone)?;
         for _ in 0..MAX_FETCHES {
             // A failed attempt's `generator.Apply` calls do not count.
@@ -159,7 +201,7 @@ impl Expression {
             }
             // The scope's variables were converted into the interpreter's representation when
             // they were set; each evaluation only adds its own lookups in a child scope.
-            let mut ctx = scope.ctx.new_inner_scope();
+            let mut ctx = scope.interpreter().new_inner_scope();
             let fetched = scope.fetched.borrow().clone();
             if !fetched.is_empty() {
                 ctx.add_variable_from_value(library::FETCHED_VAR, value::map(fetched));
@@ -194,12 +236,12 @@ impl Expression {
 
     /// Evaluates to a boolean; any other type is an error.
     pub fn eval_bool(&self, scope: &Scope) -> Result<bool, String> {
-        match self.eval(scope)? {
-            cel::Value::Bool(b) => Ok(b),
+        match self.eval_value(scope)? {
+            plan::V::Bool(b) => Ok(b),
             other => Err(format!(
                 "expression {:?} must evaluate to bool, got {}",
                 self.source,
-                value::type_name(&other)
+                value::type_name(&other.to_cel())
             )),
         }
     }
@@ -250,12 +292,13 @@ fn http_fetch(provider: &dyn ContextProvider, key: &str) -> Result<cel::Value, S
 
 /// The variables visible to an expression, and where resource lookups go.
 ///
-/// Variables are kept twice: as [`cel::Value`]s (cheap to clone, Arc-backed) and converted once
-/// into an interpreter context, so that evaluating an expression does not convert the inputs
-/// again (the interpreter's own representation is deep-copied on conversion).
+/// Variables are kept in the planner's representation: inputs set with [`Scope::set_json_ref`]
+/// stay borrowed JSON. The interpreter's context is built from them only when an expression
+/// first needs the interpreter (its own representation is a deep copy), and kept up to date
+/// from then on.
 pub struct Scope<'p> {
-    vars: Vec<(String, cel::Value)>,
-    ctx: cel::Context<'static>,
+    vars: Vec<(String, plan::V<'p>)>,
+    ctx: OnceCell<cel::Context<'static>>,
     provider: Option<&'p dyn ContextProvider>,
     fetched: RefCell<HashMap<String, cel::Value>>,
 }
@@ -264,7 +307,7 @@ impl Default for Scope<'_> {
     fn default() -> Self {
         Scope {
             vars: Vec::new(),
-            ctx: root().new_inner_scope(),
+            ctx: OnceCell::new(),
             provider: None,
             fetched: RefCell::default(),
         }
@@ -273,13 +316,9 @@ impl Default for Scope<'_> {
 
 impl Clone for Scope<'_> {
     fn clone(&self) -> Self {
-        let mut ctx = root().new_inner_scope();
-        for (name, value) in &self.vars {
-            ctx.add_variable_from_value(name.clone(), value.clone());
-        }
         Scope {
             vars: self.vars.clone(),
-            ctx,
+            ctx: OnceCell::new(),
             provider: self.provider,
             fetched: self.fetched.clone(),
         }
@@ -306,7 +345,9 @@ impl<'p> Scope<'p> {
     /// The `generator.Apply` collector, when [`Scope::collect_generated`] set one.
     pub fn generated(&self) -> Option<&library::Generated> {
         self.vars.iter().find_map(|(name, v)| match v {
-            cel::Value::Opaque(o) if name == library::GENERATED_VAR => o.downcast_ref(),
+            plan::V::Cel(cel::Value::Opaque(o)) if name == library::GENERATED_VAR => {
+                o.downcast_ref()
+            }
             _ => None,
         })
     }
@@ -316,15 +357,78 @@ impl<'p> Scope<'p> {
         self.set(name, value::from_json(v));
     }
 
+    /// Sets (or replaces) a top-level variable from JSON that outlives the scope: read in
+    /// place, converted for the interpreter only if an expression needs it.
+    pub fn set_json_ref(&mut self, name: &str, v: &'p Value) {
+        self.set_value(name, plan::value::from_json(v));
+    }
+
     /// Sets (or replaces) a top-level variable.
     pub fn set(&mut self, name: &str, v: cel::Value) {
-        self.ctx
-            .add_variable_from_value(name.to_string(), v.clone());
+        if let Some(ctx) = self.ctx.get_mut() {
+            ctx.add_variable_from_value(name.to_string(), v.clone());
+        }
+        self.put(name, plan::value::from_cel(v));
+    }
+
+    /// Sets (or replaces) a top-level variable in the planner's representation.
+    pub fn set_value(&mut self, name: &str, v: plan::V<'p>) {
+        if let Some(ctx) = self.ctx.get_mut() {
+            ctx.add_variable_from_value(name.to_string(), v.to_cel());
+        }
+        self.put(name, v);
+    }
+
+    fn put(&mut self, name: &str, v: plan::V<'p>) {
         if let Some(slot) = self.vars.iter_mut().find(|(n, _)| n == name) {
             slot.1 = v;
         } else {
             self.vars.push((name.to_string(), v));
         }
+    }
+
+    /// A top-level variable, for planned evaluation.
+    pub fn binding(&self, name: &str) -> Option<plan::V<'p>> {
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// The interpreter's context with every variable converted, built on first use.
+    fn interpreter(&self) -> &cel::Context<'static> {
+        self.ctx.get_or_init(|| {
+            let mut ctx = root().new_inner_scope();
+            let mut converted: Vec<(&str, cel::Value)> = Vec::with_capacity(self.vars.len());
+            for (name, v) in &self.vars {
+                converted.push((name, v.to_cel()));
+            }
+            // `request` is the whole AdmissionRequest: when it was set without them, it
+            // carries the `object` and `oldObject` values (shared, not converted twice).
+            let find = |n: &str| {
+                converted
+                    .iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| v.clone())
+            };
+            let (object, old_object) = (find("object"), find("oldObject"));
+            for (name, mut v) in converted {
+                if name == "request"
+                    && let cel::Value::Map(m) = &mut v
+                {
+                    let entries = Arc::make_mut(&mut m.map);
+                    for (key, val) in [("object", &object), ("oldObject", &old_object)] {
+                        if let Some(val) = val {
+                            entries
+                                .entry(key.to_string().into())
+                                .or_insert_with(|| val.clone());
+                        }
+                    }
+                }
+                ctx.add_variable_from_value(name.to_string(), v);
+            }
+            ctx
+        })
     }
 
     /// Answers one `resource.Get`/`resource.List` lookup (key from [`library::fetch_key`]).
@@ -424,18 +528,19 @@ pub fn mark_unused_variables<'s>(
     }
 }
 
-/// The `variables` map as evaluated so far: values, and the errors of those that failed
-/// (reported only when an expression reads them, as Kyverno evaluates variables lazily).
+/// The errors of the variables that failed (reported only when an expression reads them, as
+/// Kyverno evaluates variables lazily); their values are in the scope as `variables`.
 #[derive(Debug, Clone, Default)]
 pub struct VariableValues {
-    values: HashMap<String, cel::Value>,
     errors: Vec<(String, String)>,
 }
 
 impl VariableValues {
-    /// Evaluates `vars` in order; each sees the ones before it as `variables.<name>`.
+    /// Evaluates `vars` in order; each sees the ones before it as `variables.<name>`. The
+    /// values stay in the scope, in the planner's representation (borrowing the inputs).
     pub fn evaluate(vars: &[Variable], scope: &mut Scope) -> VariableValues {
         let mut out = VariableValues::default();
+        let mut values: Vec<(Arc<String>, plan::V)> = Vec::new();
         // `variables` is (re)set only when an expression about to run can read it.
         let mut stale = true;
         for v in vars {
@@ -443,30 +548,21 @@ impl VariableValues {
                 continue;
             }
             if stale && v.expression.source.contains("variables") {
-                scope.set("variables", out.as_value());
+                scope.set_value("variables", plan::V::Map(Arc::new(values.clone())));
                 stale = false;
             }
-            match v.expression.eval(scope) {
+            match v.expression.eval_value(scope) {
                 Ok(val) => {
-                    out.values.insert(v.name.clone(), val);
+                    values.push((Arc::new(v.name.clone()), val));
                     stale = true;
                 }
                 Err(e) => out.errors.push((v.name.clone(), e)),
             }
         }
         if stale {
-            scope.set("variables", out.as_value());
+            scope.set_value("variables", plan::V::Map(Arc::new(values)));
         }
         out
-    }
-
-    fn as_value(&self) -> cel::Value {
-        let map: HashMap<cel::objects::Key, cel::Value> = self
-            .values
-            .iter()
-            .map(|(k, v)| (cel::objects::Key::from(k.clone()), v.clone()))
-            .collect();
-        cel::Value::Map(cel::objects::Map { map: Arc::new(map) })
     }
 
     /// Rewrites an evaluation error caused by reading a variable that failed into that

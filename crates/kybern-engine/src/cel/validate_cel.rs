@@ -220,7 +220,6 @@ impl ParamSource {
 
 /// The scope every CEL policy kind starts from, with input size checks.
 pub fn base_scope<'p>(input: &CelInput<'p>) -> Result<Scope<'p>, String> {
-    let mut scope = Scope::with_provider(input.provider);
     let null = Value::Null;
     for (name, v) in [
         ("object", input.object),
@@ -235,26 +234,26 @@ pub fn base_scope<'p>(input: &CelInput<'p>) -> Result<Scope<'p>, String> {
             ));
         }
     }
-    let object = super::value::from_json(input.object);
-    let old_object = super::value::from_json(input.old_object);
-    // `request` is the whole AdmissionRequest: its object and oldObject are the values
-    // `object` and `oldObject` hold (shared, not converted twice).
-    let mut request = super::value::from_json(input.request);
-    if let kube_cel::cel::Value::Map(m) = &mut request {
-        let entries = std::sync::Arc::make_mut(&mut m.map);
-        entries.insert("object".to_string().into(), object.clone());
-        entries.insert("oldObject".to_string().into(), old_object.clone());
-    }
-    scope.set("object", object);
-    scope.set("oldObject", old_object);
-    scope.set("request", request);
-    scope.set_json("namespaceObject", input.namespace_object.unwrap_or(&null));
-    scope.set_json("params", input.params.unwrap_or(&null));
-    scope.set_json(
-        "exceptions",
-        &json!({"allowedImages": [], "allowedValues": []}),
+    Ok(base_scope_unchecked(input))
+}
+
+/// [`base_scope`] for inputs already known to be within the size limits.
+pub fn base_scope_unchecked<'p>(input: &CelInput<'p>) -> Scope<'p> {
+    static EXCEPTIONS: std::sync::LazyLock<Value> =
+        std::sync::LazyLock::new(|| json!({"allowedImages": [], "allowedValues": []}));
+    let mut scope = Scope::with_provider(input.provider);
+    // Borrowed, not converted: the interpreter's context is built only if an expression
+    // needs it, and then `request` carries `object` and `oldObject` ([`Scope`]).
+    scope.set_json_ref("object", input.object);
+    scope.set_json_ref("oldObject", input.old_object);
+    scope.set_json_ref("request", input.request);
+    scope.set_json_ref(
+        "namespaceObject",
+        input.namespace_object.unwrap_or(&Value::Null),
     );
-    Ok(scope)
+    scope.set_json_ref("params", input.params.unwrap_or(&Value::Null));
+    scope.set_json_ref("exceptions", &EXCEPTIONS);
+    scope
 }
 
 /// The message of a failed validation: `messageExpression`, else `message`, else the

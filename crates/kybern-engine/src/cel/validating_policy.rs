@@ -3,8 +3,10 @@
 //! into one whole-policy result.
 
 use super::match_constraints::MatchConstraints;
+use super::request_inputs::RequestInputs;
 use super::validate_cel::{
-    CelInput, CelOutcome, ParamSource, Validation, base_scope, compile_validations, run_validations,
+    CelInput, CelOutcome, ParamSource, Validation, base_scope, base_scope_unchecked,
+    compile_validations, run_validations,
 };
 use super::{
     CelError, Condition, ConditionsOutcome, Variable, VariableValues, compile_conditions,
@@ -256,7 +258,16 @@ impl ValidatingPolicy {
         req: &AdmissionRequest,
         provider: &dyn ContextProvider,
     ) -> CelPolicyResult {
-        self.evaluate_bound(req, provider).0
+        self.evaluate_in(&RequestInputs::new(req), provider)
+    }
+
+    /// [`ValidatingPolicy::evaluate`] with the request's inputs shared with other policies.
+    pub fn evaluate_in(
+        &self,
+        inputs: &RequestInputs,
+        provider: &dyn ContextProvider,
+    ) -> CelPolicyResult {
+        self.evaluate_bound(inputs, provider).0
     }
 
     /// Evaluates the policy for the admission webhook: one result per binding that selects the
@@ -268,10 +279,20 @@ impl ValidatingPolicy {
         req: &AdmissionRequest,
         provider: &dyn ContextProvider,
     ) -> Vec<(CelPolicyResult, Vec<String>)> {
+        self.evaluate_admission_in(&RequestInputs::new(req), provider)
+    }
+
+    /// [`ValidatingPolicy::evaluate_admission`] with the request's inputs shared with other
+    /// policies.
+    pub fn evaluate_admission_in(
+        &self,
+        inputs: &RequestInputs,
+        provider: &dyn ContextProvider,
+    ) -> Vec<(CelPolicyResult, Vec<String>)> {
         if self.kind == CelPolicyKind::ValidatingAdmissionPolicy && self.bindings.is_empty() {
             return Vec::new();
         }
-        self.results(req, provider)
+        self.results(inputs, provider)
             .into_iter()
             .filter(|(r, _)| *r != CelPolicyResult::NotMatched)
             .map(|(r, b)| {
@@ -288,11 +309,11 @@ impl ValidatingPolicy {
     /// pass, else a skip.
     fn evaluate_bound(
         &self,
-        req: &AdmissionRequest,
+        inputs: &RequestInputs,
         provider: &dyn ContextProvider,
     ) -> (CelPolicyResult, Option<&Binding>) {
         let mut result = (CelPolicyResult::NotMatched, None);
-        for (r, b) in self.results(req, provider) {
+        for (r, b) in self.results(inputs, provider) {
             match r {
                 CelPolicyResult::Fail(_) | CelPolicyResult::Error(_) => return (r, b),
                 CelPolicyResult::Pass => result = (r, b),
@@ -309,23 +330,24 @@ impl ValidatingPolicy {
     /// kinds); empty when the policy does not select it.
     fn results(
         &self,
-        req: &AdmissionRequest,
+        inputs: &RequestInputs,
         provider: &dyn ContextProvider,
     ) -> Vec<(CelPolicyResult, Option<&Binding>)> {
+        let req = inputs.request();
         if self.mode != EvaluationMode::Kubernetes {
             return Vec::new();
         }
         if !self.namespace.is_empty() && req.namespace() != self.namespace {
             return Vec::new();
         }
-        let ns_labels = super::namespace_labels(req, provider);
-        if self.match_constraints.matches(req, ns_labels.as_ref()) {
-            return self.evaluate_matched(req, req, provider);
+        let ns_labels = inputs.namespace_labels(provider);
+        if self.match_constraints.matches(req, ns_labels) {
+            return self.evaluate_matched(inputs, req, provider);
         }
         if let Some(pod_req) = autogen_request(&self.autogen_controllers, req)
-            && self.match_constraints.matches(&pod_req, ns_labels.as_ref())
+            && self.match_constraints.matches(&pod_req, ns_labels)
         {
-            return self.evaluate_matched(req, &pod_req, provider);
+            return self.evaluate_matched(inputs, &pod_req, provider);
         }
         Vec::new()
     }
@@ -355,33 +377,44 @@ impl ValidatingPolicy {
     /// for autogen); `req` is the original request.
     fn evaluate_matched(
         &self,
-        req: &AdmissionRequest,
+        inputs: &RequestInputs,
         matched: &AdmissionRequest,
         provider: &dyn ContextProvider,
     ) -> Vec<(CelPolicyResult, Option<&Binding>)> {
+        let req = inputs.request();
         let autogen = !std::ptr::eq(req, matched);
-        let strip_ns = |v: &Value, orig: &Value| -> Value {
-            let mut v = v.clone();
-            if autogen
+        // Borrowed unless autogen has a namespace to drop (a copy per policy costs more than
+        // evaluating its expressions).
+        fn strip_ns<'v>(autogen: bool, v: &'v Value, orig: &Value) -> std::borrow::Cow<'v, Value> {
+            let drop_ns = autogen
                 && orig.pointer("/spec/template/metadata/namespace").is_none()
                 && orig
                     .pointer("/spec/jobTemplate/spec/template/metadata/namespace")
                     .is_none()
-                && let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut)
-            {
+                && v.pointer("/metadata/namespace").is_some();
+            if !drop_ns {
+                return std::borrow::Cow::Borrowed(v);
+            }
+            let mut v = v.clone();
+            if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
                 meta.remove("namespace");
             }
-            v
+            std::borrow::Cow::Owned(v)
+        }
+        let object = strip_ns(autogen, &matched.object, &req.object);
+        let old_object = strip_ns(autogen, &matched.old_object, &req.old_object);
+        let own_request;
+        let request = if autogen {
+            own_request = CelInput::request_json(matched);
+            &own_request
+        } else {
+            inputs.request_json()
         };
-        let object = strip_ns(&matched.object, &req.object);
-        let old_object = strip_ns(&matched.old_object, &req.old_object);
-        let request = CelInput::request_json(matched);
-        let namespace_object = namespace_object(req, provider);
         let input = CelInput {
             object: &object,
             old_object: &old_object,
-            request: &request,
-            namespace_object: namespace_object.as_ref(),
+            request,
+            namespace_object: inputs.namespace_object(provider),
             params: None,
             provider: Some(provider),
         };
@@ -401,17 +434,19 @@ impl ValidatingPolicy {
         let input = RunInput {
             policy: input,
             exceptions: sent,
+            // The request's own inputs were size-checked once for every policy.
+            checked: !autogen && inputs.within_limits(provider),
         };
         if self.kind != CelPolicyKind::ValidatingAdmissionPolicy || self.bindings.is_empty() {
             return vec![(self.run(&input, None), None)];
         }
-        let ns_labels = super::namespace_labels(req, provider);
+        let ns_labels = inputs.namespace_labels(provider);
         self.bindings
             .iter()
             .filter(|b| {
                 b.match_resources
                     .as_ref()
-                    .is_none_or(|m| m.matches_binding(matched, ns_labels.as_ref()))
+                    .is_none_or(|m| m.matches_binding(matched, ns_labels))
             })
             .map(|b| (self.run(&input, Some(b)), Some(b)))
             .collect()
@@ -419,7 +454,12 @@ impl ValidatingPolicy {
 
     fn run(&self, run: &RunInput, binding: Option<&Binding>) -> CelPolicyResult {
         let input = &run.policy;
-        let mut scope = match base_scope(input) {
+        let scope = if run.checked {
+            Ok(base_scope_unchecked(input))
+        } else {
+            base_scope(input)
+        };
+        let mut scope = match scope {
             Ok(s) => s,
             Err(e) => return CelPolicyResult::Error(e),
         };
@@ -584,6 +624,8 @@ pub fn namespace_object(req: &AdmissionRequest, provider: &dyn ContextProvider) 
 struct RunInput<'a> {
     policy: CelInput<'a>,
     exceptions: Option<CelInput<'a>>,
+    /// `policy`'s inputs are known to be within the size limits.
+    checked: bool,
 }
 
 impl<'a> RunInput<'a> {
@@ -591,6 +633,7 @@ impl<'a> RunInput<'a> {
         RunInput {
             policy,
             exceptions: None,
+            checked: false,
         }
     }
 }

@@ -1,0 +1,505 @@
+//! The CEL planner: an expression is compiled once into a tree of [`Node`]s evaluated over the
+//! request's inputs as borrowed JSON, without converting them into the interpreter's values.
+//!
+//! The interpreter stays the reference. An expression the planner cannot compile keeps the
+//! reason ([`crate::cel::Expression::fallback_reason`]) and always runs in the interpreter; a
+//! planned expression that meets a value it does not handle, or any error, is evaluated again
+//! by the interpreter, so errors and their messages are always the interpreter's. Library
+//! functions are reached through an adapter at the call boundary: the planned arguments are
+//! converted and the call resolved by the interpreter with the same function registry.
+//!
+//! Work is bounded as the interpreter's is: the tree is as deep as the parsed expression and
+//! comprehensions iterate over finite inputs.
+
+mod compile;
+pub mod value;
+
+use super::Scope;
+use kube_cel::cel;
+use std::sync::Arc;
+pub use value::V;
+
+/// Why a planned evaluation stopped; the interpreter then evaluates the whole expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A value or combination the planner leaves to the interpreter (including every error).
+    Unsupported,
+}
+
+/// A planned expression.
+#[derive(Debug)]
+pub struct Plan {
+    root: Node,
+    slots: usize,
+}
+
+/// Plans a parsed (and rewritten) expression, or says why it cannot be planned.
+pub fn plan(ast: &cel::IdedExpr) -> Result<Plan, String> {
+    let mut c = compile::Compiler::default();
+    let root = c.node(ast)?;
+    Ok(Plan {
+        root,
+        slots: c.slots,
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum StrFn {
+    StartsWith,
+    EndsWith,
+    Contains,
+}
+
+#[derive(Debug)]
+pub struct Comprehension {
+    range: Node,
+    init: Node,
+    iter: usize,
+    accu: usize,
+    cond: Node,
+    step: Node,
+    result: Node,
+}
+
+/// A library call through the adapter: `shape` is the call with its planned arguments
+/// replaced by variables.
+#[derive(Debug)]
+pub struct Call {
+    /// Reads the scope's fetched resources.
+    fetches: bool,
+    args: Vec<Node>,
+    shape: Arc<cel::IdedExpr>,
+}
+
+/// The key of a map literal entry.
+#[derive(Debug)]
+pub enum MapKey {
+    Lit(Arc<String>),
+    Computed(Node),
+}
+
+#[derive(Debug)]
+pub enum Node {
+    Lit(V<'static>),
+    /// A variable of the scope (`object`, `variables`, ...).
+    Var(String),
+    /// A comprehension variable.
+    Local(usize),
+    Select {
+        operand: Box<Node>,
+        field: String,
+        test: bool,
+    },
+    OptSelect(Box<Node>, String),
+    Index(Box<Node>, Box<Node>),
+    List(Vec<Node>),
+    /// A map literal with string keys (any other key faults).
+    Map(Vec<(MapKey, Node)>),
+    OptIndex(Box<Node>, Box<Node>),
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    Not(Box<Node>),
+    NotStrictlyFalse(Box<Node>),
+    Cond(Box<Node>, Box<Node>, Box<Node>),
+    Neg(Box<Node>),
+    Binary(Op, Box<Node>, Box<Node>),
+    In(Box<Node>, Box<Node>),
+    Size(Box<Node>),
+    OrValue(Box<Node>, Box<Node>),
+    HasValue(Box<Node>),
+    OptValue(Box<Node>),
+    Str(StrFn, Box<Node>, Box<Node>),
+    /// `accu + [x]` as a comprehension step.
+    Append(usize, Box<Node>),
+    Comprehension(Box<Comprehension>),
+    Call(Box<Call>),
+}
+
+type R<'p> = Result<V<'p>, Fault>;
+
+struct Frame<'s, 'p> {
+    scope: &'s Scope<'p>,
+    slots: Vec<V<'p>>,
+}
+
+impl Plan {
+    /// Evaluates over `scope`; a fault means the interpreter must evaluate the expression.
+    pub fn eval<'p>(&self, scope: &Scope<'p>) -> R<'p> {
+        let mut f = Frame {
+            scope,
+            slots: vec![V::Null; self.slots],
+        };
+        eval(&self.root, &mut f)
+    }
+}
+
+fn boolean(v: &V<'_>) -> Result<bool, Fault> {
+    match v {
+        V::Bool(b) => Ok(*b),
+        _ => Err(Fault::Unsupported),
+    }
+}
+
+fn slot<'p>(f: &Frame<'_, 'p>, i: usize) -> R<'p> {
+    f.slots.get(i).cloned().ok_or(Fault::Unsupported)
+}
+
+fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
+    match n {
+        Node::Lit(v) => Ok(v.clone()),
+        Node::Var(name) => f.scope.binding(name).ok_or(Fault::Unsupported),
+        Node::Local(i) => slot(f, *i),
+        Node::Select {
+            operand,
+            field,
+            test,
+        } => {
+            let o = eval(operand, f)?;
+            let got = o.field(field)?;
+            if *test {
+                return Ok(V::Bool(got.is_some()));
+            }
+            match got {
+                Some(v) => Ok(v),
+                // The interpreter's `request` carries `object` and `oldObject`.
+                None if matches!(operand.as_ref(), Node::Var(r) if r == "request")
+                    && (field == "object" || field == "oldObject") =>
+                {
+                    f.scope.binding(field).ok_or(Fault::Unsupported)
+                }
+                None => Err(Fault::Unsupported),
+            }
+        }
+        Node::OptSelect(operand, field) => {
+            let o = eval(operand, f)?;
+            let o = match o {
+                V::Opt(None) => return Ok(V::Opt(None)),
+                V::Opt(Some(v)) => *v,
+                other => other,
+            };
+            if !o.is_map() {
+                return Ok(V::Opt(None));
+            }
+            Ok(V::Opt(o.field(field)?.map(Box::new)))
+        }
+        Node::Index(a, i) => {
+            let a = eval(a, f)?;
+            let i = eval(i, f)?;
+            index(&a, &i)
+        }
+        Node::List(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for x in items {
+                out.push(eval(x, f)?);
+            }
+            Ok(V::List(Arc::new(out)))
+        }
+        Node::Map(entries) => {
+            let mut out = Vec::with_capacity(entries.len());
+            for (k, v) in entries {
+                let k = match k {
+                    MapKey::Lit(k) => k.clone(),
+                    MapKey::Computed(n) => match eval(n, f)? {
+                        V::Str(s) => Arc::new(s.to_string()),
+                        V::String(s) => s,
+                        _ => return Err(Fault::Unsupported),
+                    },
+                };
+                out.push((k, eval(v, f)?));
+            }
+            Ok(V::Map(Arc::new(out)))
+        }
+        Node::OptIndex(a, i) => {
+            let a = match eval(a, f)? {
+                V::Opt(None) => return Ok(V::Opt(None)),
+                V::Opt(Some(v)) => *v,
+                other => other,
+            };
+            let i = eval(i, f)?;
+            if a.is_map() {
+                let key = i.as_str().ok_or(Fault::Unsupported)?;
+                return Ok(V::Opt(a.field(key)?.map(Box::new)));
+            }
+            if !matches!(i, V::Int(_)) || a.size().is_err() || a.as_str().is_some() {
+                return Err(Fault::Unsupported);
+            }
+            Ok(V::Opt(index(&a, &i).ok().map(Box::new)))
+        }
+        Node::And(a, b) => {
+            let l = eval(a, f).and_then(|v| boolean(&v));
+            if l == Ok(false) {
+                return Ok(V::Bool(false));
+            }
+            let r = boolean(&eval(b, f)?)?;
+            match (l, r) {
+                (Ok(true), r) => Ok(V::Bool(r)),
+                (Err(_), false) => Ok(V::Bool(false)),
+                _ => Err(Fault::Unsupported),
+            }
+        }
+        Node::Or(a, b) => {
+            let l = eval(a, f).and_then(|v| boolean(&v));
+            if l == Ok(true) {
+                return Ok(V::Bool(true));
+            }
+            let r = boolean(&eval(b, f)?)?;
+            match (l, r) {
+                (Ok(false), r) => Ok(V::Bool(r)),
+                (Err(_), true) => Ok(V::Bool(true)),
+                _ => Err(Fault::Unsupported),
+            }
+        }
+        Node::Not(a) => Ok(V::Bool(!boolean(&eval(a, f)?)?)),
+        Node::NotStrictlyFalse(a) => Ok(V::Bool(
+            eval(a, f).and_then(|v| boolean(&v)).unwrap_or(true),
+        )),
+        Node::Cond(c, a, b) => {
+            if boolean(&eval(c, f)?)? {
+                eval(a, f)
+            } else {
+                eval(b, f)
+            }
+        }
+        Node::Neg(a) => match eval(a, f)? {
+            V::Int(i) => i.checked_neg().map(V::Int).ok_or(Fault::Unsupported),
+            V::Double(d) => Ok(V::Double(-d)),
+            _ => Err(Fault::Unsupported),
+        },
+        Node::Binary(op, a, b) => {
+            let a = eval(a, f)?;
+            let b = eval(b, f)?;
+            binary(*op, a, b)
+        }
+        Node::In(a, b) => {
+            let a = eval(a, f)?;
+            let b = eval(b, f)?;
+            if b.is_map() {
+                let key = a.as_str().ok_or(Fault::Unsupported)?;
+                return Ok(V::Bool(b.field(key)?.is_some()));
+            }
+            for x in b.elements(false)? {
+                if value::equals(&a, &x)? {
+                    return Ok(V::Bool(true));
+                }
+            }
+            Ok(V::Bool(false))
+        }
+        Node::Size(a) => eval(a, f)?.size().map(V::Int),
+        Node::OrValue(t, d) => match eval(t, f)? {
+            V::Opt(Some(v)) => Ok(*v),
+            V::Opt(None) => eval(d, f),
+            V::Cel(_) => Err(Fault::Unsupported),
+            other => Ok(other),
+        },
+        Node::HasValue(t) => match eval(t, f)? {
+            V::Opt(o) => Ok(V::Bool(o.is_some())),
+            _ => Err(Fault::Unsupported),
+        },
+        Node::OptValue(t) => match eval(t, f)? {
+            V::Opt(Some(v)) => Ok(*v),
+            _ => Err(Fault::Unsupported),
+        },
+        Node::Str(func, t, a) => {
+            let t = eval(t, f)?;
+            let a = eval(a, f)?;
+            let (Some(t), Some(a)) = (t.as_str(), a.as_str()) else {
+                return Err(Fault::Unsupported);
+            };
+            Ok(V::Bool(match func {
+                StrFn::StartsWith => t.starts_with(a),
+                StrFn::EndsWith => t.ends_with(a),
+                StrFn::Contains => t.contains(a),
+            }))
+        }
+        Node::Append(accu, x) => {
+            let x = eval(x, f)?;
+            let acc = f.slots.get_mut(*accu).ok_or(Fault::Unsupported)?;
+            match std::mem::replace(acc, V::Null) {
+                V::List(mut l) => {
+                    Arc::make_mut(&mut l).push(x);
+                    Ok(V::List(l))
+                }
+                V::Json(serde_json::Value::Array(a)) => {
+                    let mut l: Vec<V<'p>> = a.iter().map(value::from_json).collect();
+                    l.push(x);
+                    Ok(V::List(Arc::new(l)))
+                }
+                _ => Err(Fault::Unsupported),
+            }
+        }
+        Node::Comprehension(c) => comprehension(c, f),
+        Node::Call(c) => call(c, f),
+    }
+}
+
+fn comprehension<'p>(c: &Comprehension, f: &mut Frame<'_, 'p>) -> R<'p> {
+    let init = eval(&c.init, f)?;
+    let range = eval(&c.range, f)?;
+    // Map keys come in the interpreter's hash order there: only order-free results here.
+    let keys_ok = matches!(init, V::Bool(_) | V::Int(_));
+    let items = range.elements(keys_ok)?;
+    set(f, c.accu, init)?;
+    for item in items {
+        if !boolean(&eval(&c.cond, f)?)? {
+            break;
+        }
+        set(f, c.iter, item)?;
+        let next = eval(&c.step, f)?;
+        set(f, c.accu, next)?;
+    }
+    eval(&c.result, f)
+}
+
+fn set<'p>(f: &mut Frame<'_, 'p>, i: usize, v: V<'p>) -> Result<(), Fault> {
+    *f.slots.get_mut(i).ok_or(Fault::Unsupported)? = v;
+    Ok(())
+}
+
+fn call<'p>(c: &Call, f: &mut Frame<'_, 'p>) -> R<'p> {
+    let mut ctx = super::root().new_inner_scope();
+    if c.fetches {
+        let fetched = f.scope.fetched.borrow().clone();
+        if !fetched.is_empty() {
+            ctx.add_variable_from_value(super::library::FETCHED_VAR, super::value::map(fetched));
+        }
+    }
+    for (i, a) in c.args.iter().enumerate() {
+        let v = eval(a, f)?;
+        ctx.add_variable_from_value(format!("{}{i}", compile::ARG_VAR), v.to_cel());
+    }
+    match cel::Value::resolve(&c.shape, &ctx) {
+        Ok(v) => Ok(value::from_cel(v)),
+        Err(_) => Err(Fault::Unsupported),
+    }
+}
+
+fn index<'p>(a: &V<'p>, i: &V<'p>) -> R<'p> {
+    if a.is_map() {
+        let key = i.as_str().ok_or(Fault::Unsupported)?;
+        return a.field(key)?.ok_or(Fault::Unsupported);
+    }
+    let V::Int(i) = i else {
+        return Err(Fault::Unsupported);
+    };
+    let i = usize::try_from(*i).map_err(|_| Fault::Unsupported)?;
+    match a {
+        V::Json(serde_json::Value::Array(x)) => x.get(i).map(value::from_json),
+        V::List(l) => l.get(i).cloned(),
+        V::Cel(cel::Value::List(l)) => l.get(i).cloned().map(value::from_cel),
+        _ => None,
+    }
+    .ok_or(Fault::Unsupported)
+}
+
+fn compare(a: &V<'_>, b: &V<'_>) -> Result<std::cmp::Ordering, Fault> {
+    use std::cmp::Ordering;
+    Ok(match (a, b) {
+        (V::Int(x), V::Int(y)) => x.cmp(y),
+        (V::UInt(x), V::UInt(y)) => x.cmp(y),
+        (V::Double(x), V::Double(y)) => x.partial_cmp(y).ok_or(Fault::Unsupported)?,
+        (V::Bool(x), V::Bool(y)) => x.cmp(y),
+        (V::Int(x), V::UInt(y)) => u64::try_from(*x).map_or(Ordering::Less, |x| x.cmp(y)),
+        _ => match (a.as_str(), b.as_str()) {
+            (Some(x), Some(y)) => x.cmp(y),
+            _ => return Err(Fault::Unsupported),
+        },
+    })
+}
+
+fn binary<'p>(op: Op, a: V<'p>, b: V<'p>) -> R<'p> {
+    use std::cmp::Ordering::{Greater, Less};
+    let u = Fault::Unsupported;
+    Ok(match op {
+        Op::Eq => V::Bool(value::equals(&a, &b)?),
+        Op::Ne => V::Bool(!value::equals(&a, &b)?),
+        Op::Lt => V::Bool(compare(&a, &b)? == Less),
+        Op::Le => V::Bool(compare(&a, &b)? != Greater),
+        Op::Gt => V::Bool(compare(&a, &b)? == Greater),
+        Op::Ge => V::Bool(compare(&a, &b)? != Less),
+        Op::Add => match (&a, &b) {
+            (V::Int(x), V::Int(y)) => V::Int(x.checked_add(*y).ok_or(u)?),
+            (V::UInt(x), V::UInt(y)) => V::UInt(x.checked_add(*y).ok_or(u)?),
+            (V::Double(x), V::Double(y)) => V::Double(x + y),
+            _ => match (a.as_str(), b.as_str()) {
+                (Some(x), Some(y)) => V::String(Arc::new(format!("{x}{y}"))),
+                _ => {
+                    let mut l = a.elements(false)?;
+                    l.extend(b.elements(false)?);
+                    V::List(Arc::new(l))
+                }
+            },
+        },
+        Op::Sub => match (a, b) {
+            (V::Int(x), V::Int(y)) => V::Int(x.checked_sub(y).ok_or(u)?),
+            (V::UInt(x), V::UInt(y)) => V::UInt(x.checked_sub(y).ok_or(u)?),
+            (V::Double(x), V::Double(y)) => V::Double(x - y),
+            _ => return Err(u),
+        },
+        Op::Mul => match (a, b) {
+            (V::Int(x), V::Int(y)) => V::Int(x.checked_mul(y).ok_or(u)?),
+            (V::UInt(x), V::UInt(y)) => V::UInt(x.checked_mul(y).ok_or(u)?),
+            (V::Double(x), V::Double(y)) => V::Double(x * y),
+            _ => return Err(u),
+        },
+        Op::Div => match (a, b) {
+            (V::Int(x), V::Int(y)) => V::Int(x.checked_div(y).ok_or(u)?),
+            (V::UInt(x), V::UInt(y)) => V::UInt(x.checked_div(y).ok_or(u)?),
+            (V::Double(x), V::Double(y)) => V::Double(x / y),
+            _ => return Err(u),
+        },
+        Op::Rem => match (a, b) {
+            (V::Int(x), V::Int(y)) => V::Int(x.checked_rem(y).ok_or(u)?),
+            (V::UInt(x), V::UInt(y)) => V::UInt(x.checked_rem(y).ok_or(u)?),
+            _ => return Err(u),
+        },
+    })
+}
+
+/// How many of a set of expressions are planned, and why the others are not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Coverage {
+    pub planned: usize,
+    pub total: usize,
+    /// `(source, reason)` of each expression that always runs in the interpreter.
+    pub fallbacks: Vec<(String, String)>,
+}
+
+impl Coverage {
+    /// Share of planned expressions, 1.0 for none.
+    pub fn ratio(&self) -> f64 {
+        if self.total == 0 {
+            return 1.0;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let r = self.planned as f64 / self.total as f64;
+        r
+    }
+}
+
+/// The plan coverage of `exprs`.
+pub fn coverage<'e>(exprs: impl IntoIterator<Item = &'e super::Expression>) -> Coverage {
+    let mut c = Coverage::default();
+    for e in exprs {
+        c.total += 1;
+        match e.fallback_reason() {
+            None => c.planned += 1,
+            Some(r) => c.fallbacks.push((e.source.clone(), r.to_string())),
+        }
+    }
+    c
+}

@@ -1,0 +1,73 @@
+//! The inputs of one admission request that every CEL policy reads: built on first use and
+//! shared, borrowed, by every policy evaluated on the request (building them per policy cost
+//! more than evaluating the policies' planned expressions).
+
+use super::validate_cel::CelInput;
+use crate::context::{ContextProvider, Labels};
+use crate::request::AdmissionRequest;
+use serde_json::Value;
+use std::cell::OnceCell;
+
+/// One admission request's CEL inputs; create one per request and pass it to every policy.
+pub struct RequestInputs<'r> {
+    req: &'r AdmissionRequest,
+    request_json: OnceCell<Value>,
+    namespace_labels: OnceCell<Option<Labels>>,
+    namespace_object: OnceCell<Option<Value>>,
+    within_limits: OnceCell<bool>,
+}
+
+impl<'r> RequestInputs<'r> {
+    pub fn new(req: &'r AdmissionRequest) -> Self {
+        RequestInputs {
+            req,
+            request_json: OnceCell::new(),
+            namespace_labels: OnceCell::new(),
+            namespace_object: OnceCell::new(),
+            within_limits: OnceCell::new(),
+        }
+    }
+
+    /// The admission request.
+    pub fn request(&self) -> &'r AdmissionRequest {
+        self.req
+    }
+
+    /// The `request` variable ([`CelInput::request_json`]).
+    pub fn request_json(&self) -> &Value {
+        self.request_json
+            .get_or_init(|| CelInput::request_json(self.req))
+    }
+
+    /// Labels of the request's namespace ([`super::namespace_labels`]).
+    pub fn namespace_labels(&self, provider: &dyn ContextProvider) -> Option<&Labels> {
+        self.namespace_labels
+            .get_or_init(|| super::namespace_labels(self.req, provider))
+            .as_ref()
+    }
+
+    /// The `namespaceObject` variable
+    /// ([`super::validating_policy::namespace_object`]).
+    pub fn namespace_object(&self, provider: &dyn ContextProvider) -> Option<&Value> {
+        self.namespace_object
+            .get_or_init(|| super::validating_policy::namespace_object(self.req, provider))
+            .as_ref()
+    }
+
+    /// Whether the object, old object, `request` and `namespaceObject` are within
+    /// [`super::MAX_INPUT_NODES`] (the check [`super::validate_cel::base_scope`] makes, done
+    /// once).
+    pub fn within_limits(&self, provider: &dyn ContextProvider) -> bool {
+        *self.within_limits.get_or_init(|| {
+            let null = Value::Null;
+            [
+                &*self.req.object,
+                &*self.req.old_object,
+                self.request_json(),
+                self.namespace_object(provider).unwrap_or(&null),
+            ]
+            .into_iter()
+            .all(|v| super::json_size_within(v, super::MAX_INPUT_NODES))
+        })
+    }
+}
