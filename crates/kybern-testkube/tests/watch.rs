@@ -282,6 +282,11 @@ async fn reflector_stays_consistent_across_dropped_and_expired_watches() {
             .wait_for(Duration::from_secs(5), has(&["b", "c"]))
             .await
     );
+    // The 410 may reach the watcher after the events sent before it: wait for the list.
+    let start = std::time::Instant::now();
+    while lists() <= lists_before && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(lists() > lists_before, "the watcher re-listed");
     task.abort();
 }
