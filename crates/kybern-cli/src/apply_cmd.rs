@@ -2,7 +2,7 @@
 //! table, or a PolicyReport, with the kyverno CLI's summary line and exit codes. Mutated and
 //! generated resources are printed (or written with `-o`) as the kyverno CLI does.
 
-use crate::evaluation::{Inputs, ResponseMap, evaluate};
+use crate::evaluation::{Inputs, ResponseMap, evaluate_owned};
 use crate::files::{self, Document, Issue};
 use crate::policy_set::PolicySet;
 use crate::provider::FileProvider;
@@ -11,8 +11,9 @@ use crate::spec::{UserInfoSpec, ValuesSpec};
 use crate::table;
 use anyhow::{Context, Result, bail};
 use kybern_engine::response::{EngineResponse, FailureAction, RuleResult, RuleStatus, RuleType};
-use kybern_engine::yaml::{self, Limits};
+use kybern_engine::yaml::{self, Limits, RawDocument};
 use serde_json::{Value, json};
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -241,75 +242,54 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
         set: &set,
     };
     let limits = Limits::default();
-    let rule_count: usize = set.policies.iter().map(|p| p.rules.len()).sum();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     if !args.policy_report {
-        // The header names the number of resources: counting needs a first reading of the files
-        // (its problems are reported by the second).
-        let mut total = 0usize;
-        for f in &resource_files {
-            let _ = files::stream_raw_documents(f, &limits, |raw| {
-                if let Ok(docs) = files::parse_raw(f, &raw, &limits) {
-                    total += files::expand_lists(docs).len();
-                }
-            });
-        }
-        println!(
+        let rule_count: usize = set.policies.iter().map(|p| p.rules.len()).sum();
+        let total = count_resources(&resource_files, &limits);
+        writeln!(
+            out,
             "\nApplying {rule_count} policy rule(s) to {total} resource(s){}...",
             if set.exceptions.is_empty() {
                 String::new()
             } else {
                 format!(" with {} exception(s)", set.exceptions.len())
             }
-        );
+        )?;
     }
-    // Resources are read document by document and evaluated in chunks; only what is printed at
-    // the end is kept, so memory does not grow with the size of the files.
     let mut sink = Sink {
-        args,
         output: &output,
         counts: Counts::default(),
         table_rows: Vec::new(),
-        report: Report::default(),
+        report: args.policy_report.then(|| ReportWriter::new(args)),
     };
-    for f in &resource_files {
-        let mut batch: Vec<Document> = Vec::new();
-        let mut failed: Result<()> = Ok(());
-        let streamed = files::stream_raw_documents(f, &limits, |raw| {
-            if failed.is_err() {
-                return;
-            }
-            match files::parse_raw(f, &raw, &limits) {
-                Ok(docs) => batch.extend(resources_of(docs)),
-                Err(i) => errors.report(&[i]),
-            }
-            if batch.len() >= CHUNK {
-                failed = sink.take(&evaluate(&inputs, &batch, None));
-                batch.clear();
-            }
-        });
-        failed?;
-        if let Err(i) = streamed {
-            errors.report(&[i]);
-        }
-        sink.take(&evaluate(&inputs, &batch, None))?;
+    if let Some(r) = &mut sink.report {
+        r.start(&mut out)?;
     }
+    run_pipeline(&inputs, args, &resource_files, &limits, |batch| {
+        errors.report(&batch.issues);
+        sink.take(batch, &mut out)
+    })?;
     let Sink {
         counts,
         table_rows,
         report,
         ..
     } = sink;
-    if args.policy_report {
-        print_report(report, args);
+    if let Some(report) = report {
+        report.finish(&mut out)?;
     } else {
         if args.table {
-            print_table(&table_rows, args);
+            print_table(&table_rows, args, &mut out)?;
         }
-        println!(
+        writeln!(
+            out,
             "\npass: {}, fail: {}, warn: {}, error: {}, skip: {}",
             counts.pass, counts.fail, counts.warn, counts.error, counts.skip
-        );
+        )?;
     }
+    out.flush()?;
+    drop(out);
     if errors.count > 0 {
         bail!(
             "{} input file(s) or document(s) could not be read (see the errors above)",
@@ -325,6 +305,174 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Documents per batch: large enough to amortise the hand-over between threads, small enough
+/// that the batches in flight stay a few MiB.
+const BATCH: usize = 64;
+
+/// A piece of work for an evaluation thread: documents of one file, or a file that could not be
+/// read, in reading order.
+enum Job<'f> {
+    Documents(&'f Path, Vec<RawDocument>),
+    Unreadable(files::Issue),
+}
+
+/// Reads the files on one thread, parses and evaluates batches of documents on as many threads as
+/// there are CPUs, and hands each batch's output to `take` in reading order. The queues between
+/// them are bounded, so memory does not grow with the size of the files.
+fn run_pipeline<'f>(
+    inputs: &Inputs,
+    args: &ApplyArgs,
+    resource_files: &'f [PathBuf],
+    limits: &Limits,
+    mut take: impl FnMut(BatchOutput) -> Result<()>,
+) -> Result<()> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(usize, Job<'f>)>(workers * 2);
+    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<(usize, BatchOutput)>(workers * 2);
+    let job_rx = std::sync::Mutex::new(job_rx);
+    std::thread::scope(|scope| -> Result<()> {
+        scope.spawn(move || {
+            let mut seq = 0usize;
+            for f in resource_files {
+                let mut batch = Vec::with_capacity(BATCH);
+                let mut send = |job: Job<'f>| {
+                    let ok = job_tx.send((seq, job)).is_ok();
+                    seq += 1;
+                    ok
+                };
+                let mut open = true;
+                let streamed = files::stream_raw_documents(f, limits, |raw| {
+                    batch.push(raw);
+                    if batch.len() >= BATCH && open {
+                        open = send(Job::Documents(f, std::mem::take(&mut batch)));
+                    }
+                });
+                if !batch.is_empty() && open {
+                    open = send(Job::Documents(f, batch));
+                }
+                if let Err(issue) = streamed
+                    && open
+                {
+                    open = send(Job::Unreadable(issue));
+                }
+                if !open {
+                    return;
+                }
+            }
+        });
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let job_rx = &job_rx;
+            scope.spawn(move || {
+                loop {
+                    let next = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((seq, job)) = next else {
+                        return;
+                    };
+                    let output = match job {
+                        Job::Documents(file, raws) => run_batch(inputs, args, file, raws, limits),
+                        Job::Unreadable(issue) => BatchOutput {
+                            issues: vec![issue],
+                            ..BatchOutput::default()
+                        },
+                    };
+                    if done_tx.send((seq, output)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        // Batches finish out of order; they are taken in reading order.
+        let mut pending = std::collections::BTreeMap::new();
+        let mut next = 0usize;
+        for (seq, output) in done_rx {
+            pending.insert(seq, output);
+            while let Some(output) = pending.remove(&next) {
+                take(output)?;
+                next += 1;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Parses, evaluates and renders one batch (on an evaluation thread).
+fn run_batch(
+    inputs: &Inputs,
+    args: &ApplyArgs,
+    file: &Path,
+    raws: Vec<RawDocument>,
+    limits: &Limits,
+) -> BatchOutput {
+    let mut output = BatchOutput::default();
+    let mut resources = Vec::with_capacity(raws.len());
+    for raw in &raws {
+        match files::parse_raw(file, raw, limits) {
+            Ok(docs) => resources.extend(resources_of(docs).map(|d| d.value)),
+            Err(issue) => output.issues.push(issue),
+        }
+    }
+    drop(raws);
+    let responses = evaluate_owned(inputs, resources, None);
+    count(&responses, args.audit_warn, &mut output.counts);
+    if !args.policy_report || args.output.is_some() {
+        render_resources(&responses, args.output.is_none(), &mut output);
+    }
+    if args.policy_report {
+        output.report = ReportPart::of(&responses, args);
+    } else if args.table {
+        add_table_rows(&responses, args, &mut output.table_rows);
+    } else {
+        render_failures(&responses, args.audit_warn, &mut output.stdout);
+    }
+    output
+}
+
+/// The number of resources in the files, for the header line. A document certainly holds one
+/// resource when it is a block mapping that does not mention `List`; only the others (lists,
+/// JSON, anything unusual) are parsed to count them.
+fn count_resources(resource_files: &[PathBuf], limits: &Limits) -> usize {
+    let mut total = 0usize;
+    for f in resource_files {
+        let _ = files::stream_raw_documents(f, limits, |raw| {
+            if certainly_one_resource(&raw) {
+                total += 1;
+            } else if let Ok(docs) = files::parse_raw(f, &raw, limits) {
+                total += files::expand_lists(docs).len();
+            }
+        });
+    }
+    total
+}
+
+fn certainly_one_resource(raw: &RawDocument) -> bool {
+    if raw.too_large.is_some() || raw.text.windows(4).any(|w| w == b"List") {
+        return false;
+    }
+    for line in raw.text.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let trimmed = line.trim_ascii_start();
+        if trimmed.is_empty() || trimmed.first() == Some(&b'#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix(b"---") {
+            let rest = rest.trim_ascii_start();
+            if rest.is_empty() || rest.first() == Some(&b'#') {
+                continue;
+            }
+            return false;
+        }
+        // The first line with content: a plain key in column 0 opens a block mapping.
+        return line.first().is_some_and(u8::is_ascii_alphabetic)
+            && (line.ends_with(b":") || line.windows(2).any(|w| w == b": "));
+    }
+    false
+}
+
 /// The resources of a file's documents: lists expanded, namespaces defaulted.
 fn resources_of(docs: Vec<Document>) -> impl Iterator<Item = Document> {
     files::expand_lists(docs).into_iter().map(|mut d| {
@@ -333,35 +481,51 @@ fn resources_of(docs: Vec<Document>) -> impl Iterator<Item = Document> {
     })
 }
 
-/// Where evaluated chunks go: counters, printed failures and resources, table rows or report
-/// entries.
+/// What one batch produced, rendered on the thread that evaluated it.
+#[derive(Default)]
+struct BatchOutput {
+    counts: Counts,
+    /// Text for standard output: resources and failures, in resource order.
+    stdout: String,
+    /// Text to append to `-o` files: (file stem, text).
+    files: Vec<(String, String)>,
+    /// Table rows without their ID column (IDs run through the whole output).
+    table_rows: Vec<Vec<String>>,
+    report: ReportPart,
+    /// Documents that could not be read.
+    issues: Vec<Issue>,
+}
+
+/// Where batches go, in reading order: counters, output, table rows or the streamed report.
 struct Sink<'a> {
-    args: &'a ApplyArgs,
     output: &'a Output,
     counts: Counts,
     table_rows: Vec<Vec<String>>,
-    report: Report,
+    report: Option<ReportWriter>,
 }
 
 impl Sink<'_> {
-    fn take(&mut self, responses: &ResponseMap) -> Result<()> {
-        let args = self.args;
-        count(responses, args.audit_warn, &mut self.counts);
-        if !args.policy_report || args.output.is_some() {
-            emit_resources(responses, self.output)?;
+    fn take(&mut self, batch: BatchOutput, out: &mut impl Write) -> Result<()> {
+        let c = &mut self.counts;
+        c.pass += batch.counts.pass;
+        c.fail += batch.counts.fail;
+        c.warn += batch.counts.warn;
+        c.error += batch.counts.error;
+        c.skip += batch.counts.skip;
+        out.write_all(batch.stdout.as_bytes())?;
+        for (stem, text) in &batch.files {
+            self.output.append(stem, text)?;
         }
-        if args.policy_report {
-            self.report.add(responses, args.audit_warn);
-        } else if args.table {
-            add_table_rows(responses, args, &mut self.table_rows);
-        } else {
-            print_failures(responses, args.audit_warn);
+        for mut row in batch.table_rows {
+            row.insert(0, (self.table_rows.len() + 1).to_string());
+            self.table_rows.push(row);
+        }
+        if let Some(report) = &mut self.report {
+            report.add(batch.report, out)?;
         }
         Ok(())
     }
 }
-
-const CHUNK: usize = 256;
 
 /// Counts rule results as the kyverno CLI does: validate results after `scored` and
 /// `--audit-warn`; mutate results by status; a ClusterPolicy/Policy generate result is a pass or,
@@ -445,8 +609,14 @@ fn resource_path(key: &ResourceKey) -> String {
 /// Prints (or writes) what mutate and generate rules produced: the patched resource with its
 /// patched targets after a mutate rule passed, every generated object, and a line for each
 /// skipped or failing mutate rule.
-fn emit_resources(responses: &ResponseMap, out: &Output) -> Result<()> {
-    let to_stdout = matches!(out, Output::Stdout);
+fn render_resources(responses: &ResponseMap, to_stdout: bool, output: &mut BatchOutput) {
+    let mut put = |stem: String, text: String| {
+        if to_stdout {
+            output.stdout.push_str(&text);
+        } else {
+            output.files.push((stem, text));
+        }
+    };
     for (key, resps) in responses {
         let path = resource_path(key);
         for resp in resps {
@@ -482,7 +652,7 @@ fn emit_resources(responses: &ResponseMap, out: &Output) -> Result<()> {
                 if to_stdout {
                     text.push_str("\nMutation:\nMutation has been applied successfully.\n");
                 }
-                out.append(&format!("{}-mutated", key.name), &text)?;
+                put(format!("{}-mutated", key.name), text);
             }
             for generated in resp.rules.iter().flat_map(|r| &r.generated) {
                 let mut text = String::new();
@@ -497,11 +667,10 @@ fn emit_resources(responses: &ResponseMap, out: &Output) -> Result<()> {
                 if to_stdout {
                     text.push_str("\nGenerate:\nGeneration completed successfully.\n");
                 }
-                out.append(&format!("{}-generated", resp.policy_name), &text)?;
+                put(format!("{}-generated", resp.policy_name), text);
             }
         }
     }
-    Ok(())
 }
 
 fn short_resource(key: &ResourceKey) -> String {
@@ -513,7 +682,7 @@ fn short_resource(key: &ResourceKey) -> String {
 }
 
 /// A line per skipped or failing mutate rule, then each failing resource with its failed rules.
-fn print_failures(responses: &ResponseMap, audit_warn: bool) {
+fn render_failures(responses: &ResponseMap, audit_warn: bool, s: &mut String) {
     for (key, resps) in responses {
         let path = resource_path(key);
         for resp in resps {
@@ -523,14 +692,20 @@ fn print_failures(responses: &ResponseMap, audit_warn: bool) {
                 .filter(|r| r.rule_type == RuleType::Mutation)
             {
                 match rule.status {
-                    RuleStatus::Skip => println!(
-                        "\nskipped mutate policy {} -> resource {path}",
-                        resp.policy_name
-                    ),
-                    RuleStatus::Error => println!(
-                        "\nerror while applying mutate policy {} -> resource {path}\nerror: {}",
-                        resp.policy_name, rule.message
-                    ),
+                    RuleStatus::Skip => {
+                        let _ = writeln!(
+                            s,
+                            "\nskipped mutate policy {} -> resource {path}",
+                            resp.policy_name
+                        );
+                    }
+                    RuleStatus::Error => {
+                        let _ = writeln!(
+                            s,
+                            "\nerror while applying mutate policy {} -> resource {path}\nerror: {}",
+                            resp.policy_name, rule.message
+                        );
+                    }
                     _ => {}
                 }
             }
@@ -550,7 +725,8 @@ fn print_failures(responses: &ResponseMap, audit_warn: bool) {
             } else {
                 "failed"
             };
-            println!(
+            let _ = writeln!(
+                s,
                 "\npolicy {} -> resource {} {how}:",
                 resp.policy_name,
                 short_resource(key)
@@ -561,7 +737,7 @@ fn print_failures(responses: &ResponseMap, audit_warn: bool) {
                 } else {
                     ""
                 };
-                println!("{} - {}{tag} {}", i + 1, rule.name, rule.message);
+                let _ = writeln!(s, "{} - {}{tag} {}", i + 1, rule.name, rule.message);
             }
         }
     }
@@ -577,12 +753,12 @@ fn title(s: RuleStatus) -> &'static str {
     }
 }
 
+/// Table rows of a batch, without the ID column the sink numbers.
 fn add_table_rows(responses: &ResponseMap, args: &ApplyArgs, rows: &mut Vec<Vec<String>>) {
     for (key, resps) in responses {
         for resp in resps {
             for rule in &resp.rules {
                 let mut row = vec![
-                    (rows.len() + 1).to_string(),
                     resp.policy_name.clone(),
                     rule.name.clone(),
                     short_resource(key),
@@ -598,98 +774,325 @@ fn add_table_rows(responses: &ResponseMap, args: &ApplyArgs, rows: &mut Vec<Vec<
     }
 }
 
-fn print_table(rows: &[Vec<String>], args: &ApplyArgs) {
+fn print_table(rows: &[Vec<String>], args: &ApplyArgs, out: &mut impl Write) -> Result<()> {
     let mut header = vec!["ID", "POLICY", "RULE", "RESOURCE", "RESULT", "REASON"];
     if args.detailed_results {
         header.push("MESSAGE");
     }
-    println!();
-    print!("{}", table::render(&header, rows));
+    writeln!(out)?;
+    write!(out, "{}", table::render(&header, rows))?;
+    Ok(())
 }
 
-/// Report results gathered while evaluating: cluster-wide policies go to one
+/// Policy report results of one batch, rendered: cluster-wide policies go to one
 /// ClusterPolicyReport, namespaced ones to a PolicyReport per namespace.
 #[derive(Default)]
-struct Report {
-    cluster: Vec<Value>,
-    by_namespace: std::collections::BTreeMap<String, Vec<Value>>,
+struct ReportPart {
+    cluster: Results,
+    by_namespace: std::collections::BTreeMap<String, Results>,
 }
 
-impl Report {
-    fn add(&mut self, responses: &ResponseMap, audit_warn: bool) {
+/// Rendered results (each ready to be written as an element of the `results` list) and how many
+/// of each kind there are.
+#[derive(Default)]
+struct Results {
+    items: Vec<String>,
+    summary: [usize; 5],
+}
+
+/// The result words in the order of the summary's (sorted) keys.
+const SUMMARY_KEYS: [&str; 5] = ["error", "fail", "pass", "skip", "warn"];
+
+impl Results {
+    fn push(&mut self, result: &Value, word: &str, json_format: bool) {
+        if let Some(i) = SUMMARY_KEYS.iter().position(|k| *k == word) {
+            self.summary[i] += 1;
+        }
+        self.items.push(if json_format {
+            // An element of a list nested two levels deep in the pretty-printed report.
+            serde_json::to_string_pretty(result)
+                .unwrap_or_default()
+                .replace('\n', "\n    ")
+        } else {
+            yaml::to_yaml_string(&Value::Array(vec![result.clone()]))
+        });
+    }
+}
+
+impl ReportPart {
+    fn of(responses: &ResponseMap, args: &ApplyArgs) -> ReportPart {
+        let json_format = args.output_format == "json";
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default();
+        let mut part = ReportPart::default();
         for (key, resps) in responses {
             for resp in resps {
                 for rule in &resp.rules {
+                    let word = result_of(resp, rule, args.audit_warn).as_str();
                     let result = json!({
                         "policy": if resp.policy_namespace.is_empty() { resp.policy_name.clone() } else { format!("{}/{}", resp.policy_namespace, resp.policy_name) },
                         "rule": rule.name,
-                        "result": result_of(resp, rule, audit_warn).as_str(),
+                        "result": word,
                         "message": rule.message,
                         "scored": !resp.unscored,
                         "source": "kyverno",
                         "timestamp": {"nanos": 0, "seconds": now},
                         "resources": [{"apiVersion": key.api_version, "kind": key.kind, "name": key.name, "namespace": key.namespace}],
                     });
-                    if resp.policy_namespace.is_empty() {
-                        self.cluster.push(result);
+                    let results = if resp.policy_namespace.is_empty() {
+                        &mut part.cluster
                     } else {
-                        self.by_namespace
+                        part.by_namespace
                             .entry(resp.policy_namespace.clone())
                             .or_default()
-                            .push(result);
-                    }
+                    };
+                    results.push(&result, word, json_format);
                 }
             }
         }
+        part
     }
 }
 
-fn print_report(report: Report, args: &ApplyArgs) {
-    let Report {
-        cluster: cluster_results,
-        by_namespace,
-    } = report;
-    let summary = |results: &[Value]| {
-        let n = |w: &str| results.iter().filter(|r| r["result"] == w).count();
-        json!({"pass": n("pass"), "fail": n("fail"), "warn": n("warn"), "error": n("error"), "skip": n("skip")})
-    };
-    let mut reports = vec![json!({
-        "apiVersion": "wgpolicyk8s.io/v1alpha2",
-        "kind": "ClusterPolicyReport",
-        "metadata": {"name": "merged"},
-        "results": cluster_results,
-        "summary": summary(&cluster_results),
-    })];
-    for (ns, results) in by_namespace {
-        reports.push(json!({
+/// One report (ClusterPolicyReport or a namespace's PolicyReport) rendered around a placeholder
+/// result, cut where the results go, so that results can be written as they come.
+struct Skeleton {
+    /// Up to the `results` key.
+    head: String,
+    /// From the `results` key to the first result.
+    open: String,
+    /// Between two results.
+    between: &'static str,
+}
+
+const PLACEHOLDER: &str = "KYBERNRESULTSPLACEHOLDER";
+
+fn report_object(namespace: Option<&str>, results: Value, summary: &[usize; 5]) -> Value {
+    let summary: serde_json::Map<String, Value> = SUMMARY_KEYS
+        .iter()
+        .zip(summary)
+        .map(|(k, n)| ((*k).to_string(), json!(n)))
+        .collect();
+    match namespace {
+        None => json!({
+            "apiVersion": "wgpolicyk8s.io/v1alpha2",
+            "kind": "ClusterPolicyReport",
+            "metadata": {"name": "merged"},
+            "results": results,
+            "summary": summary,
+        }),
+        Some(ns) => json!({
             "apiVersion": "wgpolicyk8s.io/v1alpha2",
             "kind": "PolicyReport",
             "metadata": {"name": "merged", "namespace": ns},
-            "summary": summary(&results),
+            "summary": summary,
             "results": results,
-        }));
+        }),
     }
-    let text: Vec<String> = reports
-        .iter()
-        .map(|r| {
-            if args.output_format == "json" {
-                serde_json::to_string_pretty(r).unwrap_or_default()
-            } else {
-                yaml::to_yaml_string(r)
-            }
-        })
-        .collect();
-    let sep = if args.output_format == "json" {
-        "\n"
+}
+
+fn render_report(v: &Value, json_format: bool) -> String {
+    if json_format {
+        serde_json::to_string_pretty(v).unwrap_or_default()
     } else {
-        "---\n"
+        yaml::to_yaml_string(v)
+    }
+}
+
+/// Where the results list starts in a rendered report: the start of its key's line.
+fn results_key(text: &str, json_format: bool) -> usize {
+    let key = if json_format {
+        "\n  \"results\": "
+    } else {
+        "\nresults:"
     };
-    print!("{}", text.join(sep));
-    if args.output_format == "json" {
-        println!();
+    text.find(key).map_or(text.len(), |i| i + 1)
+}
+
+impl Skeleton {
+    fn new(namespace: Option<&str>, json_format: bool) -> Skeleton {
+        let text = render_report(
+            &report_object(namespace, json!([PLACEHOLDER]), &[0; 5]),
+            json_format,
+        );
+        let at = results_key(&text, json_format);
+        let placeholder = if json_format {
+            text.find(&format!("\"{PLACEHOLDER}\""))
+        } else {
+            text.find(&format!("- {PLACEHOLDER}"))
+        }
+        .unwrap_or(text.len());
+        Skeleton {
+            head: text.get(..at).unwrap_or_default().to_string(),
+            open: text.get(at..placeholder).unwrap_or_default().to_string(),
+            between: if json_format { ",\n    " } else { "" },
+        }
+    }
+
+    /// What follows the results: the report rendered with its final summary, from the
+    /// placeholder on (or from the `results` key when there were none).
+    fn tail(namespace: Option<&str>, json_format: bool, summary: &[usize; 5], any: bool) -> String {
+        let results = if any { json!([PLACEHOLDER]) } else { json!([]) };
+        let text = render_report(&report_object(namespace, results, summary), json_format);
+        let from = if !any {
+            results_key(&text, json_format)
+        } else if json_format {
+            text.find(&format!("\"{PLACEHOLDER}\""))
+                .map_or(text.len(), |i| i + PLACEHOLDER.len() + 2)
+        } else {
+            text.find(&format!("- {PLACEHOLDER}\n"))
+                .map_or(text.len(), |i| i + PLACEHOLDER.len() + 3)
+        };
+        text.get(from..).unwrap_or_default().to_string()
+    }
+}
+
+/// Writes the policy report as results come: the ClusterPolicyReport's results straight to the
+/// output, namespaced results to a spool file per namespace, then the summaries and the
+/// PolicyReports at the end. Memory holds counters, never the results.
+struct ReportWriter {
+    json_format: bool,
+    cluster: Skeleton,
+    cluster_summary: [usize; 5],
+    cluster_count: usize,
+    spool: Option<Spool>,
+    namespaces: std::collections::BTreeMap<String, Namespaced>,
+}
+
+/// Counters of one namespace's PolicyReport and the spool file holding its results.
+struct Namespaced {
+    file: usize,
+    summary: [usize; 5],
+    count: usize,
+}
+
+/// A temporary directory for namespaced report results, removed when dropped.
+struct Spool {
+    dir: PathBuf,
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Spool {
+    fn create() -> Result<Spool> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let dir =
+            std::env::temp_dir().join(format!("kybern-report-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+        Ok(Spool { dir })
+    }
+
+    fn file(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("{index}.part"))
+    }
+}
+
+fn add_summary(total: &mut [usize; 5], part: &[usize; 5]) {
+    for (t, n) in total.iter_mut().zip(part) {
+        *t += n;
+    }
+}
+
+impl ReportWriter {
+    fn new(args: &ApplyArgs) -> ReportWriter {
+        let json_format = args.output_format == "json";
+        ReportWriter {
+            json_format,
+            cluster: Skeleton::new(None, json_format),
+            cluster_summary: [0; 5],
+            cluster_count: 0,
+            spool: None,
+            namespaces: std::collections::BTreeMap::new(),
+        }
+    }
+
+    fn start(&mut self, out: &mut impl Write) -> Result<()> {
+        out.write_all(self.cluster.head.as_bytes())?;
+        Ok(())
+    }
+
+    fn add(&mut self, part: ReportPart, out: &mut impl Write) -> Result<()> {
+        add_summary(&mut self.cluster_summary, &part.cluster.summary);
+        for item in &part.cluster.items {
+            let sep = if self.cluster_count == 0 {
+                self.cluster.open.as_str()
+            } else {
+                self.cluster.between
+            };
+            out.write_all(sep.as_bytes())?;
+            out.write_all(item.as_bytes())?;
+            self.cluster_count += 1;
+        }
+        for (ns, results) in part.by_namespace {
+            let spool = match &self.spool {
+                Some(s) => s,
+                None => self.spool.insert(Spool::create()?),
+            };
+            let next = self.namespaces.len();
+            let state = self.namespaces.entry(ns).or_insert(Namespaced {
+                file: next,
+                summary: [0; 5],
+                count: 0,
+            });
+            add_summary(&mut state.summary, &results.summary);
+            let mut text = String::new();
+            for item in &results.items {
+                if state.count > 0 && self.json_format {
+                    text.push_str(",\n    ");
+                }
+                text.push_str(item);
+                state.count += 1;
+            }
+            let path = spool.file(state.file);
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("failed to open {}", path.display()))?;
+            f.write_all(text.as_bytes())
+                .with_context(|| format!("failed to write {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn finish(self, out: &mut impl Write) -> Result<()> {
+        let json_format = self.json_format;
+        let tail = Skeleton::tail(
+            None,
+            json_format,
+            &self.cluster_summary,
+            self.cluster_count > 0,
+        );
+        out.write_all(tail.as_bytes())?;
+        for (ns, state) in &self.namespaces {
+            out.write_all(if json_format { b"\n" } else { b"---\n" })?;
+            let skeleton = Skeleton::new(Some(ns), json_format);
+            out.write_all(skeleton.head.as_bytes())?;
+            if state.count > 0 {
+                out.write_all(skeleton.open.as_bytes())?;
+                if let Some(spool) = &self.spool {
+                    let path = spool.file(state.file);
+                    let mut f = std::fs::File::open(&path)
+                        .with_context(|| format!("failed to read {}", path.display()))?;
+                    std::io::copy(&mut f, out)?;
+                }
+            }
+            let tail = Skeleton::tail(Some(ns), json_format, &state.summary, state.count > 0);
+            out.write_all(tail.as_bytes())?;
+        }
+        if json_format {
+            out.write_all(b"\n")?;
+        }
+        Ok(())
     }
 }

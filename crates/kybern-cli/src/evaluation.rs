@@ -12,6 +12,7 @@ use kybern_engine::request::{AdmissionRequest, Gvk, Operation};
 use kybern_engine::response::{EngineResponse, RuleType};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Responses by resource, in resource order.
 pub type ResponseMap = Vec<(ResourceKey, Vec<EngineResponse>)>;
@@ -102,7 +103,7 @@ fn policy_values(
 
 fn build_request(
     inputs: &Inputs,
-    resource: &Value,
+    resource: &Arc<Value>,
     mut variables: Map<String, Value>,
     forced_op: Option<Operation>,
 ) -> AdmissionRequest {
@@ -126,16 +127,17 @@ fn build_request(
 /// and the namespace labels of the run.
 fn request_for(
     inputs: &Inputs,
-    resource: &Value,
+    resource: &Arc<Value>,
     op: Operation,
     variables: Map<String, Value>,
 ) -> AdmissionRequest {
-    // Offline there is no stored object: an UPDATE compares the resource with itself.
-    let shared = std::sync::Arc::new(resource.clone());
-    let null = std::sync::Arc::new(Value::Null);
+    // Offline there is no stored object: an UPDATE compares the resource with itself. The
+    // resource is shared, not copied, into the request.
+    let shared = Arc::clone(resource);
+    let null = Arc::new(Value::Null);
     let (object, old_object) = match op {
         Operation::Delete => (null, shared),
-        Operation::Update => (std::sync::Arc::clone(&shared), shared),
+        Operation::Update => (Arc::clone(&shared), shared),
         _ => (shared, null),
     };
     let namespace = resource
@@ -169,11 +171,22 @@ pub fn evaluate(
     resources: &[Document],
     forced_op: Option<Operation>,
 ) -> ResponseMap {
+    let owned = resources.iter().map(|d| d.value.clone()).collect();
+    evaluate_owned(inputs, owned, forced_op)
+}
+
+/// [`evaluate`] on resources the caller gives up, so that none of them is copied.
+pub fn evaluate_owned(
+    inputs: &Inputs,
+    resources: Vec<Value>,
+    forced_op: Option<Operation>,
+) -> ResponseMap {
     let engine = Engine::new(inputs.provider);
     let no_rule_values = BTreeMap::new();
     let mut out = Vec::with_capacity(resources.len());
-    for doc in resources {
-        let resource = &doc.value;
+    for resource in resources {
+        let key = ResourceKey::of(&resource);
+        let resource = Arc::new(resource);
         let name = resource
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -181,7 +194,7 @@ pub fn evaluate(
         let mut responses = Vec::with_capacity(inputs.set.policies.len());
         let exceptions = &inputs.set.exceptions;
         // Mutations chain across policies in load order; validation and generation see the result.
-        let mut current = resource.clone();
+        let mut current = Arc::clone(&resource);
         for policy in inputs
             .set
             .policies
@@ -200,7 +213,7 @@ pub fn evaluate(
                 exceptions,
                 rule_values,
             );
-            current = (*r.patched_resource).clone();
+            current = Arc::clone(&r.patched_resource);
             responses.push(r);
         }
         // Policies without values of their own share one prepared request.
@@ -244,7 +257,7 @@ pub fn evaluate(
                 .evaluate(&request, &provider, forced_op.is_none());
             responses.extend(cel);
         }
-        out.push((ResourceKey::of(resource), responses));
+        out.push((key, responses));
     }
     out
 }
@@ -277,7 +290,7 @@ fn subresource_of(values: &ValuesSpec, resource: &Value) -> (Option<Gvk>, String
 /// global values, the user info, and the namespace labels.
 fn cel_request(
     inputs: &Inputs,
-    resource: &Value,
+    resource: &Arc<Value>,
     forced_op: Option<Operation>,
 ) -> AdmissionRequest {
     let op = forced_op.unwrap_or_else(|| {
