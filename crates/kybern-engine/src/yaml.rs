@@ -48,6 +48,7 @@
 mod emit;
 mod fast;
 mod load;
+mod relax;
 mod resolve;
 mod stream;
 

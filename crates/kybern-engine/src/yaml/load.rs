@@ -274,8 +274,39 @@ fn merge_into(map: &mut Map<String, Value>, value: Value) -> Result<(), Problem>
     Ok(())
 }
 
-/// Runs the parser over the whole stream.
+/// Runs the parser over the whole stream. When it refuses the indentation of a line, the
+/// stream is read again with the continuation lines of quoted scalars and flow collections
+/// indented ([`super::relax`]), as go-yaml does not check those; the second reading is kept
+/// when it gets further.
 pub(crate) fn load(input: &str, limits: &Limits) -> (Vec<(usize, Value)>, Option<YamlError>) {
+    let first = load_once(input, limits);
+    if let (_, Some(YamlError::Syntax { line, message, .. })) = &first
+        && message.contains("indentation")
+        && let Some(relaxed) = super::relax::relax(input)
+    {
+        let second = load_once(&relaxed, limits);
+        let further = match &second.1 {
+            None => true,
+            Some(e) => error_line(e) > *line,
+        };
+        if further {
+            return second;
+        }
+    }
+    first
+}
+
+fn error_line(e: &YamlError) -> usize {
+    match e {
+        YamlError::TooLarge { .. } => 0,
+        YamlError::Syntax { line, .. }
+        | YamlError::TooDeep { line, .. }
+        | YamlError::AliasLimit { line, .. }
+        | YamlError::Invalid { line, .. } => *line,
+    }
+}
+
+fn load_once(input: &str, limits: &Limits) -> (Vec<(usize, Value)>, Option<YamlError>) {
     let mut docs = Vec::new();
     let mut parser = Parser::new_from_str(input);
     let mut builder = Builder {
