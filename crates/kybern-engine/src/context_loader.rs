@@ -202,6 +202,11 @@ fn load_entry(
                 policy_namespace.into()
             };
         }
+        if !policy_namespace.is_empty() && ns != policy_namespace {
+            return Err(format!(
+                "failed to load configMap {ns}/{cm_name}: a Policy in namespace {policy_namespace} reads only its own namespace"
+            ));
+        }
         return match provider.config_map(&ns, &cm_name) {
             Ok(Some(obj)) => Ok(Some(json!({
                 "data": obj.get("data").cloned().unwrap_or(Value::Object(Map::new())),
@@ -237,6 +242,11 @@ fn load_entry(
             }
             None => None,
         };
+        if !is_service && !policy_namespace.is_empty() && !in_namespace(&url, policy_namespace) {
+            return Err(format!(
+                "failed to load apiCall {name}: a Policy in namespace {policy_namespace} reads only its own namespace, not {url}"
+            ));
+        }
         let request = ApiCall {
             url,
             is_service,
@@ -276,4 +286,35 @@ fn load_entry(
         };
     }
     Err(format!("context entry {name} has no source"))
+}
+
+/// True when an API path reads inside `namespace` (`/api/v1/namespaces/<ns>/...`,
+/// `/apis/<group>/<version>/namespaces/<ns>/...`).
+fn in_namespace(url: &str, namespace: &str) -> bool {
+    let path = url.split('?').next().unwrap_or_default();
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let rest = match parts.as_slice() {
+        ["api", _version, rest @ ..] => rest,
+        ["apis", _group, _version, rest @ ..] => rest,
+        _ => return false,
+    };
+    matches!(rest, ["namespaces", ns, _, ..] if *ns == namespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_namespace;
+
+    #[test]
+    fn only_paths_inside_the_namespace_count_as_inside() {
+        assert!(in_namespace("/api/v1/namespaces/team/configmaps", "team"));
+        assert!(in_namespace(
+            "/apis/apps/v1/namespaces/team/deployments/x?limit=1",
+            "team"
+        ));
+        assert!(!in_namespace("/api/v1/namespaces/other/configmaps", "team"));
+        assert!(!in_namespace("/api/v1/namespaces/team", "team"));
+        assert!(!in_namespace("/api/v1/nodes", "team"));
+        assert!(!in_namespace("/apis/apps/v1/deployments", "team"));
+    }
 }
