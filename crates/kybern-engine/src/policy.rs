@@ -3,6 +3,7 @@
 
 mod load;
 mod matching_types;
+mod schema;
 
 pub use load::{PolicyLoadError, PolicyLoadErrorKind, compile_policy};
 pub use matching_types::{
