@@ -3,7 +3,6 @@
 
 mod load;
 mod matching_types;
-mod schema;
 
 pub use load::{PolicyLoadError, PolicyLoadErrorKind, compile_policy};
 pub use matching_types::{

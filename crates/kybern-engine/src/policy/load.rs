@@ -137,14 +137,6 @@ pub fn compile_policy(doc: &Value) -> Result<Policy, PolicyLoadError> {
             ),
         });
     }
-    // Kyverno refuses a policy with a field its schema does not declare (a misspelt key).
-    if let Some((path, field)) = super::schema::unknown_field(doc) {
-        return Err(PolicyLoadError {
-            kind: PolicyLoadErrorKind::Malformed,
-            path,
-            message: format!("unknown field `{field}`"),
-        });
-    }
     let metadata = doc.get("metadata").cloned().unwrap_or(Value::Null);
     let name = str_field(&metadata, "name").unwrap_or_default().to_string();
     if name.is_empty() {
