@@ -16,6 +16,7 @@
 #
 # Environment:
 #   KYBERN_BENCH_REPEAT   runs per command (default 3)
+#   KYBERN_BENCH_BIN      a kybern binary to measure instead of building one
 #   KYBERN_SHARED         the shared folder (default: ../shared beside the repository)
 #   CARGO_TARGET_DIR      where cargo builds kybern (default: target); the peer is copied to and
 #                         built in target/peer-regorus (its own workspace, about 2 minutes once)
@@ -38,12 +39,16 @@ policies="$shared/conformance/policies/pod-security"
 work="$(mktemp -d "${TMPDIR:-/tmp}/kybern-bench-file.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-echo "building the release binary..." >&2
-if ! cargo build --release -p kybern-cli >"$work/build.log" 2>&1; then
-    cat "$work/build.log" >&2
-    exit 1
+if [ -n "${KYBERN_BENCH_BIN:-}" ]; then
+    cp "$KYBERN_BENCH_BIN" "$work/kybern"
+else
+    echo "building the release binary..." >&2
+    if ! cargo build --release -p kybern-cli >"$work/build.log" 2>&1; then
+        cat "$work/build.log" >&2
+        exit 1
+    fi
+    cp "$target_dir/release/kybern" "$work/kybern"
 fi
-cp "$target_dir/release/kybern" "$work/kybern"
 
 peer_dir="$root/target/peer-regorus"
 peer_bin="$peer_dir/target/release/peer-regorus"
