@@ -804,17 +804,17 @@ struct Results {
 const SUMMARY_KEYS: [&str; 5] = ["error", "fail", "pass", "skip", "warn"];
 
 impl Results {
-    fn push(&mut self, result: &Value, word: &str, json_format: bool) {
+    fn push(&mut self, result: Value, word: &str, json_format: bool) {
         if let Some(i) = SUMMARY_KEYS.iter().position(|k| *k == word) {
             self.summary[i] += 1;
         }
         self.items.push(if json_format {
             // An element of a list nested two levels deep in the pretty-printed report.
-            serde_json::to_string_pretty(result)
+            serde_json::to_string_pretty(&result)
                 .unwrap_or_default()
                 .replace('\n', "\n    ")
         } else {
-            yaml::to_yaml_string(&Value::Array(vec![result.clone()]))
+            yaml::to_yaml_string(&Value::Array(vec![result]))
         });
     }
 }
@@ -848,7 +848,7 @@ impl ReportPart {
                             .entry(resp.policy_namespace.clone())
                             .or_default()
                     };
-                    results.push(&result, word, json_format);
+                    results.push(result, word, json_format);
                 }
             }
         }
