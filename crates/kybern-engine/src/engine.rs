@@ -68,6 +68,7 @@ fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
                     ValidationCheck::AnyPattern(ps) => ps.iter().any(|p| p.has_variables),
                     ValidationCheck::PodSecurity(_)
                     | ValidationCheck::Cel(_)
+                    | ValidationCheck::Manifests(_)
                     | ValidationCheck::Unsupported(_) => false,
                     ValidationCheck::Deny(_) | ValidationCheck::Foreach(_) => true,
                 };
@@ -339,7 +340,10 @@ impl<'p> Engine<'p> {
         // Only the pattern/deny/foreach and podSecurity checks compare with the old object;
         // Kyverno's validate.cel handler has no such step.
         if let Some(validation) = validation
-            && !matches!(validation.check, ValidationCheck::Cel(_))
+            && !matches!(
+                validation.check,
+                ValidationCheck::Cel(_) | ValidationCheck::Manifests(_)
+            )
             && status == RuleStatus::Fail
             && request.operation == Operation::Update
             && validation.allow_existing_violations

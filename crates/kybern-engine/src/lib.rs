@@ -37,6 +37,7 @@ pub mod quantity;
 pub mod rbac;
 pub mod request;
 pub mod response;
+pub mod signed_manifests;
 pub mod strategic_merge;
 pub mod validation;
 pub mod variables;

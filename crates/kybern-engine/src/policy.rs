@@ -3,6 +3,7 @@
 
 mod load;
 mod matching_types;
+mod schema;
 
 pub use load::{PolicyLoadError, PolicyLoadErrorKind, compile_policy};
 pub use matching_types::{
@@ -198,6 +199,8 @@ pub enum ValidationCheck {
     PodSecurity(PodSecurity),
     /// `validate.cel` with the rule's `celPreconditions`, compiled.
     Cel(Box<crate::cel::ValidateCel>),
-    /// A validate sub-type this engine cannot evaluate yet (e.g. `cel`, `manifests`).
+    /// `manifests`: signed manifests, with their keys parsed.
+    Manifests(Box<crate::signed_manifests::ManifestCheck>),
+    /// A validate sub-type this engine cannot evaluate yet (e.g. `assert`).
     Unsupported(String),
 }

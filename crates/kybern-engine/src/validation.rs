@@ -53,6 +53,11 @@ pub fn run(input: &CheckInput) -> CheckOutcome {
             RuleStatus::Error,
             format!("kybern does not support {field} yet"),
         )),
+        // Kyverno has no manifest handler for DELETE requests: no result.
+        ValidationCheck::Manifests(_) if input.opts.delete => None,
+        ValidationCheck::Manifests(m) => {
+            Some(m.verify(&input.request.object, input.request.dry_run))
+        }
         ValidationCheck::Cel(cel) => {
             let request = crate::cel::CelInput::request_json(input.request);
             // As for the CEL policy kinds: the stored Namespace, else one built from the name
@@ -263,6 +268,7 @@ fn check_resource(input: &CheckInput, check: &ValidationCheck, scope: &Scope) ->
         ValidationCheck::Foreach(list) => foreach(input, list, scope),
         ValidationCheck::PodSecurity(_)
         | ValidationCheck::Cel(_)
+        | ValidationCheck::Manifests(_)
         | ValidationCheck::Unsupported(_) => run(input),
     }
 }

@@ -137,6 +137,14 @@ pub fn compile_policy(doc: &Value) -> Result<Policy, PolicyLoadError> {
             ),
         });
     }
+    // Kyverno refuses a policy with a field its schema does not declare (a misspelt key).
+    if let Some((path, field)) = super::schema::unknown_field(doc) {
+        return Err(PolicyLoadError {
+            kind: PolicyLoadErrorKind::Malformed,
+            path,
+            message: format!("unknown field `{field}`"),
+        });
+    }
     let metadata = doc.get("metadata").cloned().unwrap_or(Value::Null);
     let name = str_field(&metadata, "name").unwrap_or_default().to_string();
     if name.is_empty() {
@@ -480,7 +488,13 @@ fn compile_validation(
         .unwrap_or(true);
     let present = |k: &str| v.get(k).is_some_and(|x| !x.is_null());
     let check = if present("manifests") {
-        ValidationCheck::Unsupported(format!("{path}.manifests"))
+        let manifests_path = format!("{path}.manifests");
+        let check = crate::signed_manifests::ManifestCheck::compile(
+            v.get("manifests").unwrap_or(&Value::Null),
+            &manifests_path,
+        )
+        .map_err(|e| invalid(manifests_path, e))?;
+        ValidationCheck::Manifests(Box::new(check))
     } else if present("podSecurity") {
         let ps_path = format!("{path}.podSecurity");
         let ps = PodSecurity::from_json(v.get("podSecurity").unwrap_or(&Value::Null))
