@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use kybern_engine::yaml::{self, DocumentSplitter, Limits, RawDocument, YamlError};
 use serde_json::Value;
 use std::fmt;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// One document of one file.
@@ -161,59 +161,68 @@ pub fn stream_raw_documents(
             format!("cannot read: {e}")
         },
     };
-    let f = std::fs::File::open(file).map_err(io_issue)?;
-    let mut reader = BufReader::with_capacity(256 * 1024, f);
+    let mut f = std::fs::File::open(file).map_err(io_issue)?;
     let mut splitter = DocumentSplitter::new(limits);
-    // A line may be as long as a document; past that it is counted, not kept.
-    let cap = u64::try_from(limits.max_bytes)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    let mut line = Vec::new();
+    // Lines are cut out of large blocks. A line may be as long as a document: the buffer grows up
+    // to that, and past it the rest of the line is counted, not kept.
+    let mut buf = vec![0u8; 1 << 20];
+    let mut filled = 0usize;
+    // An over-long line being dropped: its first bytes (for the splitter) and its length so far.
+    let mut skipping: Option<(Vec<u8>, usize)> = None;
+    let mut emit =
+        |splitter: &mut DocumentSplitter, skipping: &mut Option<(Vec<u8>, usize)>, line: &[u8]| {
+            let doc = match skipping.take() {
+                Some((prefix, dropped)) => {
+                    splitter.push_oversized_line(&prefix, dropped.saturating_add(line.len()))
+                }
+                None => splitter.push_line(line),
+            };
+            if let Some(doc) = doc {
+                each(doc);
+            }
+        };
     loop {
-        line.clear();
-        let n = (&mut reader)
-            .take(cap)
-            .read_until(b'\n', &mut line)
+        if filled == buf.len() {
+            if buf.len() <= limits.max_bytes {
+                let grown = buf.len().saturating_mul(2);
+                buf.resize(grown.min(limits.max_bytes.saturating_add(1)), 0);
+            } else {
+                let kept = buf.get(..64).unwrap_or_default().to_vec();
+                let dropped = skipping.get_or_insert((kept, 0));
+                dropped.1 = dropped.1.saturating_add(filled);
+                filled = 0;
+            }
+        }
+        let n = f
+            .read(buf.get_mut(filled..).unwrap_or_default())
             .map_err(io_issue)?;
+        let scanned = filled;
+        filled += n;
+        let data = buf.get(..filled).unwrap_or_default();
+        let mut start = 0usize;
+        for nl in memchr::memchr_iter(b'\n', data.get(scanned..).unwrap_or_default()) {
+            let end = scanned + nl + 1;
+            emit(
+                &mut splitter,
+                &mut skipping,
+                data.get(start..end).unwrap_or_default(),
+            );
+            start = end;
+        }
         if n == 0 {
+            let rest = data.get(start..).unwrap_or_default();
+            if !rest.is_empty() || skipping.is_some() {
+                emit(&mut splitter, &mut skipping, rest);
+            }
             break;
         }
-        let doc = if line.last() != Some(&b'\n') && u64::try_from(n).unwrap_or(u64::MAX) == cap {
-            let rest = skip_line(&mut reader).map_err(io_issue)?;
-            splitter.push_oversized_line(&line, n.saturating_add(rest))
-        } else {
-            splitter.push_line(&line)
-        };
-        if let Some(doc) = doc {
-            each(doc);
-        }
+        buf.copy_within(start..filled, 0);
+        filled -= start;
     }
     if let Some(doc) = splitter.finish() {
         each(doc);
     }
     Ok(())
-}
-
-/// Consumes the rest of a line without keeping it; returns how many bytes it had.
-fn skip_line(reader: &mut impl BufRead) -> std::io::Result<usize> {
-    let mut skipped = 0usize;
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(skipped);
-        }
-        match buf.iter().position(|b| *b == b'\n') {
-            Some(i) => {
-                reader.consume(i + 1);
-                return Ok(skipped.saturating_add(i + 1));
-            }
-            None => {
-                let n = buf.len();
-                reader.consume(n);
-                skipped = skipped.saturating_add(n);
-            }
-        }
-    }
 }
 
 /// Parses one raw document of `file`: its value (none for an empty document) or the issue naming
@@ -303,4 +312,63 @@ pub fn expand_lists(docs: Vec<Document>) -> Vec<Document> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(text: &[u8], limits: &Limits) -> Vec<RawDocument> {
+        let path = std::env::temp_dir().join(format!(
+            "kybern-files-{}-{}.yaml",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::write(&path, text).unwrap();
+        let mut docs = Vec::new();
+        stream_raw_documents(&path, limits, |d| docs.push(d)).unwrap();
+        let _ = std::fs::remove_file(&path);
+        docs
+    }
+
+    #[test]
+    fn documents_are_cut_across_read_blocks_and_without_a_final_line_break() {
+        // Over 1 MiB, so lines straddle the reader's blocks.
+        let mut text = String::new();
+        for i in 0..40_000 {
+            text.push_str(&format!("---\nkind: Pod\nmetadata:\n  name: p{i}\n"));
+        }
+        text.push_str("---\r\nkind: Last");
+        let docs = stream(text.as_bytes(), &Limits::default());
+        assert_eq!(docs.len(), 40_001);
+        let last = docs.last().unwrap();
+        assert_eq!(last.index, 40_000);
+        assert_eq!(last.text, b"---\r\nkind: Last");
+        let limits = Limits::default();
+        let parsed = parse_raw(Path::new("x"), docs.get(12_345).unwrap(), &limits).unwrap();
+        assert_eq!(parsed[0].value["metadata"]["name"], "p12345");
+    }
+
+    #[test]
+    fn an_over_long_line_is_counted_not_kept() {
+        let limits = Limits {
+            max_bytes: 1000,
+            ..Limits::default()
+        };
+        let long = "x".repeat(3 << 20);
+        let text = format!("a: 1\n---\nb: {long}\nc: 2\n---\nd: 4");
+        let docs = stream(text.as_bytes(), &limits);
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[1].too_large, Some(4 + 3 + long.len() + 1 + 5));
+        assert!(docs[1].text.is_empty());
+        let err = parse_raw(Path::new("f.yaml"), &docs[1], &limits).unwrap_err();
+        assert_eq!(err.index, Some(1));
+        assert!(
+            err.to_string()
+                .contains("f.yaml (document 2): line 2: the document is"),
+            "{err}"
+        );
+        let last = parse_raw(Path::new("f.yaml"), &docs[2], &limits).unwrap();
+        assert_eq!(last[0].value, serde_json::json!({"d": 4}));
+    }
 }
