@@ -180,11 +180,16 @@ struct Tally {
     planned_values: usize,
     mismatches: Vec<String>,
     fallbacks: Vec<(String, String)>,
+    /// Planned expressions the planner handed to the interpreter although it found a value.
+    handed_over: std::collections::BTreeMap<String, usize>,
 }
 
 fn check(tally: &mut Tally, e: &Expression, scope: &kybern_engine::cel::Scope, resource: &Value) {
     tally.evaluations += 1;
     let Some(planned) = e.eval_planned(scope) else {
+        if e.fallback_reason().is_none() && e.interpret(scope).is_ok() {
+            *tally.handed_over.entry(e.source.clone()).or_default() += 1;
+        }
         return;
     };
     tally.planned_values += 1;
@@ -324,6 +329,15 @@ fn planner_agrees_with_interpreter_on_the_corpus() {
     reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
     for (r, n) in reasons.iter().take(40) {
         eprintln!("  fallback x{n}: {r}");
+    }
+    let handed: usize = tally.handed_over.values().sum();
+    eprintln!(
+        "planned evaluations handed to the interpreter that it answered with a value: {handed}"
+    );
+    let mut handed_over: Vec<_> = tally.handed_over.iter().collect();
+    handed_over.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
+    for (src, n) in handed_over.iter().take(15) {
+        eprintln!("  x{n}: {src:?}");
     }
     assert!(
         tally.mismatches.is_empty(),

@@ -170,6 +170,11 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
             test,
         } => {
             let o = eval(operand, f)?;
+            // The interpreter (cel 0.13) reads a field of a scalar, list or null as `false`,
+            // for `has()` and plain selection alike; kept so that decisions do not change.
+            if !o.is_map() && o.is_plain() {
+                return Ok(V::Bool(false));
+            }
             let got = o.field(field)?;
             if *test {
                 return Ok(V::Bool(got.is_some()));
@@ -200,7 +205,12 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
         Node::Index(a, i) => {
             let a = eval(a, f)?;
             let i = eval(i, f)?;
-            index(&a, &i)
+            match a {
+                // Indexing an optional is an optional index.
+                V::Opt(None) => Ok(V::Opt(None)),
+                V::Opt(Some(a)) => opt_index(*a, &i),
+                a => index(&a, &i),
+            }
         }
         Node::List(items) => {
             let mut out = Vec::with_capacity(items.len());
@@ -231,14 +241,7 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
                 other => other,
             };
             let i = eval(i, f)?;
-            if a.is_map() {
-                let key = i.as_str().ok_or(Fault::Unsupported)?;
-                return Ok(V::Opt(a.field(key)?.map(Box::new)));
-            }
-            if !matches!(i, V::Int(_)) || a.size().is_err() || a.as_str().is_some() {
-                return Err(Fault::Unsupported);
-            }
-            Ok(V::Opt(index(&a, &i).ok().map(Box::new)))
+            opt_index(a, &i)
         }
         Node::And(a, b) => {
             let l = eval(a, f).and_then(|v| boolean(&v));
@@ -388,6 +391,18 @@ fn call<'p>(c: &Call, f: &mut Frame<'_, 'p>) -> R<'p> {
     }
 }
 
+/// `a[?i]`: the element or entry as an optional, none when absent.
+fn opt_index<'p>(a: V<'p>, i: &V<'p>) -> R<'p> {
+    if a.is_map() {
+        let key = i.as_str().ok_or(Fault::Unsupported)?;
+        return Ok(V::Opt(a.field(key)?.map(Box::new)));
+    }
+    if !matches!(i, V::Int(_)) || a.size().is_err() || a.as_str().is_some() {
+        return Err(Fault::Unsupported);
+    }
+    Ok(V::Opt(index(&a, i).ok().map(Box::new)))
+}
+
 fn index<'p>(a: &V<'p>, i: &V<'p>) -> R<'p> {
     if a.is_map() {
         let key = i.as_str().ok_or(Fault::Unsupported)?;
@@ -502,4 +517,82 @@ pub fn coverage<'e>(exprs: impl IntoIterator<Item = &'e super::Expression>) -> C
         }
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cel::{Expression, Scope};
+    use serde_json::json;
+
+    fn scope(object: &serde_json::Value) -> Scope<'_> {
+        let mut s = Scope::default();
+        s.set_json_ref("object", object);
+        s
+    }
+
+    /// (expression, whether the planner answers it on the object below)
+    const CASES: &[(&str, bool)] = &[
+        ("object.spec.n + 1", true),
+        ("object.spec.n * 9223372036854775807", false), // overflow: the interpreter's error
+        ("object.spec.n == 2.0", true),                 // int and double are not equal
+        ("object.spec.n < 3 && object.spec.s.startsWith('we')", true),
+        ("object.spec.s + '-x' == 'web-x'", true),
+        ("size(object.spec.list + [4]) == 4", true),
+        (
+            "!has(object.spec.missing) || object.spec.missing == 1",
+            true,
+        ),
+        ("object.spec.missing == 1 || true", true), // an error absorbed by `||`
+        ("object.spec.missing == 1", false),        // no such key: the interpreter's error
+        ("object.spec.?missing.orValue('d')", true),
+        ("object.spec.?list[?7].orValue(0)", true),
+        ("object.spec.list.exists_one(x, x == 2)", true),
+        ("object.spec.list.map(x, x * 2).filter(y, y > 2)", true),
+        ("object.spec.list.all(x, x in [1, 2, 3])", true),
+        ("'b' in object.spec.m && !('z' in object.spec.m)", true),
+        ("{'a': object.spec.n}.a", true),
+        ("object.spec.s.lowerAscii() == 'web'", true), // through the adapter
+        ("cel.bind(x, object.spec.n, x + x)", true),
+        ("object.spec.m.all(k, k != 'c')", true),
+        ("object.spec.n / 0", false),
+        ("object.spec.n > object.spec.s", false),
+        // The interpreter reads a field of a non-map as `false`.
+        ("object.spec.s.name", true),
+        ("has(object.spec.n.x)", true),
+        ("object.spec.?m['zz'].orValue('none') == 'none'", true),
+    ];
+
+    #[test]
+    fn planned_values_match_the_interpreter() {
+        let object =
+            json!({"spec": {"n": 2, "s": "web", "list": [1, 2, 3], "m": {"a": 1, "b": 2}}});
+        let s = scope(&object);
+        for (src, answered) in CASES {
+            let e = Expression::compile(src, "test").unwrap();
+            assert_eq!(e.fallback_reason(), None, "{src} should be planned");
+            let planned = e.eval_planned(&s);
+            assert_eq!(planned.is_some(), *answered, "{src}: {planned:?}");
+            if let Some(v) = planned {
+                assert_eq!(Ok(v), e.interpret(&s), "{src}");
+            }
+            // The engine's path gives the interpreter's answer either way.
+            assert_eq!(e.eval(&s), e.interpret(&s), "{src}");
+        }
+    }
+
+    #[test]
+    fn side_effecting_calls_are_not_planned() {
+        let e = Expression::compile("generator.Apply('ns', [])", "test").unwrap();
+        assert!(e.fallback_reason().unwrap().contains("generator.Apply"));
+    }
+
+    #[test]
+    fn coverage_counts_fallbacks() {
+        let exprs = [
+            Expression::compile("object.a == 1", "t").unwrap(),
+            Expression::compile("generator.Apply('ns', [])", "t").unwrap(),
+        ];
+        let c = super::coverage(&exprs);
+        assert_eq!((c.planned, c.total, c.fallbacks.len()), (1, 2, 1));
+    }
 }

@@ -157,6 +157,22 @@ impl<'p> V<'p> {
         i64::try_from(n).map_err(|_| Fault::Unsupported)
     }
 
+    /// A JSON-like value: scalar, string, list, or input container.
+    pub fn is_plain(&self) -> bool {
+        matches!(
+            self,
+            V::Null
+                | V::Bool(_)
+                | V::Int(_)
+                | V::UInt(_)
+                | V::Double(_)
+                | V::Str(_)
+                | V::String(_)
+                | V::Json(_)
+                | V::List(_)
+        )
+    }
+
     fn is_list(&self) -> bool {
         matches!(
             self,
@@ -211,21 +227,7 @@ pub fn equals(a: &V<'_>, b: &V<'_>) -> Result<bool, Fault> {
 /// when both are plain scalars or JSON values of different kinds, left to the interpreter
 /// otherwise.
 fn scalar_vs_other(a: &V<'_>, b: &V<'_>) -> Result<bool, Fault> {
-    let plain = |v: &V<'_>| {
-        matches!(
-            v,
-            V::Null
-                | V::Bool(_)
-                | V::Int(_)
-                | V::UInt(_)
-                | V::Double(_)
-                | V::Str(_)
-                | V::String(_)
-                | V::Json(_)
-                | V::List(_)
-        )
-    };
-    if plain(a) && plain(b) {
+    if a.is_plain() && b.is_plain() {
         Ok(false)
     } else {
         Err(Fault::Unsupported)
