@@ -12,6 +12,7 @@ use super::exceptions::CelException;
 use super::generating_policy::{GenerateResult, GeneratingPolicy, generating_kind};
 use super::image_policy::{ImageValidatingPolicy, image_policy_kind};
 use super::mutating_policy::{MutateResult, MutatingKind, MutatingPolicy};
+use super::request_inputs::RequestInputs;
 use super::validating_policy::{
     Binding, CelPolicyKind, CelPolicyResult, EvaluationMode, ValidatingPolicy,
 };
@@ -606,9 +607,10 @@ impl CelPolicySet {
             p.kind != CelPolicyKind::ValidatingAdmissionPolicy
                 && p.mode == EvaluationMode::Kubernetes
         });
+        let inputs = RequestInputs::new(&req);
         out.extend(
             vaps.chain(vpols)
-                .filter_map(|p| response(p, p.evaluate(&req, provider), &current)),
+                .filter_map(|p| response(p, p.evaluate_in(&inputs, provider), &current)),
         );
         for p in self
             .policies
@@ -772,6 +774,7 @@ impl CelPolicySet {
         let mut pass = AdmissionPass::default();
         let resource = req.resource_shared();
         let candidates = self.validating_candidates(&filter);
+        let inputs = RequestInputs::new(req);
         for (i, candidate) in candidates.iter().enumerate() {
             if stop() {
                 pass.unevaluated = candidates
@@ -784,7 +787,7 @@ impl CelPolicySet {
             }
             match candidate {
                 Validating::Policy(p) => {
-                    for (result, actions) in p.evaluate_admission(req, provider) {
+                    for (result, actions) in p.evaluate_admission_in(&inputs, provider) {
                         let validation_actions =
                             if p.kind == CelPolicyKind::ValidatingAdmissionPolicy {
                                 actions

@@ -3,6 +3,7 @@
 //! more than evaluating the policies' planned expressions).
 
 use super::validate_cel::CelInput;
+use super::validating_policy::{AutogenView, autogen_applies, autogen_view};
 use crate::context::{ContextProvider, Labels};
 use crate::request::AdmissionRequest;
 use serde_json::Value;
@@ -15,6 +16,7 @@ pub struct RequestInputs<'r> {
     namespace_labels: OnceCell<Option<Labels>>,
     namespace_object: OnceCell<Option<Value>>,
     within_limits: OnceCell<bool>,
+    autogen: OnceCell<AutogenView>,
 }
 
 impl<'r> RequestInputs<'r> {
@@ -25,6 +27,7 @@ impl<'r> RequestInputs<'r> {
             namespace_labels: OnceCell::new(),
             namespace_object: OnceCell::new(),
             within_limits: OnceCell::new(),
+            autogen: OnceCell::new(),
         }
     }
 
@@ -69,5 +72,12 @@ impl<'r> RequestInputs<'r> {
             .into_iter()
             .all(|v| super::json_size_within(v, super::MAX_INPUT_NODES))
         })
+    }
+
+    /// The request through its Pod template when autogen gives it to a Pod policy of these
+    /// `controllers` (built once, whichever policy asks first).
+    pub fn autogen(&self, controllers: &[String]) -> Option<&AutogenView> {
+        autogen_applies(controllers, self.req)
+            .then(|| self.autogen.get_or_init(|| autogen_view(self.req)))
     }
 }

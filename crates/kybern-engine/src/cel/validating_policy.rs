@@ -342,12 +342,12 @@ impl ValidatingPolicy {
         }
         let ns_labels = inputs.namespace_labels(provider);
         if self.match_constraints.matches(req, ns_labels) {
-            return self.evaluate_matched(inputs, req, provider);
+            return self.evaluate_matched(inputs, None, provider);
         }
-        if let Some(pod_req) = autogen_request(&self.autogen_controllers, req)
-            && self.match_constraints.matches(&pod_req, ns_labels)
+        if let Some(view) = inputs.autogen(&self.autogen_controllers)
+            && self.match_constraints.matches(&view.request, ns_labels)
         {
-            return self.evaluate_matched(inputs, &pod_req, provider);
+            return self.evaluate_matched(inputs, Some(view), provider);
         }
         Vec::new()
     }
@@ -373,69 +373,54 @@ impl ValidatingPolicy {
         self.run(&RunInput::new(input), None)
     }
 
-    /// Evaluates after `matchConstraints` selected `matched` (the request, or its Pod template
-    /// for autogen); `req` is the original request.
+    /// Evaluates after `matchConstraints` selected the request, or its Pod template (`view`,
+    /// autogen).
     fn evaluate_matched(
         &self,
         inputs: &RequestInputs,
-        matched: &AdmissionRequest,
+        view: Option<&AutogenView>,
         provider: &dyn ContextProvider,
     ) -> Vec<(CelPolicyResult, Option<&Binding>)> {
         let req = inputs.request();
-        let autogen = !std::ptr::eq(req, matched);
-        // Borrowed unless autogen has a namespace to drop (a copy per policy costs more than
-        // evaluating its expressions).
-        fn strip_ns<'v>(autogen: bool, v: &'v Value, orig: &Value) -> std::borrow::Cow<'v, Value> {
-            let drop_ns = autogen
-                && orig.pointer("/spec/template/metadata/namespace").is_none()
-                && orig
-                    .pointer("/spec/jobTemplate/spec/template/metadata/namespace")
-                    .is_none()
-                && v.pointer("/metadata/namespace").is_some();
-            if !drop_ns {
-                return std::borrow::Cow::Borrowed(v);
-            }
-            let mut v = v.clone();
-            if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.remove("namespace");
-            }
-            std::borrow::Cow::Owned(v)
-        }
-        let object = strip_ns(autogen, &matched.object, &req.object);
-        let old_object = strip_ns(autogen, &matched.old_object, &req.old_object);
-        let own_request;
-        let request = if autogen {
-            own_request = CelInput::request_json(matched);
-            &own_request
-        } else {
-            inputs.request_json()
-        };
-        let input = CelInput {
-            object: &object,
-            old_object: &old_object,
-            request,
-            namespace_object: inputs.namespace_object(provider),
-            params: None,
-            provider: Some(provider),
+        let namespace_object = inputs.namespace_object(provider);
+        let (matched, input, checked) = match view {
+            None => (
+                req,
+                CelInput {
+                    object: &req.object,
+                    old_object: &req.old_object,
+                    request: inputs.request_json(),
+                    namespace_object,
+                    params: None,
+                    provider: Some(provider),
+                },
+                inputs.within_limits(provider),
+            ),
+            Some(v) => (
+                &v.request,
+                CelInput {
+                    object: &v.object,
+                    old_object: &v.old_object,
+                    request: &v.request_json,
+                    namespace_object,
+                    params: None,
+                    provider: Some(provider),
+                },
+                v.within_limits(namespace_object),
+            ),
         };
         // Exceptions read the request as sent, not its Pod template.
-        let sent_request;
-        let sent = if autogen && !self.exceptions.is_empty() {
-            sent_request = CelInput::request_json(req);
-            Some(CelInput {
-                object: &req.object,
-                old_object: &req.old_object,
-                request: &sent_request,
-                ..input
-            })
-        } else {
-            None
-        };
+        let sent = (view.is_some() && !self.exceptions.is_empty()).then(|| CelInput {
+            object: &req.object,
+            old_object: &req.old_object,
+            request: inputs.request_json(),
+            ..input
+        });
         let input = RunInput {
             policy: input,
             exceptions: sent,
-            // The request's own inputs were size-checked once for every policy.
-            checked: !autogen && inputs.within_limits(provider),
+            // The inputs were size-checked once for every policy.
+            checked,
         };
         if self.kind != CelPolicyKind::ValidatingAdmissionPolicy || self.bindings.is_empty() {
             return vec![(self.run(&input, None), None)];
@@ -661,14 +646,53 @@ pub fn autogen_controllers(spec: &Value, m: &MatchConstraints) -> Vec<String> {
     }
 }
 
+/// Whether autogen gives the request to a Pod policy: its resource is one of the pod
+/// `controllers` and it is not a subresource request.
+pub fn autogen_applies(controllers: &[String], req: &AdmissionRequest) -> bool {
+    let gvk = req.gvk();
+    let resource = super::match_constraints::resource_for_kind(&gvk.group, &gvk.kind);
+    controllers.contains(&resource) && req.subresource.is_empty()
+}
+
 /// The request as a Pod request when its resource is one of the pod `controllers` (autogen):
 /// the Pod template becomes the object.
 pub fn autogen_request(controllers: &[String], req: &AdmissionRequest) -> Option<AdmissionRequest> {
-    let gvk = req.gvk();
-    let resource = super::match_constraints::resource_for_kind(&gvk.group, &gvk.kind);
-    if !controllers.contains(&resource) || !req.subresource.is_empty() {
-        return None;
+    autogen_applies(controllers, req).then(|| autogen_view(req).request)
+}
+
+/// The request seen through its pod controller's template (autogen of the CEL kinds).
+pub struct AutogenView {
+    /// The Pod request that matching reads: the controller's namespace is on the Pod.
+    pub request: AdmissionRequest,
+    /// `object` as CEL reads it: the template as written.
+    pub object: Value,
+    /// `oldObject` as CEL reads it.
+    pub old_object: Value,
+    /// `request` of the Pod request.
+    pub request_json: Value,
+    within_limits: std::cell::OnceCell<bool>,
+}
+
+impl AutogenView {
+    /// Whether the view's inputs are within [`super::MAX_INPUT_NODES`] (checked once).
+    pub fn within_limits(&self, namespace_object: Option<&Value>) -> bool {
+        *self.within_limits.get_or_init(|| {
+            let null = Value::Null;
+            [
+                &self.object,
+                &self.old_object,
+                &self.request_json,
+                namespace_object.unwrap_or(&null),
+            ]
+            .into_iter()
+            .all(|v| super::json_size_within(v, super::MAX_INPUT_NODES))
+        })
     }
+}
+
+/// [`AutogenView`] of a pod controller request (whatever the policy's controllers).
+pub fn autogen_view(req: &AdmissionRequest) -> AutogenView {
+    let gvk = req.gvk();
     let to_pod = |v: &Value| -> Value {
         if v.is_null() {
             return Value::Null;
@@ -678,31 +702,45 @@ pub fn autogen_request(controllers: &[String], req: &AdmissionRequest) -> Option
         } else {
             v.pointer("/spec/template")
         };
-        let template = template.cloned().unwrap_or(Value::Null);
+        let field = |name: &str| {
+            template
+                .and_then(|t| t.get(name))
+                .cloned()
+                .unwrap_or_else(|| json!({}))
+        };
         json!({
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": template.get("metadata").cloned().unwrap_or_else(|| json!({})),
-            "spec": template.get("spec").cloned().unwrap_or_else(|| json!({})),
+            "metadata": field("metadata"),
+            "spec": field("spec"),
         })
     };
-    let mut pod = AdmissionRequest {
-        object: std::sync::Arc::new(to_pod(&req.object)),
-        old_object: std::sync::Arc::new(to_pod(&req.old_object)),
+    let object = to_pod(&req.object);
+    let old_object = to_pod(&req.old_object);
+    // Matching sees the controller's namespace; CEL sees the template as written.
+    let ns = req.namespace();
+    let with_ns = |v: &Value| -> Value {
+        let mut v = v.clone();
+        if !ns.is_empty()
+            && let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            meta.entry("namespace")
+                .or_insert(Value::String(ns.to_string()));
+        }
+        v
+    };
+    let request = AdmissionRequest {
+        object: std::sync::Arc::new(with_ns(&object)),
+        old_object: std::sync::Arc::new(with_ns(&old_object)),
         kind_override: None,
         ..req.clone()
     };
-    // Matching sees the controller's namespace; CEL sees the template as written.
-    let ns = req.namespace().to_string();
-    if !ns.is_empty() {
-        for o in [&mut pod.object, &mut pod.old_object] {
-            if let Some(meta) = std::sync::Arc::make_mut(o)
-                .get_mut("metadata")
-                .and_then(Value::as_object_mut)
-            {
-                meta.entry("namespace").or_insert(Value::String(ns.clone()));
-            }
-        }
+    let request_json = CelInput::request_json(&request);
+    AutogenView {
+        request,
+        object,
+        old_object,
+        request_json,
+        within_limits: std::cell::OnceCell::new(),
     }
-    Some(pod)
 }
