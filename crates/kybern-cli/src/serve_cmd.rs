@@ -55,6 +55,20 @@ pub struct ServeArgs {
     /// Evaluations running at once (default: the number of CPUs).
     #[arg(long = "max-evaluations", env = "KYBERN_MAX_EVALUATIONS")]
     pub max_evaluations: Option<usize>,
+    /// Open connections at once (default 1024); when all are taken, the oldest connection that
+    /// has not sent a request yet is closed for a new one.
+    #[arg(long = "max-connections", env = "KYBERN_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds allowed for a TLS handshake (default 10).
+    #[arg(long = "handshake-timeout", env = "KYBERN_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Option<u64>,
+    /// Seconds allowed to receive a request's headers, and that an idle keep-alive connection is
+    /// kept (default 10).
+    #[arg(long = "header-read-timeout", env = "KYBERN_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds allowed to receive a request's body (default 10).
+    #[arg(long = "body-read-timeout", env = "KYBERN_BODY_READ_TIMEOUT")]
+    pub body_read_timeout: Option<u64>,
     /// Kyverno's `kyverno` ConfigMap (YAML or JSON): its `resourceFilters` and
     /// `excludeUsernames`/`excludeGroups`/`excludeRoles`/`excludeClusterRoles` are applied; the file
     /// is re-read when it changes.
@@ -151,6 +165,19 @@ impl ServeArgs {
         };
         if let Some(n) = self.max_evaluations {
             limits.max_concurrent_evaluations = n.max(1);
+        }
+        if let Some(n) = self.max_connections {
+            limits.max_connections = n.max(1);
+        }
+        let seconds = |s: u64| Duration::from_secs(s.max(1));
+        if let Some(s) = self.handshake_timeout {
+            limits.handshake_timeout = seconds(s);
+        }
+        if let Some(s) = self.header_read_timeout {
+            limits.header_read_timeout = seconds(s);
+        }
+        if let Some(s) = self.body_read_timeout {
+            limits.body_read_timeout = seconds(s);
         }
         Ok(WebhookConfig {
             listen: self.listen,

@@ -13,11 +13,14 @@ pub struct Limits {
     pub max_json_depth: usize,
     /// Time allowed for the TLS handshake.
     pub handshake_timeout: Duration,
-    /// Time allowed to receive a request's headers (slowloris).
+    /// Time allowed to receive a request's headers (slowloris), and to wait for the first request
+    /// of a connection or the next one on an idle HTTP/1.1 keep-alive connection.
     pub header_read_timeout: Duration,
     /// Time allowed to receive a request's body.
     pub body_read_timeout: Duration,
-    /// Open connections at once; more are closed on accept.
+    /// Open connections at once. When all are taken, the oldest connection that has not sent a
+    /// request yet is closed for the new one; only when every connection serves requests is the new
+    /// one closed on accept.
     pub max_connections: usize,
     /// Evaluations running at once on the blocking pool.
     pub max_concurrent_evaluations: usize,

@@ -12,6 +12,7 @@
 pub mod admission;
 pub mod certs;
 pub mod config;
+pub mod connections;
 pub mod decision;
 pub mod error;
 pub mod filters;

@@ -6,6 +6,7 @@
 use crate::admission::{self, AdmissionResponse, ReviewResponse, Status};
 use crate::certs::{self, CertError, CertResolver};
 use crate::config::{TlsSource, WebhookConfig};
+use crate::connections::{Admission, Slots};
 use crate::decision::{self, Decision, Endpoint, Route};
 use crate::error::ApiError;
 use crate::filters::{self, AdmissionFilters};
@@ -766,7 +767,7 @@ async fn accept_loop(
     mut shutdown: oneshot::Receiver<()>,
 ) {
     let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(config.limits.max_connections.max(1)));
+    let slots = Slots::new(config.limits.max_connections);
     loop {
         let (tcp, peer) = tokio::select! {
             res = listener.accept() => match res {
@@ -780,10 +781,17 @@ async fn accept_loop(
             },
             _ = &mut shutdown => break,
         };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; closing connection");
-            drop(tcp);
-            continue;
+        let slot = match slots.admit().await {
+            Admission::Admitted(s) => s,
+            Admission::AdmittedByEviction(s) => {
+                tracing::debug!(%peer, "connection limit reached; the oldest idle connection was closed");
+                s
+            }
+            Admission::Refused => {
+                tracing::warn!(%peer, "connection limit reached by connections serving requests; closing connection");
+                drop(tcp);
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
@@ -791,9 +799,11 @@ async fn accept_loop(
         let limits = config.limits.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _permit = permit;
-            let tls =
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+            let slot = Arc::new(slot);
+            let close = Arc::clone(&slot.close);
+            let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp));
+            let tls = tokio::select! {
+                res = handshake => match res {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -803,16 +813,24 @@ async fn accept_loop(
                         tracing::debug!(%peer, "TLS handshake timed out");
                         return;
                     }
-                };
+                },
+                () = close.notified() => {
+                    tracing::debug!(%peer, "closed during the TLS handshake to make room");
+                    return;
+                }
+            };
             // HTTP/2 only when negotiated by ALPN, as Go's server does over TLS: a client that
             // offers no ALPN gets HTTP/1.1 rather than a guess from its first bytes.
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let seen_request = Arc::new(AtomicBool::new(false));
             let service = {
                 let seen = Arc::clone(&seen_request);
+                let slot = Arc::clone(&slot);
                 let inner = TowerToHyperService::new(app);
                 hyper::service::service_fn(move |req| {
-                    seen.store(true, Ordering::Relaxed);
+                    if !seen.swap(true, Ordering::Relaxed) {
+                        slot.serving();
+                    }
                     hyper::service::Service::call(&inner, req)
                 })
             };
@@ -827,6 +845,14 @@ async fn accept_loop(
                 () = first_request => {
                     if !seen_request.load(Ordering::Relaxed) {
                         tracing::debug!(%peer, "no request before the header read timeout");
+                        return;
+                    }
+                    conn.await
+                }
+                () = close.notified() => {
+                    // Told to close while a first request was already arriving: it is served.
+                    if !seen_request.load(Ordering::Relaxed) {
+                        tracing::debug!(%peer, "idle connection closed to make room");
                         return;
                     }
                     conn.await

@@ -1,0 +1,183 @@
+//! The server under hostile load, over real sockets: idle and slow connections beyond the
+//! connection cap, and many large reviews at once.
+
+mod common;
+
+use common::{review, serve};
+use kybern_webhook::config::Limits;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const REQUIRE_TEAM: &str = r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: require-team
+spec:
+  validationFailureAction: Enforce
+  rules:
+    - name: check-team
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      validate:
+        message: "every Pod needs a team label"
+        pattern:
+          metadata:
+            labels:
+              team: "?*"
+"#;
+
+fn pod(name: &str, team: Option<&str>) -> Value {
+    let labels = team.map_or(json!({}), |t| json!({"team": t}));
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop", "labels": labels},
+        "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}
+    })
+}
+
+/// A real client with a deadline like the API server's webhook timeout.
+fn impatient(s: &common::TestServer) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(s.running.ca_pem.as_deref().unwrap().as_bytes())
+                .unwrap(),
+        )
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+async fn decide(client: &reqwest::Client, base: &str, review: &Value) -> Value {
+    let res = client
+        .post(format!("{base}/validate"))
+        .json(review)
+        .send()
+        .await
+        .expect("the request was not answered within the client's timeout");
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    body["response"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_cap_do_not_lock_out_a_real_request() {
+    // Deadlines at their defaults (10 s): what lets the request in is that idle connections
+    // give way, not that they time out.
+    let limits = Limits::default();
+    let cap = limits.max_connections;
+    let s = serve(&[("team.yaml", REQUIRE_TEAM)], limits).await;
+    let mut idle = Vec::new();
+    // More silent TCP connections than the cap, some with a ClientHello's first bytes.
+    for i in 0..cap + 76 {
+        let mut tcp = tokio::net::TcpStream::connect(s.running.local_addr)
+            .await
+            .unwrap();
+        if i % 4 == 0 {
+            let _ = tcp.write_all(&[0x16, 0x03, 0x01]).await;
+        }
+        idle.push(tcp);
+    }
+    // Give the accept loop time to take them all in.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = impatient(&s);
+    let denied = decide(
+        &client,
+        &s.base,
+        &review("CREATE", &pod("a", None), &Value::Null),
+    )
+    .await;
+    assert_eq!(denied["allowed"], false);
+    assert!(
+        denied["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("every Pod needs a team label")
+    );
+    // A fresh connection (no keep-alive reuse) gets through as well.
+    let client = impatient(&s);
+    let allowed = decide(
+        &client,
+        &s.base,
+        &review("CREATE", &pod("b", Some("a")), &Value::Null),
+    )
+    .await;
+    assert_eq!(allowed["allowed"], true);
+    drop(idle);
+    s.running.shutdown().await;
+}
+
+async fn raw_tls(s: &common::TestServer) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls;
+    let ca = s.running.ca_pem.clone().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(s.running.local_addr)
+        .await
+        .unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Sends a review's headers, waits, then its body; returns the status line.
+async fn slow_body(
+    mut tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    body: Vec<u8>,
+) -> String {
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tls.write_all(&body).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_serving_requests_are_not_cut_for_newcomers() {
+    // Two slots, both held by clients in the middle of a request (headers sent, body late).
+    let limits = Limits {
+        max_connections: 2,
+        ..Limits::default()
+    };
+    let s = serve(&[("team.yaml", REQUIRE_TEAM)], limits).await;
+    let body =
+        serde_json::to_vec(&review("CREATE", &pod("slow", Some("a")), &Value::Null)).unwrap();
+    let a = tokio::spawn(slow_body(raw_tls(&s).await, body.clone()));
+    let b = tokio::spawn(slow_body(raw_tls(&s).await, body.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A newcomer finds both slots serving: it is refused, the two in flight are answered.
+    let newcomer = impatient(&s)
+        .get(format!("{}/health/liveness", s.base))
+        .send()
+        .await;
+    assert!(newcomer.is_err(), "a third connection was let in");
+    assert_eq!(a.await.unwrap(), "HTTP/1.1 200 OK");
+    assert_eq!(b.await.unwrap(), "HTTP/1.1 200 OK");
+    s.running.shutdown().await;
+}
