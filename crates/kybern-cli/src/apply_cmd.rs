@@ -10,7 +10,8 @@ use crate::resources::{ResourceKey, default_namespace};
 use crate::spec::{UserInfoSpec, ValuesSpec};
 use crate::table;
 use anyhow::{Context, Result, bail};
-use kybern_engine::response::{EngineResponse, FailureAction, RuleResult, RuleStatus, RuleType};
+use kybern_engine::report;
+use kybern_engine::response::{EngineResponse, RuleResult, RuleStatus, RuleType};
 use kybern_engine::yaml::{self, Limits, RawDocument};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -80,18 +81,7 @@ struct Counts {
 
 /// The result word for a rule, after `scored: "false"` and `--audit-warn`.
 fn result_of(resp: &EngineResponse, rule: &RuleResult, audit_warn: bool) -> RuleStatus {
-    if rule.status != RuleStatus::Fail {
-        return rule.status;
-    }
-    let audit = resp
-        .failure_actions
-        .iter()
-        .any(|(n, a)| n == &rule.name && *a == FailureAction::Audit);
-    if resp.unscored || (audit_warn && audit) {
-        RuleStatus::Warn
-    } else {
-        RuleStatus::Fail
-    }
+    kybern_engine::report::reported_status(resp, rule, audit_warn)
 }
 
 fn read_values(args: &ApplyArgs) -> Result<ValuesSpec> {
@@ -800,14 +790,15 @@ struct Results {
     summary: [usize; 5],
 }
 
-/// The result words in the order of the summary's (sorted) keys.
-const SUMMARY_KEYS: [&str; 5] = ["error", "fail", "pass", "skip", "warn"];
+/// The CLI reports no severity or category: its responses do not carry policy annotations.
+static NO_ANNOTATIONS: std::collections::BTreeMap<String, String> =
+    std::collections::BTreeMap::new();
 
 impl Results {
     fn push(&mut self, result: Value, word: &str, json_format: bool) {
-        if let Some(i) = SUMMARY_KEYS.iter().position(|k| *k == word) {
-            self.summary[i] += 1;
-        }
+        let mut one = report::Summary(self.summary);
+        one.count(word);
+        self.summary = one.0;
         self.items.push(if json_format {
             // An element of a list nested two levels deep in the pretty-printed report.
             serde_json::to_string_pretty(&result)
@@ -830,17 +821,21 @@ impl ReportPart {
         for (key, resps) in responses {
             for resp in resps {
                 for rule in &resp.rules {
-                    let word = result_of(resp, rule, args.audit_warn).as_str();
-                    let result = json!({
-                        "policy": if resp.policy_namespace.is_empty() { resp.policy_name.clone() } else { format!("{}/{}", resp.policy_namespace, resp.policy_name) },
-                        "rule": rule.name,
-                        "result": word,
-                        "message": rule.message,
-                        "scored": !resp.unscored,
-                        "source": "kyverno",
-                        "timestamp": {"nanos": 0, "seconds": now},
-                        "resources": [{"apiVersion": key.api_version, "kind": key.kind, "name": key.name, "namespace": key.namespace}],
-                    });
+                    let status = result_of(resp, rule, args.audit_warn);
+                    let word = status.as_str();
+                    let mut result = report::result_entry(
+                        resp,
+                        rule,
+                        status,
+                        &rule.message,
+                        &NO_ANNOTATIONS,
+                        now,
+                    );
+                    result.insert(
+                        "resources".into(),
+                        json!([{"apiVersion": key.api_version, "kind": key.kind, "name": key.name, "namespace": key.namespace}]),
+                    );
+                    let result = Value::Object(result);
                     let results = if resp.policy_namespace.is_empty() {
                         &mut part.cluster
                     } else {
@@ -870,21 +865,17 @@ struct Skeleton {
 const PLACEHOLDER: &str = "KYBERNRESULTSPLACEHOLDER";
 
 fn report_object(namespace: Option<&str>, results: Value, summary: &[usize; 5]) -> Value {
-    let summary: serde_json::Map<String, Value> = SUMMARY_KEYS
-        .iter()
-        .zip(summary)
-        .map(|(k, n)| ((*k).to_string(), json!(n)))
-        .collect();
+    let summary = report::Summary(*summary).to_value();
     match namespace {
         None => json!({
-            "apiVersion": "wgpolicyk8s.io/v1alpha2",
+            "apiVersion": report::API_VERSION,
             "kind": "ClusterPolicyReport",
             "metadata": {"name": "merged"},
             "results": results,
             "summary": summary,
         }),
         Some(ns) => json!({
-            "apiVersion": "wgpolicyk8s.io/v1alpha2",
+            "apiVersion": report::API_VERSION,
             "kind": "PolicyReport",
             "metadata": {"name": "merged", "namespace": ns},
             "summary": summary,

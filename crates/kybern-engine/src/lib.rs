@@ -35,6 +35,7 @@ pub mod policy;
 pub mod preconditions;
 pub mod quantity;
 pub mod rbac;
+pub mod report;
 pub mod request;
 pub mod response;
 pub mod signed_manifests;
