@@ -1,13 +1,16 @@
-//! Background work in the cluster: generate rules act after admission. Admission queues the
-//! work as UpdateRequests ([`queue`]), the controller does it under its own Lease
-//! ([`controller`]), and [`generate`] says what a rule wants written.
+//! Background work in the cluster: generate and mutate-existing rules act after admission.
+//! Admission queues the work as UpdateRequests ([`queue`]), the controller does it under its own
+//! Lease ([`controller`]); [`generate`] says what a rule wants written, [`mutate_existing`] which
+//! targets a rule patches.
 //!
 //! Done so far: ClusterPolicy/Policy generate rules (`data`, `clone`, `cloneList`, `foreach`)
-//! on CREATE and UPDATE, `synchronize`. Not yet: mutate-existing, GeneratingPolicy,
-//! `generateExisting`, downstream deletion with the trigger or the policy, cleanup policies.
+//! on CREATE and UPDATE, `synchronize`, `generateExisting`; `mutate.targets` on trigger events
+//! and `mutateExistingOnPolicyUpdate`. Not yet: GeneratingPolicy, MutatingPolicy targets,
+//! downstream deletion with the trigger.
 
 pub mod controller;
 pub mod endpoint;
 pub mod generate;
+pub mod mutate_existing;
 pub mod queue;
 pub mod update_request;

@@ -427,3 +427,245 @@ async fn generate_existing_acts_on_triggers_that_were_there_first_and_a_policy_s
     controller.shutdown().await;
     c.api.shutdown().await;
 }
+
+/// Labels every Secret of the trigger ConfigMap's namespace with the ConfigMap's name.
+fn refresh_policy(kind: &str, namespace: Option<&str>, on_policy_update: bool) -> Value {
+    let mut metadata = json!({"name": "refresh-secrets"});
+    if let Some(ns) = namespace {
+        metadata["namespace"] = json!(ns);
+    }
+    json!({
+        "apiVersion": "kyverno.io/v1", "kind": kind, "metadata": metadata,
+        "spec": {"mutateExistingOnPolicyUpdate": on_policy_update, "rules": [{"name": "stamp",
+            "match": {"any": [{"resources": {"kinds": ["ConfigMap"], "selector": {"matchLabels": {"refresh": "yes"}}}}]},
+            "mutate": {
+                "targets": [{"apiVersion": "v1", "kind": "Secret", "namespace": "{{request.object.metadata.namespace}}"}],
+                "patchStrategicMerge": {"metadata": {"labels": {"refreshed-by": "{{request.object.metadata.name}}"}}}}}]}
+    })
+}
+
+fn update_review(old: &Value, new: &Value) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": format!("req-{}", new["metadata"]["resourceVersion"].as_str().unwrap()),
+            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+            "name": new["metadata"]["name"], "namespace": new["metadata"]["namespace"],
+            "operation": "UPDATE",
+            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+            "object": new, "oldObject": old, "dryRun": false
+        }
+    })
+}
+
+fn namespaces(store: &kybern_testkube::Store, names: &[&str]) {
+    for name in names {
+        if store.get("v1", "namespaces", None, name).is_none() {
+            store
+                .create("v1", "namespaces", json!({"metadata": {"name": name}}))
+                .unwrap();
+        }
+    }
+}
+
+fn secret_label(store: &kybern_testkube::Store, ns: &str, name: &str) -> Value {
+    store
+        .get("v1", "secrets", Some(ns), name)
+        .map(|s| s["metadata"]["labels"]["refreshed-by"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_labelled_trigger_gets_its_targets_patched() {
+    let c = cluster().await;
+    let store = c.api.store();
+    store
+        .create(
+            "kyverno.io/v1",
+            "clusterpolicies",
+            refresh_policy("ClusterPolicy", None, false),
+        )
+        .unwrap();
+    namespaces(store, &["app", "other"]);
+    for (ns, name) in [("app", "db"), ("app", "api"), ("other", "db")] {
+        store
+            .create(
+                "v1",
+                "secrets",
+                json!({"metadata": {"name": name, "namespace": ns}}),
+            )
+            .unwrap();
+    }
+    let old = store
+        .create(
+            "v1",
+            "configmaps",
+            json!({"metadata": {"name": "settings", "namespace": "app"}}),
+        )
+        .unwrap();
+    let server = kybern_cluster::serve::start(options(&c, "a"))
+        .await
+        .unwrap();
+    let controller = kybern_cluster::background::controller::start(controller_options(&c, "m1"))
+        .await
+        .unwrap();
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(server.ca_bundle.borrow().as_bytes());
+    let client = client_from_ca_bundle(&encoded, &server);
+    ready(&client, &server).await;
+    // Not labelled yet: the rule does not select the trigger, nothing is queued.
+    let r = send(
+        &client,
+        &server,
+        "/validate/fail",
+        &update_review(&old, &old),
+    )
+    .await;
+    assert_eq!(r["allowed"], true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        store
+            .list("kyverno.io/v2", "updaterequests", Some(NS))
+            .is_empty()
+    );
+
+    let new = store
+        .merge_patch(
+            "v1",
+            "configmaps",
+            Some("app"),
+            "settings",
+            json!({"metadata": {"labels": {"refresh": "yes"}}}),
+        )
+        .unwrap();
+    wait_for_async(Duration::from_secs(15), || async {
+        send(
+            &client,
+            &server,
+            "/validate/fail",
+            &update_review(&old, &new),
+        )
+        .await;
+        let queued = store.list("kyverno.io/v2", "updaterequests", Some(NS));
+        queued.iter().any(|u| u["spec"]["requestType"] == "mutate")
+            || secret_label(store, "app", "db") == "settings"
+    })
+    .await;
+    wait_for(
+        "the Secrets of the trigger's namespace to be patched",
+        Duration::from_secs(20),
+        || {
+            secret_label(store, "app", "db") == "settings"
+                && secret_label(store, "app", "api") == "settings"
+        },
+    )
+    .await;
+    // Only the targets: the Secret of another namespace and the trigger are left alone.
+    assert_eq!(secret_label(store, "other", "db"), Value::Null);
+    assert!(
+        store
+            .get("v1", "configmaps", Some("app"), "settings")
+            .unwrap()["metadata"]["labels"]
+            .get("refreshed-by")
+            .is_none()
+    );
+    wait_for(
+        "the UpdateRequest to be deleted",
+        Duration::from_secs(15),
+        || {
+            store
+                .list("kyverno.io/v2", "updaterequests", Some(NS))
+                .is_empty()
+        },
+    )
+    .await;
+    controller.shutdown().await;
+    server.shutdown().await;
+    c.api.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mutate_existing_on_policy_update_patches_targets_that_exist_and_a_policy_stays_in_its_namespace()
+ {
+    let c = cluster().await;
+    let store = c.api.store();
+    namespaces(store, &["app", "team", "plain"]);
+    for (ns, name) in [("app", "db"), ("team", "db"), ("plain", "db")] {
+        store
+            .create(
+                "v1",
+                "secrets",
+                json!({"metadata": {"name": name, "namespace": ns}}),
+            )
+            .unwrap();
+    }
+    for ns in ["app", "team"] {
+        store
+            .create(
+                "v1",
+                "configmaps",
+                json!({"metadata": {"name": "settings", "namespace": ns, "labels": {"refresh": "yes"}}}),
+            )
+            .unwrap();
+    }
+    let controller = kybern_cluster::background::controller::start(controller_options(&c, "m2"))
+        .await
+        .unwrap();
+    wait_for("the controller to lead", Duration::from_secs(20), || {
+        *controller.leader.borrow()
+    })
+    .await;
+    // Without mutateExistingOnPolicyUpdate a new policy patches nothing by itself.
+    store
+        .create(
+            "kyverno.io/v1",
+            "clusterpolicies",
+            refresh_policy("ClusterPolicy", None, false),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(secret_label(store, "app", "db"), Value::Null);
+    // Turned on: the targets of every existing trigger are patched.
+    store
+        .merge_patch(
+            "kyverno.io/v1",
+            "clusterpolicies",
+            None,
+            "refresh-secrets",
+            json!({"spec": {"mutateExistingOnPolicyUpdate": true}}),
+        )
+        .unwrap();
+    wait_for(
+        "the existing targets to be patched",
+        Duration::from_secs(20),
+        || {
+            secret_label(store, "app", "db") == "settings"
+                && secret_label(store, "team", "db") == "settings"
+        },
+    )
+    .await;
+    // A namespace without a labelled trigger is left alone.
+    assert_eq!(secret_label(store, "plain", "db"), Value::Null);
+
+    // A namespaced Policy whose target names another namespace patches only its own.
+    store
+        .delete("kyverno.io/v1", "clusterpolicies", None, "refresh-secrets")
+        .unwrap();
+    let mut confined = refresh_policy("Policy", Some("team"), true);
+    confined["metadata"]["name"] = json!("confined");
+    confined["spec"]["rules"][0]["mutate"]["targets"][0]["namespace"] = json!("plain");
+    confined["spec"]["rules"][0]["mutate"]["patchStrategicMerge"]["metadata"]["labels"]["refreshed-by"] =
+        json!("confined");
+    store.create("kyverno.io/v1", "policies", confined).unwrap();
+    wait_for(
+        "the namespaced policy's own target to be patched",
+        Duration::from_secs(20),
+        || secret_label(store, "team", "db") == "confined",
+    )
+    .await;
+    assert_eq!(secret_label(store, "plain", "db"), Value::Null);
+    assert_eq!(secret_label(store, "app", "db"), "settings");
+    controller.shutdown().await;
+    c.api.shutdown().await;
+}

@@ -4,6 +4,7 @@
 //! generated object that is edited or deleted is written again.
 
 use super::generate::{self, Generated};
+use super::mutate_existing;
 use super::queue;
 use crate::context::{CallLimits, ClusterContext};
 use crate::discovery::Kinds;
@@ -27,7 +28,7 @@ use kybern_webhook::admission::WireRequest;
 use kybern_webhook::provider::RequestContext;
 use kybern_webhook::store::PolicyStore;
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,6 +204,8 @@ async fn run(
     // Policies whose `generateExisting` rules already ran in this controller's life (writes are
     // idempotent, so a restart running them again changes nothing).
     let mut existing_done: BTreeSet<String> = BTreeSet::new();
+    // The version of each policy whose `mutateExistingOnPolicyUpdate` rules last ran.
+    let mut mutated_at: HashMap<String, String> = HashMap::new();
     loop {
         let mut downstream = Vec::new();
         tokio::select! {
@@ -241,6 +244,37 @@ async fn run(
             let rules = generate_existing_rules(policy);
             if !rules.is_empty() && existing_done.insert(policy.key()) {
                 w.generate_existing(Arc::clone(policy), rules).await;
+            }
+        }
+        let with_targets: Vec<Arc<Policy>> = w
+            .store
+            .snapshot()
+            .policies
+            .iter()
+            .filter(|p| mutate_existing::has_mutate_existing(p))
+            .cloned()
+            .collect();
+        if !with_targets.is_empty() {
+            let raw: HashMap<String, Value> = policies.objects().into_iter().collect();
+            for policy in with_targets {
+                let key = format!("{}.kyverno.io/{}", policy.kind.as_str(), policy.key());
+                let Some(doc) = raw.get(&key) else { continue };
+                let version = doc
+                    .pointer("/metadata/generation")
+                    .or_else(|| doc.pointer("/metadata/resourceVersion"))
+                    .map(Value::to_string)
+                    .unwrap_or_default();
+                if mutated_at.get(&key) == Some(&version) {
+                    continue;
+                }
+                mutated_at.insert(key, version);
+                let rules = mutate_existing::on_policy_update_rules(
+                    &policy,
+                    doc.get("spec").unwrap_or(&Value::Null),
+                );
+                if !rules.is_empty() {
+                    w.mutate_existing_now(policy, rules).await;
+                }
             }
         }
         let mut pending = all;
@@ -382,12 +416,16 @@ impl Worker {
         {
             return;
         }
-        match self.generate_for(ur).await {
+        let outcome = match ur.pointer("/spec/requestType").and_then(Value::as_str) {
+            Some("mutate") => self.mutate_for(ur).await,
+            _ => self.generate_for(ur).await,
+        };
+        match outcome {
             Ok(count) => {
                 if let Ok(mut tried) = self.tried.lock() {
                     tried.remove(&name);
                 }
-                tracing::info!(update_request = %name, objects = count, "generate work done");
+                tracing::info!(update_request = %name, objects = count, "background work done");
                 if let Err(e) = api.delete(&name, &DeleteParams::default()).await {
                     tracing::warn!(update_request = %name, error = %e, "finished UpdateRequest not deleted");
                 }
@@ -402,7 +440,7 @@ impl Worker {
                 } else {
                     "Pending"
                 };
-                tracing::warn!(update_request = %name, attempts, %message, "generate work failed");
+                tracing::warn!(update_request = %name, attempts, %message, "background work failed");
                 let status =
                     json!({"status": {"state": state, "message": message, "retryCount": attempts}});
                 let _ = api
@@ -414,6 +452,31 @@ impl Worker {
 
     /// Runs `rules` for every object that already exists of the kinds they match.
     async fn generate_existing(&self, policy: Arc<Policy>, rules: Vec<String>) {
+        for request in self.existing_triggers(&policy, &rules).await {
+            if let Err(e) = self
+                .generate_and_write(Arc::clone(&policy), request, rules.clone())
+                .await
+            {
+                tracing::warn!(policy = %policy.key(), error = %e, "generate for an existing trigger failed");
+            }
+        }
+    }
+
+    /// `mutateExistingOnPolicyUpdate`: runs `rules` for every trigger that exists now.
+    async fn mutate_existing_now(&self, policy: Arc<Policy>, rules: Vec<String>) {
+        for request in self.existing_triggers(&policy, &rules).await {
+            if let Err(e) = self
+                .mutate_and_write(Arc::clone(&policy), request, rules.clone())
+                .await
+            {
+                tracing::warn!(policy = %policy.key(), error = %e, "mutate existing on policy update failed");
+            }
+        }
+    }
+
+    /// The objects that exist of the kinds `rules` match, each as a CREATE request (a namespaced
+    /// Policy's only from its namespace).
+    async fn existing_triggers(&self, policy: &Policy, rules: &[String]) -> Vec<AdmissionRequest> {
         let mut selectors: BTreeSet<String> = BTreeSet::new();
         for r in policy.rules.iter().filter(|r| rules.contains(&r.name)) {
             for d in r.match_resources.descriptions() {
@@ -421,6 +484,7 @@ impl Worker {
             }
         }
         let kinds = self.kinds.load_full();
+        let mut out = Vec::new();
         for selector in selectors {
             let s = kybern_engine::matching::parse_kind(&selector);
             let resources = kinds.resources().iter().filter(|r| {
@@ -432,7 +496,11 @@ impl Worker {
             for r in resources {
                 let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
                 let resource = ApiResource::from_gvk_with_plural(&gvk, &r.plural);
-                let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+                let api: Api<DynamicObject> = if r.namespaced && !policy.namespace.is_empty() {
+                    Api::namespaced_with(self.client.clone(), &policy.namespace, &resource)
+                } else {
+                    Api::all_with(self.client.clone(), &resource)
+                };
                 let list = match api.list(&ListParams::default()).await {
                     Ok(l) => l,
                     Err(e) => {
@@ -446,21 +514,21 @@ impl Worker {
                     };
                     object["apiVersion"] = json!(resource.api_version);
                     object["kind"] = json!(resource.kind);
-                    let request = AdmissionRequest {
+                    let namespace_labels = object
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .and_then(|ns| self.context.labels_of(ns));
+                    out.push(AdmissionRequest {
                         operation: Operation::Create,
                         object: Arc::new(object),
                         no_user_info: true,
+                        namespace_labels,
                         ..AdmissionRequest::default()
-                    };
-                    if let Err(e) = self
-                        .generate_and_write(Arc::clone(&policy), request, rules.clone())
-                        .await
-                    {
-                        tracing::warn!(policy = %policy.key(), error = %e, "generate for an existing trigger failed");
-                    }
+                    });
                 }
             }
         }
+        out
     }
 
     /// The request an UpdateRequest recorded, as the engine reads it.
@@ -506,6 +574,89 @@ impl Worker {
             .collect();
         let request = self.request_of(ur)?;
         self.generate_and_write(policy, request, rules).await
+    }
+
+    async fn mutate_for(&self, ur: &Value) -> Result<usize, String> {
+        let policy_key = ur
+            .pointer("/spec/policy")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let policy = self.policy(policy_key).ok_or_else(|| {
+            format!("policy {policy_key} is not loaded (deleted, or it does not compile)")
+        })?;
+        let rules: Vec<String> = ur
+            .pointer("/spec/ruleContext")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("rule").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
+        let request = self.request_of(ur)?;
+        self.mutate_and_write(policy, request, rules).await
+    }
+
+    /// Patches the targets `rules` select for the trigger: each is replaced at the
+    /// resourceVersion it was read at, so a concurrent change makes this fail (and be retried)
+    /// rather than be overwritten.
+    async fn mutate_and_write(
+        &self,
+        policy: Arc<Policy>,
+        request: AdmissionRequest,
+        rules: Vec<String>,
+    ) -> Result<usize, String> {
+        let context = Arc::clone(&self.context);
+        let exceptions = self.store.snapshot().exceptions.clone();
+        let (targets, errors) = tokio::task::spawn_blocking(move || {
+            mutate_existing::run(&policy, &request, context.as_ref(), &exceptions, &rules)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
+        for target in &targets {
+            let s = |p: &str| {
+                target
+                    .pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let (api_version, kind, name, namespace) = (
+                s("/apiVersion"),
+                s("/kind"),
+                s("/metadata/name"),
+                s("/metadata/namespace"),
+            );
+            let api = self.api_for(&api_version, &kind, &namespace)?;
+            let obj: DynamicObject =
+                serde_json::from_value(target.clone()).map_err(|e| e.to_string())?;
+            api.replace(&name, &PostParams::default(), &obj)
+                .await
+                .map_err(|e| format!("{kind} {namespace}/{name}: {e}"))?;
+        }
+        Ok(targets.len())
+    }
+
+    /// The API of a kind's objects (in `namespace` when the kind is namespaced).
+    fn api_for(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+    ) -> Result<Api<DynamicObject>, String> {
+        let kinds = self.kinds.load();
+        let r = kinds
+            .by_api_version(api_version, kind)
+            .ok_or_else(|| format!("the cluster serves no {api_version} {kind}"))?;
+        let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
+        let resource = ApiResource::from_gvk_with_plural(&gvk, &r.plural);
+        Ok(if r.namespaced {
+            Api::namespaced_with(self.client.clone(), namespace, &resource)
+        } else {
+            Api::all_with(self.client.clone(), &resource)
+        })
     }
 
     async fn generate_and_write(

@@ -1,9 +1,9 @@
-//! The admission side of background work: an admitted request that a generate rule acts on is
-//! recorded as an UpdateRequest, off the request path, so the controller can do the work even
+//! The admission side of background work: an admitted request that a generate or
+//! mutate-existing rule acts on is recorded as an UpdateRequest, off the request path, so the controller can do the work even
 //! if this replica goes away. Dry runs queue nothing (the server does not call it for them).
 
-use super::generate;
-use super::update_request::{self, GenerateWork};
+use super::update_request::{self, GenerateWork, RequestType};
+use super::{generate, mutate_existing};
 use crate::context::ClusterContext;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
@@ -12,7 +12,7 @@ use kybern_webhook::AdmissionObserver;
 use kybern_webhook::store::PolicySet;
 use std::sync::Arc;
 
-/// Queues generate work as UpdateRequests in kybern's namespace.
+/// Queues generate and mutate-existing work as UpdateRequests in kybern's namespace.
 pub struct UpdateRequestQueue {
     api: Api<DynamicObject>,
     namespace: String,
@@ -49,7 +49,7 @@ impl AdmissionObserver for UpdateRequestQueue {
         let policies: Vec<_> = set
             .candidates(&kind)
             .into_iter()
-            .filter(|p| generate::has_generate(p))
+            .filter(|p| generate::has_generate(p) || mutate_existing::has_mutate_existing(p))
             .cloned()
             .collect();
         if policies.is_empty() {
@@ -65,29 +65,41 @@ impl AdmissionObserver for UpdateRequestQueue {
             let work = tokio::task::spawn_blocking(move || {
                 let mut objects = Vec::new();
                 for policy in policies {
-                    let rules = generate::matching_rules(
-                        &policy,
-                        &request,
-                        context.as_ref(),
-                        &set.exceptions,
-                    );
-                    if rules.is_empty() {
-                        continue;
-                    }
+                    let generate_rules = if generate::has_generate(&policy) {
+                        generate::matching_rules(
+                            &policy,
+                            &request,
+                            context.as_ref(),
+                            &set.exceptions,
+                        )
+                    } else {
+                        Vec::new()
+                    };
+                    let mutate_rules = mutate_existing::matching_rules(&policy, &request);
                     let key = format!(
                         "{}.kyverno.io/{}",
                         policy.kind.as_str(),
                         policy.key()
                     );
-                    objects.push(update_request::object(&GenerateWork {
-                        policy: &policy.key(),
-                        policy_key: &key,
-                        synchronize: generate::any_synchronized(&policy, &rules),
-                        rules,
-                        request_uid: &uid,
-                        request: &request,
-                        namespace: &namespace,
-                    }));
+                    for (request_type, rules) in [
+                        (RequestType::Generate, generate_rules),
+                        (RequestType::Mutate, mutate_rules),
+                    ] {
+                        if rules.is_empty() {
+                            continue;
+                        }
+                        objects.push(update_request::object(&GenerateWork {
+                            request_type,
+                            policy: &policy.key(),
+                            policy_key: &key,
+                            synchronize: request_type == RequestType::Generate
+                                && generate::any_synchronized(&policy, &rules),
+                            rules,
+                            request_uid: &uid,
+                            request: &request,
+                            namespace: &namespace,
+                        }));
+                    }
                 }
                 objects
             })
@@ -98,11 +110,11 @@ impl AdmissionObserver for UpdateRequestQueue {
                     continue;
                 };
                 match api.create(&PostParams::default(), &ur).await {
-                    Ok(_) => tracing::debug!(name = ?ur.metadata.name, "generate work queued"),
+                    Ok(_) => tracing::debug!(name = ?ur.metadata.name, "background work queued"),
                     // The same work, queued by another path or replica.
                     Err(kube::Error::Api(e)) if e.code == 409 => {}
                     Err(e) => {
-                        tracing::error!(name = ?ur.metadata.name, error = %e, "generate work could not be queued")
+                        tracing::error!(name = ?ur.metadata.name, error = %e, "background work could not be queued")
                     }
                 }
             }

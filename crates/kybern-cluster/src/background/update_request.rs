@@ -1,4 +1,4 @@
-//! UpdateRequests (`kyverno.io/v2`): the durable hand-off of generate work from admission to the
+//! UpdateRequests (`kyverno.io/v2`): the durable hand-off of generate and mutate-existing work from admission to the
 //! controller, in Kyverno's shape so existing tooling reads them. Pure: the request and policy in,
 //! the object out, its name derived from policy, rules and request so that the same work is
 //! never queued twice (every replica and every webhook path that sees the request computes the
@@ -57,9 +57,27 @@ pub fn name(policy_key: &str, rules: &[String], trigger_uid: &str, request_uid: 
     format!("ur-{hex}")
 }
 
-/// What a generate UpdateRequest records.
+/// Kyverno's `spec.requestType`: what the controller does with the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestType {
+    Generate,
+    /// Mutate existing: patch the rule's `targets`.
+    Mutate,
+}
+
+impl RequestType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestType::Generate => "generate",
+            RequestType::Mutate => "mutate",
+        }
+    }
+}
+
+/// What an UpdateRequest records.
 #[derive(Debug, Clone)]
 pub struct GenerateWork<'a> {
+    pub request_type: RequestType,
     /// `name` for a ClusterPolicy, `namespace/name` for a Policy (Kyverno's `spec.policy`).
     pub policy: &'a str,
     /// The store key of the policy (`ClusterPolicy.kyverno.io/name`).
@@ -105,7 +123,7 @@ pub fn object(work: &GenerateWork<'_>) -> Value {
             },
         },
         "spec": {
-            "requestType": "generate",
+            "requestType": work.request_type.as_str(),
             "policy": work.policy,
             "rule": work.rules.first().cloned().unwrap_or_default(),
             "ruleContext": work.rules.iter().map(|r| json!({
@@ -178,6 +196,7 @@ mod tests {
     fn the_object_carries_the_request_the_controller_needs() {
         let req = request("u-1");
         let work = GenerateWork {
+            request_type: RequestType::Generate,
             policy: "add-netpol",
             policy_key: "ClusterPolicy.kyverno.io/add-netpol",
             rules: vec!["default-deny".into()],
