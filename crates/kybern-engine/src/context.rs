@@ -36,6 +36,31 @@ pub struct ImageData {
     pub data: Value,
 }
 
+/// One signature check a `verifyImages` rule asks for: an image against one `keys` attestor
+/// entry, in cosign's format. Fetching and verifying happen outside the engine.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SignatureCheck {
+    /// The image as the rule names it: `registry/path:tag` or `registry/path@digest`.
+    pub image: String,
+    /// One PEM public key.
+    pub public_key: String,
+    /// `signatureAlgorithm`: empty or `sha256`.
+    pub signature_algorithm: String,
+    /// `repository`: where the signatures are stored, when not beside the image.
+    pub repository: String,
+    /// `annotations`: values a verified signature's `optional` claims must carry.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What a signature check found, when the registry could be asked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignatureOutcome {
+    /// A signature by the key covers the image's manifest with this digest.
+    Verified { digest: String },
+    /// No signature verifies: the reason (no signatures, wrong key, digest mismatch, ...).
+    Failed(String),
+}
+
 /// What evaluation may need from outside the admission request.
 /// Implemented from files (CLI), from informer caches (cluster), from recorded data (replay).
 pub trait ContextProvider: Send + Sync {
@@ -59,6 +84,24 @@ pub trait ContextProvider: Send + Sync {
     fn namespace_labels(&self, namespace: &str) -> Result<Option<Labels>, ProviderError>;
     fn image_data(&self, image: &str) -> Result<ImageData, ProviderError>;
     fn global_context(&self, name: &str) -> Result<Option<Value>, ProviderError>;
+    /// Verifies an image's signatures against one key. `Err` means the registry could not be
+    /// asked (a rule error); a signature that does not verify is `Ok(Failed)`.
+    fn verify_image_signature(
+        &self,
+        check: &SignatureCheck,
+    ) -> Result<SignatureOutcome, ProviderError> {
+        Err(ProviderError::Unavailable {
+            what: format!("signature verification of {}", check.image),
+            reason: "no image registry access".to_string(),
+        })
+    }
+    /// The digest an image reference resolves to in its registry (for `mutateDigest`).
+    fn image_digest(&self, image: &str) -> Result<String, ProviderError> {
+        Err(ProviderError::Unavailable {
+            what: format!("the digest of {image}"),
+            reason: "no image registry access".to_string(),
+        })
+    }
 }
 
 /// A provider that knows nothing: every lookup is unavailable. The CLI's local mode.

@@ -110,7 +110,8 @@ enum Phase {
 impl Phase {
     fn runs(self, body: &RuleBody) -> bool {
         match (self, body) {
-            (Phase::Mutate, RuleBody::Mutate(_)) => true,
+            // verifyImages rules check signatures and pin digests in the mutate pass.
+            (Phase::Mutate, RuleBody::Mutate(_) | RuleBody::VerifyImages(_)) => true,
             (Phase::Mutate, RuleBody::Unsupported { rule_type, .. }) => {
                 *rule_type == RuleType::Mutation
             }
@@ -171,7 +172,8 @@ impl<'p> Engine<'p> {
                 }
                 None => pctx,
             };
-            let Some(mut result) = self.evaluate_rule(policy, rule, rule_pctx, exceptions, values)
+            let Some(mut result) =
+                self.evaluate_rule(policy, rule, rule_pctx, exceptions, values, Phase::Mutate)
             else {
                 continue;
             };
@@ -235,7 +237,8 @@ impl<'p> Engine<'p> {
         }
         for rule in policy.rules.iter().filter(|r| phase.runs(&r.body)) {
             let values = values_for(rule_values, &rule.name);
-            let Some(result) = self.evaluate_rule(policy, rule, pctx, exceptions, values) else {
+            let Some(result) = self.evaluate_rule(policy, rule, pctx, exceptions, values, phase)
+            else {
                 continue;
             };
             match &rule.body {
@@ -267,6 +270,7 @@ impl<'p> Engine<'p> {
         pctx: &PolicyContext,
         exceptions: &[PolicyException],
         values: Option<&RuleValues>,
+        phase: Phase,
     ) -> Option<RuleResult> {
         let request = pctx.request;
         let subject = &pctx.subject;
@@ -319,7 +323,9 @@ impl<'p> Engine<'p> {
         };
         // Context entries load when the rule first reads them (see `context_loader`).
         let step = context_loader::run_deferred(&rule.context, &mut ctx, src, |ctx| {
-            self.evaluate_with_context(policy, rule, pctx, exceptions, values, ctx, rule_type)
+            self.evaluate_with_context(
+                policy, rule, pctx, exceptions, values, ctx, rule_type, phase,
+            )
         });
         let (mut status, mut message, pss_exceptions) = match step {
             Err(e) => {
@@ -374,6 +380,7 @@ impl<'p> Engine<'p> {
         values: Option<&RuleValues>,
         ctx: &JsonContext,
         rule_type: RuleType,
+        phase: Phase,
     ) -> RuleStep {
         let request = pctx.request;
         let subject = &pctx.subject;
@@ -462,11 +469,24 @@ impl<'p> Engine<'p> {
                     },
                 );
             }
+            (RuleBody::VerifyImages(entries), None) if phase == Phase::Mutate => {
+                let outcome = crate::image_verification::verify_and_patch(
+                    entries,
+                    request.resource(),
+                    self.provider,
+                );
+                return RuleStep::Done(outcome.map(|(status, message, patched)| {
+                    let mut r = RuleResult::new(&rule.name, rule_type, status, message);
+                    r.patched = patched;
+                    r
+                }));
+            }
             (RuleBody::VerifyImages(entries), None) => {
                 return RuleStep::Done(
-                    crate::image_verification::check(entries, request.resource()).map(
-                        |(status, message)| RuleResult::new(&rule.name, rule_type, status, message),
-                    ),
+                    crate::image_verification::check(entries, request.resource(), self.provider)
+                        .map(|(status, message)| {
+                            RuleResult::new(&rule.name, rule_type, status, message)
+                        }),
                 );
             }
             (RuleBody::Mutate(m), None) => {
@@ -545,7 +565,7 @@ impl<'p> Engine<'p> {
             ..request.clone()
         };
         let pctx = PolicyContext::new(&old);
-        self.evaluate_rule(policy, rule, &pctx, exceptions, values)
+        self.evaluate_rule(policy, rule, &pctx, exceptions, values, Phase::Validate)
             .is_some_and(|r| r.status == RuleStatus::Fail)
     }
 }

@@ -1,12 +1,40 @@
-//! `verifyImages` rules: which images an entry covers and the check that needs no registry,
-//! `verifyDigest` (every covered image is pinned by a digest). Signatures, attestations and
-//! digest resolution for `mutateDigest` need registry access, which this engine does not have:
-//! an image that would need them makes the rule an error that names the image and the reason.
+//! `verifyImages` rules (type Cosign): which images an entry covers, the attestor sets with their
+//! counts, and the two passes Kyverno makes. The mutate pass verifies signatures and pins tags to
+//! the verified digest (`mutateDigest`); the validate pass checks `verifyDigest` and, for
+//! `required` entries, that the image still verifies. Registry work (fetching and checking
+//! signatures, resolving digests) goes through the [`ContextProvider`]: this module only decides.
+//! What is not supported yet (attestations, certificate and keyless attestors, Notary and
+//! Sigstore bundles) makes the rule an error that says so, never a pass.
 
+use crate::context::{ContextProvider, SignatureCheck, SignatureOutcome};
 use crate::images::ImageInfo;
 use crate::response::{FailureAction, RuleStatus};
 use crate::wildcard;
 use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// One attestor set: `count` of its `entries` must verify (all of them when `count` is unset).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AttestorSet {
+    pub count: Option<usize>,
+    pub entries: Vec<Attestor>,
+}
+
+/// One attestor entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attestor {
+    /// `keys.publicKeys`: one PEM key (several keys in one entry are expanded into entries).
+    Key {
+        public_key: String,
+        signature_algorithm: String,
+        repository: String,
+        annotations: BTreeMap<String, String>,
+    },
+    /// `attestor`: a nested attestor set.
+    Nested(AttestorSet),
+    /// A kind of attestor not supported yet, named by its field (`keyless`, `certificates`, ...).
+    Unsupported(String),
+}
 
 /// One `verifyImages` entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,12 +43,16 @@ pub struct ImageVerification {
     pub references: Vec<String>,
     /// `skipImageReferences`.
     pub skip: Vec<String>,
-    /// `attestors` or `attestations` are set: checking them needs the registry.
-    pub needs_registry: bool,
+    /// `attestors` (with the legacy `key` converted into one set).
+    pub attestor_sets: Vec<AttestorSet>,
+    /// What this entry asks for that is not supported yet (attestations, keyless roots, types).
+    pub unsupported: Option<String>,
     /// `verifyDigest` (default true).
     pub verify_digest: bool,
     /// `mutateDigest` (default true).
     pub mutate_digest: bool,
+    /// `required` (default true).
+    pub required: bool,
     /// `failureAction` of the entry, when set.
     pub failure_action: Option<FailureAction>,
 }
@@ -42,7 +74,113 @@ fn non_empty(v: Option<&Value>) -> bool {
         None | Some(Value::Null) => false,
         Some(Value::Array(a)) => !a.is_empty(),
         Some(Value::Object(m)) => !m.is_empty(),
+        Some(Value::String(s)) => !s.is_empty(),
         Some(_) => true,
+    }
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let s = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                    (k.clone(), s)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Splits a `publicKeys` value holding several PEM keys, as Kyverno's `ExpandStaticKeys` does.
+fn split_keys(pem: &str) -> Vec<String> {
+    const END: &str = "-----END PUBLIC KEY-----";
+    let parts: Vec<String> = pem
+        .split_inclusive(END)
+        .filter(|p| p.contains(END))
+        .map(|p| p.trim().to_string())
+        .collect();
+    if parts.is_empty() {
+        vec![pem.to_string()]
+    } else {
+        parts
+    }
+}
+
+impl AttestorSet {
+    fn from_json(set: &Value, entry: &Value) -> AttestorSet {
+        let count = set
+            .get("count")
+            .and_then(Value::as_u64)
+            .filter(|c| *c > 0)
+            .and_then(|c| usize::try_from(c).ok());
+        let mut entries = Vec::new();
+        for a in set
+            .get("entries")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(keys) = a.get("keys").filter(|k| !k.is_null()) {
+                let pem = text(keys, "publicKeys");
+                if pem.is_empty() {
+                    // Keys from a Secret or a KMS need cluster or cloud access.
+                    let what = if non_empty(keys.get("secret")) {
+                        "keys.secret"
+                    } else if non_empty(keys.get("kms")) {
+                        "keys.kms"
+                    } else {
+                        "keys without publicKeys"
+                    };
+                    entries.push(Attestor::Unsupported(what.into()));
+                    continue;
+                }
+                let repository = match text(a, "repository") {
+                    r if r.is_empty() => text(entry, "repository"),
+                    r => r,
+                };
+                let mut annotations = string_map(entry.get("annotations"));
+                annotations.extend(string_map(a.get("annotations")));
+                for public_key in split_keys(&pem) {
+                    entries.push(Attestor::Key {
+                        public_key,
+                        signature_algorithm: text(keys, "signatureAlgorithm"),
+                        repository: repository.clone(),
+                        annotations: annotations.clone(),
+                    });
+                }
+            } else if let Some(nested) = a.get("attestor").filter(|n| !n.is_null()) {
+                entries.push(Attestor::Nested(AttestorSet::from_json(nested, entry)));
+            } else if non_empty(a.get("certificates")) {
+                entries.push(Attestor::Unsupported("certificates".into()));
+            } else if non_empty(a.get("keyless")) {
+                entries.push(Attestor::Unsupported("keyless".into()));
+            } else {
+                entries.push(Attestor::Unsupported("an attestor without keys".into()));
+            }
+        }
+        AttestorSet { count, entries }
+    }
+
+    /// How many entries must verify.
+    fn required(&self) -> usize {
+        self.count.unwrap_or(self.entries.len())
+    }
+
+    /// The first unsupported attestor kind, searching nested sets too.
+    fn unsupported(&self) -> Option<&str> {
+        self.entries.iter().find_map(|e| match e {
+            Attestor::Unsupported(what) => Some(what.as_str()),
+            Attestor::Nested(set) => set.unsupported(),
+            Attestor::Key { .. } => None,
+        })
     }
 }
 
@@ -52,21 +190,51 @@ impl ImageVerification {
         let flag = |k: &str| entry.get(k).and_then(Value::as_bool).unwrap_or(true);
         let mut references = strings(entry.get("imageReferences"));
         references.extend(strings(entry.get("image")));
+        let mut attestor_sets: Vec<AttestorSet> = entry
+            .get("attestors")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|set| AttestorSet::from_json(set, entry))
+            .collect();
+        // The legacy `key` field is one set with one keys entry (Kyverno's `Convert`).
+        let legacy_key = text(entry, "key");
+        if !legacy_key.is_empty() {
+            let legacy = serde_json::json!({"entries": [{"keys": {"publicKeys": legacy_key}}]});
+            attestor_sets.push(AttestorSet::from_json(&legacy, entry));
+        }
+        let kind = text(entry, "type");
+        let unsupported = if !kind.is_empty() && kind != "Cosign" {
+            Some(format!("type {kind}"))
+        } else if non_empty(entry.get("attestations")) {
+            Some("attestations".to_string())
+        } else if non_empty(entry.get("roots")) || non_empty(entry.get("subject")) {
+            Some("keyless (roots, subject)".to_string())
+        } else {
+            attestor_sets
+                .iter()
+                .find_map(AttestorSet::unsupported)
+                .map(|what| format!("{what} attestors"))
+        };
         ImageVerification {
             references,
             skip: strings(entry.get("skipImageReferences")),
-            needs_registry: non_empty(entry.get("attestors"))
-                || non_empty(entry.get("attestations"))
-                || non_empty(entry.get("key"))
-                || non_empty(entry.get("roots")),
+            attestor_sets,
+            unsupported,
             verify_digest: flag("verifyDigest"),
             mutate_digest: flag("mutateDigest"),
+            required: flag("required"),
             failure_action: match entry.get("failureAction").and_then(Value::as_str) {
                 Some(a) if a.eq_ignore_ascii_case("enforce") => Some(FailureAction::Enforce),
                 Some(a) if a.eq_ignore_ascii_case("audit") => Some(FailureAction::Audit),
                 _ => None,
             },
         }
+    }
+
+    /// True when checking this entry involves signatures (or something not supported yet).
+    pub fn checks_signatures(&self) -> bool {
+        !self.attestor_sets.is_empty() || self.unsupported.is_some()
     }
 
     fn covers(&self, image: &str, normalized: &str) -> bool {
@@ -79,21 +247,33 @@ impl ImageVerification {
     }
 }
 
-/// The images of a resource's pod spec, as written.
-fn images_of(resource: &Value) -> Vec<String> {
+/// An image of the resource: as written, parsed, and where it is.
+struct FoundImage {
+    written: String,
+    info: ImageInfo,
+    pointer: String,
+}
+
+/// The images of a resource's pod spec, in Kyverno's order.
+fn images_of(resource: &Value) -> Vec<FoundImage> {
     let extracted = crate::images::extract(resource);
     let mut out = Vec::new();
     for field in ["initContainers", "containers", "ephemeralContainers"] {
         if let Some(by_name) = extracted.get(field).and_then(Value::as_object) {
             for info in by_name.values() {
-                // The pointer to the image in the resource gives the image as written.
-                if let Some(image) = info
-                    .get("jsonPointer")
-                    .and_then(Value::as_str)
-                    .and_then(|p| resource.pointer(p))
-                    .and_then(Value::as_str)
-                {
-                    out.push(image.to_string());
+                let Some(pointer) = info.get("jsonPointer").and_then(Value::as_str) else {
+                    continue;
+                };
+                // The pointer gives the image as written.
+                let Some(written) = resource.pointer(pointer).and_then(Value::as_str) else {
+                    continue;
+                };
+                if let Some(parsed) = ImageInfo::parse(written) {
+                    out.push(FoundImage {
+                        written: written.to_string(),
+                        info: parsed,
+                        pointer: pointer.to_string(),
+                    });
                 }
             }
         }
@@ -101,38 +281,207 @@ fn images_of(resource: &Value) -> Vec<String> {
     out
 }
 
-/// Checks a resource against the entries: `None` when no entry covers any of its images.
-pub fn check(entries: &[ImageVerification], resource: &Value) -> Option<(RuleStatus, String)> {
+/// Why an attestor set did not verify.
+enum SetError {
+    /// Signatures did not verify: the messages, each with its attestor path.
+    Failed(Vec<String>),
+    /// The registry could not be asked.
+    Unreachable(String),
+}
+
+/// Verifies one attestor set: `Ok` with the digest of the last verified signature.
+fn verify_set(
+    set: &AttestorSet,
+    image: &str,
+    path: &str,
+    provider: &dyn ContextProvider,
+) -> Result<String, SetError> {
+    let required = set.required();
+    let mut verified = 0usize;
+    let mut errors = Vec::new();
+    for (i, entry) in set.entries.iter().enumerate() {
+        let entry_path = format!("{path}.entries[{i}]");
+        let outcome = match entry {
+            Attestor::Key {
+                public_key,
+                signature_algorithm,
+                repository,
+                annotations,
+            } => {
+                let check = SignatureCheck {
+                    image: image.to_string(),
+                    public_key: public_key.clone(),
+                    signature_algorithm: signature_algorithm.clone(),
+                    repository: repository.clone(),
+                    annotations: annotations.clone(),
+                };
+                match provider.verify_image_signature(&check) {
+                    Ok(SignatureOutcome::Verified { digest }) => Ok(digest),
+                    Ok(SignatureOutcome::Failed(m)) => Err(format!("{entry_path}.keys: {m}")),
+                    Err(e) => {
+                        return Err(SetError::Unreachable(format!("{entry_path}.keys: {e}")));
+                    }
+                }
+            }
+            Attestor::Nested(nested) => {
+                match verify_set(nested, image, &format!("{entry_path}.attestor"), provider) {
+                    Ok(d) => Ok(d),
+                    Err(SetError::Failed(m)) => Err(m.join("; ")),
+                    Err(unreachable) => return Err(unreachable),
+                }
+            }
+            Attestor::Unsupported(what) => Err(format!(
+                "{entry_path}: {what} attestors are not supported yet"
+            )),
+        };
+        match outcome {
+            Ok(digest) => {
+                verified += 1;
+                if verified >= required {
+                    return Ok(digest);
+                }
+            }
+            Err(m) => errors.push(m),
+        }
+    }
+    if errors.is_empty() {
+        errors.push(format!(
+            "{path}: {verified} of {required} attestors verified"
+        ));
+    }
+    Err(SetError::Failed(errors))
+}
+
+/// Verifies all attestor sets of an entry for one image: the verified digest, or the rule
+/// status and message.
+fn verify_attestors(
+    e: &ImageVerification,
+    image: &str,
+    provider: &dyn ContextProvider,
+) -> Result<String, (RuleStatus, String)> {
+    let mut digest = String::new();
+    for (i, set) in e.attestor_sets.iter().enumerate() {
+        match verify_set(set, image, &format!(".attestors[{i}]"), provider) {
+            Ok(d) => digest = d,
+            Err(SetError::Failed(m)) => {
+                return Err((
+                    RuleStatus::Fail,
+                    format!("failed to verify image {image}: {}", m.join("; ")),
+                ));
+            }
+            Err(SetError::Unreachable(m)) => {
+                return Err((
+                    RuleStatus::Error,
+                    format!("failed to verify image {image}: {m}"),
+                ));
+            }
+        }
+    }
+    Ok(digest)
+}
+
+fn unsupported_error(image: &str, what: &str) -> (RuleStatus, String) {
+    (
+        RuleStatus::Error,
+        format!("verifying {image} needs {what}, which kybern does not support yet"),
+    )
+}
+
+/// The mutate pass of a `verifyImages` rule: signature checks and digest pinning. `None` when
+/// the rule has nothing to do for this resource; otherwise the status, the message and, when
+/// tags were pinned, the patched resource.
+pub fn verify_and_patch(
+    entries: &[ImageVerification],
+    resource: &Value,
+    provider: &dyn ContextProvider,
+) -> Option<(RuleStatus, String, Option<Value>)> {
+    let images = images_of(resource);
+    let mut patched: Option<Value> = None;
+    let mut verified = Vec::new();
+    let mut pinned = false;
+    for e in entries {
+        for found in &images {
+            let name = found.info.reference();
+            if !e.covers(&found.written, &name) {
+                continue;
+            }
+            if let Some(what) = &e.unsupported {
+                let (status, message) = unsupported_error(&name, what);
+                return Some((status, message, None));
+            }
+            let mut digest = String::new();
+            if !e.attestor_sets.is_empty() {
+                match verify_attestors(e, &name, provider) {
+                    Ok(d) => digest = d,
+                    Err((status, message)) => return Some((status, message, None)),
+                }
+                verified.push(name.clone());
+            }
+            if !e.mutate_digest || !found.info.digest.is_empty() {
+                continue;
+            }
+            if digest.is_empty() {
+                digest = match provider.image_digest(&name) {
+                    Ok(d) => d,
+                    Err(err) => {
+                        return Some((
+                            RuleStatus::Error,
+                            format!("failed to update digest of {name}: {err}"),
+                            None,
+                        ));
+                    }
+                };
+            }
+            let tagged = format!(
+                "{}/{}:{}@{digest}",
+                found.info.registry, found.info.path, found.info.tag
+            );
+            let target = patched.get_or_insert_with(|| resource.clone());
+            if let Some(slot) = target.pointer_mut(&found.pointer) {
+                *slot = Value::String(tagged);
+                pinned = true;
+            }
+        }
+    }
+    if !verified.is_empty() {
+        let message = format!("verified image signatures for {}", verified.join(", "));
+        return Some((RuleStatus::Pass, message, patched));
+    }
+    if pinned {
+        return Some((RuleStatus::Pass, "mutated image digest".into(), patched));
+    }
+    None
+}
+
+/// The validate pass: `verifyDigest` for every covered image and, for `required` entries with
+/// attestors, the signatures again (kybern does not record verification in annotations, so the
+/// check itself is what proves it). `None` when no entry covers any of the resource's images.
+pub fn check(
+    entries: &[ImageVerification],
+    resource: &Value,
+    provider: &dyn ContextProvider,
+) -> Option<(RuleStatus, String)> {
     let images = images_of(resource);
     let mut covered = false;
     let mut missing = Vec::new();
     for e in entries {
-        for image in &images {
-            let Some(info) = ImageInfo::parse(image) else {
-                continue;
-            };
-            if !e.covers(image, &info.reference()) {
+        for found in &images {
+            let name = found.info.reference();
+            if !e.covers(&found.written, &name) {
                 continue;
             }
             covered = true;
-            if e.needs_registry {
-                return Some((
-                    RuleStatus::Error,
-                    format!(
-                        "verifying signatures or attestations of {image} needs registry access, which kybern does not have yet"
-                    ),
-                ));
+            if let Some(what) = &e.unsupported {
+                return Some(unsupported_error(&name, what));
             }
-            if info.digest.is_empty() && e.mutate_digest {
-                return Some((
-                    RuleStatus::Error,
-                    format!(
-                        "resolving the digest of {image} (mutateDigest) needs registry access, which kybern does not have yet"
-                    ),
-                ));
+            if e.required
+                && !e.attestor_sets.is_empty()
+                && let Err(failure) = verify_attestors(e, &name, provider)
+            {
+                return Some(failure);
             }
-            if info.digest.is_empty() && e.verify_digest {
-                missing.push(image.clone());
+            if found.info.digest.is_empty() && e.verify_digest {
+                missing.push(found.written.clone());
             }
         }
     }
@@ -140,7 +489,7 @@ pub fn check(entries: &[ImageVerification], resource: &Value) -> Option<(RuleSta
         return None;
     }
     if missing.is_empty() {
-        Some((RuleStatus::Pass, "image digests verified".into()))
+        Some((RuleStatus::Pass, "image verified".into()))
     } else {
         Some((
             RuleStatus::Fail,
@@ -152,7 +501,9 @@ pub fn check(entries: &[ImageVerification], resource: &Value) -> Option<(RuleSta
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::{ApiCall, Labels, ProviderError};
     use serde_json::json;
+    use std::sync::Mutex;
 
     fn pod(images: &[&str]) -> Value {
         let containers: Vec<Value> = images
@@ -164,10 +515,95 @@ mod tests {
             "spec": {"containers": containers}})
     }
 
+    /// Answers signature checks from a table: key -> outcome; records the checks it was asked.
+    struct Registry {
+        good_key: &'static str,
+        digest: &'static str,
+        down: bool,
+        asked: Mutex<Vec<SignatureCheck>>,
+    }
+
+    impl Registry {
+        fn new(good_key: &'static str) -> Self {
+            Registry {
+                good_key,
+                digest: "sha256:feed",
+                down: false,
+                asked: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
+    impl ContextProvider for Registry {
+        fn resource(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<Value>, ProviderError> {
+            Ok(None)
+        }
+        fn list(&self, _: &str, _: &str, _: &str) -> Result<Vec<Value>, ProviderError> {
+            Ok(Vec::new())
+        }
+        fn config_map(&self, _: &str, _: &str) -> Result<Option<Value>, ProviderError> {
+            Ok(None)
+        }
+        fn api_call(&self, _: &ApiCall) -> Result<Value, ProviderError> {
+            Ok(Value::Null)
+        }
+        fn namespace_labels(&self, _: &str) -> Result<Option<Labels>, ProviderError> {
+            Ok(None)
+        }
+        fn image_data(&self, _: &str) -> Result<crate::context::ImageData, ProviderError> {
+            Ok(crate::context::ImageData::default())
+        }
+        fn global_context(&self, _: &str) -> Result<Option<Value>, ProviderError> {
+            Ok(None)
+        }
+        fn verify_image_signature(
+            &self,
+            check: &SignatureCheck,
+        ) -> Result<SignatureOutcome, ProviderError> {
+            self.asked.lock().unwrap().push(check.clone());
+            if self.down {
+                return Err(ProviderError::Failed("connection refused".into()));
+            }
+            if check.public_key.contains(self.good_key) {
+                Ok(SignatureOutcome::Verified {
+                    digest: self.digest.into(),
+                })
+            } else {
+                Ok(SignatureOutcome::Failed("no matching signatures".into()))
+            }
+        }
+        fn image_digest(&self, _: &str) -> Result<String, ProviderError> {
+            Ok(self.digest.into())
+        }
+    }
+
+    fn key(name: &str) -> String {
+        format!("-----BEGIN PUBLIC KEY-----\n{name}\n-----END PUBLIC KEY-----")
+    }
+
+    fn keyed(keys: &[&str], count: Option<usize>) -> ImageVerification {
+        let entries: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({"keys": {"publicKeys": key(k)}}))
+            .collect();
+        let mut set = json!({"entries": entries});
+        if let Some(c) = count {
+            set["count"] = json!(c);
+        }
+        ImageVerification::from_json(&json!({"imageReferences": ["ghcr.io/*"], "attestors": [set]}))
+    }
+
     #[test]
-    fn digests_are_checked_offline_and_registry_work_is_an_error() {
+    fn digests_are_checked_without_a_registry() {
         let digest_only = ImageVerification::from_json(&json!({
             "imageReferences": ["*"], "mutateDigest": false, "verifyDigest": true}));
+        let none = crate::context::NoProvider;
         let cases = [
             (pod(&["nginx:1.27@sha256:abc"]), Some(RuleStatus::Pass)),
             (pod(&["nginx:1.27"]), Some(RuleStatus::Fail)),
@@ -177,26 +613,138 @@ mod tests {
             ),
         ];
         for (resource, want) in cases {
-            let got = check(std::slice::from_ref(&digest_only), &resource).map(|(s, _)| s);
+            let got = check(std::slice::from_ref(&digest_only), &resource, &none).map(|(s, _)| s);
             assert_eq!(got, want, "{resource}");
         }
-        let (_, message) = check(&[digest_only], &pod(&["redis:7"])).unwrap();
+        let (_, message) = check(
+            std::slice::from_ref(&digest_only),
+            &pod(&["redis:7"]),
+            &none,
+        )
+        .unwrap();
         assert_eq!(message, "missing digest for redis:7");
+        assert_eq!(
+            verify_and_patch(&[digest_only], &pod(&["redis:7"]), &none),
+            None
+        );
 
         let only_ghcr = ImageVerification::from_json(&json!({
             "imageReferences": ["ghcr.io/*"], "mutateDigest": false}));
-        assert_eq!(check(&[only_ghcr], &pod(&["nginx:1"])), None);
+        assert_eq!(check(&[only_ghcr], &pod(&["nginx:1"]), &none), None);
+    }
 
-        let signed = ImageVerification::from_json(&json!({
-            "imageReferences": ["*"], "attestors": [{"entries": [{"keys": {"publicKeys": "k"}}]}]}));
-        let (status, message) = check(&[signed], &pod(&["nginx:1"])).unwrap();
-        assert_eq!(status, RuleStatus::Error);
-        assert!(message.contains("registry access"), "{message}");
-
-        let mutate = ImageVerification::from_json(&json!({"imageReferences": ["*"]}));
+    #[test]
+    fn signed_images_pass_and_are_pinned_to_the_verified_digest() {
+        let registry = Registry::new("good");
+        let rule = keyed(&["good"], None);
+        let resource = pod(&["ghcr.io/team/app:v1"]);
+        let (status, message, patched) =
+            verify_and_patch(std::slice::from_ref(&rule), &resource, &registry).unwrap();
+        assert_eq!(status, RuleStatus::Pass, "{message}");
+        assert_eq!(message, "verified image signatures for ghcr.io/team/app:v1");
+        let patched = patched.unwrap();
         assert_eq!(
-            check(&[mutate], &pod(&["nginx:1"])).map(|(s, _)| s),
-            Some(RuleStatus::Error)
+            patched["spec"]["containers"][0]["image"],
+            "ghcr.io/team/app:v1@sha256:feed"
+        );
+        // The validate pass sees the pinned image: the digest is there and it still verifies.
+        assert_eq!(
+            check(&[rule], &patched, &registry).map(|(s, _)| s),
+            Some(RuleStatus::Pass)
+        );
+        let asked = registry.asked.lock().unwrap();
+        assert_eq!(asked[0].image, "ghcr.io/team/app:v1");
+        assert_eq!(asked[1].image, "ghcr.io/team/app@sha256:feed");
+    }
+
+    #[test]
+    fn wrong_key_fails_with_the_attestor_path_and_unreachable_registry_is_an_error() {
+        let rule = keyed(&["other"], None);
+        let resource = pod(&["ghcr.io/team/app:v1"]);
+        let (status, message, patched) = verify_and_patch(
+            std::slice::from_ref(&rule),
+            &resource,
+            &Registry::new("good"),
+        )
+        .unwrap();
+        assert_eq!(status, RuleStatus::Fail);
+        assert_eq!(
+            message,
+            "failed to verify image ghcr.io/team/app:v1: .attestors[0].entries[0].keys: no matching signatures"
+        );
+        assert!(patched.is_none());
+        let mut down = Registry::new("good");
+        down.down = true;
+        let (status, message, _) = verify_and_patch(&[rule], &resource, &down).unwrap();
+        assert_eq!(status, RuleStatus::Error, "{message}");
+    }
+
+    #[test]
+    fn counts_and_several_keys_in_one_entry() {
+        let registry = Registry::new("good");
+        let resource = pod(&["ghcr.io/team/app:v1"]);
+        // Two keys, count 1: one good key is enough.
+        let one_of_two = keyed(&["other", "good"], Some(1));
+        assert_eq!(
+            verify_and_patch(&[one_of_two], &resource, &registry).map(|r| r.0),
+            Some(RuleStatus::Pass)
+        );
+        // No count: every entry must verify.
+        let all = keyed(&["good", "other"], None);
+        assert_eq!(
+            verify_and_patch(&[all], &resource, &registry).map(|r| r.0),
+            Some(RuleStatus::Fail)
+        );
+        // Several PEM keys in one publicKeys value are separate entries.
+        let both = format!("{}\n{}", key("other"), key("good"));
+        let rule = ImageVerification::from_json(&json!({"imageReferences": ["*"],
+            "attestors": [{"count": 1, "entries": [{"keys": {"publicKeys": both}}]}]}));
+        assert_eq!(rule.attestor_sets[0].entries.len(), 2);
+        assert_eq!(
+            verify_and_patch(&[rule], &resource, &registry).map(|r| r.0),
+            Some(RuleStatus::Pass)
+        );
+    }
+
+    #[test]
+    fn unsupported_attestors_and_missing_registry_are_errors_never_passes() {
+        let resource = pod(&["ghcr.io/team/app:v1"]);
+        for entry in [
+            json!({"imageReferences": ["*"], "attestors": [{"entries": [{"keyless": {"subject": "x"}}]}]}),
+            json!({"imageReferences": ["*"], "attestations": [{"type": "x"}]}),
+            json!({"imageReferences": ["*"], "type": "Notary", "attestors": [{"entries": [{"certificates": {"cert": "c"}}]}]}),
+        ] {
+            let rule = ImageVerification::from_json(&entry);
+            let (status, message, _) = verify_and_patch(
+                std::slice::from_ref(&rule),
+                &resource,
+                &Registry::new("good"),
+            )
+            .unwrap();
+            assert_eq!(status, RuleStatus::Error, "{entry}");
+            assert!(message.contains("not support"), "{message}");
+            let (status, _) = check(&[rule], &resource, &Registry::new("good")).unwrap();
+            assert_eq!(status, RuleStatus::Error);
+        }
+        let rule = keyed(&["good"], None);
+        let (status, message, _) =
+            verify_and_patch(&[rule], &resource, &crate::context::NoProvider).unwrap();
+        assert_eq!(status, RuleStatus::Error);
+        assert!(message.contains("no image registry access"), "{message}");
+    }
+
+    #[test]
+    fn mutate_digest_without_attestors_resolves_the_tag() {
+        let rule = ImageVerification::from_json(&json!({"imageReferences": ["*"]}));
+        let (status, message, patched) =
+            verify_and_patch(&[rule], &pod(&["nginx:1"]), &Registry::new("good")).unwrap();
+        assert_eq!(
+            (status, message.as_str()),
+            (RuleStatus::Pass, "mutated image digest")
+        );
+        assert_eq!(
+            patched.unwrap()["spec"]["containers"][0]["image"],
+            "docker.io/nginx:1@sha256:feed"
         );
     }
 }

@@ -1,0 +1,235 @@
+//! Cosign signatures checked with a public key, in the layout cosign writes by default for
+//! Kyverno's `type: Cosign`: the tag `sha256-<hex>.sig` in the image's repository (or in
+//! `repository`) holds a manifest whose layers are simple-signing payloads, each with its
+//! signature in the `dev.cosignproject.cosign/signature` annotation (base64 of an ASN.1 ECDSA
+//! signature over the payload bytes). A payload counts when the key verifies it, its
+//! `critical.image.docker-manifest-digest` is the image's digest, and its `optional` claims hold
+//! the required annotations.
+//!
+//! Supported: ECDSA P-256 keys with SHA-256 (cosign's default key type). Not yet: RSA and
+//! Ed25519 keys, other hash algorithms, certificates, keyless identities, Rekor bundles,
+//! attestations (`.att`) and Sigstore bundles (OCI referrers).
+
+use crate::client::{Registry, RegistryError};
+use crate::reference;
+use base64::Engine as _;
+use kybern_engine::context::{ProviderError, SignatureCheck, SignatureOutcome};
+use p256::ecdsa::signature::Verifier;
+use p256::ecdsa::{Signature, VerifyingKey};
+use p256::pkcs8::DecodePublicKey;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::time::Instant;
+
+/// The annotation holding a layer's signature.
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// The media type of simple-signing payload layers.
+pub const SIMPLE_SIGNING_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// How many signature layers are looked at, at most (cosign appends one per signing).
+const MAX_SIGNATURES: usize = 64;
+
+/// The signature tag of a digest: `sha256:<hex>` becomes `sha256-<hex>.sig`.
+pub fn signature_tag(digest: &str) -> String {
+    format!("{}.sig", digest.replacen(':', "-", 1))
+}
+
+fn cache_key(check: &SignatureCheck, digest: &str, repository: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        repository,
+        digest,
+        check.public_key.trim(),
+        &check.signature_algorithm,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for (k, v) in &check.annotations {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// Why one signature layer does not count.
+fn check_layer(
+    key: &VerifyingKey,
+    payload: &[u8],
+    signature_b64: &str,
+    digest: &str,
+    check: &SignatureCheck,
+) -> Result<(), String> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(signature_b64.trim())
+        .map_err(|_| "signature annotation is not base64".to_string())?;
+    let signature = Signature::from_der(&raw).map_err(|_| "malformed signature".to_string())?;
+    // Go's signer does not normalise s; either form of the same signature is accepted.
+    let signature = signature.normalize_s().unwrap_or(signature);
+    key.verify(payload, &signature)
+        .map_err(|_| "invalid signature".to_string())?;
+    let claims: Value =
+        serde_json::from_slice(payload).map_err(|_| "payload is not JSON".to_string())?;
+    let claimed = claims
+        .pointer("/critical/image/docker-manifest-digest")
+        .and_then(Value::as_str);
+    if claimed != Some(digest) {
+        return Err("invalid or missing digest in claim".to_string());
+    }
+    for (k, want) in &check.annotations {
+        let got = claims.pointer("/optional").and_then(|o| o.get(k));
+        let got = got.map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string));
+        if got.as_deref() != Some(want.as_str()) {
+            return Err("no signature matched the required annotations".to_string());
+        }
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// Checks the image's cosign signatures against the key of `check`. `Err` only when the
+    /// registry could not be asked; a missing or wrong signature is `Ok(Failed)`.
+    pub fn verify_signature(
+        &self,
+        check: &SignatureCheck,
+    ) -> Result<SignatureOutcome, RegistryError> {
+        let failed = |m: String| Ok(SignatureOutcome::Failed(m));
+        let algorithm = check.signature_algorithm.to_ascii_lowercase();
+        if !algorithm.is_empty() && algorithm != "sha256" {
+            return failed(format!(
+                "signatureAlgorithm {} is not supported yet (only sha256)",
+                check.signature_algorithm
+            ));
+        }
+        let key = match VerifyingKey::from_public_key_pem(check.public_key.trim()) {
+            Ok(k) => k,
+            Err(_) => {
+                return failed(
+                    "the public key is not a PEM ECDSA P-256 key (RSA and Ed25519 keys are not supported yet)"
+                        .to_string(),
+                );
+            }
+        };
+        let image = match reference::parse(&check.image) {
+            Ok(r) => r,
+            Err(e) => return failed(e.to_string()),
+        };
+        // The tag (if any) is resolved once; everything after refers to the digest.
+        let digest = match image.digest() {
+            Some(d) => d.to_string(),
+            None => match self.manifest(&image) {
+                Ok((_, d)) => d,
+                Err(RegistryError::NotFound(m) | RegistryError::Failed(m)) => return failed(m),
+                Err(e) => return Err(e),
+            },
+        };
+        let sig_repo = if check.repository.is_empty() {
+            format!("{}/{}", image.registry(), image.repository())
+        } else {
+            check.repository.clone()
+        };
+        let key_id = cache_key(check, &digest, &sig_repo);
+        if let Some(hit) = self.cached(&key_id) {
+            return Ok(SignatureOutcome::Verified { digest: hit });
+        }
+        let sig_ref = match reference::parse(&format!("{sig_repo}:{}", signature_tag(&digest))) {
+            Ok(r) => r,
+            Err(e) => return failed(e.to_string()),
+        };
+        let manifest = match self.manifest(&sig_ref) {
+            Ok((bytes, _)) => bytes,
+            Err(RegistryError::NotFound(_)) => return failed("no signatures found".to_string()),
+            Err(RegistryError::Failed(m)) => return failed(m),
+            Err(e) => return Err(e),
+        };
+        let manifest: Value = match serde_json::from_slice(&manifest) {
+            Ok(v) => v,
+            Err(_) => return failed("the signature manifest is not JSON".to_string()),
+        };
+        let layers = manifest
+            .get("layers")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut reasons: Vec<String> = Vec::new();
+        for layer in layers.iter().take(MAX_SIGNATURES) {
+            let Some(signature) = layer
+                .pointer("/annotations")
+                .and_then(|a| a.get(SIGNATURE_ANNOTATION))
+                .and_then(Value::as_str)
+            else {
+                continue;
+            };
+            let Some(layer_digest) = layer.get("digest").and_then(Value::as_str) else {
+                continue;
+            };
+            let payload = match self.blob(&sig_ref, layer_digest) {
+                Ok(p) => p,
+                Err(RegistryError::Unreachable(m)) => return Err(RegistryError::Unreachable(m)),
+                Err(e) => {
+                    reasons.push(e.to_string());
+                    continue;
+                }
+            };
+            match check_layer(&key, &payload, signature, &digest, check) {
+                Ok(()) => {
+                    self.remember(key_id, &digest);
+                    return Ok(SignatureOutcome::Verified { digest });
+                }
+                Err(r) => reasons.push(r),
+            }
+        }
+        if reasons.is_empty() {
+            return failed("no signatures found".to_string());
+        }
+        reasons.dedup();
+        failed(format!("no matching signatures: {}", reasons.join("; ")))
+    }
+
+    fn cached(&self, key: &str) -> Option<String> {
+        let map = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < self.config().cache_ttl)
+            .map(|(_, d)| d.clone())
+    }
+
+    fn remember(&self, key: String, digest: &str) {
+        let mut map = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: expired entries go first, then everything if it is still too large.
+        if map.len() >= 4096 {
+            let ttl = self.config().cache_ttl;
+            map.retain(|_, (at, _)| at.elapsed() < ttl);
+            if map.len() >= 4096 {
+                map.clear();
+            }
+        }
+        map.insert(key, (Instant::now(), digest.to_string()));
+    }
+
+    /// [`Registry::verify_signature`] for a context provider: registry failures become provider
+    /// errors (rule errors).
+    pub fn verify_for_provider(
+        &self,
+        check: &SignatureCheck,
+    ) -> Result<SignatureOutcome, ProviderError> {
+        self.verify_signature(check)
+            .map_err(|e| ProviderError::Failed(e.to_string()))
+    }
+
+    /// [`Registry::resolve_digest`] for a context provider.
+    pub fn digest_for_provider(&self, image: &str) -> Result<String, ProviderError> {
+        self.resolve_digest(image)
+            .map_err(|e| ProviderError::Failed(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_tags_follow_cosign() {
+        assert_eq!(signature_tag("sha256:abc"), "sha256-abc.sig");
+    }
+}
