@@ -669,3 +669,73 @@ async fn mutate_existing_on_policy_update_patches_targets_that_exist_and_a_polic
     controller.shutdown().await;
     c.api.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_policy_deletes_its_synchronized_objects_unless_they_are_orphaned() {
+    let c = cluster().await;
+    let store = c.api.store();
+    store
+        .create(
+            "v1",
+            "namespaces",
+            json!({"metadata": {"name": "team-d", "labels": {"defaults": "yes"}}}),
+        )
+        .unwrap();
+    let controller = kybern_cluster::background::controller::start(controller_options(&c, "d1"))
+        .await
+        .unwrap();
+    // Both rules synchronize; the ConfigMap's says to orphan it.
+    let mut policy = generate_policy();
+    for rule in 0..2 {
+        policy["spec"]["rules"][rule]["generate"]["generateExisting"] = json!(true);
+        policy["spec"]["rules"][rule]["generate"]["synchronize"] = json!(true);
+    }
+    policy["spec"]["rules"][1]["generate"]["orphanDownstreamOnPolicyDelete"] = json!(true);
+    store
+        .create("kyverno.io/v1", "clusterpolicies", policy)
+        .unwrap();
+    let netpol = || {
+        store.get(
+            "networking.k8s.io/v1",
+            "networkpolicies",
+            Some("team-d"),
+            "default-deny",
+        )
+    };
+    let config_map = || store.get("v1", "configmaps", Some("team-d"), "quota-settings");
+    wait_for("the generated objects", Duration::from_secs(20), || {
+        netpol().is_some() && config_map().is_some()
+    })
+    .await;
+    // An object of the same name that the policy did not generate is not touched.
+    store
+        .create(
+            "networking.k8s.io/v1",
+            "networkpolicies",
+            json!({"metadata": {"name": "default-deny", "namespace": "default"}, "spec": {"podSelector": {}}}),
+        )
+        .unwrap();
+    store
+        .delete("kyverno.io/v1", "clusterpolicies", None, ADD_DEFAULTS)
+        .unwrap();
+    wait_for(
+        "the synchronized NetworkPolicy to go with its policy",
+        Duration::from_secs(20),
+        || netpol().is_none(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(config_map().is_some(), "the orphaned ConfigMap stays");
+    assert!(
+        store
+            .get(
+                "networking.k8s.io/v1",
+                "networkpolicies",
+                Some("default"),
+                "default-deny"
+            )
+            .is_some()
+    );
+    controller.shutdown().await;
+    c.api.shutdown().await;
+}

@@ -206,6 +206,8 @@ async fn run(
     let mut existing_done: BTreeSet<String> = BTreeSet::new();
     // The version of each policy whose `mutateExistingOnPolicyUpdate` rules last ran.
     let mut mutated_at: HashMap<String, String> = HashMap::new();
+    // Policies with generate rules as last seen, to delete their downstream objects with them.
+    let mut generating: HashMap<String, Arc<Policy>> = HashMap::new();
     loop {
         let mut downstream = Vec::new();
         tokio::select! {
@@ -240,7 +242,11 @@ async fn run(
                 spawn_downstream_watch(&w, &r, events_tx.clone(), &stop);
             }
         }
+        generating = w.forget_deleted(generating).await;
         for policy in w.store.snapshot().policies.iter() {
+            if generate::has_generate(policy) {
+                generating.insert(policy_key(policy), Arc::clone(policy));
+            }
             let rules = generate_existing_rules(policy);
             if !rules.is_empty() && existing_done.insert(policy.key()) {
                 w.generate_existing(Arc::clone(policy), rules).await;
@@ -257,7 +263,7 @@ async fn run(
         if !with_targets.is_empty() {
             let raw: HashMap<String, Value> = policies.objects().into_iter().collect();
             for policy in with_targets {
-                let key = format!("{}.kyverno.io/{}", policy.kind.as_str(), policy.key());
+                let key = policy_key(&policy);
                 let Some(doc) = raw.get(&key) else { continue };
                 let version = doc
                     .pointer("/metadata/generation")
@@ -299,6 +305,11 @@ async fn run(
             w.restore(&object).await;
         }
     }
+}
+
+/// The key of a policy's watched object (`ClusterPolicy.kyverno.io/name`).
+fn policy_key(policy: &Policy) -> String {
+    format!("{}.kyverno.io/{}", policy.kind.as_str(), policy.key())
 }
 
 /// Rules with `generate.generateExisting: true`: they also act on triggers that exist when the
@@ -576,6 +587,104 @@ impl Worker {
         self.generate_and_write(policy, request, rules).await
     }
 
+    /// Of the policies last seen with generate rules, keeps those still loaded; those the API
+    /// server no longer has take their synchronized downstream objects with them. (One that is
+    /// only out of the store, e.g. an edit that does not compile, is kept and deletes nothing.)
+    async fn forget_deleted(
+        &self,
+        mut known: HashMap<String, Arc<Policy>>,
+    ) -> HashMap<String, Arc<Policy>> {
+        let loaded: BTreeSet<String> = self
+            .store
+            .snapshot()
+            .policies
+            .iter()
+            .map(|p| policy_key(p))
+            .collect();
+        let gone: Vec<String> = known
+            .keys()
+            .filter(|k| !loaded.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            let Some(policy) = known.get(&key).cloned() else {
+                continue;
+            };
+            let (kind, plural) = if policy.namespace.is_empty() {
+                ("ClusterPolicy", "clusterpolicies")
+            } else {
+                ("Policy", "policies")
+            };
+            let resource = ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("kyverno.io", "v1", kind),
+                plural,
+            );
+            let api: Api<DynamicObject> = if policy.namespace.is_empty() {
+                Api::all_with(self.client.clone(), &resource)
+            } else {
+                Api::namespaced_with(self.client.clone(), &policy.namespace, &resource)
+            };
+            match api.get_opt(&policy.name).await {
+                Ok(None) => {
+                    self.delete_downstream(&policy).await;
+                    known.remove(&key);
+                }
+                Ok(Some(_)) => {}
+                Err(e) => {
+                    tracing::warn!(policy = %key, error = %e, "cannot tell whether the policy was deleted")
+                }
+            }
+        }
+        known
+    }
+
+    /// Deletes what a deleted policy's synchronized generate rules wrote (found by Kyverno's
+    /// labels), unless the rule says `orphanDownstreamOnPolicyDelete`.
+    async fn delete_downstream(&self, policy: &Policy) {
+        for (rule, kinds) in generate::downstream_on_policy_delete(policy) {
+            let selector = format!(
+                "{}={},{}={},{}={}",
+                generate::MANAGED_BY.0,
+                generate::MANAGED_BY.1,
+                generate::POLICY_NAME,
+                policy.name,
+                generate::RULE_NAME,
+                rule
+            );
+            for (api_version, kind) in kinds {
+                let Ok(all) = self.api_for(&api_version, &kind, "") else {
+                    continue;
+                };
+                let list = match all.list(&ListParams::default().labels(&selector)).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(policy = %policy.key(), %kind, error = %e, "downstream objects not listed");
+                        continue;
+                    }
+                };
+                for o in list.items {
+                    if label(&o, generate::POLICY_NAMESPACE) != policy.namespace {
+                        continue;
+                    }
+                    let name = o.metadata.name.clone().unwrap_or_default();
+                    let namespace = o.metadata.namespace.clone().unwrap_or_default();
+                    let Ok(api) = self.api_for(&api_version, &kind, &namespace) else {
+                        continue;
+                    };
+                    match api.delete(&name, &DeleteParams::background()).await {
+                        Ok(_) => {
+                            tracing::info!(policy = %policy.key(), %kind, %namespace, %name, "downstream object deleted with its policy")
+                        }
+                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        Err(e) => {
+                            tracing::warn!(policy = %policy.key(), %kind, %namespace, %name, error = %e, "downstream object not deleted")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     async fn mutate_for(&self, ur: &Value) -> Result<usize, String> {
         let policy_key = ur
             .pointer("/spec/policy")
@@ -639,7 +748,8 @@ impl Worker {
         Ok(targets.len())
     }
 
-    /// The API of a kind's objects (in `namespace` when the kind is namespaced).
+    /// The API of a kind's objects: in `namespace` when the kind is namespaced and one is given,
+    /// in all namespaces otherwise.
     fn api_for(
         &self,
         api_version: &str,
@@ -652,7 +762,7 @@ impl Worker {
             .ok_or_else(|| format!("the cluster serves no {api_version} {kind}"))?;
         let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
         let resource = ApiResource::from_gvk_with_plural(&gvk, &r.plural);
-        Ok(if r.namespaced {
+        Ok(if r.namespaced && !namespace.is_empty() {
             Api::namespaced_with(self.client.clone(), namespace, &resource)
         } else {
             Api::all_with(self.client.clone(), &resource)

@@ -112,6 +112,59 @@ pub fn any_synchronized(policy: &Policy, rules: &[String]) -> bool {
     rules.iter().any(|r| synchronize_of(policy, r))
 }
 
+/// The kinds a generate rule writes, `(apiVersion, kind)`: its own, each `cloneList` kind and
+/// each `foreach` entry's (kinds given by a variable are left out: they are not known before a
+/// trigger).
+fn downstream_kinds(g: &Value) -> Vec<(String, String)> {
+    let pair = |v: &Value| {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+        let (api_version, kind) = (s("apiVersion"), s("kind"));
+        (!api_version.is_empty() && !kind.is_empty() && !kind.contains("{{"))
+            .then(|| (api_version.to_string(), kind.to_string()))
+    };
+    let mut out: Vec<(String, String)> = pair(g).into_iter().collect();
+    let clone_list = g
+        .pointer("/cloneList/kinds")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|k| match k.rsplit_once('/') {
+            Some((av, kd)) => (av.to_string(), kd.to_string()),
+            None => ("v1".to_string(), k.to_string()),
+        });
+    out.extend(clone_list);
+    let foreach = g
+        .get("foreach")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    out.extend(foreach.filter_map(pair));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// What deleting `policy` deletes with it: for each generate rule with `synchronize: true` and
+/// without `orphanDownstreamOnPolicyDelete: true`, the rule's name and the kinds it writes.
+pub fn downstream_on_policy_delete(policy: &Policy) -> Vec<(String, Vec<(String, String)>)> {
+    policy
+        .rules
+        .iter()
+        .filter_map(|r| match &r.body {
+            RuleBody::Generate(g)
+                if g.get("synchronize").and_then(Value::as_bool) == Some(true)
+                    && g.get("orphanDownstreamOnPolicyDelete")
+                        .and_then(Value::as_bool)
+                        != Some(true) =>
+            {
+                Some((r.name.clone(), downstream_kinds(g)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Kyverno's labels on a generated object: who manages it, which policy and rule, which trigger.
 fn label(obj: &mut Value, policy: &Policy, rule: &str, trigger: &Value) {
     let api_version = trigger
@@ -203,6 +256,41 @@ mod tests {
             vec!["default-deny".to_string()]
         );
         assert!(!any_synchronized(&policy(false), &["default-deny".into()]));
+    }
+
+    #[test]
+    fn only_synchronized_rules_that_do_not_orphan_delete_with_the_policy() {
+        assert_eq!(
+            downstream_on_policy_delete(&policy(true)),
+            vec![(
+                "default-deny".to_string(),
+                vec![(
+                    "networking.k8s.io/v1".to_string(),
+                    "NetworkPolicy".to_string()
+                )]
+            )]
+        );
+        assert!(downstream_on_policy_delete(&policy(false)).is_empty());
+        let orphan = compile_policy(&json!({
+            "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "p"},
+            "spec": {"rules": [{"name": "copy",
+                "match": {"any": [{"resources": {"kinds": ["Namespace"]}}]},
+                "generate": {"namespace": "{{request.object.metadata.name}}", "synchronize": true,
+                    "orphanDownstreamOnPolicyDelete": true,
+                    "cloneList": {"namespace": "default", "kinds": ["v1/Secret", "v1/ConfigMap"]}}}]}
+        }))
+        .unwrap();
+        assert!(downstream_on_policy_delete(&orphan).is_empty());
+        let RuleBody::Generate(g) = &orphan.rules[0].body else {
+            panic!("a generate rule")
+        };
+        assert_eq!(
+            downstream_kinds(g),
+            vec![
+                ("v1".to_string(), "ConfigMap".to_string()),
+                ("v1".to_string(), "Secret".to_string())
+            ]
+        );
     }
 
     #[test]
