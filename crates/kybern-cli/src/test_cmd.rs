@@ -1,6 +1,7 @@
 //! `kybern test`: discover kyverno-test.yaml files, run them, print Kyverno's tables and summary.
 
 mod judge;
+mod output;
 mod run;
 
 use crate::files;
@@ -8,6 +9,7 @@ use crate::spec::{Test, TestResult, decode_test};
 use crate::table;
 use anyhow::{Result, bail};
 use judge::{Outcome, Row};
+use output::{OutputFormat, SuiteReport};
 use std::path::{Path, PathBuf};
 
 /// Flags of `kybern test`.
@@ -37,6 +39,28 @@ pub struct TestArgs {
     /// Accepted for compatibility; output has no colour.
     #[arg(long = "remove-color")]
     pub remove_color: bool,
+    /// How to print the results: Kyverno's tables, or one document a CI system reads
+    /// (progress lines then go to standard error).
+    #[arg(short = 'o', long = "output-format", value_enum, default_value_t = OutputFormat::Table)]
+    pub output_format: OutputFormat,
+}
+
+impl TestArgs {
+    fn table(&self) -> bool {
+        self.output_format == OutputFormat::Table
+    }
+}
+
+/// A progress line: on standard output for the table, on standard error when standard output
+/// carries a document.
+macro_rules! progress {
+    ($args:expr, $($fmt:tt)*) => {
+        if $args.table() {
+            println!($($fmt)*);
+        } else {
+            eprintln!($($fmt)*);
+        }
+    };
 }
 
 struct LoadedTest {
@@ -142,15 +166,15 @@ pub fn execute(args: &TestArgs) -> Result<i32> {
         }
     }
     if !errors.is_empty() {
-        println!("Test errors:");
+        progress!(args, "Test errors:");
         for (p, e) in &errors {
-            println!("  Path: {}", p.display());
-            println!("    Error: {e}");
+            progress!(args, "  Path: {}", p.display());
+            progress!(args, "    Error: {e}");
         }
         bail!("found {} errors after loading tests", errors.len());
     }
     if tests.is_empty() {
-        println!("No test yamls available");
+        progress!(args, "No test yamls available");
         if args.require_tests {
             bail!("no tests found");
         }
@@ -158,13 +182,15 @@ pub fn execute(args: &TestArgs) -> Result<i32> {
     }
     let mut summary = Summary::default();
     let mut failed_rows: Vec<Row> = Vec::new();
+    let mut reports: Vec<SuiteReport> = Vec::new();
     for lt in &tests {
         let selected = select(&lt.test.results, &selector);
         if selected.is_empty() {
             continue;
         }
         if lt.test.api_version.is_empty() || lt.test.kind.is_empty() || lt.test.name.is_some() {
-            println!(
+            progress!(
+                args,
                 "WARNING: test file ({}) uses a deprecated schema that will be removed in 1.13",
                 lt.path.display()
             );
@@ -175,19 +201,22 @@ pub fn execute(args: &TestArgs) -> Result<i32> {
             );
         }
         let dir = lt.path.parent().unwrap_or(Path::new("."));
-        let rows = run_one(lt, dir, &selected, args)?;
-        for r in rows {
+        let report = run_one(lt, dir, &selected, args)?;
+        for r in &report.rows {
             match (r.outcome, r.counts_as_skip) {
                 (Outcome::Fail, _) => {
                     summary.fail += 1;
-                    failed_rows.push(r);
+                    failed_rows.push(r.clone());
                 }
                 (_, true) => summary.skip += 1,
                 _ => summary.pass += 1,
             }
         }
+        reports.push(report);
     }
-    if args.fail_only {
+    if !args.table() {
+        print!("{}", output::render(args.output_format, &reports, &summary));
+    } else if args.fail_only {
         if !failed_rows.is_empty() {
             println!("Aggregated Failed Test Cases : ");
             print_rows(&failed_rows, args.detailed_results);
@@ -206,7 +235,9 @@ pub fn execute(args: &TestArgs) -> Result<i32> {
             summary.fail
         );
     }
-    println!();
+    if args.table() {
+        println!();
+    }
     if summary.fail > 0 {
         eprintln!("Error: {} tests failed", summary.fail);
         return Ok(1);
@@ -223,32 +254,38 @@ fn run_one(
     dir: &Path,
     selected: &[TestResult],
     args: &TestArgs,
-) -> Result<Vec<Row>> {
+) -> Result<SuiteReport> {
     let name = lt
         .test
         .metadata
         .get("name")
         .and_then(|v| v.as_str())
         .unwrap_or_default();
-    println!("Loading test {name} ( {} ) ...", lt.path.display());
-    println!("  Loading values/variables ...");
+    progress!(args, "Loading test {name} ( {} ) ...", lt.path.display());
+    progress!(args, "  Loading values/variables ...");
     if lt.test.userinfo.is_some() {
-        println!("  Loading user infos ...");
+        progress!(args, "  Loading user infos ...");
     }
-    println!("  Loading policies ...");
-    println!("  Loading resources ...");
-    println!("  Loading exceptions ...");
+    progress!(args, "  Loading policies ...");
+    progress!(args, "  Loading resources ...");
+    progress!(args, "  Loading exceptions ...");
+    let report = |rows: Vec<Row>, errors: Vec<String>| SuiteReport {
+        name: name.to_string(),
+        path: lt.path.clone(),
+        rows,
+        errors,
+    };
     let run = match run::run_test(&lt.test, dir) {
         Ok(r) => r,
         Err(e) => bail!("failed to run test ({e})"),
     };
     for note in &run.notes {
-        println!("  {note}");
+        progress!(args, "  {note}");
     }
     if !run.load_errors.is_empty() {
         // The test cannot be judged on part of its inputs: every selected result fails.
         for e in &run.load_errors {
-            println!("  Error: {e}");
+            progress!(args, "  Error: {e}");
         }
         let rows: Vec<Row> = selected
             .iter()
@@ -262,28 +299,29 @@ fn run_one(
                 counts_as_skip: false,
             })
             .collect();
-        if !args.fail_only {
+        if !args.fail_only && args.table() {
             println!();
             print_rows(&rows, args.detailed_results);
         }
-        return Ok(rows);
+        return Ok(report(rows, run.load_errors.clone()));
     }
-    println!(
+    progress!(
+        args,
         "  Applying {} to {} with {} ...",
         plural(run.policy_set.policies.len(), "policy", "policies"),
         plural(run.resource_count, "resource", "resources"),
         plural(run.policy_set.exceptions.len(), "exception", "exceptions"),
     );
-    println!("  Checking results ...");
+    progress!(args, "  Checking results ...");
     let mut rows = Vec::new();
     for t in selected {
         rows.extend(judge::rows_for(t, &run, dir));
     }
-    if !args.fail_only {
+    if !args.fail_only && args.table() {
         println!();
         print_rows(&rows, args.detailed_results);
     }
-    Ok(rows)
+    Ok(report(rows, Vec::new()))
 }
 
 fn print_rows(rows: &[Row], detailed: bool) {

@@ -1,0 +1,168 @@
+//! `kybern test --output-format`: standard output carries one document a CI system reads (JSON,
+//! YAML, JUnit XML or Markdown) with the same rows and exit code as the table.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kybern");
+
+const POLICY: &str = "\
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: require-team
+spec:
+  validationFailureAction: Enforce
+  rules:
+  - name: team-label
+    match:
+      any:
+      - resources:
+          kinds: [Pod]
+    validate:
+      message: a team label is required
+      pattern:
+        metadata:
+          labels:
+            team: \"?*\"
+";
+
+const RESOURCES: &str = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: labelled
+  labels:
+    team: a
+spec:
+  containers:
+  - name: c
+    image: nginx:1.27
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bare
+spec:
+  containers:
+  - name: c
+    image: nginx:1.27
+";
+
+/// `bare` is expected to pass but fails: one failed row beside one passing row.
+const TEST: &str = "\
+apiVersion: cli.kyverno.io/v1alpha1
+kind: Test
+metadata:
+  name: team-labels
+policies:
+- policy.yaml
+resources:
+- resources.yaml
+results:
+- policy: require-team
+  rule: team-label
+  resources: [labelled, bare]
+  kind: Pod
+  result: pass
+";
+
+struct Suite {
+    dir: PathBuf,
+}
+
+impl Suite {
+    fn new(name: &str) -> Suite {
+        let dir = std::env::temp_dir().join(format!("kybern-out-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, text) in [
+            ("policy.yaml", POLICY),
+            ("resources.yaml", RESOURCES),
+            ("kyverno-test.yaml", TEST),
+        ] {
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        Suite { dir }
+    }
+
+    fn test(&self, format: &str) -> Output {
+        Command::new(BIN)
+            .arg("test")
+            .arg(&self.dir)
+            .args(["--output-format", format])
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Suite {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn json_output_is_one_document_with_every_row_and_the_exit_code_of_the_table() {
+    let suite = Suite::new("json");
+    let out = suite.test("json");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["summary"]["pass"], 1);
+    assert_eq!(doc["summary"]["fail"], 1);
+    let rows = doc["tests"][0]["results"].as_array().unwrap();
+    let result_of = |name: &str| {
+        rows.iter()
+            .find(|r| r["resource"].as_str().unwrap().ends_with(name))
+            .map(|r| r["result"].as_str().unwrap().to_string())
+    };
+    assert_eq!(result_of("/labelled").as_deref(), Some("Pass"));
+    assert_eq!(result_of("/bare").as_deref(), Some("Fail"));
+    // Progress lines leave standard output to the document.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Loading test team-labels"));
+}
+
+#[test]
+fn yaml_output_reads_as_the_json_document() {
+    let suite = Suite::new("yaml");
+    let yaml = suite.test("yaml");
+    let json = suite.test("json");
+    let from_yaml = kybern_engine::yaml::parse_all(&stdout(&yaml)).unwrap();
+    let from_json: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(from_yaml, vec![from_json]);
+}
+
+#[test]
+fn junit_output_has_a_failure_for_the_failed_row() {
+    let suite = Suite::new("junit");
+    let out = suite.test("junit");
+    assert_eq!(out.status.code(), Some(1));
+    let xml = stdout(&out);
+    assert!(
+        xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<testsuites name=\"kybern test\" tests=\"2\" failures=\"1\">"),
+        "{xml}"
+    );
+    assert_eq!(xml.matches("<testcase ").count(), 2, "{xml}");
+    assert_eq!(xml.matches("<failure ").count(), 1, "{xml}");
+    assert!(xml.trim_end().ends_with("</testsuites>"), "{xml}");
+}
+
+#[test]
+fn markdown_output_is_a_table_and_a_summary() {
+    let suite = Suite::new("markdown");
+    let out = suite.test("markdown");
+    let md = stdout(&out);
+    assert!(
+        md.contains("| ID | POLICY | RULE | RESOURCE | RESULT | REASON | MESSAGE |"),
+        "{md}"
+    );
+    assert!(md.contains("1 tests passed and 1 tests failed"), "{md}");
+}
