@@ -65,7 +65,8 @@ pub struct ControllerArgs {
     /// Object names: `kybern` or `kyverno` (as `serve --cluster`).
     #[arg(long, env = "KYBERN_NAMES", default_value = "kybern")]
     pub names: kybern_cluster::names::Scheme,
-    /// Parts to run (comma separated): `background` (generate rules).
+    /// Parts to run (comma separated): `background` (generate rules), `reports` (background
+    /// scan into policy reports).
     #[arg(
         long,
         env = "KYBERN_ENABLE",
@@ -80,27 +81,44 @@ pub struct ControllerArgs {
     /// `/health/readiness`, `/metrics`).
     #[arg(long, env = "KYBERN_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: std::net::SocketAddr,
+    #[command(flatten)]
+    pub reports: crate::report_cmd::ReportsArgs,
 }
 
 /// Runs the background controller until SIGTERM or Ctrl-C.
 pub fn controller(args: &ControllerArgs) -> Result<i32> {
     for part in &args.enable {
         match part.as_str() {
-            "background" => {}
-            "cleanup" | "reports" => bail!(
-                "--enable {part}: not implemented yet (cleanup policies, DeletingPolicies and policy reports are not run by kybern); only `background` (generate rules) is"
+            "background" | "reports" => {}
+            "cleanup" => bail!(
+                "--enable {part}: not implemented yet (cleanup policies and DeletingPolicies are not run by kybern); `background` and `reports` are"
             ),
-            other => bail!("--enable {other}: unknown part (background)"),
+            other => bail!("--enable {other}: unknown part (background, reports)"),
         }
     }
+    let background = args.enable.iter().any(|p| p == "background");
+    let reports = args.enable.iter().any(|p| p == "reports");
+    let report_settings = args.reports.settings()?;
     let identity = args.pod_name.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| format!("kybern-{}", std::process::id()))
     });
+    let names = kybern_cluster::names::Names::new(args.names, &args.namespace, None);
+    let (scan, write, interval) = report_settings;
+    // One endpoint per process: the background part's when it runs, else the reports part's.
+    let report_options = kybern_cluster::reports::controller::ReportOptions {
+        kubeconfig: args.kubeconfig.clone(),
+        names: names.clone(),
+        identity: identity.clone(),
+        listen: (!background).then_some(args.listen),
+        interval,
+        scan,
+        write,
+    };
     let options = kybern_cluster::background::controller::ControllerOptions {
         kubeconfig: args.kubeconfig.clone(),
-        names: kybern_cluster::names::Names::new(args.names, &args.namespace, None),
+        names,
         identity,
         listen: Some(args.listen),
     };
@@ -110,11 +128,29 @@ pub fn controller(args: &ControllerArgs) -> Result<i32> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let controller = kybern_cluster::background::controller::start(options)
-            .await
-            .context("cannot start the controller")?;
+        let controller = match background {
+            true => Some(
+                kybern_cluster::background::controller::start(options)
+                    .await
+                    .context("cannot start the controller")?,
+            ),
+            false => None,
+        };
+        let report_controller = match reports {
+            true => Some(
+                kybern_cluster::reports::controller::start(report_options)
+                    .await
+                    .context("cannot start the reports controller")?,
+            ),
+            false => None,
+        };
         crate::serve_cmd::shutdown_signal().await;
-        controller.shutdown().await;
+        if let Some(c) = controller {
+            c.shutdown().await;
+        }
+        if let Some(c) = report_controller {
+            c.shutdown().await;
+        }
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(0)

@@ -9,6 +9,7 @@ mod files;
 mod jp_cmd;
 mod policy_set;
 mod provider;
+mod report_cmd;
 mod resources;
 mod serve_cmd;
 mod spec;
@@ -39,8 +40,11 @@ enum Command {
     Crds,
     /// Manage the webhook configurations kybern writes in a cluster.
     Webhooks(cluster_cmd::WebhooksArgs),
-    /// Run background work in a cluster: generate rules (queued by `serve --cluster`).
+    /// Run background work in a cluster: generate rules (queued by `serve --cluster`), policy
+    /// reports.
     Controller(cluster_cmd::ControllerArgs),
+    /// Summarise the policy reports in a cluster: per namespace, per policy, failing rules.
+    Report(report_cmd::ReportArgs),
 }
 
 /// A closed stdout (`kybern jp function | head`) ends the process quietly, as other command-line
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Crds => cluster_cmd::crds(),
         Command::Webhooks(args) => cluster_cmd::webhooks(args),
         Command::Controller(args) => cluster_cmd::controller(args),
+        Command::Report(args) => report_cmd::report(args),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

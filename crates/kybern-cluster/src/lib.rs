@@ -17,6 +17,7 @@ pub mod kinds;
 pub mod leader;
 pub mod names;
 pub mod registration;
+pub mod reports;
 pub mod serve;
 pub mod source;
 pub mod status;

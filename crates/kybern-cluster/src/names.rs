@@ -111,6 +111,14 @@ impl Names {
         }
     }
 
+    /// The reports controller's Lease.
+    pub fn reports_lease(&self) -> String {
+        match self.scheme {
+            Scheme::Kybern => "kybern-reports".into(),
+            Scheme::Kyverno => "kyverno-reports-controller".into(),
+        }
+    }
+
     /// The Kyverno-format ConfigMap read for resource filters and exclusions.
     pub fn config_map(&self) -> String {
         self.product().to_string()

@@ -1,0 +1,381 @@
+//! Policy reports end to end on the fake API server: `kybern controller --enable reports` scans
+//! existing Pods, keeps one PolicyReport per Pod in step with Pods and policies, writes nothing
+//! for changes that leave results as they were, and survives an API that refuses report writes.
+
+mod common;
+
+use common::*;
+use kybern_cluster::names::{Names, Scheme};
+use kybern_cluster::reports::controller::{ReportController, ReportOptions};
+use kybern_cluster::reports::scan::ScanSettings;
+use kybern_cluster::reports::writer::WriteSettings;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const REPORTS: &str = "wgpolicyk8s.io/v1alpha2";
+const PODS: usize = 200;
+
+fn label_policy(name: &str, label: &str) -> Value {
+    json!({
+        "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+        "metadata": {"name": name, "annotations": {
+            "policies.kyverno.io/severity": "medium", "policies.kyverno.io/category": "Best Practices"}},
+        "spec": {"background": true, "rules": [{
+            "name": format!("check-{label}"),
+            "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+            "validate": {"message": format!("label {label} is required"),
+                "pattern": {"metadata": {"labels": {label: "?*"}}}}
+        }]}
+    })
+}
+
+fn pod(i: usize) -> Value {
+    let mut labels = json!({"app": "web"});
+    if i % 2 == 0 {
+        labels["team"] = json!("a");
+    }
+    json!({"metadata": {"name": format!("pod-{i}"), "namespace": "team", "labels": labels},
+        "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}})
+}
+
+fn options(c: &Cluster, write: WriteSettings, interval: Duration) -> ReportOptions {
+    ReportOptions {
+        kubeconfig: Some(c.kubeconfig.clone()),
+        names: Names::new(Scheme::Kybern, NS, None),
+        identity: "reports-1".into(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        interval,
+        scan: ScanSettings::default(),
+        write,
+    }
+}
+
+fn fast_writes() -> WriteSettings {
+    WriteSettings {
+        per_second: 10_000,
+        first_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+        ..WriteSettings::default()
+    }
+}
+
+fn report_writes(c: &Cluster) -> usize {
+    c.api
+        .faults()
+        .requests()
+        .iter()
+        .filter(|(m, p)| (m == "PATCH" || m == "PUT" || m == "POST") && p.contains("policyreports"))
+        .count()
+}
+
+fn reports(c: &Cluster) -> Vec<Value> {
+    c.api.store().list(REPORTS, "policyreports", Some("team"))
+}
+
+fn report_of(c: &Cluster, pod: &Value) -> Option<Value> {
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    c.api
+        .store()
+        .get(REPORTS, "policyreports", Some("team"), uid)
+}
+
+fn results(report: &Value) -> Vec<(String, String)> {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["policy"].as_str().unwrap().to_string(),
+                r["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn started(c: &Cluster, write: WriteSettings, interval: Duration) -> ReportController {
+    let controller = kybern_cluster::reports::controller::start(options(c, write, interval))
+        .await
+        .unwrap();
+    wait_for(
+        "the reports controller to lead",
+        Duration::from_secs(20),
+        || *controller.leader.borrow(),
+    )
+    .await;
+    controller
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn existing_pods_get_one_report_each_that_follows_pods_and_policies() {
+    let c = cluster().await;
+    let store = c.api.store();
+    store
+        .create(
+            "kyverno.io/v1",
+            "clusterpolicies",
+            label_policy("require-team", "team"),
+        )
+        .unwrap();
+    let pods: Vec<Value> = (0..PODS)
+        .map(|i| store.create("v1", "pods", pod(i)).unwrap())
+        .collect();
+    // Events churn: never scanned even when a policy selects them.
+    let mut events = label_policy("event-reasons", "reason");
+    events["spec"]["rules"][0]["match"]["any"][0]["resources"]["kinds"] = json!(["Event"]);
+    store
+        .create("kyverno.io/v1", "clusterpolicies", events)
+        .unwrap();
+    store
+        .create(
+            "v1",
+            "events",
+            json!({"metadata": {"name": "e", "namespace": "team"}, "reason": "x"}),
+        )
+        .unwrap();
+    let controller = started(&c, fast_writes(), Duration::from_secs(3600)).await;
+
+    wait_for("a report for every Pod", Duration::from_secs(60), || {
+        reports(&c).len() == PODS
+    })
+    .await;
+    for (i, p) in pods.iter().enumerate() {
+        let r = report_of(&c, p).unwrap_or_else(|| panic!("no report for pod-{i}"));
+        assert_eq!(
+            r["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "kyverno"
+        );
+        assert_eq!(
+            r["metadata"]["ownerReferences"][0]["uid"],
+            p["metadata"]["uid"]
+        );
+        assert_eq!(r["metadata"]["ownerReferences"][0]["kind"], "Pod");
+        assert_eq!(r["scope"]["name"], p["metadata"]["name"]);
+        let want = if i % 2 == 0 { "pass" } else { "fail" };
+        assert_eq!(
+            results(&r),
+            vec![("require-team".to_string(), want.to_string())]
+        );
+        let result = &r["results"][0];
+        assert_eq!(result["rule"], "check-team");
+        assert_eq!(result["source"], "kyverno");
+        assert_eq!(result["severity"], "medium");
+        assert_eq!(result["category"], "Best Practices");
+        assert_eq!(result["scored"], true);
+        assert!(result["timestamp"]["seconds"].as_u64().unwrap() > 0);
+        assert_eq!(r["summary"][want], 1);
+        if want == "fail" {
+            assert_eq!(
+                result["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("label team is required"),
+                true,
+                "{result}"
+            );
+        }
+    }
+    let writes = report_writes(&c);
+    assert_eq!(writes, PODS, "one write per Pod");
+
+    // A change that leaves the results as they were writes nothing.
+    store
+        .merge_patch(
+            "v1",
+            "pods",
+            Some("team"),
+            "pod-1",
+            json!({"metadata": {"annotations": {"note": "x"}}}),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        report_writes(&c),
+        writes,
+        "an irrelevant change was written"
+    );
+
+    // A change of results is written.
+    store
+        .merge_patch(
+            "v1",
+            "pods",
+            Some("team"),
+            "pod-1",
+            json!({"metadata": {"labels": {"team": "b"}}}),
+        )
+        .unwrap();
+    wait_for("pod-1's report to pass", Duration::from_secs(20), || {
+        report_of(&c, &pods[1])
+            .is_some_and(|r| results(&r) == vec![("require-team".into(), "pass".into())])
+    })
+    .await;
+    assert_eq!(report_writes(&c), writes + 1);
+
+    // A policy added: every report gains its results.
+    store
+        .create(
+            "kyverno.io/v1",
+            "clusterpolicies",
+            label_policy("require-owner", "owner"),
+        )
+        .unwrap();
+    wait_for(
+        "every report to carry the new policy",
+        Duration::from_secs(60),
+        || reports(&c).iter().all(|r| results(r).len() == 2),
+    )
+    .await;
+    // A policy removed: its results go.
+    store
+        .delete("kyverno.io/v1", "clusterpolicies", None, "require-team")
+        .unwrap();
+    wait_for(
+        "every report to drop the removed policy",
+        Duration::from_secs(60),
+        || {
+            let all = reports(&c);
+            all.len() == PODS
+                && all
+                    .iter()
+                    .all(|r| results(r) == vec![("require-owner".to_string(), "fail".to_string())])
+        },
+    )
+    .await;
+
+    // The fake API server has no garbage collector: the controller deletes a gone Pod's report.
+    store.delete("v1", "pods", Some("team"), "pod-3").unwrap();
+    wait_for("pod-3's report to go", Duration::from_secs(20), || {
+        report_of(&c, &pods[3]).is_none()
+    })
+    .await;
+
+    // The last policy removed: no results, no reports.
+    store
+        .delete("kyverno.io/v1", "clusterpolicies", None, "require-owner")
+        .unwrap();
+    wait_for("every report to go", Duration::from_secs(60), || {
+        reports(&c).is_empty()
+    })
+    .await;
+    assert!(
+        c.api
+            .faults()
+            .requests()
+            .iter()
+            .all(|(_, p)| !p.contains("/events?") && !p.ends_with("/events")),
+        "Events were read: {:?}",
+        c.api
+            .faults()
+            .requests()
+            .iter()
+            .filter(|(_, p)| p.contains("/events"))
+            .collect::<Vec<_>>()
+    );
+    controller.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_controller_rewrites_nothing_unchanged_and_removes_reports_of_gone_pods() {
+    let c = cluster().await;
+    let store = c.api.store();
+    store
+        .create(
+            "kyverno.io/v1",
+            "clusterpolicies",
+            label_policy("require-team", "team"),
+        )
+        .unwrap();
+    for i in 0..20 {
+        store.create("v1", "pods", pod(i)).unwrap();
+    }
+    let first = started(&c, fast_writes(), Duration::from_secs(3600)).await;
+    wait_for("20 reports", Duration::from_secs(30), || {
+        reports(&c).len() == 20
+    })
+    .await;
+    first.shutdown().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    store.delete("v1", "pods", Some("team"), "pod-0").unwrap();
+    let writes = report_writes(&c);
+    let second = started(&c, fast_writes(), Duration::from_secs(3600)).await;
+    wait_for(
+        "the gone Pod's report to go",
+        Duration::from_secs(30),
+        || reports(&c).len() == 19,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        report_writes(&c),
+        writes,
+        "unchanged reports were written again"
+    );
+    second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_report_writes_are_retried_a_bounded_number_of_times_and_the_controller_stays_healthy()
+ {
+    let c = cluster().await;
+    let store = c.api.store();
+    store
+        .create(
+            "kyverno.io/v1",
+            "clusterpolicies",
+            label_policy("require-team", "team"),
+        )
+        .unwrap();
+    for i in 0..20 {
+        store.create("v1", "pods", pod(i)).unwrap();
+    }
+    c.api
+        .faults()
+        .fail(Some("PATCH"), "policyreports", 500, 1_000_000);
+    let write = WriteSettings {
+        attempts: 3,
+        ..fast_writes()
+    };
+    let controller = started(&c, write, Duration::from_secs(3)).await;
+    let endpoint = controller.endpoint.unwrap();
+    wait_for("every write dropped", Duration::from_secs(60), || {
+        controller.metrics.dropped.get() >= 20
+    })
+    .await;
+    let attempts = report_writes(&c);
+    assert!(
+        (20..=3 * 20 + 3).contains(&attempts),
+        "{attempts} write attempts for 20 reports"
+    );
+    assert!(reports(&c).is_empty());
+    let http = reqwest::Client::new();
+    for path in ["/health/liveness", "/health/readiness"] {
+        let r = http
+            .get(format!("http://{endpoint}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let metrics = http
+        .get(format!("http://{endpoint}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("kybern_report_writes_dropped_total"),
+        "{metrics}"
+    );
+    // The API recovers: the next interval's scan writes what was dropped.
+    c.api.faults().reset();
+    wait_for(
+        "the reports after recovery",
+        Duration::from_secs(30),
+        || reports(&c).len() == 20,
+    )
+    .await;
+    controller.shutdown().await;
+}
