@@ -68,6 +68,8 @@ pub struct ApplyArgs {
     /// Existing resources that mutate rules with `targets` patch.
     #[arg(long = "target-resource", alias = "target-resources")]
     pub target_resources: Vec<PathBuf>,
+    #[command(flatten)]
+    pub registry: crate::provider::RegistryArgs,
 }
 
 #[derive(Default, Debug)]
@@ -216,7 +218,10 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
             }]),
         }
     }
-    let mut provider = FileProvider::default();
+    let mut provider = FileProvider {
+        registry: args.registry.build()?,
+        ..FileProvider::default()
+    };
     provider.add_namespace_labels(&values);
     let (docs, issues) = files::read_paths(&args.target_resources);
     errors.report(&issues);
@@ -610,10 +615,13 @@ fn render_resources(responses: &ResponseMap, to_stdout: bool, output: &mut Batch
     for (key, resps) in responses {
         let path = resource_path(key);
         for resp in resps {
-            let mutated = resp
-                .rules
-                .iter()
-                .any(|r| r.rule_type == RuleType::Mutation && r.status == RuleStatus::Pass);
+            // A verifyImages rule mutates too when it pins a tag to its digest.
+            let mutated = resp.rules.iter().any(|r| {
+                r.status == RuleStatus::Pass
+                    && (r.rule_type == RuleType::Mutation
+                        || (r.rule_type == RuleType::ImageVerify
+                            && resp.patched_resource != resp.resource))
+            });
             if mutated {
                 let mut text = String::new();
                 if to_stdout {

@@ -133,6 +133,15 @@ impl ContextProvider for WithNamespaces<'_> {
     fn image_data(&self, image: &str) -> Result<ImageData, ProviderError> {
         self.inner.image_data(image)
     }
+    fn verify_image_signature(
+        &self,
+        check: &kybern_engine::context::SignatureCheck,
+    ) -> Result<kybern_engine::context::SignatureOutcome, ProviderError> {
+        self.inner.verify_image_signature(check)
+    }
+    fn image_digest(&self, image: &str) -> Result<String, ProviderError> {
+        self.inner.image_digest(image)
+    }
     fn global_context(&self, name: &str) -> Result<Option<Value>, ProviderError> {
         self.inner.global_context(name)
     }

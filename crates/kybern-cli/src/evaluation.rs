@@ -34,20 +34,25 @@ enum Phase {
     Generate,
 }
 
+fn is_mutate(b: &RuleBody) -> bool {
+    matches!(
+        b,
+        RuleBody::Mutate(_)
+            | RuleBody::Unsupported {
+                rule_type: RuleType::Mutation,
+                ..
+            }
+    )
+}
+
 impl Phase {
     fn applies_to(self, p: &Policy) -> bool {
-        let is_mutate = |b: &RuleBody| {
-            matches!(
-                b,
-                RuleBody::Mutate(_)
-                    | RuleBody::Unsupported {
-                        rule_type: RuleType::Mutation,
-                        ..
-                    }
-            )
-        };
         match self {
-            Phase::Mutate => p.has_rule_of(is_mutate),
+            // verifyImages rules verify signatures and pin digests in the mutate pass.
+            Phase::Mutate => {
+                p.has_rule_of(is_mutate)
+                    || p.has_rule_of(|b| matches!(b, RuleBody::VerifyImages(_)))
+            }
             Phase::Validate if p.has_rule_of(|b| matches!(b, RuleBody::Validate(_))) => true,
             Phase::Validate => p.has_rule_of(|b| {
                 !matches!(
@@ -214,7 +219,10 @@ pub fn evaluate_owned(
                 rule_values,
             );
             current = Arc::clone(&r.patched_resource);
-            responses.push(r);
+            // A verifyImages-only policy that had nothing to verify leaves no response.
+            if !r.rules.is_empty() || policy.has_rule_of(is_mutate) {
+                responses.push(r);
+            }
         }
         // Policies without values of their own share one prepared request.
         let shared_request = build_request(

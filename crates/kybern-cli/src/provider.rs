@@ -1,11 +1,67 @@
 //! The CLI's context provider: cluster objects, mocked API calls and global context entries
-//! read from files, the way `kyverno test` and `kyverno apply` serve them offline.
+//! read from files, the way `kyverno test` and `kyverno apply` serve them offline, and image
+//! registries (signatures, digests) when `--registry` allows them.
 
 use crate::spec::ValuesSpec;
-use kybern_engine::context::{ApiCall, ContextProvider, ImageData, Labels, ProviderError};
+use anyhow::{Context, Result};
+use kybern_engine::context::{
+    ApiCall, ContextProvider, ImageData, Labels, ProviderError, SignatureCheck, SignatureOutcome,
+};
 use kybern_engine::objects;
+use kybern_registry::credentials::Credentials;
+use kybern_registry::{Registry, RegistryConfig};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Flags for image registry access (`verifyImages` signatures and digests).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RegistryArgs {
+    /// Reach image registries to verify image signatures and resolve tags to digests
+    /// (credentials from the docker config: $DOCKER_CONFIG/config.json or ~/.docker/config.json).
+    #[arg(long = "registry")]
+    pub registry: bool,
+    /// A registry (HOST[:PORT]) reached over plain HTTP; loopback registries always are.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// A PEM file of CA certificates trusted for registries, besides the public roots.
+    #[arg(long = "registry-ca-file", value_name = "FILE")]
+    pub registry_ca_file: Vec<PathBuf>,
+    /// Seconds one registry call may take.
+    #[arg(
+        long = "registry-timeout",
+        value_name = "SECONDS",
+        default_value_t = 15
+    )]
+    pub registry_timeout: u64,
+}
+
+impl RegistryArgs {
+    /// The registry client the flags ask for; `None` without `--registry`.
+    pub fn build(&self) -> Result<Option<Arc<Registry>>> {
+        if !self.registry {
+            return Ok(None);
+        }
+        let credentials = Credentials::from_environment()?;
+        let mut ca_certificates = Vec::new();
+        for path in &self.registry_ca_file {
+            ca_certificates.push(
+                std::fs::read(path)
+                    .with_context(|| format!("failed to read {}", path.display()))?,
+            );
+        }
+        let registry = Registry::new(RegistryConfig {
+            insecure: self.insecure_registry.clone(),
+            credentials,
+            ca_certificates,
+            timeout: Duration::from_secs(self.registry_timeout.max(1)),
+            ..RegistryConfig::default()
+        })?;
+        Ok(Some(Arc::new(registry)))
+    }
+}
 
 /// File-backed answers. Sources that were not given are unavailable, so rules behave as in
 /// the kyverno CLI's local mode (such context entries are left unloaded).
@@ -34,6 +90,15 @@ pub struct FileProvider {
     pub namespace_labels: BTreeMap<String, Labels>,
     /// Image data from a test's `context` file (`spec.images`), by `image`.
     pub images: Vec<Value>,
+    /// Image registry access (`--registry`).
+    pub registry: Option<Arc<Registry>>,
+}
+
+fn no_registry(what: String) -> ProviderError {
+    ProviderError::Unavailable {
+        what,
+        reason: "image registries are reached only with --registry".into(),
+    }
 }
 
 fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
@@ -167,5 +232,25 @@ impl ContextProvider for FileProvider {
             return Err(unavailable("globalContext"));
         }
         Ok(self.global_entries.get(name).cloned())
+    }
+
+    fn verify_image_signature(
+        &self,
+        check: &SignatureCheck,
+    ) -> Result<SignatureOutcome, ProviderError> {
+        match &self.registry {
+            Some(r) => r.verify_for_provider(check),
+            None => Err(no_registry(format!(
+                "signature verification of {}",
+                check.image
+            ))),
+        }
+    }
+
+    fn image_digest(&self, image: &str) -> Result<String, ProviderError> {
+        match &self.registry {
+            Some(r) => r.digest_for_provider(image),
+            None => Err(no_registry(format!("the digest of {image}"))),
+        }
     }
 }
