@@ -9,14 +9,16 @@ mod files;
 mod jp_cmd;
 mod policy_set;
 mod provider;
+mod reference_cmd;
 mod report_cmd;
 mod resources;
 mod serve_cmd;
 mod spec;
 mod table;
 mod test_cmd;
+mod version_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -45,6 +47,12 @@ enum Command {
     Controller(cluster_cmd::ControllerArgs),
     /// Summarise the policy reports in a cluster: per namespace, per policy, failing rules.
     Report(report_cmd::ReportArgs),
+    /// Show the version, commit, build date and the Kyverno version whose behaviour it follows.
+    Version(version_cmd::VersionArgs),
+    /// Print the Markdown reference of every command and flag.
+    Docs,
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completion(reference_cmd::CompletionArgs),
 }
 
 /// A closed stdout (`kybern jp function | head`) ends the process quietly, as other command-line
@@ -77,6 +85,9 @@ fn main() -> ExitCode {
         Command::Webhooks(args) => cluster_cmd::webhooks(args),
         Command::Controller(args) => cluster_cmd::controller(args),
         Command::Report(args) => report_cmd::report(args),
+        Command::Version(args) => version_cmd::execute(args),
+        Command::Docs => reference_cmd::docs(&Cli::command()),
+        Command::Completion(args) => reference_cmd::completion(args, Cli::command()),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
