@@ -138,6 +138,7 @@ VALUE_SETS: list[tuple[str, dict[str, Any], str, str]] = [
     ("webhooksCleanup.enabled=false", {"webhooksCleanup": {"enabled": False}}, "kybern", "kybern"),
     ("backgroundController.enabled=false", {"backgroundController": {"enabled": False}}, "kybern", "kybern"),
     ("backgroundController.replicas=2", {"backgroundController": {"replicas": 2}}, "kybern", "kybern"),
+    ("backgroundController.reports.enabled=true", {"backgroundController": {"reports": {"enabled": True}}}, "kybern", "kybern"),
     ("every optional input", EVERYTHING, "policy", "policy-system"),
 ]
 
@@ -150,6 +151,8 @@ REJECTED_VALUES: list[dict[str, Any]] = [
     {"config": {"resourceFilters": ["Event,*,*"]}},
     {"admissionController": {"podDisruptionBudget": {"unhealthyPodEvictionPolicy": "Always"}}},
     {"backgroundController": {"replica": 2}},
+    {"backgroundController": {"reports": {"results": ["passed"]}}},
+    {"backgroundController": {"reports": {"scanInterval": "hourly"}}},
     {"backgroundController": {"rbac": {"generatedKinds": [{"apiGroups": [""], "resources": ["*"]}]}}},
     {"backgroundController": {"rbac": {"generatedKinds": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}]}}},
 ]
@@ -395,7 +398,8 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
         cargs = container_args(ctl)
         if cargs[:1] != ["controller"]:
             fail(ctl.where(), f"does not run `kybern controller`: {cargs}")
-        for want in [f"--namespace={ns}", f"--names={names}", "--enable=background", "--listen=0.0.0.0:8080"]:
+        enable = "--enable=background,reports" if bg.get("reports", {}).get("enabled") else "--enable=background"
+        for want in [f"--namespace={ns}", f"--names={names}", enable, "--listen=0.0.0.0:8080"]:
             if want not in cargs:
                 fail(ctl.where(), f"argument {want} missing from {cargs}")
         if not compat and any("kyverno" in a for a in cargs):
@@ -591,6 +595,13 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
             for res in entry["resources"]
             for v in ("get", "list", "watch", "create", "update", "patch", "delete")
         }
+        # `--enable reports`: the reports it lists, applies and deletes.
+        if bg.get("reports", {}).get("enabled"):
+            needs |= {
+                ("wgpolicyk8s.io", res, v, False)
+                for res in ("policyreports", "clusterpolicyreports")
+                for v in ("list", "patch", "delete")
+            }
         missing = sorted(
             f"{v} {g or 'core'}/{res}" + (f" in {ns}" if in_ns else "")
             for g, res, v, in_ns in needs
