@@ -69,6 +69,13 @@ pub struct ServeArgs {
     /// Seconds allowed to receive a request's body (default 10).
     #[arg(long = "body-read-timeout", env = "KYBERN_BODY_READ_TIMEOUT")]
     pub body_read_timeout: Option<u64>,
+    /// MiB of request bodies read at once (default 64); a body that finds no room gets 503.
+    #[arg(long = "body-budget-mib", env = "KYBERN_BODY_BUDGET_MIB")]
+    pub body_budget_mib: Option<usize>,
+    /// MiB of decoded requests evaluated at once, by an estimate from each body's shape (default
+    /// 128); a request that finds no room before its deadline, or needs more, gets 503.
+    #[arg(long = "memory-budget-mib", env = "KYBERN_MEMORY_BUDGET_MIB")]
+    pub memory_budget_mib: Option<usize>,
     /// Kyverno's `kyverno` ConfigMap (YAML or JSON): its `resourceFilters` and
     /// `excludeUsernames`/`excludeGroups`/`excludeRoles`/`excludeClusterRoles` are applied; the file
     /// is re-read when it changes.
@@ -76,6 +83,79 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub registry: crate::provider::RegistryArgs,
+}
+
+/// The file-backed context of the webhook with image registry access added
+/// (`verifyImages` signatures and digests).
+struct WithRegistry {
+    inner: kybern_webhook::provider::ClusterResources,
+    registry: std::sync::Arc<kybern_registry::Registry>,
+}
+
+mod with_registry {
+    use super::WithRegistry;
+    use kybern_engine::context::{
+        ApiCall, ContextProvider, ImageData, Labels, ProviderError, SignatureCheck,
+        SignatureOutcome,
+    };
+    use kybern_engine::request::UserInfo;
+    use kybern_webhook::provider::RequestContext;
+    use serde_json::Value;
+
+    impl ContextProvider for WithRegistry {
+        fn resource(
+            &self,
+            api_version: &str,
+            kind: &str,
+            namespace: &str,
+            name: &str,
+        ) -> Result<Option<Value>, ProviderError> {
+            self.inner.resource(api_version, kind, namespace, name)
+        }
+        fn list(
+            &self,
+            api_version: &str,
+            kind: &str,
+            namespace: &str,
+        ) -> Result<Vec<Value>, ProviderError> {
+            self.inner.list(api_version, kind, namespace)
+        }
+        fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Value>, ProviderError> {
+            self.inner.config_map(namespace, name)
+        }
+        fn api_call(&self, call: &ApiCall) -> Result<Value, ProviderError> {
+            self.inner.api_call(call)
+        }
+        fn namespace_labels(&self, namespace: &str) -> Result<Option<Labels>, ProviderError> {
+            self.inner.namespace_labels(namespace)
+        }
+        fn image_data(&self, image: &str) -> Result<ImageData, ProviderError> {
+            self.inner.image_data(image)
+        }
+        fn global_context(&self, name: &str) -> Result<Option<Value>, ProviderError> {
+            self.inner.global_context(name)
+        }
+        fn verify_image_signature(
+            &self,
+            check: &SignatureCheck,
+        ) -> Result<SignatureOutcome, ProviderError> {
+            self.registry.verify_for_provider(check)
+        }
+        fn image_digest(&self, image: &str) -> Result<String, ProviderError> {
+            self.registry.digest_for_provider(image)
+        }
+    }
+
+    impl RequestContext for WithRegistry {
+        fn roles_of(&self, user: &UserInfo) -> (Vec<String>, Vec<String>) {
+            self.inner.roles_of(user)
+        }
+        fn labels_of(&self, namespace: &str) -> Option<Labels> {
+            self.inner.labels_of(namespace)
+        }
+    }
 }
 
 /// Flags of `kybern serve --cluster`.
@@ -179,6 +259,12 @@ impl ServeArgs {
         if let Some(s) = self.body_read_timeout {
             limits.body_read_timeout = seconds(s);
         }
+        if let Some(m) = self.body_budget_mib {
+            limits.body_budget_bytes = m.max(1).saturating_mul(1024 * 1024);
+        }
+        if let Some(m) = self.memory_budget_mib {
+            limits.memory_budget_bytes = m.max(1).saturating_mul(1024 * 1024);
+        }
         Ok(WebhookConfig {
             listen: self.listen,
             policy_paths: self.policies.clone(),
@@ -281,12 +367,29 @@ fn execute_cluster(args: &ServeArgs, server: WebhookConfig) -> Result<i32> {
 pub fn execute(args: &ServeArgs) -> Result<i32> {
     let config = args.config()?;
     if args.cluster.cluster {
+        if args.registry.registry {
+            bail!("--registry is not supported with --cluster yet");
+        }
         return execute_cluster(args, config);
     }
     init_logging();
+    let mut parts = kybern_webhook::ExternalParts::default();
+    if let Some(registry) = args.registry.build()? {
+        let inner = match &args.cluster_resources {
+            Some(dir) => {
+                let (resources, problems) = kybern_webhook::provider::ClusterResources::load(dir);
+                for p in problems {
+                    eprintln!("warning: cluster resource not loaded: {p}");
+                }
+                resources
+            }
+            None => kybern_webhook::provider::ClusterResources::default(),
+        };
+        parts.provider = Some(std::sync::Arc::new(WithRegistry { inner, registry }));
+    }
     let runtime = runtime()?;
     runtime.block_on(async {
-        let running = kybern_webhook::start(config)
+        let running = kybern_webhook::start_with(config, parts)
             .await
             .context("cannot start the webhook")?;
         if let Some(ca) = &running.ca_pem {

@@ -132,3 +132,142 @@ fn apply_with_registry_passes_signed_images_pins_them_and_fails_the_others() {
     assert!(out.contains("only with --registry"), "{out}");
     assert!(out.contains("error: 2"), "{out}");
 }
+
+/// A `kybern serve --registry` process on a loopback port, killed on drop.
+struct Serve {
+    child: std::process::Child,
+    port: u16,
+    ca: Vec<u8>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    fn start(policies: &Path, certs: &Path) -> Serve {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kybern"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--ip", "127.0.0.1", "--registry"])
+            .arg("--policies")
+            .arg(policies)
+            .arg("--cert-dir")
+            .arg(certs)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let ca_path = certs.join("ca.crt");
+        while !ca_path.exists() {
+            assert!(std::time::Instant::now() < deadline, "no CA written");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let serve = Serve {
+            child,
+            port,
+            ca: std::fs::read(&ca_path).unwrap(),
+        };
+        loop {
+            let ready = serve
+                .client()
+                .get(format!("https://127.0.0.1:{port}/health/readiness"))
+                .send()
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return serve;
+            }
+            assert!(std::time::Instant::now() < deadline, "server not ready");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    fn client(&self) -> reqwest::blocking::Client {
+        reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&self.ca).unwrap())
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap()
+    }
+
+    fn review(&self, path: &str, image: &str) -> serde_json::Value {
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [{"name": "app", "image": image}]}});
+        let body = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "img-1", "operation": "CREATE",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "default", "name": "p",
+                "userInfo": {"username": "someone"}, "object": pod,
+            }
+        });
+        self.client()
+            .post(format!("https://127.0.0.1:{}{path}", self.port))
+            .json(&body)
+            .send()
+            .unwrap()
+            .json::<serde_json::Value>()
+            .unwrap()["response"]
+            .clone()
+    }
+}
+
+#[test]
+fn serve_with_registry_pins_signed_images_and_denies_the_others() {
+    use base64::Engine as _;
+    let Some(server) = TestRegistry::start() else {
+        return;
+    };
+    let registry = Registry::new(RegistryConfig::default()).unwrap();
+    let repo = format!("{}/kybern/app", server.addr);
+    let signed = registry.push_image(&repo, "signed", "signed").unwrap();
+    registry.push_image(&repo, "unsigned", "unsigned").unwrap();
+    let key = signing_key("release");
+    registry
+        .push_signatures(&repo, &signed, &[Signature::by(&key)])
+        .unwrap();
+    let dir = Dir(std::env::temp_dir().join(format!("kybern-serve-images-{}", std::process::id())));
+    let policies = dir.0.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    write(&policies, "verify.yaml", &policy(&server.addr, "release"));
+    let serve = Serve::start(&policies, &dir.0.join("certs"));
+
+    // /mutate pins the signed image to its digest.
+    let r = serve.review("/mutate", &format!("{repo}:signed"));
+    assert_eq!(r["allowed"], true, "{r}");
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(
+            r["patch"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no patch: {r}")),
+        )
+        .unwrap();
+    let patch: serde_json::Value = serde_json::from_slice(&patch).unwrap();
+    let pinned = format!("{repo}:signed@{signed}");
+    assert!(
+        patch
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|op| op["path"] == "/spec/containers/0/image" && op["value"] == pinned.as_str()),
+        "{patch}"
+    );
+    // /validate admits the pinned image and denies the unsigned one, saying why.
+    let r = serve.review("/validate", &pinned);
+    assert_eq!(r["allowed"], true, "{r}");
+    let r = serve.review("/validate", &format!("{repo}:unsigned"));
+    assert_eq!(r["allowed"], false, "{r}");
+    let message = r["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("no signatures found"), "{message}");
+}

@@ -213,10 +213,12 @@ pub fn decide(
         .filter(|p| route.admits(p))
         .filter(|p| match endpoint {
             Endpoint::Validate => has_validate_rules(p),
+            // verifyImages rules verify signatures and pin digests at /mutate too.
             Endpoint::Mutate => p.has_rule_of(|b| {
                 matches!(
                     b,
                     RuleBody::Mutate(_)
+                        | RuleBody::VerifyImages(_)
                         | RuleBody::Unsupported {
                             rule_type: RuleType::Mutation,
                             ..
