@@ -463,3 +463,55 @@ async fn pod_security_and_autogen_rules_report_on_pods_and_deployments_and_pass_
     assert_eq!(d["results"][0]["result"], "fail");
     controller.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn validating_policies_with_background_evaluation_report_too() {
+    let c = cluster().await;
+    let store = c.api.store();
+    let vpol = |name: &str, background: bool| {
+        json!({
+            "apiVersion": "policies.kyverno.io/v1", "kind": "ValidatingPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "validationActions": ["Audit"],
+                "evaluation": {"background": {"enabled": background}},
+                "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                    "operations": ["CREATE", "UPDATE"], "resources": ["pods"]}]},
+                "validations": [{"expression": "has(object.metadata.labels) && 'team' in object.metadata.labels",
+                    "message": "label team is required"}]
+            }
+        })
+    };
+    store
+        .create(
+            "policies.kyverno.io/v1",
+            "validatingpolicies",
+            vpol("vpol-team", true),
+        )
+        .unwrap();
+    store
+        .create(
+            "policies.kyverno.io/v1",
+            "validatingpolicies",
+            vpol("admission-only", false),
+        )
+        .unwrap();
+    let pods: Vec<Value> = (0..4)
+        .map(|i| store.create("v1", "pods", pod(i)).unwrap())
+        .collect();
+    let controller = started(&c, fast_writes(), Duration::from_secs(3600)).await;
+    wait_for("a report per Pod", Duration::from_secs(30), || {
+        reports(&c).len() == 4
+    })
+    .await;
+    for (i, p) in pods.iter().enumerate() {
+        let r = report_of(&c, p).unwrap();
+        let want = if i.is_multiple_of(2) { "pass" } else { "fail" };
+        assert_eq!(
+            results(&r),
+            vec![("vpol-team".to_string(), want.to_string())],
+            "{r}"
+        );
+    }
+    controller.shutdown().await;
+}

@@ -297,7 +297,8 @@ impl Scanner {
                 .as_ref()
                 .is_none_or(|w| w.policy_generation != set.generation)
             {
-                self.restart(&set, &stop).await;
+                let objects: Vec<Value> = policies.objects().into_iter().map(|(_, o)| o).collect();
+                self.restart(&set, &objects, &stop).await;
                 continue;
             }
             self.handle(set, batch).await;
@@ -379,7 +380,7 @@ impl Scanner {
 
     /// Starts the watches of the kinds the current policies select (stopping the previous ones):
     /// their listings evaluate every resource again.
-    async fn restart(&mut self, set: &PolicySet, stop: &CancellationToken) {
+    async fn restart(&mut self, set: &PolicySet, objects: &[Value], stop: &CancellationToken) {
         let generation = match self.watching.take() {
             Some(w) => {
                 w.stop.cancel();
@@ -390,7 +391,13 @@ impl Scanner {
         if let Ok(k) = Kinds::discover(&self.client).await {
             self.kinds.store(Arc::new(k));
         }
-        let resources = scan::scanned_kinds(set, &self.kinds.load(), &self.settings);
+        let kinds = self.kinds.load();
+        let mut resources = scan::scanned_kinds(set, &kinds, &self.settings);
+        for r in scan::cel_scanned_kinds(objects, &kinds, &self.settings) {
+            if !resources.contains(&r) {
+                resources.push(r);
+            }
+        }
         let watch_stop = stop.child_token();
         let mut watched = BTreeSet::new();
         for r in resources {

@@ -1,10 +1,12 @@
 //! What a background scan reports for one resource: the validate results of every policy with
 //! `background: true` that matches it (Pod Security subrules and auto-generated rules for pod
-//! controllers included, as the engine compiles them), evaluated as Kyverno's background scan
-//! does (a CREATE without user information), filtered and capped as configured.
+//! controllers included, as the engine compiles them), and of ValidatingPolicies and bound
+//! ValidatingAdmissionPolicies whose background evaluation is on, evaluated as Kyverno's
+//! background scan does (a CREATE without user information), filtered and capped as configured.
 
 use crate::discovery::Kinds;
 use crate::webhooks::{KindResolver, Resource};
+use kybern_engine::cel::policy_set::{AdmissionFilter, CelKinds};
 use kybern_engine::context::ContextProvider;
 use kybern_engine::engine::{Engine, PolicyContext};
 use kybern_engine::policy::{Policy, RuleBody};
@@ -123,6 +125,69 @@ pub fn scanned_kinds(set: &PolicySet, kinds: &Kinds, settings: &ScanSettings) ->
     out
 }
 
+/// True for a CEL validating policy object (ValidatingPolicy, NamespacedValidatingPolicy,
+/// ValidatingAdmissionPolicy) whose background evaluation is on.
+fn cel_scans(object: &Value) -> bool {
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    matches!(
+        kind,
+        "ValidatingPolicy" | "NamespacedValidatingPolicy" | "ValidatingAdmissionPolicy"
+    ) && object
+        .pointer("/spec/evaluation/background/enabled")
+        .and_then(Value::as_bool)
+        != Some(false)
+}
+
+fn strings(v: Option<&Value>) -> Vec<&str> {
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// The kinds CEL validating policies select (`spec.matchConstraints.resourceRules`), resolved
+/// against discovery; wildcard resources and subresources are not scanned.
+pub fn cel_scanned_kinds(
+    objects: &[Value],
+    kinds: &Kinds,
+    settings: &ScanSettings,
+) -> Vec<Resource> {
+    let mut out: Vec<Resource> = Vec::new();
+    for o in objects.iter().filter(|o| cel_scans(o)) {
+        let rules = o
+            .pointer("/spec/matchConstraints/resourceRules")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        for rule in rules {
+            let groups = strings(rule.get("apiGroups"));
+            let versions = strings(rule.get("apiVersions"));
+            for plural in strings(rule.get("resources")) {
+                if plural.contains('*') || plural.contains('/') {
+                    continue;
+                }
+                for r in kinds.resources().iter().filter(|r| {
+                    r.plural == plural
+                        && r.preferred
+                        && groups.iter().any(|g| *g == "*" || *g == r.group)
+                        && versions.iter().any(|v| *v == "*" || *v == r.version)
+                }) {
+                    let churns = CHURNING_KINDS.contains(&r.kind.as_str())
+                        && !settings.allowed_churning_kinds.contains(&r.kind);
+                    if !churns && !out.contains(r) {
+                        out.push(r.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Cuts a message to `limit` bytes at a character boundary.
 pub fn cap_message(message: &str, limit: usize) -> String {
     if message.len() <= limit {
@@ -191,6 +256,34 @@ pub fn evaluate(
                 &policy.annotations,
                 0,
             ));
+        }
+    }
+    if !set.cel.is_empty() {
+        let filter = AdmissionFilter {
+            kinds: CelKinds::Validating,
+            failure_policy_fail: None,
+            names: &[],
+        };
+        let pass = set
+            .cel
+            .validate_admission(&request, provider, filter, &|| false);
+        for outcome in pass.outcomes.iter().filter(|o| o.background) {
+            let resp = &outcome.response;
+            for rule in &resp.rules {
+                let status = report::reported_status(resp, rule, false);
+                if !settings.results.contains(&status) {
+                    continue;
+                }
+                let message = cap_message(&rule.message, settings.message_limit);
+                results.push(report::result_entry(
+                    resp,
+                    rule,
+                    status,
+                    &message,
+                    &BTreeMap::new(),
+                    0,
+                ));
+            }
         }
     }
     let key = |m: &Map<String, Value>| {
