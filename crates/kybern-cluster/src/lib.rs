@@ -8,6 +8,7 @@
 
 pub mod background;
 pub mod certificates;
+pub mod cleanup;
 pub mod context;
 pub mod crds;
 pub mod discovery;

@@ -111,6 +111,14 @@ impl Names {
         }
     }
 
+    /// The cleanup part's Lease.
+    pub fn cleanup_lease(&self) -> String {
+        match self.scheme {
+            Scheme::Kybern => "kybern-cleanup".into(),
+            Scheme::Kyverno => "kyverno-cleanup-controller".into(),
+        }
+    }
+
     /// The reports controller's Lease.
     pub fn reports_lease(&self) -> String {
         match self.scheme {

@@ -104,42 +104,7 @@ pub async fn start(options: ControllerOptions) -> Result<Controller, ClusterErro
         PolicyDefaults::default(),
         &stop,
     );
-    let ignored = Arc::new(Notify::new());
-    let spawn = |r: ApiResource, trim: Trim| {
-        Cache::spawn(
-            client.clone(),
-            r,
-            None,
-            None,
-            trim,
-            Arc::clone(&ignored),
-            &stop,
-        )
-    };
-    let core = |kind: &str, plural: &str| {
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", kind), plural)
-    };
-    let rbac = |kind: &str, plural: &str| {
-        ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind),
-            plural,
-        )
-    };
-    let context = Arc::new(ClusterContext::new(
-        client.clone(),
-        [
-            spawn(core("Namespace", "namespaces"), Trim::Labels),
-            spawn(core("ConfigMap", "configmaps"), Trim::Object),
-            spawn(rbac("RoleBinding", "rolebindings"), Trim::Slim),
-            spawn(
-                rbac("ClusterRoleBinding", "clusterrolebindings"),
-                Trim::Slim,
-            ),
-        ],
-        Arc::clone(&kinds),
-        Arc::new(GlobalContext::default()),
-        CallLimits::default(),
-    ));
+    let context = cluster_context(&client, &kinds, &stop);
     let requests_changed = Arc::new(Notify::new());
     let requests = Cache::spawn(
         client.clone(),
@@ -187,6 +152,51 @@ pub async fn start(options: ControllerOptions) -> Result<Controller, ClusterErro
         endpoint,
         stop,
     })
+}
+
+/// The context rules read in the background: namespace labels, ConfigMaps and role bindings
+/// from watches, API calls through `client`.
+pub(crate) fn cluster_context(
+    client: &kube::Client,
+    kinds: &Arc<ArcSwap<Kinds>>,
+    stop: &CancellationToken,
+) -> Arc<ClusterContext> {
+    let ignored = Arc::new(Notify::new());
+    let spawn = |r: ApiResource, trim: Trim| {
+        Cache::spawn(
+            client.clone(),
+            r,
+            None,
+            None,
+            trim,
+            Arc::clone(&ignored),
+            stop,
+        )
+    };
+    let core = |kind: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", kind), plural)
+    };
+    let rbac = |kind: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind),
+            plural,
+        )
+    };
+    Arc::new(ClusterContext::new(
+        client.clone(),
+        [
+            spawn(core("Namespace", "namespaces"), Trim::Labels),
+            spawn(core("ConfigMap", "configmaps"), Trim::Object),
+            spawn(rbac("RoleBinding", "rolebindings"), Trim::Slim),
+            spawn(
+                rbac("ClusterRoleBinding", "clusterrolebindings"),
+                Trim::Slim,
+            ),
+        ],
+        Arc::clone(kinds),
+        Arc::new(GlobalContext::default()),
+        CallLimits::default(),
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
