@@ -7,6 +7,7 @@ mod cluster_cmd;
 mod evaluation;
 mod files;
 mod jp_cmd;
+mod lint_cmd;
 mod policy_set;
 mod provider;
 mod reference_cmd;
@@ -47,6 +48,9 @@ enum Command {
     Controller(cluster_cmd::ControllerArgs),
     /// Summarise the policy reports in a cluster: per namespace, per policy, failing rules.
     Report(report_cmd::ReportArgs),
+    /// Check policies without resources: YAML and schema, JMESPath in every variable, CEL,
+    /// variable roots, wildcard kinds (exit 2 on errors, 1 on warnings with --strict).
+    Lint(lint_cmd::LintArgs),
     /// Show the version, commit, build date and the Kyverno version whose behaviour it follows.
     Version(version_cmd::VersionArgs),
     /// Print the Markdown reference of every command and flag.
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         Command::Webhooks(args) => cluster_cmd::webhooks(args),
         Command::Controller(args) => cluster_cmd::controller(args),
         Command::Report(args) => report_cmd::report(args),
+        Command::Lint(args) => lint_cmd::execute(args),
         Command::Version(args) => version_cmd::execute(args),
         Command::Docs => reference_cmd::docs(&Cli::command()),
         Command::Completion(args) => reference_cmd::completion(args, Cli::command()),

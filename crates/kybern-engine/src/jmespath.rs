@@ -114,6 +114,112 @@ fn reads_root_field(ast: &Ast, name: &str, on_root: bool) -> bool {
     }
 }
 
+/// What a static check can tell of an expression without data: the top-level fields it reads
+/// (`@` when it may hand on the whole root) and the functions it calls with their argument
+/// counts.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ExpressionFacts {
+    pub roots: Vec<String>,
+    pub calls: Vec<(String, usize)>,
+}
+
+/// [`ExpressionFacts`] of `expr`, or its syntax error.
+pub fn facts(expr: &str) -> Result<ExpressionFacts, JmespathError> {
+    let ast = ::jmespath::parse(expr).map_err(|e| syntax_error(expr, &e))?;
+    let mut facts = ExpressionFacts::default();
+    collect_facts(&ast, true, &mut facts, 0);
+    facts.roots.sort();
+    facts.roots.dedup();
+    Ok(facts)
+}
+
+/// How many arguments function `name` takes: `(min, max)`, `max` `None` when variadic; `None`
+/// for a function that does not exist.
+pub fn function_arity(name: &str) -> Option<(usize, Option<usize>)> {
+    static ARITY: LazyLock<std::collections::HashMap<&'static str, (usize, Option<usize>)>> =
+        LazyLock::new(|| {
+            functions::docs()
+                .into_iter()
+                .map(|d| (d.name, arity_of_signature(&d.signature)))
+                .collect()
+        });
+    ARITY.get(name).copied()
+}
+
+/// `(min, max)` argument counts of a signature such as `merge(object...) object`.
+fn arity_of_signature(signature: &str) -> (usize, Option<usize>) {
+    let params = signature
+        .split_once('(')
+        .and_then(|(_, rest)| rest.rsplit_once(')'))
+        .map(|(p, _)| p.trim())
+        .unwrap_or_default();
+    if params.is_empty() {
+        return (0, Some(0));
+    }
+    let list: Vec<&str> = params.split(',').map(str::trim).collect();
+    if list.last().is_some_and(|p| p.ends_with("...")) {
+        (list.len(), None)
+    } else {
+        (list.len(), Some(list.len()))
+    }
+}
+
+fn collect_facts(ast: &Ast, on_root: bool, facts: &mut ExpressionFacts, depth: usize) {
+    if depth > 256 {
+        return;
+    }
+    let go = |a: &Ast, root: bool, facts: &mut ExpressionFacts| {
+        collect_facts(a, root, facts, depth + 1);
+    };
+    match ast {
+        Ast::Identity { .. } => {
+            if on_root {
+                facts.roots.push("@".into());
+            }
+        }
+        Ast::Field { name, .. } => {
+            if on_root {
+                facts.roots.push(name.clone());
+            }
+        }
+        Ast::Index { .. } | Ast::Slice { .. } | Ast::Literal { .. } => {}
+        Ast::Subexpr { lhs, rhs, .. } | Ast::Projection { lhs, rhs, .. } => {
+            go(lhs, on_root, facts);
+            go(rhs, false, facts);
+        }
+        Ast::Comparison { lhs, rhs, .. } | Ast::And { lhs, rhs, .. } | Ast::Or { lhs, rhs, .. } => {
+            go(lhs, on_root, facts);
+            go(rhs, on_root, facts);
+        }
+        Ast::Condition {
+            predicate, then, ..
+        } => {
+            go(predicate, on_root, facts);
+            go(then, on_root, facts);
+        }
+        Ast::Flatten { node, .. } | Ast::Not { node, .. } | Ast::ObjectValues { node, .. } => {
+            go(node, on_root, facts);
+        }
+        Ast::Expref { ast, .. } => go(ast, false, facts),
+        Ast::Function { name, args, .. } => {
+            facts.calls.push((name.clone(), args.len()));
+            for a in args {
+                go(a, on_root, facts);
+            }
+        }
+        Ast::MultiList { elements, .. } => {
+            for a in elements {
+                go(a, on_root, facts);
+            }
+        }
+        Ast::MultiHash { elements, .. } => {
+            for kv in elements {
+                go(&kv.value, on_root, facts);
+            }
+        }
+    }
+}
+
 fn syntax_error(expr: &str, e: &::jmespath::JmespathError) -> JmespathError {
     let message = match &e.reason {
         ErrorReason::Parse(m) => format!("{m} at column {}", e.column),

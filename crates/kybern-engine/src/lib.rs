@@ -26,6 +26,7 @@ pub mod images;
 pub mod jmespath;
 pub mod json_context;
 pub mod json_patch;
+pub mod lint;
 pub mod matching;
 pub mod mutation;
 pub mod objects;

@@ -78,6 +78,33 @@ pub fn replace_variables(s: &str, placeholder: &str) -> String {
     .into_owned()
 }
 
+/// The expressions of the variables in `s`, innermost first: an outer variable is listed with
+/// its inner variables read as the text `x` (they are substituted before it is evaluated).
+/// A leading `-` (no re-substitution of the result) is dropped.
+pub fn variable_expressions(s: &str) -> Vec<String> {
+    let Some(re) = VARIABLE.as_ref() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut current = s.to_string();
+    for _ in 0..MAX_PASSES {
+        let mut found = false;
+        for caps in re.captures_iter(&current) {
+            let Some(var) = caps.get(2) else { continue };
+            let raw = var.as_str();
+            let inner = raw.get(2..raw.len().saturating_sub(2)).unwrap_or_default();
+            let inner = inner.strip_prefix('-').unwrap_or(inner);
+            out.push(inner.trim().to_string());
+            found = true;
+        }
+        if !found {
+            break;
+        }
+        current = replace_variables(&current, "x");
+    }
+    out
+}
+
 /// True if any string or key in the value holds a variable.
 pub fn value_has_variables(v: &Value) -> bool {
     match v {
@@ -387,6 +414,15 @@ pub fn substitute_string(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variable_expressions_lists_inner_variables_first() {
+        assert_eq!(
+            variable_expressions("a {{ to_upper('{{ @ }}') }} b {{- request.name }}"),
+            vec!["@", "request.name", "to_upper('x')"]
+        );
+        assert!(variable_expressions("no \\{{ variable }}").is_empty());
+    }
 
     #[test]
     fn detects_unescaped_variables_only() {

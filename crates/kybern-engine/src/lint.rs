@@ -1,0 +1,479 @@
+//! Static checks of policy documents without resources (`kybern lint`): what the loader accepts
+//! but cannot work when the policy runs, or that Kyverno refuses, each named by its field path.
+
+use crate::jmespath;
+use crate::variables;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// The policy does not load, or a part of it can never work.
+    Error,
+    /// It works, but probably not as meant, or at a cost.
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    /// A stable name of the check, e.g. `jmespath-syntax`.
+    pub check: &'static str,
+    /// Field path in the document, e.g. `spec.rules[0].validate.message`.
+    pub path: String,
+    pub message: String,
+    /// Text of the document the finding is about (an expression), for locating its line.
+    pub text: Option<String>,
+}
+
+fn finding(
+    severity: Severity,
+    check: &'static str,
+    path: &str,
+    message: String,
+    text: Option<&str>,
+) -> Finding {
+    Finding {
+        severity,
+        check,
+        path: path.to_string(),
+        message,
+        text: text.map(str::to_string),
+    }
+}
+
+/// Variable roots Kyverno defines for every rule (`ReservedKeys` in its context package);
+/// `target` is defined in mutate targets.
+const RESERVED_ROOTS: &[&str] = &[
+    "request",
+    "serviceAccountName",
+    "serviceAccountNamespace",
+    "element",
+    "elementIndex",
+    "@",
+    "images",
+    "image",
+    "target",
+];
+
+/// Roots that describe the requester: there is none in a background scan, so Kyverno refuses
+/// them in policies that run in the background.
+const REQUESTER_FIELDS: &[&str] = &["userInfo", "roles", "clusterRoles"];
+
+fn is_reserved(root: &str) -> bool {
+    RESERVED_ROOTS.contains(&root)
+        || ["element", "elementIndex"].iter().any(|p| {
+            root.strip_prefix(p)
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        })
+}
+
+/// Every `context[].name` anywhere under `v` (rule, foreach and target contexts).
+fn context_names(v: &Value, out: &mut BTreeSet<String>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                if k == "context"
+                    && let Some(entries) = child.as_array()
+                {
+                    out.extend(
+                        entries
+                            .iter()
+                            .filter_map(|e| e.get("name").and_then(Value::as_str))
+                            .map(str::to_string),
+                    );
+                }
+                context_names(child, out, depth + 1);
+            }
+        }
+        Value::Array(items) => {
+            for i in items {
+                context_names(i, out, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+struct RuleScope<'a> {
+    names: &'a BTreeSet<String>,
+    background: bool,
+}
+
+fn check_expression(expr: &str, path: &str, scope: &RuleScope, out: &mut Vec<Finding>) {
+    if expr == "@" {
+        return;
+    }
+    let facts = match jmespath::facts(expr) {
+        Ok(f) => f,
+        Err(e) => {
+            out.push(finding(
+                Severity::Error,
+                "jmespath-syntax",
+                path,
+                format!("`{{{{ {expr} }}}}` does not parse: {e}"),
+                Some(expr),
+            ));
+            return;
+        }
+    };
+    for (name, args) in &facts.calls {
+        match jmespath::function_arity(name) {
+            None => out.push(finding(
+                Severity::Error,
+                "jmespath-function",
+                path,
+                format!("unknown function `{name}` in `{{{{ {expr} }}}}` (`kybern jp function` lists them)"),
+                Some(expr),
+            )),
+            Some((min, max)) if *args < min || max.is_some_and(|m| *args > m) => {
+                let wanted = match max {
+                    Some(m) if m == min => format!("{min}"),
+                    Some(m) => format!("{min} to {m}"),
+                    None => format!("at least {min}"),
+                };
+                out.push(finding(
+                    Severity::Error,
+                    "jmespath-arity",
+                    path,
+                    format!("`{name}` takes {wanted} argument(s), {args} given in `{{{{ {expr} }}}}`"),
+                    Some(expr),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    for root in &facts.roots {
+        if root.is_empty() {
+            out.push(finding(
+                Severity::Warning,
+                "variable-root",
+                path,
+                format!(
+                    "`\"\"` in `{{{{ {expr} }}}}` is a quoted field name (the root's empty key, null), not an empty string: write `''` for a string"
+                ),
+                Some(expr),
+            ));
+        } else if !is_reserved(root) && !scope.names.contains(root) {
+            out.push(finding(
+                Severity::Warning,
+                "variable-root",
+                path,
+                format!(
+                    "`{root}` in `{{{{ {expr} }}}}` is neither a context entry of the rule nor a variable Kyverno defines: it must come from a values file (`kybern apply -f`/`--set`), otherwise it is null"
+                ),
+                Some(expr),
+            ));
+        }
+    }
+    if scope.background {
+        let requester = REQUESTER_FIELDS
+            .iter()
+            .find(|f| expr.contains(&format!("request.{f}")))
+            .map(|f| format!("request.{f}"))
+            .or_else(|| {
+                facts
+                    .roots
+                    .iter()
+                    .find(|r| *r == "serviceAccountName" || *r == "serviceAccountNamespace")
+                    .cloned()
+            });
+        if let Some(field) = requester {
+            out.push(finding(
+                Severity::Error,
+                "background-variable",
+                path,
+                format!(
+                    "`{field}` is not known in a background scan: Kyverno refuses it in a policy with `background: true` (the default); set `spec.background: false`"
+                ),
+                Some(expr),
+            ));
+        }
+    }
+}
+
+fn walk_strings(v: &Value, path: &str, scope: &RuleScope, out: &mut Vec<Finding>, depth: usize) {
+    if depth > 128 {
+        return;
+    }
+    match v {
+        Value::String(s) if variables::has_variables(s) => {
+            for expr in variables::variable_expressions(s) {
+                check_expression(&expr, path, scope, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                walk_strings(item, &format!("{path}[{i}]"), scope, out, depth + 1);
+            }
+        }
+        Value::Object(map) => {
+            for (k, child) in map {
+                let child_path = format!("{path}.{k}");
+                if variables::has_variables(k) {
+                    for expr in variables::variable_expressions(k) {
+                        check_expression(&expr, &child_path, scope, out);
+                    }
+                }
+                walk_strings(child, &child_path, scope, out, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_kinds(rule: &Value, rule_path: &str, out: &mut Vec<Finding>) {
+    for block in ["match", "exclude"] {
+        let Some(b) = rule.get(block) else { continue };
+        let mut filters: Vec<(String, &Value)> = Vec::new();
+        if let Some(r) = b.get("resources") {
+            filters.push((format!("{rule_path}.{block}.resources"), r));
+        }
+        for group in ["any", "all"] {
+            for (i, f) in b
+                .get(group)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                if let Some(r) = f.get("resources") {
+                    filters.push((format!("{rule_path}.{block}.{group}[{i}].resources"), r));
+                }
+            }
+        }
+        for (path, r) in filters {
+            let wildcard = r
+                .get("kinds")
+                .and_then(Value::as_array)
+                .is_some_and(|k| k.iter().any(|k| k.as_str() == Some("*")));
+            if wildcard && block == "match" {
+                out.push(finding(
+                    Severity::Warning,
+                    "wildcard-kind",
+                    &format!("{path}.kinds"),
+                    "`kinds: [\"*\"]` sends every request of every kind to the webhook; name the kinds the rule is about".into(),
+                    None,
+                ));
+            }
+        }
+    }
+}
+
+fn check_cel(rule: &Value, rule_path: &str, out: &mut Vec<Finding>) {
+    let Some(cel) = rule.pointer("/validate/cel") else {
+        return;
+    };
+    for (field, list) in [("expressions", "expression"), ("variables", "expression")] {
+        for (i, e) in cel
+            .get(field)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let Some(source) = e.get(list).and_then(Value::as_str) else {
+                continue;
+            };
+            let path = format!("{rule_path}.validate.cel.{field}[{i}].{list}");
+            if let Err(err) = crate::cel::Expression::compile(source, &path) {
+                out.push(finding(
+                    Severity::Error,
+                    "cel-syntax",
+                    &path,
+                    format!("does not compile: {err}"),
+                    Some(source),
+                ));
+            }
+        }
+    }
+}
+
+/// The findings of one document (a ClusterPolicy or Policy; other kinds are checked by loading
+/// them). A document that does not load gives its load error and no other finding.
+pub fn lint_document(doc: &Value) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+    if !matches!(kind, "ClusterPolicy" | "Policy") {
+        if let Some(Err(e)) = crate::cel::policy_set::compile_document(doc) {
+            out.push(finding(Severity::Error, "load", "", e.to_string(), None));
+        }
+        return out;
+    }
+    if let Err(e) = crate::policy::compile_policy(doc) {
+        out.push(finding(Severity::Error, "load", &e.path, e.message, None));
+        return out;
+    }
+    let background = doc
+        .pointer("/spec/background")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    for (i, rule) in doc
+        .pointer("/spec/rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let rule_path = format!("spec.rules[{i}]");
+        let mut names = BTreeSet::new();
+        context_names(rule, &mut names, 0);
+        let scope = RuleScope {
+            names: &names,
+            background,
+        };
+        walk_strings(rule, &rule_path, &scope, &mut out, 0);
+        check_kinds(rule, &rule_path, &mut out);
+        check_cel(rule, &rule_path, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(rule: Value, background: bool) -> Value {
+        json!({
+            "apiVersion": "kyverno.io/v1",
+            "kind": "ClusterPolicy",
+            "metadata": {"name": "p"},
+            "spec": {"background": background, "rules": [rule]},
+        })
+    }
+
+    fn checks(doc: &Value) -> Vec<(&'static str, String)> {
+        lint_document(doc)
+            .into_iter()
+            .map(|f| (f.check, f.path))
+            .collect()
+    }
+
+    fn validate(message: &str, kinds: Value) -> Value {
+        json!({
+            "name": "r",
+            "match": {"any": [{"resources": {"kinds": kinds}}]},
+            "validate": {"message": message, "pattern": {"metadata": {"name": "?*"}}},
+        })
+    }
+
+    #[test]
+    fn a_clean_policy_has_no_findings() {
+        let doc = policy(
+            validate(
+                "{{ request.object.metadata.name }} needs a name",
+                json!(["Pod"]),
+            ),
+            true,
+        );
+        assert_eq!(checks(&doc), vec![]);
+    }
+
+    #[test]
+    fn syntax_functions_arity_and_roots_are_checked_in_every_variable() {
+        let doc = policy(
+            validate(
+                "{{ request.object.metadata.name | }} {{ to_upperr(request.object.kind) }} {{ to_upper('a', 'b') }} {{ requset.object.kind }}",
+                json!(["Pod"]),
+            ),
+            false,
+        );
+        let path = "spec.rules[0].validate.message".to_string();
+        assert_eq!(
+            checks(&doc),
+            vec![
+                ("jmespath-syntax", path.clone()),
+                ("jmespath-function", path.clone()),
+                ("jmespath-arity", path.clone()),
+                ("variable-root", path),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_double_quoted_empty_string_is_reported_as_the_field_it_is() {
+        let doc = policy(
+            validate("{{ request.object.metadata.name || \"\" }}", json!(["Pod"])),
+            true,
+        );
+        let found = lint_document(&doc);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].message.contains("write `''`"), "{}", found[0].message);
+    }
+
+    #[test]
+    fn context_entries_and_foreach_elements_are_known_roots() {
+        let rule = json!({
+            "name": "r",
+            "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+            "context": [{"name": "allowed", "variable": {"value": ["a"]}}],
+            "validate": {"foreach": [{
+                "list": "request.object.spec.containers",
+                "context": [{"name": "inner", "variable": {"value": 1}}],
+                "deny": {"conditions": {"any": [{
+                    "key": "{{ element.name }}{{ elementIndex }}{{ inner }}{{ element0.name }}",
+                    "operator": "AnyNotIn",
+                    "value": "{{ allowed }}",
+                }]}},
+            }]},
+        });
+        assert_eq!(checks(&policy(rule, true)), vec![]);
+    }
+
+    #[test]
+    fn requester_variables_are_refused_in_background_policies() {
+        let rule = validate("{{ request.userInfo.username }}", json!(["Pod"]));
+        assert_eq!(
+            checks(&policy(rule.clone(), true)),
+            vec![(
+                "background-variable",
+                "spec.rules[0].validate.message".to_string()
+            )]
+        );
+        assert_eq!(checks(&policy(rule, false)), vec![]);
+    }
+
+    #[test]
+    fn wildcard_kinds_and_bad_cel_are_reported() {
+        let mut rule = validate("m", json!(["*"]));
+        rule["validate"] = json!({"cel": {"expressions": [{"expression": "object.spec. == 1"}]}});
+        let found = checks(&policy(rule, true));
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "wildcard-kind",
+                    "spec.rules[0].match.any[0].resources.kinds".to_string()
+                ),
+                (
+                    "cel-syntax",
+                    "spec.rules[0].validate.cel.expressions[0].expression".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_policy_that_does_not_load_gives_its_load_error() {
+        let doc = json!({"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "p"}, "spec": {"rules": [{"name": "r", "validate": {"messages": "x"}}]}});
+        let found = lint_document(&doc);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].check, "load");
+        assert_eq!(found[0].severity, Severity::Error);
+    }
+}
