@@ -21,17 +21,28 @@ use std::time::Duration;
 pub struct RegistryArgs {
     /// Reach image registries to verify image signatures and resolve tags to digests
     /// (credentials from the docker config: $DOCKER_CONFIG/config.json or ~/.docker/config.json).
-    #[arg(long = "registry")]
+    #[arg(long = "registry", env = "KYBERN_REGISTRY")]
     pub registry: bool,
     /// A registry (HOST[:PORT]) reached over plain HTTP; loopback registries always are.
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    #[arg(
+        long = "insecure-registry",
+        env = "KYBERN_INSECURE_REGISTRIES",
+        value_name = "HOST[:PORT]",
+        value_delimiter = ','
+    )]
     pub insecure_registry: Vec<String>,
     /// A PEM file of CA certificates trusted for registries, besides the public roots.
-    #[arg(long = "registry-ca-file", value_name = "FILE")]
+    #[arg(
+        long = "registry-ca-file",
+        env = "KYBERN_REGISTRY_CA_FILES",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
     pub registry_ca_file: Vec<PathBuf>,
     /// Seconds one registry call may take.
     #[arg(
         long = "registry-timeout",
+        env = "KYBERN_REGISTRY_TIMEOUT",
         value_name = "SECONDS",
         default_value_t = 15
     )]

@@ -9,7 +9,6 @@ use crate::cosign::{SIGNATURE_ANNOTATION, SIMPLE_SIGNING_TYPE, signature_tag};
 use crate::reference;
 use base64::Engine as _;
 use oci_client::RegistryOperation;
-use oci_client::secrets::RegistryAuth;
 use p256::ecdsa::SigningKey;
 use p256::ecdsa::signature::Signer;
 use p256::pkcs8::{EncodePublicKey, LineEnding};
@@ -44,7 +43,7 @@ fn free_port() -> std::io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// `GET /v2/` answered with 200.
+/// `GET /v2/` answered (200, or 401 when the registry asks for credentials).
 fn answers(addr: &str) -> bool {
     let Ok(mut s) = TcpStream::connect(addr) else {
         return false;
@@ -56,7 +55,8 @@ fn answers(addr: &str) -> bool {
     }
     let mut buf = [0u8; 32];
     let n = s.read(&mut buf).unwrap_or(0);
-    buf.get(..n).is_some_and(|b| b.starts_with(b"HTTP/1.1 200"))
+    buf.get(..n)
+        .is_some_and(|b| b.starts_with(b"HTTP/1.1 200") || b.starts_with(b"HTTP/1.1 401"))
 }
 
 impl TestRegistry {
@@ -64,6 +64,16 @@ impl TestRegistry {
     /// `None` so a developer's run says what it skipped; under CI (`CI` set) it panics instead,
     /// since `.ci/run` installs the package.
     pub fn start() -> Option<TestRegistry> {
+        Self::start_with(None)
+    }
+
+    /// [`TestRegistry::start`] with HTTP basic authentication: `htpasswd` is one
+    /// `user:<bcrypt hash>` line.
+    pub fn start_with_basic_auth(htpasswd: &str) -> Option<TestRegistry> {
+        Self::start_with(Some(htpasswd))
+    }
+
+    fn start_with(htpasswd: Option<&str>) -> Option<TestRegistry> {
         let Some(binary) = find_binary() else {
             let message = "docker-registry is not installed (Debian package docker-registry; .ci/run installs it): registry tests SKIPPED";
             if std::env::var_os("CI").is_some() {
@@ -72,22 +82,30 @@ impl TestRegistry {
             eprintln!("{message}");
             return None;
         };
-        match Self::start_binary(&binary) {
+        match Self::start_binary(&binary, htpasswd) {
             Ok(r) => Some(r),
             Err(e) => panic!("cannot start {}: {e}", binary.display()),
         }
     }
 
-    fn start_binary(binary: &Path) -> std::io::Result<TestRegistry> {
+    fn start_binary(binary: &Path, htpasswd: Option<&str>) -> std::io::Result<TestRegistry> {
         let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
         let dir =
             std::env::temp_dir().join(format!("kybern-registry-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("data"))?;
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: {addr}\n",
             dir.join("data").display()
         );
+        if let Some(line) = htpasswd {
+            let path = dir.join("htpasswd");
+            std::fs::write(&path, format!("{line}\n"))?;
+            config.push_str(&format!(
+                "auth:\n  htpasswd: {{realm: kybern-test, path: {}}}\n",
+                path.display()
+            ));
+        }
         let config_path = dir.join("config.yml");
         std::fs::write(&config_path, config)?;
         let log = std::fs::File::create(dir.join("registry.log"))?;
@@ -185,11 +203,12 @@ impl Registry {
     fn push_blob(&self, target: &str, data: &[u8]) -> Result<String, RegistryError> {
         let r = reference::parse(target).map_err(|e| RegistryError::Failed(e.to_string()))?;
         let client = self.client(&r);
+        let auth = self.auth(&r);
         let digest = digest_of(data);
         let what = format!("push blob to {target}");
         self.run(&what, async {
             client
-                .auth(&r, &RegistryAuth::Anonymous, RegistryOperation::Push)
+                .auth(&r, &auth, RegistryOperation::Push)
                 .await
                 .map_err(|e| RegistryError::Failed(format!("{what}: {e}")))?;
             client
@@ -213,9 +232,14 @@ impl Registry {
             .unwrap_or("application/vnd.oci.image.manifest.v1+json")
             .to_string();
         let what = format!("push manifest to {target}");
+        let auth = self.auth(&r);
         self.run(&what, async {
             let content_type = http::HeaderValue::from_str(&media_type)
                 .map_err(|e| RegistryError::Failed(e.to_string()))?;
+            client
+                .auth(&r, &auth, RegistryOperation::Push)
+                .await
+                .map_err(|e| RegistryError::Failed(format!("{what}: {e}")))?;
             client
                 .push_manifest_raw(&r, body, content_type)
                 .await

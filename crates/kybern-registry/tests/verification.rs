@@ -333,3 +333,55 @@ fn engine_pins_signed_images_to_their_digest_and_fails_the_others() {
         results[0].1
     );
 }
+
+/// `kybern:registry-secret` (bcrypt, as distribution's htpasswd auth wants it).
+const HTPASSWD: &str = "kybern:$2b$05$wRV/6yywZ7rjs9PFLEIkaOEbXjGByukrWYOZ.Oh/WTlwsyLMvVEfq";
+
+#[test]
+fn a_private_registry_is_read_with_the_docker_config_credentials() {
+    use kybern_registry::credentials::Credentials;
+    let Some(server) = TestRegistry::start_with_basic_auth(HTPASSWD) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("kybern-docker-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    // The docker CLI's form: base64 of user:password under the registry's host:port.
+    let auth = base64_user_password("kybern", "registry-secret");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+            server.addr
+        ),
+    )
+    .unwrap();
+    let with_credentials = Registry::new(RegistryConfig {
+        credentials: Credentials::from_file(&config).unwrap(),
+        ..RegistryConfig::default()
+    })
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let repo = format!("{}/private/app", server.addr);
+    let digest = with_credentials.push_image(&repo, "v1", "private").unwrap();
+    let good = signing_key("good");
+    with_credentials
+        .push_signatures(&repo, &digest, &[Signature::by(&good)])
+        .unwrap();
+    let image = format!("{repo}:v1");
+    assert_eq!(
+        with_credentials
+            .verify_signature(&check(&image, "good"))
+            .unwrap(),
+        SignatureOutcome::Verified { digest }
+    );
+    // Without credentials the registry refuses: a failure (as in Kyverno), not a pass.
+    let anonymous = Registry::new(RegistryConfig::default()).unwrap();
+    let refused = failure(anonymous.verify_signature(&check(&image, "good")));
+    assert!(refused.contains("Not authorized"), "{refused}");
+}
+
+fn base64_user_password(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
