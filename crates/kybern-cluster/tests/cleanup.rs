@@ -127,14 +127,22 @@ async fn cleanup_policies_delete_exactly_what_they_select_at_their_scheduled_tim
     )
     .await;
     assert_eq!(names_in(store, "other"), ["stale-1", "stale-cel"]);
-    let policy = store
-        .get(
-            "kyverno.io/v2",
-            "clustercleanuppolicies",
-            None,
-            "stale-config",
-        )
-        .unwrap();
+    let policy = || {
+        store
+            .get(
+                "kyverno.io/v2",
+                "clustercleanuppolicies",
+                None,
+                "stale-config",
+            )
+            .unwrap()
+    };
+    // The run is recorded after its deletions.
+    wait_for("lastExecutionTime", Duration::from_secs(10), || {
+        policy()["status"]["lastExecutionTime"].is_string()
+    })
+    .await;
+    let policy = policy();
     let stamp = policy["status"]["lastExecutionTime"].as_str().unwrap();
     let stamp =
         OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).unwrap();
@@ -158,17 +166,22 @@ async fn cleanup_policies_delete_exactly_what_they_select_at_their_scheduled_tim
     .await;
     // The namespaced policy stayed in its namespace.
     assert_eq!(names_in(store, "other"), ["stale-1", "stale-cel"]);
-    assert!(
-        store
-            .get(
-                "policies.kyverno.io/v1",
-                "namespaceddeletingpolicies",
-                Some("cel"),
-                "stale-cel"
-            )
-            .unwrap()["status"]["lastExecutionTime"]
-            .is_string()
-    );
+    wait_for(
+        "the DeletingPolicy's lastExecutionTime",
+        Duration::from_secs(10),
+        || {
+            store
+                .get(
+                    "policies.kyverno.io/v1",
+                    "namespaceddeletingpolicies",
+                    Some("cel"),
+                    "stale-cel",
+                )
+                .unwrap()["status"]["lastExecutionTime"]
+                .is_string()
+        },
+    )
+    .await;
     cleanup.shutdown().await;
     c.api.shutdown().await;
 }
