@@ -2,6 +2,8 @@
 //! table, or a PolicyReport, with the kyverno CLI's summary line and exit codes. Mutated and
 //! generated resources are printed (or written with `-o`) as the kyverno CLI does.
 
+mod json_results;
+
 use crate::evaluation::{Inputs, ResponseMap, evaluate_owned};
 use crate::files::{self, Document, Issue};
 use crate::policy_set::PolicySet;
@@ -42,7 +44,8 @@ pub struct ApplyArgs {
     /// Print a PolicyReport/ClusterPolicyReport instead of the text output.
     #[arg(short = 'p', long = "policy-report")]
     pub policy_report: bool,
-    /// Format of the policy report.
+    /// Format of the policy report; without `--policy-report`, `json` prints every rule result
+    /// and the summary as one JSON document instead of the text output.
     #[arg(long = "output-format", default_value = "yaml", value_parser = ["yaml", "json"])]
     pub output_format: String,
     /// Print results as a table.
@@ -70,6 +73,14 @@ pub struct ApplyArgs {
     pub target_resources: Vec<PathBuf>,
     #[command(flatten)]
     pub registry: crate::provider::RegistryArgs,
+}
+
+impl ApplyArgs {
+    /// Rule results as a JSON document on standard output (`--output-format json` without
+    /// `--policy-report`).
+    fn json_results(&self) -> bool {
+        !self.policy_report && self.output_format == "json"
+    }
 }
 
 #[derive(Default, Debug)]
@@ -239,7 +250,7 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
     let limits = Limits::default();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    if !args.policy_report {
+    if !args.policy_report && !args.json_results() {
         let rule_count: usize = set.policies.iter().map(|p| p.rules.len()).sum();
         let total = count_resources(&resource_files, &limits);
         writeln!(
@@ -257,9 +268,13 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
         counts: Counts::default(),
         table_rows: Vec::new(),
         report: args.policy_report.then(|| ReportWriter::new(args)),
+        json: args.json_results().then(json_results::Writer::default),
     };
     if let Some(r) = &mut sink.report {
         r.start(&mut out)?;
+    }
+    if let Some(j) = &sink.json {
+        j.start(&mut out)?;
     }
     run_pipeline(&inputs, args, &resource_files, &limits, |batch| {
         errors.report(&batch.issues);
@@ -269,10 +284,13 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
         counts,
         table_rows,
         report,
+        json,
         ..
     } = sink;
     if let Some(report) = report {
         report.finish(&mut out)?;
+    } else if let Some(json) = json {
+        json.finish(&counts, &mut out)?;
     } else {
         if args.table {
             print_table(&table_rows, args, &mut out)?;
@@ -414,11 +432,15 @@ fn run_batch(
     drop(raws);
     let responses = evaluate_owned(inputs, resources, None);
     count(&responses, args.audit_warn, &mut output.counts);
-    if !args.policy_report || args.output.is_some() {
+    // Standard output carries only the document when it is a report or JSON results.
+    let document = args.policy_report || args.json_results();
+    if !document || args.output.is_some() {
         render_resources(&responses, args.output.is_none(), &mut output);
     }
     if args.policy_report {
         output.report = ReportPart::of(&responses, args);
+    } else if args.json_results() {
+        output.json_items = json_results::items(&responses, args.audit_warn);
     } else if args.table {
         add_table_rows(&responses, args, &mut output.table_rows);
     } else {
@@ -487,6 +509,8 @@ struct BatchOutput {
     /// Table rows without their ID column (IDs run through the whole output).
     table_rows: Vec<Vec<String>>,
     report: ReportPart,
+    /// Rule results as JSON elements (`--output-format json` without a report).
+    json_items: Vec<String>,
     /// Documents that could not be read.
     issues: Vec<Issue>,
 }
@@ -497,6 +521,7 @@ struct Sink<'a> {
     counts: Counts,
     table_rows: Vec<Vec<String>>,
     report: Option<ReportWriter>,
+    json: Option<json_results::Writer>,
 }
 
 impl Sink<'_> {
@@ -517,6 +542,9 @@ impl Sink<'_> {
         }
         if let Some(report) = &mut self.report {
             report.add(batch.report, out)?;
+        }
+        if let Some(json) = &mut self.json {
+            json.add(&batch.json_items, out)?;
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
-//! `kybern test --output-format`: standard output carries one document a CI system reads (JSON,
-//! YAML, JUnit XML or Markdown) with the same rows and exit code as the table.
+//! Machine-readable output: `kybern test --output-format` gives one document a CI system reads
+//! (JSON, YAML, JUnit XML or Markdown) with the same rows and exit code as the table, and
+//! `kybern apply --output-format json` (without `--policy-report`) every rule result.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -165,4 +166,39 @@ fn markdown_output_is_a_table_and_a_summary() {
         "{md}"
     );
     assert!(md.contains("1 tests passed and 1 tests failed"), "{md}");
+}
+
+#[test]
+fn apply_json_output_lists_every_rule_result_and_the_summary() {
+    let suite = Suite::new("apply-json");
+    let out = Command::new(BIN)
+        .arg("apply")
+        .arg(suite.dir.join("policy.yaml"))
+        .arg("--resource")
+        .arg(suite.dir.join("resources.yaml"))
+        .args(["--output-format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        doc["summary"],
+        serde_json::json!({"pass": 1, "fail": 1, "warn": 0, "error": 0, "skip": 0})
+    );
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    let bare = results
+        .iter()
+        .find(|r| r["resource"]["name"] == "bare")
+        .unwrap();
+    assert_eq!(bare["result"], "fail");
+    assert_eq!(bare["policy"], "require-team");
+    assert_eq!(bare["rule"], "team-label");
+    assert_eq!(bare["resource"]["kind"], "Pod");
+    assert!(
+        bare["message"]
+            .as_str()
+            .unwrap()
+            .contains("a team label is required")
+    );
 }
