@@ -65,8 +65,9 @@ pub struct ControllerArgs {
     /// Object names: `kybern` or `kyverno` (as `serve --cluster`).
     #[arg(long, env = "KYBERN_NAMES", default_value = "kybern")]
     pub names: kybern_cluster::names::Scheme,
-    /// Parts to run (comma separated): `background` (generate rules), `reports` (background
-    /// scan into policy reports).
+    /// Parts to run (comma separated): `background` (generate and mutate-existing rules),
+    /// `reports` (background scan into policy reports), `cleanup` (cleanup policies,
+    /// DeletingPolicies and TTL labels).
     #[arg(
         long,
         env = "KYBERN_ENABLE",
@@ -89,15 +90,13 @@ pub struct ControllerArgs {
 pub fn controller(args: &ControllerArgs) -> Result<i32> {
     for part in &args.enable {
         match part.as_str() {
-            "background" | "reports" => {}
-            "cleanup" => bail!(
-                "--enable {part}: not implemented yet (cleanup policies and DeletingPolicies are not run by kybern); `background` and `reports` are"
-            ),
-            other => bail!("--enable {other}: unknown part (background, reports)"),
+            "background" | "reports" | "cleanup" => {}
+            other => bail!("--enable {other}: unknown part (background, reports, cleanup)"),
         }
     }
     let background = args.enable.iter().any(|p| p == "background");
     let reports = args.enable.iter().any(|p| p == "reports");
+    let cleanup = args.enable.iter().any(|p| p == "cleanup");
     let report_settings = args.reports.settings()?;
     let identity = args.pod_name.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -116,6 +115,11 @@ pub fn controller(args: &ControllerArgs) -> Result<i32> {
         scan,
         write,
     };
+    let cleanup_options = kybern_cluster::cleanup::controller::CleanupOptions::new(
+        args.kubeconfig.clone(),
+        names.clone(),
+        identity.clone(),
+    );
     let options = kybern_cluster::background::controller::ControllerOptions {
         kubeconfig: args.kubeconfig.clone(),
         names,
@@ -144,7 +148,18 @@ pub fn controller(args: &ControllerArgs) -> Result<i32> {
             ),
             false => None,
         };
+        let cleanup_part = match cleanup {
+            true => Some(
+                kybern_cluster::cleanup::controller::start(cleanup_options)
+                    .await
+                    .context("cannot start the cleanup part")?,
+            ),
+            false => None,
+        };
         crate::serve_cmd::shutdown_signal().await;
+        if let Some(c) = cleanup_part {
+            c.shutdown().await;
+        }
         if let Some(c) = controller {
             c.shutdown().await;
         }
