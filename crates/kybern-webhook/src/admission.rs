@@ -137,35 +137,23 @@ impl ReviewResponse {
     }
 }
 
-/// Decodes a body into an AdmissionReview and checks the parts every answer needs.
-pub fn decode(body: &[u8], max_depth: usize) -> Result<(WireRequest, String), ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::EmptyBody);
-    }
-    if nesting_exceeds(body, max_depth) {
-        return Err(ApiError::TooDeep(max_depth));
-    }
-    let review: AdmissionReview =
-        serde_json::from_slice(body).map_err(|e| ApiError::InvalidReview(e.to_string()))?;
-    let version = review.api_version.unwrap_or_default();
-    if version != API_VERSION || review.kind.as_deref() != Some("AdmissionReview") {
-        return Err(ApiError::UnsupportedVersion(format!(
-            "apiVersion {version:?}, kind {:?}",
-            review.kind.unwrap_or_default()
-        )));
-    }
-    let request = review.request.ok_or(ApiError::MissingRequest)?;
-    let uid = match &request.uid {
-        Some(u) if !u.is_empty() => u.clone(),
-        _ => return Err(ApiError::MissingUid),
-    };
-    Ok((request, uid))
+/// Nesting levels of an AdmissionReview around its `object`: the review and its `request`.
+pub const WRAPPER_DEPTH: usize = 2;
+
+/// What a cheap pass over a body tells before it is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Deepest nesting of brackets in the whole body.
+    pub depth: usize,
+    /// JSON values in containers (an upper bound: `{`, `[` and `,` outside strings).
+    pub values: usize,
 }
 
-/// True when JSON brackets nest deeper than `max` (strings are skipped). A cheap pre-scan so that
-/// an over-deep body gets a clear answer instead of a parser recursion error.
-pub fn nesting_exceeds(body: &[u8], max: usize) -> bool {
+/// Scans a body's brackets and separators, skipping strings.
+pub fn shape(body: &[u8]) -> Shape {
     let mut depth = 0usize;
+    let mut deepest = 0usize;
+    let mut values = 0usize;
     let mut in_string = false;
     let mut escaped = false;
     for &b in body {
@@ -183,15 +171,60 @@ pub fn nesting_exceeds(body: &[u8], max: usize) -> bool {
             b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
-                if depth > max {
-                    return true;
-                }
+                deepest = deepest.max(depth);
+                values += 1;
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' => values += 1,
             _ => {}
         }
     }
-    false
+    Shape {
+        depth: deepest,
+        values,
+    }
+}
+
+/// Decodes a body into an AdmissionReview and checks the parts every answer needs.
+/// `max_object_depth` bounds the nesting of the `object` and `oldObject` themselves (their own
+/// braces are level 1); the AdmissionReview around them is not counted.
+pub fn decode(body: &[u8], max_object_depth: usize) -> Result<(WireRequest, String), ApiError> {
+    decode_shaped(body, shape(body), max_object_depth)
+}
+
+/// [`decode`] with the body's [`Shape`] already known.
+pub fn decode_shaped(
+    body: &[u8],
+    shape: Shape,
+    max_object_depth: usize,
+) -> Result<(WireRequest, String), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::EmptyBody);
+    }
+    // The other parts of a review (userInfo, options) nest less than the object may.
+    if shape.depth > max_object_depth.saturating_add(WRAPPER_DEPTH) {
+        return Err(ApiError::TooDeep(max_object_depth));
+    }
+    // The scan above bounds the depth, so serde_json's own bound (128 for the whole body, which
+    // would count the wrapper) is not needed.
+    let mut de = serde_json::Deserializer::from_slice(body);
+    de.disable_recursion_limit();
+    let review = AdmissionReview::deserialize(&mut de)
+        .and_then(|r| de.end().map(|()| r))
+        .map_err(|e| ApiError::InvalidReview(e.to_string()))?;
+    let version = review.api_version.unwrap_or_default();
+    if version != API_VERSION || review.kind.as_deref() != Some("AdmissionReview") {
+        return Err(ApiError::UnsupportedVersion(format!(
+            "apiVersion {version:?}, kind {:?}",
+            review.kind.unwrap_or_default()
+        )));
+    }
+    let request = review.request.ok_or(ApiError::MissingRequest)?;
+    let uid = match &request.uid {
+        Some(u) if !u.is_empty() => u.clone(),
+        _ => return Err(ApiError::MissingUid),
+    };
+    Ok((request, uid))
 }
 
 /// Kinds sent for subresources that are not the parent object, with the parent's kind.
@@ -407,10 +440,38 @@ mod tests {
     }
 
     #[test]
-    fn nesting_is_bounded_outside_strings_only() {
-        assert!(nesting_exceeds(&[b'['; 200], 128));
+    fn nesting_is_counted_outside_strings_only() {
+        assert_eq!(shape(&[b'['; 200]).depth, 200);
         let inside = format!("\"{}\"", "[".repeat(300));
-        assert!(!nesting_exceeds(inside.as_bytes(), 128));
+        assert_eq!(shape(inside.as_bytes()).depth, 0);
+        assert_eq!(shape(br#"{"a":[1,2,{"b":"x,y"}]}"#).values, 5);
+    }
+
+    /// An object nested `levels` deep (its own braces are level 1).
+    fn nested_object(levels: usize) -> String {
+        let inner = format!(
+            "{}1{}",
+            r#"{"a":"#.repeat(levels - 1),
+            "}".repeat(levels - 1)
+        );
+        format!(r#"{{"kind":"ConfigMap","data":{inner}}}"#)
+    }
+
+    #[test]
+    fn the_nesting_limit_counts_the_object_not_the_review_around_it() {
+        let body = |levels| {
+            review(&format!(
+                r#"{{"uid":"1","operation":"CREATE","object":{}}}"#,
+                nested_object(levels)
+            ))
+        };
+        let (w, _) = decode(body(128).as_bytes(), 128).unwrap();
+        assert_eq!(w.object["kind"], "ConfigMap");
+        assert!(matches!(
+            decode(body(129).as_bytes(), 128),
+            Err(ApiError::TooDeep(128))
+        ));
+        assert!(decode(body(1000).as_bytes(), 1000).is_ok());
     }
 
     #[test]

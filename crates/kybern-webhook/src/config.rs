@@ -9,8 +9,9 @@ use std::time::Duration;
 pub struct Limits {
     /// Largest accepted request body. 7 MiB fits a 3 MiB object plus its oldObject.
     pub max_body_bytes: usize,
-    /// Deepest accepted JSON nesting of the whole AdmissionReview (serde_json's parser bound).
-    pub max_json_depth: usize,
+    /// Deepest accepted nesting of the `object` and `oldObject` (their own braces are level 1;
+    /// the AdmissionReview around them is not counted). Deeper requests get 400.
+    pub max_object_depth: usize,
     /// Time allowed for the TLS handshake.
     pub handshake_timeout: Duration,
     /// Time allowed to receive a request's headers (slowloris), and to wait for the first request
@@ -32,6 +33,13 @@ pub struct Limits {
     pub answer_margin: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Memory for request bodies being read or waiting to be decoded, reserved by declared length;
+    /// a body that finds no room is refused with 503 at once.
+    pub body_budget_bytes: usize,
+    /// Memory for decoded requests being evaluated, reserved by an estimate from each body's shape
+    /// ([`crate::budget::estimate_decoded`]). Requests that find no room before their deadline, or
+    /// need more than all of it, are refused with 503 and the reason.
+    pub memory_budget_bytes: usize,
 }
 
 impl Default for Limits {
@@ -39,7 +47,7 @@ impl Default for Limits {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         Limits {
             max_body_bytes: 7 * 1024 * 1024,
-            max_json_depth: 128,
+            max_object_depth: 128,
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
@@ -51,6 +59,10 @@ impl Default for Limits {
             max_timeout: Duration::from_secs(30),
             answer_margin: Duration::from_millis(200),
             shutdown_grace: Duration::from_secs(20),
+            // Nine bodies at the 7 MiB cap at once; small reviews never fill it.
+            body_budget_bytes: 64 * 1024 * 1024,
+            // With the bodies, keeps a burst of large reviews under 256 MiB of RSS.
+            memory_budget_bytes: 128 * 1024 * 1024,
         }
     }
 }

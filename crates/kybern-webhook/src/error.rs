@@ -15,7 +15,7 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("request body is not a valid AdmissionReview: {0}")]
     InvalidReview(String),
-    #[error("request body nests deeper than {0} levels")]
+    #[error("the object nests deeper than {0} levels")]
     TooDeep(usize),
     #[error("only admission.k8s.io/v1 AdmissionReview is supported, got {0}")]
     UnsupportedVersion(String),
@@ -31,6 +31,9 @@ pub enum ApiError {
     BodyTimeout,
     #[error("could not read request body")]
     BodyRead,
+    /// The memory budget of requests in flight has no room for this one.
+    #[error("{0}")]
+    Overloaded(#[from] crate::budget::BudgetError),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("not found")]
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! It never depends on the CLI crate.
 
 pub mod admission;
+pub mod budget;
 pub mod certs;
 pub mod config;
 pub mod connections;

@@ -4,6 +4,7 @@
 //! policy and certificate polling, and graceful shutdown.
 
 use crate::admission::{self, AdmissionResponse, ReviewResponse, Status};
+use crate::budget::MemoryBudget;
 use crate::certs::{self, CertError, CertResolver};
 use crate::config::{TlsSource, WebhookConfig};
 use crate::connections::{Admission, Slots};
@@ -66,6 +67,7 @@ pub struct AppState {
     /// Told of every admitted request that is not a dry run (background work hand-off).
     pub observer: Option<Arc<dyn AdmissionObserver>>,
     evaluations: Arc<Semaphore>,
+    budget: Arc<MemoryBudget>,
 }
 
 /// A condition the server is ready only under; the cluster mode uses it for its watches.
@@ -174,7 +176,7 @@ async fn validate_policy(State(st): State<AppState>, req: Request) -> Result<Res
         limits.body_read_timeout,
     )
     .await?;
-    let (wire, uid) = admission::decode(&bytes, limits.max_json_depth)?;
+    let (wire, uid) = admission::decode(&bytes, limits.max_object_depth)?;
     let issues = if wire.operation.eq_ignore_ascii_case("DELETE") {
         Vec::new()
     } else {
@@ -286,19 +288,33 @@ async fn handle_admission(
     if !mime.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::UnsupportedMediaType(content_type.to_string()));
     }
-    // A declared length over the cap is refused before reading anything.
-    if let Some(len) = parts
+    let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limits.max_body_bytes as u64
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    // A declared length over the cap is refused before reading anything.
+    if declared.is_some_and(|len| len > limits.max_body_bytes as u64) {
         return Err(ApiError::PayloadTooLarge(limits.max_body_bytes));
     }
+    // Memory is reserved before it is used: the body by its declared length (the cap when it is
+    // streamed without one), then the decoded request by an estimate from the body's shape.
+    let body_len = declared.map_or(limits.max_body_bytes, |n| {
+        usize::try_from(n).unwrap_or(usize::MAX)
+    });
+    let body_reservation = st.budget.reserve_body(body_len)?;
     let bytes = read_body(body, limits.max_body_bytes, limits.body_read_timeout).await?;
-    let (wire, uid) = admission::decode(&bytes, limits.max_json_depth)?;
+    let shape = admission::shape(&bytes);
+    let _decoded_reservation = st
+        .budget
+        .reserve_decoded(
+            crate::budget::estimate_decoded(bytes.len(), shape.values),
+            deadline,
+        )
+        .await?;
+    let (wire, uid) = admission::decode_shaped(&bytes, shape, limits.max_object_depth)?;
     drop(bytes);
+    drop(body_reservation);
     if !st.store.is_ready() {
         return Ok((
             StatusCode::SERVICE_UNAVAILABLE,
@@ -590,6 +606,10 @@ pub async fn start_with(
         filters: Arc::clone(&filters),
         evaluations: Arc::new(Semaphore::new(
             config.limits.max_concurrent_evaluations.max(1),
+        )),
+        budget: Arc::new(MemoryBudget::new(
+            config.limits.body_budget_bytes,
+            config.limits.memory_budget_bytes,
         )),
     };
     let listener = TcpListener::bind(config.listen)

@@ -181,3 +181,142 @@ async fn connections_serving_requests_are_not_cut_for_newcomers() {
     assert_eq!(b.await.unwrap(), "HTTP/1.1 200 OK");
     s.running.shutdown().await;
 }
+
+/// A Pod of `n` small containers (195,000 make a 6.4 MiB review).
+fn many_containers(n: usize) -> Value {
+    let containers: Vec<Value> = (0..n)
+        .map(|i| json!({"name": format!("c{i}"), "image": "nginx"}))
+        .collect();
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "big", "namespace": "shop", "labels": {"team": "a"}},
+        "spec": {"containers": containers}
+    })
+}
+
+/// Sends every body at once; returns each answer's status and body.
+async fn burst(s: &common::TestServer, bodies: Vec<Vec<u8>>) -> Vec<(u16, Value)> {
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let client = s.client.clone();
+            // The longest webhook timeout: unoptimised test builds evaluate large reviews slowly.
+            let url = format!("{}/validate?timeout=30s", s.base);
+            tokio::spawn(async move {
+                let res = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = res.status().as_u16();
+                (status, res.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// Default limits, but bodies may take as long as the longest webhook timeout to arrive (a test
+/// build's TLS is slow on a busy machine).
+fn patient() -> Limits {
+    Limits {
+        body_read_timeout: Duration::from_secs(30),
+        ..Limits::default()
+    }
+}
+
+fn vm_hwm_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_reviews_of_a_pod_with_195000_containers_are_refused_within_the_memory_budget() {
+    let s = serve(&[("team.yaml", REQUIRE_TEAM)], patient()).await;
+    let big = many_containers(195_000);
+    let body = serde_json::to_vec(&review("CREATE", &big, &Value::Null)).unwrap();
+    assert!(body.len() > 6 * 1024 * 1024, "{} bytes", body.len());
+    drop(big);
+    let mut too_large = 0;
+    for (status, answer) in burst(&s, vec![body; 8]).await {
+        // Each would need ~230 MiB once decoded: more than the whole budget, refused undecoded
+        // (or, while other bodies fill the body budget, refused for want of room to read it).
+        assert_eq!(status, 503, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("more than the server's budget of 128 MiB")
+                || message.contains("request bodies budget (64 MiB) is in use"),
+            "{message}"
+        );
+        too_large += usize::from(message.contains("more than the server's budget"));
+    }
+    assert!(too_large >= 1);
+    // The server still decides.
+    let r = s
+        .send(
+            "/validate",
+            &review("CREATE", &pod("a", None), &Value::Null),
+        )
+        .await;
+    assert_eq!(r["allowed"], false);
+    println!(
+        "test process VmHWM (client and server): {} MiB",
+        vm_hwm_mib()
+    );
+    s.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_reviews_beyond_the_budget_wait_their_turn_or_get_503_with_the_reason() {
+    // Room for one decoded 6.4 MiB UPDATE at a time (~13 MiB estimated each).
+    let limits = Limits {
+        memory_budget_bytes: 20 * 1024 * 1024,
+        ..patient()
+    };
+    let s = serve(&[("team.yaml", REQUIRE_TEAM)], limits).await;
+    let mut old = pod("big", Some("a"));
+    old["metadata"]["annotations"] = json!({"blob": "y".repeat(3_300_000)});
+    let body = serde_json::to_vec(&review("UPDATE", &old, &old)).unwrap();
+    assert!(body.len() > 6 * 1024 * 1024);
+    let answers = burst(&s, vec![body; 8]).await;
+    let mut decided = 0;
+    for (status, answer) in &answers {
+        match status {
+            200 => {
+                assert_eq!(answer["response"]["allowed"], true, "{answer}");
+                decided += 1;
+            }
+            503 => {
+                let message = answer["error"]["message"].as_str().unwrap();
+                assert!(message.contains("budget"), "{message}");
+            }
+            other => panic!("status {other}: {answer}"),
+        }
+    }
+    assert!(decided >= 1, "none decided: {answers:?}");
+    s.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_legitimate_6_4_mib_updates_at_once_are_all_decided() {
+    let s = serve(&[("team.yaml", REQUIRE_TEAM)], patient()).await;
+    let mut old = pod("big", Some("a"));
+    old["metadata"]["annotations"] = json!({"blob": "y".repeat(3_300_000)});
+    let body = serde_json::to_vec(&review("UPDATE", &old, &old)).unwrap();
+    for (status, answer) in burst(&s, vec![body; 8]).await {
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    }
+    s.running.shutdown().await;
+}
