@@ -139,6 +139,7 @@ VALUE_SETS: list[tuple[str, dict[str, Any], str, str]] = [
     ("backgroundController.enabled=false", {"backgroundController": {"enabled": False}}, "kybern", "kybern"),
     ("backgroundController.replicas=2", {"backgroundController": {"replicas": 2}}, "kybern", "kybern"),
     ("backgroundController.reports.enabled=true", {"backgroundController": {"reports": {"enabled": True}}}, "kybern", "kybern"),
+    ("backgroundController.cleanup.enabled=true", {"backgroundController": {"cleanup": {"enabled": True}}}, "kybern", "kybern"),
     ("every optional input", EVERYTHING, "policy", "policy-system"),
 ]
 
@@ -153,6 +154,7 @@ REJECTED_VALUES: list[dict[str, Any]] = [
     {"backgroundController": {"replica": 2}},
     {"backgroundController": {"reports": {"results": ["passed"]}}},
     {"backgroundController": {"reports": {"scanInterval": "hourly"}}},
+    {"backgroundController": {"cleanup": {"deletableKinds": [{"apiGroups": [""], "resources": ["*"]}]}}},
     {"backgroundController": {"rbac": {"generatedKinds": [{"apiGroups": [""], "resources": ["*"]}]}}},
     {"backgroundController": {"rbac": {"generatedKinds": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}]}}},
 ]
@@ -398,7 +400,8 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
         cargs = container_args(ctl)
         if cargs[:1] != ["controller"]:
             fail(ctl.where(), f"does not run `kybern controller`: {cargs}")
-        enable = "--enable=background,reports" if bg.get("reports", {}).get("enabled") else "--enable=background"
+        parts = ["background"] + [p for p in ("reports", "cleanup") if bg.get(p, {}).get("enabled")]
+        enable = "--enable=" + ",".join(parts)
         for want in [f"--namespace={ns}", f"--names={names}", enable, "--listen=0.0.0.0:8080"]:
             if want not in cargs:
                 fail(ctl.where(), f"argument {want} missing from {cargs}")
@@ -601,6 +604,24 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
                 ("wgpolicyk8s.io", res, v, False)
                 for res in ("policyreports", "clusterpolicyreports")
                 for v in ("list", "patch", "delete")
+            }
+        # `--enable cleanup`: policies' status, and the kinds it may delete.
+        if bg.get("cleanup", {}).get("enabled"):
+            needs |= {
+                (g, f"{res}/status", "patch", False)
+                for g, res in (
+                    ("kyverno.io", "clustercleanuppolicies"),
+                    ("kyverno.io", "cleanuppolicies"),
+                    ("policies.kyverno.io", "deletingpolicies"),
+                    ("policies.kyverno.io", "namespaceddeletingpolicies"),
+                )
+            }
+            needs |= {
+                (g, res, v, False)
+                for entry in bg["cleanup"]["deletableKinds"]
+                for g in entry["apiGroups"]
+                for res in entry["resources"]
+                for v in ("list", "delete")
             }
         missing = sorted(
             f"{v} {g or 'core'}/{res}" + (f" in {ns}" if in_ns else "")
