@@ -214,8 +214,10 @@ async fn run(
     // Policies whose `generateExisting` rules already ran in this controller's life (writes are
     // idempotent, so a restart running them again changes nothing).
     let mut existing_done: BTreeSet<String> = BTreeSet::new();
-    // The version of each policy whose `mutateExistingOnPolicyUpdate` rules last ran.
-    let mut mutated_at: HashMap<String, String> = HashMap::new();
+    // The compiled policy whose `mutateExistingOnPolicyUpdate` rules last ran, per policy: the
+    // store compiles a policy anew exactly when its object changes, so a new one means the
+    // policy was created or changed. (Held, so that a pointer is never reused.)
+    let mut mutated_for: HashMap<String, Arc<Policy>> = HashMap::new();
     // Policies with generate rules as last seen, to delete their downstream objects with them.
     let mut generating: HashMap<String, Arc<Policy>> = HashMap::new();
     loop {
@@ -270,20 +272,24 @@ async fn run(
             .filter(|p| mutate_existing::has_mutate_existing(p))
             .cloned()
             .collect();
-        if !with_targets.is_empty() {
+        // Deleted policies are forgotten: created again, they run again.
+        mutated_for.retain(|key, _| with_targets.iter().any(|p| policy_key(p) == *key));
+        if with_targets.iter().any(|p| {
+            !mutated_for
+                .get(&policy_key(p))
+                .is_some_and(|seen| Arc::ptr_eq(seen, p))
+        }) {
             let raw: HashMap<String, Value> = policies.objects().into_iter().collect();
             for policy in with_targets {
                 let key = policy_key(&policy);
                 let Some(doc) = raw.get(&key) else { continue };
-                let version = doc
-                    .pointer("/metadata/generation")
-                    .or_else(|| doc.pointer("/metadata/resourceVersion"))
-                    .map(Value::to_string)
-                    .unwrap_or_default();
-                if mutated_at.get(&key) == Some(&version) {
+                if mutated_for
+                    .get(&key)
+                    .is_some_and(|seen| Arc::ptr_eq(seen, &policy))
+                {
                     continue;
                 }
-                mutated_at.insert(key, version);
+                mutated_for.insert(key, Arc::clone(&policy));
                 let rules = mutate_existing::on_policy_update_rules(
                     &policy,
                     doc.get("spec").unwrap_or(&Value::Null),
