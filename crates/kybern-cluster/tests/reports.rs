@@ -515,3 +515,36 @@ async fn validating_policies_with_background_evaluation_report_too() {
     }
     controller.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_report_refused_as_too_large_is_dropped_without_retries() {
+    let c = cluster().await;
+    let store = c.api.store();
+    store
+        .create(
+            "kyverno.io/v1",
+            "clusterpolicies",
+            label_policy("require-team", "team"),
+        )
+        .unwrap();
+    for i in 0..5 {
+        store.create("v1", "pods", pod(i)).unwrap();
+    }
+    c.api
+        .faults()
+        .fail(Some("PATCH"), "policyreports", 413, 1_000_000);
+    let controller = started(&c, fast_writes(), Duration::from_secs(3600)).await;
+    wait_for("every write dropped", Duration::from_secs(30), || {
+        controller.metrics.dropped.get() >= 5
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(report_writes(&c), 5, "a 413 was retried");
+    assert!(reports(&c).is_empty());
+    let endpoint = controller.endpoint.unwrap();
+    let r = reqwest::get(format!("http://{endpoint}/health/liveness"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    controller.shutdown().await;
+}
