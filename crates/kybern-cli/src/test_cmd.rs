@@ -43,6 +43,8 @@ pub struct TestArgs {
     /// (progress lines then go to standard error).
     #[arg(short = 'o', long = "output-format", value_enum, default_value_t = OutputFormat::Table)]
     pub output_format: OutputFormat,
+    #[command(flatten)]
+    pub registry: crate::provider::RegistryArgs,
 }
 
 impl TestArgs {
@@ -144,6 +146,7 @@ pub struct Summary {
 
 /// Runs the command; returns the process exit code.
 pub fn execute(args: &TestArgs) -> Result<i32> {
+    let registry = args.registry.build()?;
     let selector = parse_selector(&args.test_case_selector)?;
     let mut paths = Vec::new();
     for p in &args.paths {
@@ -201,7 +204,7 @@ pub fn execute(args: &TestArgs) -> Result<i32> {
             );
         }
         let dir = lt.path.parent().unwrap_or(Path::new("."));
-        let report = run_one(lt, dir, &selected, args)?;
+        let report = run_one(lt, dir, &selected, args, registry.as_ref())?;
         for r in &report.rows {
             match (r.outcome, r.counts_as_skip) {
                 (Outcome::Fail, _) => {
@@ -254,6 +257,7 @@ fn run_one(
     dir: &Path,
     selected: &[TestResult],
     args: &TestArgs,
+    registry: Option<&std::sync::Arc<kybern_registry::Registry>>,
 ) -> Result<SuiteReport> {
     let name = lt
         .test
@@ -275,7 +279,7 @@ fn run_one(
         rows,
         errors,
     };
-    let run = match run::run_test(&lt.test, dir) {
+    let run = match run::run_test(&lt.test, dir, registry) {
         Ok(r) => r,
         Err(e) => bail!("failed to run test ({e})"),
     };

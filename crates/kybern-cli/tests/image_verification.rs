@@ -271,3 +271,99 @@ fn serve_with_registry_pins_signed_images_and_denies_the_others() {
     let message = r["status"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("no signatures found"), "{message}");
 }
+
+/// The conformance corpus (`$KYBERN_CONFORMANCE_DIR`, default `../shared/conformance`).
+fn corpus() -> PathBuf {
+    match std::env::var_os("KYBERN_CONFORMANCE_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"),
+    }
+}
+
+/// Replaces the body of every PEM public key in `text` with `key`'s, keeping the indentation.
+fn replace_keys(text: &str, key: &str) -> String {
+    let body: Vec<&str> = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("-----END PUBLIC KEY-----") {
+            let indent = &line[..line.len() - trimmed.len()];
+            for b in &body {
+                out.push_str(&format!("{indent}{b}\n"));
+            }
+            inside = false;
+        }
+        if !inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if trimmed.starts_with("-----BEGIN PUBLIC KEY-----") {
+            inside = true;
+        }
+    }
+    out
+}
+
+/// Kyverno's `images/signatures` suite, unchanged but for the images (moved to the loopback
+/// registry, signed there by a test key) and the policy's key (that test key): the same
+/// expected results must hold under `kybern test --registry`.
+#[test]
+fn kyverno_signature_suite_passes_against_a_local_registry() {
+    let suite = corpus().join("kyverno/cli/test/images/signatures");
+    if !suite.is_dir() {
+        eprintln!(
+            "conformance corpus not found at {}: local signature suite SKIPPED",
+            suite.display()
+        );
+        return;
+    }
+    let Some(server) = TestRegistry::start() else {
+        return;
+    };
+    let registry = Registry::new(RegistryConfig::default()).unwrap();
+    let repo = format!("{}/kyverno/test-verify-image", server.addr);
+    // Different contents, so that `unsigned` does not share the signed digest.
+    let signed = registry.push_image(&repo, "signed", "signed").unwrap();
+    registry.push_image(&repo, "unsigned", "unsigned").unwrap();
+    let key = signing_key("kyverno-suite");
+    registry
+        .push_signatures(&repo, &signed, &[Signature::by(&key)])
+        .unwrap();
+
+    let dir = Dir(std::env::temp_dir().join(format!("kybern-local-suite-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    for entry in std::fs::read_dir(&suite).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace("ghcr.io/kyverno/test-verify-image", &repo);
+        let text = replace_keys(&text, &public_key_pem(&key));
+        write(&dir.0, path.file_name().unwrap().to_str().unwrap(), &text);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_kybern"))
+        .arg("test")
+        .arg(&dir.0)
+        .arg("--registry")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("passed and 0 tests failed"), "{text}");
+
+    // The same suite with Kyverno's own key fails: nothing here is signed by it.
+    let policy = std::fs::read_to_string(suite.join("policies.yaml"))
+        .unwrap()
+        .replace("ghcr.io/kyverno/test-verify-image", &repo);
+    write(&dir.0, "policies.yaml", &policy);
+    let out = Command::new(env!("CARGO_BIN_EXE_kybern"))
+        .arg("test")
+        .arg(&dir.0)
+        .arg("--registry")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

@@ -234,7 +234,11 @@ fn load_resources(
 
 /// Loads a test's inputs and evaluates them. `Err` aborts the whole run, as the kyverno CLI does;
 /// inputs that cannot be read fail this test only (`load_errors`), and it is then not evaluated.
-pub fn run_test(test: &Test, dir: &Path) -> Result<TestRun, String> {
+pub fn run_test(
+    test: &Test,
+    dir: &Path,
+    registry: Option<&std::sync::Arc<kybern_registry::Registry>>,
+) -> Result<TestRun, String> {
     let mut notes = Vec::new();
     let mut errors = Vec::new();
     let values = match load_values(test, dir) {
@@ -271,7 +275,8 @@ pub fn run_test(test: &Test, dir: &Path) -> Result<TestRun, String> {
         set.add_exception(d);
     }
     notes.extend(set.issues.iter().map(issue_text));
-    let provider = build_provider(test, dir, &values, &mut errors);
+    let mut provider = build_provider(test, dir, &values, &mut errors);
+    provider.registry = registry.cloned();
     let resources = load_resources(test, dir, &mut notes, &mut errors);
     if !errors.is_empty() {
         return Ok(TestRun {
