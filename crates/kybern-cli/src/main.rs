@@ -4,8 +4,10 @@
 mod apply_cmd;
 mod cel_policies;
 mod cluster_cmd;
+mod create_cmd;
 mod evaluation;
 mod files;
+mod fix_cmd;
 mod jp_cmd;
 mod lint_cmd;
 mod policy_set;
@@ -51,6 +53,10 @@ enum Command {
     /// Check policies without resources: YAML and schema, JMESPath in every variable, CEL,
     /// variable roots, wildcard kinds (exit 2 on errors, 1 on warnings with --strict).
     Lint(lint_cmd::LintArgs),
+    /// Write skeletons of exception, test, values, user info, metrics and ClusterRole files.
+    Create(create_cmd::CreateArgs),
+    /// Rewrite deprecated syntax in policies and kyverno-test.yaml files.
+    Fix(fix_cmd::FixArgs),
     /// Show the version, commit, build date and the Kyverno version whose behaviour it follows.
     Version(version_cmd::VersionArgs),
     /// Print the Markdown reference of every command and flag.
@@ -90,6 +96,8 @@ fn main() -> ExitCode {
         Command::Controller(args) => cluster_cmd::controller(args),
         Command::Report(args) => report_cmd::report(args),
         Command::Lint(args) => lint_cmd::execute(args),
+        Command::Create(args) => create_cmd::execute(args),
+        Command::Fix(args) => fix_cmd::execute(args),
         Command::Version(args) => version_cmd::execute(args),
         Command::Docs => reference_cmd::docs(&Cli::command()),
         Command::Completion(args) => reference_cmd::completion(args, Cli::command()),
