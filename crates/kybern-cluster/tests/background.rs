@@ -739,3 +739,53 @@ async fn deleting_a_policy_deletes_its_synchronized_objects_unless_they_are_orph
     controller.shutdown().await;
     c.api.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mutate_existing_rules_do_not_run_or_decide_at_admission() {
+    let c = cluster().await;
+    let store = c.api.store();
+    // Its targets are of a kind the cluster does not serve: evaluated at admission, the rule
+    // would be an error and, with failurePolicy Fail, deny the trigger.
+    let mut policy = refresh_policy("ClusterPolicy", None, false);
+    policy["spec"]["rules"][0]["mutate"]["targets"][0]["apiVersion"] = json!("example.com/v1");
+    policy["spec"]["rules"][0]["mutate"]["targets"][0]["kind"] = json!("Widget");
+    store
+        .create("kyverno.io/v1", "clusterpolicies", policy)
+        .unwrap();
+    namespaces(store, &["app"]);
+    let old = store
+        .create(
+            "v1",
+            "configmaps",
+            json!({"metadata": {"name": "settings", "namespace": "app"}}),
+        )
+        .unwrap();
+    let new = store
+        .merge_patch(
+            "v1",
+            "configmaps",
+            Some("app"),
+            "settings",
+            json!({"metadata": {"labels": {"refresh": "yes"}}}),
+        )
+        .unwrap();
+    let server = kybern_cluster::serve::start(options(&c, "a"))
+        .await
+        .unwrap();
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(server.ca_bundle.borrow().as_bytes());
+    let client = client_from_ca_bundle(&encoded, &server);
+    ready(&client, &server).await;
+    wait_for_async(Duration::from_secs(15), || async {
+        let r = send(&client, &server, "/mutate/fail", &update_review(&old, &new)).await;
+        assert_eq!(r["allowed"], true, "{r}");
+        assert!(r.get("patch").is_none(), "{r}");
+        store
+            .list("kyverno.io/v2", "updaterequests", Some(NS))
+            .iter()
+            .any(|u| u["spec"]["requestType"] == "mutate")
+    })
+    .await;
+    server.shutdown().await;
+    c.api.shutdown().await;
+}

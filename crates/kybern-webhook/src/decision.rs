@@ -177,6 +177,12 @@ fn is_unsupported(policy: &Policy, rule_name: &str) -> bool {
         .any(|r| r.name == rule_name && matches!(r.body, RuleBody::Unsupported { .. }))
 }
 
+/// True for a mutate-existing rule (`mutate.targets`): it patches other objects in the background
+/// (admission queues the work), so at admission it neither runs nor decides.
+fn mutates_existing(body: &RuleBody) -> bool {
+    matches!(body, RuleBody::Mutate(m) if kybern_engine::mutation::targets(m).is_some())
+}
+
 /// `/validate` answers for validate rules and the digest checks of verifyImages rules.
 fn keep_rules(resp: &mut EngineResponse) {
     resp.rules
@@ -257,6 +263,13 @@ pub fn decide(
                 keep_rules(&mut r);
                 r
             }
+            Endpoint::Mutate
+                if !policy.rules.is_empty()
+                    && policy.rules.iter().all(|r| mutates_existing(&r.body)) =>
+            {
+                // Only background work: nothing to evaluate here (not even the target lists).
+                continue;
+            }
             Endpoint::Mutate => {
                 // Mutations chain: each policy sees the object as the previous ones left it.
                 let owned;
@@ -267,7 +280,13 @@ pub fn decide(
                     }
                     None => &pctx,
                 };
-                let r = engine.mutate(policy, policy_pctx, &set.exceptions, &no_values);
+                let mut r = engine.mutate(policy, policy_pctx, &set.exceptions, &no_values);
+                r.rules.retain(|x| {
+                    !policy
+                        .rules
+                        .iter()
+                        .any(|rule| rule.name == x.name && mutates_existing(&rule.body))
+                });
                 if !Arc::ptr_eq(&r.patched_resource, &r.resource) {
                     let mut next = mutated.take().unwrap_or_else(|| request.clone());
                     next.object = Arc::clone(&r.patched_resource);
