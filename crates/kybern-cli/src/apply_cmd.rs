@@ -2,6 +2,7 @@
 //! table, or a PolicyReport, with the kyverno CLI's summary line and exit codes. Mutated and
 //! generated resources are printed (or written with `-o`) as the kyverno CLI does.
 
+mod explain;
 mod json_results;
 
 use crate::evaluation::{Inputs, ResponseMap, evaluate_owned};
@@ -71,6 +72,11 @@ pub struct ApplyArgs {
     /// Existing resources that mutate rules with `targets` patch.
     #[arg(long = "target-resource", alias = "target-resources")]
     pub target_resources: Vec<PathBuf>,
+    /// For each resource, every rule with what decided it: its result and message, the
+    /// exception that applied, or why it did not select the resource (to standard error when
+    /// standard output carries a report or JSON).
+    #[arg(long)]
+    pub explain: bool,
     #[command(flatten)]
     pub registry: crate::provider::RegistryArgs,
 }
@@ -430,7 +436,11 @@ fn run_batch(
         }
     }
     drop(raws);
+    let originals = args.explain.then(|| resources.clone());
     let responses = evaluate_owned(inputs, resources, None);
+    if let Some(originals) = &originals {
+        explain::render(inputs, originals, &responses, &mut output.explain);
+    }
     count(&responses, args.audit_warn, &mut output.counts);
     // Standard output carries only the document when it is a report or JSON results.
     let document = args.policy_report || args.json_results();
@@ -511,6 +521,8 @@ struct BatchOutput {
     report: ReportPart,
     /// Rule results as JSON elements (`--output-format json` without a report).
     json_items: Vec<String>,
+    /// `--explain` text of the batch's resources.
+    explain: String,
     /// Documents that could not be read.
     issues: Vec<Issue>,
 }
@@ -533,6 +545,13 @@ impl Sink<'_> {
         c.error += batch.counts.error;
         c.skip += batch.counts.skip;
         out.write_all(batch.stdout.as_bytes())?;
+        if !batch.explain.is_empty() {
+            if self.report.is_some() || self.json.is_some() {
+                eprint!("{}", batch.explain);
+            } else {
+                out.write_all(batch.explain.as_bytes())?;
+            }
+        }
         for (stem, text) in &batch.files {
             self.output.append(stem, text)?;
         }

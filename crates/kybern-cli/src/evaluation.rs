@@ -128,6 +128,12 @@ fn build_request(
     request_for(inputs, resource, op, variables)
 }
 
+/// The request `kybern apply` evaluates a resource with (global values, the operation they
+/// name), for explaining its rules.
+pub fn request_for_explain(inputs: &Inputs, resource: &Arc<Value>) -> AdmissionRequest {
+    build_request(inputs, resource, inputs.values.global_values.clone(), None)
+}
+
 /// The admission request for a resource with the given operation and variables, the user info
 /// and the namespace labels of the run.
 fn request_for(

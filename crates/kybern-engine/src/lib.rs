@@ -20,6 +20,7 @@ pub mod context_loader;
 pub mod duration;
 pub mod engine;
 pub mod exceptions;
+pub mod explain;
 pub mod generation;
 pub mod image_verification;
 pub mod images;

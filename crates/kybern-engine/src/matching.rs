@@ -116,24 +116,49 @@ pub fn excluded(m: &MatchResources, s: &MatchSubject) -> bool {
         .is_some_and(|f| filter_matches(&f, s, false))
 }
 
+/// The first criterion of a filter that does not hold for a request (see [`filter_mismatch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    /// The filter names no resources and no user criteria.
+    Empty,
+    Kind,
+    Operation,
+    Name,
+    Namespace,
+    Annotations,
+    Selector,
+    NamespaceSelector,
+    Roles,
+    ClusterRoles,
+    Subjects,
+}
+
 fn filter_matches(f: &ResourceFilter, s: &MatchSubject, is_match: bool) -> bool {
-    if !f.resources.is_empty() && !description_matches(&f.resources, s) {
-        return false;
+    filter_mismatch(f, s, is_match).is_none()
+}
+
+/// Why a `match` (`is_match`) or `exclude` filter does not select the request; `None` when it
+/// does.
+pub fn filter_mismatch(f: &ResourceFilter, s: &MatchSubject, is_match: bool) -> Option<Mismatch> {
+    if !f.resources.is_empty()
+        && let Some(m) = description_mismatch(&f.resources, s)
+    {
+        return Some(m);
     }
     if !f.has_user_criteria() {
-        return !f.resources.is_empty();
+        return f.resources.is_empty().then_some(Mismatch::Empty);
     }
     // Without admission user information, the user criteria of match blocks are ignored.
     if s.request.no_user_info {
-        return is_match;
+        return (!is_match).then_some(Mismatch::Subjects);
     }
-    user_matches(f, s)
+    user_mismatch(f, s)
 }
 
-fn user_matches(f: &ResourceFilter, s: &MatchSubject) -> bool {
+fn user_mismatch(f: &ResourceFilter, s: &MatchSubject) -> Option<Mismatch> {
     let req = s.request;
     if !f.roles.is_empty() && !f.roles.iter().any(|r| req.roles.contains(r)) {
-        return false;
+        return Some(Mismatch::Roles);
     }
     if !f.cluster_roles.is_empty()
         && !f
@@ -141,12 +166,12 @@ fn user_matches(f: &ResourceFilter, s: &MatchSubject) -> bool {
             .iter()
             .any(|r| req.cluster_roles.contains(r))
     {
-        return false;
+        return Some(Mismatch::ClusterRoles);
     }
     if !f.subjects.is_empty() && !f.subjects.iter().any(|sub| subject_matches(sub, req)) {
-        return false;
+        return Some(Mismatch::Subjects);
     }
-    true
+    None
 }
 
 fn subject_matches(sub: &Subject, req: &AdmissionRequest) -> bool {
@@ -165,14 +190,14 @@ fn subject_matches(sub: &Subject, req: &AdmissionRequest) -> bool {
     }
 }
 
-fn description_matches(d: &ResourceDescription, s: &MatchSubject) -> bool {
+fn description_mismatch(d: &ResourceDescription, s: &MatchSubject) -> Option<Mismatch> {
     if !d.kinds.is_empty()
         && !d
             .kinds
             .iter()
             .any(|k| kind_matches(k, &s.gvk, &s.request.subresource))
     {
-        return false;
+        return Some(Mismatch::Kind);
     }
     if !d.operations.is_empty()
         && !d
@@ -180,15 +205,15 @@ fn description_matches(d: &ResourceDescription, s: &MatchSubject) -> bool {
             .iter()
             .any(|o| o.eq_ignore_ascii_case(s.request.operation.as_str()))
     {
-        return false;
+        return Some(Mismatch::Operation);
     }
     if let Some(name) = &d.name
         && !wildcard::matches(name, s.name)
     {
-        return false;
+        return Some(Mismatch::Name);
     }
     if !d.names.is_empty() && !d.names.iter().any(|n| wildcard::matches(n, s.name)) {
-        return false;
+        return Some(Mismatch::Name);
     }
     if !d.namespaces.is_empty() {
         let ns = if s.gvk.kind == "Namespace" {
@@ -197,7 +222,7 @@ fn description_matches(d: &ResourceDescription, s: &MatchSubject) -> bool {
             s.namespace
         };
         if !d.namespaces.iter().any(|n| wildcard::matches(n, ns)) {
-            return false;
+            return Some(Mismatch::Namespace);
         }
     }
     if !d.annotations.is_empty()
@@ -207,24 +232,24 @@ fn description_matches(d: &ResourceDescription, s: &MatchSubject) -> bool {
                 .any(|(rk, rv)| wildcard::matches(k, rk) && wildcard::matches(v, rv))
         })
     {
-        return false;
+        return Some(Mismatch::Annotations);
     }
     if let Some(sel) = &d.selector
         && !selector_matches(sel, &s.labels)
     {
-        return false;
+        return Some(Mismatch::Selector);
     }
     if let Some(sel) = &d.namespace_selector {
         if s.gvk.kind == "Namespace" {
-            return false;
+            return Some(Mismatch::NamespaceSelector);
         }
         let empty = Labels::new();
         let labels = s.request.namespace_labels.as_ref().unwrap_or(&empty);
         if !selector_matches(sel, labels) {
-            return false;
+            return Some(Mismatch::NamespaceSelector);
         }
     }
-    true
+    None
 }
 
 fn is_version(s: &str) -> bool {

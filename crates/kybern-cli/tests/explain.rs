@@ -1,0 +1,108 @@
+//! `kybern apply --explain`: every rule of every policy is listed for each resource with what
+//! decided it, including rules that did not select the resource and why.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kybern");
+
+const POLICIES: &str = "\
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: require-team
+spec:
+  rules:
+  - name: team
+    match:
+      any:
+      - resources:
+          kinds: [Pod]
+    exclude:
+      any:
+      - resources:
+          namespaces: [kube-system]
+    validate:
+      failureAction: Enforce
+      message: a team label is required
+      pattern:
+        metadata:
+          labels:
+            team: \"?*\"
+---
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: prod-deployments
+spec:
+  rules:
+  - name: replicas
+    match:
+      any:
+      - resources:
+          kinds: [Deployment]
+      - resources:
+          kinds: [Pod]
+          namespaces: [\"prod-*\"]
+    validate:
+      message: at least two replicas
+      pattern:
+        spec:
+          replicas: \">=2\"
+";
+
+const PODS: &str = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bare
+  namespace: dev
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: system
+  namespace: kube-system
+";
+
+#[test]
+fn every_rule_is_explained_for_every_resource() {
+    let dir = std::env::temp_dir().join(format!("kybern-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("policies.yaml"), POLICIES).unwrap();
+    std::fs::write(dir.join("pods.yaml"), PODS).unwrap();
+    let out = Command::new(BIN)
+        .arg("apply")
+        .arg(dir.join("policies.yaml"))
+        .arg("--resource")
+        .arg(dir.join("pods.yaml"))
+        .arg("--explain")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let section = |title: &str| -> Vec<String> {
+        text.split("\nexplain ")
+            .find(|s| s.starts_with(title))
+            .unwrap_or_else(|| panic!("no section {title} in {text}"))
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.contains("/autogen-"))
+            .collect()
+    };
+    assert_eq!(
+        section("Pod dev/bare:"),
+        [
+            "require-team/team: fail: validation error: a team label is required. rule team failed at path /metadata/labels/",
+            "prod-deployments/replicas: not matched: match.any[0]: kind Pod is not one of [Deployment]; match.any[1]: namespace \"dev\" is not one of [prod-*]",
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        section("Pod kube-system/system:")[0],
+        "require-team/team: excluded by exclude.any[0]",
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -1,0 +1,243 @@
+//! Why a rule selected a request or not, in words (`kybern apply --explain`): which `match`
+//! filter selected it, or for each filter the first criterion that did not hold, and which
+//! `exclude` filter removed it. Built only when asked; evaluation never calls it.
+
+use crate::matching::{self, MatchSubject, Mismatch};
+use crate::policy::{MatchResources, Policy, ResourceDescription, ResourceFilter, Rule};
+use crate::request::AdmissionRequest;
+
+/// How a rule stands towards a request before it is evaluated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// `match` selects it (the filter that did) and no `exclude` filter removes it.
+    Selected(String),
+    /// `match` does not select it: why, per filter.
+    NotMatched(String),
+    /// An `exclude` filter removes it.
+    Excluded(String),
+    /// A namespaced Policy sees only requests in its own namespace.
+    OtherNamespace(String),
+}
+
+fn list(items: &[String]) -> String {
+    format!("[{}]", items.join(", "))
+}
+
+fn describe(m: Mismatch, d: &ResourceDescription, f: &ResourceFilter, s: &MatchSubject) -> String {
+    match m {
+        Mismatch::Empty => "the filter names nothing".into(),
+        Mismatch::Kind => {
+            let sub = if s.request.subresource.is_empty() {
+                String::new()
+            } else {
+                format!("/{}", s.request.subresource)
+            };
+            format!("kind {}{sub} is not one of {}", s.gvk.kind, list(&d.kinds))
+        }
+        Mismatch::Operation => format!(
+            "operation {} is not one of {}",
+            s.request.operation.as_str(),
+            list(&d.operations)
+        ),
+        Mismatch::Name => {
+            let names: Vec<String> = d.name.iter().cloned().chain(d.names.clone()).collect();
+            format!("name {:?} is not one of {}", s.name, list(&names))
+        }
+        Mismatch::Namespace => format!(
+            "namespace {:?} is not one of {}",
+            if s.gvk.kind == "Namespace" {
+                s.name
+            } else {
+                s.namespace
+            },
+            list(&d.namespaces)
+        ),
+        Mismatch::Annotations => "the annotations do not match".into(),
+        Mismatch::Selector => "the labels do not match the selector".into(),
+        Mismatch::NamespaceSelector => {
+            if s.gvk.kind == "Namespace" {
+                "a namespaceSelector never selects a Namespace".into()
+            } else {
+                "the namespace's labels do not match the namespaceSelector".into()
+            }
+        }
+        Mismatch::Roles => format!("the requester has none of the roles {}", list(&f.roles)),
+        Mismatch::ClusterRoles => format!(
+            "the requester has none of the clusterRoles {}",
+            list(&f.cluster_roles)
+        ),
+        Mismatch::Subjects => "the requester is none of the subjects".into(),
+    }
+}
+
+/// The filters of a block with their field paths.
+fn filters(block: &MatchResources, name: &str) -> (Vec<(String, ResourceFilter)>, bool) {
+    if !block.any.is_empty() {
+        let f = block.any.iter().enumerate();
+        return (
+            f.map(|(i, f)| (format!("{name}.any[{i}]"), f.clone()))
+                .collect(),
+            true,
+        );
+    }
+    if !block.all.is_empty() {
+        let f = block.all.iter().enumerate();
+        return (
+            f.map(|(i, f)| (format!("{name}.all[{i}]"), f.clone()))
+                .collect(),
+            false,
+        );
+    }
+    let inline = block
+        .inline_filter()
+        .map(|f| vec![(format!("{name}.resources"), f)])
+        .unwrap_or_default();
+    (inline, true)
+}
+
+/// What selects (or does not) in a `match` or `exclude` block: `Ok(path)` of the filter that
+/// selects the request (`all`: the block), `Err(reasons)` otherwise.
+fn block_selects(
+    block: &MatchResources,
+    name: &str,
+    s: &MatchSubject,
+    is_match: bool,
+) -> Result<String, String> {
+    let (list, any) = filters(block, name);
+    let mut reasons = Vec::new();
+    for (path, f) in &list {
+        match matching::filter_mismatch(f, s, is_match) {
+            None if any => return Ok(path.clone()),
+            None => {}
+            Some(m) => {
+                let reason = format!("{path}: {}", describe(m, &f.resources, f, s));
+                if !any {
+                    return Err(reason);
+                }
+                reasons.push(reason);
+            }
+        }
+    }
+    if any {
+        if reasons.is_empty() {
+            reasons.push(format!("{name} has no filter"));
+        }
+        Err(reasons.join("; "))
+    } else {
+        Ok(format!("{name}.all"))
+    }
+}
+
+/// How `rule` of `policy` stands towards `request`.
+pub fn selection(policy: &Policy, rule: &Rule, request: &AdmissionRequest) -> Selection {
+    let s = MatchSubject::new(request);
+    if !policy.namespace.is_empty() && s.namespace != policy.namespace {
+        return Selection::OtherNamespace(format!(
+            "the Policy is in namespace {:?}, the resource in {:?}",
+            policy.namespace, s.namespace
+        ));
+    }
+    match block_selects(&rule.match_resources, "match", &s, true) {
+        Err(why) => Selection::NotMatched(why),
+        Ok(by) => match &rule.exclude {
+            Some(ex) => match block_selects(ex, "exclude", &s, false) {
+                Ok(path) => Selection::Excluded(path),
+                Err(_) => Selection::Selected(by),
+            },
+            None => Selection::Selected(by),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::compile_policy;
+    use crate::request::Operation;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn policy(rule: serde_json::Value) -> Policy {
+        compile_policy(&json!({
+            "apiVersion": "kyverno.io/v1",
+            "kind": "ClusterPolicy",
+            "metadata": {"name": "p"},
+            "spec": {"rules": [rule]},
+        }))
+        .unwrap()
+    }
+
+    fn request(kind: &str, namespace: &str) -> AdmissionRequest {
+        let object = json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": "web", "namespace": namespace}});
+        AdmissionRequest {
+            operation: Operation::Create,
+            object: Arc::new(object),
+            ..AdmissionRequest::default()
+        }
+    }
+
+    fn rule(matching: serde_json::Value, exclude: Option<serde_json::Value>) -> serde_json::Value {
+        let mut r = json!({
+            "name": "r",
+            "match": matching,
+            "validate": {"message": "m", "pattern": {"metadata": {"name": "?*"}}},
+        });
+        if let Some(e) = exclude {
+            r["exclude"] = e;
+        }
+        r
+    }
+
+    #[test]
+    fn each_any_filter_says_why_it_did_not_select() {
+        let p = policy(rule(
+            json!({"any": [
+                {"resources": {"kinds": ["Deployment"]}},
+                {"resources": {"kinds": ["Pod"], "namespaces": ["prod-*"]}},
+            ]}),
+            None,
+        ));
+        let got = selection(&p, &p.rules[0], &request("Pod", "dev"));
+        assert_eq!(
+            got,
+            Selection::NotMatched(
+                "match.any[0]: kind Pod is not one of [Deployment]; match.any[1]: namespace \"dev\" is not one of [prod-*]".into()
+            )
+        );
+        assert_eq!(
+            selection(&p, &p.rules[0], &request("Pod", "prod-1")),
+            Selection::Selected("match.any[1]".into())
+        );
+    }
+
+    #[test]
+    fn an_exclude_filter_that_selects_is_named() {
+        let p = policy(rule(
+            json!({"any": [{"resources": {"kinds": ["Pod"]}}]}),
+            Some(json!({"any": [{"resources": {"namespaces": ["kube-system"]}}]})),
+        ));
+        assert_eq!(
+            selection(&p, &p.rules[0], &request("Pod", "kube-system")),
+            Selection::Excluded("exclude.any[0]".into())
+        );
+        assert_eq!(
+            selection(&p, &p.rules[0], &request("Pod", "default")),
+            Selection::Selected("match.any[0]".into())
+        );
+    }
+
+    #[test]
+    fn an_all_block_names_the_first_filter_that_fails() {
+        let p = policy(rule(
+            json!({"all": [
+                {"resources": {"kinds": ["Pod"]}},
+                {"resources": {"operations": ["UPDATE"]}},
+            ]}),
+            None,
+        ));
+        assert_eq!(
+            selection(&p, &p.rules[0], &request("Pod", "a")),
+            Selection::NotMatched("match.all[1]: operation CREATE is not one of [UPDATE]".into())
+        );
+    }
+}
