@@ -320,3 +320,166 @@ async fn eight_legitimate_6_4_mib_updates_at_once_are_all_decided() {
     }
     s.running.shutdown().await;
 }
+
+/// A ClientHello record offering `version` and only `suites`, without extensions.
+fn client_hello(version: [u8; 2], suites: &[[u8; 2]]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&version);
+    body.extend_from_slice(&[7u8; 32]);
+    body.push(0);
+    let suite_bytes: Vec<u8> = suites.iter().flatten().copied().collect();
+    body.extend_from_slice(&u16::try_from(suite_bytes.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&suite_bytes);
+    body.extend_from_slice(&[1, 0]);
+    let len = body.len();
+    let mut handshake = vec![1, 0, (len >> 8) as u8, len as u8];
+    handshake.extend_from_slice(&body);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend_from_slice(&u16::try_from(handshake.len()).unwrap().to_be_bytes());
+    record.extend_from_slice(&handshake);
+    record
+}
+
+#[tokio::test]
+async fn old_tls_versions_and_weak_cipher_suites_are_refused() {
+    let s = serve(&[("team.yaml", REQUIRE_TEAM)], Limits::default()).await;
+    const RSA_3DES_EDE_CBC_SHA: [u8; 2] = [0x00, 0x0a];
+    const RSA_AES128_CBC_SHA: [u8; 2] = [0x00, 0x2f];
+    const RSA_RC4_128_SHA: [u8; 2] = [0x00, 0x05];
+    let hellos = [
+        ("TLS 1.0", client_hello([3, 1], &[RSA_AES128_CBC_SHA])),
+        ("TLS 1.1", client_hello([3, 2], &[RSA_AES128_CBC_SHA])),
+        (
+            "TLS 1.2 with 3DES, RC4 and CBC only",
+            client_hello(
+                [3, 3],
+                &[RSA_3DES_EDE_CBC_SHA, RSA_RC4_128_SHA, RSA_AES128_CBC_SHA],
+            ),
+        ),
+    ];
+    for (what, hello) in hellos {
+        let mut tcp = tokio::net::TcpStream::connect(s.running.local_addr)
+            .await
+            .unwrap();
+        tcp.write_all(&hello).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+        // An alert record (content type 21), never a ServerHello (handshake record, type 22).
+        assert_eq!(buf.first(), Some(&0x15), "{what}: {buf:02x?}");
+    }
+    s.running.shutdown().await;
+}
+
+/// POSTs raw bytes as JSON; returns the status and the body.
+async fn post_raw(s: &common::TestServer, body: Vec<u8>) -> (u16, Value) {
+    let res = s
+        .client
+        .post(format!("{}/validate", s.base))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn malformed_bytes_and_odd_values_get_a_clear_answer() {
+    let s = serve(&[("team.yaml", REQUIRE_TEAM)], Limits::default()).await;
+    let good =
+        serde_json::to_string(&review("CREATE", &pod("a", Some("x")), &Value::Null)).unwrap();
+    let mut invalid_utf8 = good.clone().into_bytes();
+    let at = good.find("nginx").unwrap();
+    invalid_utf8[at] = 0xff;
+    // (what, body, status): refusals are 4xx with a message, never a 5xx or a dropped connection.
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("invalid UTF-8", invalid_utf8, 417),
+        (
+            "a lone UTF-16 surrogate",
+            good.replace("nginx", "\\ud800").into_bytes(),
+            417,
+        ),
+        (
+            "truncated JSON",
+            good.as_bytes()[..good.len() / 2].to_vec(),
+            417,
+        ),
+        (
+            "a number beyond f64 (1e400)",
+            good.replace("\"labels\"", "\"n\":1e400,\"labels\"").into_bytes(),
+            417,
+        ),
+        // Legitimate oddities are decided.
+        (
+            "a NUL character in a string",
+            good.replace("nginx", "ngi\\u0000nx").into_bytes(),
+            200,
+        ),
+        (
+            "integers at and past 2^63",
+            good.replace("\"labels\"", "\"a\":9223372036854775808,\"b\":18446744073709551616,\"c\":-9223372036854775809,\"d\":-0,\"labels\"")
+                .into_bytes(),
+            200,
+        ),
+        (
+            "a 64 KiB uid",
+            good.replacen(
+                "\"uid\":\"",
+                &format!("\"uid\":\"{}", "u".repeat(64 * 1024)),
+                1,
+            )
+            .into_bytes(),
+            200,
+        ),
+    ];
+    for (what, body, want) in cases {
+        let (status, answer) = post_raw(&s, body).await;
+        assert_eq!(status, want, "{what}: {answer}");
+        if want == 200 {
+            assert_eq!(answer["response"]["allowed"], true, "{what}: {answer}");
+            assert!(answer["response"]["uid"].as_str().unwrap().starts_with("u"));
+        } else {
+            assert!(
+                !answer["error"]["message"].as_str().unwrap().is_empty(),
+                "{what}"
+            );
+        }
+    }
+    s.running.shutdown().await;
+}
+
+/// A Pod nested `levels` deep (its own braces are level 1) through a chain under `spec.extra`.
+fn deep_pod(levels: usize) -> Value {
+    // The Pod is level 1 and its spec level 2; the chain adds the rest.
+    let mut inner = json!(1);
+    for _ in 0..levels - 2 {
+        inner = json!({ "x": inner });
+    }
+    let mut p = pod("deep", None);
+    p["spec"]["extra"] = inner;
+    p
+}
+
+#[tokio::test]
+async fn an_object_nested_128_levels_is_decided_and_129_is_refused_naming_the_limit() {
+    let s = serve(&[("team.yaml", REQUIRE_TEAM)], Limits::default()).await;
+    let r = s
+        .send("/validate", &review("CREATE", &deep_pod(128), &Value::Null))
+        .await;
+    assert_eq!(r["allowed"], false);
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("every Pod needs a team label")
+    );
+    let body = serde_json::to_vec(&review("CREATE", &deep_pod(129), &Value::Null)).unwrap();
+    let (status, answer) = post_raw(&s, body).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["error"]["message"],
+        "the object nests deeper than 128 levels"
+    );
+    s.running.shutdown().await;
+}
