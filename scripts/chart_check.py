@@ -591,6 +591,7 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
         needs |= {("kyverno.io", "updaterequests", v, True) for v in ("get", "list", "watch", "delete")}
         needs |= {("kyverno.io", "updaterequests/status", v, True) for v in ("patch", "update")}
         needs |= {("coordination.k8s.io", "leases", v, True) for v in ("get", "create", "update", "patch")}
+        needs.add(("", "events", "create", True))
         needs |= {
             (g, res, v, False)
             for entry in bg["rbac"]["generatedKinds"]

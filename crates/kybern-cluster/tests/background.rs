@@ -789,3 +789,56 @@ async fn mutate_existing_rules_do_not_run_or_decide_at_admission() {
     server.shutdown().await;
     c.api.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_work_is_retried_with_events_on_the_update_request() {
+    let c = cluster().await;
+    let store = c.api.store();
+    // Work for a policy that does not exist (deleted after admission queued it).
+    let trigger = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "team-x", "uid": "u-x"}});
+    let request = kybern_engine::request::AdmissionRequest {
+        operation: kybern_engine::request::Operation::Create,
+        object: std::sync::Arc::new(trigger),
+        ..Default::default()
+    };
+    let ur = kybern_cluster::background::update_request::object(
+        &kybern_cluster::background::update_request::GenerateWork {
+            request_type: kybern_cluster::background::update_request::RequestType::Generate,
+            policy: "gone",
+            policy_key: "ClusterPolicy.kyverno.io/gone",
+            rules: vec!["r".into()],
+            synchronize: false,
+            request_uid: "req-x",
+            request: &request,
+            namespace: NS,
+        },
+    );
+    let name = ur["metadata"]["name"].as_str().unwrap().to_string();
+    store.create("kyverno.io/v2", "updaterequests", ur).unwrap();
+    let controller = kybern_cluster::background::controller::start(controller_options(&c, "e1"))
+        .await
+        .unwrap();
+    wait_for(
+        "a Warning Event on the UpdateRequest",
+        Duration::from_secs(30),
+        || {
+            store.list("v1", "events", Some(NS)).iter().any(|e| {
+                e["involvedObject"]["name"] == name.as_str()
+                    && e["type"] == "Warning"
+                    && e["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("policy gone is not loaded")
+            })
+        },
+    )
+    .await;
+    let ur = store
+        .get("kyverno.io/v2", "updaterequests", Some(NS), &name)
+        .unwrap();
+    assert!(ur["status"]["retryCount"].as_u64().unwrap() >= 1, "{ur}");
+    assert_eq!(ur["status"]["state"], "Pending");
+    controller.shutdown().await;
+    c.api.shutdown().await;
+}

@@ -473,7 +473,57 @@ impl Worker {
                 let _ = api
                     .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
                     .await;
+                let (reason, note) = if state == "Failed" {
+                    (
+                        "Failed",
+                        format!("given up after {attempts} attempts: {message}"),
+                    )
+                } else {
+                    (
+                        "Retrying",
+                        format!("attempt {attempts} of {MAX_ATTEMPTS} failed: {message}"),
+                    )
+                };
+                self.event(ur, reason, &note).await;
             }
+        }
+    }
+
+    /// A Warning Event on an UpdateRequest, for `kubectl describe ur` and event collectors.
+    async fn event(&self, ur: &Value, reason: &str, message: &str) {
+        let s = |p: &str| ur.pointer(p).cloned().unwrap_or(Value::Null);
+        let namespace = ur
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let now = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            });
+        // Events hold at most 1 KiB of message.
+        let message: String = message.chars().take(1024).collect();
+        let event = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": format!("{}.", s("/metadata/name").as_str().unwrap_or("ur")), "namespace": namespace},
+            "involvedObject": {"apiVersion": "kyverno.io/v2", "kind": "UpdateRequest",
+                "name": s("/metadata/name"), "namespace": namespace, "uid": s("/metadata/uid")},
+            "reason": reason, "message": message, "type": "Warning",
+            "source": {"component": self.field_manager},
+            "reportingComponent": self.field_manager,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        });
+        let resource =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Event"), "events");
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let Ok(event) = serde_json::from_value::<DynamicObject>(event) else {
+            return;
+        };
+        if let Err(e) = api.create(&PostParams::default(), &event).await {
+            tracing::debug!(error = %e, "Event not recorded");
         }
     }
 
