@@ -50,6 +50,22 @@ pub struct SignatureCheck {
     pub repository: String,
     /// `annotations`: values a verified signature's `optional` claims must carry.
     pub annotations: BTreeMap<String, String>,
+    /// For attestations: the `predicateType` asked for (informational; every verified
+    /// statement is returned and the engine selects by type).
+    pub predicate_type: String,
+}
+
+/// What an attestation check found, when the registry could be asked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttestationOutcome {
+    /// In-toto statements signed by the key whose subject is the image's digest; each carries
+    /// its `predicateType` also as `type`.
+    Verified {
+        digest: String,
+        statements: Vec<Value>,
+    },
+    /// No attestation verifies: the reason.
+    Failed(String),
 }
 
 /// What a signature check found, when the registry could be asked.
@@ -92,6 +108,17 @@ pub trait ContextProvider: Send + Sync {
     ) -> Result<SignatureOutcome, ProviderError> {
         Err(ProviderError::Unavailable {
             what: format!("signature verification of {}", check.image),
+            reason: "no image registry access".to_string(),
+        })
+    }
+    /// Verifies an image's cosign attestations (DSSE in-toto statements) against one key.
+    /// `Err` means the registry could not be asked.
+    fn verify_image_attestations(
+        &self,
+        check: &SignatureCheck,
+    ) -> Result<AttestationOutcome, ProviderError> {
+        Err(ProviderError::Unavailable {
+            what: format!("attestation verification of {}", check.image),
             reason: "no image registry access".to_string(),
         })
     }

@@ -81,7 +81,8 @@ fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
                     || mutation::targets(m).is_some()
                     || value_has_variables(m)
             }
-            RuleBody::Unsupported { .. } | RuleBody::VerifyImages(_) => false,
+            RuleBody::VerifyImages(entries) => entries.iter().any(|e| e.reads_context()),
+            RuleBody::Unsupported { .. } => false,
         }
 }
 
@@ -474,6 +475,8 @@ impl<'p> Engine<'p> {
                     entries,
                     request.resource(),
                     self.provider,
+                    ctx,
+                    opts,
                 );
                 return RuleStep::Done(outcome.map(|(status, message, patched)| {
                     let mut r = RuleResult::new(&rule.name, rule_type, status, message);
@@ -483,10 +486,16 @@ impl<'p> Engine<'p> {
             }
             (RuleBody::VerifyImages(entries), None) => {
                 return RuleStep::Done(
-                    crate::image_verification::check(entries, request.resource(), self.provider)
-                        .map(|(status, message)| {
-                            RuleResult::new(&rule.name, rule_type, status, message)
-                        }),
+                    crate::image_verification::check(
+                        entries,
+                        request.resource(),
+                        self.provider,
+                        ctx,
+                        opts,
+                    )
+                    .map(|(status, message)| {
+                        RuleResult::new(&rule.name, rule_type, status, message)
+                    }),
                 );
             }
             (RuleBody::Mutate(m), None) => {

@@ -3,12 +3,16 @@
 //! the verified digest (`mutateDigest`); the validate pass checks `verifyDigest` and, for
 //! `required` entries, that the image still verifies. Registry work (fetching and checking
 //! signatures, resolving digests) goes through the [`ContextProvider`]: this module only decides.
-//! What is not supported yet (attestations, certificate and keyless attestors, Notary and
-//! Sigstore bundles) makes the rule an error that says so, never a pass.
+//! Attestations (cosign `.att` in-toto statements) are checked by key, with `conditions` on
+//! each statement's predicate. What is not supported yet (certificate and keyless attestors,
+//! attestations without attestors, Notary and Sigstore bundles) makes the rule an error that
+//! says so, never a pass.
 
-use crate::context::{ContextProvider, SignatureCheck, SignatureOutcome};
+use crate::context::{AttestationOutcome, ContextProvider, SignatureCheck, SignatureOutcome};
 use crate::images::ImageInfo;
+use crate::json_context::JsonContext;
 use crate::response::{FailureAction, RuleStatus};
+use crate::variables::SubstituteOptions;
 use crate::wildcard;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -36,6 +40,17 @@ pub enum Attestor {
     Unsupported(String),
 }
 
+/// One `attestations` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attestation {
+    /// `type` (or the older `predicateType`).
+    pub predicate_type: String,
+    pub attestor_sets: Vec<AttestorSet>,
+    /// `conditions`: blocks that every statement of the type must satisfy, evaluated with the
+    /// statement's predicate merged into the context.
+    pub conditions: Vec<Value>,
+}
+
 /// One `verifyImages` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageVerification {
@@ -45,6 +60,8 @@ pub struct ImageVerification {
     pub skip: Vec<String>,
     /// `attestors` (with the legacy `key` converted into one set).
     pub attestor_sets: Vec<AttestorSet>,
+    /// `attestations`.
+    pub attestations: Vec<Attestation>,
     /// What this entry asks for that is not supported yet (attestations, keyless roots, types).
     pub unsupported: Option<String>,
     /// `verifyDigest` (default true).
@@ -203,23 +220,57 @@ impl ImageVerification {
             let legacy = serde_json::json!({"entries": [{"keys": {"publicKeys": legacy_key}}]});
             attestor_sets.push(AttestorSet::from_json(&legacy, entry));
         }
+        let attestations: Vec<Attestation> = entry
+            .get("attestations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|a| Attestation {
+                predicate_type: match text(a, "type") {
+                    t if t.is_empty() => text(a, "predicateType"),
+                    t => t,
+                },
+                attestor_sets: a
+                    .get("attestors")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|set| AttestorSet::from_json(set, entry))
+                    .collect(),
+                conditions: match a.get("conditions") {
+                    Some(Value::Array(blocks)) => blocks.clone(),
+                    Some(Value::Object(block)) => vec![Value::Object(block.clone())],
+                    _ => Vec::new(),
+                },
+            })
+            .collect();
         let kind = text(entry, "type");
         let unsupported = if !kind.is_empty() && kind != "Cosign" {
             Some(format!("type {kind}"))
-        } else if non_empty(entry.get("attestations")) {
-            Some("attestations".to_string())
         } else if non_empty(entry.get("roots")) || non_empty(entry.get("subject")) {
             Some("keyless (roots, subject)".to_string())
+        } else if attestations.iter().any(|a| a.attestor_sets.is_empty()) {
+            // Kyverno then fetches with an empty attestor: keyless, trusting Fulcio.
+            Some("attestations without attestors (keyless)".to_string())
         } else {
             attestor_sets
                 .iter()
+                .chain(attestations.iter().flat_map(|a| &a.attestor_sets))
                 .find_map(AttestorSet::unsupported)
                 .map(|what| format!("{what} attestors"))
+                .or_else(|| {
+                    let nested = attestations
+                        .iter()
+                        .flat_map(|a| &a.attestor_sets)
+                        .any(|s| s.entries.iter().any(|e| matches!(e, Attestor::Nested(_))));
+                    nested.then(|| "nested attestors in attestations".to_string())
+                })
         };
         ImageVerification {
             references,
             skip: strings(entry.get("skipImageReferences")),
             attestor_sets,
+            attestations,
             unsupported,
             verify_digest: flag("verifyDigest"),
             mutate_digest: flag("mutateDigest"),
@@ -234,7 +285,14 @@ impl ImageVerification {
 
     /// True when checking this entry involves signatures (or something not supported yet).
     pub fn checks_signatures(&self) -> bool {
-        !self.attestor_sets.is_empty() || self.unsupported.is_some()
+        !self.attestor_sets.is_empty()
+            || !self.attestations.is_empty()
+            || self.unsupported.is_some()
+    }
+
+    /// True when attestation conditions read the JSON context.
+    pub fn reads_context(&self) -> bool {
+        self.attestations.iter().any(|a| !a.conditions.is_empty())
     }
 
     fn covers(&self, image: &str, normalized: &str) -> bool {
@@ -314,6 +372,7 @@ fn verify_set(
                     signature_algorithm: signature_algorithm.clone(),
                     repository: repository.clone(),
                     annotations: annotations.clone(),
+                    predicate_type: String::new(),
                 };
                 match provider.verify_image_signature(&check) {
                     Ok(SignatureOutcome::Verified { digest }) => Ok(digest),
@@ -350,6 +409,175 @@ fn verify_set(
         ));
     }
     Err(SetError::Failed(errors))
+}
+
+/// Checks the statements one key verified against an attestation: some must have its type, and
+/// each of those must satisfy the conditions.
+fn check_statements(
+    att: &Attestation,
+    statements: &[Value],
+    image: &str,
+    ctx: &JsonContext,
+    opts: SubstituteOptions,
+) -> Result<(), String> {
+    let of_type: Vec<&Value> = statements
+        .iter()
+        .filter(|s| s.get("predicateType").and_then(Value::as_str) == Some(&att.predicate_type))
+        .collect();
+    if of_type.is_empty() {
+        // Kyverno's wording, spelling included.
+        return Err(format!(
+            "attestions not found for predicate type {}",
+            att.predicate_type
+        ));
+    }
+    if att.conditions.is_empty() {
+        return Ok(());
+    }
+    for statement in of_type {
+        let Some(predicate) = statement.get("predicate").and_then(Value::as_object) else {
+            return Err(
+                "failed to check attestations: failed to extract predicate from statement"
+                    .to_string(),
+            );
+        };
+        // The predicate's fields are read at the top level (`{{ repo.uri }}`), as in Kyverno.
+        let mut scoped = ctx.clone();
+        for (k, v) in predicate {
+            scoped.set(k, v);
+        }
+        for (b, block) in att.conditions.iter().enumerate() {
+            match crate::preconditions::evaluate_block(
+                block,
+                &scoped,
+                opts,
+                &format!("conditions[{b}]"),
+            ) {
+                Ok(o) if o.met => {}
+                Ok(_) => {
+                    return Err(format!(
+                        "attestation checks failed for {image} and predicate {}",
+                        att.predicate_type
+                    ));
+                }
+                Err(e) => return Err(format!("failed to check attestations: {e}")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Verifies the entry's attestations of one image (`target` names it, by digest when the
+/// signatures already gave one): the digest the attestations cover, or the rule status and
+/// message.
+fn verify_attestations(
+    e: &ImageVerification,
+    image: &str,
+    target: &str,
+    provider: &dyn ContextProvider,
+    ctx: &JsonContext,
+    opts: SubstituteOptions,
+) -> Result<String, (RuleStatus, String)> {
+    let mut digest = String::new();
+    for (i, att) in e.attestations.iter().enumerate() {
+        let path = format!(".attestations[{i}]");
+        if att.predicate_type.is_empty() {
+            return Err((RuleStatus::Fail, format!("{path}: missing predicateType")));
+        }
+        for (j, set) in att.attestor_sets.iter().enumerate() {
+            let required = set.required();
+            let mut verified = 0usize;
+            for entry in &set.entries {
+                // Kyverno numbers the entry with the attestation's index; kept for equal messages.
+                let entry_path = format!("{path}.attestors[{j}].entries[{i}]");
+                let Attestor::Key {
+                    public_key,
+                    signature_algorithm,
+                    repository,
+                    annotations,
+                } = entry
+                else {
+                    return Err(unsupported_error(
+                        image,
+                        "this attestor kind in attestations",
+                    ));
+                };
+                let check = SignatureCheck {
+                    image: target.to_string(),
+                    public_key: public_key.clone(),
+                    signature_algorithm: signature_algorithm.clone(),
+                    repository: repository.clone(),
+                    annotations: annotations.clone(),
+                    predicate_type: att.predicate_type.clone(),
+                };
+                let (d, statements) = match provider.verify_image_attestations(&check) {
+                    Ok(AttestationOutcome::Verified { digest, statements }) => (digest, statements),
+                    Ok(AttestationOutcome::Failed(m)) => {
+                        return Err((
+                            RuleStatus::Fail,
+                            format!("failed to verify image {image}: {m}"),
+                        ));
+                    }
+                    Err(err) => {
+                        return Err((
+                            RuleStatus::Error,
+                            format!("failed to verify image {image}: {err}"),
+                        ));
+                    }
+                };
+                if digest.is_empty() {
+                    digest = d;
+                }
+                if let Err(m) = check_statements(att, &statements, image, ctx, opts) {
+                    return Err((RuleStatus::Fail, format!("{entry_path}.keys: {m}")));
+                }
+                verified += 1;
+                if verified >= required {
+                    break;
+                }
+            }
+            if verified < required {
+                return Err((
+                    RuleStatus::Fail,
+                    format!(
+                        "image attestations verification failed, verifiedCount: {verified}, requiredCount: {required}"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(digest)
+}
+
+/// Verifies an image against an entry, signatures first and then attestations: the verified
+/// digest and the pass message, or the rule status and message.
+fn verify_image(
+    e: &ImageVerification,
+    info: &ImageInfo,
+    provider: &dyn ContextProvider,
+    ctx: &JsonContext,
+    opts: SubstituteOptions,
+) -> Result<(String, String), (RuleStatus, String)> {
+    let name = info.reference();
+    let mut digest = String::new();
+    let mut message = format!("verified image signatures for {name}");
+    if !e.attestor_sets.is_empty() {
+        digest = verify_attestors(e, &name, provider)?;
+    }
+    if !e.attestations.is_empty() {
+        // Attestations are read for the digest the signatures were verified for, so a tag
+        // moved in between cannot mix two images.
+        let target = match (digest.is_empty(), info.digest.is_empty()) {
+            (false, true) => format!("{}/{}@{digest}", info.registry, info.path),
+            _ => name.clone(),
+        };
+        let d = verify_attestations(e, &name, &target, provider, ctx, opts)?;
+        if digest.is_empty() {
+            digest = d;
+        }
+        message = format!("verified image attestations for {name}");
+    }
+    Ok((digest, message))
 }
 
 /// Verifies all attestor sets of an entry for one image: the verified digest, or the rule
@@ -394,10 +622,12 @@ pub fn verify_and_patch(
     entries: &[ImageVerification],
     resource: &Value,
     provider: &dyn ContextProvider,
+    ctx: &JsonContext,
+    opts: SubstituteOptions,
 ) -> Option<(RuleStatus, String, Option<Value>)> {
     let images = images_of(resource);
     let mut patched: Option<Value> = None;
-    let mut verified = Vec::new();
+    let mut messages = Vec::new();
     let mut pinned = false;
     for e in entries {
         for found in &images {
@@ -410,12 +640,14 @@ pub fn verify_and_patch(
                 return Some((status, message, None));
             }
             let mut digest = String::new();
-            if !e.attestor_sets.is_empty() {
-                match verify_attestors(e, &name, provider) {
-                    Ok(d) => digest = d,
+            if !e.attestor_sets.is_empty() || !e.attestations.is_empty() {
+                match verify_image(e, &found.info, provider, ctx, opts) {
+                    Ok((d, message)) => {
+                        digest = d;
+                        messages.push(message);
+                    }
                     Err((status, message)) => return Some((status, message, None)),
                 }
-                verified.push(name.clone());
             }
             if !e.mutate_digest || !found.info.digest.is_empty() {
                 continue;
@@ -443,9 +675,8 @@ pub fn verify_and_patch(
             }
         }
     }
-    if !verified.is_empty() {
-        let message = format!("verified image signatures for {}", verified.join(", "));
-        return Some((RuleStatus::Pass, message, patched));
+    if !messages.is_empty() {
+        return Some((RuleStatus::Pass, messages.join("; "), patched));
     }
     if pinned {
         return Some((RuleStatus::Pass, "mutated image digest".into(), patched));
@@ -460,6 +691,8 @@ pub fn check(
     entries: &[ImageVerification],
     resource: &Value,
     provider: &dyn ContextProvider,
+    ctx: &JsonContext,
+    opts: SubstituteOptions,
 ) -> Option<(RuleStatus, String)> {
     let images = images_of(resource);
     let mut covered = false;
@@ -475,8 +708,8 @@ pub fn check(
                 return Some(unsupported_error(&name, what));
             }
             if e.required
-                && !e.attestor_sets.is_empty()
-                && let Err(failure) = verify_attestors(e, &name, provider)
+                && (!e.attestor_sets.is_empty() || !e.attestations.is_empty())
+                && let Err(failure) = verify_image(e, &found.info, provider, ctx, opts)
             {
                 return Some(failure);
             }
@@ -504,6 +737,34 @@ mod tests {
     use crate::context::{ApiCall, Labels, ProviderError};
     use serde_json::json;
     use std::sync::Mutex;
+
+    fn vp(
+        entries: &[ImageVerification],
+        resource: &Value,
+        provider: &dyn ContextProvider,
+    ) -> Option<(RuleStatus, String, Option<Value>)> {
+        verify_and_patch(
+            entries,
+            resource,
+            provider,
+            &JsonContext::default(),
+            SubstituteOptions::default(),
+        )
+    }
+
+    fn ck(
+        entries: &[ImageVerification],
+        resource: &Value,
+        provider: &dyn ContextProvider,
+    ) -> Option<(RuleStatus, String)> {
+        check(
+            entries,
+            resource,
+            provider,
+            &JsonContext::default(),
+            SubstituteOptions::default(),
+        )
+    }
 
     fn pod(images: &[&str]) -> Value {
         let containers: Vec<Value> = images
@@ -581,6 +842,28 @@ mod tests {
         fn image_digest(&self, _: &str) -> Result<String, ProviderError> {
             Ok(self.digest.into())
         }
+        fn verify_image_attestations(
+            &self,
+            check: &SignatureCheck,
+        ) -> Result<AttestationOutcome, ProviderError> {
+            self.asked.lock().unwrap().push(check.clone());
+            if !check.public_key.contains(self.good_key) {
+                return Ok(AttestationOutcome::Failed(
+                    "no matching attestations".into(),
+                ));
+            }
+            let statement = |t: &str, branch: &str| {
+                json!({"_type": "https://in-toto.io/Statement/v0.1", "predicateType": t, "type": t,
+                       "predicate": {"repo": {"branch": branch}, "reviewers": ["bob"]}})
+            };
+            Ok(AttestationOutcome::Verified {
+                digest: self.digest.into(),
+                statements: vec![
+                    statement("https://example.com/CodeReview/v1", "main"),
+                    statement("https://slsa.dev/provenance/v0.2", "dev"),
+                ],
+            })
+        }
     }
 
     fn key(name: &str) -> String {
@@ -613,24 +896,21 @@ mod tests {
             ),
         ];
         for (resource, want) in cases {
-            let got = check(std::slice::from_ref(&digest_only), &resource, &none).map(|(s, _)| s);
+            let got = ck(std::slice::from_ref(&digest_only), &resource, &none).map(|(s, _)| s);
             assert_eq!(got, want, "{resource}");
         }
-        let (_, message) = check(
+        let (_, message) = ck(
             std::slice::from_ref(&digest_only),
             &pod(&["redis:7"]),
             &none,
         )
         .unwrap();
         assert_eq!(message, "missing digest for redis:7");
-        assert_eq!(
-            verify_and_patch(&[digest_only], &pod(&["redis:7"]), &none),
-            None
-        );
+        assert_eq!(vp(&[digest_only], &pod(&["redis:7"]), &none), None);
 
         let only_ghcr = ImageVerification::from_json(&json!({
             "imageReferences": ["ghcr.io/*"], "mutateDigest": false}));
-        assert_eq!(check(&[only_ghcr], &pod(&["nginx:1"]), &none), None);
+        assert_eq!(ck(&[only_ghcr], &pod(&["nginx:1"]), &none), None);
     }
 
     #[test]
@@ -639,7 +919,7 @@ mod tests {
         let rule = keyed(&["good"], None);
         let resource = pod(&["ghcr.io/team/app:v1"]);
         let (status, message, patched) =
-            verify_and_patch(std::slice::from_ref(&rule), &resource, &registry).unwrap();
+            vp(std::slice::from_ref(&rule), &resource, &registry).unwrap();
         assert_eq!(status, RuleStatus::Pass, "{message}");
         assert_eq!(message, "verified image signatures for ghcr.io/team/app:v1");
         let patched = patched.unwrap();
@@ -649,7 +929,7 @@ mod tests {
         );
         // The validate pass sees the pinned image: the digest is there and it still verifies.
         assert_eq!(
-            check(&[rule], &patched, &registry).map(|(s, _)| s),
+            ck(&[rule], &patched, &registry).map(|(s, _)| s),
             Some(RuleStatus::Pass)
         );
         let asked = registry.asked.lock().unwrap();
@@ -661,7 +941,7 @@ mod tests {
     fn wrong_key_fails_with_the_attestor_path_and_unreachable_registry_is_an_error() {
         let rule = keyed(&["other"], None);
         let resource = pod(&["ghcr.io/team/app:v1"]);
-        let (status, message, patched) = verify_and_patch(
+        let (status, message, patched) = vp(
             std::slice::from_ref(&rule),
             &resource,
             &Registry::new("good"),
@@ -675,7 +955,7 @@ mod tests {
         assert!(patched.is_none());
         let mut down = Registry::new("good");
         down.down = true;
-        let (status, message, _) = verify_and_patch(&[rule], &resource, &down).unwrap();
+        let (status, message, _) = vp(&[rule], &resource, &down).unwrap();
         assert_eq!(status, RuleStatus::Error, "{message}");
     }
 
@@ -686,13 +966,13 @@ mod tests {
         // Two keys, count 1: one good key is enough.
         let one_of_two = keyed(&["other", "good"], Some(1));
         assert_eq!(
-            verify_and_patch(&[one_of_two], &resource, &registry).map(|r| r.0),
+            vp(&[one_of_two], &resource, &registry).map(|r| r.0),
             Some(RuleStatus::Pass)
         );
         // No count: every entry must verify.
         let all = keyed(&["good", "other"], None);
         assert_eq!(
-            verify_and_patch(&[all], &resource, &registry).map(|r| r.0),
+            vp(&[all], &resource, &registry).map(|r| r.0),
             Some(RuleStatus::Fail)
         );
         // Several PEM keys in one publicKeys value are separate entries.
@@ -701,7 +981,7 @@ mod tests {
             "attestors": [{"count": 1, "entries": [{"keys": {"publicKeys": both}}]}]}));
         assert_eq!(rule.attestor_sets[0].entries.len(), 2);
         assert_eq!(
-            verify_and_patch(&[rule], &resource, &registry).map(|r| r.0),
+            vp(&[rule], &resource, &registry).map(|r| r.0),
             Some(RuleStatus::Pass)
         );
     }
@@ -715,7 +995,7 @@ mod tests {
             json!({"imageReferences": ["*"], "type": "Notary", "attestors": [{"entries": [{"certificates": {"cert": "c"}}]}]}),
         ] {
             let rule = ImageVerification::from_json(&entry);
-            let (status, message, _) = verify_and_patch(
+            let (status, message, _) = vp(
                 std::slice::from_ref(&rule),
                 &resource,
                 &Registry::new("good"),
@@ -723,21 +1003,92 @@ mod tests {
             .unwrap();
             assert_eq!(status, RuleStatus::Error, "{entry}");
             assert!(message.contains("not support"), "{message}");
-            let (status, _) = check(&[rule], &resource, &Registry::new("good")).unwrap();
+            let (status, _) = ck(&[rule], &resource, &Registry::new("good")).unwrap();
             assert_eq!(status, RuleStatus::Error);
         }
         let rule = keyed(&["good"], None);
-        let (status, message, _) =
-            verify_and_patch(&[rule], &resource, &crate::context::NoProvider).unwrap();
+        let (status, message, _) = vp(&[rule], &resource, &crate::context::NoProvider).unwrap();
         assert_eq!(status, RuleStatus::Error);
         assert!(message.contains("no image registry access"), "{message}");
+    }
+
+    fn attested(key_name: &str, predicate_type: &str, branch: &str) -> ImageVerification {
+        ImageVerification::from_json(&json!({"imageReferences": ["*"], "attestations": [{
+            "type": predicate_type,
+            "attestors": [{"entries": [{"keys": {"publicKeys": key(key_name)}}]}],
+            "conditions": [{"all": [{"key": "{{ repo.branch }}", "operator": "Equals", "value": branch}]}]
+        }]}))
+    }
+
+    #[test]
+    fn attestations_are_checked_by_key_type_and_conditions_on_the_predicate() {
+        let registry = Registry::new("good");
+        let resource = pod(&["ghcr.io/team/app:v1"]);
+        let review = "https://example.com/CodeReview/v1";
+        let (status, message, patched) =
+            vp(&[attested("good", review, "main")], &resource, &registry).unwrap();
+        assert_eq!(status, RuleStatus::Pass, "{message}");
+        assert_eq!(
+            message,
+            "verified image attestations for ghcr.io/team/app:v1"
+        );
+        assert_eq!(
+            patched.unwrap()["spec"]["containers"][0]["image"],
+            "ghcr.io/team/app:v1@sha256:feed"
+        );
+        assert_eq!(
+            registry.asked.lock().unwrap()[0].predicate_type,
+            review.to_string()
+        );
+        let (status, message, _) =
+            vp(&[attested("good", review, "release")], &resource, &registry).unwrap();
+        assert_eq!(status, RuleStatus::Fail);
+        assert_eq!(
+            message,
+            ".attestations[0].attestors[0].entries[0].keys: attestation checks failed for ghcr.io/team/app:v1 and predicate https://example.com/CodeReview/v1"
+        );
+        let (status, message, _) = vp(
+            &[attested("good", "https://cyclonedx.org/bom", "main")],
+            &resource,
+            &registry,
+        )
+        .unwrap();
+        assert_eq!(status, RuleStatus::Fail);
+        assert!(
+            message.ends_with("attestions not found for predicate type https://cyclonedx.org/bom"),
+            "{message}"
+        );
+        let (status, message, _) =
+            vp(&[attested("other", review, "main")], &resource, &registry).unwrap();
+        assert_eq!(status, RuleStatus::Fail);
+        assert_eq!(
+            message,
+            "failed to verify image ghcr.io/team/app:v1: no matching attestations"
+        );
+        // The validate pass checks the attestations again for required entries.
+        assert_eq!(
+            ck(&[attested("good", review, "release")], &resource, &registry).map(|r| r.0),
+            Some(RuleStatus::Fail)
+        );
+    }
+
+    #[test]
+    fn attestations_after_signatures_are_read_by_the_verified_digest() {
+        let registry = Registry::new("good");
+        let mut rule = attested("good", "https://example.com/CodeReview/v1", "main");
+        rule.attestor_sets = keyed(&["good"], None).attestor_sets;
+        let (status, message, _) = vp(&[rule], &pod(&["ghcr.io/team/app:v1"]), &registry).unwrap();
+        assert_eq!(status, RuleStatus::Pass, "{message}");
+        let asked = registry.asked.lock().unwrap();
+        assert_eq!(asked[0].image, "ghcr.io/team/app:v1");
+        assert_eq!(asked[1].image, "ghcr.io/team/app@sha256:feed");
     }
 
     #[test]
     fn mutate_digest_without_attestors_resolves_the_tag() {
         let rule = ImageVerification::from_json(&json!({"imageReferences": ["*"]}));
         let (status, message, patched) =
-            verify_and_patch(&[rule], &pod(&["nginx:1"]), &Registry::new("good")).unwrap();
+            vp(&[rule], &pod(&["nginx:1"]), &Registry::new("good")).unwrap();
         assert_eq!(
             (status, message.as_str()),
             (RuleStatus::Pass, "mutated image digest")
