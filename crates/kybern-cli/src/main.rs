@@ -10,6 +10,7 @@ mod files;
 mod fix_cmd;
 mod jp_cmd;
 mod lint_cmd;
+mod oci_cmd;
 mod policy_set;
 mod provider;
 mod reference_cmd;
@@ -57,6 +58,8 @@ enum Command {
     Create(create_cmd::CreateArgs),
     /// Rewrite deprecated syntax in policies and kyverno-test.yaml files.
     Fix(fix_cmd::FixArgs),
+    /// Push policies to an OCI registry as Kyverno's policy artifacts, or pull them back.
+    Oci(oci_cmd::OciArgs),
     /// Show the version, commit, build date and the Kyverno version whose behaviour it follows.
     Version(version_cmd::VersionArgs),
     /// Print the Markdown reference of every command and flag.
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Lint(args) => lint_cmd::execute(args),
         Command::Create(args) => create_cmd::execute(args),
         Command::Fix(args) => fix_cmd::execute(args),
+        Command::Oci(args) => oci_cmd::execute(args),
         Command::Version(args) => version_cmd::execute(args),
         Command::Docs => reference_cmd::docs(&Cli::command()),
         Command::Completion(args) => reference_cmd::completion(args, Cli::command()),

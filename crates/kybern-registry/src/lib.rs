@@ -10,8 +10,10 @@
 mod client;
 pub mod cosign;
 pub mod credentials;
+mod push;
 pub mod reference;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use client::{Registry, RegistryConfig, RegistryError};
+pub use push::Layer;
