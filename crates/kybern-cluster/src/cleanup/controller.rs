@@ -103,6 +103,8 @@ struct Worker {
     context: Arc<ClusterContext>,
     clock: Arc<dyn Clock>,
     page_size: u32,
+    /// Work stops between pages when the Lease is lost.
+    leader: channel::Receiver<bool>,
 }
 
 /// Starts the cleanup part.
@@ -148,6 +150,7 @@ pub async fn start(options: CleanupOptions) -> Result<Cleanup, ClusterError> {
         context,
         clock: options.clock,
         page_size: options.page_size,
+        leader: leader.clone(),
     };
     let task_stop = stop.clone();
     let task_leader = leader.clone();
@@ -312,6 +315,11 @@ impl Worker {
                 }
             }
         }
+        if !*self.leader.borrow() {
+            // Cut short: the next leader runs it again, as it is not recorded.
+            tracing::info!(policy = %policy.name, deleted, "cleanup Lease lost during a run");
+            return;
+        }
         tracing::info!(policy = %policy.name, kind = policy.kind, deleted, elapsed = ?started.elapsed(), "cleanup policy ran");
         let Ok(stamp) = now.replace_nanosecond(0).unwrap_or(now).format(&Rfc3339) else {
             return;
@@ -355,6 +363,9 @@ impl Worker {
         }
         let mut deleted = 0;
         loop {
+            if !*self.leader.borrow() {
+                return Ok(deleted);
+            }
             let page = api.list(&list_params).await?;
             for item in page.items {
                 let name = item.metadata.name.clone().unwrap_or_default();

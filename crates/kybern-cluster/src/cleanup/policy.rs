@@ -1,5 +1,6 @@
 //! Cleanup policies as the controller runs them: ClusterCleanupPolicy/CleanupPolicy
-//! (`kyverno.io/v2`: `match`/`exclude` and JMESPath `conditions` over `target`) and
+//! (`kyverno.io/v2`: `match`/`exclude`, `context` entries and JMESPath `conditions` over
+//! `target`) and
 //! DeletingPolicy/NamespacedDeletingPolicy (`policies.kyverno.io`: `matchConstraints` and CEL
 //! `conditions`, evaluated by the engine). Each has a cron `schedule`; the next run is the
 //! schedule's next time after `status.lastExecutionTime`, or after the policy's creation.
@@ -7,6 +8,7 @@
 use super::schedule::Schedule;
 use kybern_engine::cel::deleting_policy::{DeleteResult, DeletingPolicy, deleting_kind};
 use kybern_engine::context::{ContextProvider, Labels};
+use kybern_engine::context_loader::{self, Sources};
 use kybern_engine::json_context::JsonContext;
 use kybern_engine::matching::{self, MatchSubject};
 use kybern_engine::policy::MatchResources;
@@ -25,6 +27,8 @@ pub enum Selection {
     Kyverno {
         matches: Box<MatchResources>,
         exclude: Option<Box<MatchResources>>,
+        /// `spec.context` entries, loaded when the conditions read them.
+        context: Vec<Value>,
         conditions: Option<ConditionBlock>,
     },
     /// DeletingPolicy/NamespacedDeletingPolicy.
@@ -111,15 +115,6 @@ impl CleanupPolicy {
             let compiled = DeletingPolicy::compile(doc).map_err(|e| e.to_string())?;
             Selection::Cel(Box::new(compiled))
         } else {
-            if spec
-                .get("context")
-                .and_then(Value::as_array)
-                .is_some_and(|c| !c.is_empty())
-            {
-                return Err(
-                    "spec.context: context entries of cleanup policies are not supported".into(),
-                );
-            }
             let parse = |key: &str| -> Result<Option<Box<MatchResources>>, String> {
                 match spec.get(key) {
                     None | Some(Value::Null) => Ok(None),
@@ -131,6 +126,11 @@ impl CleanupPolicy {
             Selection::Kyverno {
                 matches: parse("match")?.ok_or("spec.match: is required")?,
                 exclude: parse("exclude")?,
+                context: match spec.get("context") {
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(Value::Array(entries)) => entries.clone(),
+                    Some(_) => return Err("spec.context: must be a list".into()),
+                },
                 conditions: spec
                     .get("conditions")
                     .filter(|c| !c.is_null())
@@ -215,6 +215,7 @@ impl CleanupPolicy {
             Selection::Kyverno {
                 matches,
                 exclude,
+                context,
                 conditions,
             } => {
                 let subject = MatchSubject::new(&request);
@@ -230,9 +231,19 @@ impl CleanupPolicy {
                 };
                 let mut ctx = JsonContext::new(&Value::Object(Default::default()));
                 ctx.set("target", request.resource());
-                conditions
-                    .evaluate(&ctx, SubstituteOptions::default(), "spec.conditions")
-                    .map(|o| o.met)
+                let preset = serde_json::Map::new();
+                let sources = Sources {
+                    provider,
+                    policy_namespace: &self.namespace,
+                    preset: &preset,
+                    opts: SubstituteOptions::default(),
+                };
+                context_loader::run_deferred(context, &mut ctx, sources, |ctx| {
+                    conditions
+                        .evaluate(ctx, SubstituteOptions::default(), "spec.conditions")
+                        .map(|o| o.met)
+                })
+                .and_then(|met| met)
             }
             Selection::Cel(p) => match p.evaluate(&request, provider) {
                 DeleteResult::Delete => Ok(true),
@@ -293,6 +304,27 @@ mod tests {
         assert!(selects(config_map("a", "app", "stale")));
         assert!(!selects(config_map("a", "app", "fresh")));
         assert!(!selects(config_map("a", "other", "stale")));
+    }
+
+    #[test]
+    fn conditions_read_context_entries() {
+        let p = CleanupPolicy::compile(&json!({
+            "apiVersion": "kyverno.io/v2", "kind": "ClusterCleanupPolicy",
+            "metadata": {"name": "by-variable"},
+            "spec": {"schedule": "@hourly",
+                "match": {"any": [{"resources": {"kinds": ["ConfigMap"]}}]},
+                "context": [{"name": "wanted", "variable": {"value": "stale"}}],
+                "conditions": {"all": [{"key": "{{ target.data.state }}", "operator": "Equals", "value": "{{ wanted }}"}]}}
+        }))
+        .unwrap();
+        assert!(
+            p.selects(config_map("a", "app", "stale"), None, &NoProvider)
+                .unwrap()
+        );
+        assert!(
+            !p.selects(config_map("a", "app", "fresh"), None, &NoProvider)
+                .unwrap()
+        );
     }
 
     #[test]
