@@ -96,6 +96,7 @@ fn load_deferred(
             }
             _ => {
                 if let Some(value) = loaded? {
+                    ctx.budget().charge_context(name, &value)?;
                     ctx.set(name, &value);
                 }
                 ctx.retain_deferred(|p| p != pos);

@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+mod budget;
+pub use budget::{MAX_CONTEXT_BYTES, MAX_FOREACH_ELEMENTS, RequestBudget, json_len_within};
+
 /// An immutable-by-sharing JSON context; cloning is cheap.
 #[derive(Clone)]
 pub struct JsonContext {
@@ -19,6 +22,8 @@ pub struct JsonContext {
     images: Option<Arc<DeferredImages>>,
     /// Context entries declared but not loaded yet, innermost list first (see [`Deferred`]).
     deferred: Option<Arc<Deferred>>,
+    /// The request's work so far; clones share it, so it sums over every rule.
+    budget: Arc<RequestBudget>,
 }
 
 /// Context entries not loaded yet, as Kyverno defers them: an entry loads only once an
@@ -116,6 +121,7 @@ impl Default for JsonContext {
             root: Rcvar::new(Variable::Object(BTreeMap::new())),
             images: None,
             deferred: None,
+            budget: Arc::default(),
         }
     }
 }
@@ -164,6 +170,7 @@ impl JsonContext {
             root: jmespath::to_variable(root),
             images: None,
             deferred: None,
+            budget: Arc::default(),
         }
     }
 
@@ -200,7 +207,13 @@ impl JsonContext {
             root,
             images: images.map(Arc::new),
             deferred: None,
+            budget: Arc::default(),
         }
+    }
+
+    /// The request's work bounds (context data loaded, foreach elements visited).
+    pub fn budget(&self) -> &RequestBudget {
+        &self.budget
     }
 
     /// Sets several top-level keys at once (one copy of the root map).

@@ -162,6 +162,7 @@ fn foreach(
             Ok(other) => vec![other],
             Err(e) => return Err(format!("failed to evaluate list {expr}: {e}")),
         };
+        ctx.budget().charge_foreach(elements.len())?;
         // Strategic-merge patches run in reverse order by default, JSON patches in order.
         let descending = match entry.get("order").and_then(Value::as_str) {
             Some("Descending") => true,
@@ -686,5 +687,40 @@ mod tests {
             assert_eq!(got_statuses, statuses, "{name}");
             assert_eq!(got_patched, patched, "{name}");
         }
+    }
+
+    #[test]
+    fn a_foreach_list_beyond_the_element_limit_is_a_rule_error() {
+        let containers: Vec<Value> = (0..=crate::json_context::MAX_FOREACH_ELEMENTS)
+            .map(|i| json!({"name": format!("c{i}")}))
+            .collect();
+        let policy = compile_policy(&json!({
+            "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "p"},
+            "spec": {"rules": [{
+                "name": "r",
+                "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                "mutate": {"foreach": [{
+                    "list": "request.object.spec.containers",
+                    "patchesJson6902": "- op: add\n  path: /metadata/labels\n  value: {a: b}"
+                }]}
+            }]}
+        }))
+        .unwrap();
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "a", "namespace": "default"}, "spec": {"containers": containers}});
+        let request = AdmissionRequest {
+            object: pod.into(),
+            ..AdmissionRequest::default()
+        };
+        let pctx = PolicyContext::new(&request);
+        let resp = Engine::new(&NoProvider).mutate(&policy, &pctx, &[], &Default::default());
+        let rule = resp.rules.first().unwrap();
+        assert_eq!(rule.status, RuleStatus::Error);
+        assert!(
+            rule.message
+                .contains("foreach would visit more than 100000 elements in this request"),
+            "{}",
+            rule.message
+        );
     }
 }

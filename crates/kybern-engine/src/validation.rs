@@ -314,6 +314,9 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
                 ));
             }
         };
+        if let Err(e) = scope.ctx.budget().charge_foreach(elements.len()) {
+            return Some((RuleStatus::Error, e));
+        }
         let element_key = format!("element{}", scope.depth);
         let index_key = format!("elementIndex{}", scope.depth);
         for (index, element_var) in elements.iter().enumerate() {
