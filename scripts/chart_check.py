@@ -139,6 +139,7 @@ VALUE_SETS: list[tuple[str, dict[str, Any], str, str]] = [
     ("backgroundController.enabled=false", {"backgroundController": {"enabled": False}}, "kybern", "kybern"),
     ("backgroundController.replicas=2", {"backgroundController": {"replicas": 2}}, "kybern", "kybern"),
     ("backgroundController.reports.enabled=true", {"backgroundController": {"reports": {"enabled": True}}}, "kybern", "kybern"),
+    ("backgroundController.reports.api=openreports", {"backgroundController": {"reports": {"enabled": True, "api": "openreports"}}}, "kybern", "kybern"),
     ("backgroundController.cleanup.enabled=true", {"backgroundController": {"cleanup": {"enabled": True}}}, "kybern", "kybern"),
     ("every optional input", EVERYTHING, "policy", "policy-system"),
 ]
@@ -601,11 +602,12 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
         }
         # `--enable reports`: the reports it lists, applies and deletes.
         if bg.get("reports", {}).get("enabled"):
-            needs |= {
-                ("wgpolicyk8s.io", res, v, False)
-                for res in ("policyreports", "clusterpolicyreports")
-                for v in ("list", "patch", "delete")
-            }
+            group, plurals = (
+                ("openreports.io", ("reports", "clusterreports"))
+                if bg["reports"].get("api") == "openreports"
+                else ("wgpolicyk8s.io", ("policyreports", "clusterpolicyreports"))
+            )
+            needs |= {(group, res, v, False) for res in plurals for v in ("list", "patch", "delete")}
         # `--enable cleanup`: policies' status, and the kinds it may delete.
         if bg.get("cleanup", {}).get("enabled"):
             needs |= {

@@ -104,16 +104,16 @@ pub fn controller(args: &ControllerArgs) -> Result<i32> {
             .unwrap_or_else(|_| format!("kybern-{}", std::process::id()))
     });
     let names = kybern_cluster::names::Names::new(args.names, &args.namespace, None);
-    let (scan, write, interval) = report_settings;
     // One endpoint per process: the background part's when it runs, else the reports part's.
     let report_options = kybern_cluster::reports::controller::ReportOptions {
         kubeconfig: args.kubeconfig.clone(),
         names: names.clone(),
         identity: identity.clone(),
         listen: (!background).then_some(args.listen),
-        interval,
-        scan,
-        write,
+        interval: report_settings.interval,
+        scan: report_settings.scan,
+        write: report_settings.write,
+        api: report_settings.api,
     };
     let cleanup_options = kybern_cluster::cleanup::controller::CleanupOptions::new(
         args.kubeconfig.clone(),

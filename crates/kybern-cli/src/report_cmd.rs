@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use kybern_cluster::reports::scan::{self, ScanSettings};
+use kybern_cluster::reports::shape::ReportApi;
 use kybern_cluster::reports::summary::{self, Counts, Overview};
 use kybern_cluster::reports::writer::WriteSettings;
 use std::path::PathBuf;
@@ -32,11 +33,23 @@ pub struct ReportsArgs {
     /// Kinds scanned although they churn (Event, Lease), comma separated.
     #[arg(long, env = "KYBERN_REPORT_CHURNING_KINDS", value_delimiter = ',')]
     pub report_churning_kinds: Vec<String>,
+    /// Report API written: `wgpolicyk8s` (PolicyReport, ClusterPolicyReport) or `openreports`
+    /// (Report, ClusterReport).
+    #[arg(long, env = "KYBERN_REPORT_API", default_value = "wgpolicyk8s", value_parser = ["wgpolicyk8s", "openreports"])]
+    pub report_api: String,
+}
+
+/// What the reports flags resolve to.
+pub struct ReportSettings {
+    pub scan: ScanSettings,
+    pub write: WriteSettings,
+    pub interval: Duration,
+    pub api: ReportApi,
 }
 
 impl ReportsArgs {
     /// The scan and write settings these flags ask for.
-    pub fn settings(&self) -> Result<(ScanSettings, WriteSettings, Duration)> {
+    pub fn settings(&self) -> Result<ReportSettings> {
         let results = scan::parse_results(&self.report_results)
             .map_err(|e| anyhow::anyhow!("--report-results: {e}"))?;
         let nanos = kybern_engine::duration::parse(&self.background_scan_interval)
@@ -51,18 +64,20 @@ impl ReportsArgs {
         if self.report_writes_per_second == 0 {
             bail!("--report-writes-per-second must be at least 1");
         }
-        Ok((
-            ScanSettings {
+        Ok(ReportSettings {
+            scan: ScanSettings {
                 results,
                 message_limit: self.report_message_limit.max(16),
                 allowed_churning_kinds: self.report_churning_kinds.clone(),
             },
-            WriteSettings {
+            write: WriteSettings {
                 per_second: self.report_writes_per_second,
                 ..WriteSettings::default()
             },
             interval,
-        ))
+            api: ReportApi::parse(&self.report_api)
+                .map_err(|e| anyhow::anyhow!("--report-api: {e}"))?,
+        })
     }
 }
 
@@ -78,18 +93,24 @@ pub struct ReportArgs {
     /// How many failing rules to list.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Report API read: `wgpolicyk8s` (PolicyReport, ClusterPolicyReport) or `openreports`
+    /// (Report, ClusterReport).
+    #[arg(long, default_value = "wgpolicyk8s", value_parser = ["wgpolicyk8s", "openreports"])]
+    pub report_api: String,
 }
 
-/// Prints the summary of every PolicyReport and ClusterPolicyReport in the cluster.
+/// Prints the summary of every report (of the chosen API) in the cluster.
 pub fn report(args: &ReportArgs) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let api =
+        ReportApi::parse(&args.report_api).map_err(|e| anyhow::anyhow!("--report-api: {e}"))?;
     let reports = runtime.block_on(async {
         let client = kybern_cluster::serve::client(args.kubeconfig.as_deref()).await?;
-        summary::read(&client).await
+        summary::read(&client, api).await
     })?;
     let mut overview = summary::overview(&reports);
     overview.failing_rules.truncate(args.top);

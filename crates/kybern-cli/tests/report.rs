@@ -3,7 +3,7 @@
 //! JSON, exactly.
 
 use kybern_cluster::reports::hash::ResultsHash;
-use kybern_cluster::reports::shape::{Subject, report};
+use kybern_cluster::reports::shape::{ReportApi, Subject, report};
 use kybern_testkube::FakeApiServer;
 use serde_json::{Map, Value, json};
 use std::process::Command;
@@ -83,7 +83,7 @@ async fn report_summarises_the_cluster_reports_per_namespace_policy_and_failing_
         ),
     ];
     for (s, results) in reports {
-        let r = report(&s, results, ResultsHash(1), 1);
+        let r = report(ReportApi::Wgpolicy, &s, results, ResultsHash(1), 1);
         let plural = if s.namespace.is_empty() {
             "clusterpolicyreports"
         } else {

@@ -380,6 +380,30 @@ pub const KINDS: &[Kind] = &[
         columns: REPORT_COLUMNS,
         role: Role::Other,
     },
+    Kind {
+        group: "openreports.io",
+        kind: "Report",
+        plural: "reports",
+        singular: "report",
+        short_names: &["reps"],
+        categories: REPORTS,
+        namespaced: true,
+        versions: &[stored("v1alpha1")],
+        columns: REPORT_COLUMNS,
+        role: Role::Other,
+    },
+    Kind {
+        group: "openreports.io",
+        kind: "ClusterReport",
+        plural: "clusterreports",
+        singular: "clusterreport",
+        short_names: &["creps"],
+        categories: REPORTS,
+        namespaced: false,
+        versions: &[stored("v1alpha1")],
+        columns: REPORT_COLUMNS,
+        role: Role::Other,
+    },
 ];
 
 /// The kind of an object by its apiVersion's group and its kind.

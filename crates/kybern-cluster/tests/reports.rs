@@ -8,6 +8,7 @@ use common::*;
 use kybern_cluster::names::{Names, Scheme};
 use kybern_cluster::reports::controller::{ReportController, ReportOptions};
 use kybern_cluster::reports::scan::ScanSettings;
+use kybern_cluster::reports::shape::ReportApi;
 use kybern_cluster::reports::writer::WriteSettings;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -47,6 +48,7 @@ fn options(c: &Cluster, write: WriteSettings, interval: Duration) -> ReportOptio
         interval,
         scan: ScanSettings::default(),
         write,
+        api: ReportApi::Wgpolicy,
     }
 }
 
@@ -546,5 +548,60 @@ async fn a_report_refused_as_too_large_is_dropped_without_retries() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    controller.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openreports_reports_are_written_when_asked() {
+    let c = cluster().await;
+    let store = c.api.store();
+    store
+        .create(
+            "kyverno.io/v1",
+            "clusterpolicies",
+            label_policy("require-team", "team"),
+        )
+        .unwrap();
+    let pods: Vec<Value> = (0..2)
+        .map(|i| store.create("v1", "pods", pod(i)).unwrap())
+        .collect();
+    let mut opts = options(&c, fast_writes(), Duration::from_secs(3600));
+    opts.api = ReportApi::OpenReports;
+    let controller = kybern_cluster::reports::controller::start(opts)
+        .await
+        .unwrap();
+    wait_for("two openreports Reports", Duration::from_secs(30), || {
+        store
+            .list("openreports.io/v1alpha1", "reports", Some("team"))
+            .len()
+            == 2
+    })
+    .await;
+    let uid = pods[1]["metadata"]["uid"].as_str().unwrap();
+    let r = store
+        .get("openreports.io/v1alpha1", "reports", Some("team"), uid)
+        .unwrap();
+    assert_eq!(r["kind"], "Report");
+    assert_eq!(r["source"], "kyverno");
+    assert_eq!(
+        results(&r),
+        vec![("require-team".to_string(), "fail".to_string())]
+    );
+    assert!(
+        reports(&c).is_empty(),
+        "wgpolicyk8s reports were written too"
+    );
+    store.delete("v1", "pods", Some("team"), "pod-1").unwrap();
+    wait_for(
+        "the Report of the deleted Pod to go",
+        Duration::from_secs(30),
+        || {
+            store
+                .list("openreports.io/v1alpha1", "reports", Some("team"))
+                .len()
+                == 1
+        },
+    )
+    .await;
     controller.shutdown().await;
 }

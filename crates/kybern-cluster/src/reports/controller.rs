@@ -8,7 +8,7 @@
 use super::endpoint::{self, ReportMetrics};
 use super::hash::{self, ResultsHash};
 use super::scan::{self, ScanSettings};
-use super::shape::{self, Subject};
+use super::shape::{self, ReportApi, Subject};
 use super::writer::{self, WriteSettings, Writer};
 use crate::context::{CallLimits, ClusterContext};
 use crate::discovery::Kinds;
@@ -47,6 +47,8 @@ pub struct ReportOptions {
     pub interval: Duration,
     pub scan: ScanSettings,
     pub write: WriteSettings,
+    /// The report API written.
+    pub api: ReportApi,
 }
 
 /// A running reports controller.
@@ -150,6 +152,7 @@ pub async fn start(options: ReportOptions) -> Result<ReportController, ClusterEr
         context,
         kinds,
         settings: Arc::new(options.scan.clone()),
+        api: options.api,
         metrics: Arc::clone(&metrics),
         writer,
         events: events_tx,
@@ -212,6 +215,7 @@ struct Scanner {
     context: Arc<ClusterContext>,
     kinds: Arc<ArcSwap<Kinds>>,
     settings: Arc<ScanSettings>,
+    api: ReportApi,
     metrics: Arc<ReportMetrics>,
     writer: Writer,
     events: mpsc::Sender<(u64, u16, Event)>,
@@ -334,7 +338,7 @@ impl Scanner {
     /// removes reports of resources deleted meanwhile.
     async fn load_existing(&mut self) {
         let selector = format!("{}={}", shape::MANAGED_BY.0, shape::MANAGED_BY.1);
-        for kind in ["PolicyReport", "ClusterPolicyReport"] {
+        for kind in [self.api.kind(true), self.api.kind(false)] {
             let api: Api<DynamicObject> =
                 Api::all_with(self.client.clone(), &writer::report_resource(kind));
             let mut params = ListParams::default().labels(&selector).limit(500);
@@ -446,11 +450,7 @@ impl Scanner {
 
     async fn delete(&mut self, uid: &str) {
         if let Some(t) = self.entries.remove(uid) {
-            let kind = if t.namespace.is_empty() {
-                "ClusterPolicyReport"
-            } else {
-                "PolicyReport"
-            };
+            let kind = self.api.kind(!t.namespace.is_empty());
             self.writer
                 .send(writer::Write::Delete {
                     kind,
@@ -580,7 +580,7 @@ impl Scanner {
             return;
         }
         t.hash = Some(hash);
-        let report = shape::report(&subject, results, hash, now_seconds());
+        let report = shape::report(self.api, &subject, results, hash, now_seconds());
         self.writer.send(writer::Write::Apply(report)).await;
     }
 }

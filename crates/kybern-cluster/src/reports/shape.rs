@@ -12,6 +12,45 @@ pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kyverno")
 /// The label with the UID of the resource a report is about.
 pub const RESOURCE_UID: &str = "audit.kyverno.io/resource.uid";
 
+/// Which report API is written: `wgpolicyk8s.io/v1alpha2` PolicyReport/ClusterPolicyReport
+/// (Kyverno's default) or `openreports.io/v1alpha1` Report/ClusterReport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReportApi {
+    #[default]
+    Wgpolicy,
+    OpenReports,
+}
+
+impl ReportApi {
+    /// Parses `wgpolicyk8s` or `openreports`.
+    pub fn parse(s: &str) -> Result<ReportApi, String> {
+        match s {
+            "wgpolicyk8s" | "wgpolicyk8s.io" => Ok(ReportApi::Wgpolicy),
+            "openreports" | "openreports.io" => Ok(ReportApi::OpenReports),
+            other => Err(format!(
+                "unknown report API {other:?} (wgpolicyk8s, openreports)"
+            )),
+        }
+    }
+
+    pub fn api_version(self) -> &'static str {
+        match self {
+            ReportApi::Wgpolicy => report::API_VERSION,
+            ReportApi::OpenReports => "openreports.io/v1alpha1",
+        }
+    }
+
+    /// The report kind for a namespaced or a cluster-scoped resource.
+    pub fn kind(self, namespaced: bool) -> &'static str {
+        match (self, namespaced) {
+            (ReportApi::Wgpolicy, true) => "PolicyReport",
+            (ReportApi::Wgpolicy, false) => "ClusterPolicyReport",
+            (ReportApi::OpenReports, true) => "Report",
+            (ReportApi::OpenReports, false) => "ClusterReport",
+        }
+    }
+}
+
 /// The resource a report is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subject {
@@ -41,18 +80,16 @@ impl Subject {
         })
     }
 
-    /// The kind of report: `PolicyReport` in a namespace, `ClusterPolicyReport` otherwise.
-    pub fn report_kind(&self) -> &'static str {
-        if self.namespace.is_empty() {
-            "ClusterPolicyReport"
-        } else {
-            "PolicyReport"
-        }
+    /// The kind of report: `PolicyReport` (or `Report`) in a namespace, `ClusterPolicyReport`
+    /// (or `ClusterReport`) otherwise.
+    pub fn report_kind(&self, api: ReportApi) -> &'static str {
+        api.kind(!self.namespace.is_empty())
     }
 }
 
 /// The report for `subject` with `results` stamped at `seconds`.
 pub fn report(
+    api: ReportApi,
     subject: &Subject,
     mut results: Vec<Map<String, Value>>,
     hash: ResultsHash,
@@ -86,14 +123,19 @@ pub fn report(
         metadata["namespace"] = json!(subject.namespace);
         scope["namespace"] = json!(subject.namespace);
     }
-    json!({
-        "apiVersion": report::API_VERSION,
-        "kind": subject.report_kind(),
+    let mut out = json!({
+        "apiVersion": api.api_version(),
+        "kind": subject.report_kind(api),
         "metadata": metadata,
         "scope": scope,
         "summary": summary.to_value(),
         "results": results,
-    })
+    });
+    if api == ReportApi::OpenReports {
+        // OpenReports names the producer once for the whole report as well.
+        out["source"] = json!("kyverno");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -115,7 +157,7 @@ mod tests {
                 .unwrap()
                 .clone(),
         ];
-        let r = report(&subject, results, ResultsHash(1), 42);
+        let r = report(ReportApi::Wgpolicy, &subject, results, ResultsHash(1), 42);
         assert_eq!(r["kind"], "PolicyReport");
         assert_eq!(r["metadata"]["name"], "u-1");
         assert_eq!(r["metadata"]["namespace"], "team");
@@ -130,8 +172,19 @@ mod tests {
     fn a_cluster_scoped_resource_gets_a_cluster_policy_report() {
         let ns = json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": "team", "uid": "u-2"}});
-        let r = report(&Subject::of(&ns).unwrap(), Vec::new(), ResultsHash(1), 0);
+        let subject = Subject::of(&ns).unwrap();
+        let r = report(ReportApi::Wgpolicy, &subject, Vec::new(), ResultsHash(1), 0);
         assert_eq!(r["kind"], "ClusterPolicyReport");
         assert!(r["metadata"].get("namespace").is_none());
+        let r = report(
+            ReportApi::OpenReports,
+            &subject,
+            Vec::new(),
+            ResultsHash(1),
+            0,
+        );
+        assert_eq!(r["apiVersion"], "openreports.io/v1alpha1");
+        assert_eq!(r["kind"], "ClusterReport");
+        assert_eq!(r["source"], "kyverno");
     }
 }

@@ -1,6 +1,7 @@
 //! Reading reports back: every PolicyReport and ClusterPolicyReport in the cluster, summed per
 //! namespace and per policy, with the rules that fail most (what `kybern report` prints).
 
+use super::shape::ReportApi;
 use super::writer::report_resource;
 use crate::error::ClusterError;
 use kube::Api;
@@ -107,10 +108,11 @@ pub fn overview(reports: &[Value]) -> Overview {
     }
 }
 
-/// Every PolicyReport and ClusterPolicyReport, read in pages of 500.
-pub async fn read(client: &kube::Client) -> Result<Vec<Value>, ClusterError> {
+/// Every report of `api` (PolicyReports and ClusterPolicyReports, or OpenReports' Reports and
+/// ClusterReports), read in pages of 500.
+pub async fn read(client: &kube::Client, api: ReportApi) -> Result<Vec<Value>, ClusterError> {
     let mut out = Vec::new();
-    for kind in ["ClusterPolicyReport", "PolicyReport"] {
+    for kind in [api.kind(false), api.kind(true)] {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &report_resource(kind));
         let mut params = ListParams::default().limit(500);
         loop {

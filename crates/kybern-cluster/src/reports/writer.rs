@@ -63,10 +63,11 @@ impl Write {
                         .unwrap_or_default()
                         .to_string()
                 };
-                let kind = if v.get("kind").and_then(Value::as_str) == Some("ClusterPolicyReport") {
-                    "ClusterPolicyReport"
-                } else {
-                    "PolicyReport"
+                let kind = match v.get("kind").and_then(Value::as_str) {
+                    Some("ClusterPolicyReport") => "ClusterPolicyReport",
+                    Some("Report") => "Report",
+                    Some("ClusterReport") => "ClusterReport",
+                    _ => "PolicyReport",
                 };
                 (kind, s("/metadata/namespace"), s("/metadata/name"))
             }
@@ -79,17 +80,31 @@ impl Write {
     }
 }
 
-/// The API resource of a report kind.
+/// The API resource of a report kind (`PolicyReport`, `ClusterPolicyReport`, `Report`,
+/// `ClusterReport`).
 pub fn report_resource(kind: &str) -> ApiResource {
-    let (kind, plural) = if kind == "ClusterPolicyReport" {
-        ("ClusterPolicyReport", "clusterpolicyreports")
-    } else {
-        ("PolicyReport", "policyreports")
+    let (group, version, kind, plural) = match kind {
+        "ClusterPolicyReport" => (
+            "wgpolicyk8s.io",
+            "v1alpha2",
+            "ClusterPolicyReport",
+            "clusterpolicyreports",
+        ),
+        "Report" => ("openreports.io", "v1alpha1", "Report", "reports"),
+        "ClusterReport" => (
+            "openreports.io",
+            "v1alpha1",
+            "ClusterReport",
+            "clusterreports",
+        ),
+        _ => (
+            "wgpolicyk8s.io",
+            "v1alpha2",
+            "PolicyReport",
+            "policyreports",
+        ),
     };
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", kind),
-        plural,
-    )
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
 /// The sending side: queue writes here.
