@@ -108,19 +108,32 @@ pub fn object(work: &GenerateWork<'_>) -> Value {
         format!("{}/{}", gvk.group, gvk.version)
     };
     let (policy_ns, policy_name) = work.policy.split_once('/').unwrap_or(("", work.policy));
+    // Kyverno's labels for each type, so its tooling selects the requests it knows.
+    let labels = match work.request_type {
+        RequestType::Generate => json!({
+            "generate.kyverno.io/policy-name": policy_name,
+            "generate.kyverno.io/policy-namespace": policy_ns,
+            "generate.kyverno.io/trigger-kind": gvk.kind,
+            "generate.kyverno.io/trigger-namespace": meta("/metadata/namespace"),
+            "generate.kyverno.io/trigger-uid": trigger_uid,
+        }),
+        RequestType::Mutate => json!({
+            "mutate.updaterequest.kyverno.io/policy-name": policy_name,
+            "mutate.updaterequest.kyverno.io/trigger-name":
+                meta("/metadata/name").chars().take(63).collect::<String>(),
+            "mutate.updaterequest.kyverno.io/trigger-namespace": meta("/metadata/namespace"),
+            "mutate.updaterequest.kyverno.io/trigger-kind": gvk.kind,
+            "mutate.updaterequest.kyverno.io/trigger-apiversion": api_version.replace('/', "-"),
+            "mutate.updaterequest.kyverno.io/trigger-uid": trigger_uid,
+        }),
+    };
     json!({
         "apiVersion": "kyverno.io/v2",
         "kind": "UpdateRequest",
         "metadata": {
             "name": name(work.policy_key, &work.rules, &trigger_uid, work.request_uid),
             "namespace": work.namespace,
-            "labels": {
-                "generate.kyverno.io/policy-name": policy_name,
-                "generate.kyverno.io/policy-namespace": policy_ns,
-                "generate.kyverno.io/trigger-kind": gvk.kind,
-                "generate.kyverno.io/trigger-namespace": meta("/metadata/namespace"),
-                "generate.kyverno.io/trigger-uid": trigger_uid,
-            },
+            "labels": labels,
         },
         "spec": {
             "requestType": work.request_type.as_str(),
@@ -214,5 +227,27 @@ mod tests {
         assert_eq!(wire["object"]["metadata"]["name"], "team-a");
         assert_eq!(wire["userInfo"]["username"], "alice");
         assert_eq!(ur["metadata"]["namespace"], "kybern");
+        assert_eq!(
+            ur["metadata"]["labels"]["generate.kyverno.io/policy-name"],
+            "add-netpol"
+        );
+        let mutate = object(&GenerateWork {
+            request_type: RequestType::Mutate,
+            ..work
+        });
+        assert_eq!(mutate["spec"]["requestType"], "mutate");
+        let labels = &mutate["metadata"]["labels"];
+        assert_eq!(
+            labels["mutate.updaterequest.kyverno.io/policy-name"],
+            "add-netpol"
+        );
+        assert_eq!(
+            labels["mutate.updaterequest.kyverno.io/trigger-kind"],
+            "Namespace"
+        );
+        assert_eq!(
+            labels["mutate.updaterequest.kyverno.io/trigger-apiversion"],
+            "v1"
+        );
     }
 }
