@@ -142,6 +142,12 @@ impl ContextProvider for WithNamespaces<'_> {
     fn image_digest(&self, image: &str) -> Result<String, ProviderError> {
         self.inner.image_digest(image)
     }
+    fn verify_image_attestations(
+        &self,
+        check: &kybern_engine::context::SignatureCheck,
+    ) -> Result<kybern_engine::context::AttestationOutcome, ProviderError> {
+        self.inner.verify_image_attestations(check)
+    }
     fn global_context(&self, name: &str) -> Result<Option<Value>, ProviderError> {
         self.inner.global_context(name)
     }

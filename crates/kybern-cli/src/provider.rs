@@ -264,4 +264,17 @@ impl ContextProvider for FileProvider {
             None => Err(no_registry(format!("the digest of {image}"))),
         }
     }
+
+    fn verify_image_attestations(
+        &self,
+        check: &SignatureCheck,
+    ) -> Result<kybern_engine::context::AttestationOutcome, ProviderError> {
+        match &self.registry {
+            Some(r) => r.attestations_for_provider(check),
+            None => Err(no_registry(format!(
+                "attestation verification of {}",
+                check.image
+            ))),
+        }
+    }
 }

@@ -146,6 +146,12 @@ mod with_registry {
         fn image_digest(&self, image: &str) -> Result<String, ProviderError> {
             self.registry.digest_for_provider(image)
         }
+        fn verify_image_attestations(
+            &self,
+            check: &SignatureCheck,
+        ) -> Result<kybern_engine::context::AttestationOutcome, ProviderError> {
+            self.registry.attestations_for_provider(check)
+        }
     }
 
     impl RequestContext for WithRegistry {

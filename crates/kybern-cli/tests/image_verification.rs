@@ -2,7 +2,9 @@
 //! `docker-registry` on a loopback port, images pushed and signed (cosign's layout, P-256 keys)
 //! by the test itself.
 
-use kybern_registry::testing::{Signature, TestRegistry, public_key_pem, signing_key};
+use kybern_registry::testing::{
+    Signature, TestAttestation, TestRegistry, public_key_pem, signing_key,
+};
 use kybern_registry::{Registry, RegistryConfig};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -126,6 +128,40 @@ fn apply_with_registry_passes_signed_images_pins_them_and_fails_the_others() {
         out.contains("no matching signatures: invalid signature"),
         "{out}"
     );
+
+    // Attestations: a code review signed by the same key, with a condition on its predicate.
+    registry
+        .push_attestations(
+            &repo,
+            &signed,
+            &[TestAttestation {
+                key: &key,
+                predicate_type: "https://example.com/CodeReview/v1",
+                predicate: serde_json::json!({"repo": {"branch": "main"}}),
+                subject_digest: None,
+            }],
+        )
+        .unwrap();
+    let attested = |branch: &str| {
+        let mut text = policy(&server.addr, "release");
+        let key = public_key_pem(&signing_key("release"));
+        let indented: String = key
+            .lines()
+            .map(|l| format!("                          {l}\n"))
+            .collect();
+        text.push_str(&format!(
+            "          attestations:\n            - type: https://example.com/CodeReview/v1\n              attestors:\n                - entries:\n                    - keys:\n                        publicKeys: |-\n{indented}              conditions:\n                - all:\n                    - key: \"{{{{ repo.branch }}}}\"\n                      operator: Equals\n                      value: {branch}\n"
+        ));
+        text
+    };
+    let main = write(&dir.0, "attested-main.yaml", &attested("main"));
+    let (code, out) = apply(&[&main, Path::new("-r"), &signed_pod], &["--registry"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("pass: 2, fail: 0"), "{out}");
+    let release = write(&dir.0, "attested-release.yaml", &attested("release"));
+    let (code, out) = apply(&[&release, Path::new("-r"), &signed_pod], &["--registry"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("attestation checks failed"), "{out}");
 
     // Without --registry nothing is fetched: the rule is an error that says how to allow it.
     let (_, out) = apply(&[&good, Path::new("-r"), &signed_pod], &[]);

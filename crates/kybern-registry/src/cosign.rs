@@ -6,14 +6,18 @@
 //! `critical.image.docker-manifest-digest` is the image's digest, and its `optional` claims hold
 //! the required annotations.
 //!
+//! Attestations live beside them under `sha256-<hex>.att`: each layer a DSSE envelope whose
+//! signature covers the PAE encoding of an in-toto statement; a statement counts when the key
+//! verifies the envelope and one of its subjects carries the image's digest.
+//!
 //! Supported: ECDSA P-256 keys with SHA-256 (cosign's default key type). Not yet: RSA and
-//! Ed25519 keys, other hash algorithms, certificates, keyless identities, Rekor bundles,
-//! attestations (`.att`) and Sigstore bundles (OCI referrers).
+//! Ed25519 keys, other hash algorithms, certificates, keyless identities, Rekor bundles and
+//! Sigstore bundles (OCI referrers).
 
 use crate::client::{Registry, RegistryError};
 use crate::reference;
 use base64::Engine as _;
-use kybern_engine::context::{ProviderError, SignatureCheck, SignatureOutcome};
+use kybern_engine::context::{AttestationOutcome, ProviderError, SignatureCheck, SignatureOutcome};
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
@@ -31,6 +35,90 @@ const MAX_SIGNATURES: usize = 64;
 /// The signature tag of a digest: `sha256:<hex>` becomes `sha256-<hex>.sig`.
 pub fn signature_tag(digest: &str) -> String {
     format!("{}.sig", digest.replacen(':', "-", 1))
+}
+
+/// The attestation tag of a digest: `sha256-<hex>.att`.
+pub fn attestation_tag(digest: &str) -> String {
+    format!("{}.att", digest.replacen(':', "-", 1))
+}
+
+/// DSSE's pre-authentication encoding, what an envelope's signatures cover.
+pub fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+fn verify_der(key: &VerifyingKey, message: &[u8], signature_b64: &str) -> Result<(), String> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(signature_b64.trim())
+        .map_err(|_| "signature is not base64".to_string())?;
+    let signature = Signature::from_der(&raw).map_err(|_| "malformed signature".to_string())?;
+    // Go's signer does not normalise s; either form of the same signature is accepted.
+    let signature = signature.normalize_s().unwrap_or(signature);
+    key.verify(message, &signature)
+        .map_err(|_| "invalid signature".to_string())
+}
+
+/// The statement of one `.att` layer, when the key verifies it and it names the digest.
+fn check_envelope(key: &VerifyingKey, envelope: &[u8], digest: &str) -> Result<Value, String> {
+    let envelope: Value =
+        serde_json::from_slice(envelope).map_err(|_| "envelope is not JSON".to_string())?;
+    let payload_type = envelope
+        .get("payloadType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let body = envelope
+        .get("payload")
+        .and_then(Value::as_str)
+        .and_then(|p| base64::engine::general_purpose::STANDARD.decode(p).ok())
+        .ok_or_else(|| "envelope has no base64 payload".to_string())?;
+    let message = pae(payload_type, &body);
+    let signatures = envelope
+        .get("signatures")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut last = "envelope has no signatures".to_string();
+    let verified = signatures.iter().take(MAX_SIGNATURES).any(|s| {
+        let sig = s.get("sig").and_then(Value::as_str).unwrap_or_default();
+        match verify_der(key, &message, sig) {
+            Ok(()) => true,
+            Err(e) => {
+                last = e;
+                false
+            }
+        }
+    });
+    if !verified {
+        return Err(last);
+    }
+    let mut statement: Value =
+        serde_json::from_slice(&body).map_err(|_| "statement is not JSON".to_string())?;
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    let names_digest = statement
+        .get("subject")
+        .and_then(Value::as_array)
+        .is_some_and(|subjects| {
+            subjects
+                .iter()
+                .any(|s| s.pointer("/digest/sha256").and_then(Value::as_str) == Some(hex))
+        });
+    if !names_digest {
+        return Err("no matching subject digest found".to_string());
+    }
+    // Kyverno exposes the predicate type also as `type`.
+    if let Some(t) = statement.get("predicateType").cloned()
+        && let Some(obj) = statement.as_object_mut()
+    {
+        obj.insert("type".to_string(), t);
+    }
+    Ok(statement)
 }
 
 fn cache_key(check: &SignatureCheck, digest: &str, repository: &str) -> String {
@@ -61,14 +149,7 @@ fn check_layer(
     digest: &str,
     check: &SignatureCheck,
 ) -> Result<(), String> {
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(signature_b64.trim())
-        .map_err(|_| "signature annotation is not base64".to_string())?;
-    let signature = Signature::from_der(&raw).map_err(|_| "malformed signature".to_string())?;
-    // Go's signer does not normalise s; either form of the same signature is accepted.
-    let signature = signature.normalize_s().unwrap_or(signature);
-    key.verify(payload, &signature)
-        .map_err(|_| "invalid signature".to_string())?;
+    verify_der(key, payload, signature_b64)?;
     let claims: Value =
         serde_json::from_slice(payload).map_err(|_| "payload is not JSON".to_string())?;
     let claimed = claims
@@ -187,6 +268,103 @@ impl Registry {
         failed(format!("no matching signatures: {}", reasons.join("; ")))
     }
 
+    /// Checks the image's cosign attestations against the key of `check`: every statement the
+    /// key signed for this digest. `Err` only when the registry could not be asked.
+    pub fn verify_attestations(
+        &self,
+        check: &SignatureCheck,
+    ) -> Result<AttestationOutcome, RegistryError> {
+        let failed = |m: String| Ok(AttestationOutcome::Failed(m));
+        let algorithm = check.signature_algorithm.to_ascii_lowercase();
+        if !algorithm.is_empty() && algorithm != "sha256" {
+            return failed(format!(
+                "signatureAlgorithm {} is not supported yet (only sha256)",
+                check.signature_algorithm
+            ));
+        }
+        let Ok(key) = VerifyingKey::from_public_key_pem(check.public_key.trim()) else {
+            return failed(
+                "the public key is not a PEM ECDSA P-256 key (RSA and Ed25519 keys are not supported yet)"
+                    .to_string(),
+            );
+        };
+        let image = match reference::parse(&check.image) {
+            Ok(r) => r,
+            Err(e) => return failed(e.to_string()),
+        };
+        let digest = match image.digest() {
+            Some(d) => d.to_string(),
+            None => match self.manifest(&image) {
+                Ok((_, d)) => d,
+                Err(RegistryError::NotFound(m) | RegistryError::Failed(m)) => return failed(m),
+                Err(e) => return Err(e),
+            },
+        };
+        let repo = if check.repository.is_empty() {
+            format!("{}/{}", image.registry(), image.repository())
+        } else {
+            check.repository.clone()
+        };
+        let att_ref = match reference::parse(&format!("{repo}:{}", attestation_tag(&digest))) {
+            Ok(r) => r,
+            Err(e) => return failed(e.to_string()),
+        };
+        let manifest = match self.manifest(&att_ref) {
+            Ok((bytes, _)) => bytes,
+            // Kyverno's wording when the attestation manifest is unknown.
+            Err(RegistryError::NotFound(_)) => {
+                return failed("no matching attestations: not found".to_string());
+            }
+            Err(RegistryError::Failed(m)) => return failed(m),
+            Err(e) => return Err(e),
+        };
+        let manifest: Value = match serde_json::from_slice(&manifest) {
+            Ok(v) => v,
+            Err(_) => return failed("the attestation manifest is not JSON".to_string()),
+        };
+        let layers = manifest
+            .get("layers")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut statements = Vec::new();
+        let mut reasons: Vec<String> = Vec::new();
+        for layer in layers.iter().take(MAX_SIGNATURES) {
+            let Some(layer_digest) = layer.get("digest").and_then(Value::as_str) else {
+                continue;
+            };
+            let envelope = match self.blob(&att_ref, layer_digest) {
+                Ok(p) => p,
+                Err(RegistryError::Unreachable(m)) => return Err(RegistryError::Unreachable(m)),
+                Err(e) => {
+                    reasons.push(e.to_string());
+                    continue;
+                }
+            };
+            match check_envelope(&key, &envelope, &digest) {
+                Ok(statement) => statements.push(statement),
+                Err(r) => reasons.push(r),
+            }
+        }
+        if statements.is_empty() {
+            if reasons.is_empty() {
+                return failed("no matching attestations: no attestations found".to_string());
+            }
+            reasons.dedup();
+            return failed(format!("no matching attestations: {}", reasons.join("; ")));
+        }
+        Ok(AttestationOutcome::Verified { digest, statements })
+    }
+
+    /// [`Registry::verify_attestations`] for a context provider.
+    pub fn attestations_for_provider(
+        &self,
+        check: &SignatureCheck,
+    ) -> Result<AttestationOutcome, ProviderError> {
+        self.verify_attestations(check)
+            .map_err(|e| ProviderError::Failed(e.to_string()))
+    }
+
     fn cached(&self, key: &str) -> Option<String> {
         let map = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         map.get(key)
@@ -231,5 +409,14 @@ mod tests {
     #[test]
     fn signature_tags_follow_cosign() {
         assert_eq!(signature_tag("sha256:abc"), "sha256-abc.sig");
+        assert_eq!(attestation_tag("sha256:abc"), "sha256-abc.att");
+    }
+
+    #[test]
+    fn pae_follows_dsse() {
+        assert_eq!(
+            pae("application/vnd.in-toto+json", b"{}"),
+            b"DSSEv1 28 application/vnd.in-toto+json 2 {}".to_vec()
+        );
     }
 }

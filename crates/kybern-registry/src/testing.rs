@@ -5,7 +5,9 @@
 
 use crate::Registry;
 use crate::client::RegistryError;
-use crate::cosign::{SIGNATURE_ANNOTATION, SIMPLE_SIGNING_TYPE, signature_tag};
+use crate::cosign::{
+    SIGNATURE_ANNOTATION, SIMPLE_SIGNING_TYPE, attestation_tag, pae, signature_tag,
+};
 use crate::reference;
 use base64::Engine as _;
 use oci_client::RegistryOperation;
@@ -338,6 +340,81 @@ impl Registry {
             &manifest,
         )
     }
+}
+
+impl Registry {
+    /// Writes cosign's attestation manifest for `digest` in `repository` (`sha256-<hex>.att`):
+    /// one DSSE envelope layer per attestation, each an in-toto statement about the image
+    /// signed by its key over the DSSE pre-authentication encoding.
+    pub fn push_attestations(
+        &self,
+        repository: &str,
+        digest: &str,
+        attestations: &[TestAttestation<'_>],
+    ) -> Result<String, RegistryError> {
+        const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        for a in attestations {
+            let subject_hex = a
+                .subject_digest
+                .map_or(hex, |d| d.strip_prefix("sha256:").unwrap_or(d));
+            let statement = json!({
+                "_type": "https://in-toto.io/Statement/v0.1",
+                "predicateType": a.predicate_type,
+                "subject": [{"name": repository, "digest": {"sha256": subject_hex}}],
+                "predicate": a.predicate,
+            });
+            let body =
+                serde_json::to_vec(&statement).map_err(|e| RegistryError::Failed(e.to_string()))?;
+            let signature: p256::ecdsa::Signature = a.key.sign(&pae(PAYLOAD_TYPE, &body));
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let envelope = json!({
+                "payloadType": PAYLOAD_TYPE,
+                "payload": b64.encode(&body),
+                "signatures": [{"keyid": "", "sig": b64.encode(signature.to_der().as_bytes())}],
+            });
+            let envelope =
+                serde_json::to_vec(&envelope).map_err(|e| RegistryError::Failed(e.to_string()))?;
+            let layer_digest = self.push_blob(repository, &envelope)?;
+            diff_ids.push(layer_digest.clone());
+            layers.push(json!({
+                "mediaType": "application/vnd.dsse.envelope.v1+json",
+                "digest": layer_digest,
+                "size": envelope.len(),
+                "annotations": {SIGNATURE_ANNOTATION: "", "predicateType": a.predicate_type},
+            }));
+        }
+        let config = json!({
+            "architecture": "", "created": "0001-01-01T00:00:00Z",
+            "history": [{"created": "0001-01-01T00:00:00Z"}], "os": "",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids}, "config": {},
+        });
+        let config_bytes =
+            serde_json::to_vec(&config).map_err(|e| RegistryError::Failed(e.to_string()))?;
+        let config_digest = self.push_blob(repository, &config_bytes)?;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": config_bytes.len()},
+            "layers": layers,
+        });
+        self.push_manifest(
+            &format!("{repository}:{}", attestation_tag(digest)),
+            &manifest,
+        )
+    }
+}
+
+/// One attestation for [`Registry::push_attestations`].
+pub struct TestAttestation<'a> {
+    pub key: &'a SigningKey,
+    pub predicate_type: &'a str,
+    pub predicate: Value,
+    /// The subject digest, when it is not the image's (an attestation about another image).
+    pub subject_digest: Option<&'a str>,
 }
 
 /// One signature for [`Registry::push_signatures`].

@@ -4,13 +4,16 @@
 //! evaluates a `verifyImages` policy on Pods.
 
 use kybern_engine::context::{
-    ApiCall, ContextProvider, ImageData, Labels, ProviderError, SignatureCheck, SignatureOutcome,
+    ApiCall, AttestationOutcome, ContextProvider, ImageData, Labels, ProviderError, SignatureCheck,
+    SignatureOutcome,
 };
 use kybern_engine::engine::{Engine, PolicyContext};
 use kybern_engine::policy::compile_policy;
 use kybern_engine::request::AdmissionRequest;
 use kybern_engine::response::RuleStatus;
-use kybern_registry::testing::{Signature, TestRegistry, public_key_pem, signing_key};
+use kybern_registry::testing::{
+    Signature, TestAttestation, TestRegistry, public_key_pem, signing_key,
+};
 use kybern_registry::{Registry, RegistryConfig, RegistryError};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -229,6 +232,12 @@ impl ContextProvider for RegistryProvider<'_> {
     fn image_digest(&self, image: &str) -> Result<String, ProviderError> {
         self.0.digest_for_provider(image)
     }
+    fn verify_image_attestations(
+        &self,
+        check: &SignatureCheck,
+    ) -> Result<AttestationOutcome, ProviderError> {
+        self.0.attestations_for_provider(check)
+    }
 }
 
 fn policy(addr: &str, key: &str) -> Value {
@@ -384,4 +393,104 @@ fn a_private_registry_is_read_with_the_docker_config_credentials() {
 fn base64_user_password(user: &str, password: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+const REVIEW: &str = "https://example.com/CodeReview/v1";
+
+#[test]
+fn attestations_are_verified_by_key_and_subject_and_their_conditions_decide() {
+    let Some(f) = fixture() else { return };
+    let r = &f.registry;
+    let good = signing_key("good");
+    let digest = r.push_image(&f.repo, "attested", "attested image").unwrap();
+    r.push_signatures(&f.repo, &digest, &[Signature::by(&good)])
+        .unwrap();
+    let review = TestAttestation {
+        key: &good,
+        predicate_type: REVIEW,
+        predicate: json!({"repo": {"branch": "main"}, "reviewers": ["bob@example.com"]}),
+        subject_digest: None,
+    };
+    r.push_attestations(&f.repo, &digest, &[review]).unwrap();
+    let image = format!("{}:attested", f.repo);
+
+    let mut ask = check(&image, "good");
+    ask.predicate_type = REVIEW.to_string();
+    match r.verify_attestations(&ask).unwrap() {
+        AttestationOutcome::Verified {
+            digest: d,
+            statements,
+        } => {
+            assert_eq!(d, digest);
+            assert_eq!(statements.len(), 1);
+            assert_eq!(statements[0]["type"], REVIEW);
+            assert_eq!(statements[0]["predicate"]["repo"]["branch"], "main");
+        }
+        other => panic!("{other:?}"),
+    }
+    let attestation_failure = |outcome| match outcome {
+        Ok(AttestationOutcome::Failed(m)) => m,
+        other => panic!("expected a failure, got {other:?}"),
+    };
+    let mut wrong_key = check(&image, "other");
+    wrong_key.predicate_type = REVIEW.to_string();
+    assert_eq!(
+        attestation_failure(r.verify_attestations(&wrong_key)),
+        "no matching attestations: invalid signature"
+    );
+    let mut none = check(&format!("{}:signed", f.repo), "good");
+    none.predicate_type = REVIEW.to_string();
+    assert_eq!(
+        attestation_failure(r.verify_attestations(&none)),
+        "no matching attestations: not found"
+    );
+    // A statement signed by the right key about another image does not count.
+    let other = r.push_image(&f.repo, "other", "other image").unwrap();
+    let stray = TestAttestation {
+        key: &good,
+        predicate_type: REVIEW,
+        predicate: json!({"repo": {"branch": "main"}}),
+        subject_digest: Some(&f.signed_digest),
+    };
+    r.push_attestations(&f.repo, &other, &[stray]).unwrap();
+    let mut misdirected = check(&format!("{}:other", f.repo), "good");
+    misdirected.predicate_type = REVIEW.to_string();
+    assert_eq!(
+        attestation_failure(r.verify_attestations(&misdirected)),
+        "no matching attestations: no matching subject digest found"
+    );
+
+    // Through the engine: signatures and attestations, conditions on the predicate.
+    let policy_with = |branch: &str| {
+        let mut p = policy(&f.server.addr, "good");
+        p["spec"]["rules"][0]["verifyImages"][0]["attestations"] = json!([{
+            "type": REVIEW,
+            "attestors": [{"entries": [{"keys": {"publicKeys": public_key_pem(&good)}}]}],
+            "conditions": [{"all": [
+                {"key": "{{ repo.branch }}", "operator": "Equals", "value": branch}]}]
+        }]);
+        p
+    };
+    let (results, pinned) = admit(&f.registry, &policy_with("main"), &image);
+    assert_eq!(
+        results,
+        vec![
+            (
+                RuleStatus::Pass,
+                format!("verified image attestations for {image}")
+            ),
+            (RuleStatus::Pass, "image verified".to_string()),
+        ]
+    );
+    assert_eq!(pinned, format!("{image}@{digest}"));
+    let (results, _) = admit(&f.registry, &policy_with("release"), &image);
+    assert_eq!(
+        results[0],
+        (
+            RuleStatus::Fail,
+            format!(
+                ".attestations[0].attestors[0].entries[0].keys: attestation checks failed for {image} and predicate {REVIEW}"
+            )
+        )
+    );
 }
