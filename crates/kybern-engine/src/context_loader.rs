@@ -294,6 +294,14 @@ fn load_entry(
 fn in_namespace(url: &str, namespace: &str) -> bool {
     let path = url.split('?').next().unwrap_or_default();
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    // Dot segments, escapes and fragments can name another namespace once the client sending the
+    // request normalises the URL: a path holding any of them never counts as inside.
+    if parts
+        .iter()
+        .any(|p| *p == "." || *p == ".." || p.contains(['%', '\\', '#']))
+    {
+        return false;
+    }
     let rest = match parts.as_slice() {
         ["api", _version, rest @ ..] => rest,
         ["apis", _group, _version, rest @ ..] => rest,
@@ -317,5 +325,16 @@ mod tests {
         assert!(!in_namespace("/api/v1/namespaces/team", "team"));
         assert!(!in_namespace("/api/v1/nodes", "team"));
         assert!(!in_namespace("/apis/apps/v1/deployments", "team"));
+        for escape in [
+            "/api/v1/namespaces/team/../../namespaces/other/secrets",
+            "/api/v1/namespaces/team/configmaps/../../../other/secrets",
+            "/api/v1/namespaces/team/%2e%2e/%2E%2e/namespaces/other/secrets",
+            "/api/v1/namespaces/team/configmaps/..%2f..%2fother",
+            "/api/v1/namespaces/team/configmaps#/../../other/secrets",
+            "/api/v1/namespaces/team/./configmaps",
+            "/api/v1/namespaces/team/configmaps\\..\\..\\other",
+        ] {
+            assert!(!in_namespace(escape, "team"), "{escape}");
+        }
     }
 }
