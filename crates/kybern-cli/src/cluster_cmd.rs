@@ -115,11 +115,13 @@ pub fn controller(args: &ControllerArgs) -> Result<i32> {
         write: report_settings.write,
         api: report_settings.api,
     };
-    let cleanup_options = kybern_cluster::cleanup::controller::CleanupOptions::new(
+    let mut cleanup_options = kybern_cluster::cleanup::controller::CleanupOptions::new(
         args.kubeconfig.clone(),
         names.clone(),
         identity.clone(),
     );
+    // Alone, the cleanup part serves the endpoint; beside background, its metrics join that one.
+    cleanup_options.listen = (!background && !reports).then_some(args.listen);
     let options = kybern_cluster::background::controller::ControllerOptions {
         kubeconfig: args.kubeconfig.clone(),
         names,
@@ -148,6 +150,9 @@ pub fn controller(args: &ControllerArgs) -> Result<i32> {
             ),
             false => None,
         };
+        cleanup_options.metrics = controller
+            .as_ref()
+            .map(|c| std::sync::Arc::clone(&c.metrics));
         let cleanup_part = match cleanup {
             true => Some(
                 kybern_cluster::cleanup::controller::start(cleanup_options)

@@ -38,6 +38,7 @@ async fn start(c: &Cluster) -> (controller::Cleanup, Arc<TestClock>) {
     options.ttl_interval = Duration::from_millis(300);
     // Small pages, so that runs go through several.
     options.page_size = 2;
+    options.listen = Some("127.0.0.1:0".parse().unwrap());
     let cleanup = controller::start(options).await.unwrap();
     wait_for("the cleanup Lease", Duration::from_secs(20), || {
         *cleanup.leader.borrow()
@@ -152,6 +153,24 @@ async fn cleanup_policies_delete_exactly_what_they_select_at_their_scheduled_tim
     if !hour_turned {
         assert_eq!(names_in(store, "cel"), ["fresh", "stale"]);
     }
+
+    // The endpoint counts the run and its deletions.
+    let metrics = reqwest::get(format!("http://{}/metrics", cleanup.endpoint.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+    };
+    assert!(value("kybern_cleanup_deleted_total") >= 3, "{metrics}");
+    assert!(value("kybern_cleanup_runs_total") >= 1, "{metrics}");
+    assert_eq!(value("kybern_cleanup_leader"), 1, "{metrics}");
 
     // Created after the run: kept until the next scheduled time.
     config_map(store, "app", "stale-4", labelled.clone(), "stale");

@@ -54,6 +54,8 @@ pub struct ControllerOptions {
 /// A running controller.
 pub struct Controller {
     pub leader: channel::Receiver<bool>,
+    /// Its metrics, which a cleanup part in the same process adds to.
+    pub metrics: Arc<super::endpoint::ControllerMetrics>,
     /// The address of the health and metrics endpoint, when served.
     pub endpoint: Option<std::net::SocketAddr>,
     stop: CancellationToken,
@@ -131,7 +133,7 @@ pub async fn start(options: ControllerOptions) -> Result<Controller, ClusterErro
     };
     let worker = Arc::new(Worker {
         tried: Default::default(),
-        metrics,
+        metrics: Arc::clone(&metrics),
         client: client.clone(),
         store,
         context,
@@ -149,6 +151,7 @@ pub async fn start(options: ControllerOptions) -> Result<Controller, ClusterErro
     });
     Ok(Controller {
         leader,
+        metrics,
         endpoint,
         stop,
     })

@@ -1,5 +1,6 @@
 //! The controller's plain-HTTP endpoint: liveness, readiness (every watch synced) and metrics
-//! (pending and failed UpdateRequests, leadership), for probes and Prometheus.
+//! (pending and failed UpdateRequests, cleanup runs and deletions, leadership), for probes and
+//! Prometheus.
 
 use crate::watch::{self, Cache};
 use axum::Router;
@@ -7,6 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
@@ -24,6 +26,14 @@ pub struct ControllerMetrics {
     pub failed: Gauge,
     /// 1 on the replica holding the background Lease.
     pub leader: Gauge,
+    /// Runs of cleanup policies and DeletingPolicies.
+    pub cleanup_runs: Counter,
+    /// Objects deleted by cleanup policies, DeletingPolicies and TTL labels.
+    pub cleanup_deleted: Counter,
+    /// Deletions and lists of cleanup that failed.
+    pub cleanup_failures: Counter,
+    /// 1 on the replica holding the cleanup Lease.
+    pub cleanup_leader: Gauge,
 }
 
 impl ControllerMetrics {
@@ -43,6 +53,26 @@ impl ControllerMetrics {
             "kybern_background_leader",
             "1 while this replica holds the background Lease",
             m.leader.clone(),
+        );
+        m.registry.register(
+            "kybern_cleanup_runs",
+            "Runs of cleanup policies and DeletingPolicies",
+            m.cleanup_runs.clone(),
+        );
+        m.registry.register(
+            "kybern_cleanup_deleted",
+            "Objects deleted by cleanup policies, DeletingPolicies and TTL labels",
+            m.cleanup_deleted.clone(),
+        );
+        m.registry.register(
+            "kybern_cleanup_failures",
+            "Cleanup lists and deletions that failed",
+            m.cleanup_failures.clone(),
+        );
+        m.registry.register(
+            "kybern_cleanup_leader",
+            "1 while this replica holds the cleanup Lease",
+            m.cleanup_leader.clone(),
         );
         m
     }

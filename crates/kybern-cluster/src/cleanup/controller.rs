@@ -6,6 +6,7 @@
 
 use super::policy::{CleanupPolicy, Wanted};
 use super::ttl;
+use crate::background::endpoint::ControllerMetrics;
 use crate::context::ClusterContext;
 use crate::discovery::Kinds;
 use crate::error::ClusterError;
@@ -57,6 +58,11 @@ pub struct CleanupOptions {
     pub ttl_interval: Duration,
     /// Objects per list page.
     pub page_size: u32,
+    /// Where the cleanup metrics go: the background part's, when it runs in the same process
+    /// (its endpoint serves them); `None`: a registry of its own.
+    pub metrics: Option<Arc<ControllerMetrics>>,
+    /// Where `/health/*` and `/metrics` are served when no other part serves them.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl CleanupOptions {
@@ -70,6 +76,8 @@ impl CleanupOptions {
             tick: Duration::from_secs(10),
             ttl_interval: Duration::from_secs(60),
             page_size: 500,
+            metrics: None,
+            listen: None,
         }
     }
 }
@@ -77,6 +85,8 @@ impl CleanupOptions {
 /// The running cleanup part.
 pub struct Cleanup {
     pub leader: channel::Receiver<bool>,
+    /// The address of the health and metrics endpoint, when served.
+    pub endpoint: Option<std::net::SocketAddr>,
     stop: CancellationToken,
 }
 
@@ -105,6 +115,7 @@ struct Worker {
     page_size: u32,
     /// Work stops between pages when the Lease is lost.
     leader: channel::Receiver<bool>,
+    metrics: Arc<ControllerMetrics>,
 }
 
 /// Starts the cleanup part.
@@ -144,6 +155,26 @@ pub async fn start(options: CleanupOptions) -> Result<Cleanup, ClusterError> {
         }
     }
     let context = crate::background::controller::cluster_context(&client, &kinds, &stop);
+    let metrics = options
+        .metrics
+        .unwrap_or_else(|| Arc::new(ControllerMetrics::new()));
+    let endpoint = match options.listen {
+        Some(addr) => {
+            let mut caches: Vec<Cache> = policies.iter().map(|(_, c)| c.clone()).collect();
+            caches.extend(context.caches());
+            Some(
+                crate::background::endpoint::serve(
+                    addr,
+                    Arc::clone(&metrics),
+                    caches,
+                    stop.clone(),
+                )
+                .await
+                .map_err(|e| ClusterError::Server(format!("cannot listen on {addr}: {e}")))?,
+            )
+        }
+        None => None,
+    };
     let worker = Worker {
         client,
         kinds,
@@ -151,6 +182,7 @@ pub async fn start(options: CleanupOptions) -> Result<Cleanup, ClusterError> {
         clock: options.clock,
         page_size: options.page_size,
         leader: leader.clone(),
+        metrics,
     };
     let task_stop = stop.clone();
     let task_leader = leader.clone();
@@ -161,7 +193,11 @@ pub async fn start(options: CleanupOptions) -> Result<Cleanup, ClusterError> {
             _ = run(worker, policies, task_leader, tick, ttl_interval) => {}
         }
     });
-    Ok(Cleanup { leader, stop })
+    Ok(Cleanup {
+        leader,
+        endpoint,
+        stop,
+    })
 }
 
 fn api_resource(r: &Resource) -> ApiResource {
@@ -185,7 +221,9 @@ async fn run(
     let mut ran_at: HashMap<String, OffsetDateTime> = HashMap::new();
     loop {
         tokio::time::sleep(tick).await;
-        if !*leader.borrow() {
+        let leads = *leader.borrow();
+        w.metrics.cleanup_leader.set(i64::from(leads));
+        if !leads {
             continue;
         }
         for (resource, cache) in &policies {
@@ -311,6 +349,7 @@ impl Worker {
             match result {
                 Ok(n) => deleted += n,
                 Err(e) => {
+                    self.metrics.cleanup_failures.inc();
                     tracing::warn!(policy = %policy.name, kind = %r.kind, error = %e, "cleanup of a kind failed")
                 }
             }
@@ -320,6 +359,7 @@ impl Worker {
             tracing::info!(policy = %policy.name, deleted, "cleanup Lease lost during a run");
             return;
         }
+        self.metrics.cleanup_runs.inc();
         tracing::info!(policy = %policy.name, kind = policy.kind, deleted, elapsed = ?started.elapsed(), "cleanup policy ran");
         let Ok(stamp) = now.replace_nanosecond(0).unwrap_or(now).format(&Rfc3339) else {
             return;
@@ -386,10 +426,12 @@ impl Worker {
                 match target.delete(&name, params).await {
                     Ok(_) => {
                         deleted += 1;
+                        self.metrics.cleanup_deleted.inc();
                         tracing::info!(kind = %r.kind, namespace = %ns, %name, "deleted");
                     }
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => {
+                        self.metrics.cleanup_failures.inc();
                         tracing::warn!(kind = %r.kind, namespace = %ns, %name, error = %e, "not deleted")
                     }
                 }
@@ -476,10 +518,12 @@ impl Worker {
                 };
                 match api.delete(&name, &params).await {
                     Ok(_) => {
+                        self.metrics.cleanup_deleted.inc();
                         tracing::info!(kind = %r.kind, namespace = %ns, %name, "TTL expired: deleted")
                     }
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => {
+                        self.metrics.cleanup_failures.inc();
                         tracing::warn!(kind = %r.kind, namespace = %ns, %name, error = %e, "TTL expired but not deleted")
                     }
                 }
