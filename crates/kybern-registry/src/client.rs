@@ -8,6 +8,7 @@ use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientP
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
+use sha2::Digest as _;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -37,6 +38,8 @@ pub struct RegistryConfig {
     pub timeout: Duration,
     /// Upper bound for one blob (signature payloads, configs).
     pub max_blob_bytes: usize,
+    /// Upper bound for one manifest or index.
+    pub max_manifest_bytes: usize,
     /// How long a verified signature is remembered (by digest, never by tag).
     pub cache_ttl: Duration,
 }
@@ -49,6 +52,7 @@ impl Default for RegistryConfig {
             ca_certificates: Vec::new(),
             timeout: Duration::from_secs(15),
             max_blob_bytes: 4 << 20,
+            max_manifest_bytes: 4 << 20,
             cache_ttl: Duration::from_secs(600),
         }
     }
@@ -132,6 +136,8 @@ pub struct Registry {
     runtime: tokio::runtime::Runtime,
     /// One client per registry host: the scheme (HTTP or HTTPS) is decided per host.
     clients: Mutex<HashMap<String, Arc<Client>>>,
+    /// Plain HTTP client for manifests, read with a size bound.
+    http: reqwest::Client,
     /// Verified signatures by digest, key and constraints, with the time they were verified.
     pub(crate) verified: Mutex<HashMap<String, (Instant, String)>>,
 }
@@ -153,8 +159,23 @@ impl Registry {
             .enable_all()
             .build()
             .map_err(|e| RegistryError::Failed(format!("cannot start the registry client: {e}")))?;
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::limited(5));
+        for pem in &config.ca_certificates {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| RegistryError::Failed(format!("bad CA certificate: {e}")))?;
+            for c in certs {
+                http = http.add_root_certificate(c);
+            }
+        }
+        let http = http
+            .build()
+            .map_err(|e| RegistryError::Failed(format!("cannot start the registry client: {e}")))?;
         Ok(Registry {
             config,
+            http,
             runtime,
             clients: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
@@ -257,17 +278,108 @@ impl Registry {
         Ok(digest)
     }
 
-    /// A manifest (image or index) as the registry serves it, with its digest (checked against
-    /// the content by the client).
+    /// A manifest (image or index) as the registry serves it, at most `max_manifest_bytes`,
+    /// with its digest: computed from the content, and checked against the reference's digest
+    /// and the registry's `Docker-Content-Digest`.
     pub fn manifest(&self, reference: &Reference) -> Result<(Vec<u8>, String), RegistryError> {
         let client = self.client(reference);
         let auth = self.auth(reference);
         let what = format!("manifest of {reference}");
+        let limit = self.config.max_manifest_bytes;
+        let host = reference.resolve_registry();
+        let scheme = if self.uses_http(host) || self.uses_http(reference.registry()) {
+            "http"
+        } else {
+            "https"
+        };
+        let url = format!(
+            "{scheme}://{host}/v2/{}/manifests/{}",
+            reference.repository(),
+            reference.digest().or(reference.tag()).unwrap_or("latest")
+        );
         self.run(&what, async {
-            client
-                .pull_manifest_raw(reference, &auth, MANIFEST_TYPES)
+            // The client does the authentication dance (anonymous, basic or bearer token).
+            let token = client
+                .auth(reference, &auth, oci_client::RegistryOperation::Pull)
                 .await
-                .map_err(|e| classify(&what, e))
+                .map_err(|e| classify(&what, e))?;
+            let mut request = self
+                .http
+                .get(&url)
+                .header(reqwest::header::ACCEPT, MANIFEST_TYPES.join(", "));
+            request = match (&token, &auth) {
+                (Some(t), _) => request.bearer_auth(t),
+                (None, RegistryAuth::Basic(user, password)) => {
+                    request.basic_auth(user, Some(password))
+                }
+                _ => request,
+            };
+            let mut response = request.send().await.map_err(|e| {
+                if e.is_connect() || e.is_timeout() {
+                    RegistryError::Unreachable(format!("{what}: registry unreachable: {e}"))
+                } else {
+                    RegistryError::Failed(format!("{what}: {e}"))
+                }
+            })?;
+            let status = response.status();
+            if status == reqwest::StatusCode::NOT_FOUND {
+                return Err(RegistryError::NotFound(format!("{what}: not found")));
+            }
+            if status == reqwest::StatusCode::UNAUTHORIZED
+                || status == reqwest::StatusCode::FORBIDDEN
+            {
+                return Err(RegistryError::Failed(format!(
+                    "{what}: Not authorized (HTTP {})",
+                    status.as_u16()
+                )));
+            }
+            if status.is_server_error() {
+                return Err(RegistryError::Unreachable(format!(
+                    "{what}: registry answered HTTP {}",
+                    status.as_u16()
+                )));
+            }
+            if status != reqwest::StatusCode::OK {
+                return Err(RegistryError::Failed(format!(
+                    "{what}: registry answered HTTP {}",
+                    status.as_u16()
+                )));
+            }
+            let announced = response
+                .headers()
+                .get("Docker-Content-Digest")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            if response.content_length().is_some_and(|n| n > limit as u64) {
+                return Err(RegistryError::Failed(format!(
+                    "{what}: manifest is larger than {limit} bytes"
+                )));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|e| RegistryError::Unreachable(format!("{what}: {e}")))?
+            {
+                if body.len().saturating_add(chunk.len()) > limit {
+                    return Err(RegistryError::Failed(format!(
+                        "{what}: manifest is larger than {limit} bytes"
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let digest = format!("sha256:{:x}", sha2::Sha256::digest(&body));
+            for expected in [reference.digest().map(str::to_string), announced]
+                .into_iter()
+                .flatten()
+            {
+                if expected.starts_with("sha256:") && expected != digest {
+                    return Err(RegistryError::Failed(format!(
+                        "{what}: content has digest {digest}, not {expected}"
+                    )));
+                }
+            }
+            Ok((body, digest))
         })
     }
 
