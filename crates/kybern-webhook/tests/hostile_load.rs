@@ -483,3 +483,58 @@ async fn an_object_nested_128_levels_is_decided_and_129_is_refused_naming_the_li
     );
     s.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_policy_with_1000_rules_and_a_253_character_name_loads_and_decides() {
+    let name = format!("p{}", "x".repeat(252));
+    let rules: String = (0..1000)
+        .map(|i| {
+            format!(
+                "    - name: rule-{i}\n      match: {{any: [{{resources: {{kinds: [Pod]}}}}]}}\n      validate:\n        message: \"label l{i} is required\"\n        pattern: {{metadata: {{labels: {{l{i}: \"?*\"}}}}}}\n"
+            )
+        })
+        .collect();
+    let policy = format!(
+        "apiVersion: kyverno.io/v1\nkind: ClusterPolicy\nmetadata:\n  name: {name}\nspec:\n  validationFailureAction: Enforce\n  rules:\n{rules}"
+    );
+    let s = serve(&[("many.yaml", &policy)], patient()).await;
+    let status: Value = s
+        .client
+        .get(format!("{}/health/readiness", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["policies"], 1, "{status}");
+    let mut p = pod("a", Some("x"));
+    p["metadata"]["labels"] = (0..999).map(|i| (format!("l{i}"), json!("v"))).collect();
+    let r = s
+        .send("/validate?timeout=30s", &review("CREATE", &p, &Value::Null))
+        .await;
+    assert_eq!(r["allowed"], false);
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(message.contains("label l999 is required"), "{message}");
+    assert!(message.contains(&name), "{message}");
+    s.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_create_without_an_object_is_denied_by_an_enforce_policy() {
+    let s = serve(&[("team.yaml", REQUIRE_TEAM)], Limits::default()).await;
+    let mut r = review("CREATE", &pod("a", None), &Value::Null);
+    r["request"]["object"] = Value::Null;
+    let (status, answer) = post_raw(&s, serde_json::to_vec(&r).unwrap()).await;
+    // The API server never sends it; the policy's pattern fails on the missing object, so an
+    // Enforce policy denies (fail closed).
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    assert!(
+        answer["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("every Pod needs a team label")
+    );
+    s.running.shutdown().await;
+}
