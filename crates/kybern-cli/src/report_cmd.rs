@@ -108,11 +108,10 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
         .context("cannot start the async runtime")?;
     let api =
         ReportApi::parse(&args.report_api).map_err(|e| anyhow::anyhow!("--report-api: {e}"))?;
-    let reports = runtime.block_on(async {
+    let mut overview = runtime.block_on(async {
         let client = kybern_cluster::serve::client(args.kubeconfig.as_deref()).await?;
         summary::read(&client, api).await
     })?;
-    let mut overview = summary::overview(&reports);
     overview.failing_rules.truncate(args.top);
     if args.output == "json" {
         println!("{}", serde_json::to_string_pretty(&overview)?);

@@ -55,19 +55,26 @@ pub struct FailingRule {
     pub failures: usize,
 }
 
-/// Sums `reports` (report objects as the API returns them).
-pub fn overview(reports: &[Value]) -> Overview {
-    let mut total = Summary::default();
-    let mut namespaces: BTreeMap<String, Summary> = BTreeMap::new();
-    let mut policies: BTreeMap<String, Summary> = BTreeMap::new();
-    let mut failing: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for r in reports {
+/// Running totals, one report at a time, so reading a cluster's reports holds one page of them.
+#[derive(Default)]
+pub struct Tally {
+    reports: usize,
+    total: Summary,
+    namespaces: BTreeMap<String, Summary>,
+    policies: BTreeMap<String, Summary>,
+    failing: BTreeMap<(String, String), usize>,
+}
+
+impl Tally {
+    /// Counts one report (an object as the API returns it).
+    pub fn add(&mut self, r: &Value) {
+        self.reports += 1;
         let ns = r
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let ns_summary = namespaces.entry(ns).or_default();
+        let ns_summary = self.namespaces.entry(ns).or_default();
         for result in r
             .get("results")
             .and_then(Value::as_array)
@@ -82,36 +89,61 @@ pub fn overview(reports: &[Value]) -> Overview {
                     .to_string()
             };
             let (policy, rule, word) = (s("policy"), s("rule"), s("result"));
-            total.count(&word);
+            self.total.count(&word);
             ns_summary.count(&word);
-            policies.entry(policy.clone()).or_default().count(&word);
+            self.policies
+                .entry(policy.clone())
+                .or_default()
+                .count(&word);
             if word == "fail" {
-                *failing.entry((policy, rule)).or_default() += 1;
+                *self.failing.entry((policy, rule)).or_default() += 1;
             }
         }
     }
-    let mut failing_rules: Vec<FailingRule> = failing
-        .into_iter()
-        .map(|((policy, rule), failures)| FailingRule {
-            policy,
-            rule,
-            failures,
-        })
-        .collect();
-    failing_rules.sort_by_key(|r| std::cmp::Reverse(r.failures));
-    Overview {
-        reports: reports.len(),
-        total: total.into(),
-        namespaces: namespaces.into_iter().map(|(k, v)| (k, v.into())).collect(),
-        policies: policies.into_iter().map(|(k, v)| (k, v.into())).collect(),
-        failing_rules,
+
+    /// The totals, failing rules most first.
+    pub fn finish(self) -> Overview {
+        let mut failing_rules: Vec<FailingRule> = self
+            .failing
+            .into_iter()
+            .map(|((policy, rule), failures)| FailingRule {
+                policy,
+                rule,
+                failures,
+            })
+            .collect();
+        failing_rules.sort_by_key(|r| std::cmp::Reverse(r.failures));
+        Overview {
+            reports: self.reports,
+            total: self.total.into(),
+            namespaces: self
+                .namespaces
+                .into_iter()
+                .map(|(k, v)| (k, v.into()))
+                .collect(),
+            policies: self
+                .policies
+                .into_iter()
+                .map(|(k, v)| (k, v.into()))
+                .collect(),
+            failing_rules,
+        }
     }
 }
 
-/// Every report of `api` (PolicyReports and ClusterPolicyReports, or OpenReports' Reports and
-/// ClusterReports), read in pages of 500.
-pub async fn read(client: &kube::Client, api: ReportApi) -> Result<Vec<Value>, ClusterError> {
-    let mut out = Vec::new();
+/// Sums `reports` (report objects as the API returns them).
+pub fn overview(reports: &[Value]) -> Overview {
+    let mut tally = Tally::default();
+    for r in reports {
+        tally.add(r);
+    }
+    tally.finish()
+}
+
+/// Sums every report of `api` in the cluster (PolicyReports and ClusterPolicyReports, or
+/// OpenReports' Reports and ClusterReports), read in pages of 500.
+pub async fn read(client: &kube::Client, api: ReportApi) -> Result<Overview, ClusterError> {
+    let mut tally = Tally::default();
     for kind in [api.kind(false), api.kind(true)] {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &report_resource(kind));
         let mut params = ListParams::default().limit(500);
@@ -119,7 +151,7 @@ pub async fn read(client: &kube::Client, api: ReportApi) -> Result<Vec<Value>, C
             let list = api.list(&params).await?;
             for item in list.items {
                 if let Ok(v) = serde_json::to_value(item) {
-                    out.push(v);
+                    tally.add(&v);
                 }
             }
             match list.metadata.continue_ {
@@ -128,7 +160,7 @@ pub async fn read(client: &kube::Client, api: ReportApi) -> Result<Vec<Value>, C
             }
         }
     }
-    Ok(out)
+    Ok(tally.finish())
 }
 
 #[cfg(test)]
