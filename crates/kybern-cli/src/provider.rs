@@ -232,6 +232,12 @@ impl ContextProvider for FileProvider {
         if let Some(data) = self.images.iter().find(|i| field(i, "/image") == image) {
             return Ok(ImageData { data: data.clone() });
         }
+        if let Some(registry) = &self.registry {
+            return registry
+                .image_data(image)
+                .map(|data| ImageData { data })
+                .map_err(|e| ProviderError::Failed(e.to_string()));
+        }
         Err(ProviderError::Unavailable {
             what: format!("image registry data for {image}"),
             reason: "registry not reachable".into(),

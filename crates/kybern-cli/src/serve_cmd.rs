@@ -132,7 +132,10 @@ mod with_registry {
             self.inner.namespace_labels(namespace)
         }
         fn image_data(&self, image: &str) -> Result<ImageData, ProviderError> {
-            self.inner.image_data(image)
+            self.registry
+                .image_data(image)
+                .map(|data| ImageData { data })
+                .map_err(|e| ProviderError::Failed(e.to_string()))
         }
         fn global_context(&self, name: &str) -> Result<Option<Value>, ProviderError> {
             self.inner.global_context(name)

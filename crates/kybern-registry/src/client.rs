@@ -406,3 +406,75 @@ impl Registry {
         })
     }
 }
+
+/// The manifest of an index that Kyverno reads image data from: linux/amd64, else the first.
+fn pick_platform(index: &serde_json::Value) -> Option<String> {
+    let manifests = index.get("manifests")?.as_array()?;
+    let is = |m: &serde_json::Value, key: &str, want: &str| {
+        m.pointer(&format!("/platform/{key}"))
+            .and_then(serde_json::Value::as_str)
+            == Some(want)
+    };
+    manifests
+        .iter()
+        .find(|m| is(m, "os", "linux") && is(m, "architecture", "amd64"))
+        .or_else(|| manifests.first())
+        .and_then(|m| m.get("digest"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+}
+
+impl Registry {
+    /// Image data as Kyverno's `imageRegistry` context entries see it (`image`,
+    /// `resolvedImage` = `<registry>/<repository>@<digest>`, `registry`, `repository`,
+    /// `identifier`, `manifestList`, `manifest`, `configData`), with the fields CEL's
+    /// `image.GetMetadata` adds (`tag`, `digest`, `imageIndex`, `config`). For an index the
+    /// manifest and config are linux/amd64's.
+    pub fn image_data(&self, image: &str) -> Result<serde_json::Value, RegistryError> {
+        use serde_json::{Value, json};
+        let reference =
+            reference::parse(image).map_err(|e| RegistryError::Failed(e.to_string()))?;
+        let (bytes, digest) = self.manifest(&reference)?;
+        let parse = |b: &[u8], what: &str| {
+            serde_json::from_slice::<Value>(b)
+                .map_err(|_| RegistryError::Failed(format!("{what} of {image} is not JSON")))
+        };
+        let top = parse(&bytes, "the manifest")?;
+        let (index, manifest) = if top.get("manifests").is_some() {
+            let chosen = pick_platform(&top).ok_or_else(|| {
+                RegistryError::Failed(format!("the index of {image} lists no manifest"))
+            })?;
+            let platform_ref = reference.clone_with_digest(chosen);
+            let (b, _) = self.manifest(&platform_ref)?;
+            (top, parse(&b, "the platform manifest")?)
+        } else {
+            (Value::Null, top)
+        };
+        let config = match manifest.pointer("/config/digest").and_then(Value::as_str) {
+            Some(d) => parse(&self.blob(&reference, d)?, "the config")?,
+            None => Value::Null,
+        };
+        let registry = reference.registry().to_string();
+        let repository = reference.repository().to_string();
+        let tag = reference.tag().unwrap_or_default().to_string();
+        let identifier = if tag.is_empty() {
+            digest.clone()
+        } else {
+            format!("{tag}@{digest}")
+        };
+        Ok(json!({
+            "image": image,
+            "resolvedImage": format!("{registry}/{repository}@{digest}"),
+            "registry": registry,
+            "repository": repository,
+            "identifier": identifier,
+            "tag": tag,
+            "digest": digest,
+            "manifestList": index,
+            "imageIndex": index,
+            "manifest": manifest,
+            "configData": config,
+            "config": config,
+        }))
+    }
+}

@@ -217,8 +217,11 @@ impl ContextProvider for RegistryProvider<'_> {
     fn namespace_labels(&self, _: &str) -> Result<Option<Labels>, ProviderError> {
         Ok(None)
     }
-    fn image_data(&self, _: &str) -> Result<ImageData, ProviderError> {
-        Ok(ImageData::default())
+    fn image_data(&self, image: &str) -> Result<ImageData, ProviderError> {
+        self.0
+            .image_data(image)
+            .map(|data| ImageData { data })
+            .map_err(|e| ProviderError::Failed(e.to_string()))
     }
     fn global_context(&self, _: &str) -> Result<Option<Value>, ProviderError> {
         Ok(None)
@@ -493,4 +496,59 @@ fn attestations_are_verified_by_key_and_subject_and_their_conditions_decide() {
             )
         )
     );
+}
+
+#[test]
+fn image_data_is_read_from_the_registry_for_context_entries() {
+    let Some(f) = fixture() else { return };
+    let image = format!("{}:signed", f.repo);
+    let data = f.registry.image_data(&image).unwrap();
+    assert_eq!(data["image"], image.as_str());
+    assert_eq!(
+        data["resolvedImage"],
+        format!("{}@{}", f.repo, f.signed_digest).as_str()
+    );
+    assert_eq!(
+        data["identifier"],
+        format!("signed@{}", f.signed_digest).as_str()
+    );
+    assert_eq!(data["manifestList"], Value::Null);
+    assert_eq!(data["configData"]["config"]["Cmd"], json!(["/hello"]));
+    assert_eq!(data["manifest"]["layers"].as_array().unwrap().len(), 1);
+
+    // A validate rule reading it through an imageRegistry context entry.
+    let policy = json!({
+        "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+        "metadata": {"name": "image-cmd"},
+        "spec": {"validationFailureAction": "Enforce", "rules": [{
+            "name": "cmd",
+            "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+            "context": [{"name": "imageData", "imageRegistry": {
+                "reference": "{{ request.object.spec.containers[0].image }}"}}],
+            "validate": {"message": "runs {{ imageData.configData.config.Cmd[0] }}",
+                "deny": {"conditions": {"any": [{
+                    "key": "{{ imageData.configData.config.Cmd[0] }}",
+                    "operator": "Equals", "value": "/hello"}]}}}
+        }]}
+    });
+    let policy = compile_policy(&policy).unwrap();
+    let provider = RegistryProvider(&f.registry);
+    let request = AdmissionRequest {
+        object: Arc::new(pod(&image)),
+        old_object: Arc::new(Value::Null),
+        ..AdmissionRequest::default()
+    };
+    let response = Engine::new(&provider).validate(
+        &policy,
+        &PolicyContext::new(&request),
+        &[],
+        &BTreeMap::new(),
+    );
+    assert_eq!(
+        response.rules[0].status,
+        RuleStatus::Fail,
+        "{:?}",
+        response.rules
+    );
+    assert_eq!(response.rules[0].message, "runs /hello");
 }
