@@ -2,15 +2,17 @@
 //!
 //! A body's bytes say little about what it costs once decoded: a 6.4 MiB review of a Pod with
 //! 195,000 small containers takes about 300 MiB as JSON values, one with a 6.4 MiB annotation about
-//! 13 MiB. So memory is reserved in two pools: one for bodies being read (by declared length, before
-//! reading), one for decoded requests (by an estimate from the body's shape, before decoding). The
-//! two pools are separate so that requests holding bodies while waiting to decode never starve
+//! 13 MiB. So memory is reserved in two pools: one for bodies being read (by the bytes received, as
+//! they arrive), one for decoded requests (by an estimate from the body's shape, before decoding).
+//! The two pools are separate so that requests holding bodies while waiting to decode never starve
 //! those already decoded.
 //!
-//! A body finds room at once or is refused: waiting unread would hold the HTTP/2 connection's
-//! flow-control window, and the bodies being read on the same connection would stall behind it. A
-//! decoded request waits for room until its deadline. Either refusal is a 503 with the reason; a
-//! request that would need more than a whole pool is refused at once.
+//! Bodies are charged by what arrives, not by what they declare: a client that declares 7 MiB and
+//! sends a byte a second holds a byte a second of the pool, not 7 MiB of it. A body finds room at
+//! once or is refused: waiting unread would hold the HTTP/2 connection's flow-control window, and
+//! the bodies being read on the same connection would stall behind it. A decoded request waits for
+//! room until its deadline. Either refusal is a 503 with the reason; a request that would need more
+//! than a whole pool is refused at once.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +29,33 @@ pub const BYTES_PER_VALUE: usize = 512;
 /// A reservation; the memory is given back to the pool when it is dropped.
 #[derive(Debug)]
 pub struct Reservation(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// Room for a body being read, grown as its bytes arrive; given back when dropped.
+#[derive(Debug)]
+pub struct BodyReservation<'a> {
+    pool: &'a Pool,
+    permit: Option<OwnedSemaphorePermit>,
+    units: u32,
+}
+
+impl BodyReservation<'_> {
+    /// Makes room for `bytes` in all, if the pool has it now.
+    pub fn grow_to(&mut self, bytes: usize) -> Result<(), BudgetError> {
+        let needed = self.pool.units_for(bytes)?;
+        if needed <= self.units {
+            return Ok(());
+        }
+        let more = Arc::clone(&self.pool.semaphore)
+            .try_acquire_many_owned(needed - self.units)
+            .map_err(|_| self.pool.busy(needed))?;
+        match self.permit.as_mut() {
+            Some(p) => p.merge(more),
+            None => self.permit = Some(more),
+        }
+        self.units = needed;
+        Ok(())
+    }
+}
 
 /// Why a reservation was not made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -106,15 +135,6 @@ impl Pool {
         }
     }
 
-    /// Takes room only if there is some now.
-    fn try_reserve(&self, bytes: usize) -> Result<Reservation, BudgetError> {
-        let needed = self.units_for(bytes)?;
-        Arc::clone(&self.semaphore)
-            .try_acquire_many_owned(needed)
-            .map(Reservation)
-            .map_err(|_| self.busy(needed))
-    }
-
     fn in_use(&self) -> usize {
         (self.units as usize).saturating_sub(self.semaphore.available_permits()) * UNIT
     }
@@ -135,9 +155,13 @@ impl MemoryBudget {
         }
     }
 
-    /// Reserves room for a body of `bytes` before it is read, if there is room now.
-    pub fn reserve_body(&self, bytes: usize) -> Result<Reservation, BudgetError> {
-        self.bodies.try_reserve(bytes)
+    /// An empty reservation for a body about to be read.
+    pub fn body(&self) -> BodyReservation<'_> {
+        BodyReservation {
+            pool: &self.bodies,
+            permit: None,
+            units: 0,
+        }
     }
 
     /// Reserves room for decoding and evaluating a request whose estimate is `bytes`.
@@ -179,20 +203,24 @@ mod tests {
         drop(a);
         assert!(budget.reserve_decoded(4 * UNIT, soon()).await.is_ok());
         assert_eq!(budget.in_use(), (0, 0));
-        // Bodies do not wait.
-        let body = budget.reserve_body(3 * UNIT).unwrap();
+        // Bodies grow as they arrive and do not wait.
+        let mut body = budget.body();
+        body.grow_to(100).unwrap();
+        body.grow_to(3 * UNIT).unwrap();
+        assert_eq!(budget.in_use(), (3 * UNIT, 0));
+        let mut other = budget.body();
         assert!(matches!(
-            budget.reserve_body(2 * UNIT),
+            other.grow_to(2 * UNIT),
             Err(BudgetError::Busy { .. })
         ));
         drop(body);
-        assert!(budget.reserve_body(4 * UNIT).is_ok());
+        assert!(other.grow_to(4 * UNIT).is_ok());
     }
 
     #[tokio::test]
     async fn a_request_larger_than_the_pool_is_refused_at_once() {
         let budget = MemoryBudget::new(4 * UNIT, 1024 * UNIT);
-        let err = budget.reserve_body(5 * 1024 * UNIT).unwrap_err();
+        let err = budget.body().grow_to(5 * 1024 * UNIT).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the request needs an estimated 5 MiB of request bodies, more than the server's budget of 1 MiB"

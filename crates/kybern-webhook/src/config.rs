@@ -33,8 +33,8 @@ pub struct Limits {
     pub answer_margin: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
-    /// Memory for request bodies being read or waiting to be decoded, reserved by declared length;
-    /// a body that finds no room is refused with 503 at once.
+    /// Memory for request bodies being read or waiting to be decoded, charged by the bytes received
+    /// as they arrive; a body that finds no room is refused with 503 at once.
     pub body_budget_bytes: usize,
     /// Memory for decoded requests being evaluated, reserved by an estimate from each body's shape
     /// ([`crate::budget::estimate_decoded`]). Requests that find no room before their deadline, or

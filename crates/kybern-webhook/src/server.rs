@@ -4,7 +4,7 @@
 //! policy and certificate polling, and graceful shutdown.
 
 use crate::admission::{self, AdmissionResponse, ReviewResponse, Status};
-use crate::budget::MemoryBudget;
+use crate::budget::{BodyReservation, MemoryBudget};
 use crate::certs::{self, CertError, CertResolver};
 use crate::config::{TlsSource, WebhookConfig};
 use crate::connections::{Admission, Slots};
@@ -23,7 +23,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -170,10 +170,11 @@ pub fn router(state: AppState) -> Router {
 /// Kyverno's policy webhook does; everything else (and DELETE) is allowed.
 async fn validate_policy(State(st): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let limits = &st.config.limits;
-    let bytes = read_body(
+    let (bytes, _reservation) = read_body(
         req.into_body(),
         limits.max_body_bytes,
         limits.body_read_timeout,
+        &st.budget,
     )
     .await?;
     let (wire, uid) = admission::decode(&bytes, limits.max_object_depth)?;
@@ -245,16 +246,34 @@ fn request_timeout(query: Option<&str>, default: Duration, max: Duration) -> Dur
     parsed.unwrap_or(default).min(max)
 }
 
-async fn read_body(body: Body, limit: usize, within: Duration) -> Result<Vec<u8>, ApiError> {
-    let collected = tokio::time::timeout(within, Limited::new(body, limit).collect()).await;
-    match collected {
-        Err(_) => Err(ApiError::BodyTimeout),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::PayloadTooLarge(limit))
+/// Reads a body of at most `limit` bytes within `within`, charging its bytes to the body budget as
+/// they arrive; the reservation is returned with the bytes.
+async fn read_body(
+    body: Body,
+    limit: usize,
+    within: Duration,
+    budget: &MemoryBudget,
+) -> Result<(Vec<u8>, BodyReservation<'_>), ApiError> {
+    let read = async move {
+        let mut body = body;
+        let mut bytes = Vec::new();
+        let mut reservation = budget.body();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map_err(|_| ApiError::BodyRead)?.into_data() else {
+                continue;
+            };
+            let len = bytes.len().saturating_add(data.len());
+            if len > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            reservation.grow_to(len)?;
+            bytes.extend_from_slice(&data);
         }
-        Ok(Err(_)) => Err(ApiError::BodyRead),
-        Ok(Ok(c)) => Ok(c.to_bytes().to_vec()),
-    }
+        Ok((bytes, reservation))
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .map_err(|_| ApiError::BodyTimeout)?
 }
 
 /// Sets the cancel flag when the handler is dropped (client gone) or finished.
@@ -297,13 +316,15 @@ async fn handle_admission(
     if declared.is_some_and(|len| len > limits.max_body_bytes as u64) {
         return Err(ApiError::PayloadTooLarge(limits.max_body_bytes));
     }
-    // Memory is reserved before it is used: the body by its declared length (the cap when it is
-    // streamed without one), then the decoded request by an estimate from the body's shape.
-    let body_len = declared.map_or(limits.max_body_bytes, |n| {
-        usize::try_from(n).unwrap_or(usize::MAX)
-    });
-    let body_reservation = st.budget.reserve_body(body_len)?;
-    let bytes = read_body(body, limits.max_body_bytes, limits.body_read_timeout).await?;
+    // Memory is reserved before it is used: the body's bytes as they arrive, then the decoded
+    // request by an estimate from the body's shape.
+    let (bytes, body_reservation) = read_body(
+        body,
+        limits.max_body_bytes,
+        limits.body_read_timeout,
+        &st.budget,
+    )
+    .await?;
     let shape = admission::shape(&bytes);
     let _decoded_reservation = st
         .budget

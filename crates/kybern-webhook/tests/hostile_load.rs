@@ -538,3 +538,29 @@ async fn a_create_without_an_object_is_denied_by_an_enforce_policy() {
     );
     s.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_declared_large_but_not_sent_holds_no_budget() {
+    // The whole body budget is 6 MiB; a client declares a 6 MiB body and sends none of it.
+    let limits = Limits {
+        body_budget_bytes: 6 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let s = serve(&[("team.yaml", REQUIRE_TEAM)], limits).await;
+    let mut slow = raw_tls(&s).await;
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{",
+        6 * 1024 * 1024
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = s
+        .send(
+            "/validate",
+            &review("CREATE", &pod("a", Some("x")), &Value::Null),
+        )
+        .await;
+    assert_eq!(r["allowed"], true);
+    drop(slow);
+    s.running.shutdown().await;
+}
