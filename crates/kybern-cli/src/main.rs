@@ -4,6 +4,7 @@
 mod apply_cmd;
 mod cel_policies;
 mod cluster_cmd;
+mod convert_cmd;
 mod create_cmd;
 mod evaluation;
 mod files;
@@ -60,6 +61,9 @@ enum Command {
     Fix(fix_cmd::FixArgs),
     /// Push policies to an OCI registry as Kyverno's policy artifacts, or pull them back.
     Oci(oci_cmd::OciArgs),
+    /// Convert ClusterPolicy validate rules (patterns) to ValidatingPolicies with CEL; --check
+    /// evaluates both forms on resources and lists where they differ.
+    Convert(convert_cmd::ConvertArgs),
     /// Show the version, commit, build date and the Kyverno version whose behaviour it follows.
     Version(version_cmd::VersionArgs),
     /// Print the Markdown reference of every command and flag.
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         Command::Create(args) => create_cmd::execute(args),
         Command::Fix(args) => fix_cmd::execute(args),
         Command::Oci(args) => oci_cmd::execute(args),
+        Command::Convert(args) => convert_cmd::execute(args),
         Command::Version(args) => version_cmd::execute(args),
         Command::Docs => reference_cmd::docs(&Cli::command()),
         Command::Completion(args) => reference_cmd::completion(args, Cli::command()),

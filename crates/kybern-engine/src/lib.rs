@@ -17,6 +17,7 @@ pub mod cel;
 pub mod conditions;
 pub mod context;
 pub mod context_loader;
+pub mod convert;
 pub mod duration;
 pub mod engine;
 pub mod exceptions;

@@ -135,6 +135,14 @@ const BUILTIN: &[(&str, &str, &str, bool)] = &[
     ("apiregistration.k8s.io", "APIService", "apiservices", false),
 ];
 
+/// The API group of a built-in kind; `None` for a kind the table does not know.
+pub fn builtin_group(kind: &str) -> Option<&'static str> {
+    BUILTIN
+        .iter()
+        .find(|(_, k, _, _)| *k == kind)
+        .map(|(g, _, _, _)| *g)
+}
+
 /// True when `resource` (a plural name) is a built-in resource of the API group.
 pub(crate) fn is_builtin_resource(group: &str, resource: &str) -> bool {
     BUILTIN
