@@ -11,6 +11,7 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 use kybern_engine::yaml::{Limits, parse_documents, to_yaml_string};
 use serde_json::Value;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 /// Flags of `kybern fix`.
@@ -27,8 +28,9 @@ pub enum FixCommand {
     /// old match/exclude syntax moved into `any`, bare-list preconditions into `all`, old
     /// condition operators renamed, empty blocks removed.
     Policy(FixPolicyArgs),
-    /// Fix kyverno-test.yaml files: apiVersion and kind set, top-level name moved into
-    /// metadata, deprecated result fields moved, duplicate resources removed, rows sorted.
+    /// Fix kyverno-test.yaml files: apiVersion and kind set (also in the values and user info
+    /// files they name), top-level name moved into metadata, deprecated result fields moved,
+    /// duplicate resources removed, rows sorted.
     Test(FixTestArgs),
 }
 
@@ -71,13 +73,16 @@ pub struct FixTestArgs {
 
 /// Runs `kybern fix`.
 pub fn execute(args: &FixArgs) -> Result<i32> {
+    let mut tally = Tally::default();
     match &args.what {
         FixCommand::Policy(a) => {
             let mut files = Vec::new();
             for p in &a.paths {
                 files.extend(manifest_files(p)?);
             }
-            run(&files, &a.save, |_, doc| Ok(policy::fix_policy(doc)))
+            run(&files, &a.save, &mut tally, |_, doc| {
+                Ok(policy::fix_policy(doc))
+            });
         }
         FixCommand::Test(a) => {
             if a.file_name.is_empty() {
@@ -87,9 +92,20 @@ pub fn execute(args: &FixArgs) -> Result<i32> {
             for p in &a.paths {
                 test_files(p, &a.file_name, &mut files)?;
             }
-            run(&files, &a.save, |path, doc| {
+            let referenced = RefCell::new(Vec::<(PathBuf, &'static str)>::new());
+            run(&files, &a.save, &mut tally, |path, doc| {
                 if !test_file::is_test(doc) {
                     return Ok(Vec::new());
+                }
+                let dir = path.parent().unwrap_or(Path::new("."));
+                for (field, kind) in [("variables", "Values"), ("userinfo", "UserInfo")] {
+                    if let Some(file) = doc.get(field).and_then(Value::as_str) {
+                        let file = dir.join(file);
+                        let mut seen = referenced.borrow_mut();
+                        if file.is_file() && !seen.iter().any(|(f, _)| *f == file) {
+                            seen.push((file, kind));
+                        }
+                    }
                 }
                 // Kyverno names an unnamed test after its file; the directory says more.
                 let name = path
@@ -102,9 +118,44 @@ pub fn execute(args: &FixArgs) -> Result<i32> {
                     })
                     .unwrap_or_else(|| "test".into());
                 test_file::fix_test(doc, &name, a.compress)
-            })
+            });
+            // The values and user info files tests name get their apiVersion and kind too.
+            let referenced = referenced.into_inner();
+            for kind in ["Values", "UserInfo"] {
+                let files: Vec<PathBuf> = referenced
+                    .iter()
+                    .filter(|(_, k)| *k == kind)
+                    .map(|(f, _)| f.clone())
+                    .collect();
+                run(&files, &a.save, &mut tally, |_, doc| {
+                    Ok(test_file::fix_typed(doc, kind))
+                });
+            }
         }
     }
+    let verb = if args.save().save { "fixed" } else { "to fix" };
+    eprintln!(
+        "{} of {} file(s) {verb}, {} failed",
+        tally.fixed, tally.files, tally.failed
+    );
+    Ok(i32::from(tally.failed > 0))
+}
+
+impl FixArgs {
+    fn save(&self) -> &SaveArgs {
+        match &self.what {
+            FixCommand::Policy(a) => &a.save,
+            FixCommand::Test(a) => &a.save,
+        }
+    }
+}
+
+/// Files read, fixed (or to fix) and failed.
+#[derive(Default)]
+struct Tally {
+    files: usize,
+    fixed: usize,
+    failed: usize,
 }
 
 fn test_files(path: &Path, file_name: &str, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -134,23 +185,24 @@ enum Outcome {
     Failed,
 }
 
-/// Fixes every file; exit code 1 when a file could not be read, fixed or written.
+/// Fixes every file, counting what happened in `tally`.
 fn run(
     files: &[PathBuf],
     save: &SaveArgs,
+    tally: &mut Tally,
     fix: impl Fn(&Path, &mut Value) -> Result<Vec<String>, String>,
-) -> Result<i32> {
-    let (mut fixed, mut failed) = (0, 0);
+) {
+    tally.files += files.len();
     for path in files {
         match fix_file(path, save.force, &fix) {
             Outcome::Unchanged => {}
-            Outcome::Failed => failed += 1,
+            Outcome::Failed => tally.failed += 1,
             Outcome::Fixed(text) => {
-                fixed += 1;
+                tally.fixed += 1;
                 if save.save {
                     if let Err(e) = std::fs::write(path, text) {
                         eprintln!("ERROR: cannot write {}: {e}", path.display());
-                        failed += 1;
+                        tally.failed += 1;
                     }
                 } else {
                     print!("# {}\n{text}", path.display());
@@ -158,9 +210,6 @@ fn run(
             }
         }
     }
-    let verb = if save.save { "fixed" } else { "to fix" };
-    eprintln!("{fixed} of {} file(s) {verb}, {failed} failed", files.len());
-    Ok(i32::from(failed > 0))
 }
 
 fn fix_file(

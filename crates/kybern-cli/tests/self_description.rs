@@ -40,6 +40,9 @@ fn the_committed_command_reference_is_what_kybern_docs_prints() {
         "version",
         "docs",
         "completion",
+        "create",
+        "fix",
+        "oci",
     ] {
         assert!(
             printed.contains(&format!("### `kybern {verb}`")),

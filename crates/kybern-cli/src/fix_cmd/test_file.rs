@@ -248,6 +248,22 @@ pub fn fix_test(
     Ok(messages)
 }
 
+/// A values or user info file a test names: `apiVersion` and `kind` set when missing, as
+/// `kyverno fix test` does for them.
+pub fn fix_typed(doc: &mut Value, kind: &str) -> Vec<String> {
+    let mut messages = Vec::new();
+    let Value::Object(map) = doc else {
+        return messages;
+    };
+    if set_field(map, "apiVersion", "cli.kyverno.io/v1alpha1") {
+        messages.push("api version is not set, setting `cli.kyverno.io/v1alpha1`".into());
+    }
+    if set_field(map, "kind", kind) {
+        messages.push(format!("kind is not set, setting `{kind}`"));
+    }
+    messages
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +323,17 @@ mod tests {
                 && m.contains(&"test has no resources".to_string()),
             "{m:?}"
         );
+    }
+
+    #[test]
+    fn values_and_user_info_files_get_their_type() {
+        let mut v = json!({"globalValues": {"a": 1}});
+        assert_eq!(fix_typed(&mut v, "Values").len(), 2);
+        assert_eq!(
+            v,
+            json!({"apiVersion": "cli.kyverno.io/v1alpha1", "kind": "Values", "globalValues": {"a": 1}})
+        );
+        assert!(fix_typed(&mut v, "Values").is_empty());
     }
 
     #[test]
