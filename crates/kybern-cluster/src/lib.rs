@@ -3,7 +3,8 @@
 //! It owns the custom kinds and their CRDs, policies and context read from the API into the
 //! webhook's policy store and a context provider, the webhook configurations built from the
 //! policies and written by the leader, the certificates kept in Secrets, leader election on a
-//! Lease, and policy status. It never decides admission itself (the engine does, through
+//! Lease, policy status, and the background controllers (generate and mutate-existing work,
+//! cleanup, policy reports from background scans). It never decides admission itself (the engine does, through
 //! kybern-webhook) and never depends on the CLI.
 
 pub mod background;
