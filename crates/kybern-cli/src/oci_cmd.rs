@@ -20,6 +20,9 @@ use std::time::Duration;
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.kyverno.config.v1+json";
 /// Media type of one policy layer (the policy as YAML).
 pub const POLICY_LAYER_MEDIA_TYPE: &str = "application/vnd.cncf.kyverno.policy.layer.v1+yaml";
+/// Media types of Kyverno's later bundle format (a tar+gzip content layer), told apart so that
+/// pulling one says why it is not read.
+const BUNDLE_MEDIA_TYPE_PREFIX: &str = "application/vnd.cncf.kyverno.bundle.";
 const ANNOTATION_KIND: &str = "io.kyverno.image.kind";
 const ANNOTATION_NAME: &str = "io.kyverno.image.name";
 const ANNOTATION_API_VERSION: &str = "io.kyverno.image.apiVersion";
@@ -222,6 +225,13 @@ fn pull(a: &PullArgs) -> Result<i32> {
         .with_context(|| format!("cannot create {}", a.dir.display()))?;
     let mut written = 0;
     for layer in layers {
+        if text(layer, "/mediaType").starts_with(BUNDLE_MEDIA_TYPE_PREFIX) {
+            bail!(
+                "{} is in Kyverno's newer bundle format ({}), which kybern does not read yet",
+                a.registry.image,
+                text(layer, "/mediaType")
+            );
+        }
         if text(layer, "/mediaType") != POLICY_LAYER_MEDIA_TYPE {
             continue;
         }

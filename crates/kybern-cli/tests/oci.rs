@@ -212,6 +212,32 @@ fn pull_refuses_an_image_without_policy_layers_and_push_needs_policies() {
         text(&missing.stderr)
     );
 
+    // Kyverno's later bundle format is named, not mistaken for an empty artifact.
+    let bundle = reference::parse(&format!("{repo}:bundle")).unwrap();
+    let layer = kybern_registry::Layer {
+        data: b"not read".to_vec(),
+        media_type: "application/vnd.cncf.kyverno.bundle.content.v1.tar+gzip".into(),
+        annotations: Default::default(),
+    };
+    client
+        .push_artifact(
+            &bundle,
+            &[layer],
+            b"{}".to_vec(),
+            "application/vnd.cncf.kyverno.bundle.config.v1+json",
+        )
+        .unwrap();
+    let pull = kybern(
+        &["oci", "pull", "out", "-i", &format!("{repo}:bundle")],
+        &dir,
+    );
+    assert!(!pull.status.success());
+    assert!(
+        text(&pull.stderr).contains("bundle format"),
+        "{}",
+        text(&pull.stderr)
+    );
+
     std::fs::write(
         dir.join("cm.yaml"),
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
@@ -238,4 +264,43 @@ fn pull_refuses_an_image_without_policy_layers_and_push_needs_policies() {
         "{}",
         text(&push.stderr)
     );
+}
+
+/// `kybern:registry-secret` (bcrypt, as distribution's htpasswd auth wants it).
+const HTPASSWD: &str = "kybern:$2b$05$wRV/6yywZ7rjs9PFLEIkaOEbXjGByukrWYOZ.Oh/WTlwsyLMvVEfq";
+
+#[test]
+fn a_private_registry_is_used_with_the_docker_config_credentials() {
+    let Some(server) = TestRegistry::start_with_basic_auth(HTPASSWD) else {
+        return;
+    };
+    let dir = temp_dir("private");
+    std::fs::write(dir.join("policy.yaml"), NAMESPACED).unwrap();
+    let image = format!("{}/private/policies:v1", server.addr);
+    // No docker config in `dir` yet: the registry refuses.
+    let refused = kybern(&["oci", "push", "policy.yaml", "-i", &image], &dir);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("Error: push"),
+        "{}",
+        text(&refused.stderr)
+    );
+    // The docker CLI's form: base64 of user:password under the registry's host:port.
+    let auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode("kybern:registry-secret")
+    };
+    std::fs::write(
+        dir.join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+            server.addr
+        ),
+    )
+    .unwrap();
+    let push = kybern(&["oci", "push", "policy.yaml", "-i", &image], &dir);
+    assert!(push.status.success(), "{}", text(&push.stderr));
+    let pull = kybern(&["oci", "pull", "out", "-i", &image], &dir);
+    assert!(pull.status.success(), "{}", text(&pull.stderr));
+    assert!(dir.join("out/add-team.yaml").is_file());
 }
