@@ -276,6 +276,9 @@ async fn read_body(
         .map_err(|_| ApiError::BodyTimeout)?
 }
 
+/// Bodies up to this size are decoded on the async worker that read them.
+const DECODE_IN_PLACE_BYTES: usize = 256 * 1024;
+
 /// Sets the cancel flag when the handler is dropped (client gone) or finished.
 struct CancelOnDrop(Arc<AtomicBool>);
 impl Drop for CancelOnDrop {
@@ -333,8 +336,16 @@ async fn handle_admission(
             deadline,
         )
         .await?;
-    let (wire, uid) = admission::decode_shaped(&bytes, shape, limits.max_object_depth)?;
-    drop(bytes);
+    let max_depth = limits.max_object_depth;
+    // Decoding a large body takes milliseconds: off the async workers, so that it does not stall
+    // handshakes and other requests; small ones are decoded in place (a thread hop costs more).
+    let (wire, uid) = if bytes.len() > DECODE_IN_PLACE_BYTES {
+        tokio::task::spawn_blocking(move || admission::decode_shaped(&bytes, shape, max_depth))
+            .await
+            .map_err(|e| ApiError::Internal(format!("decoding task failed: {e}")))??
+    } else {
+        admission::decode_shaped(&bytes, shape, max_depth)?
+    };
     drop(body_reservation);
     if !st.store.is_ready() {
         return Ok((
