@@ -295,21 +295,26 @@ impl ExactQuantity {
             mantissa /= 10;
             exponent += 1;
         }
+        // Scaling appends zeros to the digits rather than multiplying: a mantissa near the top
+        // of i128 would overflow, and Kubernetes prints the exact digits whatever their count.
+        let mut zeros = 0usize;
         while exponent.rem_euclid(3) != 0 {
-            mantissa = mantissa.saturating_mul(10);
+            zeros += 1;
             exponent -= 1;
         }
         if format == Format::DecimalExponent {
+            let digits = format!("{mantissa}{}", "0".repeat(zeros));
             return if exponent == 0 {
-                format!("{sign}{mantissa}")
+                format!("{sign}{digits}")
             } else {
-                format!("{sign}{mantissa}e{exponent}")
+                format!("{sign}{digits}e{exponent}")
             };
         }
         while exponent > 18 {
-            mantissa = mantissa.saturating_mul(1000);
+            zeros += 3;
             exponent -= 3;
         }
+        let mantissa = format!("{mantissa}{}", "0".repeat(zeros));
         let suffix = match exponent {
             -9 => "n",
             -6 => "u",
@@ -368,6 +373,18 @@ fn round_up_to(v: Decimal, exponent: i32) -> Decimal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_form_of_a_mantissa_near_the_i128_limit_keeps_every_digit() {
+        // 38 significant digits at 10^-8: printing in nano units needs one more digit than
+        // i128 holds, which once saturated to 2^128 - 1.
+        let q = ExactQuantity::parse("644444414444440000000000000000.05410823").unwrap();
+        assert_eq!(q.canonical(), "644444414444440000000000000000054108230n");
+        let q = ExactQuantity::parse("99999999999999999999999999999999999999e30").unwrap();
+        assert_eq!(q.canonical(), "99999999999999999999999999999999999999e30");
+        let q = ExactQuantity::parse("99999999999999999999999999999999999999E").unwrap();
+        assert_eq!(q.canonical(), "99999999999999999999999999999999999999E");
+    }
 
     #[test]
     fn parses_suffixes() {
