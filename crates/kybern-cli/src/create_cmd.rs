@@ -218,7 +218,7 @@ pub fn execute(args: &CreateArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// The non-empty parts of a comma-separated flag value.
+/// The trimmed parts of a comma-separated flag value (empty ones included, for the checks).
 fn parts(value: &str) -> Vec<&str> {
     value.split(',').map(str::trim).collect()
 }
