@@ -2,7 +2,6 @@
 //! table, or a PolicyReport, with the kyverno CLI's summary line and exit codes. Mutated and
 //! generated resources are printed (or written with `-o`) as the kyverno CLI does.
 
-mod explain;
 mod json_results;
 
 use crate::evaluation::{Inputs, ResponseMap, evaluate_owned};
@@ -439,7 +438,7 @@ fn run_batch(
     let originals = args.explain.then(|| resources.clone());
     let responses = evaluate_owned(inputs, resources, None);
     if let Some(originals) = &originals {
-        explain::render(inputs, originals, &responses, &mut output.explain);
+        crate::explain::render(inputs, originals, &responses, &mut output.explain);
     }
     count(&responses, args.audit_warn, &mut output.counts);
     // Standard output carries only the document when it is a report or JSON results.

@@ -1,5 +1,5 @@
-//! `kybern apply --explain`: for each resource, every rule of every policy with what decided
-//! it: the result and its message, the exception that applied, or why the rule did not select
+//! `--explain` of `kybern apply` and `kybern test`: for each resource, every rule of every
+//! policy with what decided it: the result and its message, the exception that applied, or why the rule did not select
 //! the resource (`match` filter by filter, the `exclude` filter, another namespace).
 
 use crate::evaluation::{Inputs, ResponseMap, request_for_explain};

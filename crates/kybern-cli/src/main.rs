@@ -7,6 +7,7 @@ mod cluster_cmd;
 mod convert_cmd;
 mod create_cmd;
 mod evaluation;
+mod explain;
 mod files;
 mod fix_cmd;
 mod jp_cmd;

@@ -39,6 +39,10 @@ pub struct TestArgs {
     /// Accepted for compatibility; output has no colour.
     #[arg(long = "remove-color")]
     pub remove_color: bool,
+    /// For each resource, every rule with what decided it: its result and message, the
+    /// exception that applied, or why it did not select the resource.
+    #[arg(long)]
+    pub explain: bool,
     /// How to print the results: Kyverno's tables, or one document a CI system reads
     /// (progress lines then go to standard error).
     #[arg(short = 'o', long = "output-format", value_enum, default_value_t = OutputFormat::Table)]
@@ -279,7 +283,7 @@ fn run_one(
         rows,
         errors,
     };
-    let run = match run::run_test(&lt.test, dir, registry) {
+    let run = match run::run_test(&lt.test, dir, registry, args.explain) {
         Ok(r) => r,
         Err(e) => bail!("failed to run test ({e})"),
     };
@@ -316,6 +320,9 @@ fn run_one(
         plural(run.resource_count, "resource", "resources"),
         plural(run.policy_set.exceptions.len(), "exception", "exceptions"),
     );
+    if let Some(text) = &run.explain {
+        progress!(args, "{}", text.trim_end());
+    }
     progress!(args, "  Checking results ...");
     let mut rows = Vec::new();
     for t in selected {

@@ -106,3 +106,49 @@ fn every_rule_is_explained_for_every_resource() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn kybern_test_explains_the_resources_of_each_suite() {
+    let dir = std::env::temp_dir().join(format!("kybern-explain-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("policies.yaml"), POLICIES).unwrap();
+    std::fs::write(dir.join("pods.yaml"), PODS).unwrap();
+    std::fs::write(
+        dir.join("kyverno-test.yaml"),
+        "\
+apiVersion: cli.kyverno.io/v1alpha1
+kind: Test
+metadata:
+  name: explained
+policies: [policies.yaml]
+resources: [pods.yaml]
+results:
+- policy: require-team
+  rule: team
+  resources: [bare]
+  kind: Pod
+  result: fail
+",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("test")
+        .arg(&dir)
+        .arg("--explain")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(
+            "\nexplain Pod kube-system/system:\n  require-team/team: excluded by exclude.any[0]\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("prod-deployments/replicas: not matched: match.any[0]: kind Pod is not one of [Deployment]"), "{text}");
+    assert!(
+        text.contains("Test Summary: 1 tests passed and 0 tests failed"),
+        "{text}"
+    );
+}

@@ -23,6 +23,8 @@ pub struct TestRun {
     pub notes: Vec<String>,
     /// Input files or documents that could not be read: the test is failed, not evaluated.
     pub load_errors: Vec<String>,
+    /// `--explain` text for the default operation, when asked.
+    pub explain: Option<String>,
 }
 
 fn join_all(dir: &Path, names: &[String]) -> Vec<PathBuf> {
@@ -238,6 +240,7 @@ pub fn run_test(
     test: &Test,
     dir: &Path,
     registry: Option<&std::sync::Arc<kybern_registry::Registry>>,
+    explain: bool,
 ) -> Result<TestRun, String> {
     let mut notes = Vec::new();
     let mut errors = Vec::new();
@@ -286,6 +289,7 @@ pub fn run_test(
             policy_set: set,
             notes,
             load_errors: errors,
+            explain: None,
         });
     }
     let inputs = Inputs {
@@ -295,6 +299,12 @@ pub fn run_test(
         set: &set,
     };
     let mut trigger = evaluate(&inputs, &resources, None);
+    let explain = explain.then(|| {
+        let mut text = String::new();
+        let values: Vec<Value> = resources.iter().map(|d| d.value.clone()).collect();
+        crate::explain::render(&inputs, &values, &trigger, &mut text);
+        text
+    });
     crate::cel_policies::payloads::evaluate_test_payloads(test, dir, &inputs, &mut trigger)?;
     let mut by_operation = BTreeMap::new();
     for r in &test.results {
@@ -312,5 +322,6 @@ pub fn run_test(
         policy_set: set,
         notes,
         load_errors: Vec::new(),
+        explain,
     })
 }
