@@ -150,7 +150,7 @@ fn apply_with_registry_passes_signed_images_pins_them_and_fails_the_others() {
             .map(|l| format!("                          {l}\n"))
             .collect();
         text.push_str(&format!(
-            "          attestations:\n            - type: https://example.com/CodeReview/v1\n              attestors:\n                - entries:\n                    - keys:\n                        publicKeys: |-\n{indented}              conditions:\n                - all:\n                    - key: \"{{{{ repo.branch }}}}\"\n                      operator: Equals\n                      value: {branch}\n"
+            "          attestations:\n            - type: https://example.com/CodeReview/v1\n              attestors:\n                - entries:\n                    - keys:\n                        publicKeys: |-\n{indented}                        rekor:\n                          ignoreTlog: true\n              conditions:\n                - all:\n                    - key: \"{{{{ repo.branch }}}}\"\n                      operator: Equals\n                      value: {branch}\n"
         ));
         text
     };

@@ -36,7 +36,7 @@ pub enum Attestor {
     },
     /// `attestor`: a nested attestor set.
     Nested(AttestorSet),
-    /// A kind of attestor not supported yet, named by its field (`keyless`, `certificates`, ...).
+    /// An attestor this engine cannot check yet, described (`keyless attestors`, ...).
     Unsupported(String),
 }
 
@@ -150,13 +150,22 @@ impl AttestorSet {
                 if pem.is_empty() {
                     // Keys from a Secret or a KMS need cluster or cloud access.
                     let what = if non_empty(keys.get("secret")) {
-                        "keys.secret"
+                        "keys from a Secret (keys.secret)"
                     } else if non_empty(keys.get("kms")) {
-                        "keys.kms"
+                        "keys from a KMS (keys.kms)"
                     } else {
                         "keys without publicKeys"
                     };
                     entries.push(Attestor::Unsupported(what.into()));
+                    continue;
+                }
+                // Without `rekor.ignoreTlog: true` Kyverno also checks the signature's entry in
+                // the Rekor transparency log, which this engine cannot do: never pass without it.
+                if keys.pointer("/rekor/ignoreTlog").and_then(Value::as_bool) != Some(true) {
+                    entries.push(Attestor::Unsupported(
+                        "Rekor transparency log checks (keys without rekor.ignoreTlog: true)"
+                            .into(),
+                    ));
                     continue;
                 }
                 let repository = match text(a, "repository") {
@@ -176,11 +185,11 @@ impl AttestorSet {
             } else if let Some(nested) = a.get("attestor").filter(|n| !n.is_null()) {
                 entries.push(Attestor::Nested(AttestorSet::from_json(nested, entry)));
             } else if non_empty(a.get("certificates")) {
-                entries.push(Attestor::Unsupported("certificates".into()));
+                entries.push(Attestor::Unsupported("certificates attestors".into()));
             } else if non_empty(a.get("keyless")) {
-                entries.push(Attestor::Unsupported("keyless".into()));
+                entries.push(Attestor::Unsupported("keyless attestors".into()));
             } else {
-                entries.push(Attestor::Unsupported("an attestor without keys".into()));
+                entries.push(Attestor::Unsupported("attestors without keys".into()));
             }
         }
         AttestorSet { count, entries }
@@ -257,7 +266,7 @@ impl ImageVerification {
                 .iter()
                 .chain(attestations.iter().flat_map(|a| &a.attestor_sets))
                 .find_map(AttestorSet::unsupported)
-                .map(|what| format!("{what} attestors"))
+                .map(str::to_string)
                 .or_else(|| {
                     let nested = attestations
                         .iter()
@@ -389,9 +398,7 @@ fn verify_set(
                     Err(unreachable) => return Err(unreachable),
                 }
             }
-            Attestor::Unsupported(what) => Err(format!(
-                "{entry_path}: {what} attestors are not supported yet"
-            )),
+            Attestor::Unsupported(what) => Err(format!("{entry_path}: {what}: not supported yet")),
         };
         match outcome {
             Ok(digest) => {
@@ -873,7 +880,7 @@ mod tests {
     fn keyed(keys: &[&str], count: Option<usize>) -> ImageVerification {
         let entries: Vec<Value> = keys
             .iter()
-            .map(|k| json!({"keys": {"publicKeys": key(k)}}))
+            .map(|k| json!({"keys": {"publicKeys": key(k), "rekor": {"ignoreTlog": true}}}))
             .collect();
         let mut set = json!({"entries": entries});
         if let Some(c) = count {
@@ -978,7 +985,7 @@ mod tests {
         // Several PEM keys in one publicKeys value are separate entries.
         let both = format!("{}\n{}", key("other"), key("good"));
         let rule = ImageVerification::from_json(&json!({"imageReferences": ["*"],
-            "attestors": [{"count": 1, "entries": [{"keys": {"publicKeys": both}}]}]}));
+            "attestors": [{"count": 1, "entries": [{"keys": {"publicKeys": both, "rekor": {"ignoreTlog": true}}}]}]}));
         assert_eq!(rule.attestor_sets[0].entries.len(), 2);
         assert_eq!(
             vp(&[rule], &resource, &registry).map(|r| r.0),
@@ -1006,6 +1013,22 @@ mod tests {
             let (status, _) = ck(&[rule], &resource, &Registry::new("good")).unwrap();
             assert_eq!(status, RuleStatus::Error);
         }
+        // Keys whose signatures Kyverno would also look up in Rekor.
+        for keys in [
+            json!({"publicKeys": key("good")}),
+            json!({"publicKeys": key("good"), "rekor": {"url": "https://rekor.sigstore.dev"}}),
+        ] {
+            let rule = ImageVerification::from_json(&json!({"imageReferences": ["*"],
+                "attestors": [{"entries": [{"keys": keys}]}]}));
+            let (status, message, _) = vp(&[rule], &resource, &Registry::new("good")).unwrap();
+            assert_eq!(status, RuleStatus::Error);
+            assert!(
+                message.contains(
+                    "Rekor transparency log checks (keys without rekor.ignoreTlog: true)"
+                ),
+                "{message}"
+            );
+        }
         let rule = keyed(&["good"], None);
         let (status, message, _) = vp(&[rule], &resource, &crate::context::NoProvider).unwrap();
         assert_eq!(status, RuleStatus::Error);
@@ -1015,7 +1038,7 @@ mod tests {
     fn attested(key_name: &str, predicate_type: &str, branch: &str) -> ImageVerification {
         ImageVerification::from_json(&json!({"imageReferences": ["*"], "attestations": [{
             "type": predicate_type,
-            "attestors": [{"entries": [{"keys": {"publicKeys": key(key_name)}}]}],
+            "attestors": [{"entries": [{"keys": {"publicKeys": key(key_name), "rekor": {"ignoreTlog": true}}}]}],
             "conditions": [{"all": [{"key": "{{ repo.branch }}", "operator": "Equals", "value": branch}]}]
         }]}))
     }

@@ -468,7 +468,8 @@ fn attestations_are_verified_by_key_and_subject_and_their_conditions_decide() {
         let mut p = policy(&f.server.addr, "good");
         p["spec"]["rules"][0]["verifyImages"][0]["attestations"] = json!([{
             "type": REVIEW,
-            "attestors": [{"entries": [{"keys": {"publicKeys": public_key_pem(&good)}}]}],
+            "attestors": [{"entries": [{"keys": {"publicKeys": public_key_pem(&good),
+                "rekor": {"ignoreTlog": true}}}]}],
             "conditions": [{"all": [
                 {"key": "{{ repo.branch }}", "operator": "Equals", "value": branch}]}]
         }]);
