@@ -413,7 +413,11 @@ mod tests {
         );
         let found = lint_document(&doc);
         assert_eq!(found.len(), 1);
-        assert!(found[0].message.contains("write `''`"), "{}", found[0].message);
+        assert!(
+            found[0].message.contains("write `''`"),
+            "{}",
+            found[0].message
+        );
     }
 
     #[test]
