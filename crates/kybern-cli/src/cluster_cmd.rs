@@ -104,7 +104,8 @@ pub fn controller(args: &ControllerArgs) -> Result<i32> {
             .unwrap_or_else(|_| format!("kybern-{}", std::process::id()))
     });
     let names = kybern_cluster::names::Names::new(args.names, &args.namespace, None);
-    // One endpoint per process: the background part's when it runs, else the reports part's.
+    // One endpoint per process: the background part's when it runs (the reports metrics join
+    // it), else the reports part's.
     let report_options = kybern_cluster::reports::controller::ReportOptions {
         kubeconfig: args.kubeconfig.clone(),
         names: names.clone(),
@@ -150,6 +151,14 @@ pub fn controller(args: &ControllerArgs) -> Result<i32> {
             ),
             false => None,
         };
+        // Beside background, the reports part's metrics join that endpoint.
+        if let (Some(c), Some(r)) = (&controller, &report_controller) {
+            let m = std::sync::Arc::clone(&r.metrics);
+            let _ = c
+                .metrics
+                .also
+                .set(std::sync::Arc::new(move || m.families()));
+        }
         cleanup_options.metrics = controller
             .as_ref()
             .map(|c| std::sync::Arc::clone(&c.metrics));

@@ -605,3 +605,55 @@ async fn openreports_reports_are_written_when_asked() {
     .await;
     controller.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn beside_the_background_part_report_metrics_join_its_endpoint() {
+    let c = cluster().await;
+    let store = c.api.store();
+    store
+        .create(
+            "kyverno.io/v1",
+            "clusterpolicies",
+            label_policy("require-team", "team"),
+        )
+        .unwrap();
+    store.create("v1", "pods", pod(1)).unwrap();
+    let background = kybern_cluster::background::controller::start(
+        kybern_cluster::background::controller::ControllerOptions {
+            kubeconfig: Some(c.kubeconfig.clone()),
+            names: Names::new(Scheme::Kybern, NS, None),
+            identity: "bg".into(),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+        },
+    )
+    .await
+    .unwrap();
+    let mut opts = options(&c, fast_writes(), Duration::from_secs(3600));
+    opts.listen = None;
+    let reports_part = kybern_cluster::reports::controller::start(opts)
+        .await
+        .unwrap();
+    assert!(reports_part.endpoint.is_none());
+    let m = std::sync::Arc::clone(&reports_part.metrics);
+    let _ = background
+        .metrics
+        .also
+        .set(std::sync::Arc::new(move || m.families()));
+    wait_for("the report", Duration::from_secs(30), || {
+        reports(&c).len() == 1
+    })
+    .await;
+    let endpoint = background.endpoint.unwrap();
+    let text = reqwest::get(format!("http://{endpoint}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("kybern_update_requests_pending"), "{text}");
+    assert!(text.contains("kybern_report_writes_total 1"), "{text}");
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    assert!(text.ends_with("# EOF\n"));
+    reports_part.shutdown().await;
+    background.shutdown().await;
+}

@@ -26,6 +26,9 @@ pub struct ControllerMetrics {
     pub failed: Gauge,
     /// 1 on the replica holding the background Lease.
     pub leader: Gauge,
+    /// Metric families of another part in the same process (policy reports), served with
+    /// these; the text has no closing `# EOF` line.
+    pub also: std::sync::OnceLock<Arc<dyn Fn() -> String + Send + Sync>>,
     /// Runs of cleanup policies and DeletingPolicies.
     pub cleanup_runs: Counter,
     /// Objects deleted by cleanup policies, DeletingPolicies and TTL labels.
@@ -81,6 +84,11 @@ impl ControllerMetrics {
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             tracing::error!("metrics encoding failed");
+        }
+        if let Some(also) = self.also.get() {
+            // One exposition: the other part's families go before the single closing `# EOF`.
+            let mine = out.strip_suffix("# EOF\n").unwrap_or(&out);
+            out = format!("{mine}{}# EOF\n", also());
         }
         out
     }

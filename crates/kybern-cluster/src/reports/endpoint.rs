@@ -1,5 +1,6 @@
 //! The reports controller's metrics, and its plain-HTTP endpoint (liveness, readiness: every
-//! policy and context watch synced; `/metrics`) when it runs without the background controller.
+//! policy and context watch synced; `/metrics`) when it runs without the background controller
+//! (beside it, its metrics join that endpoint's).
 
 use crate::watch::{self, Cache};
 use axum::Router;
@@ -68,6 +69,13 @@ impl ReportMetrics {
             m.leader.clone(),
         );
         m
+    }
+
+    /// The metric families without the closing `# EOF` line, for another endpoint to serve
+    /// with its own.
+    pub fn families(&self) -> String {
+        let text = self.render();
+        text.strip_suffix("# EOF\n").unwrap_or(&text).to_string()
     }
 
     /// The metrics in the OpenMetrics text format.
