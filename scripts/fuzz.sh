@@ -2,7 +2,8 @@
 # Runs a fuzz target (or all of them) for a number of seconds each:
 #   scripts/fuzz.sh TARGET SECONDS     e.g. scripts/fuzz.sh pattern 600
 #   scripts/fuzz.sh all SECONDS
-# Targets: yaml policy pattern jmespath cel patch wildcard quantity (fuzz/fuzz_targets).
+# Targets: yaml policy pattern jmespath cel patch wildcard quantity podsecurity (fuzz/fuzz_targets;
+# podsecurity is an oracle over random Pods and starts from an empty corpus).
 # Seeds come from the conformance corpus ($KYBERN_CONFORMANCE_DIR, default ../shared/conformance)
 # into fuzz/corpus/<target>/ (not committed); a crash stops the run, is saved under
 # fuzz/artifacts/<target>/ and the script exits non-zero.
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
-targets=(yaml policy pattern jmespath cel patch wildcard quantity)
+targets=(yaml policy pattern jmespath cel patch wildcard quantity podsecurity)
 target="${1:-}"
 seconds="${2:-60}"
 if [ -z "$target" ]; then
