@@ -120,10 +120,11 @@ def decision(status, body):
     return (status, None)
 
 
-def rewrite_policies(folder, sources, stop, counter):
-    """Rewrites every policy file in turn, the ways an editor or a ConfigMap mount would: atomic
-    rename, in-place truncate-and-write, and an extra policy for a kind no request has that comes
-    and goes. The policies in force never change meaning."""
+def rewrite_policies(folder, sources, stop, counter, in_place):
+    """Rewrites every policy file in turn, by atomic rename (as a ConfigMap mount or a careful
+    tool does) and, with `in_place`, also by truncate-and-write (as some editors do: a reader can
+    then see an empty or half-written file), and adds and removes an extra policy for a kind no
+    request has. The policies in force never change meaning."""
     extra = folder / "extra-unused-kind.yaml"
     extra_text = (
         "apiVersion: kyverno.io/v1\nkind: ClusterPolicy\nmetadata: {name: soak-unused-kind}\n"
@@ -135,6 +136,8 @@ def rewrite_policies(folder, sources, stop, counter):
         name, text = sources[i % len(sources)]
         path = folder / name
         mode = i % 3
+        if mode == 1 and not in_place:
+            mode = 0
         if mode == 0:
             tmp = folder / f".{name}.tmp"
             tmp.write_text(f"# rewrite {i}\n{text}")
@@ -163,6 +166,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=3600)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--malformed-every", type=int, default=10)
+    ap.add_argument("--in-place", action="store_true",
+                    help="also rewrite policy files in place (truncate, then write)")
     args = ap.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="kybern-soak-"))
@@ -192,11 +197,12 @@ def main():
     time.sleep(1)
     rss_start = [rss_kib(s.proc.pid) for s in servers]
     print(f"soak: {len(sources)} policies, {len(reviews)} distinct reviews, {args.requests} requests, "
-          f"{args.threads} threads, 1 in {args.malformed_every} malformed; scratch {scratch}", flush=True)
+          f"{args.threads} threads, 1 in {args.malformed_every} malformed, rewrites "
+          f"{'atomic and in place' if args.in_place else 'atomic'}; scratch {scratch}", flush=True)
 
     stop = threading.Event()
     rewrites = [0]
-    writer = threading.Thread(target=rewrite_policies, args=(live, sources, stop, rewrites), daemon=True)
+    writer = threading.Thread(target=rewrite_policies, args=(live, sources, stop, rewrites, args.in_place), daemon=True)
     writer.start()
 
     lock = threading.Lock()
