@@ -63,12 +63,15 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 fn apply(args: &[&Path], extra: &[&str]) -> (i32, String) {
+    let started = std::time::Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_kybern"))
         .arg("apply")
         .args(args)
         .args(extra)
         .output()
         .unwrap();
+    // Whole-process time of one apply, registry calls included (printed, not asserted).
+    eprintln!("kybern apply {extra:?}: {:?}", started.elapsed());
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
