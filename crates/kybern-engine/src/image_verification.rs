@@ -27,8 +27,11 @@ pub struct AttestorSet {
 /// One attestor entry.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attestor {
-    /// `keys.publicKeys`: one PEM key (several keys in one entry are expanded into entries).
+    /// `keys.publicKeys`: one PEM key (several keys in one entry are expanded into entries), or
+    /// `certificates.cert`: a PEM certificate standing for its key.
     Key {
+        /// The attestor's field, `keys` or `certificates` (named in messages).
+        via: &'static str,
         public_key: String,
         signature_algorithm: String,
         repository: String,
@@ -176,6 +179,7 @@ impl AttestorSet {
                 annotations.extend(string_map(a.get("annotations")));
                 for public_key in split_keys(&pem) {
                     entries.push(Attestor::Key {
+                        via: "keys",
                         public_key,
                         signature_algorithm: text(keys, "signatureAlgorithm"),
                         repository: repository.clone(),
@@ -184,8 +188,33 @@ impl AttestorSet {
                 }
             } else if let Some(nested) = a.get("attestor").filter(|n| !n.is_null()) {
                 entries.push(Attestor::Nested(AttestorSet::from_json(nested, entry)));
-            } else if non_empty(a.get("certificates")) {
-                entries.push(Attestor::Unsupported("certificates attestors".into()));
+            } else if let Some(certs) = a.get("certificates").filter(|c| non_empty(Some(c))) {
+                // A certificate alone stands for its public key when the policy waives the
+                // transparency log and SCT checks (cosign then verifies with that key).
+                let cert = text(certs, "cert");
+                let offline = certs.pointer("/rekor/ignoreTlog").and_then(Value::as_bool)
+                    == Some(true)
+                    && certs.pointer("/ctlog/ignoreSCT").and_then(Value::as_bool) == Some(true);
+                if cert.is_empty() || non_empty(certs.get("certChain")) || !offline {
+                    entries.push(Attestor::Unsupported(
+                        "certificates attestors other than a cert alone with rekor.ignoreTlog and ctlog.ignoreSCT"
+                            .into(),
+                    ));
+                    continue;
+                }
+                let repository = match text(a, "repository") {
+                    r if r.is_empty() => text(entry, "repository"),
+                    r => r,
+                };
+                let mut annotations = string_map(entry.get("annotations"));
+                annotations.extend(string_map(a.get("annotations")));
+                entries.push(Attestor::Key {
+                    via: "certificates",
+                    public_key: cert,
+                    signature_algorithm: String::new(),
+                    repository,
+                    annotations,
+                });
             } else if non_empty(a.get("keyless")) {
                 entries.push(Attestor::Unsupported("keyless attestors".into()));
             } else {
@@ -370,6 +399,7 @@ fn verify_set(
         let entry_path = format!("{path}.entries[{i}]");
         let outcome = match entry {
             Attestor::Key {
+                via,
                 public_key,
                 signature_algorithm,
                 repository,
@@ -385,9 +415,9 @@ fn verify_set(
                 };
                 match provider.verify_image_signature(&check) {
                     Ok(SignatureOutcome::Verified { digest }) => Ok(digest),
-                    Ok(SignatureOutcome::Failed(m)) => Err(format!("{entry_path}.keys: {m}")),
+                    Ok(SignatureOutcome::Failed(m)) => Err(format!("{entry_path}.{via}: {m}")),
                     Err(e) => {
-                        return Err(SetError::Unreachable(format!("{entry_path}.keys: {e}")));
+                        return Err(SetError::Unreachable(format!("{entry_path}.{via}: {e}")));
                     }
                 }
             }
@@ -498,6 +528,7 @@ fn verify_attestations(
                 // Kyverno numbers the entry with the attestation's index; kept for equal messages.
                 let entry_path = format!("{path}.attestors[{j}].entries[{i}]");
                 let Attestor::Key {
+                    via,
                     public_key,
                     signature_algorithm,
                     repository,
@@ -536,7 +567,7 @@ fn verify_attestations(
                     digest = d;
                 }
                 if let Err(m) = check_statements(att, &statements, image, ctx, opts) {
-                    return Err((RuleStatus::Fail, format!("{entry_path}.keys: {m}")));
+                    return Err((RuleStatus::Fail, format!("{entry_path}.{via}: {m}")));
                 }
                 verified += 1;
                 if verified >= required {

@@ -54,6 +54,17 @@ pub fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The verifying key of a PEM public key, or of a PEM certificate's subject public key.
+fn verifying_key(pem: &str) -> Option<VerifyingKey> {
+    let pem = pem.trim();
+    if pem.contains("-----BEGIN CERTIFICATE-----") {
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+        let cert = block.parse_x509().ok()?;
+        return VerifyingKey::from_public_key_der(cert.public_key().raw).ok();
+    }
+    VerifyingKey::from_public_key_pem(pem).ok()
+}
+
 fn verify_der(key: &VerifyingKey, message: &[u8], signature_b64: &str) -> Result<(), String> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(signature_b64.trim())
@@ -183,11 +194,11 @@ impl Registry {
                 check.signature_algorithm
             ));
         }
-        let key = match VerifyingKey::from_public_key_pem(check.public_key.trim()) {
-            Ok(k) => k,
-            Err(_) => {
+        let key = match verifying_key(&check.public_key) {
+            Some(k) => k,
+            None => {
                 return failed(
-                    "the public key is not a PEM ECDSA P-256 key (RSA and Ed25519 keys are not supported yet)"
+                    "the key is not a PEM ECDSA P-256 public key or certificate (RSA and Ed25519 are not supported yet)"
                         .to_string(),
                 );
             }
@@ -282,9 +293,9 @@ impl Registry {
                 check.signature_algorithm
             ));
         }
-        let Ok(key) = VerifyingKey::from_public_key_pem(check.public_key.trim()) else {
+        let Some(key) = verifying_key(&check.public_key) else {
             return failed(
-                "the public key is not a PEM ECDSA P-256 key (RSA and Ed25519 keys are not supported yet)"
+                "the key is not a PEM ECDSA P-256 public key or certificate (RSA and Ed25519 are not supported yet)"
                     .to_string(),
             );
         };

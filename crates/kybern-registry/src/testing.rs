@@ -169,6 +169,22 @@ pub fn public_key_pem(key: &SigningKey) -> String {
         .unwrap_or_else(|e| panic!("public key PEM: {e}"))
 }
 
+/// A self-signed certificate (PEM) for a signing key, as a `certificates.cert` attestor holds.
+pub fn certificate_pem(key: &SigningKey, subject: &str) -> String {
+    use p256::pkcs8::EncodePrivateKey;
+    let der = key
+        .to_pkcs8_der()
+        .unwrap_or_else(|e| panic!("test key PKCS#8: {e}"));
+    let pair = rcgen::KeyPair::try_from(der.as_bytes())
+        .unwrap_or_else(|e| panic!("test key for rcgen: {e}"));
+    let params = rcgen::CertificateParams::new(vec![subject.to_string()])
+        .unwrap_or_else(|e| panic!("certificate parameters: {e}"));
+    params
+        .self_signed(&pair)
+        .unwrap_or_else(|e| panic!("self-signed certificate: {e}"))
+        .pem()
+}
+
 /// One tar file entry (a 512-byte header, the content, padding) followed by the end marker.
 fn tar_with_file(name: &str, content: &[u8]) -> Vec<u8> {
     let mut header = [0u8; 512];

@@ -12,7 +12,7 @@ use kybern_engine::policy::compile_policy;
 use kybern_engine::request::AdmissionRequest;
 use kybern_engine::response::RuleStatus;
 use kybern_registry::testing::{
-    Signature, TestAttestation, TestRegistry, public_key_pem, signing_key,
+    Signature, TestAttestation, TestRegistry, certificate_pem, public_key_pem, signing_key,
 };
 use kybern_registry::{Registry, RegistryConfig, RegistryError};
 use serde_json::{Value, json};
@@ -552,4 +552,38 @@ fn image_data_is_read_from_the_registry_for_context_entries() {
         response.rules
     );
     assert_eq!(response.rules[0].message, "runs /hello");
+}
+
+#[test]
+fn a_certificate_attestor_verifies_with_the_certificate_key() {
+    let Some(f) = fixture() else { return };
+    let signed = format!("{}:signed", f.repo);
+    let with_cert = |cert: String| {
+        let mut p = policy(&f.server.addr, "good");
+        p["spec"]["rules"][0]["verifyImages"][0]["attestors"] = json!([{"entries": [{
+            "certificates": {"cert": cert, "rekor": {"ignoreTlog": true},
+                             "ctlog": {"ignoreSCT": true}}}]}]);
+        p
+    };
+    let good = certificate_pem(&signing_key("good"), "signer.example.com");
+    let (results, image) = admit(&f.registry, &with_cert(good.clone()), &signed);
+    assert_eq!(results[0].0, RuleStatus::Pass, "{results:?}");
+    assert_eq!(image, format!("{signed}@{}", f.signed_digest));
+    let other = certificate_pem(&signing_key("other"), "signer.example.com");
+    let (results, _) = admit(&f.registry, &with_cert(other), &signed);
+    assert_eq!(
+        results[0],
+        (
+            RuleStatus::Fail,
+            format!(
+                "failed to verify image {signed}: .attestors[0].entries[0].certificates: no matching signatures: invalid signature"
+            )
+        )
+    );
+    // A chain, or the transparency log asked for, is not supported: an error, not a pass.
+    let mut chained = with_cert(good);
+    chained["spec"]["rules"][0]["verifyImages"][0]["attestors"][0]["entries"][0]["certificates"]
+        ["certChain"] = json!("-----BEGIN CERTIFICATE-----");
+    let (results, _) = admit(&f.registry, &chained, &signed);
+    assert_eq!(results[0].0, RuleStatus::Error, "{results:?}");
 }
