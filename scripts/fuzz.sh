@@ -54,7 +54,13 @@ run() {
 }
 
 if [ "$target" = all ]; then
-  for t in "${targets[@]}"; do run "$t"; done
+  # Every target runs even when one finds a crash; the exit status names the failures.
+  failed=()
+  for t in "${targets[@]}"; do run "$t" || failed+=("$t"); done
+  if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz: crashes in ${failed[*]} (inputs under fuzz/artifacts/)" >&2
+    exit 1
+  fi
 else
   run "$target"
 fi
