@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 
 fn has_long_key(v: &serde_json::Value) -> bool {
     match v {
-        serde_json::Value::Object(m) => m.iter().any(|(k, v)| k.len() > 1000 || has_long_key(v)),
+        serde_json::Value::Object(m) => m.iter().any(|(k, v)| k.len() > 250 || has_long_key(v)),
         serde_json::Value::Array(a) => a.iter().any(has_long_key),
         _ => false,
     }
@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
         );
         // Known gap: the printer writes every key as a simple key, and YAML limits those to
         // 1024 characters (libyaml, as sigs.k8s.io/yaml uses it, writes `? key` from 129 on).
+        // Escapes take up to 4 characters a byte (`\x1A`), so keys over 250 bytes are left out.
         if has_long_key(doc) {
             continue;
         }
