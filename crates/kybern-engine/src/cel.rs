@@ -102,6 +102,63 @@ impl CelError {
     }
 }
 
+/// Brackets outside string literals and comments must pair up. Checked before parsing: the
+/// `cel` parser overflows an internal counter on some unbalanced inputs (found by fuzzing).
+fn check_brackets(source: &str) -> Result<(), String> {
+    let mut open: Vec<char> = Vec::new();
+    let mut chars = source.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' | '\'' => {
+                let rest = source.get(i..).unwrap_or_default();
+                let triple: String = std::iter::repeat_n(c, 3).collect();
+                if rest.starts_with(&triple) {
+                    let end = rest
+                        .get(3..)
+                        .and_then(|r| r.find(&triple))
+                        .ok_or("a string literal is not closed")?;
+                    // Skip the opening quotes, the body and the closing quotes.
+                    let stop = i + 3 + end + 3;
+                    while chars.peek().is_some_and(|(j, _)| *j < stop) {
+                        chars.next();
+                    }
+                    continue;
+                }
+                let mut closed = false;
+                while let Some((_, d)) = chars.next() {
+                    if d == '\\' {
+                        chars.next();
+                    } else if d == c {
+                        closed = true;
+                        break;
+                    }
+                }
+                if !closed {
+                    return Err("a string literal is not closed".into());
+                }
+            }
+            '/' if chars.peek().is_some_and(|(_, d)| *d == '/') => {
+                for (_, d) in chars.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '(' => open.push(')'),
+            '[' => open.push(']'),
+            '{' => open.push('}'),
+            ')' | ']' | '}' if open.pop() != Some(c) => {
+                return Err(format!("unbalanced {c:?} at offset {i}"));
+            }
+            _ => {}
+        }
+    }
+    match open.last() {
+        Some(c) => Err(format!("a bracket is not closed (expected {c:?})")),
+        None => Ok(()),
+    }
+}
+
 /// One parsed CEL expression.
 #[derive(Debug, Clone)]
 pub struct Expression {
@@ -124,6 +181,8 @@ impl Expression {
                 format!("expression is longer than {MAX_EXPRESSION_LEN} characters"),
             ));
         }
+        check_brackets(source)
+            .map_err(|e| CelError::new(path, format!("compilation failed: {e}")))?;
         let mut ast = cel::parser::Parser::new()
             .enable_optional_syntax(true)
             .max_recursion_depth(MAX_RECURSION)

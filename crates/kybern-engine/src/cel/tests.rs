@@ -572,3 +572,26 @@ fn resource_lookups_take_a_gvr() {
         );
     }
 }
+
+#[test]
+fn unbalanced_brackets_are_compile_errors_before_the_parser_sees_them() {
+    // Found by fuzzing: the parser's own counter overflowed on this input.
+    let fuzzed = include_str!("testdata/unbalanced-braces.cel");
+    let err = Expression::compile(fuzzed, "x").unwrap_err();
+    assert!(
+        err.message.contains("compilation failed"),
+        "{}",
+        err.message
+    );
+    for bad in ["(a", "a)", "[1, 2", "{'a': 1", "a.b(]", "'open"] {
+        assert!(Expression::compile(bad, "x").is_err(), "{bad}");
+    }
+    for good in [
+        r#"'(' + ")" == '()'"#,
+        r#"r'[' + '''}{''' + "\"(" == "x""#,
+        "size([1, (2)]) == 2 // a comment with ( [ {",
+        "{'a': [1]}.a[0] == 1",
+    ] {
+        assert!(Expression::compile(good, "x").is_ok(), "{good}");
+    }
+}
