@@ -13,6 +13,7 @@ pub mod cleanup;
 pub mod context;
 pub mod crds;
 pub mod discovery;
+pub mod endpoint;
 pub mod error;
 pub mod global_context;
 pub mod kinds;

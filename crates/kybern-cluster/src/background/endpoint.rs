@@ -2,18 +2,13 @@
 //! (pending and failed UpdateRequests, cleanup runs and deletions, leadership), for probes and
 //! Prometheus.
 
-use crate::watch::{self, Cache};
-use axum::Router;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use crate::watch::Cache;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The controller's metrics.
@@ -101,45 +96,12 @@ pub async fn serve(
     caches: Vec<Cache>,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let local = listener.local_addr()?;
-    let app = Router::new()
-        .route("/health/liveness", get(|| async { "ok" }))
-        .route(
-            "/health/readiness",
-            get(move || {
-                let ready = watch::readiness(&caches, Duration::from_secs(60));
-                async move {
-                    match ready {
-                        Ok(()) => (StatusCode::OK, "ready".to_string()),
-                        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
-                    }
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let body = metrics.render();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        body,
-                    )
-                        .into_response()
-                }
-            }),
-        );
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(async move {
-            stop.cancelled().await;
-        });
-        if let Err(e) = served.await {
-            tracing::error!(error = %e, "controller endpoint stopped");
-        }
-    });
-    Ok(local)
+    crate::endpoint::serve(
+        listen,
+        Arc::new(move || metrics.render()),
+        caches,
+        stop,
+        "controller",
+    )
+    .await
 }
