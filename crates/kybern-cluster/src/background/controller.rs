@@ -637,6 +637,13 @@ impl Worker {
     }
 
     async fn generate_for(&self, ur: &Value) -> Result<usize, String> {
+        let (policy, request, rules) = self.work_of(ur)?;
+        self.generate_and_write(policy, request, rules).await
+    }
+
+    /// What an UpdateRequest asks for: its policy (loaded), the request of its trigger and the
+    /// rules of its `ruleContext`.
+    fn work_of(&self, ur: &Value) -> Result<(Arc<Policy>, AdmissionRequest, Vec<String>), String> {
         let policy_key = ur
             .pointer("/spec/policy")
             .and_then(Value::as_str)
@@ -653,7 +660,7 @@ impl Worker {
             .map(str::to_string)
             .collect();
         let request = self.request_of(ur)?;
-        self.generate_and_write(policy, request, rules).await
+        Ok((policy, request, rules))
     }
 
     /// Of the policies last seen with generate rules, keeps those still loaded; those the API
@@ -755,22 +762,7 @@ impl Worker {
     }
 
     async fn mutate_for(&self, ur: &Value) -> Result<usize, String> {
-        let policy_key = ur
-            .pointer("/spec/policy")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let policy = self.policy(policy_key).ok_or_else(|| {
-            format!("policy {policy_key} is not loaded (deleted, or it does not compile)")
-        })?;
-        let rules: Vec<String> = ur
-            .pointer("/spec/ruleContext")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.get("rule").and_then(Value::as_str))
-            .map(str::to_string)
-            .collect();
-        let request = self.request_of(ur)?;
+        let (policy, request, rules) = self.work_of(ur)?;
         self.mutate_and_write(policy, request, rules).await
     }
 
