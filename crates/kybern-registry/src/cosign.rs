@@ -179,7 +179,52 @@ fn check_layer(
     Ok(())
 }
 
+/// What a signature or attestation check is about: the key, the image's digest (its tag
+/// resolved once) and the repository holding the signatures.
+struct Subject {
+    key: VerifyingKey,
+    digest: String,
+    repo: String,
+}
+
 impl Registry {
+    /// The [`Subject`] of `check`; `Ok(Err(message))` when the check fails before any signature
+    /// is read (unsupported key or algorithm, bad reference, image not found).
+    fn subject(&self, check: &SignatureCheck) -> Result<Result<Subject, String>, RegistryError> {
+        let algorithm = check.signature_algorithm.to_ascii_lowercase();
+        if !algorithm.is_empty() && algorithm != "sha256" {
+            return Ok(Err(format!(
+                "signatureAlgorithm {} is not supported yet (only sha256)",
+                check.signature_algorithm
+            )));
+        }
+        let Some(key) = verifying_key(&check.public_key) else {
+            return Ok(Err(
+                "the key is not a PEM ECDSA P-256 public key or certificate (RSA and Ed25519 are not supported yet)"
+                    .to_string(),
+            ));
+        };
+        let image = match reference::parse(&check.image) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        // The tag (if any) is resolved once; everything after refers to the digest.
+        let digest = match image.digest() {
+            Some(d) => d.to_string(),
+            None => match self.manifest(&image) {
+                Ok((_, d)) => d,
+                Err(RegistryError::NotFound(m) | RegistryError::Failed(m)) => return Ok(Err(m)),
+                Err(e) => return Err(e),
+            },
+        };
+        let repo = if check.repository.is_empty() {
+            format!("{}/{}", image.registry(), image.repository())
+        } else {
+            check.repository.clone()
+        };
+        Ok(Ok(Subject { key, digest, repo }))
+    }
+
     /// Checks the image's cosign signatures against the key of `check`. `Err` only when the
     /// registry could not be asked; a missing or wrong signature is `Ok(Failed)`.
     pub fn verify_signature(
@@ -187,39 +232,13 @@ impl Registry {
         check: &SignatureCheck,
     ) -> Result<SignatureOutcome, RegistryError> {
         let failed = |m: String| Ok(SignatureOutcome::Failed(m));
-        let algorithm = check.signature_algorithm.to_ascii_lowercase();
-        if !algorithm.is_empty() && algorithm != "sha256" {
-            return failed(format!(
-                "signatureAlgorithm {} is not supported yet (only sha256)",
-                check.signature_algorithm
-            ));
-        }
-        let key = match verifying_key(&check.public_key) {
-            Some(k) => k,
-            None => {
-                return failed(
-                    "the key is not a PEM ECDSA P-256 public key or certificate (RSA and Ed25519 are not supported yet)"
-                        .to_string(),
-                );
-            }
-        };
-        let image = match reference::parse(&check.image) {
-            Ok(r) => r,
-            Err(e) => return failed(e.to_string()),
-        };
-        // The tag (if any) is resolved once; everything after refers to the digest.
-        let digest = match image.digest() {
-            Some(d) => d.to_string(),
-            None => match self.manifest(&image) {
-                Ok((_, d)) => d,
-                Err(RegistryError::NotFound(m) | RegistryError::Failed(m)) => return failed(m),
-                Err(e) => return Err(e),
-            },
-        };
-        let sig_repo = if check.repository.is_empty() {
-            format!("{}/{}", image.registry(), image.repository())
-        } else {
-            check.repository.clone()
+        let Subject {
+            key,
+            digest,
+            repo: sig_repo,
+        } = match self.subject(check)? {
+            Ok(s) => s,
+            Err(m) => return failed(m),
         };
         let key_id = cache_key(check, &digest, &sig_repo);
         if let Some(hit) = self.cached(&key_id) {
@@ -286,35 +305,9 @@ impl Registry {
         check: &SignatureCheck,
     ) -> Result<AttestationOutcome, RegistryError> {
         let failed = |m: String| Ok(AttestationOutcome::Failed(m));
-        let algorithm = check.signature_algorithm.to_ascii_lowercase();
-        if !algorithm.is_empty() && algorithm != "sha256" {
-            return failed(format!(
-                "signatureAlgorithm {} is not supported yet (only sha256)",
-                check.signature_algorithm
-            ));
-        }
-        let Some(key) = verifying_key(&check.public_key) else {
-            return failed(
-                "the key is not a PEM ECDSA P-256 public key or certificate (RSA and Ed25519 are not supported yet)"
-                    .to_string(),
-            );
-        };
-        let image = match reference::parse(&check.image) {
-            Ok(r) => r,
-            Err(e) => return failed(e.to_string()),
-        };
-        let digest = match image.digest() {
-            Some(d) => d.to_string(),
-            None => match self.manifest(&image) {
-                Ok((_, d)) => d,
-                Err(RegistryError::NotFound(m) | RegistryError::Failed(m)) => return failed(m),
-                Err(e) => return Err(e),
-            },
-        };
-        let repo = if check.repository.is_empty() {
-            format!("{}/{}", image.registry(), image.repository())
-        } else {
-            check.repository.clone()
+        let Subject { key, digest, repo } = match self.subject(check)? {
+            Ok(s) => s,
+            Err(m) => return failed(m),
         };
         let att_ref = match reference::parse(&format!("{repo}:{}", attestation_tag(&digest))) {
             Ok(r) => r,
