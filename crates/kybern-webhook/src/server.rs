@@ -699,7 +699,7 @@ pub async fn start_with(
 /// The `kyverno` ConfigMap file and the filters it sets.
 struct ConfigWatch {
     path: std::path::PathBuf,
-    stamp: Option<(std::time::SystemTime, u64)>,
+    stamp: Option<crate::store::Stamp>,
     filters: Arc<ArcSwap<AdmissionFilters>>,
 }
 

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+use std::time::{Duration, Instant};
 
 /// Policy kinds of Kyverno's cleanup controller: reported, not loaded (the admission server does
 /// not run them).
@@ -136,7 +137,9 @@ pub struct LoadIssue {
 /// What one file or API object contributed the last time it loaded cleanly.
 #[derive(Debug, Clone, Default)]
 struct FileEntry {
-    stamp: Option<(SystemTime, u64)>,
+    stamp: Option<Stamp>,
+    /// Since when a change written in place has been waiting to settle.
+    deferred_since: Option<Instant>,
     /// The API object's resourceVersion (cluster source).
     version: Option<String>,
     policies: Vec<Arc<Policy>>,
@@ -177,10 +180,44 @@ fn name_of(v: &Value) -> String {
         .to_string()
 }
 
-/// A file's modification time and length: what tells a changed file from the one loaded.
-pub(crate) fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// What tells a changed file from the one loaded: its inode (a file replaced by rename gets a new
+/// one), modification time and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    inode: u64,
+    modified: SystemTime,
+    len: u64,
+}
+
+pub(crate) fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Stamp {
+        inode,
+        modified: m.modified().ok()?,
+        len: m.len(),
+    })
+}
+
+/// How long a file written in place must stay unchanged before it is read: a writer that
+/// truncates and then writes leaves a window where the file is empty or holds a valid prefix
+/// (a comment, the first of two documents) that would otherwise replace the whole file.
+const SETTLE: Duration = Duration::from_millis(300);
+/// A file rewritten in place without pause is read anyway after this long.
+const MAX_DEFER: Duration = Duration::from_secs(3);
+
+/// True when `now` is the same file as `loaded`, changed in place within the settle window.
+fn changing_in_place(loaded: Option<Stamp>, now: Option<Stamp>) -> bool {
+    let (Some(loaded), Some(now)) = (loaded, now) else {
+        return false;
+    };
+    let recent = SystemTime::now()
+        .duration_since(now.modified)
+        .is_ok_and(|age| age < SETTLE);
+    loaded.inode == now.inode && loaded != now && recent
 }
 
 /// Compiles one file. Issues mean the file's new version is not usable as a whole.
@@ -467,7 +504,21 @@ impl PolicyStore {
             {
                 continue;
             }
+            if let Some(old) = files.get_mut(path)
+                && changing_in_place(old.stamp, now)
+                && old
+                    .deferred_since
+                    .get_or_insert_with(Instant::now)
+                    .elapsed()
+                    < MAX_DEFER
+            {
+                continue;
+            }
             let fresh = load_file(path);
+            if fresh.stamp != stamp(path) {
+                // Written while it was read: the next scan reads the settled version.
+                continue;
+            }
             if !fresh.issues.is_empty() {
                 for i in &fresh.issues {
                     tracing::warn!(file = %i.file, message = %i.message, "policy file does not load; its last good version stays in force");
@@ -477,6 +528,7 @@ impl PolicyStore {
                 // The new version is broken: keep the last good policies, remember the problem.
                 Some(old) if !fresh.issues.is_empty() => {
                     old.stamp = fresh.stamp;
+                    old.deferred_since = None;
                     old.issues = fresh.issues;
                 }
                 _ => {
@@ -503,6 +555,53 @@ mod tests {
                 "validate": {"message": "m", "pattern": {"metadata": {"name": "?*"}}}}]}
         }))
         .unwrap()
+    }
+
+    fn policy_yaml(names: &[&str]) -> String {
+        names
+            .iter()
+            .map(|n| {
+                format!(
+                    "apiVersion: kyverno.io/v1\nkind: ClusterPolicy\nmetadata: {{name: {n}}}\n\
+                     spec:\n  rules:\n  - name: r\n    match: {{any: [{{resources: {{kinds: [Pod]}}}}]}}\n\
+                     \x20   validate: {{message: m, deny: {{}}}}\n"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("---\n")
+    }
+
+    #[test]
+    fn a_file_written_in_place_is_read_once_it_settles_and_a_renamed_one_at_once() {
+        let dir = std::env::temp_dir().join(format!("kybern-store-settle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("set.yaml");
+        std::fs::write(&file, policy_yaml(&["a", "b"])).unwrap();
+        let store = PolicyStore::new(vec![dir.clone()]);
+        store.reload();
+        assert_eq!(store.snapshot().policies.len(), 2);
+
+        // Truncate and write a valid prefix in place, as a writer that has not finished yet.
+        std::fs::write(&file, "# being rewritten\n").unwrap();
+        assert!(
+            !store.reload(),
+            "a file changing in place was read before it settled"
+        );
+        assert_eq!(store.snapshot().policies.len(), 2);
+
+        // Left that way, it is what the user meant: it takes effect after the settle window.
+        std::thread::sleep(SETTLE + Duration::from_millis(100));
+        assert!(store.reload());
+        assert_eq!(store.snapshot().policies.len(), 0);
+
+        // A replacement by rename is complete by construction and is read at once.
+        let tmp = dir.join(".set.yaml.tmp");
+        std::fs::write(&tmp, policy_yaml(&["c"])).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        assert!(store.reload());
+        assert_eq!(store.snapshot().policies.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
