@@ -504,19 +504,21 @@ impl PolicyStore {
             {
                 continue;
             }
+            let fresh = load_file(path);
+            if fresh.stamp != stamp(path) {
+                // Written while it was read: the next scan reads the settled version.
+                continue;
+            }
+            // Judged on the stamp taken just before reading, so a write that started after the
+            // scan first looked at the file still counts.
             if let Some(old) = files.get_mut(path)
-                && changing_in_place(old.stamp, now)
+                && changing_in_place(old.stamp, fresh.stamp)
                 && old
                     .deferred_since
                     .get_or_insert_with(Instant::now)
                     .elapsed()
                     < MAX_DEFER
             {
-                continue;
-            }
-            let fresh = load_file(path);
-            if fresh.stamp != stamp(path) {
-                // Written while it was read: the next scan reads the settled version.
                 continue;
             }
             if !fresh.issues.is_empty() {
