@@ -380,6 +380,20 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
     ]:
         if want not in args:
             fail(dep.where(), f"argument {want} missing from {args}")
+    # Admission results into reports: the flag, and writes on the report kinds.
+    admission_reports = merged["backgroundController"]["reports"]["enabled"] and merged["admissionController"]["reports"]["enabled"]
+    if admission_reports != ("--admission-reports" in args):
+        fail(dep.where(), f"--admission-reports {'missing' if admission_reports else 'given'} with reports {'on' if admission_reports else 'off'}: {args}")
+    if admission_reports:
+        adm_rules, _ = bound_rules(docs, pod["serviceAccountName"], ns)
+        group, plurals = (
+            ("openreports.io", ("reports", "clusterreports"))
+            if merged["backgroundController"]["reports"].get("api") == "openreports"
+            else ("wgpolicyk8s.io", ("policyreports", "clusterpolicyreports"))
+        )
+        missing = [f"{v} {group}/{res}" for res in plurals for v in ("get", "create", "update", "delete") if not rule_allows(adm_rules, group, res, v)]
+        if missing:
+            fail(dep.where(), f"admission writes reports but may not {missing}")
     excl = next((a for a in args if a.startswith("--exclude-namespaces=")), "")
     if ns not in excl.split("=", 1)[-1].split(","):
         fail(dep.where(), f"the release namespace is not excluded: {excl!r}")
@@ -607,7 +621,7 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
                 if bg["reports"].get("api") == "openreports"
                 else ("wgpolicyk8s.io", ("policyreports", "clusterpolicyreports"))
             )
-            needs |= {(group, res, v, False) for res in plurals for v in ("list", "patch", "delete")}
+            needs |= {(group, res, v, False) for res in plurals for v in ("get", "list", "create", "update", "delete")}
         # `--enable cleanup`: policies' status, and the kinds it may delete.
         if bg.get("cleanup", {}).get("enabled"):
             needs |= {

@@ -161,3 +161,10 @@ tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/* "true" when admission writes its results into reports. */}}
+{{- define "kybern.admissionReports" -}}
+{{- if and .Values.backgroundController.reports.enabled .Values.admissionController.reports.enabled -}}
+true
+{{- end -}}
+{{- end -}}

@@ -81,6 +81,66 @@ impl ReportsArgs {
     }
 }
 
+/// Flags of `kybern serve --cluster` for admission results in reports.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdmissionReportsArgs {
+    /// Put the validate results of policies that do not run in the background (`background:
+    /// false`) into each admitted resource's report, next to the background scan's. Needs
+    /// create and update on the report kinds.
+    #[arg(long, env = "KYBERN_ADMISSION_REPORTS")]
+    pub admission_reports: bool,
+    /// Results written to reports (comma separated: pass, fail, warn, error, skip).
+    #[arg(
+        long = "report-results",
+        env = "KYBERN_REPORT_RESULTS",
+        value_delimiter = ',',
+        default_value = "pass,fail,warn,error,skip"
+    )]
+    pub results: Vec<String>,
+    /// Report writes per second at most, per replica.
+    #[arg(
+        long = "report-writes-per-second",
+        env = "KYBERN_REPORT_WRITES_PER_SECOND",
+        default_value_t = 50
+    )]
+    pub writes_per_second: u32,
+    /// Longest result message kept, in bytes.
+    #[arg(
+        long = "report-message-limit",
+        env = "KYBERN_REPORT_MESSAGE_LIMIT",
+        default_value_t = 1024
+    )]
+    pub message_limit: usize,
+    /// Report API written: `wgpolicyk8s` or `openreports`.
+    #[arg(long = "report-api", env = "KYBERN_REPORT_API", default_value = "wgpolicyk8s", value_parser = ["wgpolicyk8s", "openreports"])]
+    pub api: String,
+}
+
+impl AdmissionReportsArgs {
+    /// `None` unless `--admission-reports`.
+    pub fn options(&self) -> Result<Option<kybern_cluster::serve::AdmissionReportOptions>> {
+        if !self.admission_reports {
+            return Ok(None);
+        }
+        if self.writes_per_second == 0 {
+            bail!("--report-writes-per-second must be at least 1");
+        }
+        Ok(Some(kybern_cluster::serve::AdmissionReportOptions {
+            api: ReportApi::parse(&self.api).map_err(|e| anyhow::anyhow!("--report-api: {e}"))?,
+            scan: ScanSettings {
+                results: scan::parse_results(&self.results)
+                    .map_err(|e| anyhow::anyhow!("--report-results: {e}"))?,
+                message_limit: self.message_limit.max(16),
+                allowed_churning_kinds: Vec::new(),
+            },
+            writes: WriteSettings {
+                per_second: self.writes_per_second,
+                ..WriteSettings::default()
+            },
+        }))
+    }
+}
+
 /// Flags of `kybern report`.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {

@@ -223,6 +223,8 @@ pub struct ClusterArgs {
     /// Seconds a watch may keep failing before the replica reports itself unready.
     #[arg(long = "stale-after", env = "KYBERN_STALE_AFTER", default_value_t = 60)]
     pub stale_after: u64,
+    #[command(flatten)]
+    pub reports: crate::report_cmd::AdmissionReportsArgs,
 }
 
 impl ClusterArgs {
@@ -366,6 +368,7 @@ fn execute_cluster(args: &ServeArgs, server: WebhookConfig) -> Result<i32> {
         },
         names,
         server,
+        admission_reports: c.reports.options()?,
     };
     init_logging();
     runtime()?.block_on(kybern_cluster::serve::run(options, shutdown_signal()))?;

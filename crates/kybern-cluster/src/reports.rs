@@ -9,9 +9,11 @@
 //! [`controller`] watches and decides what to write, [`summary`] reads reports back for
 //! `kybern report`.
 
+pub mod admission;
 pub mod controller;
 pub mod endpoint;
 pub mod hash;
+pub mod merge;
 pub mod scan;
 pub mod shape;
 pub mod summary;

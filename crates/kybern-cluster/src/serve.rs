@@ -9,15 +9,23 @@ use crate::error::ClusterError;
 use crate::global_context::GlobalContext;
 use crate::names::Names;
 use crate::registration;
+use crate::reports::admission::AdmissionReports;
+use crate::reports::endpoint::ReportMetrics;
+use crate::reports::scan::ScanSettings;
+use crate::reports::shape::ReportApi;
+use crate::reports::writer::WriteSettings;
 use crate::source::{self, PolicySource};
 use crate::watch::{self, Cache, Trim};
 use crate::webhooks::WebhookSettings;
 use arc_swap::ArcSwap;
 use kube::api::{ApiResource, GroupVersionKind};
+use kybern_engine::request::AdmissionRequest;
 use kybern_webhook::config::{TlsSource, WebhookConfig};
+use kybern_webhook::decision::{Decision, Endpoint};
 use kybern_webhook::filters::AdmissionFilters;
+use kybern_webhook::store::PolicySet;
 use kybern_webhook::store::PolicyStore;
-use kybern_webhook::{ExternalParts, ReadinessCheck, Running};
+use kybern_webhook::{AdmissionObserver, ExternalParts, ExtraMetrics, ReadinessCheck, Running};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +60,35 @@ pub struct ClusterOptions {
     pub stale_bound: Duration,
     /// Listen address and limits; the policy and TLS fields are set here.
     pub server: WebhookConfig,
+    /// Admission results of policies that do not run in the background go to reports;
+    /// `None`: they do not.
+    pub admission_reports: Option<AdmissionReportOptions>,
+}
+
+/// How admission results reach reports.
+#[derive(Debug, Clone, Default)]
+pub struct AdmissionReportOptions {
+    pub api: ReportApi,
+    pub scan: ScanSettings,
+    pub writes: WriteSettings,
+}
+
+/// Tells every observer in turn.
+struct Observers(Vec<Arc<dyn AdmissionObserver>>);
+
+impl AdmissionObserver for Observers {
+    fn admitted(
+        &self,
+        uid: &str,
+        request: &Arc<AdmissionRequest>,
+        set: &Arc<PolicySet>,
+        endpoint: Endpoint,
+        decision: &Decision,
+    ) {
+        for o in &self.0 {
+            o.admitted(uid, request, set, endpoint, decision);
+        }
+    }
 }
 
 /// Connects to the API server.
@@ -299,6 +336,26 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
     server.policy_paths = Vec::new();
     server.tls = TlsSource::Files { cert, key };
     server.config_map = None;
+    let mut observers: Vec<Arc<dyn AdmissionObserver>> =
+        vec![Arc::new(crate::background::queue::UpdateRequestQueue::new(
+            client.clone(),
+            &names.namespace,
+            Arc::clone(&context),
+        ))];
+    let mut extra_metrics = None;
+    if let Some(o) = &options.admission_reports {
+        let metrics = Arc::new(ReportMetrics::new());
+        observers.push(Arc::new(AdmissionReports::start(
+            client.clone(),
+            o.api,
+            o.scan.clone(),
+            o.writes.clone(),
+            Arc::clone(&metrics),
+            stop.clone(),
+        )));
+        let families: ExtraMetrics = Arc::new(move || metrics.families());
+        extra_metrics = Some(families);
+    }
     let running = kybern_webhook::start_with(
         server,
         ExternalParts {
@@ -306,11 +363,8 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
             provider: Some(context.clone()),
             filters: Some(filters),
             readiness: Some(readiness),
-            observer: Some(Arc::new(crate::background::queue::UpdateRequestQueue::new(
-                client.clone(),
-                &names.namespace,
-                Arc::clone(&context),
-            ))),
+            observer: Some(Arc::new(Observers(observers))),
+            extra_metrics,
         },
     )
     .await

@@ -332,7 +332,7 @@ async fn failing_report_writes_are_retried_a_bounded_number_of_times_and_the_con
     }
     c.api
         .faults()
-        .fail(Some("PATCH"), "policyreports", 500, 1_000_000);
+        .fail(Some("POST"), "policyreports", 500, 1_000_000);
     let write = WriteSettings {
         attempts: 3,
         ..fast_writes()
@@ -534,7 +534,7 @@ async fn a_report_refused_as_too_large_is_dropped_without_retries() {
     }
     c.api
         .faults()
-        .fail(Some("PATCH"), "policyreports", 413, 1_000_000);
+        .fail(Some("POST"), "policyreports", 413, 1_000_000);
     let controller = started(&c, fast_writes(), Duration::from_secs(3600)).await;
     wait_for("every write dropped", Duration::from_secs(30), || {
         controller.metrics.dropped.get() >= 5
@@ -656,4 +656,208 @@ async fn beside_the_background_part_report_metrics_join_its_endpoint() {
     assert!(text.ends_with("# EOF\n"));
     reports_part.shutdown().await;
     background.shutdown().await;
+}
+
+fn audit_owner_policy() -> Value {
+    json!({
+        "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+        "metadata": {"name": "audit-owner"},
+        "spec": {"background": false, "validationFailureAction": "Audit", "rules": [{
+            "name": "check-owner",
+            "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+            "validate": {"message": "label owner is required",
+                "pattern": {"metadata": {"labels": {"owner": "?*"}}}}
+        }]}
+    })
+}
+
+fn pod_review(uid: &str, pod: &Value) -> Value {
+    let name = pod["metadata"]["name"].as_str().unwrap();
+    let mut object = pod.clone();
+    object["apiVersion"] = json!("v1");
+    object["kind"] = json!("Pod");
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": name, "namespace": "team", "operation": "UPDATE",
+            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+            "object": object, "oldObject": object, "dryRun": false
+        }
+    })
+}
+
+fn processes(report: &Value) -> Vec<(String, String, String)> {
+    let mut out: Vec<_> = report["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["policy"].as_str().unwrap_or_default().to_string(),
+                r["result"].as_str().unwrap_or_default().to_string(),
+                r["properties"]["process"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn triple(policy: &str, result: &str, process: &str) -> (String, String, String) {
+    (policy.into(), result.into(), process.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admission_results_of_admission_only_policies_join_the_resources_report() {
+    let c = cluster().await;
+    let store = c.api.store();
+    store
+        .create(
+            "kyverno.io/v1",
+            "clusterpolicies",
+            label_policy("require-team", "team"),
+        )
+        .unwrap();
+    store
+        .create("kyverno.io/v1", "clusterpolicies", audit_owner_policy())
+        .unwrap();
+    let mut pod = store
+        .create(
+            "v1",
+            "pods",
+            json!({"metadata": {"name": "p", "namespace": "team", "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}),
+        )
+        .unwrap();
+    let controller = started(&c, fast_writes(), Duration::from_secs(3600)).await;
+    wait_for("the background report", Duration::from_secs(30), || {
+        report_of(&c, &pod).is_some()
+    })
+    .await;
+
+    let mut serve_options = common::options(&c, "a");
+    serve_options.admission_reports = Some(kybern_cluster::serve::AdmissionReportOptions {
+        writes: fast_writes(),
+        ..Default::default()
+    });
+    let server = kybern_cluster::serve::start(serve_options).await.unwrap();
+    let bundle = server.ca_bundle.borrow().clone();
+    let client = client_from_ca_bundle(
+        &base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bundle),
+        &server,
+    );
+    ready(&client, &server).await;
+
+    // An audit failure at admission joins the scan's result in the Pod's one report.
+    let mut expected = vec![
+        triple("audit-owner", "fail", "admission review"),
+        triple("require-team", "fail", "background scan"),
+    ];
+    let mut report = Value::Null;
+    let started_at = std::time::Instant::now();
+    while processes(&report) != expected {
+        assert!(
+            started_at.elapsed() < Duration::from_secs(20),
+            "admission result never reached the report: {report}"
+        );
+        let r = send(&client, &server, "/validate/fail", &pod_review("u1", &pod)).await;
+        assert_eq!(r["allowed"], true, "{r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        report = report_of(&c, &pod).unwrap_or_default();
+    }
+    assert_eq!(report["summary"]["fail"], 2, "{report}");
+
+    // The scan rewrites its part after the Pod changes; the admission result stays.
+    pod["metadata"]["labels"]["team"] = json!("a");
+    pod = store.put("v1", "pods", pod).unwrap();
+    expected = vec![
+        triple("audit-owner", "fail", "admission review"),
+        triple("require-team", "pass", "background scan"),
+    ];
+    wait_for(
+        "the scan's new result beside the admission one",
+        Duration::from_secs(20),
+        || {
+            report = report_of(&c, &pod).unwrap_or_default();
+            processes(&report) == expected
+        },
+    )
+    .await;
+
+    // A later admission replaces its own result and keeps the scan's.
+    pod["metadata"]["labels"]["owner"] = json!("me");
+    expected = vec![
+        triple("audit-owner", "pass", "admission review"),
+        triple("require-team", "pass", "background scan"),
+    ];
+    let r = send(&client, &server, "/validate/fail", &pod_review("u2", &pod)).await;
+    assert_eq!(r["allowed"], true);
+    wait_for(
+        "the admission result replaced",
+        Duration::from_secs(20),
+        || {
+            report = report_of(&c, &pod).unwrap_or_default();
+            processes(&report) == expected
+        },
+    )
+    .await;
+    assert_eq!(report["summary"]["pass"], 2, "{report}");
+
+    // The admission-only policy removed: the scan's next write drops its result.
+    store
+        .delete("kyverno.io/v1", "clusterpolicies", None, "audit-owner")
+        .unwrap();
+    wait_for(
+        "the removed policy's result gone",
+        Duration::from_secs(20),
+        || {
+            report = report_of(&c, &pod).unwrap_or_default();
+            processes(&report) == vec![triple("require-team", "pass", "background scan")]
+        },
+    )
+    .await;
+
+    // Report writes failing: admission answers every request at once all the same.
+    store
+        .create("kyverno.io/v1", "clusterpolicies", audit_owner_policy())
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.api.faults().fail(None, "policyreports", 500, 10_000);
+    let t = std::time::Instant::now();
+    for i in 0..100 {
+        let r = send(
+            &client,
+            &server,
+            "/validate/fail",
+            &pod_review(&format!("f{i}"), &pod),
+        )
+        .await;
+        assert_eq!(r["allowed"], true);
+    }
+    eprintln!(
+        "100 admissions with report writes failing: {:?}",
+        t.elapsed()
+    );
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let metrics = client
+        .get(url(&server, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("kybern_report_write_errors_total"),
+        "{metrics}"
+    );
+    assert!(metrics.trim_end().ends_with("# EOF"));
+    server.shutdown().await;
+    controller.shutdown().await;
 }

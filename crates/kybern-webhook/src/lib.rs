@@ -25,4 +25,6 @@ pub mod server;
 pub mod store;
 
 pub use config::{Limits, WebhookConfig};
-pub use server::{AdmissionObserver, ExternalParts, ReadinessCheck, Running, start, start_with};
+pub use server::{
+    AdmissionObserver, ExternalParts, ExtraMetrics, ReadinessCheck, Running, start, start_with,
+};

@@ -66,6 +66,7 @@ pub struct AppState {
     pub filters: Arc<ArcSwap<AdmissionFilters>>,
     /// Told of every admitted request that is not a dry run (background work hand-off).
     pub observer: Option<Arc<dyn AdmissionObserver>>,
+    extra_metrics: Option<ExtraMetrics>,
     evaluations: Arc<Semaphore>,
     budget: Arc<MemoryBudget>,
 }
@@ -79,12 +80,15 @@ pub trait ReadinessCheck: Send + Sync {
 /// Told of admitted requests after the answer is decided; it must hand any work off and return
 /// at once (it runs on the request path).
 pub trait AdmissionObserver: Send + Sync {
-    /// `uid` is the AdmissionRequest's; `set` the policy set the decision used.
+    /// `uid` is the AdmissionRequest's; `set` the policy set the decision used; `endpoint` the
+    /// webhook the request came to and `decision` what it answered.
     fn admitted(
         &self,
         uid: &str,
         request: &Arc<AdmissionRequest>,
         set: &Arc<crate::store::PolicySet>,
+        endpoint: crate::decision::Endpoint,
+        decision: &Decision,
     );
 }
 
@@ -99,7 +103,12 @@ pub struct ExternalParts {
     pub filters: Option<Arc<ArcSwap<AdmissionFilters>>>,
     pub readiness: Option<Arc<dyn ReadinessCheck>>,
     pub observer: Option<Arc<dyn AdmissionObserver>>,
+    /// More metric families (OpenMetrics text without `# EOF`) served on `/metrics`.
+    pub extra_metrics: Option<ExtraMetrics>,
 }
+
+/// Renders metric families owned outside the server.
+pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// A running server.
 pub struct Running {
@@ -227,7 +236,17 @@ async fn metrics(State(st): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        st.metrics.render(),
+        match &st.extra_metrics {
+            Some(extra) => {
+                let own = st.metrics.render();
+                format!(
+                    "{}{}# EOF\n",
+                    own.strip_suffix("# EOF\n").unwrap_or(&own),
+                    extra()
+                )
+            }
+            None => st.metrics.render(),
+        },
     )
         .into_response()
 }
@@ -387,7 +406,7 @@ async fn handle_admission(
         && !request.dry_run
         && let Some(observer) = &st.observer
     {
-        observer.admitted(&uid, &request, &set);
+        observer.admitted(&uid, &request, &set, route.endpoint, &decision);
     }
     let response = AdmissionResponse {
         uid,
@@ -633,6 +652,7 @@ pub async fn start_with(
         provider,
         readiness: parts.readiness,
         observer: parts.observer,
+        extra_metrics: parts.extra_metrics,
         metrics: Arc::clone(&metrics),
         config: Arc::clone(&config),
         filters: Arc::clone(&filters),

@@ -9,6 +9,7 @@ use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kybern_engine::request::{AdmissionRequest, Operation};
 use kybern_webhook::AdmissionObserver;
+use kybern_webhook::decision::{Decision, Endpoint};
 use kybern_webhook::store::PolicySet;
 use std::sync::Arc;
 
@@ -41,7 +42,14 @@ impl UpdateRequestQueue {
 }
 
 impl AdmissionObserver for UpdateRequestQueue {
-    fn admitted(&self, uid: &str, request: &Arc<AdmissionRequest>, set: &Arc<PolicySet>) {
+    fn admitted(
+        &self,
+        uid: &str,
+        request: &Arc<AdmissionRequest>,
+        set: &Arc<PolicySet>,
+        _endpoint: Endpoint,
+        _decision: &Decision,
+    ) {
         if !matches!(request.operation, Operation::Create | Operation::Update) {
             return;
         }

@@ -7,6 +7,7 @@
 
 use super::endpoint::{self, ReportMetrics};
 use super::hash::{self, ResultsHash};
+use super::merge::Part;
 use super::scan::{self, ScanSettings};
 use super::shape::{self, ReportApi, Subject};
 use super::writer::{self, WriteSettings, Writer};
@@ -24,7 +25,7 @@ use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kybern_webhook::store::{PolicySet, PolicyStore};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -161,6 +162,7 @@ pub async fn start(options: ReportOptions) -> Result<ReportController, ClusterEr
         epochs: HashMap::new(),
         epoch: 0,
         watching: None,
+        admission_policies: Arc::new(BTreeSet::new()),
     };
     let task_stop = stop.clone();
     let task_leader = leader.clone();
@@ -226,6 +228,8 @@ struct Scanner {
     epochs: HashMap<u16, u64>,
     epoch: u64,
     watching: Option<Watching>,
+    /// Policies whose admission results reports keep ([`scan::admission_policies`]).
+    admission_policies: Arc<BTreeSet<String>>,
 }
 
 fn now_seconds() -> u64 {
@@ -396,6 +400,15 @@ impl Scanner {
             self.kinds.store(Arc::new(k));
         }
         let kinds = self.kinds.load();
+        let admission_policies = scan::admission_policies(set);
+        if !self.admission_policies.is_subset(&admission_policies) {
+            // Admission results of a policy that went stay in reports until their next write:
+            // write every report again (paced), this once.
+            for t in self.entries.values_mut() {
+                t.hash = None;
+            }
+        }
+        self.admission_policies = Arc::new(admission_policies);
         let mut resources = scan::scanned_kinds(set, &kinds, &self.settings);
         for r in scan::cel_scanned_kinds(objects, &kinds, &self.settings) {
             if !resources.contains(&r) {
@@ -444,10 +457,31 @@ impl Scanner {
             .map(|(uid, _)| uid.clone())
             .collect();
         for uid in gone {
-            self.delete(&uid).await;
+            self.clear(&uid).await;
         }
     }
 
+    /// Removes a resource's background results from its report (admission results stay).
+    async fn clear(&mut self, uid: &str) {
+        if let Some(t) = self.entries.remove(uid) {
+            let kind = self.api.kind(!t.namespace.is_empty());
+            let mut metadata = json!({"name": uid});
+            if !t.namespace.is_empty() {
+                metadata["namespace"] = json!(&*t.namespace);
+            }
+            let report = json!({"kind": kind, "metadata": metadata, "results": []});
+            self.writer
+                .send(writer::Write::Merge {
+                    report,
+                    part: Part::Background {
+                        admission_policies: self.admission_policies.clone(),
+                    },
+                })
+                .await;
+        }
+    }
+
+    /// Deletes the report of a resource that is gone.
     async fn delete(&mut self, uid: &str) {
         if let Some(t) = self.entries.remove(uid) {
             let kind = self.api.kind(!t.namespace.is_empty());
@@ -556,7 +590,7 @@ impl Scanner {
         results: Vec<Map<String, Value>>,
     ) {
         if results.is_empty() {
-            self.delete(&subject.uid).await;
+            self.clear(&subject.uid).await;
             return;
         }
         let hash = ResultsHash::of(&results);
@@ -581,7 +615,14 @@ impl Scanner {
         }
         t.hash = Some(hash);
         let report = shape::report(self.api, &subject, results, hash, now_seconds());
-        self.writer.send(writer::Write::Apply(report)).await;
+        self.writer
+            .send(writer::Write::Merge {
+                report,
+                part: Part::Background {
+                    admission_policies: self.admission_policies.clone(),
+                },
+            })
+            .await;
     }
 }
 

@@ -4,6 +4,7 @@
 //! ValidatingAdmissionPolicies whose background evaluation is on, evaluated as Kyverno's
 //! background scan does (a CREATE without user information), filtered and capped as configured.
 
+use super::merge;
 use crate::discovery::Kinds;
 use crate::webhooks::{KindResolver, Resource};
 use kybern_engine::cel::policy_set::{AdmissionFilter, CelKinds};
@@ -293,7 +294,21 @@ pub fn evaluate(
         )
     };
     results.sort_by_key(key);
+    for r in &mut results {
+        merge::mark(r, merge::BACKGROUND_SCAN);
+    }
     results
+}
+
+/// The policies whose admission results a report keeps: those that do not run in the
+/// background, and the CEL validating policies (admission writes only those that do not).
+pub fn admission_policies(set: &PolicySet) -> BTreeSet<String> {
+    set.policies
+        .iter()
+        .filter(|p| !scans(p))
+        .map(|p| p.key())
+        .chain(set.cel.validating_policy_refs())
+        .collect()
 }
 
 #[cfg(test)]

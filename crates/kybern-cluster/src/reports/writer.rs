@@ -5,9 +5,13 @@
 //! a storm. A dropped write is reported back so the resource is written again at its next scan.
 
 use super::endpoint::ReportMetrics;
+use super::hash;
+use super::merge::{self, Part};
 use kube::Api;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use serde_json::Value;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams, Preconditions,
+};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -43,9 +47,11 @@ impl Default for WriteSettings {
 /// One write.
 #[derive(Debug, Clone)]
 pub enum Write {
-    /// Create or replace a report (server-side apply).
-    Apply(Value),
-    /// Delete the report of a resource.
+    /// A resource's report: its results replace the `part` they belong to and the rest of the
+    /// report's results stay (see [`merge`]). The report is created when absent and deleted
+    /// when no result is left.
+    Merge { report: Value, part: Part },
+    /// Delete the report of a resource that is gone.
     Delete {
         kind: &'static str,
         namespace: String,
@@ -56,7 +62,7 @@ pub enum Write {
 impl Write {
     fn target(&self) -> (&str, String, String) {
         match self {
-            Write::Apply(v) => {
+            Write::Merge { report: v, .. } => {
                 let s = |p: &str| {
                     v.pointer(p)
                         .and_then(Value::as_str)
@@ -172,6 +178,11 @@ impl Writer {
     pub async fn send(&self, write: Write) {
         let _ = self.tx.send(write).await;
     }
+
+    /// Queues a write unless the queue is full; false when it was not queued.
+    pub fn try_send(&self, write: Write) -> bool {
+        self.tx.try_send(write).is_ok()
+    }
 }
 
 /// The wait before a write after `failing` consecutive failures: 0, then doubling from the
@@ -191,6 +202,9 @@ struct WriteError {
     message: String,
 }
 
+/// Times a write reads the report again after another writer changed it in between.
+const CONFLICT_ATTEMPTS: usize = 5;
+
 async fn send(client: &kube::Client, field_manager: &str, write: &Write) -> Result<(), WriteError> {
     let (kind, namespace, name) = write.target();
     let resource = report_resource(kind);
@@ -200,14 +214,17 @@ async fn send(client: &kube::Client, field_manager: &str, write: &Write) -> Resu
         Api::namespaced_with(client.clone(), &namespace, &resource)
     };
     let result = match write {
-        Write::Apply(body) => api
-            .patch(
-                &name,
-                &PatchParams::apply(field_manager).force(),
-                &Patch::Apply(body),
-            )
-            .await
-            .map(|_| ()),
+        Write::Merge { report, part } => {
+            let mut outcome = Ok(());
+            for _ in 0..CONFLICT_ATTEMPTS {
+                outcome = merge_once(&api, field_manager, &name, report, part).await;
+                match &outcome {
+                    Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => continue,
+                    _ => break,
+                }
+            }
+            outcome
+        }
         Write::Delete { .. } => match api.delete(&name, &DeleteParams::default()).await {
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
             other => other.map(|_| ()),
@@ -216,11 +233,120 @@ async fn send(client: &kube::Client, field_manager: &str, write: &Write) -> Resu
     result.map_err(|e| WriteError {
         retryable: match &e {
             // Too large, invalid, forbidden, gone: the same write fails the same way again.
-            kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+            kube::Error::Api(s) => s.code == 429 || s.code >= 500 || s.code == 409,
             _ => true,
         },
         message: e.to_string(),
     })
+}
+
+/// Reads the report, merges, and writes it back under its resourceVersion (a 409 means another
+/// writer came in between: read again).
+async fn merge_once(
+    api: &Api<DynamicObject>,
+    field_manager: &str,
+    name: &str,
+    incoming: &Value,
+    part: &Part,
+) -> Result<(), kube::Error> {
+    let existing = api
+        .get_opt(name)
+        .await?
+        .and_then(|o| serde_json::to_value(o).ok());
+    let results_of = |v: &Value| {
+        v.get("results")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let merged = merge::merge(
+        &existing.as_ref().map(results_of).unwrap_or_default(),
+        &results_of(incoming),
+        part,
+    );
+    let params = PostParams {
+        dry_run: false,
+        field_manager: Some(field_manager.to_string()),
+    };
+    let Some(existing) = existing else {
+        if merged.is_empty() {
+            return Ok(());
+        }
+        let mut body = incoming.clone();
+        set_results(&mut body, merged);
+        let object: DynamicObject =
+            serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
+        return api.create(&params, &object).await.map(|_| ());
+    };
+    let version = existing
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if merged.is_empty() {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: version,
+                uid: None,
+            }),
+            ..DeleteParams::default()
+        };
+        return match api.delete(name, &params).await {
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            other => other.map(|_| ()),
+        };
+    }
+    if results_of(&existing) == merged && !matches!(part, Part::Background { .. }) {
+        return Ok(());
+    }
+    let mut body = existing;
+    if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    if matches!(part, Part::Background { .. }) {
+        // The controller's write owns the report's shape and the hash of its own results.
+        for field in ["scope", "source"] {
+            if let Some(v) = incoming.get(field) {
+                body[field] = v.clone();
+            }
+        }
+        for field in ["labels", "ownerReferences"] {
+            if let Some(v) = incoming.pointer(&format!("/metadata/{field}")) {
+                body["metadata"][field] = v.clone();
+            }
+        }
+        let hash = incoming
+            .pointer(&format!(
+                "/metadata/annotations/{}",
+                escape(hash::ANNOTATION)
+            ))
+            .cloned();
+        let annotations = body["metadata"]
+            .as_object_mut()
+            .map(|m| m.entry("annotations").or_insert_with(|| json!({})));
+        if let Some(Value::Object(a)) = annotations {
+            match hash {
+                Some(h) => {
+                    a.insert(hash::ANNOTATION.into(), h);
+                }
+                None => {
+                    a.remove(hash::ANNOTATION);
+                }
+            }
+        }
+    }
+    set_results(&mut body, merged);
+    let object: DynamicObject = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
+    api.replace(name, &params, &object).await.map(|_| ())
+}
+
+/// A JSON pointer token for `key`.
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn set_results(report: &mut Value, results: Vec<Value>) {
+    report["summary"] = merge::summary(&results);
+    report["results"] = Value::Array(results);
 }
 
 #[cfg(test)]

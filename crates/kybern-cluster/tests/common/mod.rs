@@ -95,6 +95,7 @@ pub fn options(c: &Cluster, identity: &str) -> ClusterOptions {
             filters: Default::default(),
             config_map: None,
         },
+        admission_reports: None,
     }
 }
 

@@ -465,6 +465,18 @@ impl CelPolicySet {
             + self.image.len()
     }
 
+    /// The `policy` reference reports give each ValidatingPolicy and ValidatingAdmissionPolicy:
+    /// `name`, or `namespace/name` for a namespaced one.
+    pub fn validating_policy_refs(&self) -> impl Iterator<Item = String> + '_ {
+        self.policies.iter().map(|p| {
+            if p.namespace.is_empty() {
+                p.name.clone()
+            } else {
+                format!("{}/{}", p.namespace, p.name)
+            }
+        })
+    }
+
     fn exceptions_for(&self, kind: &str, name: &str) -> Vec<CelException> {
         self.exceptions
             .iter()
