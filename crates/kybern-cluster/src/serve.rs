@@ -13,7 +13,7 @@ use crate::reports::admission::AdmissionReports;
 use crate::reports::endpoint::ReportMetrics;
 use crate::reports::scan::ScanSettings;
 use crate::reports::shape::ReportApi;
-use crate::reports::writer::WriteSettings;
+use crate::reports::writer::{ReportSwitch, WriteSettings};
 use crate::source::{self, PolicySource};
 use crate::watch::{self, Cache, Trim};
 use crate::webhooks::WebhookSettings;
@@ -351,6 +351,11 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
             o.scan.clone(),
             o.writes.clone(),
             Arc::clone(&metrics),
+            ReportSwitch::from_config_map(
+                config_cache.clone(),
+                &names.namespace,
+                &options.config_map,
+            ),
             stop.clone(),
         )));
         let families: ExtraMetrics = Arc::new(move || metrics.families());

@@ -159,6 +159,15 @@ impl Cache {
             .collect()
     }
 
+    /// The object named `name` (in `namespace`, empty for cluster-scoped ones), as JSON.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Value> {
+        let mut key = reflector::ObjectRef::new_with(name, self.resource.clone());
+        if !namespace.is_empty() {
+            key = key.within(namespace);
+        }
+        self.reader.get(&key).and_then(|o| self.to_value(&o))
+    }
+
     /// One object as JSON with its apiVersion and kind.
     pub fn to_value(&self, obj: &DynamicObject) -> Option<Value> {
         let mut v = serde_json::to_value(obj).ok()?;

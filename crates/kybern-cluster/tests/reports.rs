@@ -861,3 +861,42 @@ async fn admission_results_of_admission_only_policies_join_the_resources_report(
     server.shutdown().await;
     controller.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reports_off_in_the_config_map_stops_every_write_until_it_is_on_again() {
+    let c = cluster().await;
+    let store = c.api.store();
+    let config_map = Names::new(Scheme::Kybern, NS, None).config_map();
+    let mut cm = store
+        .create(
+            "v1",
+            "configmaps",
+            json!({"metadata": {"name": config_map, "namespace": NS}, "data": {"reports": "off"}}),
+        )
+        .unwrap();
+    store
+        .create(
+            "kyverno.io/v1",
+            "clusterpolicies",
+            label_policy("require-team", "team"),
+        )
+        .unwrap();
+    for i in 0..10 {
+        store.create("v1", "pods", pod(i)).unwrap();
+    }
+    let controller = started(&c, fast_writes(), Duration::from_secs(2)).await;
+    wait_for("every write dropped", Duration::from_secs(30), || {
+        controller.metrics.dropped.get() >= 10
+    })
+    .await;
+    assert_eq!(report_writes(&c), 0, "a report was written while off");
+    assert!(reports(&c).is_empty());
+
+    cm["data"]["reports"] = json!("on");
+    store.put("v1", "configmaps", cm).unwrap();
+    wait_for("the reports once on again", Duration::from_secs(30), || {
+        reports(&c).len() == 10
+    })
+    .await;
+    controller.shutdown().await;
+}

@@ -1,5 +1,5 @@
-//! Admission results into reports: `serve --cluster` puts the validate results of policies that
-//! do not run in the background (which the scan cannot reproduce: they depend on the request)
+//! Admission results into reports: `serve --cluster` puts the validate and verifyImages results
+//! of policies that do not run in the background (which the scan cannot reproduce: they depend on the request)
 //! into the resource's report, next to the scan's results. The request path only builds the
 //! results and offers them to a bounded queue; a full queue drops them (counted), so reports
 //! never slow or change a decision. Writes are paced and retried by [`Writer`].
@@ -8,7 +8,7 @@ use super::endpoint::ReportMetrics;
 use super::merge::{self, Part};
 use super::scan::{self, ScanSettings};
 use super::shape::{self, ReportApi, Subject};
-use super::writer::{Write, WriteSettings, Writer};
+use super::writer::{ReportSwitch, Write, WriteSettings, Writer};
 use kybern_engine::report;
 use kybern_engine::request::{AdmissionRequest, Operation};
 use kybern_engine::response::RuleType;
@@ -41,6 +41,7 @@ impl AdmissionReports {
         settings: ScanSettings,
         writes: WriteSettings,
         metrics: Arc<ReportMetrics>,
+        switch: ReportSwitch,
         stop: CancellationToken,
     ) -> Self {
         // Dropped admission writes are not written again: the next admission of the resource is.
@@ -51,6 +52,7 @@ impl AdmissionReports {
             writes,
             Arc::clone(&metrics),
             dropped,
+            switch,
             stop,
         );
         AdmissionReports {
@@ -82,15 +84,22 @@ pub fn admission_results(
     let mut policies = BTreeSet::new();
     let mut results = Vec::new();
     let no_annotations = BTreeMap::new();
-    for outcome in decision.outcomes.iter().filter(|o| !o.background) {
+    for outcome in &decision.outcomes {
         let resp = &outcome.response;
+        // The scan reports background policies' validate rules; verifyImages rules are checked
+        // at admission only.
+        let wanted = |t: RuleType| match t {
+            RuleType::Validation => !outcome.background,
+            RuleType::ImageVerify => true,
+            _ => false,
+        };
         let annotations = outcome
             .policy
             .as_ref()
             .map_or(&no_annotations, |p| &p.annotations);
         let mut validates = false;
         for rule in &resp.rules {
-            if rule.rule_type != RuleType::Validation {
+            if !wanted(rule.rule_type) {
                 continue;
             }
             validates = true;
@@ -126,7 +135,14 @@ impl AdmissionObserver for AdmissionReports {
         {
             return;
         }
-        if decision.outcomes.iter().all(|o| o.background) {
+        let admission_only = |o: &kybern_webhook::decision::PolicyOutcome| {
+            !o.background
+                || o.response
+                    .rules
+                    .iter()
+                    .any(|r| r.rule_type == RuleType::ImageVerify)
+        };
+        if !decision.outcomes.iter().any(admission_only) {
             return;
         }
         let Some(subject) = Subject::of(&request.object) else {
@@ -167,4 +183,78 @@ fn now_seconds() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kybern_engine::response::{EngineResponse, RuleResult, RuleStatus};
+    use kybern_webhook::decision::PolicyOutcome;
+    use std::time::Duration;
+
+    fn outcome(policy: &str, background: bool, rules: &[(&str, RuleType)]) -> PolicyOutcome {
+        PolicyOutcome {
+            policy: None,
+            response: EngineResponse {
+                policy_name: policy.into(),
+                policy_namespace: String::new(),
+                policy_kind: "ClusterPolicy".into(),
+                unscored: false,
+                rules: rules
+                    .iter()
+                    .map(|(n, t)| RuleResult::new(*n, *t, RuleStatus::Fail, "m"))
+                    .collect(),
+                resource: Arc::new(Value::Null),
+                patched_resource: Arc::new(Value::Null),
+                failure_actions: Vec::new(),
+            },
+            enforce: false,
+            background,
+            duration: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn admission_reports_admission_only_validate_rules_and_every_verify_images_rule() {
+        let decision = Decision {
+            allowed: true,
+            outcomes: vec![
+                outcome("scanned", true, &[("v", RuleType::Validation)]),
+                outcome(
+                    "images",
+                    true,
+                    &[("v", RuleType::Validation), ("i", RuleType::ImageVerify)],
+                ),
+                outcome("admission-only", false, &[("v", RuleType::Validation)]),
+                outcome("mutates", false, &[("m", RuleType::Mutation)]),
+            ],
+            ..Decision::default()
+        };
+        let (policies, results) = admission_results(&decision, &ScanSettings::default());
+        assert_eq!(
+            policies.into_iter().collect::<Vec<_>>(),
+            vec!["admission-only".to_string(), "images".to_string()]
+        );
+        let got: Vec<(String, String, String)> = results
+            .iter()
+            .map(|r| {
+                (
+                    r["policy"].as_str().unwrap().into(),
+                    r["rule"].as_str().unwrap().into(),
+                    r["properties"]["process"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("images".into(), "i".into(), merge::ADMISSION_REVIEW.into()),
+                (
+                    "admission-only".into(),
+                    "v".into(),
+                    merge::ADMISSION_REVIEW.into()
+                ),
+            ]
+        );
+    }
 }

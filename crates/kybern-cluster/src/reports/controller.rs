@@ -10,7 +10,7 @@ use super::hash::{self, ResultsHash};
 use super::merge::Part;
 use super::scan::{self, ScanSettings};
 use super::shape::{self, ReportApi, Subject};
-use super::writer::{self, WriteSettings, Writer};
+use super::writer::{self, ReportSwitch, WriteSettings, Writer};
 use crate::context::{CallLimits, ClusterContext};
 use crate::discovery::Kinds;
 use crate::error::ClusterError;
@@ -138,12 +138,26 @@ pub async fn start(options: ReportOptions) -> Result<ReportController, ClusterEr
         None => None,
     };
     let (dropped_tx, dropped_rx) = mpsc::unbounded_channel();
+    let config_map = names.config_map();
+    let switch_cache = Cache::spawn(
+        client.clone(),
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "ConfigMap"),
+            "configmaps",
+        ),
+        Some(&names.namespace),
+        Some(format!("metadata.name={config_map}")),
+        Trim::Object,
+        Arc::new(Notify::new()),
+        &stop,
+    );
     let writer = Writer::spawn(
         client.clone(),
         format!("{}-reports", names.product()),
         options.write.clone(),
         Arc::clone(&metrics),
         dropped_tx,
+        ReportSwitch::from_config_map(switch_cache, &names.namespace, &config_map),
         stop.clone(),
     );
     let (events_tx, events_rx) = mpsc::channel(BATCH * 4);

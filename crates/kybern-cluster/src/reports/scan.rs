@@ -86,6 +86,14 @@ pub fn scans(policy: &Policy) -> bool {
             .any(|r| matches!(r.body, RuleBody::Validate(_)))
 }
 
+/// True when a policy has verifyImages rules.
+pub fn verifies_images(policy: &Policy) -> bool {
+    policy
+        .rules
+        .iter()
+        .any(|r| matches!(r.body, RuleBody::VerifyImages(_)))
+}
+
 /// The kinds background policies select, resolved against discovery (preferred versions, no
 /// subresources, no wildcard kinds); churning kinds are left out unless allowed.
 pub fn scanned_kinds(set: &PolicySet, kinds: &Kinds, settings: &ScanSettings) -> Vec<Resource> {
@@ -301,11 +309,13 @@ pub fn evaluate(
 }
 
 /// The policies whose admission results a report keeps: those that do not run in the
-/// background, and the CEL validating policies (admission writes only those that do not).
+/// background, those with verifyImages rules (checked at admission only: the scan has no
+/// registry), and the CEL validating policies (admission writes only those that do not run in the
+/// background).
 pub fn admission_policies(set: &PolicySet) -> BTreeSet<String> {
     set.policies
         .iter()
-        .filter(|p| !scans(p))
+        .filter(|p| !scans(p) || verifies_images(p))
         .map(|p| p.key())
         .chain(set.cel.validating_policy_refs())
         .collect()

@@ -7,6 +7,7 @@
 use super::endpoint::ReportMetrics;
 use super::hash;
 use super::merge::{self, Part};
+use crate::watch::Cache;
 use kube::Api;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams, Preconditions,
@@ -113,6 +114,41 @@ pub fn report_resource(kind: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
+/// Report writes can be stopped while kybern runs, as when etcd is in trouble: `reports: "off"`
+/// in kybern's ConfigMap (the one of `--config-map`) turns every write into a drop (counted; the
+/// scan writes the resource again after they are back on).
+#[derive(Clone, Default)]
+pub struct ReportSwitch {
+    config_map: Option<(Cache, String, String)>,
+}
+
+/// The ConfigMap key of the switch.
+pub const SWITCH_KEY: &str = "reports";
+
+impl ReportSwitch {
+    /// Read from the ConfigMap `namespace/name` in `cache`.
+    pub fn from_config_map(cache: Cache, namespace: &str, name: &str) -> Self {
+        ReportSwitch {
+            config_map: Some((cache, namespace.to_string(), name.to_string())),
+        }
+    }
+
+    /// False while the ConfigMap says `reports: "off"`.
+    pub fn is_on(&self) -> bool {
+        let Some((cache, namespace, name)) = &self.config_map else {
+            return true;
+        };
+        cache
+            .get(namespace, name)
+            .and_then(|cm| {
+                cm.pointer(&format!("/data/{SWITCH_KEY}"))
+                    .and_then(Value::as_str)
+                    .map(|v| !v.trim().eq_ignore_ascii_case("off"))
+            })
+            .unwrap_or(true)
+    }
+}
+
 /// The sending side: queue writes here.
 #[derive(Clone)]
 pub struct Writer {
@@ -127,6 +163,7 @@ impl Writer {
         settings: WriteSettings,
         metrics: Arc<ReportMetrics>,
         dropped: mpsc::UnboundedSender<String>,
+        switch: ReportSwitch,
         stop: CancellationToken,
     ) -> Writer {
         let (tx, mut rx) = mpsc::channel::<Write>(settings.queue.max(1));
@@ -135,11 +172,26 @@ impl Writer {
             let mut next = Instant::now();
             // Consecutive writes that ended in failure: every later write waits the longer.
             let mut failing: u32 = 0;
+            let mut writing = true;
             loop {
                 let write = tokio::select! {
                     _ = stop.cancelled() => break,
                     w = rx.recv() => match w { Some(w) => w, None => break },
                 };
+                let on = switch.is_on();
+                if on != writing {
+                    writing = on;
+                    tracing::warn!(
+                        key = SWITCH_KEY,
+                        writing,
+                        "report writes switched by the ConfigMap"
+                    );
+                }
+                if !on {
+                    metrics.dropped.inc();
+                    let _ = dropped.send(write.target().2);
+                    continue;
+                }
                 let mut attempt = 0;
                 loop {
                     let penalty = backoff(&settings, failing);
