@@ -51,6 +51,7 @@ STANDARD_LABELS = [
 
 # A set that turns on every optional input, so every branch of the templates renders once.
 EVERYTHING = {
+    "exceptionNamespaces": ["policy-exceptions"],
     "certificates": {"tlsSecret": "byo-tls"},
     "metrics": {
         "serviceMonitor": {
@@ -149,6 +150,7 @@ VALUE_SETS: list[tuple[str, dict[str, Any], str, str]] = [
 REJECTED_VALUES: list[dict[str, Any]] = [
     {"failurePolicy": "fail"},
     {"webhookTimeoutSeconds": 31},
+    {"exceptionNamespaces": ["Not_A_Namespace"]},
     {"admissionControler": {"replicas": 1}},
     {"config": {"resourceFilters": ["Event,*,*"]}},
     {"admissionController": {"podDisruptionBudget": {"unhealthyPodEvictionPolicy": "Always"}}},
@@ -380,6 +382,13 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
     ]:
         if want not in args:
             fail(dep.where(), f"argument {want} missing from {args}")
+    # Exceptions honoured only in the namespaces asked for, by admission and the controller.
+    want_exc = merged.get("exceptionNamespaces") or []
+    exc_arg = f"--exception-namespace={','.join(want_exc)}" if want_exc else None
+    for d in [dep] + list(by_component["background"]):
+        have = [a for a in container_args(d) if a.startswith("--exception-namespace")]
+        if have != ([exc_arg] if exc_arg else []):
+            fail(d.where(), f"exception namespaces {have}, want {exc_arg}")
     # Admission results into reports: the flag, and writes on the report kinds.
     admission_reports = merged["backgroundController"]["reports"]["enabled"] and merged["admissionController"]["reports"]["enabled"]
     if admission_reports != ("--admission-reports" in args):

@@ -82,6 +82,14 @@ pub struct ControllerArgs {
     /// `/health/readiness`, `/metrics`).
     #[arg(long, env = "KYBERN_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: std::net::SocketAddr,
+    /// Honour PolicyExceptions only from these namespaces (comma separated; default: every
+    /// namespace), as `serve --exception-namespace`.
+    #[arg(
+        long = "exception-namespace",
+        env = "KYBERN_EXCEPTION_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub exception_namespaces: Vec<String>,
     #[command(flatten)]
     pub reports: crate::report_cmd::ReportsArgs,
 }
@@ -115,6 +123,7 @@ pub fn controller(args: &ControllerArgs) -> Result<i32> {
         scan: report_settings.scan,
         write: report_settings.write,
         api: report_settings.api,
+        exception_namespaces: args.exception_namespaces.clone(),
     };
     let mut cleanup_options = kybern_cluster::cleanup::controller::CleanupOptions::new(
         args.kubeconfig.clone(),
@@ -128,6 +137,7 @@ pub fn controller(args: &ControllerArgs) -> Result<i32> {
         names,
         identity,
         listen: Some(args.listen),
+        exception_namespaces: args.exception_namespaces.clone(),
     };
     crate::serve_cmd::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -81,6 +81,15 @@ pub struct ServeArgs {
     /// is re-read when it changes.
     #[arg(long = "config", env = "KYBERN_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Honour PolicyExceptions only from these namespaces (comma separated; default: every
+    /// namespace). Others are reported and ignored, so that whoever may create an exception in
+    /// some namespace cannot switch policies off (Kyverno's `--exceptionNamespace`).
+    #[arg(
+        long = "exception-namespace",
+        env = "KYBERN_EXCEPTION_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub exception_namespaces: Vec<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]
@@ -277,6 +286,7 @@ impl ServeArgs {
             limits.memory_budget_bytes = m.max(1).saturating_mul(1024 * 1024);
         }
         Ok(WebhookConfig {
+            exception_namespaces: self.exception_namespaces.clone(),
             listen: self.listen,
             policy_paths: self.policies.clone(),
             cluster_resources: self.cluster_resources.clone(),

@@ -238,7 +238,10 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
     .await;
     let (bundle_tx, bundle_rx) = channel::channel(bundle);
 
-    let store = Arc::new(PolicyStore::for_objects());
+    let store = Arc::new(
+        PolicyStore::for_objects()
+            .with_exception_namespaces(options.server.exception_namespaces.clone()),
+    );
     let (policy_resources, missing) = source::policy_resources(&kinds.load());
     for m in &missing {
         tracing::warn!(kind = %m, "the cluster does not serve this policy kind (its CRD is not installed); it is not watched");

@@ -52,6 +52,7 @@ fn controller_options(
         names: Names::new(Scheme::Kybern, NS, None),
         identity: identity.to_string(),
         listen: Some("127.0.0.1:0".parse().unwrap()),
+        exception_namespaces: Vec::new(),
     }
 }
 

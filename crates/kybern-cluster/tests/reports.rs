@@ -49,6 +49,7 @@ fn options(c: &Cluster, write: WriteSettings, interval: Duration) -> ReportOptio
         scan: ScanSettings::default(),
         write,
         api: ReportApi::Wgpolicy,
+        exception_namespaces: Vec::new(),
     }
 }
 
@@ -624,6 +625,7 @@ async fn beside_the_background_part_report_metrics_join_its_endpoint() {
             names: Names::new(Scheme::Kybern, NS, None),
             identity: "bg".into(),
             listen: Some("127.0.0.1:0".parse().unwrap()),
+            exception_namespaces: Vec::new(),
         },
     )
     .await

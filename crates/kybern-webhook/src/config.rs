@@ -98,4 +98,7 @@ pub struct WebhookConfig {
     /// A `kyverno` ConfigMap file whose filters apply instead; re-read when it changes (a version
     /// that does not parse is reported and the last good one stays).
     pub config_map: Option<PathBuf>,
+    /// Namespaces whose PolicyExceptions are honoured; empty: every namespace (Kyverno's
+    /// `--exceptionNamespace`, the remedy of CVE-2024-48921).
+    pub exception_namespaces: Vec<String>,
 }

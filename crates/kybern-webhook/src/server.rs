@@ -643,9 +643,12 @@ pub async fn start_with(
         })),
     };
     let scan_files = parts.store.is_none();
-    let store = parts
-        .store
-        .unwrap_or_else(|| Arc::new(PolicyStore::new(config.policy_paths.clone())));
+    let store = parts.store.unwrap_or_else(|| {
+        Arc::new(
+            PolicyStore::new(config.policy_paths.clone())
+                .with_exception_namespaces(config.exception_namespaces.clone()),
+        )
+    });
     let metrics = Arc::new(Metrics::new());
     let state = AppState {
         store: Arc::clone(&store),

@@ -171,6 +171,8 @@ pub struct PolicyStore {
     files: Mutex<BTreeMap<PathBuf, FileEntry>>,
     status: Mutex<LoadStatus>,
     ready: AtomicBool,
+    /// Namespaces whose exceptions count; empty: all.
+    exception_namespaces: Vec<String>,
 }
 
 fn name_of(v: &Value) -> String {
@@ -205,9 +207,9 @@ pub(crate) fn stamp(path: &Path) -> Option<Stamp> {
 /// How long a file written in place must stay unchanged before it is read: a writer that
 /// truncates and then writes leaves a window where the file is empty or holds a valid prefix
 /// (a comment, the first of two documents) that would otherwise replace the whole file.
-const SETTLE: Duration = Duration::from_millis(300);
+const SETTLE: Duration = Duration::from_secs(1);
 /// A file rewritten in place without pause is read anyway after this long.
-const MAX_DEFER: Duration = Duration::from_secs(3);
+const MAX_DEFER: Duration = Duration::from_secs(10);
 
 /// True when `now` is the same file as `loaded`, changed in place within the settle window.
 fn changing_in_place(loaded: Option<Stamp>, now: Option<Stamp>) -> bool {
@@ -360,7 +362,20 @@ impl PolicyStore {
             files: Mutex::new(BTreeMap::new()),
             status: Mutex::new(LoadStatus::default()),
             ready: AtomicBool::new(false),
+            exception_namespaces: Vec::new(),
         }
+    }
+
+    /// Honours PolicyExceptions (both kinds) only from `namespaces`; empty: from all.
+    pub fn with_exception_namespaces(mut self, namespaces: Vec<String>) -> Self {
+        self.exception_namespaces = namespaces;
+        self
+    }
+
+    /// True when an exception in `namespace` counts.
+    fn exception_allowed(&self, namespace: &str) -> bool {
+        self.exception_namespaces.is_empty()
+            || self.exception_namespaces.iter().any(|n| n == namespace)
     }
 
     /// A store fed with API objects through [`PolicyStore::sync_objects`]; not ready until the
@@ -422,9 +437,37 @@ impl PolicyStore {
             errors: path_issues,
             ..LoadStatus::default()
         };
-        for e in files.values() {
+        let refused = |key: &str| LoadIssue {
+            file: key.to_string(),
+            message: format!(
+                "PolicyException {key} is ignored: exceptions are honoured only in {}",
+                self.exception_namespaces.join(", ")
+            ),
+        };
+        for (path, e) in files {
             status.errors.extend(e.issues.iter().cloned());
             status.unsupported.extend(e.unsupported.iter().cloned());
+            let origin = path.display().to_string();
+            for x in e
+                .exceptions
+                .iter()
+                .filter(|x| !self.exception_allowed(&x.namespace))
+            {
+                status.errors.push(LoadIssue {
+                    file: origin.clone(),
+                    ..refused(&format!("{}/{}", x.namespace, x.name))
+                });
+            }
+            for d in &e.cel {
+                if let CelDocument::Exception(x) = d
+                    && !self.exception_allowed(x.namespace())
+                {
+                    status.errors.push(LoadIssue {
+                        file: origin.clone(),
+                        ..refused(&x.key)
+                    });
+                }
+            }
         }
         if rebuild {
             let generation = self.current.load().generation + 1;
@@ -434,10 +477,17 @@ impl PolicyStore {
                 .collect();
             let exceptions: Vec<PolicyException> = files
                 .values()
-                .flat_map(|e| e.exceptions.iter().cloned())
+                .flat_map(|e| e.exceptions.iter())
+                .filter(|x| self.exception_allowed(&x.namespace))
+                .cloned()
                 .collect();
             let mut cel = CelPolicySet::default();
             for d in files.values().flat_map(|e| e.cel.iter()) {
+                if let CelDocument::Exception(x) = d
+                    && !self.exception_allowed(x.namespace())
+                {
+                    continue;
+                }
                 cel.insert(d.clone());
             }
             let set = PolicySet::new(policies, exceptions, cel, generation);

@@ -382,3 +382,72 @@ spec:
     assert_eq!(resp["allowed"], true, "{resp}");
     srv.running.shutdown().await;
 }
+
+/// A PolicyException for `require-team`, in `namespace`.
+fn team_exception(name: &str, namespace: &str) -> String {
+    format!(
+        r#"
+apiVersion: kyverno.io/v2
+kind: PolicyException
+metadata:
+  name: {name}
+  namespace: {namespace}
+spec:
+  exceptions:
+    - policyName: require-team
+      ruleNames: [check-team]
+  match:
+    any:
+      - resources:
+          kinds: [Pod]
+          names: ["{name}-*"]
+"#
+    )
+}
+
+#[tokio::test]
+async fn exceptions_outside_the_allowed_namespaces_are_ignored_and_reported() {
+    // CVE-2024-48921: whoever may create a PolicyException in any namespace could switch a
+    // policy off. With --exception-namespace only the named namespaces count.
+    let dir = temp_dir("exception-ns");
+    let pdir = dir.join("policies");
+    std::fs::create_dir_all(&pdir).unwrap();
+    std::fs::write(pdir.join("policy.yaml"), require_team("require-team", "")).unwrap();
+    std::fs::write(
+        pdir.join("trusted.yaml"),
+        team_exception("trusted", "kybern-exceptions"),
+    )
+    .unwrap();
+    std::fs::write(pdir.join("rogue.yaml"), team_exception("rogue", "shop")).unwrap();
+    let mut cfg = config(&pdir, &dir.join("certs"), Limits::default());
+    cfg.exception_namespaces = vec!["kybern-exceptions".into()];
+    let srv = serve_config(cfg, dir).await;
+
+    let trusted = validate(&srv, &pod("trusted-1", "shop", json!({}))).await;
+    assert_eq!(trusted["allowed"], true, "{trusted}");
+    let rogue = validate(&srv, &pod("rogue-1", "shop", json!({}))).await;
+    assert_eq!(
+        rogue["allowed"], false,
+        "an exception outside the allowed namespace counted: {rogue}"
+    );
+    let status = srv.running.store.status();
+    assert!(
+        status.errors.iter().any(|e| e.file.ends_with("rogue.yaml")
+            && e.message.contains("shop/rogue")
+            && e.message.contains("kybern-exceptions")),
+        "{:?}",
+        status.errors
+    );
+
+    // Without the restriction, both count, as in Kyverno by default.
+    let open = serve(
+        &[
+            ("policy.yaml", &require_team("require-team", "")),
+            ("rogue.yaml", &team_exception("rogue", "shop")),
+        ],
+        Limits::default(),
+    )
+    .await;
+    let r = validate(&open, &pod("rogue-1", "shop", json!({}))).await;
+    assert_eq!(r["allowed"], true, "{r}");
+}

@@ -49,6 +49,8 @@ pub struct ControllerOptions {
     pub identity: String,
     /// Where `/health/*` and `/metrics` are served (plain HTTP); `None`: not served.
     pub listen: Option<std::net::SocketAddr>,
+    /// Namespaces whose PolicyExceptions are honoured; empty: all.
+    pub exception_namespaces: Vec<String>,
 }
 
 /// A running controller.
@@ -97,7 +99,9 @@ pub async fn start(options: ControllerOptions) -> Result<Controller, ClusterErro
     )
     .await?;
 
-    let store = Arc::new(PolicyStore::for_objects());
+    let store = Arc::new(
+        PolicyStore::for_objects().with_exception_namespaces(options.exception_namespaces.clone()),
+    );
     let (resources, _) = source::policy_resources(&kinds.load());
     let policies = PolicySource::spawn(
         &client,

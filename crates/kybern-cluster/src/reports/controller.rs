@@ -50,6 +50,8 @@ pub struct ReportOptions {
     pub write: WriteSettings,
     /// The report API written.
     pub api: ReportApi,
+    /// Namespaces whose PolicyExceptions are honoured; empty: all.
+    pub exception_namespaces: Vec<String>,
 }
 
 /// A running reports controller.
@@ -84,7 +86,9 @@ pub async fn start(options: ReportOptions) -> Result<ReportController, ClusterEr
         names.product(),
     )
     .await?;
-    let store = Arc::new(PolicyStore::for_objects());
+    let store = Arc::new(
+        PolicyStore::for_objects().with_exception_namespaces(options.exception_namespaces.clone()),
+    );
     let (resources, _) = source::policy_resources(&kinds.load());
     let policies = PolicySource::spawn(
         &client,

@@ -83,6 +83,7 @@ pub fn options(c: &Cluster, identity: &str) -> ClusterOptions {
         stale_bound: Duration::from_secs(60),
         defaults: Default::default(),
         server: WebhookConfig {
+            exception_namespaces: Vec::new(),
             listen: "127.0.0.1:0".parse().unwrap(),
             policy_paths: Vec::new(),
             cluster_resources: None,

@@ -34,6 +34,11 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 }
 
 impl CelException {
+    /// The namespace the exception lives in; empty for a cluster-wide one.
+    pub fn namespace(&self) -> &str {
+        self.key.split_once('/').map_or("", |(ns, _)| ns)
+    }
+
     /// Whether `doc` is a CEL PolicyException (`policies.kyverno.io`).
     pub fn is_cel_exception(doc: &Value) -> bool {
         doc.get("kind").and_then(Value::as_str) == Some("PolicyException")

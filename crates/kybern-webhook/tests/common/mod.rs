@@ -29,6 +29,7 @@ pub struct TestServer {
 
 pub fn config(policies: &Path, cert_dir: &Path, limits: Limits) -> WebhookConfig {
     WebhookConfig {
+        exception_namespaces: Vec::new(),
         listen: "127.0.0.1:0".parse().unwrap(),
         policy_paths: vec![policies.to_path_buf()],
         cluster_resources: None,
