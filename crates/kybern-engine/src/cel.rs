@@ -240,12 +240,22 @@ impl Expression {
 
     /// [`Expression::eval`] keeping the planner's representation (inputs stay borrowed).
     pub fn eval_value<'p>(&self, scope: &Scope<'p>) -> Result<plan::V<'p>, String> {
-        if let Ok(p) = &self.plan
-            && let Ok(v) = p.eval(scope)
-        {
-            return Ok(v);
+        if let Ok(p) = &self.plan {
+            match p.eval(scope) {
+                Ok(v) => return Ok(v),
+                Err(plan::Fault::Budget) => return Err(self.over_budget()),
+                Err(plan::Fault::Unsupported) => {}
+            }
         }
         self.interpret(scope).map(plan::value::from_cel)
+    }
+
+    fn over_budget(&self) -> String {
+        format!(
+            "expression {:?} exceeded its evaluation budget of {} steps",
+            self.source,
+            plan::STEP_BUDGET
+        )
     }
 
     /// Evaluates with the interpreter only (the reference the planner is checked against).

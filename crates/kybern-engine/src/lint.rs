@@ -303,14 +303,63 @@ fn check_cel(rule: &Value, rule_path: &str, out: &mut Vec<Finding>) {
     }
 }
 
+/// Fields that hold CEL expressions, in the CEL kinds and in `validate.cel`.
+const CEL_FIELDS: &[&str] = &["expression", "messageExpression", "valueExpression"];
+
+/// CEL expressions the planner cannot run: they run in the interpreter, several times slower
+/// and without the step budget (only the request deadline stops them).
+fn check_interpreted_cel(v: &Value, path: &str, out: &mut Vec<Finding>, depth: usize) {
+    if depth > 32 {
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                let child_path = format!("{path}.{k}");
+                match child {
+                    Value::String(source) if CEL_FIELDS.contains(&k.as_str()) => {
+                        let Ok(e) = crate::cel::Expression::compile(source, &child_path) else {
+                            continue;
+                        };
+                        if let Some(reason) = e.fallback_reason() {
+                            out.push(finding(
+                                Severity::Warning,
+                                "cel-interpreted",
+                                &child_path,
+                                format!(
+                                    "runs in the CEL interpreter, slower and without the step budget ({reason})"
+                                ),
+                                Some(source),
+                            ));
+                        }
+                    }
+                    _ => check_interpreted_cel(child, &child_path, out, depth + 1),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_interpreted_cel(item, &format!("{path}[{i}]"), out, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The findings of one document (a ClusterPolicy or Policy; other kinds are checked by loading
 /// them). A document that does not load gives its load error and no other finding.
 pub fn lint_document(doc: &Value) -> Vec<Finding> {
     let mut out = Vec::new();
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
     if !matches!(kind, "ClusterPolicy" | "Policy") {
-        if let Some(Err(e)) = crate::cel::policy_set::compile_document(doc) {
-            out.push(finding(Severity::Error, "load", "", e.to_string(), None));
+        match crate::cel::policy_set::compile_document(doc) {
+            Some(Err(e)) => out.push(finding(Severity::Error, "load", "", e.to_string(), None)),
+            Some(Ok(_)) => {
+                if let Some(spec) = doc.get("spec") {
+                    check_interpreted_cel(spec, "spec", &mut out, 0);
+                }
+            }
+            None => {}
         }
         return out;
     }
@@ -339,6 +388,9 @@ pub fn lint_document(doc: &Value) -> Vec<Finding> {
         walk_strings(rule, &rule_path, &scope, &mut out, 0);
         check_kinds(rule, &rule_path, &mut out);
         check_cel(rule, &rule_path, &mut out);
+        if let Some(cel) = rule.pointer("/validate/cel") {
+            check_interpreted_cel(cel, &format!("{rule_path}.validate.cel"), &mut out, 0);
+        }
     }
     out
 }
@@ -469,6 +521,43 @@ mod tests {
                     "spec.rules[0].validate.cel.expressions[0].expression".to_string()
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn cel_the_planner_cannot_run_is_reported_as_interpreted() {
+        let vpol = json!({
+            "apiVersion": "policies.kyverno.io/v1", "kind": "ValidatingPolicy",
+            "metadata": {"name": "p"},
+            "spec": {
+                "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                    "operations": ["CREATE"], "resources": ["pods"]}]},
+                "validations": [
+                    {"expression": "object.metadata.name != ''"},
+                    {"expression": "size(b'abc') == 3"}
+                ]
+            }
+        });
+        let found: Vec<(&str, String)> = lint_document(&vpol)
+            .into_iter()
+            .map(|f| (f.check, f.path))
+            .collect();
+        assert_eq!(
+            found,
+            vec![(
+                "cel-interpreted",
+                "spec.validations[1].expression".to_string()
+            )]
+        );
+        // The same in a ClusterPolicy's validate.cel.
+        let mut rule = validate("m", json!(["Pod"]));
+        rule["validate"] = json!({"cel": {"expressions": [{"expression": "size(b'abc') == 3"}]}});
+        assert_eq!(
+            checks(&policy(rule, true)),
+            vec![(
+                "cel-interpreted",
+                "spec.rules[0].validate.cel.expressions[0].expression".to_string()
+            )]
         );
     }
 

@@ -394,6 +394,29 @@ mod tests {
     }
 
     #[test]
+    fn keys_too_long_for_a_simple_key_are_written_as_explicit_keys_and_read_back() {
+        let long = "k".repeat(2000);
+        let quoted = format!("{}: x", "q".repeat(200));
+        for v in [
+            json!({ long.clone(): "v", "short": 1 }),
+            json!({ long.clone(): {"a": 1, "b": [1, 2]}, "z": true }),
+            json!({ long.clone(): [{"a": 1}, "b"] }),
+            json!([{ quoted.clone(): "yes" }]),
+            json!({"outer": { long.clone(): {} }}),
+        ] {
+            let text = to_yaml_string(&v);
+            assert!(text.contains("? "), "{text}");
+            assert_eq!(parse_all(&text).unwrap(), vec![v], "{text}");
+        }
+        // Up to go-yaml's limit a key stays simple.
+        let at_limit = "k".repeat(128);
+        assert_eq!(
+            to_yaml_string(&json!({ at_limit.clone(): 1 })),
+            format!("{at_limit}: 1\n")
+        );
+    }
+
+    #[test]
     fn integral_floats_come_back_as_integers() {
         for (v, want) in [
             (json!(3.0e10), json!(30000000000u64)),

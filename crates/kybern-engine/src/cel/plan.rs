@@ -8,8 +8,10 @@
 //! functions are reached through an adapter at the call boundary: the planned arguments are
 //! converted and the call resolved by the interpreter with the same function registry.
 //!
-//! Work is bounded as the interpreter's is: the tree is as deep as the parsed expression and
-//! comprehensions iterate over finite inputs.
+//! Work is bounded: the tree is as deep as the parsed expression, and each evaluation has a
+//! budget of [`STEP_BUDGET`] steps (an element visited by a comprehension or `in`, a list or map
+//! entry built, a library call), Kubernetes' per-expression cost limit in spirit. Past it the
+//! evaluation stops with [`Fault::Budget`], an error, never handed to the unbounded interpreter.
 
 mod compile;
 pub mod value;
@@ -24,7 +26,12 @@ pub use value::V;
 pub enum Fault {
     /// A value or combination the planner leaves to the interpreter (including every error).
     Unsupported,
+    /// The evaluation used up its step budget: an error of the expression.
+    Budget,
 }
+
+/// Steps one evaluation may take (Kubernetes' `PerCallLimit` is 1,000,000 cost units).
+pub const STEP_BUDGET: u64 = 1_000_000;
 
 /// A planned expression.
 #[derive(Debug)]
@@ -135,14 +142,28 @@ type R<'p> = Result<V<'p>, Fault>;
 struct Frame<'s, 'p> {
     scope: &'s Scope<'p>,
     slots: Vec<V<'p>>,
+    /// Steps left ([`STEP_BUDGET`] at the start).
+    steps: u64,
+}
+
+/// Takes `n` steps from the budget.
+fn tick(f: &mut Frame<'_, '_>, n: u64) -> Result<(), Fault> {
+    f.steps = f.steps.checked_sub(n).ok_or(Fault::Budget)?;
+    Ok(())
 }
 
 impl Plan {
     /// Evaluates over `scope`; a fault means the interpreter must evaluate the expression.
     pub fn eval<'p>(&self, scope: &Scope<'p>) -> R<'p> {
+        self.eval_with_budget(scope, STEP_BUDGET)
+    }
+
+    /// [`Plan::eval`] with a budget of `steps`.
+    pub fn eval_with_budget<'p>(&self, scope: &Scope<'p>, steps: u64) -> R<'p> {
         let mut f = Frame {
             scope,
             slots: vec![V::Null; self.slots],
+            steps,
         };
         eval(&self.root, &mut f)
     }
@@ -213,6 +234,7 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
             }
         }
         Node::List(items) => {
+            tick(f, items.len() as u64)?;
             let mut out = Vec::with_capacity(items.len());
             for x in items {
                 out.push(eval(x, f)?);
@@ -220,6 +242,7 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
             Ok(V::List(Arc::new(out)))
         }
         Node::Map(entries) => {
+            tick(f, entries.len() as u64)?;
             let mut out = Vec::with_capacity(entries.len());
             for (k, v) in entries {
                 let k = match k {
@@ -248,6 +271,9 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
             if l == Ok(false) {
                 return Ok(V::Bool(false));
             }
+            if l == Err(Fault::Budget) {
+                return Err(Fault::Budget);
+            }
             let r = boolean(&eval(b, f)?)?;
             match (l, r) {
                 (Ok(true), r) => Ok(V::Bool(r)),
@@ -260,6 +286,9 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
             if l == Ok(true) {
                 return Ok(V::Bool(true));
             }
+            if l == Err(Fault::Budget) {
+                return Err(Fault::Budget);
+            }
             let r = boolean(&eval(b, f)?)?;
             match (l, r) {
                 (Ok(false), r) => Ok(V::Bool(r)),
@@ -268,9 +297,10 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
             }
         }
         Node::Not(a) => Ok(V::Bool(!boolean(&eval(a, f)?)?)),
-        Node::NotStrictlyFalse(a) => Ok(V::Bool(
-            eval(a, f).and_then(|v| boolean(&v)).unwrap_or(true),
-        )),
+        Node::NotStrictlyFalse(a) => match eval(a, f).and_then(|v| boolean(&v)) {
+            Err(Fault::Budget) => Err(Fault::Budget),
+            r => Ok(V::Bool(r.unwrap_or(true))),
+        },
         Node::Cond(c, a, b) => {
             if boolean(&eval(c, f)?)? {
                 eval(a, f)
@@ -286,7 +316,14 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
         Node::Binary(op, a, b) => {
             let a = eval(a, f)?;
             let b = eval(b, f)?;
-            binary(*op, a, b)
+            let out = binary(*op, a, b)?;
+            // Concatenation copies: strings and lists built up in a loop cost by their size.
+            match &out {
+                V::String(s) => tick(f, s.len() as u64 / 64)?,
+                V::List(l) => tick(f, l.len() as u64)?,
+                _ => {}
+            }
+            Ok(out)
         }
         Node::In(a, b) => {
             let a = eval(a, f)?;
@@ -296,6 +333,7 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
                 return Ok(V::Bool(b.field(key)?.is_some()));
             }
             for x in b.elements(false)? {
+                tick(f, 1)?;
                 if value::equals(&a, &x)? {
                     return Ok(V::Bool(true));
                 }
@@ -361,6 +399,7 @@ fn comprehension<'p>(c: &Comprehension, f: &mut Frame<'_, 'p>) -> R<'p> {
         if !boolean(&eval(&c.cond, f)?)? {
             break;
         }
+        tick(f, 1)?;
         set(f, c.iter, item)?;
         let next = eval(&c.step, f)?;
         set(f, c.accu, next)?;
@@ -374,6 +413,7 @@ fn set<'p>(f: &mut Frame<'_, 'p>, i: usize, v: V<'p>) -> Result<(), Fault> {
 }
 
 fn call<'p>(c: &Call, f: &mut Frame<'_, 'p>) -> R<'p> {
+    tick(f, 1 + c.args.len() as u64)?;
     let mut ctx = super::root().new_inner_scope();
     if c.fetches {
         let fetched = f.scope.fetched.borrow().clone();

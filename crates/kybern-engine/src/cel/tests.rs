@@ -595,3 +595,36 @@ fn unbalanced_brackets_are_compile_errors_before_the_parser_sees_them() {
         assert!(Expression::compile(good, "x").is_ok(), "{good}");
     }
 }
+
+#[test]
+fn planned_evaluation_stops_at_its_step_budget_with_an_error() {
+    let containers: Vec<Value> = (0..200).map(|i| json!({"name": format!("c{i}")})).collect();
+    let object = json!({"spec": {"containers": containers}});
+    // 200^3 = 8,000,000 iterations: over the budget, an error and not a long evaluation.
+    let e = Expression::compile(
+        "object.spec.containers.all(a, object.spec.containers.all(b, object.spec.containers.all(c, c.name != '')))",
+        "x",
+    )
+    .unwrap();
+    assert!(e.fallback_reason().is_none(), "the expression is planned");
+    let mut scope = Scope::default();
+    scope.set_json("object", &object);
+    let started = std::time::Instant::now();
+    let err = e.eval(&scope).unwrap_err();
+    assert!(err.contains("exceeded its evaluation budget"), "{err}");
+    eprintln!("stopped after {:?}", started.elapsed());
+    // Strings grown in a loop count by their size.
+    let e = Expression::compile(
+        "object.spec.containers.map(a, object.spec.containers.map(b, 'x')).all(l, l.all(s, size(s + s + s + s) > 0))",
+        "x",
+    )
+    .unwrap();
+    assert!(e.eval(&scope).is_ok(), "40,000 steps fit the budget");
+    // Under the budget the answer is the planner's, equal to the interpreter's.
+    let e = Expression::compile(
+        "object.spec.containers.all(a, object.spec.containers.all(b, b.name != ''))",
+        "x",
+    )
+    .unwrap();
+    assert_eq!(e.eval(&scope).unwrap(), e.interpret(&scope).unwrap());
+}

@@ -12,6 +12,9 @@ use super::resolve::{
 const BEST_WIDTH: usize = 80;
 /// go-yaml's `best_indent`.
 const INDENT: usize = 2;
+/// Longest key, in bytes, written as a simple `key: value` (go-yaml's limit; YAML's own is 1024
+/// characters); longer ones are written as `? key` / `: value`.
+const MAX_SIMPLE_KEY: usize = 128;
 
 pub(crate) fn to_yaml(v: &Value) -> String {
     let mut e = Emitter {
@@ -78,6 +81,10 @@ impl Emitter {
             if i > 0 || !inline {
                 self.newline(indent);
             }
+            if k.len() > MAX_SIMPLE_KEY {
+                self.complex_entry(k, v, indent);
+                continue;
+            }
             self.string(k, indent + INDENT, true);
             self.push(':');
             match v {
@@ -90,6 +97,20 @@ impl Emitter {
                     self.scalar(other, indent + INDENT, false);
                 }
             }
+        }
+    }
+
+    /// An entry whose key is too long to be a simple key: `? key` and `: value` on the next
+    /// line, as go-yaml writes it.
+    fn complex_entry(&mut self, k: &str, v: &Value, indent: usize) {
+        self.push_str("? ");
+        self.string(k, indent + INDENT, true);
+        self.newline(indent);
+        self.push_str(": ");
+        match v {
+            Value::Object(inner) if !inner.is_empty() => self.mapping(inner, indent + INDENT, true),
+            Value::Array(items) if !items.is_empty() => self.sequence(items, indent + INDENT, true),
+            other => self.scalar(other, indent + INDENT, false),
         }
     }
 
