@@ -149,6 +149,101 @@ pub fn selection(policy: &Policy, rule: &Rule, request: &AdmissionRequest) -> Se
     }
 }
 
+/// One line of a decision trace: a rule of a policy (the CEL kinds: the policy, or one of its
+/// validations) and what decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceEntry {
+    pub policy: String,
+    /// The policy's kind for the CEL kinds; empty for ClusterPolicy and Policy.
+    pub kind: String,
+    /// Empty for a CEL policy answering as a whole.
+    pub rule: String,
+    /// `pass: message`, `fail: message (exception ns/name)`, `not matched: why`, ...
+    pub outcome: String,
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn status_word(s: crate::response::RuleStatus) -> String {
+    format!("{s:?}").to_ascii_lowercase()
+}
+
+impl TraceEntry {
+    /// `policy/rule`, `policy (Kind)` or `policy/rule (Kind)`.
+    pub fn name(&self) -> String {
+        let mut s = self.policy.clone();
+        if !self.rule.is_empty() {
+            s.push('/');
+            s.push_str(&self.rule);
+        }
+        if !self.kind.is_empty() {
+            s.push_str(&format!(" ({})", self.kind));
+        }
+        s
+    }
+}
+
+/// The trace of one request: every rule of `policies` with its result in `responses` or why it
+/// did not select the request, then the results of the CEL kinds in `responses`. Built only
+/// when asked (`kybern apply --explain`, `kybern serve` with `?explain`).
+pub fn trace<'a>(
+    policies: impl IntoIterator<Item = &'a Policy>,
+    responses: &[crate::response::EngineResponse],
+    request: &AdmissionRequest,
+) -> Vec<TraceEntry> {
+    let mut out = Vec::new();
+    let result_of = |policy: &Policy, rule: &str| {
+        responses
+            .iter()
+            .filter(|r| r.policy_name == policy.name && r.policy_namespace == policy.namespace)
+            .flat_map(|r| r.rules.iter())
+            .find(|r| r.name == rule)
+    };
+    for policy in policies {
+        for rule in &policy.rules {
+            let outcome = match result_of(policy, &rule.name) {
+                Some(r) => {
+                    let mut line = format!("{}: {}", status_word(r.status), one_line(&r.message));
+                    if !r.exceptions.is_empty() {
+                        line.push_str(&format!(" (exception {})", r.exceptions.join(", ")));
+                    }
+                    line
+                }
+                None => match selection(policy, rule, request) {
+                    Selection::NotMatched(why) => format!("not matched: {why}"),
+                    Selection::Excluded(by) => format!("excluded by {by}"),
+                    Selection::OtherNamespace(why) => format!("not evaluated: {why}"),
+                    Selection::Selected(by) => {
+                        format!("selected by {by}, no result in the phases run")
+                    }
+                },
+            };
+            out.push(TraceEntry {
+                policy: policy.name.clone(),
+                kind: String::new(),
+                rule: rule.name.clone(),
+                outcome,
+            });
+        }
+    }
+    for r in responses
+        .iter()
+        .filter(|r| !matches!(r.policy_kind.as_str(), "ClusterPolicy" | "Policy"))
+    {
+        for rule in &r.rules {
+            out.push(TraceEntry {
+                policy: r.policy_name.clone(),
+                kind: r.policy_kind.clone(),
+                rule: rule.name.clone(),
+                outcome: format!("{}: {}", status_word(rule.status), one_line(&rule.message)),
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

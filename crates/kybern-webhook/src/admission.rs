@@ -99,6 +99,22 @@ pub struct WireRequest {
 pub struct Status {
     pub status: &'static str,
     pub message: String,
+    /// The decision trace, when the request asked for it (`?explain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<StatusDetails>,
+}
+
+/// `metav1.StatusDetails`, of which only `causes` is used.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusDetails {
+    pub causes: Vec<Cause>,
+}
+
+/// `metav1.StatusCause`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Cause {
+    pub reason: &'static str,
+    pub message: String,
 }
 
 /// The `response` of an AdmissionReview.

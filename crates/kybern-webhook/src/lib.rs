@@ -23,6 +23,7 @@ pub mod provider;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod trace;
 
 pub use config::{Limits, WebhookConfig};
 pub use server::{

@@ -201,6 +201,7 @@ async fn validate_policy(State(st): State<AppState>, req: Request) -> Result<Res
         status: (!issues.is_empty()).then(|| Status {
             status: "Failure",
             message: format!("the policy is invalid: {}", issues.join("; ")),
+            details: None,
         }),
         patch: None,
         patch_type: None,
@@ -318,6 +319,7 @@ async fn handle_admission(
         limits.default_timeout,
         limits.max_timeout,
     );
+    let explain = crate::trace::asked(req.uri().query());
     let deadline = started + timeout.saturating_sub(limits.answer_margin);
     let (parts, body) = req.into_parts();
     let content_type = parts
@@ -408,12 +410,18 @@ async fn handle_admission(
     {
         observer.admitted(&uid, &request, &set, route.endpoint, &decision);
     }
+    let details = explain.then(|| crate::trace::details(&set, &request, &decision));
+    if let Some(d) = &details {
+        let trace: Vec<&str> = d.causes.iter().map(|c| c.message.as_str()).collect();
+        tracing::info!(%uid, allowed = decision.allowed, trace = ?trace, "decision trace");
+    }
     let response = AdmissionResponse {
         uid,
         allowed: decision.allowed,
         status: (!decision.allowed).then(|| Status {
             status: "Failure",
             message: decision.message.clone().unwrap_or_default(),
+            details,
         }),
         patch: decision
             .patch

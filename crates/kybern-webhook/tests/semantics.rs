@@ -451,3 +451,78 @@ async fn exceptions_outside_the_allowed_namespaces_are_ignored_and_reported() {
     let r = validate(&open, &pod("rogue-1", "shop", json!({}))).await;
     assert_eq!(r["allowed"], true, "{r}");
 }
+
+#[tokio::test]
+async fn a_denial_asked_with_explain_carries_the_bounded_trace_and_others_do_not() {
+    let configmaps = r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: configmaps-only
+spec:
+  validationFailureAction: Enforce
+  rules:
+    - name: cm
+      match:
+        any:
+          - resources:
+              kinds: [ConfigMap]
+      validate:
+        message: "never"
+        deny: {}
+"#;
+    let srv = serve(
+        &[
+            ("team.yaml", &require_team("require-team", "")),
+            ("excluded.yaml", &require_team("require-team-but-shop", "").replace(
+                "              kinds: [Pod]\n",
+                "              kinds: [Pod]\n      exclude:\n        any:\n          - resources:\n              namespaces: [shop]\n",
+            )),
+            ("cm.yaml", configmaps),
+        ],
+        Limits::default(),
+    )
+    .await;
+    let bad = pod("web", "shop", json!({}));
+    let plain = srv
+        .send("/validate", &review("CREATE", &bad, &Value::Null))
+        .await;
+    assert_eq!(plain["allowed"], false);
+    assert!(plain["status"].get("details").is_none(), "{plain}");
+
+    let explained = srv
+        .send(
+            "/validate?timeout=10s&explain",
+            &review("CREATE", &bad, &Value::Null),
+        )
+        .await;
+    assert_eq!(explained["allowed"], false);
+    assert_eq!(explained["status"]["message"], plain["status"]["message"]);
+    let causes: Vec<(String, String)> = explained["status"]["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["reason"].as_str().unwrap().to_string(),
+                c["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        causes.iter().any(|(r, m)| r == "RuleFailed"
+            && m.starts_with("require-team/check-team: fail: ")
+            && m.contains("every Pod needs a team label")),
+        "{causes:?}"
+    );
+    assert!(
+        causes.iter().any(|(r, m)| r == "RuleExcluded"
+            && m.starts_with("require-team-but-shop/check-team: excluded by exclude.any[0]")),
+        "{causes:?}"
+    );
+    // Policies for other kinds are not candidates for a Pod and stay out of the trace.
+    assert!(
+        !causes.iter().any(|(_, m)| m.contains("configmaps-only")),
+        "{causes:?}"
+    );
+}
