@@ -240,7 +240,8 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
 
     let store = Arc::new(
         PolicyStore::for_objects()
-            .with_exception_namespaces(options.server.exception_namespaces.clone()),
+            .with_exception_namespaces(options.server.exception_namespaces.clone())
+            .with_background_controller(),
     );
     let (policy_resources, missing) = source::policy_resources(&kinds.load());
     for m in &missing {

@@ -10,8 +10,10 @@
 //! - Rules are narrow: the kinds and operations policies match, never `*` unless a policy asks.
 //! - Generate rules register their triggers on the validating webhook: admission queues their
 //!   work for the background controller.
-//! - ValidatingAdmissionPolicies, MutatingAdmissionPolicies, GeneratingPolicies and
-//!   DeletingPolicies get no webhook rules: the API server runs the former two.
+//! - GeneratingPolicies register their `matchConstraints` on `gpol`/`ngpol` webhooks: admitted
+//!   at once, their work queued for the background controller.
+//! - ValidatingAdmissionPolicies, MutatingAdmissionPolicies and DeletingPolicies get no webhook
+//!   rules: the API server runs the former two.
 
 use crate::names::Names;
 use kybern_engine::matching::parse_kind;
@@ -597,6 +599,11 @@ pub fn desired<'a>(
             ("policies.kyverno.io", "ImageValidatingPolicy") => b.cel_policy(doc, "ivpol", false),
             ("policies.kyverno.io", "MutatingPolicy") => b.cel_policy(doc, "mpol", true),
             ("policies.kyverno.io", "NamespacedMutatingPolicy") => b.cel_policy(doc, "nmpol", true),
+            // Their triggers come to `/gpol`: admitted at once, the work queued.
+            ("policies.kyverno.io", "GeneratingPolicy") => b.cel_policy(doc, "gpol", false),
+            ("policies.kyverno.io", "NamespacedGeneratingPolicy") => {
+                b.cel_policy(doc, "ngpol", false)
+            }
             _ => {}
         }
     }

@@ -843,3 +843,127 @@ async fn failed_work_is_retried_with_events_on_the_update_request() {
     controller.shutdown().await;
     c.api.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_generating_policy_creates_its_objects_for_a_new_namespace() {
+    let c = cluster().await;
+    let server = kybern_cluster::serve::start(options(&c, "a"))
+        .await
+        .unwrap();
+    let controller = kybern_cluster::background::controller::start(controller_options(&c, "c1"))
+        .await
+        .unwrap();
+    let store = c.api.store();
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(server.ca_bundle.borrow().as_bytes());
+    let client = client_from_ca_bundle(&encoded, &server);
+    ready(&client, &server).await;
+    // The policy library's add-network-policy, as a GeneratingPolicy.
+    store
+        .create(
+            "policies.kyverno.io/v1alpha1",
+            "generatingpolicies",
+            json!({
+                "apiVersion": "policies.kyverno.io/v1alpha1", "kind": "GeneratingPolicy",
+                "metadata": {"name": "add-networkpolicy"},
+                "spec": {
+                    "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"], "resources": ["namespaces"]}]},
+                    "variables": [
+                        {"name": "targetNs", "expression": "object.metadata.name"},
+                        {"name": "downstream", "expression": "[{\"kind\": dyn(\"NetworkPolicy\"), \"apiVersion\": dyn(\"networking.k8s.io/v1\"), \"metadata\": dyn({\"name\": \"default-deny\"}), \"spec\": dyn({\"podSelector\": dyn({}), \"policyTypes\": dyn([\"Ingress\", \"Egress\"])})}]"}
+                    ],
+                    "generate": [{"expression": "generator.Apply(variables.targetNs, variables.downstream)"}]
+                }
+            }),
+        )
+        .unwrap();
+    // Its triggers are registered on a gpol webhook, whose path admits at once.
+    let mut path = String::new();
+    wait_for(
+        "the GeneratingPolicy's webhook",
+        Duration::from_secs(15),
+        || {
+            let vwc = store
+                .get(ADMISSION, "validatingwebhookconfigurations", None, VWC)
+                .unwrap_or_default();
+            let hook = vwc["webhooks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|h| h["name"].as_str().is_some_and(|n| n.starts_with("gpol.")));
+            if let Some(h) = hook {
+                path = h["clientConfig"]["service"]["path"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                assert_eq!(h["rules"][0]["resources"], json!(["namespaces"]));
+            }
+            !path.is_empty()
+        },
+    )
+    .await;
+    assert!(
+        path.starts_with("/gpol/") && path.ends_with("/add-networkpolicy"),
+        "{path}"
+    );
+    wait_for("the controller to lead", Duration::from_secs(20), || {
+        *controller.leader.borrow()
+    })
+    .await;
+
+    let ns = store
+        .create("v1", "namespaces", json!({"metadata": {"name": "team-g"}}))
+        .unwrap();
+    wait_for_async(Duration::from_secs(15), || async {
+        let r = send(&client, &server, &path, &namespace_review(&ns)).await;
+        assert_eq!(r["allowed"], true);
+        store
+            .list("kyverno.io/v2", "updaterequests", Some(NS))
+            .iter()
+            .any(|u| u["spec"]["requestType"] == "cel-generate")
+            || store
+                .get(
+                    "networking.k8s.io/v1",
+                    "networkpolicies",
+                    Some("team-g"),
+                    "default-deny",
+                )
+                .is_some()
+    })
+    .await;
+    let mut np = Value::Null;
+    wait_for(
+        "the generated NetworkPolicy",
+        Duration::from_secs(20),
+        || {
+            np = store
+                .get(
+                    "networking.k8s.io/v1",
+                    "networkpolicies",
+                    Some("team-g"),
+                    "default-deny",
+                )
+                .unwrap_or_default();
+            !np.is_null()
+        },
+    )
+    .await;
+    assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    let labels = &np["metadata"]["labels"];
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "kyverno");
+    assert_eq!(
+        labels["generate.kyverno.io/policy-name"],
+        "add-networkpolicy"
+    );
+    assert_eq!(labels["generate.kyverno.io/trigger-kind"], "Namespace");
+    // The work is done: the UpdateRequest is gone.
+    wait_for("the UpdateRequest deleted", Duration::from_secs(20), || {
+        store
+            .list("kyverno.io/v2", "updaterequests", Some(NS))
+            .is_empty()
+    })
+    .await;
+    controller.shutdown().await;
+    server.shutdown().await;
+}

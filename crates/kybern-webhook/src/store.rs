@@ -173,6 +173,9 @@ pub struct PolicyStore {
     ready: AtomicBool,
     /// Namespaces whose exceptions count; empty: all.
     exception_namespaces: Vec<String>,
+    /// A background controller acts on GeneratingPolicies (the cluster mode): they are kept
+    /// instead of being reported as unsupported.
+    background: bool,
 }
 
 fn name_of(v: &Value) -> String {
@@ -250,13 +253,18 @@ fn load_file(path: &Path) -> FileEntry {
     if let Some(e) = err {
         entry.issues.push(issue(e.to_string()));
     }
-    compile_documents(&mut entry, &file, docs);
+    compile_documents(&mut entry, &file, docs, false);
     entry
 }
 
 /// Compiles documents into `entry`; problems name `origin` (a file or an object key) and the
 /// document's position.
-fn compile_documents(entry: &mut FileEntry, origin: &str, docs: Vec<(usize, Value)>) {
+fn compile_documents(
+    entry: &mut FileEntry,
+    origin: &str,
+    docs: Vec<(usize, Value)>,
+    background: bool,
+) {
     let issue = |message: String| LoadIssue {
         file: origin.to_string(),
         message,
@@ -268,6 +276,10 @@ fn compile_documents(entry: &mut FileEntry, origin: &str, docs: Vec<(usize, Valu
         let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
         let at = |m: String| issue(format!("document {}: {m}", index + 1));
         match compile_document(&doc) {
+            Some(Ok(d @ CelDocument::Generating(_))) if background => {
+                entry.cel.push(d);
+                continue;
+            }
             Some(Ok(CelDocument::Generating(p))) => {
                 entry.unsupported.push(at(format!(
                     "{kind} {:?}: generation runs in the background controller, which kybern serve does not have yet",
@@ -329,7 +341,7 @@ fn compile_documents(entry: &mut FileEntry, origin: &str, docs: Vec<(usize, Valu
 /// answers, so that a broken policy is refused at `kubectl apply` as Kyverno refuses it.
 pub fn check_document(doc: &Value) -> Vec<String> {
     let mut entry = FileEntry::default();
-    compile_documents(&mut entry, "", vec![(0, doc.clone())]);
+    compile_documents(&mut entry, "", vec![(0, doc.clone())], true);
     entry
         .issues
         .into_iter()
@@ -363,7 +375,14 @@ impl PolicyStore {
             status: Mutex::new(LoadStatus::default()),
             ready: AtomicBool::new(false),
             exception_namespaces: Vec::new(),
+            background: false,
         }
+    }
+
+    /// Keeps GeneratingPolicies: a background controller generates their objects.
+    pub fn with_background_controller(mut self) -> Self {
+        self.background = true;
+        self
     }
 
     /// Honours PolicyExceptions (both kinds) only from `namespaces`; empty: from all.
@@ -410,7 +429,7 @@ impl PolicyStore {
                 version: Some(o.version),
                 ..FileEntry::default()
             };
-            compile_documents(&mut entry, &o.key, vec![(0, o.object)]);
+            compile_documents(&mut entry, &o.key, vec![(0, o.object)], self.background);
             for i in &entry.issues {
                 tracing::warn!(object = %i.file, message = %i.message, "policy does not load; it takes no part in decisions");
             }

@@ -22,6 +22,7 @@ use kube::api::{
     PostParams,
 };
 use kube::runtime::{WatchStreamExt, watcher};
+use kybern_engine::cel::generating_policy::GenerateResult;
 use kybern_engine::policy::{Policy, RuleBody};
 use kybern_engine::request::{AdmissionRequest, Operation};
 use kybern_webhook::admission::WireRequest;
@@ -100,7 +101,9 @@ pub async fn start(options: ControllerOptions) -> Result<Controller, ClusterErro
     .await?;
 
     let store = Arc::new(
-        PolicyStore::for_objects().with_exception_namespaces(options.exception_namespaces.clone()),
+        PolicyStore::for_objects()
+            .with_exception_namespaces(options.exception_namespaces.clone())
+            .with_background_controller(),
     );
     let (resources, _) = source::policy_resources(&kinds.load());
     let policies = PolicySource::spawn(
@@ -452,6 +455,7 @@ impl Worker {
         }
         let outcome = match ur.pointer("/spec/requestType").and_then(Value::as_str) {
             Some("mutate") => self.mutate_for(ur).await,
+            Some("cel-generate") => self.cel_generate_for(ur).await,
             _ => self.generate_for(ur).await,
         };
         match outcome {
@@ -638,6 +642,62 @@ impl Worker {
         request.roles = strings("/spec/context/userInfo/roles");
         request.cluster_roles = strings("/spec/context/userInfo/clusterRoles");
         Ok(request)
+    }
+
+    /// A GeneratingPolicy's UpdateRequest: the policy evaluated again on the recorded request,
+    /// its objects written (created once: synchronization is not done for GeneratingPolicies yet).
+    async fn cel_generate_for(&self, ur: &Value) -> Result<usize, String> {
+        let key = ur
+            .pointer("/spec/policy")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let policy = self
+            .store
+            .snapshot()
+            .cel
+            .generating
+            .iter()
+            .find(|g| g.key() == key)
+            .map(|g| g.policy.clone())
+            .ok_or_else(|| {
+                format!("GeneratingPolicy {key} is not loaded (deleted, or it does not compile)")
+            })?;
+        let request = self.request_of(ur)?;
+        let context = Arc::clone(&self.context);
+        let (name, namespace) = (policy.name.clone(), policy.namespace.clone());
+        let (result, trigger) = tokio::task::spawn_blocking(move || {
+            let result = policy.evaluate(&request, context.as_ref());
+            (result, request.resource().clone())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut objects = match result {
+            GenerateResult::Generated(o) => o,
+            GenerateResult::Error(e) => return Err(e),
+            GenerateResult::NotMatched
+            | GenerateResult::Skip(_)
+            | GenerateResult::ExceptionPass(_) => return Ok(0),
+        };
+        for o in &mut objects {
+            // A namespaced policy writes only into its own namespace.
+            let ns = o
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !namespace.is_empty() && ns != namespace {
+                return Err(format!(
+                    "a NamespacedGeneratingPolicy in namespace {namespace} cannot generate into {ns:?}"
+                ));
+            }
+            generate::label_with(o, &name, &namespace, "", &trigger);
+        }
+        self.write(&Generated {
+            rule: String::new(),
+            synchronize: false,
+            objects,
+        })
+        .await
     }
 
     async fn generate_for(&self, ur: &Value) -> Result<usize, String> {

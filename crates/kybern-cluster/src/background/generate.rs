@@ -167,6 +167,17 @@ pub fn downstream_on_policy_delete(policy: &Policy) -> Vec<(String, Vec<(String,
 
 /// Kyverno's labels on a generated object: who manages it, which policy and rule, which trigger.
 fn label(obj: &mut Value, policy: &Policy, rule: &str, trigger: &Value) {
+    label_with(obj, &policy.name, &policy.namespace, rule, trigger);
+}
+
+/// Kyverno's labels on a generated object: managed by, the policy and rule, the trigger.
+pub fn label_with(
+    obj: &mut Value,
+    policy_name: &str,
+    policy_namespace: &str,
+    rule: &str,
+    trigger: &Value,
+) {
     let api_version = trigger
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -181,8 +192,8 @@ fn label(obj: &mut Value, policy: &Policy, rule: &str, trigger: &Value) {
     };
     let labels = json!({
         MANAGED_BY.0: MANAGED_BY.1,
-        POLICY_NAME: policy.name,
-        POLICY_NAMESPACE: policy.namespace,
+        POLICY_NAME: policy_name,
+        POLICY_NAMESPACE: policy_namespace,
         RULE_NAME: rule,
         TRIGGER_GROUP: group,
         TRIGGER_VERSION: version,

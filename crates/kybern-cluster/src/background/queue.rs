@@ -7,6 +7,7 @@ use super::{generate, mutate_existing};
 use crate::context::ClusterContext;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kybern_engine::cel::generating_policy::GenerateResult;
 use kybern_engine::request::{AdmissionRequest, Operation};
 use kybern_webhook::AdmissionObserver;
 use kybern_webhook::decision::{Decision, Endpoint};
@@ -60,7 +61,7 @@ impl AdmissionObserver for UpdateRequestQueue {
             .filter(|p| generate::has_generate(p) || mutate_existing::has_mutate_existing(p))
             .cloned()
             .collect();
-        if policies.is_empty() {
+        if policies.is_empty() && set.cel.generating.is_empty() {
             return;
         }
         let (request, set, uid) = (Arc::clone(request), Arc::clone(set), uid.to_string());
@@ -108,6 +109,29 @@ impl AdmissionObserver for UpdateRequestQueue {
                             namespace: &namespace,
                         }));
                     }
+                }
+                // GeneratingPolicies whose trigger this is: what they would generate now
+                // (or their error, which the controller records) is queued for the controller.
+                for g in &set.cel.generating {
+                    let wanted = match g.evaluate(&request, context.as_ref()) {
+                        GenerateResult::Generated(o) => !o.is_empty(),
+                        GenerateResult::Error(_) => true,
+                        _ => false,
+                    };
+                    if !wanted {
+                        continue;
+                    }
+                    let policy = g.key();
+                    objects.push(update_request::object(&GenerateWork {
+                        request_type: RequestType::CelGenerate,
+                        policy: &policy,
+                        policy_key: &format!("{}.policies.kyverno.io/{policy}", g.kind),
+                        synchronize: false,
+                        rules: Vec::new(),
+                        request_uid: &uid,
+                        request: &request,
+                        namespace: &namespace,
+                    }));
                 }
                 objects
             })

@@ -63,6 +63,8 @@ pub enum RequestType {
     Generate,
     /// Mutate existing: patch the rule's `targets`.
     Mutate,
+    /// A GeneratingPolicy's objects (Kyverno's `cel-generate`).
+    CelGenerate,
 }
 
 impl RequestType {
@@ -70,6 +72,7 @@ impl RequestType {
         match self {
             RequestType::Generate => "generate",
             RequestType::Mutate => "mutate",
+            RequestType::CelGenerate => "cel-generate",
         }
     }
 }
@@ -110,7 +113,7 @@ pub fn object(work: &GenerateWork<'_>) -> Value {
     let (policy_ns, policy_name) = work.policy.split_once('/').unwrap_or(("", work.policy));
     // Kyverno's labels for each type, so its tooling selects the requests it knows.
     let labels = match work.request_type {
-        RequestType::Generate => json!({
+        RequestType::Generate | RequestType::CelGenerate => json!({
             "generate.kyverno.io/policy-name": policy_name,
             "generate.kyverno.io/policy-namespace": policy_ns,
             "generate.kyverno.io/trigger-kind": gvk.kind,

@@ -108,6 +108,16 @@ fn collect_placeholders(v: &Value, path: &str, out: &mut Vec<Expression>) -> Res
 }
 
 impl GeneratingPolicy {
+    /// `name`, or `namespace/name` for a NamespacedGeneratingPolicy (an UpdateRequest's
+    /// `spec.policy`).
+    pub fn key(&self) -> String {
+        if self.namespace.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.namespace, self.name)
+        }
+    }
+
     /// Compiles a GeneratingPolicy document.
     pub fn compile(doc: &Value) -> Result<GeneratingPolicy, CelError> {
         let kind =
