@@ -211,6 +211,9 @@ pub fn compile_policy(doc: &Value) -> Result<Policy, PolicyLoadError> {
             )
         };
         let rule = compile_rule(raw, &path, kind)?;
+        if kind == PolicyKind::Policy {
+            check_generate_confined(&rule, &path, &namespace)?;
+        }
         if !names.insert(rule.name.clone()) {
             return Err(invalid(
                 format!("{path}.name"),
@@ -252,6 +255,52 @@ fn compile_match(value: &Value, path: &str) -> Result<MatchResources, PolicyLoad
         }
     }
     Ok(m)
+}
+
+/// A namespaced Policy generates and clones only within its own namespace (Kyverno refuses the
+/// policy at load); namespaces given by variables are checked when the rule runs.
+fn check_generate_confined(rule: &Rule, path: &str, own: &str) -> Result<(), PolicyLoadError> {
+    let RuleBody::Generate(g) = &rule.body else {
+        return Ok(());
+    };
+    let mut places: Vec<(String, Option<&Value>)> = vec![
+        (format!("{path}.generate.namespace"), g.get("namespace")),
+        (
+            format!("{path}.generate.clone.namespace"),
+            g.pointer("/clone/namespace"),
+        ),
+        (
+            format!("{path}.generate.cloneList.namespace"),
+            g.pointer("/cloneList/namespace"),
+        ),
+    ];
+    for (i, item) in g
+        .get("foreach")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        places.push((
+            format!("{path}.generate.foreach[{i}].namespace"),
+            item.get("namespace"),
+        ));
+    }
+    for (at, value) in places {
+        let Some(ns) = value.and_then(Value::as_str) else {
+            continue;
+        };
+        if ns.is_empty() || ns.contains("{{") || ns == own {
+            continue;
+        }
+        return Err(invalid(
+            at,
+            format!(
+                "a namespaced policy cannot generate resources in other namespaces, expected: {own}, received: {ns}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn compile_rule(raw: &Value, path: &str, kind: PolicyKind) -> Result<Rule, PolicyLoadError> {
