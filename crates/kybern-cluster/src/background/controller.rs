@@ -29,7 +29,7 @@ use kybern_webhook::admission::WireRequest;
 use kybern_webhook::provider::RequestContext;
 use kybern_webhook::store::PolicyStore;
 use serde_json::{Value, json};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +41,9 @@ use tokio_util::sync::CancellationToken;
 const MAX_ATTEMPTS: u64 = 5;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const TICK: Duration = Duration::from_secs(2);
+/// UpdateRequests processed per pass, oldest first; restores and policy changes are seen between
+/// passes, and only a batch is held as JSON at a time.
+const BATCH: usize = 100;
 
 /// What `kybern controller` needs.
 #[derive(Debug, Clone)]
@@ -76,6 +79,9 @@ impl Controller {
 struct Worker {
     /// When each UpdateRequest that failed was last tried.
     tried: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// The resourceVersion of each object this controller wrote last, by uid: the watch event
+    /// of its own write is not a change to put back.
+    written: std::sync::Mutex<std::collections::HashMap<String, String>>,
     metrics: Arc<super::endpoint::ControllerMetrics>,
     client: kube::Client,
     store: Arc<PolicyStore>,
@@ -140,6 +146,7 @@ pub async fn start(options: ControllerOptions) -> Result<Controller, ClusterErro
     };
     let worker = Arc::new(Worker {
         tried: Default::default(),
+        written: Default::default(),
         metrics: Arc::clone(&metrics),
         client: client.clone(),
         store,
@@ -230,25 +237,34 @@ async fn run(
     let mut mutated_for: HashMap<String, Arc<Policy>> = HashMap::new();
     // Policies with generate rules as last seen, to delete their downstream objects with them.
     let mut generating: HashMap<String, Arc<Policy>> = HashMap::new();
+    // More UpdateRequests wait than the last batch took: go on without waiting.
+    let mut more = false;
+    // UpdateRequests this pass processed, until the cache shows them gone (the watch lags the
+    // deletes): a later pass does not take them again.
+    let mut handled: HashSet<String> = HashSet::new();
     loop {
         let mut downstream = Vec::new();
-        tokio::select! {
-            _ = requests_changed.notified() => {}
-            _ = policies.synced.changed() => {}
-            _ = leader.changed() => {}
-            Some(o) = events_rx.recv() => downstream.push(o),
-            _ = tokio::time::sleep(TICK) => {}
+        if !more {
+            tokio::select! {
+                _ = requests_changed.notified() => {}
+                _ = policies.synced.changed() => {}
+                _ = leader.changed() => {}
+                Some(o) = events_rx.recv() => downstream.push(o),
+                _ = tokio::time::sleep(TICK) => {}
+            }
         }
+        more = false;
         while let Ok(o) = events_rx.try_recv() {
             downstream.push(o);
         }
         let leads = *leader.borrow();
         w.metrics.leader.set(i64::from(leads));
-        let all = requests.values();
-        let failed = all
-            .iter()
-            .filter(|u| u.pointer("/status/state").and_then(Value::as_str) == Some("Failed"))
-            .count();
+        // The cache's own objects (shared, not copied); only a batch becomes JSON.
+        let all = requests.reader.state();
+        let failed_state = |u: &DynamicObject| {
+            u.data.pointer("/status/state").and_then(Value::as_str) == Some("Failed")
+        };
+        let failed = all.iter().filter(|u| failed_state(u)).count();
         w.metrics
             .failed
             .set(i64::try_from(failed).unwrap_or(i64::MAX));
@@ -309,23 +325,39 @@ async fn run(
                 }
             }
         }
-        let mut pending = all;
+        let due = |u: &DynamicObject| {
+            let attempts = u
+                .data
+                .pointer("/status/retryCount")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            w.due(u.metadata.name.as_deref().unwrap_or_default(), attempts)
+        };
+        let names: HashSet<&str> = all
+            .iter()
+            .filter_map(|u| u.metadata.name.as_deref())
+            .collect();
+        handled.retain(|n| names.contains(n.as_str()));
+        drop(names);
+        let mut pending: Vec<_> = all
+            .into_iter()
+            .filter(|u| {
+                !failed_state(u)
+                    && due(u)
+                    && !handled.contains(u.metadata.name.as_deref().unwrap_or_default())
+            })
+            .collect();
         pending.sort_by(|a, b| {
-            let t = |v: &Value| {
-                v.pointer("/metadata/creationTimestamp")
-                    .map(Value::to_string)
-            };
-            t(a).cmp(&t(b))
+            (&a.metadata.creation_timestamp, &a.metadata.name)
+                .cmp(&(&b.metadata.creation_timestamp, &b.metadata.name))
         });
-        for ur in pending {
-            let state = ur
-                .pointer("/status/state")
-                .and_then(Value::as_str)
-                .unwrap_or("Pending");
-            if state == "Failed" {
-                continue;
+        more = pending.len() > BATCH;
+        for ur in pending.into_iter().take(BATCH) {
+            if let Some(value) = requests.to_value(&ur)
+                && w.process(&value).await
+            {
+                handled.insert(ur.metadata.name.clone().unwrap_or_default());
             }
-            w.process(&ur).await;
         }
         for object in downstream {
             w.restore(&object).await;
@@ -389,6 +421,7 @@ fn spawn_downstream_watch(
     let api: Api<DynamicObject> = Api::all_with(w.client.clone(), &resource);
     let selector = format!("{}={}", generate::MANAGED_BY.0, generate::MANAGED_BY.1);
     let stop = stop.clone();
+    let w = Arc::clone(w);
     tokio::spawn(async move {
         let stream = watcher(api, watcher::Config::default().labels(&selector)).default_backoff();
         futures::pin_mut!(stream);
@@ -398,7 +431,12 @@ fn spawn_downstream_watch(
                 e = stream.next() => match e { Some(e) => e, None => break },
             };
             match event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
+                Ok(watcher::Event::Apply(o)) => {
+                    let _ = events.send(o);
+                }
+                // A deletion is never the controller's own write, whatever version it carries.
+                Ok(watcher::Event::Delete(o)) => {
+                    w.forget_write(&o);
                     let _ = events.send(o);
                 }
                 Ok(_) => {}
@@ -428,7 +466,19 @@ impl Worker {
 
     /// Does one UpdateRequest: generates, then deletes it; on failure counts the attempt and
     /// marks it Failed after [`MAX_ATTEMPTS`].
-    async fn process(&self, ur: &Value) {
+    /// False while a failed UpdateRequest waits out its backoff.
+    fn due(&self, name: &str, attempts: u64) -> bool {
+        let wait = FIRST_RETRY
+            * 2u32.saturating_pow(u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX));
+        !(attempts > 0
+            && self
+                .tried
+                .lock()
+                .is_ok_and(|tried| tried.get(name).is_some_and(|at| at.elapsed() < wait)))
+    }
+
+    /// Does the work of one UpdateRequest; true when it was done (and deleted).
+    async fn process(&self, ur: &Value) -> bool {
         let name = ur
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -445,13 +495,8 @@ impl Worker {
             .pointer("/status/retryCount")
             .and_then(Value::as_u64)
             .unwrap_or(0);
-        let wait = FIRST_RETRY
-            * 2u32.saturating_pow(u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX));
-        if attempts > 0
-            && let Ok(tried) = self.tried.lock()
-            && tried.get(&name).is_some_and(|at| at.elapsed() < wait)
-        {
-            return;
+        if !self.due(&name, attempts) {
+            return false;
         }
         let outcome = match ur.pointer("/spec/requestType").and_then(Value::as_str) {
             Some("mutate") => self.mutate_for(ur).await,
@@ -467,6 +512,7 @@ impl Worker {
                 if let Err(e) = api.delete(&name, &DeleteParams::default()).await {
                     tracing::warn!(update_request = %name, error = %e, "finished UpdateRequest not deleted");
                 }
+                true
             }
             Err(message) => {
                 let attempts = attempts + 1;
@@ -496,6 +542,7 @@ impl Worker {
                     )
                 };
                 self.event(ur, reason, &note).await;
+                false
             }
         }
     }
@@ -970,7 +1017,7 @@ impl Worker {
                     &Patch::Apply(object),
                 )
                 .await
-                .map(|_| ())
+                .map(|o| self.remember_write(&o))
             } else {
                 let obj: DynamicObject =
                     serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
@@ -986,7 +1033,42 @@ impl Worker {
 
     /// A generated object changed or went away: when its rule synchronizes, generate again for
     /// its trigger (a write that changes nothing is no change, so this settles).
+    /// Records the version of an object this controller just wrote (bounded: forgotten in bulk
+    /// past 100,000, which at worst costs one needless restore each).
+    fn remember_write(&self, o: &DynamicObject) {
+        if let (Some(uid), Some(version), Ok(mut w)) = (
+            o.metadata.uid.clone(),
+            o.metadata.resource_version.clone(),
+            self.written.lock(),
+        ) {
+            if w.len() >= 100_000 {
+                w.clear();
+            }
+            w.insert(uid, version);
+        }
+    }
+
+    fn forget_write(&self, o: &DynamicObject) {
+        if let (Some(uid), Ok(mut w)) = (&o.metadata.uid, self.written.lock()) {
+            w.remove(uid);
+        }
+    }
+
+    /// True when `object` is exactly what this controller last wrote.
+    fn own_write(&self, object: &DynamicObject) -> bool {
+        let (Some(uid), Some(version)) = (&object.metadata.uid, &object.metadata.resource_version)
+        else {
+            return false;
+        };
+        self.written
+            .lock()
+            .is_ok_and(|w| w.get(uid).is_some_and(|v| v == version))
+    }
+
     async fn restore(&self, object: &DynamicObject) {
+        if self.own_write(object) {
+            return;
+        }
         let policy_name = label(object, generate::POLICY_NAME);
         let policy_ns = label(object, generate::POLICY_NAMESPACE);
         let key = if policy_ns.is_empty() {
