@@ -48,20 +48,25 @@ impl AdmissionObserver for UpdateRequestQueue {
         uid: &str,
         request: &Arc<AdmissionRequest>,
         set: &Arc<PolicySet>,
-        _endpoint: Endpoint,
+        endpoint: Endpoint,
         _decision: &Decision,
     ) {
         if !matches!(request.operation, Operation::Create | Operation::Update) {
             return;
         }
+        // Generation is queued once the request has passed validation (a request admitted by
+        // the mutating webhook may still be denied), and so once per request.
+        let validated = endpoint == Endpoint::Validate;
         let kind = request.gvk().kind;
         let policies: Vec<_> = set
             .candidates(&kind)
             .into_iter()
-            .filter(|p| generate::has_generate(p) || mutate_existing::has_mutate_existing(p))
+            .filter(|p| {
+                (validated && generate::has_generate(p)) || mutate_existing::has_mutate_existing(p)
+            })
             .cloned()
             .collect();
-        if policies.is_empty() && set.cel.generating.is_empty() {
+        if policies.is_empty() && (!validated || set.cel.generating.is_empty()) {
             return;
         }
         let (request, set, uid) = (Arc::clone(request), Arc::clone(set), uid.to_string());
@@ -74,7 +79,7 @@ impl AdmissionObserver for UpdateRequestQueue {
             let work = tokio::task::spawn_blocking(move || {
                 let mut objects = Vec::new();
                 for policy in policies {
-                    let generate_rules = if generate::has_generate(&policy) {
+                    let generate_rules = if validated && generate::has_generate(&policy) {
                         generate::matching_rules(
                             &policy,
                             &request,
@@ -112,7 +117,7 @@ impl AdmissionObserver for UpdateRequestQueue {
                 }
                 // GeneratingPolicies whose trigger this is: what they would generate now
                 // (or their error, which the controller records) is queued for the controller.
-                for g in &set.cel.generating {
+                for g in set.cel.generating.iter().filter(|_| validated) {
                     let wanted = match g.evaluate(&request, context.as_ref()) {
                         GenerateResult::Generated(o) => !o.is_empty(),
                         GenerateResult::Error(_) => true,
