@@ -316,6 +316,9 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
         Node::Binary(op, a, b) => {
             let a = eval(a, f)?;
             let b = eval(b, f)?;
+            if !matches!(op, Op::Add) {
+                return binary(*op, a, b);
+            }
             let out = binary(*op, a, b)?;
             // Concatenation copies: strings and lists built up in a loop cost by their size.
             match &out {
