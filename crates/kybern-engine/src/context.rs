@@ -129,6 +129,12 @@ pub trait ContextProvider: Send + Sync {
             reason: "no image registry access".to_string(),
         })
     }
+    /// Whether `resource`, `list`, `api_call` or the image methods can wait on the network.
+    /// `config_map`, `namespace_labels` and `global_context` always answer from memory. A server
+    /// runs evaluations that cannot wait on its async threads, saving a thread hand-off.
+    fn lookups_wait(&self) -> bool {
+        true
+    }
 }
 
 /// A provider that knows nothing: every lookup is unavailable. The CLI's local mode.
@@ -163,5 +169,8 @@ impl ContextProvider for NoProvider {
     }
     fn global_context(&self, _: &str) -> Result<Option<Value>, ProviderError> {
         Err(unavailable("globalContext"))
+    }
+    fn lookups_wait(&self) -> bool {
+        false
     }
 }

@@ -17,6 +17,7 @@ pub mod connections;
 pub mod decision;
 pub mod error;
 pub mod filters;
+pub mod in_place;
 pub mod metrics;
 pub mod patch;
 pub mod provider;

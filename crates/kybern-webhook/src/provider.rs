@@ -213,4 +213,7 @@ impl ContextProvider for ClusterResources {
     fn global_context(&self, _name: &str) -> Result<Option<Value>, ProviderError> {
         Err(unavailable("globalContext"))
     }
+    fn lookups_wait(&self) -> bool {
+        false
+    }
 }

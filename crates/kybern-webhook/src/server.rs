@@ -68,6 +68,7 @@ pub struct AppState {
     pub observer: Option<Arc<dyn AdmissionObserver>>,
     extra_metrics: Option<ExtraMetrics>,
     evaluations: Arc<Semaphore>,
+    waiting_sets: Arc<crate::in_place::WaitingSets>,
     budget: Arc<MemoryBudget>,
 }
 
@@ -358,6 +359,7 @@ async fn handle_admission(
         )
         .await?;
     let max_depth = limits.max_object_depth;
+    let in_place = bytes.len() <= crate::in_place::MAX_BODY_BYTES;
     // Decoding a large body takes milliseconds: off the async workers, so that it does not stall
     // handshakes and other requests; small ones are decoded in place (a thread hop costs more).
     let (wire, uid) = if bytes.len() > DECODE_IN_PLACE_BYTES {
@@ -395,7 +397,7 @@ async fn handle_admission(
     let set = st.store.snapshot();
     let request = Arc::new(request);
 
-    let decision = evaluate(&st, &set, &request, &route, deadline).await;
+    let decision = evaluate(&st, &set, &request, &route, deadline, in_place).await;
     record_metrics(
         &st.metrics,
         &request,
@@ -439,7 +441,23 @@ async fn evaluate(
     request: &Arc<AdmissionRequest>,
     route: &Route,
     deadline: Instant,
+    in_place: bool,
 ) -> Decision {
+    if in_place && !st.waiting_sets.waits(set.generation) {
+        // Only when a worker is free: the pool's bound on concurrent evaluations still holds.
+        if let Ok(_permit) = st.evaluations.try_acquire() {
+            let view = crate::in_place::NoWait::new(st.provider.as_ref());
+            let never = AtomicBool::new(false);
+            let d = decision::decide(set, &view, request, route, deadline, &never);
+            if !view.waited() {
+                if d.timed_out {
+                    st.metrics.evaluation_timeouts.inc();
+                }
+                return d;
+            }
+            st.waiting_sets.remember(set.generation);
+        }
+    }
     let deadline_tokio = tokio::time::Instant::from_std(deadline);
     let permit =
         match tokio::time::timeout_at(deadline_tokio, Arc::clone(&st.evaluations).acquire_owned())
@@ -670,6 +688,7 @@ pub async fn start_with(
         evaluations: Arc::new(Semaphore::new(
             config.limits.max_concurrent_evaluations.max(1),
         )),
+        waiting_sets: Arc::default(),
         budget: Arc::new(MemoryBudget::new(
             config.limits.body_budget_bytes,
             config.limits.memory_budget_bytes,
