@@ -18,6 +18,7 @@ pub mod decision;
 pub mod error;
 pub mod filters;
 pub mod in_place;
+pub mod metric_handles;
 pub mod metrics;
 pub mod patch;
 pub mod provider;

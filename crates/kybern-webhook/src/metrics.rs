@@ -1,6 +1,7 @@
 //! Prometheus metrics with Kyverno's names and labels, so existing dashboards work.
 //! The engine records nothing; the server records what the engine returned.
 
+use crate::metric_handles::Handles;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -68,6 +69,8 @@ pub struct Metrics {
     pub watch_stale_seconds: Gauge,
     /// 1 while this replica holds the cluster mode's leader Lease.
     pub leader: Gauge,
+    pub policy_result_handles: Handles<Counter>,
+    pub policy_duration_handles: Handles<Histogram>,
 }
 
 impl Default for Metrics {
@@ -149,6 +152,8 @@ impl Metrics {
             registry,
             watch_stale_seconds,
             leader,
+            policy_result_handles: Handles::default(),
+            policy_duration_handles: Handles::default(),
             admission_requests,
             admission_review_duration,
             policy_results,

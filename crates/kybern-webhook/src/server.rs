@@ -11,7 +11,8 @@ use crate::connections::{Admission, Slots};
 use crate::decision::{self, Decision, Endpoint, Route};
 use crate::error::ApiError;
 use crate::filters::{self, AdmissionFilters};
-use crate::metrics::{Metrics, PolicyLabels, RequestLabels, Shared};
+use crate::metric_handles::PolicyLabelsRef;
+use crate::metrics::{Metrics, RequestLabels, Shared};
 use crate::provider::{ClusterResources, RequestContext};
 use crate::routes;
 use crate::store::PolicyStore;
@@ -550,25 +551,19 @@ fn record_metrics(
     m.admission_review_duration
         .get_or_create(&req_labels)
         .observe(elapsed.as_secs_f64());
-    let no_namespace: Shared = Arc::new("-".to_string());
-    let empty: Shared = Arc::new(String::new());
     for o in &decision.outcomes {
         let r = &o.response;
         let namespaced = !r.policy_namespace.is_empty();
-        let mut labels = PolicyLabels {
+        let mut labels = PolicyLabelsRef {
             policy_validation_mode: if o.enforce { "enforce" } else { "audit" },
             policy_type: if namespaced { "namespaced" } else { "cluster" },
             policy_background_mode: o.background,
-            policy_namespace: if namespaced {
-                Arc::new(r.policy_namespace.clone())
-            } else {
-                Arc::clone(&no_namespace)
-            },
-            policy_name: Arc::new(r.policy_name.clone()),
-            resource_kind: Arc::clone(&kind),
-            resource_namespace: Arc::clone(&namespace),
+            policy_namespace: if namespaced { &r.policy_namespace } else { "-" },
+            policy_name: &r.policy_name,
+            resource_kind: kind.as_str(),
+            resource_namespace: namespace.as_str(),
             resource_request_operation: op,
-            rule_name: Arc::clone(&empty),
+            rule_name: "",
             rule_result: "pass",
             rule_type: "validate",
             rule_execution_cause: "admission_request",
@@ -576,10 +571,12 @@ fn record_metrics(
         };
         let mut worst = RuleStatus::Pass;
         for rule in &r.rules {
-            labels.rule_name = Arc::new(rule.name.clone());
+            labels.rule_name = &rule.name;
             labels.rule_result = rule.status.as_str();
             labels.rule_type = rule_type_label(rule.rule_type);
-            m.policy_results.get_or_create(&labels).inc();
+            m.policy_result_handles
+                .get(&labels, |l| m.policy_results.get_or_create(l).clone())
+                .inc();
             worst = match (worst, rule.status) {
                 (_, RuleStatus::Error) | (RuleStatus::Error, _) => RuleStatus::Error,
                 (_, RuleStatus::Fail) | (RuleStatus::Fail, _) => RuleStatus::Fail,
@@ -606,14 +603,16 @@ fn record_metrics(
         if r.rules.is_empty() {
             continue;
         }
-        labels.rule_name = Arc::clone(&empty);
+        labels.rule_name = "";
         labels.rule_result = worst.as_str();
         labels.rule_type = match endpoint {
             Endpoint::Validate => "validate",
             Endpoint::Mutate => "mutate",
         };
-        m.policy_execution_duration
-            .get_or_create(&labels)
+        m.policy_duration_handles
+            .get(&labels, |l| {
+                m.policy_execution_duration.get_or_create(l).clone()
+            })
             .observe(o.duration.as_secs_f64());
     }
 }
