@@ -52,6 +52,7 @@ STANDARD_LABELS = [
 # A set that turns on every optional input, so every branch of the templates renders once.
 EVERYTHING = {
     "exceptionNamespaces": ["policy-exceptions"],
+    "registry": {"pullSecrets": ["regcred", "mirror-cred"], "insecure": ["registry.local:5000"]},
     "certificates": {"tlsSecret": "byo-tls"},
     "metrics": {
         "serviceMonitor": {
@@ -142,6 +143,7 @@ VALUE_SETS: list[tuple[str, dict[str, Any], str, str]] = [
     ("backgroundController.reports.enabled=true", {"backgroundController": {"reports": {"enabled": True}}}, "kybern", "kybern"),
     ("backgroundController.reports.api=openreports", {"backgroundController": {"reports": {"enabled": True, "api": "openreports"}}}, "kybern", "kybern"),
     ("backgroundController.cleanup.enabled=true", {"backgroundController": {"cleanup": {"enabled": True}}}, "kybern", "kybern"),
+    ("registry.enabled=false", {"registry": {"enabled": False}}, "kybern", "kybern"),
     ("every optional input", EVERYTHING, "policy", "policy-system"),
 ]
 
@@ -151,6 +153,7 @@ REJECTED_VALUES: list[dict[str, Any]] = [
     {"failurePolicy": "fail"},
     {"webhookTimeoutSeconds": 31},
     {"exceptionNamespaces": ["Not_A_Namespace"]},
+    {"registry": {"pullSecrets": ["Not_A_Secret"]}},
     {"admissionControler": {"replicas": 1}},
     {"config": {"resourceFilters": ["Event,*,*"]}},
     {"admissionController": {"podDisruptionBudget": {"unhealthyPodEvictionPolicy": "Always"}}},
@@ -389,6 +392,18 @@ def check_facts(value_set: str, values: dict[str, Any], release: str, ns: str, d
         have = [a for a in container_args(d) if a.startswith("--exception-namespace")]
         if have != ([exc_arg] if exc_arg else []):
             fail(d.where(), f"exception namespaces {have}, want {exc_arg}")
+    # Registry access, with the pull secrets and insecure registries asked for.
+    reg = merged.get("registry") or {}
+    want_reg = []
+    if reg.get("enabled", True):
+        want_reg.append("--registry")
+        if reg.get("pullSecrets"):
+            want_reg.append(f"--image-pull-secrets={','.join(reg['pullSecrets'])}")
+        if reg.get("insecure"):
+            want_reg.append(f"--insecure-registry={','.join(reg['insecure'])}")
+    have_reg = [a for a in args if a.startswith(("--registry", "--image-pull-secrets", "--insecure-registry"))]
+    if have_reg != want_reg:
+        fail(dep.where(), f"registry arguments {have_reg}, want {want_reg}")
     # Admission results into reports: the flag, and writes on the report kinds.
     admission_reports = merged["backgroundController"]["reports"]["enabled"] and merged["admissionController"]["reports"]["enabled"]
     if admission_reports != ("--admission-reports" in args):

@@ -96,82 +96,51 @@ pub struct ServeArgs {
     pub registry: crate::provider::RegistryArgs,
 }
 
-/// The file-backed context of the webhook with image registry access added
-/// (`verifyImages` signatures and digests).
-struct WithRegistry {
-    inner: kybern_webhook::provider::ClusterResources,
-    registry: std::sync::Arc<kybern_registry::Registry>,
-}
+/// The registry client as the server's image lookups (`verifyImages` signatures and digests,
+/// image data).
+pub(crate) struct RegistryLookups(pub std::sync::Arc<kybern_registry::Registry>);
 
-mod with_registry {
-    use super::WithRegistry;
+mod registry_lookups {
+    use super::RegistryLookups;
     use kybern_engine::context::{
-        ApiCall, ContextProvider, ImageData, Labels, ProviderError, SignatureCheck,
-        SignatureOutcome,
+        AttestationOutcome, ImageData, ProviderError, SignatureCheck, SignatureOutcome,
     };
-    use kybern_engine::request::UserInfo;
-    use kybern_webhook::provider::RequestContext;
-    use serde_json::Value;
+    use kybern_registry::credentials::Credentials;
+    use kybern_webhook::images::ImageLookups;
 
-    impl ContextProvider for WithRegistry {
-        fn resource(
-            &self,
-            api_version: &str,
-            kind: &str,
-            namespace: &str,
-            name: &str,
-        ) -> Result<Option<Value>, ProviderError> {
-            self.inner.resource(api_version, kind, namespace, name)
-        }
-        fn list(
-            &self,
-            api_version: &str,
-            kind: &str,
-            namespace: &str,
-        ) -> Result<Vec<Value>, ProviderError> {
-            self.inner.list(api_version, kind, namespace)
-        }
-        fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Value>, ProviderError> {
-            self.inner.config_map(namespace, name)
-        }
-        fn api_call(&self, call: &ApiCall) -> Result<Value, ProviderError> {
-            self.inner.api_call(call)
-        }
-        fn namespace_labels(&self, namespace: &str) -> Result<Option<Labels>, ProviderError> {
-            self.inner.namespace_labels(namespace)
-        }
+    impl ImageLookups for RegistryLookups {
         fn image_data(&self, image: &str) -> Result<ImageData, ProviderError> {
-            self.registry
+            self.0
                 .image_data(image)
                 .map(|data| ImageData { data })
                 .map_err(|e| ProviderError::Failed(e.to_string()))
-        }
-        fn global_context(&self, name: &str) -> Result<Option<Value>, ProviderError> {
-            self.inner.global_context(name)
         }
         fn verify_image_signature(
             &self,
             check: &SignatureCheck,
         ) -> Result<SignatureOutcome, ProviderError> {
-            self.registry.verify_for_provider(check)
-        }
-        fn image_digest(&self, image: &str) -> Result<String, ProviderError> {
-            self.registry.digest_for_provider(image)
+            self.0.verify_for_provider(check)
         }
         fn verify_image_attestations(
             &self,
             check: &SignatureCheck,
-        ) -> Result<kybern_engine::context::AttestationOutcome, ProviderError> {
-            self.registry.attestations_for_provider(check)
+        ) -> Result<AttestationOutcome, ProviderError> {
+            self.0.attestations_for_provider(check)
         }
-    }
-
-    impl RequestContext for WithRegistry {
-        fn roles_of(&self, user: &UserInfo) -> (Vec<String>, Vec<String>) {
-            self.inner.roles_of(user)
+        fn image_digest(&self, image: &str) -> Result<String, ProviderError> {
+            self.0.digest_for_provider(image)
         }
-        fn labels_of(&self, namespace: &str) -> Option<Labels> {
-            self.inner.labels_of(namespace)
+        fn use_pull_secrets(&self, secrets: &[(String, Vec<u8>)]) -> Vec<String> {
+            let mut all = Credentials::default();
+            let mut errors = Vec::new();
+            for (name, bytes) in secrets {
+                match Credentials::from_docker_config(bytes, &format!("pull secret {name}")) {
+                    Ok(c) => all.merge(c),
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            self.0.set_pull_secret_credentials(all);
+            errors
         }
     }
 }
@@ -200,6 +169,15 @@ pub struct ClusterArgs {
     /// kybern then creates no certificate of its own.
     #[arg(long = "tls-secret", env = "KYBERN_TLS_SECRET")]
     pub tls_secret: Option<String>,
+    /// `kubernetes.io/dockerconfigjson` Secrets in --namespace whose credentials registry calls
+    /// use (with --registry; read again every 30 s).
+    #[arg(
+        long = "image-pull-secrets",
+        env = "KYBERN_IMAGE_PULL_SECRETS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub image_pull_secrets: Vec<String>,
     /// failurePolicy for policies that set none: Fail (Kyverno's default) or Ignore.
     #[arg(long = "failure-policy", env = "KYBERN_FAILURE_POLICY", value_parser = ["Fail", "Ignore"])]
     pub failure_policy: Option<String>,
@@ -337,6 +315,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn execute_cluster(args: &ServeArgs, server: WebhookConfig) -> Result<i32> {
     use kybern_cluster::certificates::CertSource;
     let c = &args.cluster;
+    if !c.image_pull_secrets.is_empty() && !args.registry.registry {
+        bail!("--image-pull-secrets is used by registry calls: add --registry");
+    }
     if !args.policies.is_empty() || args.cluster_resources.is_some() || args.config.is_some() {
         bail!(
             "--policies, --cluster-resources and --config read files; with --cluster they come from the API (the ConfigMap named by --config-map)"
@@ -379,6 +360,14 @@ fn execute_cluster(args: &ServeArgs, server: WebhookConfig) -> Result<i32> {
         names,
         server,
         admission_reports: c.reports.options()?,
+        images: args
+            .registry
+            .build()?
+            .map(|registry| kybern_cluster::pull_secrets::ImageOptions {
+                lookups: std::sync::Arc::new(RegistryLookups(registry)),
+                pull_secrets: c.image_pull_secrets.clone(),
+                refresh: kybern_cluster::pull_secrets::REFRESH,
+            }),
     };
     init_logging();
     runtime()?.block_on(kybern_cluster::serve::run(options, shutdown_signal()))?;
@@ -389,9 +378,6 @@ fn execute_cluster(args: &ServeArgs, server: WebhookConfig) -> Result<i32> {
 pub fn execute(args: &ServeArgs) -> Result<i32> {
     let config = args.config()?;
     if args.cluster.cluster {
-        if args.registry.registry {
-            bail!("--registry is not supported with --cluster yet");
-        }
         return execute_cluster(args, config);
     }
     init_logging();
@@ -407,7 +393,12 @@ pub fn execute(args: &ServeArgs) -> Result<i32> {
             }
             None => kybern_webhook::provider::ClusterResources::default(),
         };
-        parts.provider = Some(std::sync::Arc::new(WithRegistry { inner, registry }));
+        parts.provider = Some(std::sync::Arc::new(
+            kybern_webhook::images::WithImages::new(
+                std::sync::Arc::new(inner),
+                std::sync::Arc::new(RegistryLookups(registry)),
+            ),
+        ));
     }
     let runtime = runtime()?;
     runtime.block_on(async {

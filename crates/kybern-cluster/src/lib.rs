@@ -19,6 +19,7 @@ pub mod global_context;
 pub mod kinds;
 pub mod leader;
 pub mod names;
+pub mod pull_secrets;
 pub mod registration;
 pub mod reports;
 pub mod serve;

@@ -63,6 +63,9 @@ pub struct ClusterOptions {
     /// Admission results of policies that do not run in the background go to reports;
     /// `None`: they do not.
     pub admission_reports: Option<AdmissionReportOptions>,
+    /// Registry access for `verifyImages`, `imageRegistry` context entries and image data;
+    /// `None`: such lookups are rule errors.
+    pub images: Option<crate::pull_secrets::ImageOptions>,
 }
 
 /// How admission results reach reports.
@@ -365,11 +368,29 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
         let families: ExtraMetrics = Arc::new(move || metrics.families());
         extra_metrics = Some(families);
     }
+    let provider: Arc<dyn kybern_webhook::provider::RequestContext> = match &options.images {
+        Some(images) => {
+            if !images.pull_secrets.is_empty() {
+                spawn_until(
+                    &stop,
+                    crate::pull_secrets::keep_in_sync(
+                        kube::Api::namespaced(client.clone(), &names.namespace),
+                        images.clone(),
+                    ),
+                );
+            }
+            Arc::new(kybern_webhook::images::WithImages::new(
+                context.clone(),
+                Arc::clone(&images.lookups),
+            ))
+        }
+        None => context.clone(),
+    };
     let running = kybern_webhook::start_with(
         server,
         ExternalParts {
             store: Some(Arc::clone(&store)),
-            provider: Some(context.clone()),
+            provider: Some(provider),
             filters: Some(filters),
             readiness: Some(readiness),
             observer: Some(Arc::new(Observers(observers))),

@@ -140,6 +140,8 @@ pub struct Registry {
     http: reqwest::Client,
     /// Verified signatures by digest, key and constraints, with the time they were verified.
     pub(crate) verified: Mutex<HashMap<String, (Instant, String)>>,
+    /// Credentials from pull secrets, replaced while running; the configured ones come first.
+    pull_secrets: std::sync::RwLock<Credentials>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -179,6 +181,7 @@ impl Registry {
             runtime,
             clients: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
+            pull_secrets: std::sync::RwLock::new(Credentials::default()),
         })
     }
 
@@ -255,15 +258,29 @@ impl Registry {
             .clone()
     }
 
-    pub(crate) fn auth(&self, reference: &Reference) -> RegistryAuth {
-        let creds = &self.config.credentials;
-        match creds
-            .get(reference.registry())
-            .or_else(|| creds.get(reference.resolve_registry()))
-        {
-            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
-            None => RegistryAuth::Anonymous,
+    /// Replaces the credentials taken from pull secrets (`kubernetes.io/dockerconfigjson`).
+    pub fn set_pull_secret_credentials(&self, credentials: Credentials) {
+        match self.pull_secrets.write() {
+            Ok(mut c) => *c = credentials,
+            Err(poisoned) => *poisoned.into_inner() = credentials,
         }
+    }
+
+    pub(crate) fn auth(&self, reference: &Reference) -> RegistryAuth {
+        let find = |creds: &Credentials| {
+            creds
+                .get(reference.registry())
+                .or_else(|| creds.get(reference.resolve_registry()))
+                .map(|c| RegistryAuth::Basic(c.username.clone(), c.password.clone()))
+        };
+        if let Some(auth) = find(&self.config.credentials) {
+            return auth;
+        }
+        let secrets = match self.pull_secrets.read() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        find(&secrets).unwrap_or(RegistryAuth::Anonymous)
     }
 
     /// The digest an image reference resolves to (the digest itself when it has one; for a

@@ -17,6 +17,7 @@ pub mod connections;
 pub mod decision;
 pub mod error;
 pub mod filters;
+pub mod images;
 pub mod in_place;
 pub mod metric_handles;
 pub mod metrics;

@@ -97,6 +97,7 @@ pub fn options(c: &Cluster, identity: &str) -> ClusterOptions {
             config_map: None,
         },
         admission_reports: None,
+        images: None,
     }
 }
 
