@@ -385,12 +385,26 @@ fn a_private_registry_is_read_with_the_docker_config_credentials() {
         with_credentials
             .verify_signature(&check(&image, "good"))
             .unwrap(),
-        SignatureOutcome::Verified { digest }
+        SignatureOutcome::Verified {
+            digest: digest.clone()
+        }
     );
     // Without credentials the registry refuses: a failure (as in Kyverno), not a pass.
     let anonymous = Registry::new(RegistryConfig::default()).unwrap();
     let refused = failure(anonymous.verify_signature(&check(&image, "good")));
     assert!(refused.contains("Not authorized"), "{refused}");
+    // Credentials from a pull secret (`serve --cluster --image-pull-secrets`) are used from then on.
+    let secret = format!(
+        r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+        server.addr
+    );
+    anonymous.set_pull_secret_credentials(
+        Credentials::from_docker_config(secret.as_bytes(), "pull secret regcred").unwrap(),
+    );
+    assert_eq!(
+        anonymous.verify_signature(&check(&image, "good")).unwrap(),
+        SignatureOutcome::Verified { digest }
+    );
 }
 
 fn base64_user_password(user: &str, password: &str) -> String {
