@@ -867,6 +867,7 @@ async fn a_generating_policy_creates_its_objects_for_a_new_namespace() {
                 "apiVersion": "policies.kyverno.io/v1alpha1", "kind": "GeneratingPolicy",
                 "metadata": {"name": "add-networkpolicy"},
                 "spec": {
+                    "evaluation": {"synchronize": {"enabled": true}},
                     "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
                         "operations": ["CREATE", "UPDATE"], "resources": ["namespaces"]}]},
                     "variables": [
@@ -963,6 +964,54 @@ async fn a_generating_policy_creates_its_objects_for_a_new_namespace() {
             .list("kyverno.io/v2", "updaterequests", Some(NS))
             .is_empty()
     })
+    .await;
+
+    // Synchronized: an edit is put back, and so is a deletion.
+    let netpol = || {
+        store.get(
+            "networking.k8s.io/v1",
+            "networkpolicies",
+            Some("team-g"),
+            "default-deny",
+        )
+    };
+    let mut edited = np.clone();
+    edited["spec"]["policyTypes"] = json!(["Ingress"]);
+    store
+        .put("networking.k8s.io/v1", "networkpolicies", edited)
+        .unwrap();
+    wait_for("the edit put back", Duration::from_secs(20), || {
+        netpol().is_some_and(|n| n["spec"]["policyTypes"] == json!(["Ingress", "Egress"]))
+    })
+    .await;
+    store
+        .delete(
+            "networking.k8s.io/v1",
+            "networkpolicies",
+            Some("team-g"),
+            "default-deny",
+        )
+        .unwrap();
+    wait_for(
+        "the deleted object put back",
+        Duration::from_secs(20),
+        || netpol().is_some(),
+    )
+    .await;
+    // Deleting the policy deletes what it keeps in sync (no orphanDownstreamOnPolicyDelete).
+    store
+        .delete(
+            "policies.kyverno.io/v1alpha1",
+            "generatingpolicies",
+            None,
+            "add-networkpolicy",
+        )
+        .unwrap();
+    wait_for(
+        "the NetworkPolicy to go with its policy",
+        Duration::from_secs(20),
+        || netpol().is_none(),
+    )
     .await;
     controller.shutdown().await;
     server.shutdown().await;

@@ -22,7 +22,7 @@ use kube::api::{
     PostParams,
 };
 use kube::runtime::{WatchStreamExt, watcher};
-use kybern_engine::cel::generating_policy::GenerateResult;
+use kybern_engine::cel::generating_policy::{GenerateResult, GeneratingPolicy};
 use kybern_engine::policy::{Policy, RuleBody};
 use kybern_engine::request::{AdmissionRequest, Operation};
 use kybern_webhook::admission::WireRequest;
@@ -88,6 +88,9 @@ struct Worker {
     context: Arc<ClusterContext>,
     kinds: Arc<ArcSwap<Kinds>>,
     field_manager: String,
+    /// `(apiVersion, kind, "")` of objects synchronized GeneratingPolicies wrote (their kinds
+    /// come out of CEL, so they are known only once written).
+    cel_synchronized_kinds: std::sync::Mutex<BTreeSet<(String, String, String)>>,
 }
 
 /// Starts the background controller.
@@ -153,6 +156,7 @@ pub async fn start(options: ControllerOptions) -> Result<Controller, ClusterErro
         context,
         kinds,
         field_manager: format!("{}-background", names.product()),
+        cel_synchronized_kinds: Default::default(),
     });
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let task_stop = stop.clone();
@@ -237,6 +241,8 @@ async fn run(
     let mut mutated_for: HashMap<String, Arc<Policy>> = HashMap::new();
     // Policies with generate rules as last seen, to delete their downstream objects with them.
     let mut generating: HashMap<String, Arc<Policy>> = HashMap::new();
+    // Synchronized GeneratingPolicies that delete what they wrote when they are deleted.
+    let mut generating_cel: HashMap<String, CelPolicyId> = HashMap::new();
     // More UpdateRequests wait than the last batch took: go on without waiting.
     let mut more = false;
     // UpdateRequests this pass processed, until the cache shows them gone (the watch lags the
@@ -275,12 +281,34 @@ async fn run(
             continue;
         }
         // Watch the kinds that synchronized rules generate, to put back what is changed.
-        for r in synchronized_kinds(&w.store.snapshot().policies) {
+        let cel_kinds: Vec<_> = w
+            .cel_synchronized_kinds
+            .lock()
+            .map(|k| k.iter().cloned().collect())
+            .unwrap_or_default();
+        for r in synchronized_kinds(&w.store.snapshot().policies)
+            .into_iter()
+            .chain(cel_kinds)
+        {
             if watched.insert(r.clone()) {
                 spawn_downstream_watch(&w, &r, events_tx.clone(), &stop);
             }
         }
         generating = w.forget_deleted(generating).await;
+        generating_cel = w.forget_deleted_cel(generating_cel).await;
+        for g in &w.store.snapshot().cel.generating {
+            let e = g.policy.evaluation;
+            if e.synchronize && !e.orphan_downstream_on_policy_delete {
+                generating_cel.insert(
+                    g.key(),
+                    (
+                        g.policy.kind,
+                        g.policy.name.clone(),
+                        g.policy.namespace.clone(),
+                    ),
+                );
+            }
+        }
         for policy in w.store.snapshot().policies.iter() {
             if generate::has_generate(policy) {
                 generating.insert(policy_key(policy), Arc::clone(policy));
@@ -364,6 +392,9 @@ async fn run(
         }
     }
 }
+
+/// A GeneratingPolicy's kind, name and namespace.
+type CelPolicyId = (&'static str, String, String);
 
 /// The key of a policy's watched object (`ClusterPolicy.kyverno.io/name`).
 fn policy_key(policy: &Policy) -> String {
@@ -692,27 +723,42 @@ impl Worker {
     }
 
     /// A GeneratingPolicy's UpdateRequest: the policy evaluated again on the recorded request,
-    /// its objects written (created once: synchronization is not done for GeneratingPolicies yet).
+    /// its objects written.
     async fn cel_generate_for(&self, ur: &Value) -> Result<usize, String> {
         let key = ur
             .pointer("/spec/policy")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let policy = self
-            .store
+        let policy = self.generating_policy(&key).ok_or_else(|| {
+            format!("GeneratingPolicy {key} is not loaded (deleted, or it does not compile)")
+        })?;
+        let request = self.request_of(ur)?;
+        self.cel_generate_and_write(policy, request).await
+    }
+
+    /// The loaded GeneratingPolicy with this key (`name`, or `namespace/name`).
+    fn generating_policy(&self, key: &str) -> Option<GeneratingPolicy> {
+        self.store
             .snapshot()
             .cel
             .generating
             .iter()
             .find(|g| g.key() == key)
             .map(|g| g.policy.clone())
-            .ok_or_else(|| {
-                format!("GeneratingPolicy {key} is not loaded (deleted, or it does not compile)")
-            })?;
-        let request = self.request_of(ur)?;
+    }
+
+    /// Evaluates a GeneratingPolicy on a trigger and writes what it generates: by server-side
+    /// apply when it synchronizes (so an edited or deleted object is put back), else created
+    /// once and left alone.
+    async fn cel_generate_and_write(
+        &self,
+        policy: GeneratingPolicy,
+        request: AdmissionRequest,
+    ) -> Result<usize, String> {
         let context = Arc::clone(&self.context);
         let (name, namespace) = (policy.name.clone(), policy.namespace.clone());
+        let synchronize = policy.evaluation.synchronize;
         let (result, trigger) = tokio::task::spawn_blocking(move || {
             let result = policy.evaluate(&request, context.as_ref());
             (result, request.resource().clone())
@@ -739,9 +785,15 @@ impl Worker {
             }
             generate::label_with(o, &name, &namespace, "", &trigger);
         }
+        if synchronize && let Ok(mut kinds) = self.cel_synchronized_kinds.lock() {
+            for o in &objects {
+                let s = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or_default();
+                kinds.insert((s("/apiVersion").into(), s("/kind").into(), String::new()));
+            }
+        }
         self.write(&Generated {
             rule: String::new(),
-            synchronize: false,
+            synchronize,
             objects,
         })
         .await
@@ -825,47 +877,112 @@ impl Worker {
         known
     }
 
+    /// Of the synchronized GeneratingPolicies last seen (key → kind, name, namespace), keeps
+    /// those still loaded; those the API server no longer has take what they wrote with them.
+    async fn forget_deleted_cel(
+        &self,
+        mut known: HashMap<String, CelPolicyId>,
+    ) -> HashMap<String, CelPolicyId> {
+        let snapshot = self.store.snapshot();
+        let gone: Vec<(String, CelPolicyId)> = known
+            .iter()
+            .filter(|(k, _)| !snapshot.cel.generating.iter().any(|g| g.key() == **k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        drop(snapshot);
+        for (key, (kind, name, namespace)) in gone {
+            let kinds = self.kinds.load();
+            let Some(r) = kinds.find("policies.kyverno.io", kind, None) else {
+                known.remove(&key);
+                continue;
+            };
+            let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
+            let resource = ApiResource::from_gvk_with_plural(&gvk, &r.plural);
+            let api: Api<DynamicObject> = if namespace.is_empty() {
+                Api::all_with(self.client.clone(), &resource)
+            } else {
+                Api::namespaced_with(self.client.clone(), &namespace, &resource)
+            };
+            match api.get_opt(&name).await {
+                Ok(None) => {
+                    let written: Vec<(String, String)> = self
+                        .cel_synchronized_kinds
+                        .lock()
+                        .map(|k| k.iter().map(|(a, k, _)| (a.clone(), k.clone())).collect())
+                        .unwrap_or_default();
+                    self.delete_labelled(&key, &name, &namespace, "", &written)
+                        .await;
+                    known.remove(&key);
+                }
+                Ok(Some(_)) => {}
+                Err(e) => {
+                    tracing::warn!(policy = %key, error = %e, "cannot tell whether the policy was deleted")
+                }
+            }
+        }
+        known
+    }
+
     /// Deletes what a deleted policy's synchronized generate rules wrote (found by Kyverno's
     /// labels), unless the rule says `orphanDownstreamOnPolicyDelete`.
     async fn delete_downstream(&self, policy: &Policy) {
         for (rule, kinds) in generate::downstream_on_policy_delete(policy) {
-            let selector = format!(
-                "{}={},{}={},{}={}",
-                generate::MANAGED_BY.0,
-                generate::MANAGED_BY.1,
-                generate::POLICY_NAME,
-                policy.name,
-                generate::RULE_NAME,
-                rule
-            );
-            for (api_version, kind) in kinds {
-                let Ok(all) = self.api_for(&api_version, &kind, "") else {
+            self.delete_labelled(
+                &policy.key(),
+                &policy.name,
+                &policy.namespace,
+                &rule,
+                &kinds,
+            )
+            .await;
+        }
+    }
+
+    /// Deletes the objects of these kinds that Kyverno's labels say this policy and rule wrote.
+    async fn delete_labelled(
+        &self,
+        key: &str,
+        policy_name: &str,
+        policy_namespace: &str,
+        rule: &str,
+        kinds: &[(String, String)],
+    ) {
+        let selector = format!(
+            "{}={},{}={},{}={}",
+            generate::MANAGED_BY.0,
+            generate::MANAGED_BY.1,
+            generate::POLICY_NAME,
+            policy_name,
+            generate::RULE_NAME,
+            rule
+        );
+        for (api_version, kind) in kinds {
+            let Ok(all) = self.api_for(api_version, kind, "") else {
+                continue;
+            };
+            let list = match all.list(&ListParams::default().labels(&selector)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(policy = %key, %kind, error = %e, "downstream objects not listed");
+                    continue;
+                }
+            };
+            for o in list.items {
+                if label(&o, generate::POLICY_NAMESPACE) != policy_namespace {
+                    continue;
+                }
+                let name = o.metadata.name.clone().unwrap_or_default();
+                let namespace = o.metadata.namespace.clone().unwrap_or_default();
+                let Ok(api) = self.api_for(api_version, kind, &namespace) else {
                     continue;
                 };
-                let list = match all.list(&ListParams::default().labels(&selector)).await {
-                    Ok(l) => l,
+                match api.delete(&name, &DeleteParams::background()).await {
+                    Ok(_) => {
+                        tracing::info!(policy = %key, %kind, %namespace, %name, "downstream object deleted with its policy")
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => {
-                        tracing::warn!(policy = %policy.key(), %kind, error = %e, "downstream objects not listed");
-                        continue;
-                    }
-                };
-                for o in list.items {
-                    if label(&o, generate::POLICY_NAMESPACE) != policy.namespace {
-                        continue;
-                    }
-                    let name = o.metadata.name.clone().unwrap_or_default();
-                    let namespace = o.metadata.namespace.clone().unwrap_or_default();
-                    let Ok(api) = self.api_for(&api_version, &kind, &namespace) else {
-                        continue;
-                    };
-                    match api.delete(&name, &DeleteParams::background()).await {
-                        Ok(_) => {
-                            tracing::info!(policy = %policy.key(), %kind, %namespace, %name, "downstream object deleted with its policy")
-                        }
-                        Err(kube::Error::Api(e)) if e.code == 404 => {}
-                        Err(e) => {
-                            tracing::warn!(policy = %policy.key(), %kind, %namespace, %name, error = %e, "downstream object not deleted")
-                        }
+                        tracing::warn!(policy = %key, %kind, %namespace, %name, error = %e, "downstream object not deleted")
                     }
                 }
             }
@@ -1077,6 +1194,7 @@ impl Worker {
             format!("{policy_ns}/{policy_name}")
         };
         let Some(policy) = self.policy(&key) else {
+            self.restore_cel(object, &key).await;
             return;
         };
         let rule = label(object, generate::RULE_NAME).to_string();
@@ -1098,6 +1216,34 @@ impl Worker {
             ..AdmissionRequest::default()
         };
         if let Err(e) = self.generate_and_write(policy, request, vec![rule]).await {
+            tracing::warn!(policy = %key, error = %e, "generated object not restored");
+        }
+    }
+
+    /// Puts back an object a synchronized GeneratingPolicy wrote, by generating again for its
+    /// trigger (gone with its trigger: nothing to put back).
+    async fn restore_cel(&self, object: &DynamicObject, key: &str) {
+        let Some(policy) = self
+            .generating_policy(key)
+            .filter(|p| p.evaluation.synchronize)
+        else {
+            return;
+        };
+        let trigger = match self.trigger_of(object).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "trigger of a generated object not found");
+                return;
+            }
+        };
+        let request = AdmissionRequest {
+            operation: Operation::Create,
+            object: Arc::new(trigger),
+            no_user_info: true,
+            ..AdmissionRequest::default()
+        };
+        if let Err(e) = self.cel_generate_and_write(policy, request).await {
             tracing::warn!(policy = %key, error = %e, "generated object not restored");
         }
     }

@@ -50,6 +50,34 @@ pub struct GeneratingPolicy {
     pub generate: Vec<Generator>,
     pub exceptions: Vec<CelException>,
     pub annotations: serde_json::Map<String, Value>,
+    /// `spec.evaluation`: what happens after the objects are first written.
+    pub evaluation: GenerateEvaluation,
+}
+
+/// `spec.evaluation` of a GeneratingPolicy (each `<name>.enabled`, false when absent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GenerateEvaluation {
+    /// Downstream objects are kept equal to what the policy generates.
+    pub synchronize: bool,
+    /// Synchronized objects stay when the policy is deleted.
+    pub orphan_downstream_on_policy_delete: bool,
+    /// Triggers that exist when the policy is created are generated for too.
+    pub generate_existing: bool,
+}
+
+impl GenerateEvaluation {
+    fn of(spec: &Value) -> Self {
+        let on = |k: &str| {
+            spec.pointer(&format!("/evaluation/{k}/enabled"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        GenerateEvaluation {
+            synchronize: on("synchronize"),
+            orphan_downstream_on_policy_delete: on("orphanDownstreamOnPolicyDelete"),
+            generate_existing: on("generateExisting"),
+        }
+    }
 }
 
 /// The kind name when `doc` is a GeneratingPolicy.
@@ -180,6 +208,7 @@ impl GeneratingPolicy {
             variables: compile_variables(spec.get("variables"), "spec.variables")?,
             generate,
             exceptions: Vec::new(),
+            evaluation: GenerateEvaluation::of(spec),
             annotations: doc
                 .pointer("/metadata/annotations")
                 .and_then(Value::as_object)
@@ -379,6 +408,20 @@ mod tests {
             }
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn evaluation_settings_are_read_from_their_enabled_fields() {
+        let spec = json!({"evaluation": {"synchronize": {"enabled": true},
+            "orphanDownstreamOnPolicyDelete": {"enabled": false}}});
+        let e = GenerateEvaluation::of(&spec);
+        assert!(e.synchronize);
+        assert!(!e.orphan_downstream_on_policy_delete);
+        assert!(!e.generate_existing);
+        assert_eq!(
+            GenerateEvaluation::of(&json!({})),
+            GenerateEvaluation::default()
+        );
     }
 
     fn ns_request() -> AdmissionRequest {
