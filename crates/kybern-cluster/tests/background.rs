@@ -43,6 +43,24 @@ fn namespace_review(ns: &Value) -> Value {
     })
 }
 
+/// The policy library's add-network-policy, as a GeneratingPolicy with `evaluation` as given.
+fn network_policy_gpol(evaluation: Value) -> Value {
+    json!({
+        "apiVersion": "policies.kyverno.io/v1alpha1", "kind": "GeneratingPolicy",
+        "metadata": {"name": "add-networkpolicy"},
+        "spec": {
+            "evaluation": evaluation,
+            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE"], "resources": ["namespaces"]}]},
+            "variables": [
+                {"name": "targetNs", "expression": "object.metadata.name"},
+                {"name": "downstream", "expression": "[{\"kind\": dyn(\"NetworkPolicy\"), \"apiVersion\": dyn(\"networking.k8s.io/v1\"), \"metadata\": dyn({\"name\": \"default-deny\"}), \"spec\": dyn({\"podSelector\": dyn({}), \"policyTypes\": dyn([\"Ingress\", \"Egress\"])})}]"}
+            ],
+            "generate": [{"expression": "generator.Apply(variables.targetNs, variables.downstream)"}]
+        }
+    })
+}
+
 fn controller_options(
     c: &Cluster,
     identity: &str,
@@ -863,20 +881,7 @@ async fn a_generating_policy_creates_its_objects_for_a_new_namespace() {
         .create(
             "policies.kyverno.io/v1alpha1",
             "generatingpolicies",
-            json!({
-                "apiVersion": "policies.kyverno.io/v1alpha1", "kind": "GeneratingPolicy",
-                "metadata": {"name": "add-networkpolicy"},
-                "spec": {
-                    "evaluation": {"synchronize": {"enabled": true}},
-                    "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
-                        "operations": ["CREATE", "UPDATE"], "resources": ["namespaces"]}]},
-                    "variables": [
-                        {"name": "targetNs", "expression": "object.metadata.name"},
-                        {"name": "downstream", "expression": "[{\"kind\": dyn(\"NetworkPolicy\"), \"apiVersion\": dyn(\"networking.k8s.io/v1\"), \"metadata\": dyn({\"name\": \"default-deny\"}), \"spec\": dyn({\"podSelector\": dyn({}), \"policyTypes\": dyn([\"Ingress\", \"Egress\"])})}]"}
-                    ],
-                    "generate": [{"expression": "generator.Apply(variables.targetNs, variables.downstream)"}]
-                }
-            }),
+            network_policy_gpol(json!({"synchronize": {"enabled": true}})),
         )
         .unwrap();
     // Its triggers are registered on a gpol webhook, whose path admits at once.
@@ -1015,4 +1020,47 @@ async fn a_generating_policy_creates_its_objects_for_a_new_namespace() {
     .await;
     controller.shutdown().await;
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_generating_policy_with_generate_existing_acts_on_namespaces_that_were_there_first() {
+    let c = cluster().await;
+    let store = c.api.store();
+    let older = store
+        .create("v1", "namespaces", json!({"metadata": {"name": "older"}}))
+        .unwrap();
+    let controller = kybern_cluster::background::controller::start(controller_options(&c, "e1"))
+        .await
+        .unwrap();
+    store
+        .create(
+            "policies.kyverno.io/v1alpha1",
+            "generatingpolicies",
+            network_policy_gpol(json!({"generateExisting": {"enabled": true}})),
+        )
+        .unwrap();
+    let netpol = |ns: &str| {
+        store.get(
+            "networking.k8s.io/v1",
+            "networkpolicies",
+            Some(ns),
+            "default-deny",
+        )
+    };
+    // Every Namespace that exists (the fixture's too) gets its NetworkPolicy, with no request.
+    wait_for(
+        "the existing namespaces' NetworkPolicies",
+        Duration::from_secs(20),
+        || netpol("older").is_some() && netpol("team").is_some(),
+    )
+    .await;
+    let np = netpol("older").unwrap();
+    let labels = &np["metadata"]["labels"];
+    assert_eq!(labels["generate.kyverno.io/trigger-kind"], "Namespace");
+    assert_eq!(
+        labels["generate.kyverno.io/trigger-uid"],
+        older["metadata"]["uid"]
+    );
+    controller.shutdown().await;
+    c.api.shutdown().await;
 }

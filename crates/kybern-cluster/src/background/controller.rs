@@ -296,6 +296,20 @@ async fn run(
         }
         generating = w.forget_deleted(generating).await;
         generating_cel = w.forget_deleted_cel(generating_cel).await;
+        let generating_now: Vec<GeneratingPolicy> = w
+            .store
+            .snapshot()
+            .cel
+            .generating
+            .iter()
+            .filter(|g| g.policy.evaluation.generate_existing)
+            .map(|g| g.policy.clone())
+            .collect();
+        for policy in generating_now {
+            if existing_done.insert(format!("{}/{}", policy.kind, policy.key())) {
+                w.cel_generate_existing(policy).await;
+            }
+        }
         for g in &w.store.snapshot().cel.generating {
             let e = g.policy.evaluation;
             if e.synchronize && !e.orphan_downstream_on_policy_delete {
@@ -650,51 +664,93 @@ impl Worker {
             }
         }
         let kinds = self.kinds.load_full();
-        let mut out = Vec::new();
+        let mut resources = Vec::new();
         for selector in selectors {
             let s = kybern_engine::matching::parse_kind(&selector);
-            let resources = kinds.resources().iter().filter(|r| {
+            resources.extend(kinds.resources().iter().filter(|r| {
                 r.kind == s.kind
                     && r.preferred
                     && (s.group == "*" || s.group == r.group)
                     && (s.version == "*" || s.version == r.version)
-            });
-            for r in resources {
-                let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
-                let resource = ApiResource::from_gvk_with_plural(&gvk, &r.plural);
-                let api: Api<DynamicObject> = if r.namespaced && !policy.namespace.is_empty() {
-                    Api::namespaced_with(self.client.clone(), &policy.namespace, &resource)
-                } else {
-                    Api::all_with(self.client.clone(), &resource)
-                };
-                let list = match api.list(&ListParams::default()).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(policy = %policy.key(), kind = %r.kind, error = %e, "existing triggers not listed");
-                        continue;
-                    }
-                };
-                for item in list.items {
-                    let Ok(mut object) = serde_json::to_value(item) else {
-                        continue;
-                    };
-                    object["apiVersion"] = json!(resource.api_version);
-                    object["kind"] = json!(resource.kind);
-                    let namespace_labels = object
-                        .pointer("/metadata/namespace")
-                        .and_then(Value::as_str)
-                        .and_then(|ns| self.context.labels_of(ns));
-                    out.push(AdmissionRequest {
-                        operation: Operation::Create,
-                        object: Arc::new(object),
-                        no_user_info: true,
-                        namespace_labels,
-                        ..AdmissionRequest::default()
-                    });
+            }));
+        }
+        self.objects_as_requests(&resources, &policy.namespace, &policy.key())
+            .await
+    }
+
+    /// Every object of these kinds (only from `namespace` when it is set), each as a CREATE
+    /// request.
+    async fn objects_as_requests(
+        &self,
+        resources: &[&crate::webhooks::Resource],
+        namespace: &str,
+        policy: &str,
+    ) -> Vec<AdmissionRequest> {
+        let mut out = Vec::new();
+        for r in resources {
+            let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
+            let resource = ApiResource::from_gvk_with_plural(&gvk, &r.plural);
+            let api: Api<DynamicObject> = if r.namespaced && !namespace.is_empty() {
+                Api::namespaced_with(self.client.clone(), namespace, &resource)
+            } else {
+                Api::all_with(self.client.clone(), &resource)
+            };
+            let list = match api.list(&ListParams::default()).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(%policy, kind = %r.kind, error = %e, "existing triggers not listed");
+                    continue;
                 }
+            };
+            for item in list.items {
+                let Ok(mut object) = serde_json::to_value(item) else {
+                    continue;
+                };
+                object["apiVersion"] = json!(resource.api_version);
+                object["kind"] = json!(resource.kind);
+                let namespace_labels = object
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .and_then(|ns| self.context.labels_of(ns));
+                out.push(AdmissionRequest {
+                    operation: Operation::Create,
+                    object: Arc::new(object),
+                    no_user_info: true,
+                    namespace_labels,
+                    ..AdmissionRequest::default()
+                });
             }
         }
         out
+    }
+
+    /// `evaluation.generateExisting`: a GeneratingPolicy generates for the triggers that exist
+    /// when it is created, those of every resource its `matchConstraints` name for CREATE.
+    async fn cel_generate_existing(&self, policy: GeneratingPolicy) {
+        let kinds = self.kinds.load_full();
+        let named = |list: &[String], value: &str| list.iter().any(|x| x == "*" || x == value);
+        let resources: Vec<&crate::webhooks::Resource> = kinds
+            .resources()
+            .iter()
+            .filter(|r| {
+                policy.match_constraints.resource_rules.iter().any(|rule| {
+                    named(&rule.operations, "CREATE")
+                        && named(&rule.api_groups, &r.group)
+                        && named(&rule.resources, &r.plural)
+                        && (named(&rule.api_versions, &r.version)
+                            && (r.preferred || !rule.api_versions.iter().any(|v| v == "*")))
+                })
+            })
+            .collect();
+        let key = policy.key();
+        for request in self
+            .objects_as_requests(&resources, &policy.namespace, &key)
+            .await
+        {
+            if let Err(e) = self.cel_generate_and_write(policy.clone(), request).await {
+                tracing::warn!(policy = %key, error = %e, "generate for an existing trigger failed");
+            }
+        }
     }
 
     /// The request an UpdateRequest recorded, as the engine reads it.
