@@ -8,6 +8,7 @@
 mod arithmetic;
 mod functions;
 mod go_time;
+mod growth;
 mod image;
 mod semver_range;
 mod strings;
@@ -32,6 +33,12 @@ pub enum JmespathError {
     /// A plain path named a key that is absent (Kyverno's wording, which users match on).
     #[error("Unknown key \"{key}\" in path")]
     NotFound { expr: String, key: String },
+    /// The expression may build values far larger than its input (see `growth`).
+    #[error(
+        "JMESPath expression {expr:?} may build values {growth} times the size of its input, over the bound of {}",
+        growth::MAX_GROWTH
+    )]
+    TooCostly { expr: String, growth: u64 },
     /// Evaluation failed, e.g. a function got an argument of the wrong type.
     #[error("JMESPath query {expr:?} failed: {message}")]
     Runtime { expr: String, message: String },
@@ -70,6 +77,13 @@ static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
 /// Compiles an expression; syntax errors become [`JmespathError::Syntax`].
 pub fn compile(expr: &str) -> Result<Expression, JmespathError> {
     let parsed = RUNTIME.compile(expr).map_err(|e| syntax_error(expr, &e))?;
+    let growth = growth::growth(parsed.as_ast());
+    if growth > growth::MAX_GROWTH {
+        return Err(JmespathError::TooCostly {
+            expr: expr.to_string(),
+            growth,
+        });
+    }
     let plain_path = is_plain_path(parsed.as_ast());
     let compiled =
         ::jmespath::Expression::new(expr, guard_functions(parsed.as_ast().clone()), &RUNTIME);
