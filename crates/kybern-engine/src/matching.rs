@@ -7,6 +7,7 @@ use crate::request::{AdmissionRequest, Gvk};
 use crate::wildcard;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 /// What matching needs to know about the request, computed once per request.
 pub struct MatchSubject<'a> {
@@ -14,8 +15,11 @@ pub struct MatchSubject<'a> {
     pub gvk: Gvk,
     pub name: &'a str,
     pub namespace: &'a str,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
+    /// The object's `metadata`; its labels and annotations are copied out only when a rule
+    /// selects by them (most rules do not, and a chain of mutations builds many subjects).
+    meta: Option<&'a Value>,
+    labels: OnceLock<BTreeMap<String, String>>,
+    annotations: OnceLock<BTreeMap<String, String>>,
 }
 
 fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
@@ -52,9 +56,22 @@ impl<'a> MatchSubject<'a> {
             gvk: request.gvk(),
             name,
             namespace: request.namespace(),
-            labels: string_map(meta.and_then(|m| m.get("labels"))),
-            annotations: string_map(meta.and_then(|m| m.get("annotations"))),
+            meta,
+            labels: OnceLock::new(),
+            annotations: OnceLock::new(),
         }
+    }
+
+    /// The object's labels, values as strings.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        self.labels
+            .get_or_init(|| string_map(self.meta.and_then(|m| m.get("labels"))))
+    }
+
+    /// The object's annotations, values as strings.
+    pub fn annotations(&self) -> &BTreeMap<String, String> {
+        self.annotations
+            .get_or_init(|| string_map(self.meta.and_then(|m| m.get("annotations"))))
     }
 }
 
@@ -227,7 +244,7 @@ fn description_mismatch(d: &ResourceDescription, s: &MatchSubject) -> Option<Mis
     }
     if !d.annotations.is_empty()
         && !d.annotations.iter().all(|(k, v)| {
-            s.annotations
+            s.annotations()
                 .iter()
                 .any(|(rk, rv)| wildcard::matches(k, rk) && wildcard::matches(v, rv))
         })
@@ -235,7 +252,7 @@ fn description_mismatch(d: &ResourceDescription, s: &MatchSubject) -> Option<Mis
         return Some(Mismatch::Annotations);
     }
     if let Some(sel) = &d.selector
-        && !selector_matches(sel, &s.labels)
+        && !selector_matches(sel, s.labels())
     {
         return Some(Mismatch::Selector);
     }
