@@ -5,6 +5,9 @@
 # at 1, 16 and 64 connections (wrk, HTTP/1.1) and at a fixed 2,000 requests/s over HTTP/2 (hey, a
 # Go client as the API server's); reports throughput, p50/p99 latency and peak RSS; then the RSS
 # with every policy of the conformance corpus loaded.
+# With KYBERN_BENCH_COMPARE=<another kybern binary>, it instead starts that binary and this
+# tree's alternately, three rounds, and drives each at 64 connections (same-run A/B on a noisy
+# machine).
 # Usage: scripts/bench-webhook.sh [seconds per run, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +56,7 @@ end
 LUA
 
 start_server() {
-  "$BIN" serve --listen "127.0.0.1:$PORT" --policies "$1" --cert-dir "$WORK/certs" >/dev/null 2>"$WORK/server.log" &
+  "${2:-$BIN}" serve --listen "127.0.0.1:$PORT" --policies "$1" --cert-dir "$WORK/certs" >/dev/null 2>"$WORK/server.log" &
   SERVER_PID=$!
   for _ in $(seq 1 200); do
     if curl -sk "https://127.0.0.1:$PORT/health/readiness" 2>/dev/null | grep -q '"ready":true'; then return 0; fi
@@ -94,6 +97,19 @@ run_set() {
 }
 
 echo "kybern $( "$BIN" --version ), $(nproc) CPUs, wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), ${DURATION}s per run"
+if [ -n "${KYBERN_BENCH_COMPARE:-}" ]; then
+  for round in 1 2 3; do
+    for set in pss none; do
+      for bin in "$KYBERN_BENCH_COMPARE" "$BIN"; do
+        start_server "$WORK/$set" "$bin"
+        line=$(wrk -t2 -c64 -d"${DURATION}s" -s "$WORK/post.lua" "https://127.0.0.1:$PORT/validate" | grep '^RESULT')
+        echo "round=$round set=$set binary=$bin connections=64 ${line#RESULT }"
+        stop_server
+      done
+    done
+  done
+  exit 0
+fi
 run_set pod-security "$WORK/pss"
 run_set restricted-validatingpolicies "$WORK/vpol"
 run_set no-policies "$WORK/none"
