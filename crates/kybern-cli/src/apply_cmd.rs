@@ -72,8 +72,8 @@ pub struct ApplyArgs {
     #[arg(long = "target-resource", alias = "target-resources")]
     pub target_resources: Vec<PathBuf>,
     /// For each resource, every rule with what decided it: its result and message, the
-    /// exception that applied, or why it did not select the resource (to standard error when
-    /// standard output carries a report or JSON).
+    /// exception that applied, or why it did not select the resource (with --output-format json,
+    /// as the document's `explain` array; to standard error beside a policy report).
     #[arg(long)]
     pub explain: bool,
     #[command(flatten)]
@@ -438,7 +438,11 @@ fn run_batch(
     let originals = args.explain.then(|| resources.clone());
     let responses = evaluate_owned(inputs, resources, None);
     if let Some(originals) = &originals {
-        crate::explain::render(inputs, originals, &responses, &mut output.explain);
+        if args.json_results() {
+            output.json_explain = crate::explain::items(inputs, originals, &responses);
+        } else {
+            crate::explain::render(inputs, originals, &responses, &mut output.explain);
+        }
     }
     count(&responses, args.audit_warn, &mut output.counts);
     // Standard output carries only the document when it is a report or JSON results.
@@ -522,6 +526,8 @@ struct BatchOutput {
     json_items: Vec<String>,
     /// `--explain` text of the batch's resources.
     explain: String,
+    /// `--explain` as JSON elements, one per resource (with JSON results).
+    json_explain: Vec<String>,
     /// Documents that could not be read.
     issues: Vec<Issue>,
 }
@@ -563,6 +569,7 @@ impl Sink<'_> {
         }
         if let Some(json) = &mut self.json {
             json.add(&batch.json_items, out)?;
+            json.add_explained(&batch.json_explain)?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use crate::evaluation::{Inputs, ResponseMap, request_for_explain};
 use kybern_engine::explain;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -30,4 +30,37 @@ pub fn render(inputs: &Inputs, originals: &[Value], responses: &ResponseMap, out
             let _ = writeln!(out, "  {}: {}", e.name(), e.outcome);
         }
     }
+}
+
+/// The explanation of one batch as JSON elements, one per resource:
+/// `{"resource": {apiVersion, kind, namespace, name}, "trace": [{policy, kind, rule, outcome}]}`.
+pub fn items(inputs: &Inputs, originals: &[Value], responses: &ResponseMap) -> Vec<String> {
+    let mut out = Vec::with_capacity(originals.len());
+    for (original, (_, resps)) in originals.iter().zip(responses) {
+        let resource = Arc::new(original.clone());
+        let request = request_for_explain(inputs, &resource);
+        let get = |p: &str| {
+            original
+                .pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
+        let trace: Vec<Value> = explain::trace(&inputs.set.policies, resps, &request)
+            .into_iter()
+            .map(|e| json!({"policy": e.policy, "kind": e.kind, "rule": e.rule, "outcome": e.outcome}))
+            .collect();
+        out.push(
+            json!({
+                "resource": {
+                    "apiVersion": get("/apiVersion"),
+                    "kind": get("/kind"),
+                    "namespace": get("/metadata/namespace"),
+                    "name": get("/metadata/name"),
+                },
+                "trace": trace,
+            })
+            .to_string(),
+        );
+    }
+    out
 }

@@ -108,6 +108,56 @@ fn every_rule_is_explained_for_every_resource() {
 }
 
 #[test]
+fn json_results_carry_the_same_explanations_as_data() {
+    let dir = std::env::temp_dir().join(format!("kybern-explain-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("policies.yaml"), POLICIES).unwrap();
+    std::fs::write(dir.join("pods.yaml"), PODS).unwrap();
+    let out = Command::new(BIN)
+        .arg("apply")
+        .arg(dir.join("policies.yaml"))
+        .arg("--resource")
+        .arg(dir.join("pods.yaml"))
+        .args(["--explain", "--output-format", "json"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let explain = doc["explain"].as_array().expect("an explain array");
+    assert_eq!(explain.len(), 2, "{doc}");
+    let bare = &explain[0];
+    assert_eq!(bare["resource"]["name"], "bare");
+    assert_eq!(bare["resource"]["namespace"], "dev");
+    let outcome = |rule: &str| {
+        bare["trace"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["rule"] == rule)
+            .map(|t| t["outcome"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        outcome("team").as_deref(),
+        Some(
+            "fail: validation error: a team label is required. rule team failed at path /metadata/labels/"
+        )
+    );
+    assert!(
+        outcome("replicas")
+            .unwrap()
+            .starts_with("not matched: match.any[0]")
+    );
+    assert_eq!(
+        explain[1]["trace"][0]["outcome"],
+        "excluded by exclude.any[0]"
+    );
+    // The results and the summary are still there.
+    assert_eq!(doc["summary"]["fail"], 1, "{doc}");
+    assert!(doc["results"].as_array().is_some_and(|r| !r.is_empty()));
+}
+
+#[test]
 fn kybern_test_explains_the_resources_of_each_suite() {
     let dir = std::env::temp_dir().join(format!("kybern-explain-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -1,11 +1,14 @@
 //! `kybern apply --output-format json` without `--policy-report`: every rule result as data, in
 //! one JSON document written as results come (`{"results": [...], "summary": {...}}`), so a CI
-//! system reads the run without parsing text and memory stays bounded.
+//! system reads the run without parsing text and memory stays bounded. With `--explain` the
+//! document also has `"explain"`, one trace per resource; traces wait in a temporary file until
+//! the results are written, so memory stays bounded too.
 
 use super::{Counts, result_of, title};
 use crate::evaluation::ResponseMap;
 use serde_json::{Value, json};
-use std::io::Write;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
 
 /// The JSON elements of one batch's results, in resource order.
 pub fn items(responses: &ResponseMap, audit_warn: bool) -> Vec<String> {
@@ -38,6 +41,20 @@ pub fn items(responses: &ResponseMap, audit_warn: bool) -> Vec<String> {
 #[derive(Default)]
 pub struct Writer {
     written: usize,
+    /// Explanations so far, one JSON element per line.
+    explained: Option<Spool>,
+}
+
+/// A temporary file removed when dropped.
+struct Spool {
+    path: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl Writer {
@@ -54,7 +71,31 @@ impl Writer {
         Ok(())
     }
 
-    pub fn finish(self, counts: &Counts, out: &mut impl Write) -> std::io::Result<()> {
+    /// Keeps explanation elements for the end of the document.
+    pub fn add_explained(&mut self, items: &[String]) -> std::io::Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let spool = match &mut self.explained {
+            Some(s) => s,
+            None => {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos());
+                let path = std::env::temp_dir()
+                    .join(format!("kybern-explain-{}-{nanos}", std::process::id()));
+                let file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+                self.explained.insert(Spool { path, file })
+            }
+        };
+        for item in items {
+            // Serialized JSON has no raw newlines, so one element is one line.
+            writeln!(spool.file, "{item}")?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self, counts: &Counts, out: &mut impl Write) -> std::io::Result<()> {
         let summary: Value = json!({
             "pass": counts.pass,
             "fail": counts.fail,
@@ -63,6 +104,17 @@ impl Writer {
             "skip": counts.skip,
         });
         let close = if self.written == 0 { "]" } else { "\n]" };
-        writeln!(out, "{close}, \"summary\": {summary}}}")
+        write!(out, "{close}")?;
+        if let Some(mut spool) = self.explained.take() {
+            spool.file.flush()?;
+            let reader = std::io::BufReader::new(std::fs::File::open(&spool.path)?);
+            write!(out, ", \"explain\": [")?;
+            for (i, line) in reader.lines().enumerate() {
+                let sep = if i == 0 { "\n  " } else { ",\n  " };
+                write!(out, "{sep}{}", line?)?;
+            }
+            write!(out, "\n]")?;
+        }
+        writeln!(out, ", \"summary\": {summary}}}")
     }
 }
