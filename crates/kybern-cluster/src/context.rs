@@ -204,6 +204,14 @@ impl ContextProvider for ClusterContext {
         if api_version == "v1" && kind == "ConfigMap" {
             return self.config_map(namespace, name);
         }
+        // A Namespace from the watch cache: every CEL policy reads its request's `namespaceObject`,
+        // which must not cost an API call per request. One just created may not be cached yet.
+        if api_version == "v1"
+            && kind == "Namespace"
+            && let Some(v) = self.namespaces.get("", name)
+        {
+            return Ok(Some(v));
+        }
         let path = format!("{}/{name}", self.path_of(api_version, kind, namespace)?);
         match self.call("GET", &path, None) {
             Ok(v) => Ok(Some(v)),

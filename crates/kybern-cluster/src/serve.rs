@@ -296,7 +296,7 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
         [
             spawn(
                 core("Namespace", "namespaces"),
-                Trim::Labels,
+                Trim::Object,
                 Arc::clone(&ignored),
             ),
             spawn(

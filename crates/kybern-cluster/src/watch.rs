@@ -61,8 +61,6 @@ pub struct Cache {
 pub enum Trim {
     /// Everything but `metadata.managedFields` and the last-applied annotation.
     Object,
-    /// Only `metadata.name` and `metadata.labels` (Namespaces).
-    Labels,
     /// The object without annotations, owner references and finalizers (role bindings: their
     /// subjects and roleRef are what is read).
     Slim,
@@ -73,13 +71,10 @@ fn trim(obj: &mut DynamicObject, how: Trim) {
     if let Some(a) = obj.metadata.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
-    if matches!(how, Trim::Labels | Trim::Slim) {
+    if how == Trim::Slim {
         obj.metadata.annotations = None;
         obj.metadata.owner_references = None;
         obj.metadata.finalizers = None;
-    }
-    if how == Trim::Labels {
-        obj.data = Value::Null;
     }
 }
 

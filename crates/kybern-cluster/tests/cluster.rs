@@ -422,3 +422,87 @@ async fn namespace_labels_and_config_map_filters_come_from_the_api() {
     server.shutdown().await;
     c.api.shutdown().await;
 }
+
+/// Every CEL policy reads its request's `namespaceObject`: it comes from the Namespace watch,
+/// whole (annotations too), with no API call per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn namespace_objects_of_cel_policies_come_from_the_watch_not_from_api_calls() {
+    let c = cluster().await;
+    let store = c.api.store();
+    let mut team = store.get("v1", "namespaces", None, "team").unwrap();
+    team["metadata"]["annotations"] = json!({"owner": "platform"});
+    store.put("v1", "namespaces", team).unwrap();
+    store
+        .create(
+            "v1",
+            "namespaces",
+            json!({"metadata": {"name": "other", "annotations": {"owner": "someone"}}}),
+        )
+        .unwrap();
+    store
+        .create(
+            "policies.kyverno.io/v1",
+            "validatingpolicies",
+            json!({
+                "apiVersion": "policies.kyverno.io/v1", "kind": "ValidatingPolicy",
+                "metadata": {"name": "platform-namespaces"},
+                "spec": {
+                    "validationActions": ["Deny"],
+                    "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                        "operations": ["CREATE"], "resources": ["configmaps"]}]},
+                    "validations": [{
+                        "expression": "namespaceObject.metadata.?annotations.owner.orValue('') == 'platform'",
+                        "message": "only in namespaces the platform team owns"
+                    }]
+                }
+            }),
+        )
+        .unwrap();
+    let server = kybern_cluster::serve::start(options(&c, "a"))
+        .await
+        .unwrap();
+    live_vwc(&c).await;
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(server.ca_bundle.borrow().as_bytes());
+    let client = client_from_ca_bundle(&encoded, &server);
+    ready(&client, &server).await;
+    let in_ns = |uid: &str, ns: &str| {
+        let mut r = review(uid, "cm", json!({}));
+        r["request"]["namespace"] = json!(ns);
+        r["request"]["object"]["metadata"]["namespace"] = json!(ns);
+        r
+    };
+    // The policy loads asynchronously: wait for its first denial.
+    let start = Instant::now();
+    while send(&client, &server, "/validate", &in_ns("u0", "other")).await["allowed"] != false {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the policy never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.api.faults().reset();
+    let allowed = send(&client, &server, "/validate", &in_ns("u1", "team")).await;
+    assert_eq!(allowed["allowed"], true, "{allowed}");
+    let denied = send(&client, &server, "/validate", &in_ns("u2", "other")).await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert!(
+        denied["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("only in namespaces the platform team owns"),
+        "{denied}"
+    );
+    let namespace_gets: Vec<_> = c
+        .api
+        .faults()
+        .requests()
+        .into_iter()
+        .filter(|(m, p)| {
+            m == "GET" && p.starts_with("/api/v1/namespaces/") && !p.contains("/configmaps")
+        })
+        .collect();
+    assert!(namespace_gets.is_empty(), "{namespace_gets:?}");
+    server.shutdown().await;
+    c.api.shutdown().await;
+}

@@ -206,7 +206,7 @@ pub(crate) fn cluster_context(
     Arc::new(ClusterContext::new(
         client.clone(),
         [
-            spawn(core("Namespace", "namespaces"), Trim::Labels),
+            spawn(core("Namespace", "namespaces"), Trim::Object),
             spawn(core("ConfigMap", "configmaps"), Trim::Object),
             spawn(rbac("RoleBinding", "rolebindings"), Trim::Slim),
             spawn(

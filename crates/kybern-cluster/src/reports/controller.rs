@@ -114,7 +114,7 @@ pub async fn start(options: ReportOptions) -> Result<ReportController, ClusterEr
     let context = Arc::new(ClusterContext::new(
         client.clone(),
         [
-            spawn("", "Namespace", "namespaces", Trim::Labels),
+            spawn("", "Namespace", "namespaces", Trim::Object),
             spawn("", "ConfigMap", "configmaps", Trim::Object),
             spawn(rbac, "RoleBinding", "rolebindings", Trim::Slim),
             spawn(
