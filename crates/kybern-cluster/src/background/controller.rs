@@ -1257,19 +1257,8 @@ impl Worker {
         if !generate::any_synchronized(&policy, std::slice::from_ref(&rule)) {
             return;
         }
-        let trigger = match self.trigger_of(object).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "trigger of a generated object not found");
-                return;
-            }
-        };
-        let request = AdmissionRequest {
-            operation: Operation::Create,
-            object: Arc::new(trigger),
-            no_user_info: true,
-            ..AdmissionRequest::default()
+        let Some(request) = self.trigger_request(object).await else {
+            return;
         };
         if let Err(e) = self.generate_and_write(policy, request, vec![rule]).await {
             tracing::warn!(policy = %key, error = %e, "generated object not restored");
@@ -1285,23 +1274,30 @@ impl Worker {
         else {
             return;
         };
-        let trigger = match self.trigger_of(object).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "trigger of a generated object not found");
-                return;
-            }
-        };
-        let request = AdmissionRequest {
-            operation: Operation::Create,
-            object: Arc::new(trigger),
-            no_user_info: true,
-            ..AdmissionRequest::default()
+        let Some(request) = self.trigger_request(object).await else {
+            return;
         };
         if let Err(e) = self.cel_generate_and_write(policy, request).await {
             tracing::warn!(policy = %key, error = %e, "generated object not restored");
         }
+    }
+
+    /// The trigger of a generated object as a CREATE request, generated for again to put the
+    /// object back; `None` when the trigger is gone (or could not be read: logged).
+    async fn trigger_request(&self, object: &DynamicObject) -> Option<AdmissionRequest> {
+        let trigger = match self.trigger_of(object).await {
+            Ok(t) => t?,
+            Err(e) => {
+                tracing::warn!(error = %e, "trigger of a generated object not found");
+                return None;
+            }
+        };
+        Some(AdmissionRequest {
+            operation: Operation::Create,
+            object: Arc::new(trigger),
+            no_user_info: true,
+            ..AdmissionRequest::default()
+        })
     }
 
     /// The trigger an object was generated for, found by its uid.
