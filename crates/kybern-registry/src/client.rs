@@ -72,9 +72,16 @@ pub enum RegistryError {
     Failed(String),
 }
 
+/// Whether a request failed before any answer: no connection, a timeout, or a connection
+/// dropped while sending (a pooled keep-alive connection to a registry that went away fails
+/// this way rather than as a connect error).
+fn never_answered(e: &reqwest::Error) -> bool {
+    e.status().is_none() && (e.is_connect() || e.is_timeout() || e.is_request())
+}
+
 fn classify(what: &str, e: OciDistributionError) -> RegistryError {
     match &e {
-        OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout() => {
+        OciDistributionError::RequestError(r) if never_answered(r) => {
             RegistryError::Unreachable(format!("{what}: registry unreachable: {e}"))
         }
         OciDistributionError::RequestError(r)
@@ -332,7 +339,7 @@ impl Registry {
                 _ => request,
             };
             let mut response = request.send().await.map_err(|e| {
-                if e.is_connect() || e.is_timeout() {
+                if never_answered(&e) {
                     RegistryError::Unreachable(format!("{what}: registry unreachable: {e}"))
                 } else {
                     RegistryError::Failed(format!("{what}: {e}"))

@@ -601,3 +601,26 @@ fn a_certificate_attestor_verifies_with_the_certificate_key() {
     let (results, _) = admit(&f.registry, &chained, &signed);
     assert_eq!(results[0].0, RuleStatus::Error, "{results:?}");
 }
+
+/// A registry that accepts connections and drops them unanswered (a restart, a proxy cut) is
+/// unreachable too: it never answered, so nothing about the image was learnt.
+#[test]
+fn a_registry_that_drops_connections_is_an_error_not_a_failure() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+    let registry = Registry::new(RegistryConfig {
+        timeout: Duration::from_secs(5),
+        ..RegistryConfig::default()
+    })
+    .unwrap();
+    let outcome = registry.verify_signature(&check(&format!("{addr}/kybern/app:v1"), "good"));
+    assert!(
+        matches!(outcome, Err(RegistryError::Unreachable(_))),
+        "{outcome:?}"
+    );
+}
