@@ -24,6 +24,7 @@ pub mod image_policy;
 mod jwt;
 pub mod library;
 pub mod match_constraints;
+pub mod mutate_existing;
 pub mod mutating_policy;
 pub mod plan;
 pub mod policy_set;

@@ -10,6 +10,7 @@
 
 use super::exceptions::{CelException, ExceptionOutcome, check_exceptions, check_exceptions_on};
 use super::match_constraints::MatchConstraints;
+use super::mutate_existing::MutateExisting;
 use super::validate_cel::{CelInput, ParamSource, base_scope};
 use super::validating_policy::{Binding, autogen_controllers, autogen_request};
 use super::{
@@ -104,6 +105,8 @@ pub struct MutatingPolicy {
     /// CEL PolicyExceptions naming this policy.
     pub exceptions: Vec<CelException>,
     pub annotations: serde_json::Map<String, Value>,
+    /// `evaluation.mutateExisting` with its targets.
+    pub mutate_existing: MutateExisting,
 }
 
 fn compile_mutations(list: Option<&Value>, path: &str) -> Result<Vec<Mutation>, CelError> {
@@ -160,7 +163,13 @@ impl MutatingPolicy {
         } else {
             autogen_controllers(spec, &match_constraints)
         };
+        let mutate_existing = if kind == MutatingKind::MutatingAdmissionPolicy {
+            MutateExisting::default()
+        } else {
+            MutateExisting::compile(spec, &match_constraints)?
+        };
         Ok(MutatingPolicy {
+            mutate_existing,
             kind,
             name: super::policy_name(doc),
             namespace: super::policy_namespace(doc, kind == MutatingKind::NamespacedMutatingPolicy),
@@ -227,12 +236,43 @@ impl MutatingPolicy {
         binding: Option<&Binding>,
         provider: &dyn ContextProvider,
     ) -> MutateResult {
-        let request = CelInput::request_json(req);
+        self.run_inner(req, sent, binding, None, &self.match_conditions, provider)
+    }
+
+    /// Runs the policy on `req`'s object with `request` as the CEL `request` (default: `req`'s
+    /// own) and `conditions` in place of `matchConditions`.
+    pub(super) fn run_with(
+        &self,
+        req: &AdmissionRequest,
+        request: Option<&Value>,
+        conditions: &[Condition],
+        provider: &dyn ContextProvider,
+    ) -> MutateResult {
+        self.run_inner(req, None, None, request, conditions, provider)
+    }
+
+    fn run_inner(
+        &self,
+        req: &AdmissionRequest,
+        sent: Option<&AdmissionRequest>,
+        binding: Option<&Binding>,
+        request: Option<&Value>,
+        conditions: &[Condition],
+        provider: &dyn ContextProvider,
+    ) -> MutateResult {
+        let own_request;
+        let request = match request {
+            Some(r) => r,
+            None => {
+                own_request = CelInput::request_json(req);
+                &own_request
+            }
+        };
         let namespace_object = super::validating_policy::namespace_object(req, provider);
         let input = CelInput {
             object: req.resource(),
             old_object: &req.old_object,
-            request: &request,
+            request,
             namespace_object: namespace_object.as_ref(),
             params: None,
             provider: Some(provider),
@@ -268,7 +308,7 @@ impl MutatingPolicy {
             ExceptionOutcome::Error(e) => return MutateResult::Error(e),
         }
         let vars = VariableValues::evaluate(&self.variables, &mut scope);
-        match evaluate_conditions(&self.match_conditions, &scope) {
+        match evaluate_conditions(conditions, &scope) {
             ConditionsOutcome::Met => {}
             ConditionsOutcome::NotMet(name) => {
                 return MutateResult::Skip(format!("match condition {name:?} not met"));

@@ -299,6 +299,37 @@ fn mutation_rule(name: &str, result: MutateResult, applied: &str) -> (RuleResult
     }
 }
 
+/// One response per target a mutate-existing MutatingPolicy patches for `trigger` (as the
+/// kyverno CLI gives them: the trigger as resource, the patched target on a passing rule);
+/// targets the conditions leave alone give none.
+fn target_responses(
+    p: &MutatingPolicy,
+    trigger: &AdmissionRequest,
+    resource: &Value,
+    provider: &dyn ContextProvider,
+) -> Vec<EngineResponse> {
+    let targets = match p.targets(trigger, provider) {
+        Ok(t) => t,
+        Err(e) => {
+            let r = rule("", RuleType::Mutation, RuleStatus::Error, e);
+            return vec![engine_response(&mmeta(p), vec![r], resource, resource)];
+        }
+    };
+    let mut out = Vec::new();
+    for target in targets {
+        let result = p.evaluate_target(trigger, &target, provider);
+        if matches!(result, MutateResult::NotMatched) {
+            continue;
+        }
+        let (mut r, patched) = mutation_rule("", result, "success");
+        if r.status == RuleStatus::Pass {
+            r.patched_target = Some(patched.unwrap_or(target));
+        }
+        out.push(engine_response(&mmeta(p), vec![r], resource, resource));
+    }
+    out
+}
+
 /// The response the kyverno CLI keeps for a result: a ValidatingPolicy that does not select the
 /// resource gives none when its match is "simple", else an empty one.
 fn response(
@@ -609,6 +640,10 @@ impl CelPolicySet {
         }
         for (p, rules) in mpol {
             out.push(engine_response(&mmeta(p), rules, &input, &current));
+        }
+        let trigger = with_object(req, &input);
+        for p in self.mutating.iter().filter(|p| p.mutates_existing()) {
+            out.extend(target_responses(p, &trigger, &current, provider));
         }
         let req = with_object(req, &current);
         let vaps = self

@@ -1,0 +1,288 @@
+//! Mutate existing with a MutatingPolicy (`evaluation.mutateExisting.enabled`): which objects
+//! already stored are its targets (`targetMatchConstraints` rules or CEL `expression`, else the
+//! policy's own `matchConstraints`), and the mutations run on one target, with `object` the
+//! target and `request` the trigger's admission request.
+
+use super::match_constraints::{MatchConstraints, kind_for_resource};
+use super::mutating_policy::{MutateResult, MutatingPolicy};
+use super::{
+    CelError, Condition, Expression, Scope, VariableValues, compile_conditions, validate_cel, value,
+};
+use crate::context::{ContextProvider, ProviderError};
+use crate::request::AdmissionRequest;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The mutate-existing part of a MutatingPolicy.
+#[derive(Debug, Clone, Default)]
+pub struct MutateExisting {
+    /// `evaluation.mutateExisting.enabled`.
+    pub enabled: bool,
+    /// Which objects are targets when no expression names them: `targetMatchConstraints`, else
+    /// `matchConstraints`, with every operation (a stored object is not being created or updated).
+    pub constraints: MatchConstraints,
+    /// `targetMatchConstraints.expression`: the targets as a CEL object or list (`items`).
+    pub expression: Option<Expression>,
+    /// `targetMatchConstraints` names targets of its own (rules or expression): then
+    /// `targetMatchConditions` decide on a target instead of `matchConditions`.
+    pub explicit: bool,
+    pub conditions: Vec<Condition>,
+}
+
+/// Object kinds (`apiVersion`, `kind`) a rule list names without wildcards: the kinds to list.
+fn listed_kinds(c: &MatchConstraints) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for r in &c.resource_rules {
+        for group in &r.api_groups {
+            for version in &r.api_versions {
+                for resource in &r.resources {
+                    let base = resource.split('/').next().unwrap_or_default();
+                    if group == "*" || version == "*" || base == "*" || base.is_empty() {
+                        continue;
+                    }
+                    let api_version = if group.is_empty() {
+                        version.clone()
+                    } else {
+                        format!("{group}/{version}")
+                    };
+                    let kind = kind_for_resource(group, base);
+                    if !out.iter().any(|(a, k)| *a == api_version && *k == kind) {
+                        out.push((api_version, kind));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+impl MutateExisting {
+    pub fn compile(spec: &Value, match_constraints: &MatchConstraints) -> Result<Self, CelError> {
+        let enabled = spec
+            .pointer("/evaluation/mutateExisting/enabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let target = spec.get("targetMatchConstraints").filter(|v| !v.is_null());
+        let expression = match target
+            .and_then(|t| t.get("expression"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+        {
+            Some(src) => Some(Expression::compile(
+                src,
+                "spec.targetMatchConstraints.expression",
+            )?),
+            None => None,
+        };
+        let own = MatchConstraints::compile(target, "spec.targetMatchConstraints")?;
+        let explicit = expression.is_some() || !own.resource_rules.is_empty();
+        let mut constraints = if own.resource_rules.is_empty() {
+            match_constraints.clone()
+        } else {
+            own
+        };
+        for r in constraints.resource_rules.iter_mut() {
+            r.operations = vec!["*".to_string()];
+        }
+        Ok(MutateExisting {
+            enabled,
+            constraints,
+            expression,
+            explicit,
+            conditions: compile_conditions(
+                spec.get("targetMatchConditions"),
+                "spec.targetMatchConditions",
+            )?,
+        })
+    }
+}
+
+/// A stored object seen as a request, for matching and for the CEL inputs of a target.
+fn target_request(trigger: &AdmissionRequest, target: &Value) -> AdmissionRequest {
+    AdmissionRequest {
+        operation: trigger.operation,
+        object: Arc::new(target.clone()),
+        user_info: trigger.user_info.clone(),
+        no_user_info: trigger.no_user_info,
+        ..AdmissionRequest::default()
+    }
+}
+
+fn namespace_of(v: &Value) -> &str {
+    v.pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+impl MutatingPolicy {
+    /// Whether this policy patches existing objects.
+    pub fn mutates_existing(&self) -> bool {
+        self.mutate_existing.enabled
+    }
+
+    /// Whether `target` is one of this policy's targets by its rules and selectors (a
+    /// NamespacedMutatingPolicy's targets are in its namespace only).
+    pub fn selects_target(&self, target: &Value, provider: &dyn ContextProvider) -> bool {
+        if !self.namespace.is_empty() && namespace_of(target) != self.namespace {
+            return false;
+        }
+        let req = target_request(&AdmissionRequest::default(), target);
+        let labels = super::namespace_labels(&req, provider);
+        self.mutate_existing
+            .constraints
+            .matches(&req, labels.as_ref())
+    }
+
+    /// The existing objects this policy patches for `trigger`: those the target expression
+    /// returns (evaluated with `object` the trigger), else the stored objects of the kinds the
+    /// target rules name (rules with wildcards name no kind to list) that the rules select.
+    pub fn targets(
+        &self,
+        trigger: &AdmissionRequest,
+        provider: &dyn ContextProvider,
+    ) -> Result<Vec<Value>, String> {
+        let me = &self.mutate_existing;
+        if let Some(expr) = &me.expression {
+            let mut scope = Scope::with_provider(Some(provider));
+            scope.set_json("object", trigger.resource());
+            let vars = VariableValues::evaluate(&self.variables, &mut scope);
+            let out = expr
+                .eval(&scope)
+                .map_err(|e| format!("targetMatchConstraints.expression: {}", vars.explain(e)))?;
+            let out = value::to_json(&out);
+            let items = match out {
+                Value::Object(mut m) => match m.remove("items") {
+                    Some(Value::Array(items)) => items,
+                    Some(other) => {
+                        m.insert("items".into(), other);
+                        vec![Value::Object(m)]
+                    }
+                    None => vec![Value::Object(m)],
+                },
+                Value::Null => Vec::new(),
+                other => {
+                    return Err(format!(
+                        "targetMatchConstraints.expression must return an object or a list \
+                         object with items, not {other}"
+                    ));
+                }
+            };
+            // A namespaced policy never reaches into another namespace, whatever it names.
+            return Ok(items
+                .into_iter()
+                .filter(|t| t.is_object())
+                .filter(|t| self.namespace.is_empty() || namespace_of(t) == self.namespace)
+                .collect());
+        }
+        let mut out = Vec::new();
+        for (api_version, kind) in listed_kinds(&me.constraints) {
+            let objects = match provider.list(&api_version, &kind, &self.namespace) {
+                Ok(o) => o,
+                // No stored objects are known here (the CLI without target resources).
+                Err(ProviderError::Unavailable { .. }) => continue,
+                Err(e) => return Err(format!("listing {kind} targets: {e}")),
+            };
+            out.extend(
+                objects
+                    .into_iter()
+                    .filter(|o| self.selects_target(o, provider)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Runs the mutations on one target: `object` is the target, `request` the trigger's
+    /// request; `targetMatchConditions` decide when the policy names its own targets, else
+    /// `matchConditions`.
+    pub fn evaluate_target(
+        &self,
+        trigger: &AdmissionRequest,
+        target: &Value,
+        provider: &dyn ContextProvider,
+    ) -> MutateResult {
+        let request = validate_cel::CelInput::request_json(trigger);
+        let conditions = if self.mutate_existing.explicit {
+            &self.mutate_existing.conditions
+        } else {
+            &self.match_conditions
+        };
+        self.run_with(
+            &target_request(trigger, target),
+            Some(&request),
+            conditions,
+            provider,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::NoProvider;
+    use serde_json::json;
+
+    fn policy(spec: Value) -> MutatingPolicy {
+        MutatingPolicy::compile(&json!({
+            "apiVersion": "policies.kyverno.io/v1beta1",
+            "kind": "MutatingPolicy",
+            "metadata": {"name": "p"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn target_rules_select_any_operation_and_fall_back_to_match_constraints() {
+        let own = policy(json!({
+            "evaluation": {"mutateExisting": {"enabled": true}},
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["deployments"]}]},
+            "targetMatchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["configmaps"]}]},
+            "mutations": [],
+        }));
+        assert!(own.mutates_existing());
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "a"}});
+        let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "a"}});
+        assert!(own.selects_target(&cm, &NoProvider));
+        assert!(!own.selects_target(&deploy, &NoProvider));
+        assert_eq!(
+            listed_kinds(&own.mutate_existing.constraints),
+            vec![("v1".to_string(), "ConfigMap".to_string())]
+        );
+        let fallback = policy(json!({
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["deployments"]}]},
+            "mutations": [],
+        }));
+        assert!(!fallback.mutates_existing());
+        assert!(fallback.selects_target(&deploy, &NoProvider));
+        assert!(!fallback.selects_target(&cm, &NoProvider));
+    }
+
+    #[test]
+    fn a_namespaced_policy_never_targets_another_namespace() {
+        let p = MutatingPolicy::compile(&json!({
+            "apiVersion": "policies.kyverno.io/v1beta1",
+            "kind": "NamespacedMutatingPolicy",
+            "metadata": {"name": "p", "namespace": "team"},
+            "spec": {
+                "evaluation": {"mutateExisting": {"enabled": true}},
+                "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                    "operations": ["CREATE"], "resources": ["secrets"]}]},
+                "targetMatchConstraints": {"expression":
+                    "{'items': [{'metadata': {'name': 'x', 'namespace': 'team'}}, {'metadata': {'name': 'y', 'namespace': 'other'}}]}"},
+                "mutations": [],
+            },
+        }))
+        .unwrap();
+        let trigger = AdmissionRequest {
+            object: Arc::new(json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "s", "namespace": "team"}})),
+            ..AdmissionRequest::default()
+        };
+        let found = p.targets(&trigger, &NoProvider).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0]["metadata"]["name"], "x");
+    }
+}
