@@ -5,9 +5,9 @@
 //!
 //! Done so far: ClusterPolicy/Policy generate rules (`data`, `clone`, `cloneList`, `foreach`)
 //! on CREATE and UPDATE, `synchronize`, `generateExisting`; `mutate.targets` on trigger events
-//! and `mutateExistingOnPolicyUpdate`. Not yet: GeneratingPolicy, MutatingPolicy targets,
-//! downstream deletion with the trigger (objects of a deleted policy are deleted, see
-//! [`generate::downstream_on_policy_delete`]).
+//! and `mutateExistingOnPolicyUpdate`; GeneratingPolicies; MutatingPolicies that mutate existing
+//! targets. Not yet: downstream deletion with the trigger (objects of a deleted policy are
+//! deleted, see [`generate::downstream_on_policy_delete`]).
 
 pub mod controller;
 pub mod endpoint;

@@ -1064,3 +1064,195 @@ async fn a_generating_policy_with_generate_existing_acts_on_namespaces_that_were
     controller.shutdown().await;
     c.api.shutdown().await;
 }
+
+/// A MutatingPolicy that labels ConfigMaps with `key: value` (an expression over the trigger
+/// gives `value` when `value_expression`); its targets are the labelled ConfigMaps, named by
+/// `targets` (target constraints, or a CEL expression).
+fn stamp_mpol(name: &str, targets: Value, label: &str, value_expression: &str) -> Value {
+    json!({
+        "apiVersion": "policies.kyverno.io/v1beta1", "kind": "MutatingPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "evaluation": {"mutateExisting": {"enabled": true}},
+            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["secrets"]}]},
+            "targetMatchConstraints": targets,
+            "targetMatchConditions": [{"name": "stamped-only",
+                "expression": "has(object.metadata.labels) && 'stamp' in object.metadata.labels"}],
+            "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {"expression":
+                format!("Object{{metadata: Object.metadata{{labels: {{'{label}': {value_expression}}}}}}}")}}]
+        }
+    })
+}
+
+fn configmap_label(store: &kybern_testkube::Store, ns: &str, name: &str, key: &str) -> Value {
+    store
+        .get("v1", "configmaps", Some(ns), name)
+        .map(|c| c["metadata"]["labels"][key].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mutating_policy_patches_existing_targets_when_created_and_when_triggered() {
+    let c = cluster().await;
+    let store = c.api.store();
+    namespaces(store, &["app", "other"]);
+    for (ns, name, labels) in [
+        ("app", "settings", json!({"stamp": "yes"})),
+        ("other", "settings", json!({"stamp": "yes"})),
+        ("app", "plain", json!({})),
+    ] {
+        store
+            .create(
+                "v1",
+                "configmaps",
+                json!({"metadata": {"name": name, "namespace": ns, "labels": labels}}),
+            )
+            .unwrap();
+    }
+    let server = kybern_cluster::serve::start(options(&c, "a"))
+        .await
+        .unwrap();
+    let controller = kybern_cluster::background::controller::start(controller_options(&c, "mp"))
+        .await
+        .unwrap();
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(server.ca_bundle.borrow().as_bytes());
+    let client = client_from_ca_bundle(&encoded, &server);
+    ready(&client, &server).await;
+    wait_for("the controller to lead", Duration::from_secs(20), || {
+        *controller.leader.borrow()
+    })
+    .await;
+
+    // Targets by kind: created, the policy patches the ConfigMaps that exist and pass its
+    // target conditions, in every namespace.
+    let by_kind = json!({"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+        "operations": ["CREATE"], "resources": ["configmaps"]}]});
+    store
+        .create(
+            "policies.kyverno.io/v1beta1",
+            "mutatingpolicies",
+            stamp_mpol("stamp-all", by_kind, "stamped", "'policy'"),
+        )
+        .unwrap();
+    wait_for(
+        "the existing targets to be patched",
+        Duration::from_secs(20),
+        || {
+            configmap_label(store, "app", "settings", "stamped") == "policy"
+                && configmap_label(store, "other", "settings", "stamped") == "policy"
+        },
+    )
+    .await;
+    assert_eq!(
+        configmap_label(store, "app", "plain", "stamped"),
+        Value::Null
+    );
+
+    // Targets by expression, per trigger: a new Secret stamps its own namespace's ConfigMaps
+    // with its name.
+    let by_expression =
+        json!({"expression": "resource.List('v1', 'configmaps', object.metadata.namespace)"});
+    store
+        .create(
+            "policies.kyverno.io/v1beta1",
+            "mutatingpolicies",
+            stamp_mpol(
+                "stamp-by-secret",
+                by_expression,
+                "secret",
+                "request.object.metadata.name",
+            ),
+        )
+        .unwrap();
+    let mut path = String::new();
+    wait_for(
+        "the MutatingPolicy's webhook",
+        Duration::from_secs(15),
+        || {
+            let mwc = store
+                .get(
+                    ADMISSION,
+                    "mutatingwebhookconfigurations",
+                    None,
+                    "kybern-resource-mutating-webhook-cfg",
+                )
+                .unwrap_or_default();
+            let hook = mwc["webhooks"].as_array().into_iter().flatten().find(|h| {
+                h["clientConfig"]["service"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.split('/').any(|s| s == "stamp-by-secret"))
+            });
+            if let Some(h) = hook {
+                path = h["clientConfig"]["service"]["path"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+            !path.is_empty()
+        },
+    )
+    .await;
+    let secret = store
+        .create(
+            "v1",
+            "secrets",
+            json!({"metadata": {"name": "db", "namespace": "app"}}),
+        )
+        .unwrap();
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "req-secret-db",
+            "kind": {"group": "", "version": "v1", "kind": "Secret"},
+            "resource": {"group": "", "version": "v1", "resource": "secrets"},
+            "name": "db", "namespace": "app", "operation": "CREATE",
+            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+            "object": secret, "dryRun": false
+        }
+    });
+    wait_for_async(Duration::from_secs(15), || async {
+        let r = send(&client, &server, &path, &review).await;
+        assert_eq!(r["allowed"], true);
+        store
+            .list("kyverno.io/v2", "updaterequests", Some(NS))
+            .iter()
+            .any(|u| u["spec"]["requestType"] == "cel-mutate")
+            || configmap_label(store, "app", "settings", "secret") == "db"
+    })
+    .await;
+    wait_for(
+        "the trigger's targets to be patched",
+        Duration::from_secs(20),
+        || configmap_label(store, "app", "settings", "secret") == "db",
+    )
+    .await;
+    // Another namespace's ConfigMap, and one the target conditions leave out, are untouched;
+    // the first policy's label stays.
+    assert_eq!(
+        configmap_label(store, "other", "settings", "secret"),
+        Value::Null
+    );
+    assert_eq!(
+        configmap_label(store, "app", "plain", "secret"),
+        Value::Null
+    );
+    assert_eq!(
+        configmap_label(store, "app", "settings", "stamped"),
+        "policy"
+    );
+    wait_for(
+        "the UpdateRequest to be deleted",
+        Duration::from_secs(15),
+        || {
+            store
+                .list("kyverno.io/v2", "updaterequests", Some(NS))
+                .is_empty()
+        },
+    )
+    .await;
+    controller.shutdown().await;
+    server.shutdown().await;
+    c.api.shutdown().await;
+}

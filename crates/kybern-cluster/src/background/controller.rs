@@ -6,6 +6,8 @@
 use super::generate::{self, Generated};
 use super::mutate_existing;
 use super::queue;
+
+mod cel_mutate;
 use crate::context::{CallLimits, ClusterContext};
 use crate::discovery::Kinds;
 use crate::error::ClusterError;
@@ -310,6 +312,20 @@ async fn run(
                 w.cel_generate_existing(policy).await;
             }
         }
+        let mutating_now: Vec<_> = w
+            .store
+            .snapshot()
+            .cel
+            .mutating
+            .iter()
+            .filter(|m| m.mutates_existing())
+            .map(|m| m.policy.clone())
+            .collect();
+        for policy in mutating_now {
+            if existing_done.insert(cel_mutate::fingerprint(&policy)) {
+                w.cel_mutate_existing(policy).await;
+            }
+        }
         for g in &w.store.snapshot().cel.generating {
             let e = g.policy.evaluation;
             if e.synchronize && !e.orphan_downstream_on_policy_delete {
@@ -546,6 +562,7 @@ impl Worker {
         let outcome = match ur.pointer("/spec/requestType").and_then(Value::as_str) {
             Some("mutate") => self.mutate_for(ur).await,
             Some("cel-generate") => self.cel_generate_for(ur).await,
+            Some("cel-mutate") => self.cel_mutate_for(ur).await,
             _ => self.generate_for(ur).await,
         };
         match outcome {
@@ -728,20 +745,8 @@ impl Worker {
     /// when it is created, those of every resource its `matchConstraints` name for CREATE.
     async fn cel_generate_existing(&self, policy: GeneratingPolicy) {
         let kinds = self.kinds.load_full();
-        let named = |list: &[String], value: &str| list.iter().any(|x| x == "*" || x == value);
-        let resources: Vec<&crate::webhooks::Resource> = kinds
-            .resources()
-            .iter()
-            .filter(|r| {
-                policy.match_constraints.resource_rules.iter().any(|rule| {
-                    named(&rule.operations, "CREATE")
-                        && named(&rule.api_groups, &r.group)
-                        && named(&rule.resources, &r.plural)
-                        && (named(&rule.api_versions, &r.version)
-                            && (r.preferred || !rule.api_versions.iter().any(|v| v == "*")))
-                })
-            })
-            .collect();
+        let resources =
+            cel_mutate::named_resources(&kinds, &policy.match_constraints, Some("CREATE"));
         let key = policy.key();
         for request in self
             .objects_as_requests(&resources, &policy.namespace, &key)
@@ -1069,7 +1074,12 @@ impl Worker {
         if !errors.is_empty() {
             return Err(errors.join("; "));
         }
-        for target in &targets {
+        self.write_targets(&targets).await
+    }
+
+    /// Writes patched targets, each at the resourceVersion it was read at.
+    async fn write_targets(&self, targets: &[Value]) -> Result<usize, String> {
+        for target in targets {
             let s = |p: &str| {
                 target
                     .pointer(p)

@@ -66,7 +66,9 @@ impl AdmissionObserver for UpdateRequestQueue {
             })
             .cloned()
             .collect();
-        if policies.is_empty() && (!validated || set.cel.generating.is_empty()) {
+        let mutates_existing = set.cel.mutating.iter().any(|m| m.mutates_existing());
+        if policies.is_empty() && (!validated || set.cel.generating.is_empty()) && !mutates_existing
+        {
             return;
         }
         let (request, set, uid) = (Arc::clone(request), Arc::clone(set), uid.to_string());
@@ -131,6 +133,23 @@ impl AdmissionObserver for UpdateRequestQueue {
                         request_type: RequestType::CelGenerate,
                         policy: &policy,
                         policy_key: &format!("{}.policies.kyverno.io/{policy}", g.kind),
+                        synchronize: false,
+                        rules: Vec::new(),
+                        request_uid: &uid,
+                        request: &request,
+                        namespace: &namespace,
+                    }));
+                }
+                // MutatingPolicies that patch existing objects when this request is admitted.
+                for m in set.cel.mutating.iter() {
+                    if !m.is_triggered_by(&request, context.as_ref()) {
+                        continue;
+                    }
+                    let policy = m.key();
+                    objects.push(update_request::object(&GenerateWork {
+                        request_type: RequestType::CelMutate,
+                        policy: &policy,
+                        policy_key: &format!("{}.policies.kyverno.io/{policy}", m.kind.as_str()),
                         synchronize: false,
                         rules: Vec::new(),
                         request_uid: &uid,

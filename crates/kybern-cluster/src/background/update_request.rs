@@ -65,6 +65,8 @@ pub enum RequestType {
     Mutate,
     /// A GeneratingPolicy's objects (Kyverno's `cel-generate`).
     CelGenerate,
+    /// A MutatingPolicy's existing targets (Kyverno's `cel-mutate`).
+    CelMutate,
 }
 
 impl RequestType {
@@ -73,6 +75,7 @@ impl RequestType {
             RequestType::Generate => "generate",
             RequestType::Mutate => "mutate",
             RequestType::CelGenerate => "cel-generate",
+            RequestType::CelMutate => "cel-mutate",
         }
     }
 }
@@ -120,7 +123,7 @@ pub fn object(work: &GenerateWork<'_>) -> Value {
             "generate.kyverno.io/trigger-namespace": meta("/metadata/namespace"),
             "generate.kyverno.io/trigger-uid": trigger_uid,
         }),
-        RequestType::Mutate => json!({
+        RequestType::Mutate | RequestType::CelMutate => json!({
             "mutate.updaterequest.kyverno.io/policy-name": policy_name,
             "mutate.updaterequest.kyverno.io/trigger-name":
                 meta("/metadata/name").chars().take(63).collect::<String>(),

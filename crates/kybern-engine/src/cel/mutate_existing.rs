@@ -6,7 +6,8 @@
 use super::match_constraints::{MatchConstraints, kind_for_resource};
 use super::mutating_policy::{MutateResult, MutatingPolicy};
 use super::{
-    CelError, Condition, Expression, Scope, VariableValues, compile_conditions, validate_cel, value,
+    CelError, Condition, ConditionsOutcome, Expression, Scope, VariableValues, compile_conditions,
+    evaluate_conditions, validate_cel, value,
 };
 use crate::context::{ContextProvider, ProviderError};
 use crate::request::AdmissionRequest;
@@ -115,9 +116,54 @@ fn namespace_of(v: &Value) -> &str {
 }
 
 impl MutatingPolicy {
+    /// `name`, or `namespace/name` for a NamespacedMutatingPolicy (an UpdateRequest's
+    /// `spec.policy`).
+    pub fn key(&self) -> String {
+        if self.namespace.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.namespace, self.name)
+        }
+    }
+
     /// Whether this policy patches existing objects.
     pub fn mutates_existing(&self) -> bool {
         self.mutate_existing.enabled
+    }
+
+    /// Whether an admitted request starts this policy's mutate-existing work: it patches
+    /// existing objects, and its `matchConstraints` and `matchConditions` select the request.
+    pub fn is_triggered_by(&self, req: &AdmissionRequest, provider: &dyn ContextProvider) -> bool {
+        if !self.mutates_existing()
+            || (!self.namespace.is_empty() && req.namespace() != self.namespace)
+        {
+            return false;
+        }
+        let labels = super::namespace_labels(req, provider);
+        if !self.match_constraints.matches(req, labels.as_ref()) {
+            return false;
+        }
+        if self.match_conditions.is_empty() {
+            return true;
+        }
+        let request = validate_cel::CelInput::request_json(req);
+        let namespace_object = super::validating_policy::namespace_object(req, provider);
+        let input = validate_cel::CelInput {
+            object: req.resource(),
+            old_object: &req.old_object,
+            request: &request,
+            namespace_object: namespace_object.as_ref(),
+            params: None,
+            provider: Some(provider),
+        };
+        let Ok(mut scope) = validate_cel::base_scope(&input) else {
+            return false;
+        };
+        VariableValues::evaluate(&self.variables, &mut scope);
+        matches!(
+            evaluate_conditions(&self.match_conditions, &scope),
+            ConditionsOutcome::Met
+        )
     }
 
     /// Whether `target` is one of this policy's targets by its rules and selectors (a
@@ -200,7 +246,12 @@ impl MutatingPolicy {
         target: &Value,
         provider: &dyn ContextProvider,
     ) -> MutateResult {
-        let request = validate_cel::CelInput::request_json(trigger);
+        // `request.object` is the trigger, not the target that `object` is.
+        let mut request = validate_cel::CelInput::request_json(trigger);
+        if let Value::Object(m) = &mut request {
+            m.insert("object".into(), trigger.object.as_ref().clone());
+            m.insert("oldObject".into(), trigger.old_object.as_ref().clone());
+        }
         let conditions = if self.mutate_existing.explicit {
             &self.mutate_existing.conditions
         } else {
@@ -258,6 +309,42 @@ mod tests {
         assert!(!fallback.mutates_existing());
         assert!(fallback.selects_target(&deploy, &NoProvider));
         assert!(!fallback.selects_target(&cm, &NoProvider));
+    }
+
+    #[test]
+    fn object_is_the_target_and_request_object_the_trigger() {
+        let p = policy(json!({
+            "evaluation": {"mutateExisting": {"enabled": true}},
+            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["secrets"]}]},
+            "targetMatchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["configmaps"]}]},
+            "targetMatchConditions": [{"name": "labelled", "expression": "has(object.metadata.labels)"}],
+            "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {"expression":
+                "Object{metadata: Object.metadata{labels: {'by': request.object.metadata.name, 'was': object.metadata.labels.v}}}"}}],
+        }));
+        let trigger = AdmissionRequest {
+            object: Arc::new(json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "s", "namespace": "a"}})),
+            ..AdmissionRequest::default()
+        };
+        let target = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "a", "labels": {"v": "1"}}});
+        match p.evaluate_target(&trigger, &target, &NoProvider) {
+            MutateResult::Patched(v) => {
+                assert_eq!(
+                    v["metadata"]["labels"],
+                    json!({"v": "1", "by": "s", "was": "1"})
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let bare = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "d", "namespace": "a"}});
+        assert!(matches!(
+            p.evaluate_target(&trigger, &bare, &NoProvider),
+            MutateResult::Skip(_)
+        ));
     }
 
     #[test]
