@@ -64,6 +64,10 @@ pub enum Trim {
     /// The object without annotations, owner references and finalizers (role bindings: their
     /// subjects and roleRef are what is read).
     Slim,
+    /// [`Trim::Slim`] without labels either, and without the fields at these JSON pointers
+    /// (read from the API server when needed): for objects kept by the thousand of which little
+    /// is read from the cache.
+    Without(&'static [&'static str]),
 }
 
 fn trim(obj: &mut DynamicObject, how: Trim) {
@@ -71,11 +75,28 @@ fn trim(obj: &mut DynamicObject, how: Trim) {
     if let Some(a) = obj.metadata.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
-    if how == Trim::Slim {
-        obj.metadata.annotations = None;
-        obj.metadata.owner_references = None;
-        obj.metadata.finalizers = None;
+    match how {
+        Trim::Object => {}
+        Trim::Slim => slim(obj),
+        Trim::Without(pointers) => {
+            slim(obj);
+            obj.metadata.labels = None;
+            for p in pointers {
+                let Some((parent, key)) = p.rsplit_once('/') else {
+                    continue;
+                };
+                if let Some(m) = obj.data.pointer_mut(parent).and_then(|v| v.as_object_mut()) {
+                    m.remove(key);
+                }
+            }
+        }
     }
+}
+
+fn slim(obj: &mut DynamicObject) {
+    obj.metadata.annotations = None;
+    obj.metadata.owner_references = None;
+    obj.metadata.finalizers = None;
 }
 
 impl Cache {
@@ -206,4 +227,26 @@ pub fn staleness(caches: &[Cache]) -> Duration {
         .filter_map(|c| c.health.broken_for())
         .max()
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_drops_the_named_fields_and_keeps_the_rest() {
+        let mut o: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kyverno.io/v2", "kind": "UpdateRequest",
+            "metadata": {"name": "ur-1", "annotations": {"a": "b"}, "labels": {"c": "d"}},
+            "spec": {"policy": "p", "context": {"admissionRequestInfo": {"big": "x"}}},
+        }))
+        .unwrap();
+        trim(
+            &mut o,
+            Trim::Without(&["/spec/context", "/spec/absent", "/no/parent"]),
+        );
+        assert_eq!(o.data["spec"], serde_json::json!({"policy": "p"}));
+        assert!(o.metadata.annotations.is_none() && o.metadata.labels.is_none());
+        assert_eq!(o.metadata.name.as_deref(), Some("ur-1"));
+    }
 }

@@ -46,6 +46,8 @@ const TICK: Duration = Duration::from_secs(2);
 /// UpdateRequests processed per pass, oldest first; restores and policy changes are seen between
 /// passes, and only a batch is held as JSON at a time.
 const BATCH: usize = 100;
+/// UpdateRequests of a batch processed at once (each mostly waits on the API server).
+const WORKERS: usize = 8;
 
 /// What `kybern controller` needs.
 #[derive(Debug, Clone)]
@@ -131,7 +133,10 @@ pub async fn start(options: ControllerOptions) -> Result<Controller, ClusterErro
         queue::resource(),
         Some(&names.namespace),
         None,
-        Trim::Object,
+        // The queue's order and backoff need only metadata and status: the spec (with the
+        // admission request, about 13 KiB) is read when a request is processed, so the cache of
+        // a long queue stays small.
+        Trim::Without(&["/spec"]),
         Arc::clone(&requests_changed),
         &stop,
     );
@@ -410,18 +415,32 @@ async fn run(
                 .cmp(&(&b.metadata.creation_timestamp, &b.metadata.name))
         });
         more = pending.len() > BATCH;
-        for ur in pending.into_iter().take(BATCH) {
-            if let Some(value) = requests.to_value(&ur)
-                && w.process(&value).await
-            {
-                handled.insert(ur.metadata.name.clone().unwrap_or_default());
-            }
-        }
+        let batch: Vec<(String, Value)> = pending
+            .into_iter()
+            .take(BATCH)
+            .filter_map(|ur| {
+                let name = ur.metadata.name.clone().unwrap_or_default();
+                requests.to_value(&ur).map(|v| (name, v))
+            })
+            .collect();
+        let done: Vec<String> = futures::stream::iter(batch)
+            .map(|(name, value)| {
+                let w = &w;
+                async move { w.process(&value).await.then_some(name) }
+            })
+            .buffer_unordered(WORKERS)
+            .filter_map(|done| async move { done })
+            .collect()
+            .await;
+        handled.extend(done);
         for object in downstream {
             w.restore(&object).await;
         }
     }
 }
+
+/// What an UpdateRequest read from the queue's cache lacks (its spec is not cached).
+const UR_BULK: &str = "/spec/context";
 
 /// A GeneratingPolicy's kind, name and namespace.
 type CelPolicyId = (&'static str, String, String);
@@ -492,8 +511,13 @@ fn spawn_downstream_watch(
                 e = stream.next() => match e { Some(e) => e, None => break },
             };
             match event {
+                // The controller's own writes come back here, one per generated object: dropped
+                // at once rather than queued behind the work that made them (`restore` checks
+                // again for a write whose event came before it was remembered).
                 Ok(watcher::Event::Apply(o)) => {
-                    let _ = events.send(o);
+                    if !w.own_write(&o) {
+                        let _ = events.send(o);
+                    }
                 }
                 // A deletion is never the controller's own write, whatever version it carries.
                 Ok(watcher::Event::Delete(o)) => {
@@ -538,8 +562,34 @@ impl Worker {
                 .is_ok_and(|tried| tried.get(name).is_some_and(|at| at.elapsed() < wait)))
     }
 
-    /// Does the work of one UpdateRequest; true when it was done (and deleted).
+    /// Does the work of one UpdateRequest (read whole first when the cache holds it without its
+    /// spec); true when it was done (and deleted, or found gone).
     async fn process(&self, ur: &Value) -> bool {
+        if ur.pointer(UR_BULK).is_none() {
+            let name = ur.pointer("/metadata/name").and_then(Value::as_str);
+            let namespace = ur.pointer("/metadata/namespace").and_then(Value::as_str);
+            let (Some(name), Some(namespace)) = (name, namespace) else {
+                return false;
+            };
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), namespace, &queue::resource());
+            return match api.get_opt(name).await {
+                Ok(Some(full)) => match serde_json::to_value(full) {
+                    Ok(full) => self.process_whole(&full).await,
+                    Err(_) => false,
+                },
+                // Done and deleted by another pass meanwhile.
+                Ok(None) => true,
+                Err(e) => {
+                    tracing::warn!(update_request = %name, error = %e, "UpdateRequest not read");
+                    false
+                }
+            };
+        }
+        self.process_whole(ur).await
+    }
+
+    async fn process_whole(&self, ur: &Value) -> bool {
         let name = ur
             .pointer("/metadata/name")
             .and_then(Value::as_str)
