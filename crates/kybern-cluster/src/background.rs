@@ -13,5 +13,6 @@ pub mod controller;
 pub mod endpoint;
 pub mod generate;
 pub mod mutate_existing;
+pub mod permissions;
 pub mod queue;
 pub mod update_request;

@@ -52,8 +52,70 @@ fn rule_count(doc: &Value) -> Value {
     })
 }
 
-/// The status `doc` should have, without timestamps (see [`with_times`]).
+/// The condition type the background controller owns (admission's status keeps it as it is).
+pub const BACKGROUND_PERMISSIONS: &str = "BackgroundPermissions";
+
+/// The status `doc` should have, without timestamps (see [`with_times`]). Conditions of types
+/// admission does not write (the background controller's) are kept as they are.
 pub fn desired(doc: &Value, state: &PolicyState<'_>) -> Value {
+    let mut out = admission_status(doc, state);
+    let own: Vec<Value> = conditions(&out)
+        .iter()
+        .filter_map(|c| c.get("type").cloned())
+        .collect();
+    let foreign: Vec<Value> = doc
+        .get("status")
+        .map(conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.get("type").is_some_and(|t| !own.contains(t)))
+        .collect();
+    if let Some(cs) = conditions_mut(&mut out) {
+        cs.extend(foreign);
+    }
+    out
+}
+
+/// The merge patch that sets one condition of the background controller on `doc`'s status,
+/// keeping its other conditions; `None` when the live status already says it (transition
+/// times aside).
+pub fn background_condition_patch(doc: &Value, condition: Value, now: &str) -> Option<Value> {
+    let kind = condition.get("type").cloned();
+    let live = doc.get("status");
+    let mut list: Vec<Value> = live.map(conditions).unwrap_or_default();
+    let at = list.iter().position(|c| c.get("type") == kind.as_ref());
+    if let Some(i) = at
+        && let Some(existing) = list.get(i)
+    {
+        let same = |k: &str| existing.get(k) == condition.get(k);
+        if same("status") && same("reason") && same("message") {
+            return None;
+        }
+    }
+    let mut condition = condition;
+    let kept = at
+        .and_then(|i| list.get(i))
+        .filter(|c| c.get("status") == condition.get("status"))
+        .and_then(|c| c.get("lastTransitionTime"))
+        .cloned();
+    condition["lastTransitionTime"] = kept.unwrap_or_else(|| Value::String(now.to_string()));
+    match at {
+        Some(i) => list[i] = condition,
+        None => list.push(condition),
+    }
+    let cel = live.is_some_and(|s| s.get("conditionStatus").is_some())
+        || !doc
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|a| a.starts_with("kyverno.io/"));
+    Some(if cel {
+        json!({"status": {"conditionStatus": {"conditions": list}}})
+    } else {
+        json!({"status": {"conditions": list}})
+    })
+}
+
+fn admission_status(doc: &Value, state: &PolicyState<'_>) -> Value {
     let ready = state.error.is_none();
     let message = match state.error {
         Some(e) => e.to_string(),
@@ -201,6 +263,38 @@ mod tests {
         assert!(!has_status(
             &json!({"apiVersion": "policies.kyverno.io/v1", "kind": "GeneratingPolicy"})
         ));
+    }
+
+    #[test]
+    fn admission_keeps_the_background_condition_and_the_background_keeps_admissions() {
+        let ok = PolicyState {
+            error: None,
+            configured: true,
+        };
+        let mut doc = cpol();
+        doc["status"] = with_times(None, desired(&doc, &ok), "T1");
+        let denied = json!({"type": BACKGROUND_PERMISSIONS, "status": "False",
+            "reason": "Forbidden", "message": "may not create networkpolicies"});
+        let patch = background_condition_patch(&doc, denied.clone(), "T2").unwrap();
+        let list = patch["status"]["conditions"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0]["type"], "Ready");
+        assert_eq!(list[1]["lastTransitionTime"], "T2");
+        doc["status"]["conditions"] = patch["status"]["conditions"].clone();
+        // Said already: nothing to write; admission's status now includes it as it is.
+        assert!(background_condition_patch(&doc, denied, "T3").is_none());
+        let wanted = desired(&doc, &ok);
+        assert!(up_to_date(doc.get("status"), &wanted));
+        assert_eq!(wanted["conditions"][1]["reason"], "Forbidden");
+        // CEL kinds keep theirs under conditionStatus.
+        let mpol = json!({"apiVersion": "policies.kyverno.io/v1", "kind": "MutatingPolicy"});
+        let granted = json!({"type": BACKGROUND_PERMISSIONS, "status": "True",
+            "reason": "Granted", "message": "ok"});
+        let patch = background_condition_patch(&mpol, granted, "T1").unwrap();
+        assert_eq!(
+            patch["status"]["conditionStatus"]["conditions"][0]["reason"],
+            "Granted"
+        );
     }
 
     #[test]

@@ -1256,3 +1256,88 @@ async fn a_mutating_policy_patches_existing_targets_when_created_and_when_trigge
     server.shutdown().await;
     c.api.shutdown().await;
 }
+
+fn background_condition(store: &kybern_testkube::Store) -> Value {
+    store
+        .get("kyverno.io/v1", "clusterpolicies", None, ADD_DEFAULTS)
+        .and_then(|p| {
+            p["status"]["conditions"].as_array().and_then(|cs| {
+                cs.iter()
+                    .find(|c| c["type"] == "BackgroundPermissions")
+                    .cloned()
+            })
+        })
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_generating_kinds_the_controller_may_not_write_says_so_in_its_status() {
+    let c = cluster().await;
+    let store = c.api.store();
+    c.api
+        .faults()
+        .deny("*", "networking.k8s.io", "networkpolicies");
+    store
+        .create("kyverno.io/v1", "clusterpolicies", generate_policy())
+        .unwrap();
+    let server = kybern_cluster::serve::start(options(&c, "a"))
+        .await
+        .unwrap();
+    let controller = kybern_cluster::background::controller::start(controller_options(&c, "p1"))
+        .await
+        .unwrap();
+    let mut condition = Value::Null;
+    wait_for(
+        "the BackgroundPermissions condition",
+        Duration::from_secs(20),
+        || {
+            condition = background_condition(store);
+            condition["status"] == "False"
+        },
+    )
+    .await;
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert_eq!(condition["reason"], "Forbidden");
+    assert!(
+        message.contains("create") && message.contains("networkpolicies.networking.k8s.io"),
+        "{message}"
+    );
+    assert!(message.contains("rule default-deny"), "{message}");
+    // The ConfigMap rule's kind may be written: it is not named.
+    assert!(!message.contains("configmaps"), "{message}");
+    // Admission writes its Ready condition beside it, and keeps it.
+    wait_for("the Ready condition", Duration::from_secs(20), || {
+        store
+            .get("kyverno.io/v1", "clusterpolicies", None, ADD_DEFAULTS)
+            .is_some_and(|p| {
+                p["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready"))
+            })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(background_condition(store)["status"], "False");
+
+    // Granted, and the policy changed: checked again.
+    c.api.faults().allow_all();
+    store
+        .merge_patch(
+            "kyverno.io/v1",
+            "clusterpolicies",
+            None,
+            ADD_DEFAULTS,
+            json!({"metadata": {"annotations": {"touched": "yes"}}}),
+        )
+        .unwrap();
+    wait_for(
+        "the permissions to be granted",
+        Duration::from_secs(20),
+        || background_condition(store)["status"] == "True",
+    )
+    .await;
+    assert_eq!(background_condition(store)["reason"], "Granted");
+    controller.shutdown().await;
+    server.shutdown().await;
+    c.api.shutdown().await;
+}

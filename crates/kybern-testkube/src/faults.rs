@@ -29,6 +29,8 @@ struct Inner {
 #[derive(Default)]
 struct FaultState {
     rules: Vec<Rule>,
+    /// `(verb, group, resource)` that SelfSubjectAccessReviews deny (`*` matches any).
+    denied: Vec<(String, String, String)>,
     latency: Duration,
     log: Vec<(String, String)>,
     /// The User-Agent of each logged request, in the same order.
@@ -101,6 +103,29 @@ impl Faults {
     /// fail with `409 Conflict`.
     pub fn conflict_next(&self, path_contains: &str, times: usize) {
         self.add(Methods::Writes, path_contains, 409, times);
+    }
+
+    /// Makes SelfSubjectAccessReviews deny `verb` on `resource` of `group` (each `*` for any);
+    /// everything else is allowed, as for a client bound to `cluster-admin`.
+    pub fn deny(&self, verb: &str, group: &str, resource: &str) {
+        self.lock()
+            .denied
+            .push((verb.to_string(), group.to_string(), resource.to_string()));
+    }
+
+    /// Takes back every [`Faults::deny`].
+    pub fn allow_all(&self) {
+        self.lock().denied.clear();
+    }
+
+    /// Whether the client may do `verb` on `resource` of `group`.
+    pub(crate) fn allowed(&self, verb: &str, group: &str, resource: &str) -> bool {
+        let is = |pattern: &str, value: &str| pattern == "*" || pattern == value;
+        !self
+            .lock()
+            .denied
+            .iter()
+            .any(|(v, g, r)| is(v, verb) && is(g, group) && is(r, resource))
     }
 
     /// Delays every request by `delay` before it is handled (`Duration::ZERO` to stop).

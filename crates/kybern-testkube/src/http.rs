@@ -145,10 +145,31 @@ async fn route(ctx: &Shared, req: Request<Incoming>) -> Result<Response<Body>, S
         ["apis"] => get_only(Some(discovery::group_list(st().types()))),
         ["apis", g] => get_only(discovery::group(st().types(), g)),
         ["apis", g, v] => get_only(discovery::resource_list(st().types(), g, v)),
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+        ] if call.method == Method::POST => access_review(ctx, &call),
         ["api", v, rest @ ..] => resource(ctx, &call, "", v, rest).await,
         ["apis", g, v, rest @ ..] => resource(ctx, &call, g, v, rest).await,
         _ => Err(not_found_path()),
     }
+}
+
+/// A SelfSubjectAccessReview, answered from [`Faults::deny`] (resource attributes only).
+fn access_review(ctx: &Shared, call: &Call) -> Result<Response<Body>, StoreError> {
+    let mut review = decode_object(call)?;
+    let attrs = review
+        .pointer("/spec/resourceAttributes")
+        .cloned()
+        .ok_or_else(|| bad("spec.resourceAttributes is required".to_string()))?;
+    let field = |name: &str| attrs.get(name).and_then(Value::as_str).unwrap_or_default();
+    let allowed = ctx
+        .faults
+        .allowed(field("verb"), field("group"), field("resource"));
+    review["status"] = serde_json::json!({"allowed": allowed});
+    Ok(json_response(StatusCode::CREATED, &review))
 }
 
 /// A request under `/api/v1/...` or `/apis/{g}/{v}/...`.

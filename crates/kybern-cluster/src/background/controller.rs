@@ -5,6 +5,7 @@
 
 use super::generate::{self, Generated};
 use super::mutate_existing;
+use super::permissions;
 use super::queue;
 
 mod cel_mutate;
@@ -46,6 +47,9 @@ const TICK: Duration = Duration::from_secs(2);
 /// UpdateRequests processed per pass, oldest first; restores and policy changes are seen between
 /// passes, and only a batch is held as JSON at a time.
 const BATCH: usize = 100;
+/// How often the background permissions of unchanged policies are checked again (RBAC may
+/// change without them).
+const PERMISSIONS_EVERY: Duration = Duration::from_secs(300);
 /// UpdateRequests of a batch processed at once (each mostly waits on the API server).
 const WORKERS: usize = 8;
 
@@ -255,6 +259,9 @@ async fn run(
     // UpdateRequests this pass processed, until the cache shows them gone (the watch lags the
     // deletes): a later pass does not take them again.
     let mut handled: HashSet<String> = HashSet::new();
+    // The policy generation whose background permissions were last checked, and when.
+    let mut checker = permissions::Checker::new(w.client.clone());
+    let mut permissions_checked: Option<(u64, std::time::Instant)> = None;
     loop {
         let mut downstream = Vec::new();
         if !more {
@@ -286,6 +293,16 @@ async fn run(
             .set(i64::try_from(all.len() - failed).unwrap_or(i64::MAX));
         if !leads || !w.store.is_ready() {
             continue;
+        }
+        let generation = w.store.snapshot().generation;
+        if permissions_checked
+            .is_none_or(|(g, at)| g != generation || at.elapsed() >= PERMISSIONS_EVERY)
+        {
+            if permissions_checked.is_some_and(|(g, _)| g != generation) {
+                checker.forget();
+            }
+            permissions_checked = Some((generation, std::time::Instant::now()));
+            w.report_permissions(&mut checker, policies.objects()).await;
         }
         // Watch the kinds that synchronized rules generate, to put back what is changed.
         let cel_kinds: Vec<_> = w
@@ -540,6 +557,65 @@ fn label<'a>(o: &'a DynamicObject, key: &str) -> &'a str {
 }
 
 impl Worker {
+    /// Sets each policy's `BackgroundPermissions` condition from what the controller may do.
+    async fn report_permissions(
+        &self,
+        checker: &mut permissions::Checker,
+        docs: Vec<(String, Value)>,
+    ) {
+        let kinds = self.kinds.load_full();
+        let now = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        for (key, doc) in docs {
+            let needs = permissions::needs(&doc);
+            if needs.is_empty() {
+                continue;
+            }
+            let missing = match checker.missing(&kinds, &needs).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "background permissions could not be checked");
+                    return;
+                }
+            };
+            if !missing.is_empty() {
+                tracing::warn!(policy = %key, missing = ?missing, "the background controller lacks permissions this policy needs");
+            }
+            let condition = permissions::condition(&missing);
+            let Some(patch) = crate::status::background_condition_patch(&doc, condition, &now)
+            else {
+                continue;
+            };
+            let s = |p: &str| doc.pointer(p).and_then(Value::as_str).unwrap_or_default();
+            let Some(r) = kinds.by_api_version(s("/apiVersion"), s("/kind")) else {
+                continue;
+            };
+            let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
+            let resource = ApiResource::from_gvk_with_plural(&gvk, &r.plural);
+            let api: Api<DynamicObject> = if s("/metadata/namespace").is_empty() {
+                Api::all_with(self.client.clone(), &resource)
+            } else {
+                Api::namespaced_with(self.client.clone(), s("/metadata/namespace"), &resource)
+            };
+            if let Err(e) = api
+                .patch_status(
+                    s("/metadata/name"),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                tracing::warn!(policy = %key, error = %e, "background permissions not written to the policy's status");
+            }
+        }
+    }
+
     fn policy(&self, key: &str) -> Option<Arc<Policy>> {
         self.store
             .snapshot()
