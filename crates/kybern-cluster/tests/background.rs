@@ -20,6 +20,12 @@ fn generate_policy() -> Value {
              "generate": {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                 "name": "default-deny", "namespace": "{{request.object.metadata.name}}", "synchronize": true,
                 "data": {"spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}}},
+            {"name": "default-quota",
+             "match": {"any": [{"resources": {"kinds": ["Namespace"], "selector": {"matchLabels": {"defaults": "yes"}}}}]},
+             "generate": {"apiVersion": "v1", "kind": "ResourceQuota",
+                "name": "default-resourcequota", "namespace": "{{request.object.metadata.name}}", "synchronize": true,
+                "data": {"spec": {"hard": {"requests.cpu": "4", "requests.memory": "16Gi",
+                    "limits.cpu": "4", "limits.memory": "16Gi"}}}}},
             {"name": "quota",
              "match": {"any": [{"resources": {"kinds": ["Namespace"], "selector": {"matchLabels": {"defaults": "yes"}}}}]},
              "generate": {"apiVersion": "v1", "kind": "ConfigMap",
@@ -131,7 +137,7 @@ async fn a_new_namespace_gets_its_generated_objects_kept_in_sync() {
     })
     .await;
     wait_for(
-        "the generated NetworkPolicy and ConfigMap",
+        "the generated NetworkPolicy, ResourceQuota and ConfigMap",
         Duration::from_secs(20),
         || {
             store
@@ -142,6 +148,14 @@ async fn a_new_namespace_gets_its_generated_objects_kept_in_sync() {
                     "default-deny",
                 )
                 .is_some()
+                && store
+                    .get(
+                        "v1",
+                        "resourcequotas",
+                        Some("team-a"),
+                        "default-resourcequota",
+                    )
+                    .is_some()
                 && store
                     .get("v1", "configmaps", Some("team-a"), "quota-settings")
                     .is_some()
@@ -230,6 +244,31 @@ async fn a_new_namespace_gets_its_generated_objects_kept_in_sync() {
                     "default-deny",
                 )
                 .is_some_and(|n| n["spec"]["policyTypes"] == json!(["Ingress", "Egress"]))
+        },
+    )
+    .await;
+    // The quota too: edited, it is put back.
+    store
+        .merge_patch(
+            "v1",
+            "resourcequotas",
+            Some("team-a"),
+            "default-resourcequota",
+            json!({"spec": {"hard": {"requests.cpu": "400"}}}),
+        )
+        .unwrap();
+    wait_for(
+        "the edited ResourceQuota to be restored",
+        Duration::from_secs(15),
+        || {
+            store
+                .get(
+                    "v1",
+                    "resourcequotas",
+                    Some("team-a"),
+                    "default-resourcequota",
+                )
+                .is_some_and(|q| q["spec"]["hard"]["requests.cpu"] == "4")
         },
     )
     .await;
@@ -703,13 +742,13 @@ async fn deleting_a_policy_deletes_its_synchronized_objects_unless_they_are_orph
     let controller = kybern_cluster::background::controller::start(controller_options(&c, "d1"))
         .await
         .unwrap();
-    // Both rules synchronize; the ConfigMap's says to orphan it.
+    // Every rule synchronizes; the ConfigMap's says to orphan it.
     let mut policy = generate_policy();
-    for rule in 0..2 {
+    for rule in 0..3 {
         policy["spec"]["rules"][rule]["generate"]["generateExisting"] = json!(true);
         policy["spec"]["rules"][rule]["generate"]["synchronize"] = json!(true);
     }
-    policy["spec"]["rules"][1]["generate"]["orphanDownstreamOnPolicyDelete"] = json!(true);
+    policy["spec"]["rules"][2]["generate"]["orphanDownstreamOnPolicyDelete"] = json!(true);
     store
         .create("kyverno.io/v1", "clusterpolicies", policy)
         .unwrap();
@@ -738,9 +777,19 @@ async fn deleting_a_policy_deletes_its_synchronized_objects_unless_they_are_orph
         .delete("kyverno.io/v1", "clusterpolicies", None, ADD_DEFAULTS)
         .unwrap();
     wait_for(
-        "the synchronized NetworkPolicy to go with its policy",
+        "the synchronized NetworkPolicy and ResourceQuota to go with their policy",
         Duration::from_secs(20),
-        || netpol().is_none(),
+        || {
+            netpol().is_none()
+                && store
+                    .get(
+                        "v1",
+                        "resourcequotas",
+                        Some("team-d"),
+                        "default-resourcequota",
+                    )
+                    .is_none()
+        },
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -81,6 +81,10 @@ pub(crate) fn builtin() -> Vec<ResourceType> {
             .with_status()
             .with_short_names(&["po"]),
         t("v1", "Service", "services", true).with_short_names(&["svc"]),
+        t("v1", "ResourceQuota", "resourcequotas", true)
+            .with_status()
+            .with_short_names(&["quota"]),
+        t("v1", "LimitRange", "limitranges", true).with_short_names(&["limits"]),
         t("v1", "ServiceAccount", "serviceaccounts", true).with_short_names(&["sa"]),
         t("v1", "Event", "events", true).with_short_names(&["ev"]),
         t("apps/v1", "Deployment", "deployments", true)
