@@ -1052,6 +1052,31 @@ async fn a_generating_policy_creates_its_objects_for_a_new_namespace() {
         || netpol().is_some(),
     )
     .await;
+    // A controller started after the objects were written keeps them in sync too (the kinds a
+    // GeneratingPolicy writes come out of CEL: the new leader looks for them).
+    controller.shutdown().await;
+    let controller = kybern_cluster::background::controller::start(controller_options(&c, "c2"))
+        .await
+        .unwrap();
+    wait_for(
+        "the new controller to lead",
+        Duration::from_secs(30),
+        || *controller.leader.borrow(),
+    )
+    .await;
+    // Its first pass looks for the kinds and starts their watches.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut edited = netpol().unwrap();
+    edited["spec"]["policyTypes"] = json!(["Egress"]);
+    store
+        .put("networking.k8s.io/v1", "networkpolicies", edited)
+        .unwrap();
+    wait_for(
+        "the edit put back by the new controller",
+        Duration::from_secs(20),
+        || netpol().is_some_and(|n| n["spec"]["policyTypes"] == json!(["Ingress", "Egress"])),
+    )
+    .await;
     // Deleting the policy deletes what it keeps in sync (no orphanDownstreamOnPolicyDelete).
     store
         .delete(

@@ -9,6 +9,7 @@ use super::permissions;
 use super::queue;
 
 mod cel_mutate;
+mod generated_kinds;
 use crate::context::{CallLimits, ClusterContext};
 use crate::discovery::Kinds;
 use crate::error::ClusterError;
@@ -262,6 +263,8 @@ async fn run(
     // The policy generation whose background permissions were last checked, and when.
     let mut checker = permissions::Checker::new(w.client.clone());
     let mut permissions_checked: Option<(u64, std::time::Instant)> = None;
+    // Whether this leadership has looked for the kinds GeneratingPolicies wrote before it.
+    let mut generated_kinds_known = false;
     loop {
         let mut downstream = Vec::new();
         if !more {
@@ -291,8 +294,24 @@ async fn run(
         w.metrics
             .pending
             .set(i64::try_from(all.len() - failed).unwrap_or(i64::MAX));
+        if !leads {
+            generated_kinds_known = false;
+        }
         if !leads || !w.store.is_ready() {
             continue;
+        }
+        if !generated_kinds_known {
+            generated_kinds_known = true;
+            let synchronized: Vec<String> = w
+                .store
+                .snapshot()
+                .cel
+                .generating
+                .iter()
+                .filter(|g| g.policy.evaluation.synchronize)
+                .map(|g| g.policy.name.clone())
+                .collect();
+            w.rediscover_generated_kinds(&synchronized).await;
         }
         let generation = w.store.snapshot().generation;
         if permissions_checked
