@@ -6,8 +6,9 @@
 //! Done so far: ClusterPolicy/Policy generate rules (`data`, `clone`, `cloneList`, `foreach`)
 //! on CREATE and UPDATE, `synchronize`, `generateExisting`; `mutate.targets` on trigger events
 //! and `mutateExistingOnPolicyUpdate`; GeneratingPolicies; MutatingPolicies that mutate existing
-//! targets. Not yet: downstream deletion with the trigger (objects of a deleted policy are
-//! deleted, see [`generate::downstream_on_policy_delete`]).
+//! targets; synchronized objects deleted with their policy
+//! ([`generate::downstream_on_policy_delete`]) and with their trigger. Not yet: a
+//! GeneratingPolicy's objects with their trigger.
 
 pub mod controller;
 pub mod endpoint;

@@ -877,6 +877,7 @@ async fn failed_work_is_retried_with_events_on_the_update_request() {
             policy_key: "ClusterPolicy.kyverno.io/gone",
             rules: vec!["r".into()],
             synchronize: false,
+            delete_downstream: false,
             request_uid: "req-x",
             request: &request,
             namespace: NS,
@@ -1411,6 +1412,121 @@ async fn a_policy_generating_kinds_the_controller_may_not_write_says_so_in_its_s
     )
     .await;
     assert_eq!(background_condition(store)["reason"], "Granted");
+    controller.shutdown().await;
+    server.shutdown().await;
+    c.api.shutdown().await;
+}
+
+/// Copies each shared ConfigMap of `src` into `dst` as a Secret, kept in sync.
+fn copy_policy() -> Value {
+    json!({
+        "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "copy-shared"},
+        "spec": {"rules": [{"name": "copy",
+            "match": {"any": [{"resources": {"kinds": ["ConfigMap"], "namespaces": ["src"],
+                "selector": {"matchLabels": {"share": "yes"}}}}]},
+            "generate": {"apiVersion": "v1", "kind": "Secret", "synchronize": true,
+                "name": "{{request.object.metadata.name}}-copy", "namespace": "dst",
+                "data": {"stringData": {"from": "{{request.object.metadata.name}}"}}}}]}
+    })
+}
+
+fn configmap_review(operation: &str, cm: &Value) -> Value {
+    let (object, old) = if operation == "DELETE" {
+        (Value::Null, cm.clone())
+    } else {
+        (cm.clone(), Value::Null)
+    };
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": format!("req-{operation}-{}", cm["metadata"]["uid"].as_str().unwrap()),
+            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+            "name": cm["metadata"]["name"], "namespace": cm["metadata"]["namespace"],
+            "operation": operation,
+            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+            "object": object, "oldObject": old, "dryRun": false
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_trigger_takes_its_synchronized_objects_with_it() {
+    let c = cluster().await;
+    let store = c.api.store();
+    namespaces(store, &["src", "dst"]);
+    store
+        .create("kyverno.io/v1", "clusterpolicies", copy_policy())
+        .unwrap();
+    let server = kybern_cluster::serve::start(options(&c, "a"))
+        .await
+        .unwrap();
+    let controller = kybern_cluster::background::controller::start(controller_options(&c, "t1"))
+        .await
+        .unwrap();
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(server.ca_bundle.borrow().as_bytes());
+    let client = client_from_ca_bundle(&encoded, &server);
+    ready(&client, &server).await;
+    let copy = |name: &str| store.get("v1", "secrets", Some("dst"), &format!("{name}-copy"));
+    let mut cms = Vec::new();
+    for name in ["a", "b"] {
+        let cm = store
+            .create(
+                "v1",
+                "configmaps",
+                json!({"metadata": {"name": name, "namespace": "src", "labels": {"share": "yes"}}}),
+            )
+            .unwrap();
+        wait_for_async(Duration::from_secs(20), || async {
+            send(
+                &client,
+                &server,
+                "/validate/fail",
+                &configmap_review("CREATE", &cm),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            copy(name).is_some()
+        })
+        .await;
+        cms.push(cm);
+    }
+    // `a` is deleted: its copy goes, `b`'s stays.
+    store.delete("v1", "configmaps", Some("src"), "a").unwrap();
+    let r = send(
+        &client,
+        &server,
+        "/validate/fail",
+        &configmap_review("DELETE", &cms[0]),
+    )
+    .await;
+    assert_eq!(r["allowed"], true);
+    wait_for(
+        "the deleted trigger's copy to go",
+        Duration::from_secs(20),
+        || copy("a").is_none(),
+    )
+    .await;
+    assert!(copy("b").is_some());
+    // A deletion that did not happen (refused further on) leaves the copy in place.
+    send(
+        &client,
+        &server,
+        "/validate/fail",
+        &configmap_review("DELETE", &cms[1]),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(copy("b").is_some());
+    let pending = store.list("kyverno.io/v2", "updaterequests", Some(NS));
+    assert!(
+        pending.iter().any(|u| u["spec"]["deleteDownstream"] == true
+            && u["status"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not deleted"))),
+        "{pending:?}"
+    );
     controller.shutdown().await;
     server.shutdown().await;
     c.api.shutdown().await;

@@ -10,6 +10,7 @@ use super::queue;
 
 mod cel_mutate;
 mod generated_kinds;
+mod with_trigger;
 use crate::context::{CallLimits, ClusterContext};
 use crate::discovery::Kinds;
 use crate::error::ClusterError;
@@ -704,7 +705,12 @@ impl Worker {
         if !self.due(&name, attempts) {
             return false;
         }
+        let delete_downstream = ur
+            .pointer("/spec/deleteDownstream")
+            .and_then(Value::as_bool)
+            == Some(true);
         let outcome = match ur.pointer("/spec/requestType").and_then(Value::as_str) {
+            _ if delete_downstream => self.delete_downstream_for(ur).await,
             Some("mutate") => self.mutate_for(ur).await,
             Some("cel-generate") => self.cel_generate_for(ur).await,
             Some("cel-mutate") => self.cel_mutate_for(ur).await,
@@ -1116,7 +1122,7 @@ impl Worker {
                         .lock()
                         .map(|k| k.iter().map(|(a, k, _)| (a.clone(), k.clone())).collect())
                         .unwrap_or_default();
-                    self.delete_labelled(&key, &name, &namespace, "", &written)
+                    self.delete_labelled(&key, &name, &namespace, "", &written, None)
                         .await;
                     known.remove(&key);
                 }
@@ -1139,6 +1145,7 @@ impl Worker {
                 &policy.namespace,
                 &rule,
                 &kinds,
+                None,
             )
             .await;
         }
@@ -1152,8 +1159,9 @@ impl Worker {
         policy_namespace: &str,
         rule: &str,
         kinds: &[(String, String)],
-    ) {
-        let selector = format!(
+        trigger_uid: Option<&str>,
+    ) -> usize {
+        let mut selector = format!(
             "{}={},{}={},{}={}",
             generate::MANAGED_BY.0,
             generate::MANAGED_BY.1,
@@ -1162,6 +1170,10 @@ impl Worker {
             generate::RULE_NAME,
             rule
         );
+        if let Some(uid) = trigger_uid {
+            selector.push_str(&format!(",{}={uid}", generate::TRIGGER_UID));
+        }
+        let mut deleted = 0;
         for (api_version, kind) in kinds {
             let Ok(all) = self.api_for(api_version, kind, "") else {
                 continue;
@@ -1184,7 +1196,8 @@ impl Worker {
                 };
                 match api.delete(&name, &DeleteParams::background()).await {
                     Ok(_) => {
-                        tracing::info!(policy = %key, %kind, %namespace, %name, "downstream object deleted with its policy")
+                        deleted += 1;
+                        tracing::info!(policy = %key, %kind, %namespace, %name, "downstream object deleted")
                     }
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => {
@@ -1193,6 +1206,7 @@ impl Worker {
                 }
             }
         }
+        deleted
     }
 
     async fn mutate_for(&self, ur: &Value) -> Result<usize, String> {

@@ -5,6 +5,7 @@
 use kybern_engine::context::ContextProvider;
 use kybern_engine::engine::{Engine, PolicyContext};
 use kybern_engine::exceptions::PolicyException;
+use kybern_engine::matching::{self, MatchSubject};
 use kybern_engine::policy::{Policy, RuleBody};
 use kybern_engine::request::AdmissionRequest;
 use kybern_engine::response::RuleStatus;
@@ -143,6 +144,42 @@ fn downstream_kinds(g: &Value) -> Vec<(String, String)> {
     out.sort();
     out.dedup();
     out
+}
+
+/// The synchronized generate rules whose `match`/`exclude` select the object a DELETE request
+/// removes: what they wrote for it goes with it.
+pub fn synchronized_rules_selecting(policy: &Policy, request: &AdmissionRequest) -> Vec<String> {
+    if !policy.namespace.is_empty() && request.namespace() != policy.namespace {
+        return Vec::new();
+    }
+    let subject = MatchSubject::new(request);
+    policy
+        .rules
+        .iter()
+        .filter(|r| synchronize_of(policy, &r.name))
+        .filter(|r| r.may_match_kind(&subject.gvk.kind))
+        .filter(|r| matching::matches(&r.match_resources, &subject))
+        .filter(|r| {
+            !r.exclude
+                .as_ref()
+                .is_some_and(|e| matching::excluded(e, &subject))
+        })
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// The kinds the named generate rule writes (see [`downstream_kinds`]).
+pub fn rule_kinds(policy: &Policy, rule: &str) -> Vec<(String, String)> {
+    policy
+        .rules
+        .iter()
+        .filter(|r| r.name == rule)
+        .filter_map(|r| match &r.body {
+            RuleBody::Generate(g) => Some(downstream_kinds(g)),
+            _ => None,
+        })
+        .flatten()
+        .collect()
 }
 
 /// What deleting `policy` deletes with it: for each generate rule with `synchronize: true` and

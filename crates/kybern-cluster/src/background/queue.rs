@@ -42,6 +42,59 @@ impl UpdateRequestQueue {
     }
 }
 
+impl UpdateRequestQueue {
+    /// A deleted trigger: the objects synchronized generate rules wrote for it are queued for
+    /// deletion.
+    fn trigger_deleted(&self, uid: &str, request: &Arc<AdmissionRequest>, set: &Arc<PolicySet>) {
+        let kind = request.gvk().kind;
+        let mut objects = Vec::new();
+        for policy in set.candidates(&kind) {
+            if !generate::has_generate(policy) {
+                continue;
+            }
+            let rules = generate::synchronized_rules_selecting(policy, request);
+            if rules.is_empty() {
+                continue;
+            }
+            let key = format!("{}.kyverno.io/{}", policy.kind.as_str(), policy.key());
+            objects.push(update_request::object(&GenerateWork {
+                request_type: RequestType::Generate,
+                policy: &policy.key(),
+                policy_key: &key,
+                rules,
+                synchronize: true,
+                delete_downstream: true,
+                request_uid: uid,
+                request,
+                namespace: &self.namespace,
+            }));
+        }
+        if objects.is_empty() {
+            return;
+        }
+        let api = self.api.clone();
+        self.runtime
+            .spawn(async move { create_all(&api, objects).await });
+    }
+}
+
+/// Creates the UpdateRequests (the same work queued twice is a 409, and fine).
+async fn create_all(api: &Api<DynamicObject>, objects: Vec<serde_json::Value>) {
+    for object in objects {
+        let Ok(ur) = serde_json::from_value::<DynamicObject>(object) else {
+            continue;
+        };
+        match api.create(&PostParams::default(), &ur).await {
+            Ok(_) => tracing::debug!(name = ?ur.metadata.name, "background work queued"),
+            // The same work, queued by another path or replica.
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => {
+                tracing::error!(name = ?ur.metadata.name, error = %e, "background work could not be queued")
+            }
+        }
+    }
+}
+
 impl AdmissionObserver for UpdateRequestQueue {
     fn admitted(
         &self,
@@ -51,6 +104,12 @@ impl AdmissionObserver for UpdateRequestQueue {
         endpoint: Endpoint,
         _decision: &Decision,
     ) {
+        if request.operation == Operation::Delete {
+            if endpoint == Endpoint::Validate {
+                self.trigger_deleted(uid, request, set);
+            }
+            return;
+        }
         if !matches!(request.operation, Operation::Create | Operation::Update) {
             return;
         }
@@ -92,11 +151,7 @@ impl AdmissionObserver for UpdateRequestQueue {
                         Vec::new()
                     };
                     let mutate_rules = mutate_existing::matching_rules(&policy, &request);
-                    let key = format!(
-                        "{}.kyverno.io/{}",
-                        policy.kind.as_str(),
-                        policy.key()
-                    );
+                    let key = format!("{}.kyverno.io/{}", policy.kind.as_str(), policy.key());
                     for (request_type, rules) in [
                         (RequestType::Generate, generate_rules),
                         (RequestType::Mutate, mutate_rules),
@@ -111,6 +166,7 @@ impl AdmissionObserver for UpdateRequestQueue {
                             synchronize: request_type == RequestType::Generate
                                 && generate::any_synchronized(&policy, &rules),
                             rules,
+                            delete_downstream: false,
                             request_uid: &uid,
                             request: &request,
                             namespace: &namespace,
@@ -135,6 +191,7 @@ impl AdmissionObserver for UpdateRequestQueue {
                         policy_key: &format!("{}.policies.kyverno.io/{policy}", g.kind),
                         synchronize: false,
                         rules: Vec::new(),
+                        delete_downstream: false,
                         request_uid: &uid,
                         request: &request,
                         namespace: &namespace,
@@ -152,6 +209,7 @@ impl AdmissionObserver for UpdateRequestQueue {
                         policy_key: &format!("{}.policies.kyverno.io/{policy}", m.kind.as_str()),
                         synchronize: false,
                         rules: Vec::new(),
+                        delete_downstream: false,
                         request_uid: &uid,
                         request: &request,
                         namespace: &namespace,
@@ -161,19 +219,7 @@ impl AdmissionObserver for UpdateRequestQueue {
             })
             .await
             .unwrap_or_default();
-            for object in work {
-                let Ok(ur) = serde_json::from_value::<DynamicObject>(object) else {
-                    continue;
-                };
-                match api.create(&PostParams::default(), &ur).await {
-                    Ok(_) => tracing::debug!(name = ?ur.metadata.name, "background work queued"),
-                    // The same work, queued by another path or replica.
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
-                    Err(e) => {
-                        tracing::error!(name = ?ur.metadata.name, error = %e, "background work could not be queued")
-                    }
-                }
-            }
+            create_all(&api, work).await;
         });
     }
 }

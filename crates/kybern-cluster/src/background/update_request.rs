@@ -90,6 +90,9 @@ pub struct GenerateWork<'a> {
     pub policy_key: &'a str,
     pub rules: Vec<String>,
     pub synchronize: bool,
+    /// The trigger was deleted: what the rules wrote for it is deleted (Kyverno's
+    /// `deleteDownstream`).
+    pub delete_downstream: bool,
     pub request_uid: &'a str,
     pub request: &'a AdmissionRequest,
     /// Where UpdateRequests live (kybern's namespace).
@@ -164,6 +167,7 @@ pub fn object(work: &GenerateWork<'_>) -> Value {
                 "uid": meta("/metadata/uid"),
             },
             "synchronize": work.synchronize,
+            "deleteDownstream": work.delete_downstream,
             "context": {
                 "userInfo": {
                     "roles": work.request.roles,
@@ -220,6 +224,7 @@ mod tests {
             policy_key: "ClusterPolicy.kyverno.io/add-netpol",
             rules: vec!["default-deny".into()],
             synchronize: true,
+            delete_downstream: false,
             request_uid: "req-1",
             request: &req,
             namespace: "kybern",

@@ -1,0 +1,91 @@
+//! Objects synchronized generate rules wrote for a trigger go when the trigger is deleted:
+//! admission queues an UpdateRequest with `deleteDownstream: true` for a DELETE, and this deletes
+//! the objects labelled with the policy, the rule and the trigger's uid, once the trigger is
+//! gone (a deletion another webhook refused leaves them).
+
+use super::{Worker, generate};
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use serde_json::Value;
+
+impl Worker {
+    /// A `deleteDownstream` UpdateRequest: the count of objects deleted, or why not yet.
+    pub(super) async fn delete_downstream_for(&self, ur: &Value) -> Result<usize, String> {
+        let s = |p: &str| ur.pointer(p).and_then(Value::as_str).unwrap_or_default();
+        let (api_version, kind, namespace, name, uid) = (
+            s("/spec/resource/apiVersion"),
+            s("/spec/resource/kind"),
+            s("/spec/resource/namespace"),
+            s("/spec/resource/name"),
+            s("/spec/resource/uid"),
+        );
+        if uid.is_empty() {
+            return Err("spec.resource.uid is missing: the trigger cannot be told apart".into());
+        }
+        if self
+            .still_there(api_version, kind, namespace, name, uid)
+            .await?
+        {
+            return Err(format!(
+                "{kind} {namespace}/{name} is not deleted (yet): its generated objects are kept \
+                 until it is"
+            ));
+        }
+        let key = s("/spec/policy");
+        // A policy gone meanwhile: its own deletion decides about its objects.
+        let Some(policy) = self.policy(key) else {
+            return Ok(0);
+        };
+        let rules = ur
+            .pointer("/spec/ruleContext")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("rule").and_then(Value::as_str));
+        let mut deleted = 0;
+        for rule in rules {
+            let kinds = generate::rule_kinds(&policy, rule);
+            deleted += self
+                .delete_labelled(
+                    key,
+                    &policy.name,
+                    &policy.namespace,
+                    rule,
+                    &kinds,
+                    Some(uid),
+                )
+                .await;
+        }
+        Ok(deleted)
+    }
+
+    /// Whether the object with this uid still exists and is not being deleted.
+    async fn still_there(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> Result<bool, String> {
+        let kinds = self.kinds.load();
+        let Some(r) = kinds.by_api_version(api_version, kind) else {
+            return Ok(false);
+        };
+        let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
+        let resource = ApiResource::from_gvk_with_plural(&gvk, &r.plural);
+        let api: Api<DynamicObject> = if r.namespaced && !namespace.is_empty() {
+            Api::namespaced_with(self.client.clone(), namespace, &resource)
+        } else {
+            Api::all_with(self.client.clone(), &resource)
+        };
+        match api.get_opt(name).await {
+            Ok(Some(o)) => {
+                Ok(o.metadata.uid.as_deref() == Some(uid)
+                    && o.metadata.deletion_timestamp.is_none())
+            }
+            Ok(None) => Ok(false),
+            Err(e) => Err(format!("{kind} {namespace}/{name}: {e}")),
+        }
+    }
+}
