@@ -1531,3 +1531,69 @@ async fn a_deleted_trigger_takes_its_synchronized_objects_with_it() {
     server.shutdown().await;
     c.api.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_synchronized_clone_follows_its_source() {
+    let c = cluster().await;
+    let store = c.api.store();
+    namespaces(store, &["default"]);
+    store
+        .create(
+            "v1",
+            "secrets",
+            json!({"metadata": {"name": "regcred", "namespace": "default"}, "data": {"token": "b25l"}}),
+        )
+        .unwrap();
+    store
+        .create(
+            "kyverno.io/v1",
+            "clusterpolicies",
+            json!({"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "sync-regcred"},
+                "spec": {"rules": [{"name": "regcred",
+                    "match": {"any": [{"resources": {"kinds": ["Namespace"]}}]},
+                    "generate": {"apiVersion": "v1", "kind": "Secret", "name": "regcred",
+                        "namespace": "{{request.object.metadata.name}}", "synchronize": true,
+                        "clone": {"namespace": "default", "name": "regcred"}}}]}}),
+        )
+        .unwrap();
+    let server = kybern_cluster::serve::start(options(&c, "a"))
+        .await
+        .unwrap();
+    let controller = kybern_cluster::background::controller::start(controller_options(&c, "s1"))
+        .await
+        .unwrap();
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(server.ca_bundle.borrow().as_bytes());
+    let client = client_from_ca_bundle(&encoded, &server);
+    ready(&client, &server).await;
+    let ns = store
+        .create("v1", "namespaces", json!({"metadata": {"name": "team-c"}}))
+        .unwrap();
+    let copy = || store.get("v1", "secrets", Some("team-c"), "regcred");
+    wait_for_async(Duration::from_secs(20), || async {
+        send(&client, &server, "/validate/fail", &namespace_review(&ns)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        copy().is_some()
+    })
+    .await;
+    assert_eq!(copy().unwrap()["data"]["token"], "b25l");
+    // The source changes: the clone follows.
+    store
+        .merge_patch(
+            "v1",
+            "secrets",
+            Some("default"),
+            "regcred",
+            json!({"data": {"token": "dHdv"}}),
+        )
+        .unwrap();
+    wait_for(
+        "the clone to follow its source",
+        Duration::from_secs(20),
+        || copy().is_some_and(|s| s["data"]["token"] == "dHdv"),
+    )
+    .await;
+    controller.shutdown().await;
+    server.shutdown().await;
+    c.api.shutdown().await;
+}

@@ -9,6 +9,7 @@ use super::permissions;
 use super::queue;
 
 mod cel_mutate;
+mod clone_sources;
 mod generated_kinds;
 mod with_trigger;
 use crate::context::{CallLimits, ClusterContext};
@@ -240,11 +241,13 @@ async fn run(
     requests: Cache,
     requests_changed: Arc<Notify>,
     mut leader: channel::Receiver<bool>,
-    events_tx: mpsc::UnboundedSender<DynamicObject>,
-    mut events_rx: mpsc::UnboundedReceiver<DynamicObject>,
+    events_tx: mpsc::UnboundedSender<Changed>,
+    mut events_rx: mpsc::UnboundedReceiver<Changed>,
     stop: CancellationToken,
 ) {
     let mut watched: BTreeSet<(String, String, String)> = BTreeSet::new();
+    // Clone sources watched, by apiVersion, kind and namespace.
+    let mut sources_watched: BTreeSet<(String, String, String)> = BTreeSet::new();
     // Policies whose `generateExisting` rules already ran in this controller's life (writes are
     // idempotent, so a restart running them again changes nothing).
     let mut existing_done: BTreeSet<String> = BTreeSet::new();
@@ -336,6 +339,11 @@ async fn run(
         {
             if watched.insert(r.clone()) {
                 spawn_downstream_watch(&w, &r, events_tx.clone(), &stop);
+            }
+        }
+        for s in clone_sources::watched_sources(&w.store.snapshot().policies) {
+            if sources_watched.insert(s.clone()) {
+                clone_sources::spawn_source_watch(&w, &s, events_tx.clone(), &stop);
             }
         }
         generating = w.forget_deleted(generating).await;
@@ -470,8 +478,11 @@ async fn run(
             .collect()
             .await;
         handled.extend(done);
-        for object in downstream {
-            w.restore(&object).await;
+        for change in downstream {
+            match change {
+                Changed::Downstream(o) => w.restore(&o).await,
+                Changed::Source(o) => w.source_changed(&o).await,
+            }
         }
     }
 }
@@ -522,10 +533,18 @@ fn synchronized_kinds(policies: &[Arc<Policy>]) -> Vec<(String, String, String)>
     out
 }
 
+/// A change the main loop acts on between batches.
+enum Changed {
+    /// A generated object (to put back when it is not what was written).
+    Downstream(DynamicObject),
+    /// A clone source (its clones are generated again).
+    Source(DynamicObject),
+}
+
 fn spawn_downstream_watch(
     w: &Arc<Worker>,
     key: &(String, String, String),
-    events: mpsc::UnboundedSender<DynamicObject>,
+    events: mpsc::UnboundedSender<Changed>,
     stop: &CancellationToken,
 ) {
     let kinds = w.kinds.load();
@@ -553,13 +572,13 @@ fn spawn_downstream_watch(
                 // again for a write whose event came before it was remembered).
                 Ok(watcher::Event::Apply(o)) => {
                     if !w.own_write(&o) {
-                        let _ = events.send(o);
+                        let _ = events.send(Changed::Downstream(o));
                     }
                 }
                 // A deletion is never the controller's own write, whatever version it carries.
                 Ok(watcher::Event::Delete(o)) => {
                     w.forget_write(&o);
-                    let _ = events.send(o);
+                    let _ = events.send(Changed::Downstream(o));
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "watch of generated objects failed; retrying"),
