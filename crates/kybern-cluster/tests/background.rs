@@ -272,6 +272,29 @@ async fn a_new_namespace_gets_its_generated_objects_kept_in_sync() {
         },
     )
     .await;
+    // The rule changes: what it wrote follows.
+    let mut policy = store
+        .get("kyverno.io/v1", "clusterpolicies", None, ADD_DEFAULTS)
+        .unwrap();
+    policy["spec"]["rules"][1]["generate"]["data"]["spec"]["hard"]["requests.cpu"] = json!("8");
+    store
+        .put("kyverno.io/v1", "clusterpolicies", policy)
+        .unwrap();
+    wait_for(
+        "the ResourceQuota to follow its changed rule",
+        Duration::from_secs(20),
+        || {
+            store
+                .get(
+                    "v1",
+                    "resourcequotas",
+                    Some("team-a"),
+                    "default-resourcequota",
+                )
+                .is_some_and(|q| q["spec"]["hard"]["requests.cpu"] == "8")
+        },
+    )
+    .await;
     // synchronize: false leaves its object alone.
     store
         .merge_patch(

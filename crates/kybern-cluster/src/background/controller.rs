@@ -11,6 +11,7 @@ use super::queue;
 mod cel_mutate;
 mod clone_sources;
 mod generated_kinds;
+mod regenerate;
 mod with_trigger;
 use crate::context::{CallLimits, ClusterContext};
 use crate::discovery::Kinds;
@@ -246,6 +247,10 @@ async fn run(
     stop: CancellationToken,
 ) {
     let mut watched: BTreeSet<(String, String, String)> = BTreeSet::new();
+    // Each synchronized generate rule's body as last seen (by policy key and rule), and the
+    // policy generation that was read at.
+    let mut synchronized_rules: HashMap<(String, String), String> = HashMap::new();
+    let mut rules_seen_at: Option<u64> = None;
     // Clone sources watched, by apiVersion, kind and namespace.
     let mut sources_watched: BTreeSet<(String, String, String)> = BTreeSet::new();
     // Policies whose `generateExisting` rules already ran in this controller's life (writes are
@@ -396,6 +401,33 @@ async fn run(
             let rules = generate_existing_rules(policy);
             if !rules.is_empty() && existing_done.insert(policy.key()) {
                 w.generate_existing(Arc::clone(policy), rules).await;
+            }
+        }
+        // A synchronized generate rule that changed updates what it wrote.
+        if rules_seen_at != Some(generation) {
+            rules_seen_at = Some(generation);
+            let policies = w.store.snapshot().policies.clone();
+            let mut changed = Vec::new();
+            let mut now = HashMap::new();
+            for policy in policies.iter() {
+                for r in &policy.rules {
+                    let RuleBody::Generate(g) = &r.body else {
+                        continue;
+                    };
+                    if g.get("synchronize").and_then(Value::as_bool) != Some(true) {
+                        continue;
+                    }
+                    let key = (policy_key(policy), r.name.clone());
+                    let body = g.to_string();
+                    if synchronized_rules.get(&key).is_some_and(|old| *old != body) {
+                        changed.push((Arc::clone(policy), r.name.clone()));
+                    }
+                    now.insert(key, body);
+                }
+            }
+            synchronized_rules = now;
+            for (policy, rule) in changed {
+                w.generate_again(&policy, &rule).await;
             }
         }
         let with_targets: Vec<Arc<Policy>> = w
