@@ -473,7 +473,35 @@ async fn generate_existing_acts_on_triggers_that_were_there_first_and_a_policy_s
         },
     )
     .await;
-    // Only the rule that asks for it: the other rule's ConfigMap is not generated.
+    // Only the rule that asks for it: the other rules' objects are not generated.
+    assert!(
+        store
+            .get("v1", "configmaps", Some("old-1"), "quota-settings")
+            .is_none()
+    );
+    // The deprecated policy-wide spec.generateExisting, unless a rule says otherwise.
+    let mut legacy = generate_policy();
+    legacy["metadata"]["name"] = json!("legacy-defaults");
+    legacy["spec"]["generateExisting"] = json!(true);
+    let rules = legacy["spec"]["rules"].as_array().unwrap().clone();
+    let mut config_map_rule = rules[2].clone();
+    config_map_rule["generate"]["generateExisting"] = json!(false);
+    legacy["spec"]["rules"] = json!([rules[1].clone(), config_map_rule]);
+    store
+        .create("kyverno.io/v1", "clusterpolicies", legacy)
+        .unwrap();
+    wait_for(
+        "quotas for the namespaces that existed first",
+        Duration::from_secs(20),
+        || {
+            ["old-1", "old-2"].iter().all(|ns| {
+                store
+                    .get("v1", "resourcequotas", Some(ns), "default-resourcequota")
+                    .is_some()
+            })
+        },
+    )
+    .await;
     assert!(
         store
             .get("v1", "configmaps", Some("old-1"), "quota-settings")

@@ -394,12 +394,24 @@ async fn run(
                 );
             }
         }
+        let mut raw: Option<HashMap<String, Value>> = None;
         for policy in w.store.snapshot().policies.iter() {
-            if generate::has_generate(policy) {
-                generating.insert(policy_key(policy), Arc::clone(policy));
+            if !generate::has_generate(policy) {
+                continue;
             }
-            let rules = generate_existing_rules(policy);
-            if !rules.is_empty() && existing_done.insert(policy.key()) {
+            generating.insert(policy_key(policy), Arc::clone(policy));
+            if !existing_done.insert(policy.key()) {
+                continue;
+            }
+            // The deprecated policy-wide `spec.generateExisting` is read from the object.
+            let raw = raw.get_or_insert_with(|| policies.objects().into_iter().collect());
+            let policy_wide = raw
+                .get(&policy_key(policy))
+                .and_then(|d| d.pointer("/spec/generateExisting"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let rules = generate_existing_rules(policy, policy_wide);
+            if !rules.is_empty() {
                 w.generate_existing(Arc::clone(policy), rules).await;
             }
         }
@@ -530,15 +542,16 @@ fn policy_key(policy: &Policy) -> String {
     format!("{}.kyverno.io/{}", policy.kind.as_str(), policy.key())
 }
 
-/// Rules with `generate.generateExisting: true`: they also act on triggers that exist when the
-/// policy appears. (The deprecated policy-level `spec.generateExisting` is not read.)
-fn generate_existing_rules(policy: &Policy) -> Vec<String> {
+/// Rules with `generate.generateExisting: true` (when a rule does not say, the deprecated
+/// policy-wide `spec.generateExisting`): they also act on triggers that exist when the policy
+/// appears.
+fn generate_existing_rules(policy: &Policy, policy_wide: bool) -> Vec<String> {
     policy
         .rules
         .iter()
         .filter(|r| {
             matches!(&r.body, RuleBody::Generate(g)
-                if g.get("generateExisting").and_then(Value::as_bool) == Some(true))
+                if g.get("generateExisting").and_then(Value::as_bool).unwrap_or(policy_wide))
         })
         .map(|r| r.name.clone())
         .collect()
