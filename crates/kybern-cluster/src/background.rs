@@ -7,8 +7,7 @@
 //! on CREATE and UPDATE, `synchronize`, `generateExisting`; `mutate.targets` on trigger events
 //! and `mutateExistingOnPolicyUpdate`; GeneratingPolicies; MutatingPolicies that mutate existing
 //! targets; synchronized objects deleted with their policy
-//! ([`generate::downstream_on_policy_delete`]) and with their trigger. Not yet: a
-//! GeneratingPolicy's objects with their trigger.
+//! ([`generate::downstream_on_policy_delete`]) and with their trigger.
 
 pub mod controller;
 pub mod endpoint;

@@ -426,14 +426,24 @@ impl Builder<'_> {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        // A synchronized GeneratingPolicy also hears its triggers' deletions: what it wrote
+        // for them goes with them.
+        let synchronized = matches!(head, "gpol" | "ngpol")
+            && spec
+                .pointer("/evaluation/synchronize/enabled")
+                .and_then(Value::as_bool)
+                == Some(true);
         for rule in &rules {
-            let ops: Vec<&'static str> = strings(rule.get("operations"))
+            let mut ops: Vec<&'static str> = strings(rule.get("operations"))
                 .iter()
                 .flat_map(|o| match operation(o) {
                     Some(op) => vec![op],
                     None => VALIDATE_OPS.to_vec(),
                 })
                 .collect();
+            if synchronized && !ops.contains(&"DELETE") {
+                ops.push("DELETE");
+            }
             let rule_scope = match rule.get("scope").and_then(Value::as_str) {
                 Some(s @ ("Cluster" | "Namespaced")) => s.to_string(),
                 _ => scope(namespaced).to_string(),

@@ -1005,6 +1005,18 @@ async fn a_generating_policy_creates_its_objects_for_a_new_namespace() {
                     .unwrap_or_default()
                     .to_string();
                 assert_eq!(h["rules"][0]["resources"], json!(["namespaces"]));
+                // Synchronized: its triggers' deletions are heard too.
+                assert!(
+                    h["rules"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|r| r["operations"]
+                            .as_array()
+                            .unwrap()
+                            .contains(&json!("DELETE"))),
+                    "{h}"
+                );
             }
             !path.is_empty()
         },
@@ -1129,6 +1141,39 @@ async fn a_generating_policy_creates_its_objects_for_a_new_namespace() {
         || netpol().is_some_and(|n| n["spec"]["policyTypes"] == json!(["Ingress", "Egress"])),
     )
     .await;
+    // A deleted trigger takes what the policy wrote for it, and only that.
+    let other = store
+        .create("v1", "namespaces", json!({"metadata": {"name": "team-h"}}))
+        .unwrap();
+    let other_netpol = || {
+        store.get(
+            "networking.k8s.io/v1",
+            "networkpolicies",
+            Some("team-h"),
+            "default-deny",
+        )
+    };
+    wait_for_async(Duration::from_secs(20), || async {
+        send(&client, &server, &path, &namespace_review(&other)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        other_netpol().is_some()
+    })
+    .await;
+    store.delete("v1", "namespaces", None, "team-h").unwrap();
+    let mut deletion = namespace_review(&other);
+    deletion["request"]["operation"] = json!("DELETE");
+    deletion["request"]["uid"] = json!("req-delete-team-h");
+    deletion["request"]["oldObject"] = other.clone();
+    deletion["request"]["object"] = Value::Null;
+    let r = send(&client, &server, &path, &deletion).await;
+    assert_eq!(r["allowed"], true);
+    wait_for(
+        "the deleted trigger's NetworkPolicy to go",
+        Duration::from_secs(20),
+        || other_netpol().is_none(),
+    )
+    .await;
+    assert!(netpol().is_some());
     // Deleting the policy deletes what it keeps in sync (no orphanDownstreamOnPolicyDelete).
     store
         .delete(

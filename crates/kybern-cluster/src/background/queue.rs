@@ -43,8 +43,8 @@ impl UpdateRequestQueue {
 }
 
 impl UpdateRequestQueue {
-    /// A deleted trigger: the objects synchronized generate rules wrote for it are queued for
-    /// deletion.
+    /// A deleted trigger: the objects synchronized generate rules and GeneratingPolicies wrote for
+    /// it are queued for deletion.
     fn trigger_deleted(&self, uid: &str, request: &Arc<AdmissionRequest>, set: &Arc<PolicySet>) {
         let kind = request.gvk().kind;
         let mut objects = Vec::new();
@@ -62,6 +62,31 @@ impl UpdateRequestQueue {
                 policy: &policy.key(),
                 policy_key: &key,
                 rules,
+                synchronize: true,
+                delete_downstream: true,
+                request_uid: uid,
+                request,
+                namespace: &self.namespace,
+            }));
+        }
+        // Synchronized GeneratingPolicies selecting the deleted object (whatever the operation).
+        let labels = kybern_engine::cel::namespace_labels(request, self.context.as_ref());
+        for g in set.cel.generating.iter() {
+            if !g.policy.evaluation.synchronize
+                || (!g.namespace.is_empty() && request.namespace() != g.namespace)
+                || !g
+                    .match_constraints
+                    .with_any_operation()
+                    .matches(request, labels.as_ref())
+            {
+                continue;
+            }
+            let policy = g.key();
+            objects.push(update_request::object(&GenerateWork {
+                request_type: RequestType::CelGenerate,
+                policy: &policy,
+                policy_key: &format!("{}.policies.kyverno.io/{policy}", g.kind),
+                rules: Vec::new(),
                 synchronize: true,
                 delete_downstream: true,
                 request_uid: uid,

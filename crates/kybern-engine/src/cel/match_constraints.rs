@@ -360,6 +360,16 @@ impl MatchConstraints {
         })
     }
 
+    /// The same constraints for every operation: for objects selected as they are stored, not
+    /// as one request changes them.
+    pub fn with_any_operation(&self) -> MatchConstraints {
+        let mut out = self.clone();
+        for r in out.resource_rules.iter_mut() {
+            r.operations = vec!["*".to_string()];
+        }
+        out
+    }
+
     /// Kyverno's "simple" match: exactly one resource rule without resource names, no selectors
     /// and no exclusions. A ValidatingPolicy with such a match reports nothing for resources it
     /// does not select.

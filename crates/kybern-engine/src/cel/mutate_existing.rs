@@ -77,14 +77,11 @@ impl MutateExisting {
         };
         let own = MatchConstraints::compile(target, "spec.targetMatchConstraints")?;
         let explicit = expression.is_some() || !own.resource_rules.is_empty();
-        let mut constraints = if own.resource_rules.is_empty() {
-            match_constraints.clone()
+        let constraints = if own.resource_rules.is_empty() {
+            match_constraints.with_any_operation()
         } else {
-            own
+            own.with_any_operation()
         };
-        for r in constraints.resource_rules.iter_mut() {
-            r.operations = vec!["*".to_string()];
-        }
         Ok(MutateExisting {
             enabled,
             constraints,

@@ -1,7 +1,7 @@
-//! Objects synchronized generate rules wrote for a trigger go when the trigger is deleted:
-//! admission queues an UpdateRequest with `deleteDownstream: true` for a DELETE, and this deletes
-//! the objects labelled with the policy, the rule and the trigger's uid, once the trigger is
-//! gone (a deletion another webhook refused leaves them).
+//! Objects synchronized generate rules and GeneratingPolicies wrote for a trigger go when the
+//! trigger is deleted: admission queues an UpdateRequest with `deleteDownstream: true` for a
+//! DELETE, and this deletes the objects labelled with the policy, the rule and the trigger's
+//! uid, once the trigger is gone (a deletion another webhook refused leaves them).
 
 use super::{Worker, generate};
 use kube::Api;
@@ -32,6 +32,9 @@ impl Worker {
             ));
         }
         let key = s("/spec/policy");
+        if s("/spec/requestType") == "cel-generate" {
+            return Ok(self.delete_cel_downstream(key, uid).await);
+        }
         // A policy gone meanwhile: its own deletion decides about its objects.
         let Some(policy) = self.policy(key) else {
             return Ok(0);
@@ -57,6 +60,29 @@ impl Worker {
                 .await;
         }
         Ok(deleted)
+    }
+
+    /// Deletes what the GeneratingPolicy with this key wrote for the trigger, in the kinds it is
+    /// known to write.
+    async fn delete_cel_downstream(&self, key: &str, uid: &str) -> usize {
+        let Some(g) = self
+            .store
+            .snapshot()
+            .cel
+            .generating
+            .iter()
+            .find(|g| g.key() == key)
+            .map(|g| (g.policy.name.clone(), g.policy.namespace.clone()))
+        else {
+            return 0;
+        };
+        let kinds: Vec<(String, String)> = self
+            .cel_synchronized_kinds
+            .lock()
+            .map(|k| k.iter().map(|(a, k, _)| (a.clone(), k.clone())).collect())
+            .unwrap_or_default();
+        self.delete_labelled(key, &g.0, &g.1, "", &kinds, Some(uid))
+            .await
     }
 
     /// Whether the object with this uid still exists and is not being deleted.
