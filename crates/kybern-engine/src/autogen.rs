@@ -259,6 +259,87 @@ fn resolve_controller_kinds(sorted: &[&str]) -> Option<Vec<String>> {
     }
 }
 
+/// Why no rule of a policy that matches Pods is extended to pod controllers, when that is so and
+/// not asked for (the autogen annotation is not `none`): the field path that stops Kyverno's
+/// `CanAutoGen`, which decides for the whole policy, and the reason.
+pub fn autogen_blocker(policy: &Value) -> Option<(String, String)> {
+    let annotation = policy
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(ANNOTATION_AUTOGEN_CONTROLLERS))
+        .and_then(Value::as_str);
+    let rules = policy_rules(policy);
+    let matches_pods = rules.iter().any(|r| {
+        rule::resource_descriptions(r.get("match"))
+            .any(|d| kinds::kinds_of(d).iter().any(|k| *k == "Pod"))
+    });
+    if annotation == Some("none") || !matches_pods || can_auto_gen(rules) {
+        return None;
+    }
+    let whole = "so Kyverno extends no rule of this policy to pod controllers (Deployments, \
+                 CronJobs, ...): their Pod templates are not covered, only the Pods once \
+                 created; move that rule to a policy of its own, or set the annotation \
+                 pod-policies.kyverno.io/autogen-controllers: none to say it is meant";
+    for (i, rule) in rules.iter().enumerate() {
+        let at = format!("spec.rules[{i}]");
+        if rule::has_generate(rule) {
+            return Some((
+                format!("{at}.generate"),
+                format!("a generate rule, {whole}"),
+            ));
+        }
+        if rule::has_json6902(rule) {
+            return Some((
+                format!("{at}.mutate"),
+                format!("a patchesJson6902 mutation, {whole}"),
+            ));
+        }
+        for block in ["match", "exclude"] {
+            let b = non_null(rule.get(block));
+            let mut paths = vec![(
+                format!("{at}.{block}.resources"),
+                b.and_then(|b| non_null(b.get("resources"))),
+            )];
+            for group in ["any", "all"] {
+                for (j, f) in b
+                    .and_then(|b| b.get(group))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    paths.push((
+                        format!("{at}.{block}.{group}[{j}].resources"),
+                        non_null(f.get("resources")),
+                    ));
+                }
+            }
+            for (path, d) in paths {
+                let Some(d) = d else { continue };
+                for field in ["name", "names", "selector", "annotations"] {
+                    let set = non_null(d.get(field)).is_some_and(|v| {
+                        v.as_str().is_none_or(|s| !s.is_empty())
+                            && v.as_array().is_none_or(|a| !a.is_empty())
+                    });
+                    if set {
+                        return Some((
+                            format!("{path}.{field}"),
+                            format!("selecting by `{field}`, {whole}"),
+                        ));
+                    }
+                }
+                let kinds = kinds::kinds_of(Some(d));
+                if kinds.len() > 1 && contains_kind(&kinds, "Pod") {
+                    return Some((
+                        format!("{path}.kinds"),
+                        format!("Pod named with other kinds in one description, {whole}"),
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Kyverno's `CanAutoGen` over all rules of the policy.
 fn can_auto_gen(rules: &[Value]) -> bool {
     let mut needed = false;

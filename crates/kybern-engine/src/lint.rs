@@ -367,6 +367,15 @@ pub fn lint_document(doc: &Value) -> Vec<Finding> {
         out.push(finding(Severity::Error, "load", &e.path, e.message, None));
         return out;
     }
+    if let Some((path, reason)) = crate::autogen::autogen_blocker(doc) {
+        out.push(finding(
+            Severity::Warning,
+            "autogen-skipped",
+            &path,
+            reason,
+            None,
+        ));
+    }
     let background = doc
         .pointer("/spec/background")
         .and_then(Value::as_bool)
@@ -399,6 +408,48 @@ pub fn lint_document(doc: &Value) -> Vec<Finding> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_policy_that_autogen_skips_says_which_rule_stops_it() {
+        let pods = |extra: Value| {
+            let mut rules = vec![
+                json!({"name": "pods", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                "validate": {"message": "m", "pattern": {"spec": {"hostNetwork": "false"}}}}),
+            ];
+            rules.push(extra);
+            json!({"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "p"},
+                "spec": {"rules": rules}})
+        };
+        let named = pods(
+            json!({"name": "one", "match": {"any": [{"resources": {"kinds": ["Pod"], "names": ["x"]}}]},
+            "validate": {"message": "m", "pattern": {"metadata": {"name": "?*"}}}}),
+        );
+        let found: Vec<_> = lint_document(&named)
+            .into_iter()
+            .filter(|f| f.check == "autogen-skipped")
+            .collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "spec.rules[1].match.any[0].resources.names");
+        assert!(found[0].message.contains("no rule of this policy"));
+        // As the engine itself decides.
+        assert!(crate::autogen::controllers(&named).is_empty());
+        // Said to be meant, or nothing stops it: no finding.
+        let mut meant = named.clone();
+        meant["metadata"]["annotations"] =
+            json!({"pod-policies.kyverno.io/autogen-controllers": "none"});
+        let plain = pods(
+            json!({"name": "two", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+            "validate": {"message": "m", "pattern": {"metadata": {"name": "?*"}}}}),
+        );
+        assert!(!crate::autogen::controllers(&plain).is_empty());
+        for doc in [meant, plain] {
+            assert!(
+                lint_document(&doc)
+                    .iter()
+                    .all(|f| f.check != "autogen-skipped")
+            );
+        }
+    }
 
     fn policy(rule: Value, background: bool) -> Value {
         json!({
