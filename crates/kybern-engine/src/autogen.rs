@@ -269,8 +269,7 @@ pub fn autogen_blocker(policy: &Value) -> Option<(String, String)> {
         .and_then(Value::as_str);
     let rules = policy_rules(policy);
     let matches_pods = rules.iter().any(|r| {
-        rule::resource_descriptions(r.get("match"))
-            .any(|d| kinds::kinds_of(d).iter().any(|k| *k == "Pod"))
+        rule::resource_descriptions(r.get("match")).any(|d| kinds::kinds_of(d).contains(&"Pod"))
     });
     if annotation == Some("none") || !matches_pods || can_auto_gen(rules) {
         return None;
