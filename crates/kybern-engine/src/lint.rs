@@ -274,6 +274,51 @@ fn check_kinds(rule: &Value, rule_path: &str, out: &mut Vec<Finding>) {
     }
 }
 
+/// `mutateDigest` (true unless set) on a verifyImages entry that only audits: Kyverno's policy
+/// webhook refuses the policy (`kyverno apply`/`test` do not check it, so it shows first when
+/// the policy is applied to a cluster).
+fn check_audit_mutate_digest(
+    rule: &Value,
+    rule_path: &str,
+    policy_action: Option<&str>,
+    out: &mut Vec<Finding>,
+) {
+    for (j, v) in rule
+        .get("verifyImages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let action = v
+            .get("failureAction")
+            .and_then(Value::as_str)
+            .or(policy_action)
+            .unwrap_or("Audit");
+        let mutate_digest = v
+            .get("mutateDigest")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        if mutate_digest && !action.eq_ignore_ascii_case("enforce") {
+            let unset = if v.get("mutateDigest").is_none() {
+                " (it defaults to true)"
+            } else {
+                ""
+            };
+            out.push(finding(
+                Severity::Error,
+                "audit-mutate-digest",
+                &format!("{rule_path}.verifyImages[{j}].mutateDigest"),
+                format!(
+                    "Kyverno refuses this policy: mutateDigest must be set to false for 'Audit' \
+                     failure action{unset}; set `mutateDigest: false`, or `failureAction: Enforce`"
+                ),
+                None,
+            ));
+        }
+    }
+}
+
 fn check_cel(rule: &Value, rule_path: &str, out: &mut Vec<Finding>) {
     let Some(cel) = rule.pointer("/validate/cel") else {
         return;
@@ -380,6 +425,9 @@ pub fn lint_document(doc: &Value) -> Vec<Finding> {
         .pointer("/spec/background")
         .and_then(Value::as_bool)
         .unwrap_or(true);
+    let policy_action = doc
+        .pointer("/spec/validationFailureAction")
+        .and_then(Value::as_str);
     for (i, rule) in doc
         .pointer("/spec/rules")
         .and_then(Value::as_array)
@@ -396,6 +444,7 @@ pub fn lint_document(doc: &Value) -> Vec<Finding> {
         };
         walk_strings(rule, &rule_path, &scope, &mut out, 0);
         check_kinds(rule, &rule_path, &mut out);
+        check_audit_mutate_digest(rule, &rule_path, policy_action, &mut out);
         check_cel(rule, &rule_path, &mut out);
         if let Some(cel) = rule.pointer("/validate/cel") {
             check_interpreted_cel(cel, &format!("{rule_path}.validate.cel"), &mut out, 0);
@@ -408,6 +457,37 @@ pub fn lint_document(doc: &Value) -> Vec<Finding> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn mutate_digest_while_auditing_is_what_kyverno_refuses() {
+        let verify = |entry: Value, action: Option<&str>| {
+            let mut doc = json!({"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+                "metadata": {"name": "p"},
+                "spec": {"rules": [{"name": "r", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                    "verifyImages": [entry]}]}});
+            if let Some(a) = action {
+                doc["spec"]["validationFailureAction"] = json!(a);
+            }
+            lint_document(&doc)
+                .into_iter()
+                .filter(|f| f.check == "audit-mutate-digest")
+                .map(|f| f.path)
+                .collect::<Vec<_>>()
+        };
+        let keys = json!({"imageReferences": ["*"], "attestors": [{"entries": [{"keys": {"publicKeys": "k"}}]}]});
+        // Defaults: Audit and mutateDigest true.
+        assert_eq!(
+            verify(keys.clone(), None),
+            vec!["spec.rules[0].verifyImages[0].mutateDigest".to_string()]
+        );
+        assert!(verify(keys.clone(), Some("Enforce")).is_empty());
+        let mut off = keys.clone();
+        off["mutateDigest"] = json!(false);
+        assert!(verify(off, Some("Audit")).is_empty());
+        let mut own = keys.clone();
+        own["failureAction"] = json!("Enforce");
+        assert!(verify(own, Some("Audit")).is_empty());
+    }
 
     #[test]
     fn a_policy_that_autogen_skips_says_which_rule_stops_it() {
