@@ -274,6 +274,64 @@ fn check_kinds(rule: &Value, rule_path: &str, out: &mut Vec<Finding>) {
     }
 }
 
+/// Condition operators Kyverno renamed, with their current names (`kybern fix policy` rewrites
+/// them; Kyverno still reads the old ones).
+pub const DEPRECATED_OPERATORS: [(&str, &str); 4] = [
+    ("Equal", "Equals"),
+    ("NotEqual", "NotEquals"),
+    ("In", "AllIn"),
+    ("NotIn", "AnyNotIn"),
+];
+
+/// Conditions (objects with `key` and `operator` under `preconditions` or `conditions`, not
+/// label selectors) anywhere in a rule using a renamed operator.
+fn check_deprecated_operators(
+    v: &Value,
+    path: &str,
+    in_conditions: bool,
+    out: &mut Vec<Finding>,
+    depth: usize,
+) {
+    if depth > 64 {
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            if in_conditions
+                && m.contains_key("key")
+                && let Some(op) = m.get("operator").and_then(Value::as_str)
+                && let Some((_, now)) = DEPRECATED_OPERATORS.iter().find(|(old, _)| *old == op)
+            {
+                out.push(finding(
+                    Severity::Warning,
+                    "deprecated-operator",
+                    &format!("{path}.operator"),
+                    format!(
+                        "`{op}` is deprecated in Kyverno, `{now}` means the same \
+                         (`kybern fix policy` rewrites it)"
+                    ),
+                    None,
+                ));
+            }
+            for (k, child) in m {
+                let inside = match k.as_str() {
+                    "preconditions" | "conditions" => true,
+                    "matchExpressions" | "selector" | "namespaceSelector" => false,
+                    _ => in_conditions,
+                };
+                check_deprecated_operators(child, &format!("{path}.{k}"), inside, out, depth + 1);
+            }
+        }
+        Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                let p = format!("{path}[{i}]");
+                check_deprecated_operators(child, &p, in_conditions, out, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// `mutateDigest` (true unless set) on a verifyImages entry that only audits: Kyverno's policy
 /// webhook refuses the policy (`kyverno apply`/`test` do not check it, so it shows first when
 /// the policy is applied to a cluster).
@@ -445,6 +503,7 @@ pub fn lint_document(doc: &Value) -> Vec<Finding> {
         walk_strings(rule, &rule_path, &scope, &mut out, 0);
         check_kinds(rule, &rule_path, &mut out);
         check_audit_mutate_digest(rule, &rule_path, policy_action, &mut out);
+        check_deprecated_operators(rule, &rule_path, false, &mut out, 0);
         check_cel(rule, &rule_path, &mut out);
         if let Some(cel) = rule.pointer("/validate/cel") {
             check_interpreted_cel(cel, &format!("{rule_path}.validate.cel"), &mut out, 0);
@@ -457,6 +516,30 @@ pub fn lint_document(doc: &Value) -> Vec<Finding> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn renamed_operators_are_named_with_their_current_names() {
+        let doc = json!({"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+            "metadata": {"name": "p"},
+            "spec": {"rules": [{"name": "r", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                "exclude": {"any": [{"resources": {"namespaceSelector": {"matchExpressions": [
+                    {"key": "team", "operator": "In", "values": ["a"]}]}}}]},
+                "preconditions": {"all": [{"key": "{{ request.operation }}", "operator": "In", "value": ["CREATE"]},
+                    {"key": "a", "operator": "AnyIn", "value": ["a"]}]},
+                "validate": {"message": "m", "deny": {"conditions": {"any": [
+                    {"key": "a", "operator": "NotEqual", "value": "b"}]}}}}]}});
+        let found: Vec<_> = lint_document(&doc)
+            .into_iter()
+            .filter(|f| f.check == "deprecated-operator")
+            .collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].path, "spec.rules[0].preconditions.all[0].operator");
+        assert!(found[0].message.contains("`AllIn`"));
+        assert_eq!(
+            found[1].path,
+            "spec.rules[0].validate.deny.conditions.any[0].operator"
+        );
+    }
 
     #[test]
     fn mutate_digest_while_auditing_is_what_kyverno_refuses() {

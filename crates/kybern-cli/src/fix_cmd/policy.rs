@@ -7,12 +7,7 @@ use serde_json::{Map, Value};
 const OLD_FILTER_KEYS: [&str; 4] = ["resources", "subjects", "roles", "clusterRoles"];
 
 /// Operators Kyverno renamed, with their current names.
-const OLD_OPERATORS: [(&str, &str); 4] = [
-    ("Equal", "Equals"),
-    ("NotEqual", "NotEquals"),
-    ("In", "AllIn"),
-    ("NotIn", "AnyNotIn"),
-];
+const OLD_OPERATORS: [(&str, &str); 4] = kybern_engine::lint::DEPRECATED_OPERATORS;
 
 /// Whether the document is a Kyverno policy of the kinds `fix policy` rewrites.
 pub fn is_policy(doc: &Value) -> bool {
