@@ -135,6 +135,13 @@ fn reads_root_field(ast: &Ast, name: &str, on_root: bool) -> bool {
 pub struct ExpressionFacts {
     pub roots: Vec<String>,
     pub calls: Vec<(String, usize)>,
+    /// Patterns given as literals to the regex functions.
+    pub regexes: Vec<String>,
+}
+
+/// Why a regex function would refuse `pattern` (Go RE2 syntax, kybern's size bounds).
+pub fn regex_error(pattern: &str) -> Option<String> {
+    strings::go_regex(pattern).err()
 }
 
 /// [`ExpressionFacts`] of `expr`, or its syntax error.
@@ -217,6 +224,12 @@ fn collect_facts(ast: &Ast, on_root: bool, facts: &mut ExpressionFacts, depth: u
         Ast::Expref { ast, .. } => go(ast, false, facts),
         Ast::Function { name, args, .. } => {
             facts.calls.push((name.clone(), args.len()));
+            if name.starts_with("regex_")
+                && let Some(Ast::Literal { value, .. }) = args.first()
+                && let Some(pattern) = value.as_string()
+            {
+                facts.regexes.push(pattern.clone());
+            }
             for a in args {
                 go(a, on_root, facts);
             }

@@ -157,6 +157,17 @@ fn check_expression(expr: &str, path: &str, scope: &RuleScope, out: &mut Vec<Fin
             Some(_) => {}
         }
     }
+    for pattern in &facts.regexes {
+        if let Some(e) = jmespath::regex_error(pattern) {
+            out.push(finding(
+                Severity::Error,
+                "regex-syntax",
+                path,
+                format!("the pattern {pattern:?} in `{{{{ {expr} }}}}` does not compile ({e}): the rule errors whenever it runs"),
+                Some(expr),
+            ));
+        }
+    }
     for root in &facts.roots {
         if root.is_empty() {
             out.push(finding(
@@ -516,6 +527,26 @@ pub fn lint_document(doc: &Value) -> Vec<Finding> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_literal_regex_that_does_not_compile_is_an_error() {
+        let doc = |pattern: &str| {
+            json!({"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+                "metadata": {"name": "p"},
+                "spec": {"rules": [{"name": "r", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                    "validate": {"message": "m", "deny": {"conditions": {"any": [
+                        {"key": format!("{{{{ regex_match('{pattern}', request.object.metadata.name) }}}}"),
+                         "operator": "Equals", "value": false}]}}}}]}})
+        };
+        let regex_findings = |d: &Value| {
+            lint_document(d)
+                .into_iter()
+                .filter(|f| f.check == "regex-syntax")
+                .count()
+        };
+        assert_eq!(regex_findings(&doc("^app-[a-z")), 1);
+        assert_eq!(regex_findings(&doc("^app-[a-z]+$")), 0);
+    }
 
     #[test]
     fn renamed_operators_are_named_with_their_current_names() {
