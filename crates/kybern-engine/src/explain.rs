@@ -194,6 +194,9 @@ pub fn trace<'a>(
     request: &AdmissionRequest,
 ) -> Vec<TraceEntry> {
     let mut out = Vec::new();
+    // The request's own variables (context entries are not loaded again for a trace: what they
+    // give shows as "not known here").
+    let mut base: Option<crate::json_context::JsonContext> = None;
     let result_of = |policy: &Policy, rule: &str| {
         responses
             .iter()
@@ -208,6 +211,16 @@ pub fn trace<'a>(
                     let mut line = format!("{}: {}", status_word(r.status), one_line(&r.message));
                     if !r.exceptions.is_empty() {
                         line.push_str(&format!(" (exception {})", r.exceptions.join(", ")));
+                    }
+                    if r.status == crate::response::RuleStatus::Skip
+                        && r.message.starts_with("preconditions not met")
+                        && let Some(pre) = &rule.preconditions
+                    {
+                        let ctx = base.get_or_insert_with(|| request.base_context());
+                        let opts = crate::variables::SubstituteOptions {
+                            delete: request.operation == crate::request::Operation::Delete,
+                        };
+                        line.push_str(&format!(" [{}]", pre.explain(ctx, opts).join("; ")));
                     }
                     line
                 }
@@ -281,6 +294,45 @@ mod tests {
             r["exclude"] = e;
         }
         r
+    }
+
+    #[test]
+    fn a_skip_by_preconditions_shows_each_condition_with_its_values() {
+        let mut r = rule(json!({"any": [{"resources": {"kinds": ["Pod"]}}]}), None);
+        r["preconditions"] = json!({"all": [
+            {"key": "{{ request.object.metadata.namespace }}", "operator": "AnyIn", "value": ["prod"]},
+            {"key": "{{ cm.data.mode }}", "operator": "Equals", "value": "strict"}]});
+        let p = policy(r);
+        let req = request("Pod", "default");
+        let responses = crate::engine::Engine::new(&crate::context::NoProvider).validate(
+            &p,
+            &crate::engine::PolicyContext::new(&req),
+            &[],
+            &Default::default(),
+        );
+        let entries = trace([&p], &[responses], &req);
+        let outcome = &entries
+            .iter()
+            .find(|e| e.rule == "r")
+            .expect("the rule's entry")
+            .outcome;
+        assert!(
+            outcome.starts_with("skip: preconditions not met"),
+            "{outcome}"
+        );
+        assert!(
+            outcome.contains(
+                "all[0]: `{{ request.object.metadata.namespace }}` = \"default\" AnyIn [\"prod\"]: does not hold"
+            ),
+            "{outcome}"
+        );
+        // A context entry's value is not loaded again for the trace.
+        assert!(
+            outcome.contains(
+                "all[1]: `{{ cm.data.mode }}` (not known here) Equals \"strict\": not decided here"
+            ),
+            "{outcome}"
+        );
     }
 
     #[test]

@@ -100,7 +100,74 @@ fn compile_list(items: &[Value], prefix: &str) -> Vec<Condition> {
         .collect()
 }
 
+/// The text a template was written as (for explanations).
+fn written(t: &Template) -> String {
+    match t {
+        Template::Literal(v) | Template::Dynamic(v) => variables::to_text(v),
+        Template::Whole { raw, .. } => raw.clone(),
+    }
+}
+
+/// A value for an explanation, bounded so one large object does not flood a trace.
+fn shown(v: &Value) -> String {
+    const MAX: usize = 120;
+    let s = v.to_string();
+    if s.len() <= MAX {
+        return s;
+    }
+    let cut = (0..=MAX)
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!("{}...", s.get(..cut).unwrap_or_default())
+}
+
+impl Condition {
+    /// `key` with its value, the operator and the value, and whether it held (or why it could
+    /// not be evaluated), e.g. `` `{{ request.object.kind }}` = "Pod" AnyIn ["Pod"]: holds ``.
+    fn explain(&self, ctx: &JsonContext, opts: SubstituteOptions) -> String {
+        let key = self.key.substitute(ctx, opts, String::new);
+        let value = self.value.substitute(ctx, opts, String::new);
+        let shown_key = match (&self.key, &key) {
+            (Template::Literal(v), _) => shown(v),
+            (_, Ok(v)) => format!("`{}` = {}", written(&self.key), shown(v)),
+            (_, Err(_)) => format!("`{}` (not known here)", written(&self.key)),
+        };
+        let shown_value = match &value {
+            Ok(v) => shown(v),
+            Err(_) => format!("`{}` (not known here)", written(&self.value)),
+        };
+        let verdict = match (key, value) {
+            (Ok(k), Ok(v)) => match conditions::evaluate(&self.operator, &k, &v) {
+                Ok(true) => "holds".to_string(),
+                Ok(false) => "does not hold".to_string(),
+                Err(e) => format!("error: {e}"),
+            },
+            _ => "not decided here".to_string(),
+        };
+        format!("{shown_key} {} {shown_value}: {verdict}", self.operator)
+    }
+}
+
 impl ConditionBlock {
+    /// Each condition with its values and whether it held, in order, labelled `any[i]`, `all[i]`
+    /// or `[i]`: what a decision trace shows of a block. Evaluation never calls it.
+    pub fn explain(&self, ctx: &JsonContext, opts: SubstituteOptions) -> Vec<String> {
+        let label = |c: &Condition| match c.at.split_once('/') {
+            Some((group, i)) => format!("{group}[{i}]"),
+            None => format!("[{}]", c.at),
+        };
+        let items: Vec<&Condition> = match &self.shape {
+            Shape::List(items) => items.iter().collect(),
+            Shape::AnyAll { any, all } => any.iter().chain(all.iter()).flatten().collect(),
+            Shape::Empty | Shape::Invalid => Vec::new(),
+        };
+        items
+            .into_iter()
+            .map(|c| format!("{}: {}", label(c), c.explain(ctx, opts)))
+            .collect()
+    }
+
     /// Prepares a block; shapes that cannot be evaluated report their error when evaluated.
     pub fn compile(block: &Value) -> Self {
         let shape = match block {
