@@ -3,8 +3,11 @@
 //! `exclude` filter removed it. Built only when asked; evaluation never calls it.
 
 use crate::matching::{self, MatchSubject, Mismatch};
-use crate::policy::{MatchResources, Policy, ResourceDescription, ResourceFilter, Rule};
+use crate::policy::{
+    MatchResources, Policy, ResourceDescription, ResourceFilter, Rule, RuleBody, ValidationCheck,
+};
 use crate::request::AdmissionRequest;
+use crate::response::RuleStatus;
 
 /// How a rule stands towards a request before it is evaluated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,15 +215,24 @@ pub fn trace<'a>(
                     if !r.exceptions.is_empty() {
                         line.push_str(&format!(" (exception {})", r.exceptions.join(", ")));
                     }
-                    if r.status == crate::response::RuleStatus::Skip
-                        && r.message.starts_with("preconditions not met")
-                        && let Some(pre) = &rule.preconditions
-                    {
+                    // The conditions that decided, with their values: the preconditions of a
+                    // skipped rule, the deny conditions of a failed one.
+                    let block = match (&rule.body, r.status) {
+                        (_, RuleStatus::Skip) if r.message.starts_with("preconditions not met") => {
+                            rule.preconditions.as_ref()
+                        }
+                        (RuleBody::Validate(v), RuleStatus::Fail) => match &v.check {
+                            ValidationCheck::Deny(block) => Some(block),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    if let Some(block) = block {
                         let ctx = base.get_or_insert_with(|| request.base_context());
                         let opts = crate::variables::SubstituteOptions {
                             delete: request.operation == crate::request::Operation::Delete,
                         };
-                        line.push_str(&format!(" [{}]", pre.explain(ctx, opts).join("; ")));
+                        line.push_str(&format!(" [{}]", block.explain(ctx, opts).join("; ")));
                     }
                     line
                 }
@@ -325,6 +337,25 @@ mod tests {
                 "all[0]: `{{ request.object.metadata.namespace }}` = \"default\" AnyIn [\"prod\"]: does not hold"
             ),
             "{outcome}"
+        );
+        // A failed deny rule shows its conditions the same way.
+        let deny = policy(
+            json!({"name": "d", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+            "validate": {"message": "no default", "deny": {"conditions": {"any": [
+                {"key": "{{ request.object.metadata.namespace }}", "operator": "Equals", "value": "default"}]}}}}),
+        );
+        let responses = crate::engine::Engine::new(&crate::context::NoProvider).validate(
+            &deny,
+            &crate::engine::PolicyContext::new(&req),
+            &[],
+            &Default::default(),
+        );
+        let entries = trace([&deny], &[responses], &req);
+        let failed = &entries.iter().find(|e| e.rule == "d").unwrap().outcome;
+        assert!(
+            failed.starts_with("fail: ")
+                && failed.contains("any[0]: `{{ request.object.metadata.namespace }}` = \"default\" Equals \"default\": holds"),
+            "{failed}"
         );
         // A context entry's value is not loaded again for the trace.
         assert!(
