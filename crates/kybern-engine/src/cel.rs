@@ -56,6 +56,16 @@ pub fn namespace_labels(
         .or_else(|| provider.namespace_labels(req.namespace()).ok().flatten())
 }
 
+/// `name`, or `namespace/name` for a namespaced policy: how an UpdateRequest's `spec.policy`
+/// names a CEL policy.
+pub fn policy_key(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}/{name}")
+    }
+}
+
 /// `metadata.name` of a policy document.
 pub fn policy_name(doc: &Value) -> String {
     doc.pointer("/metadata/name")

@@ -76,8 +76,7 @@ impl UpdateRequestQueue {
                 || (!g.namespace.is_empty() && request.namespace() != g.namespace)
                 || !g
                     .match_constraints
-                    .with_any_operation()
-                    .matches(request, labels.as_ref())
+                    .matches_any_operation(request, labels.as_ref())
             {
                 continue;
             }

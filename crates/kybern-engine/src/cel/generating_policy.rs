@@ -139,11 +139,7 @@ impl GeneratingPolicy {
     /// `name`, or `namespace/name` for a NamespacedGeneratingPolicy (an UpdateRequest's
     /// `spec.policy`).
     pub fn key(&self) -> String {
-        if self.namespace.is_empty() {
-            self.name.clone()
-        } else {
-            format!("{}/{}", self.namespace, self.name)
-        }
+        super::policy_key(&self.namespace, &self.name)
     }
 
     /// Compiles a GeneratingPolicy document.

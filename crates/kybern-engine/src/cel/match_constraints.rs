@@ -251,7 +251,7 @@ impl ResourceRule {
     }
 
     fn matches(&self, r: &RequestAttributes) -> bool {
-        if !any_matches(&self.operations, r.operation) {
+        if !r.any_operation && !any_matches(&self.operations, r.operation) {
             return false;
         }
         if !any_matches(&self.api_groups, &r.group) || !any_matches(&self.api_versions, &r.version)
@@ -286,6 +286,8 @@ impl ResourceRule {
 /// What matching reads from a request.
 struct RequestAttributes<'a> {
     operation: &'a str,
+    /// Operations aside: the object as stored, not a request changing it.
+    any_operation: bool,
     group: String,
     version: String,
     resource: String,
@@ -360,14 +362,15 @@ impl MatchConstraints {
         })
     }
 
-    /// The same constraints for every operation: for objects selected as they are stored, not
-    /// as one request changes them.
-    pub fn with_any_operation(&self) -> MatchConstraints {
-        let mut out = self.clone();
-        for r in out.resource_rules.iter_mut() {
-            r.operations = vec!["*".to_string()];
-        }
-        out
+    /// Whether the request's object is selected whatever the operation: for objects selected as
+    /// they are stored (mutate-existing targets, deleted triggers), not as one request changes
+    /// them.
+    pub fn matches_any_operation(
+        &self,
+        req: &AdmissionRequest,
+        namespace_labels: Option<&Labels>,
+    ) -> bool {
+        self.matches_rules_with(req, true, true) && self.selectors_match(req, namespace_labels)
     }
 
     /// Kyverno's "simple" match: exactly one resource rule without resource names, no selectors
@@ -401,10 +404,20 @@ impl MatchConstraints {
     }
 
     fn matches_rules(&self, req: &AdmissionRequest, required: bool) -> bool {
+        self.matches_rules_with(req, required, false)
+    }
+
+    fn matches_rules_with(
+        &self,
+        req: &AdmissionRequest,
+        required: bool,
+        any_operation: bool,
+    ) -> bool {
         let gvk = req.gvk();
         let resource = req.resource();
         let attrs = RequestAttributes {
             operation: req.operation.as_str(),
+            any_operation,
             resource: resource_for_kind(&gvk.group, &gvk.kind),
             group: gvk.group,
             version: gvk.version,

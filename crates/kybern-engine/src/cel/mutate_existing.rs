@@ -20,7 +20,8 @@ pub struct MutateExisting {
     /// `evaluation.mutateExisting.enabled`.
     pub enabled: bool,
     /// Which objects are targets when no expression names them: `targetMatchConstraints`, else
-    /// `matchConstraints`, with every operation (a stored object is not being created or updated).
+    /// `matchConstraints`, matched in any operation (a stored object is not being created or
+    /// updated).
     pub constraints: MatchConstraints,
     /// `targetMatchConstraints.expression`: the targets as a CEL object or list (`items`).
     pub expression: Option<Expression>,
@@ -78,9 +79,9 @@ impl MutateExisting {
         let own = MatchConstraints::compile(target, "spec.targetMatchConstraints")?;
         let explicit = expression.is_some() || !own.resource_rules.is_empty();
         let constraints = if own.resource_rules.is_empty() {
-            match_constraints.with_any_operation()
+            match_constraints.clone()
         } else {
-            own.with_any_operation()
+            own
         };
         Ok(MutateExisting {
             enabled,
@@ -116,11 +117,16 @@ impl MutatingPolicy {
     /// `name`, or `namespace/name` for a NamespacedMutatingPolicy (an UpdateRequest's
     /// `spec.policy`).
     pub fn key(&self) -> String {
-        if self.namespace.is_empty() {
-            self.name.clone()
-        } else {
-            format!("{}/{}", self.namespace, self.name)
+        super::policy_key(&self.namespace, &self.name)
+    }
+
+    /// The kinds (`apiVersion`, `kind`) listed to find the targets; none when the target
+    /// expression names them.
+    pub fn target_kinds(&self) -> Vec<(String, String)> {
+        if self.mutate_existing.expression.is_some() {
+            return Vec::new();
         }
+        listed_kinds(&self.mutate_existing.constraints)
     }
 
     /// Whether this policy patches existing objects.
@@ -173,7 +179,7 @@ impl MutatingPolicy {
         let labels = super::namespace_labels(&req, provider);
         self.mutate_existing
             .constraints
-            .matches(&req, labels.as_ref())
+            .matches_any_operation(&req, labels.as_ref())
     }
 
     /// The existing objects this policy patches for `trigger`: those the target expression
@@ -218,7 +224,7 @@ impl MutatingPolicy {
                 .collect());
         }
         let mut out = Vec::new();
-        for (api_version, kind) in listed_kinds(&me.constraints) {
+        for (api_version, kind) in self.target_kinds() {
             let objects = match provider.list(&api_version, &kind, &self.namespace) {
                 Ok(o) => o,
                 // No stored objects are known here (the CLI without target resources).
