@@ -16,3 +16,33 @@ pub mod mutate_existing;
 pub mod permissions;
 pub mod queue;
 pub mod update_request;
+
+use kybern_engine::matching::{self, MatchSubject};
+use kybern_engine::policy::{Policy, Rule};
+use kybern_engine::request::AdmissionRequest;
+
+/// The rules `keep` accepts whose `match`/`exclude` select the request (a namespaced Policy's
+/// only in its own namespace): which background rules a request concerns.
+pub fn rules_selecting(
+    policy: &Policy,
+    request: &AdmissionRequest,
+    keep: impl Fn(&Rule) -> bool,
+) -> Vec<String> {
+    if !policy.namespace.is_empty() && request.namespace() != policy.namespace {
+        return Vec::new();
+    }
+    let subject = MatchSubject::new(request);
+    policy
+        .rules
+        .iter()
+        .filter(|r| keep(r))
+        .filter(|r| r.may_match_kind(&subject.gvk.kind))
+        .filter(|r| matching::matches(&r.match_resources, &subject))
+        .filter(|r| {
+            !r.exclude
+                .as_ref()
+                .is_some_and(|e| matching::excluded(e, &subject))
+        })
+        .map(|r| r.name.clone())
+        .collect()
+}

@@ -426,7 +426,7 @@ async fn run(
                     let RuleBody::Generate(g) = &r.body else {
                         continue;
                     };
-                    if g.get("synchronize").and_then(Value::as_bool) != Some(true) {
+                    if !generate::is_synchronized(g) {
                         continue;
                     }
                     let key = (policy_key(policy), r.name.clone());
@@ -565,7 +565,7 @@ fn synchronized_kinds(policies: &[Arc<Policy>]) -> Vec<(String, String, String)>
             let RuleBody::Generate(g) = &r.body else {
                 continue;
             };
-            if g.get("synchronize").and_then(Value::as_bool) != Some(true) {
+            if !generate::is_synchronized(g) {
                 continue;
             }
             let s = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or_default();
@@ -677,15 +677,9 @@ impl Worker {
                 continue;
             };
             let s = |p: &str| doc.pointer(p).and_then(Value::as_str).unwrap_or_default();
-            let Some(r) = kinds.by_api_version(s("/apiVersion"), s("/kind")) else {
+            let Ok(api) = self.api_for(s("/apiVersion"), s("/kind"), s("/metadata/namespace"))
+            else {
                 continue;
-            };
-            let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
-            let resource = ApiResource::from_gvk_with_plural(&gvk, &r.plural);
-            let api: Api<DynamicObject> = if s("/metadata/namespace").is_empty() {
-                Api::all_with(self.client.clone(), &resource)
-            } else {
-                Api::namespaced_with(self.client.clone(), s("/metadata/namespace"), &resource)
             };
             if let Err(e) = api
                 .patch_status(

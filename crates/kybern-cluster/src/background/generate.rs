@@ -5,7 +5,6 @@
 use kybern_engine::context::ContextProvider;
 use kybern_engine::engine::{Engine, PolicyContext};
 use kybern_engine::exceptions::PolicyException;
-use kybern_engine::matching::{self, MatchSubject};
 use kybern_engine::policy::{Policy, RuleBody};
 use kybern_engine::request::AdmissionRequest;
 use kybern_engine::response::RuleStatus;
@@ -37,11 +36,21 @@ pub fn has_generate(policy: &Policy) -> bool {
     policy.has_rule_of(|b| matches!(b, RuleBody::Generate(_)))
 }
 
+/// A `generate` block with `synchronize: true`.
+pub fn is_synchronized(g: &Value) -> bool {
+    g.get("synchronize").and_then(Value::as_bool) == Some(true)
+}
+
+/// A generate rule with `synchronize: true`.
+fn synchronized(body: &RuleBody) -> bool {
+    matches!(body, RuleBody::Generate(g) if is_synchronized(g))
+}
+
 fn synchronize_of(policy: &Policy, rule: &str) -> bool {
-    policy.rules.iter().any(|r| {
-        r.name == rule
-            && matches!(&r.body, RuleBody::Generate(g) if g.get("synchronize").and_then(Value::as_bool) == Some(true))
-    })
+    policy
+        .rules
+        .iter()
+        .any(|r| r.name == rule && synchronized(&r.body))
 }
 
 /// Runs `policy`'s generate rules (only `rules` when not empty) on the request; rules that did
@@ -116,7 +125,7 @@ pub fn any_synchronized(policy: &Policy, rules: &[String]) -> bool {
 /// The kinds a generate rule writes, `(apiVersion, kind)`: its own, each `cloneList` kind and
 /// each `foreach` entry's (kinds given by a variable are left out: they are not known before a
 /// trigger).
-fn downstream_kinds(g: &Value) -> Vec<(String, String)> {
+pub fn downstream_kinds(g: &Value) -> Vec<(String, String)> {
     let pair = |v: &Value| {
         let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
         let (api_version, kind) = (s("apiVersion"), s("kind"));
@@ -149,23 +158,7 @@ fn downstream_kinds(g: &Value) -> Vec<(String, String)> {
 /// The synchronized generate rules whose `match`/`exclude` select the object a DELETE request
 /// removes: what they wrote for it goes with it.
 pub fn synchronized_rules_selecting(policy: &Policy, request: &AdmissionRequest) -> Vec<String> {
-    if !policy.namespace.is_empty() && request.namespace() != policy.namespace {
-        return Vec::new();
-    }
-    let subject = MatchSubject::new(request);
-    policy
-        .rules
-        .iter()
-        .filter(|r| synchronize_of(policy, &r.name))
-        .filter(|r| r.may_match_kind(&subject.gvk.kind))
-        .filter(|r| matching::matches(&r.match_resources, &subject))
-        .filter(|r| {
-            !r.exclude
-                .as_ref()
-                .is_some_and(|e| matching::excluded(e, &subject))
-        })
-        .map(|r| r.name.clone())
-        .collect()
+    super::rules_selecting(policy, request, |r| synchronized(&r.body))
 }
 
 /// The kinds the named generate rule writes (see [`downstream_kinds`]).
@@ -190,7 +183,7 @@ pub fn downstream_on_policy_delete(policy: &Policy) -> Vec<(String, Vec<(String,
         .iter()
         .filter_map(|r| match &r.body {
             RuleBody::Generate(g)
-                if g.get("synchronize").and_then(Value::as_bool) == Some(true)
+                if is_synchronized(g)
                     && g.get("orphanDownstreamOnPolicyDelete")
                         .and_then(Value::as_bool)
                         != Some(true) =>

@@ -5,7 +5,6 @@
 use kybern_engine::context::ContextProvider;
 use kybern_engine::engine::{Engine, PolicyContext};
 use kybern_engine::exceptions::PolicyException;
-use kybern_engine::matching::{self, MatchSubject};
 use kybern_engine::mutation;
 use kybern_engine::policy::{Policy, RuleBody};
 use kybern_engine::request::AdmissionRequest;
@@ -21,23 +20,11 @@ pub fn has_mutate_existing(policy: &Policy) -> bool {
 /// The mutate-existing rules whose `match`/`exclude` select this trigger (preconditions and
 /// targets are evaluated when the work runs, against the cluster as it is then).
 pub fn matching_rules(policy: &Policy, request: &AdmissionRequest) -> Vec<String> {
-    if !policy.namespace.is_empty() && request.namespace() != policy.namespace {
-        return Vec::new();
-    }
-    let subject = MatchSubject::new(request);
-    policy
-        .rules
-        .iter()
-        .filter(|r| matches!(&r.body, RuleBody::Mutate(m) if mutation::targets(m).is_some()))
-        .filter(|r| r.may_match_kind(&subject.gvk.kind))
-        .filter(|r| matching::matches(&r.match_resources, &subject))
-        .filter(|r| {
-            !r.exclude
-                .as_ref()
-                .is_some_and(|e| matching::excluded(e, &subject))
-        })
-        .map(|r| r.name.clone())
-        .collect()
+    super::rules_selecting(
+        policy,
+        request,
+        |r| matches!(&r.body, RuleBody::Mutate(m) if mutation::targets(m).is_some()),
+    )
 }
 
 /// Rules that also act on the targets existing when the policy is created or changed:

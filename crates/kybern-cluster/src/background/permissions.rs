@@ -14,6 +14,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::Api;
 use kube::api::PostParams;
+use kybern_engine::cel::mutating_policy::MutatingPolicy;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -28,59 +29,35 @@ pub const PATCH_VERBS: &[&str] = &["get", "list", "update"];
 /// How long an answer is trusted (RBAC changes are seen within this).
 const ANSWER_TTL: Duration = Duration::from_secs(300);
 
-/// A kind named by a policy: by `Kind` (ClusterPolicy rules) or by plural resource (CEL
-/// `resourceRules`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Named {
-    Kind(String),
-    Resource(String),
-}
-
 /// Access one rule of a policy needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Need {
+    /// Empty for a MutatingPolicy.
     pub rule: String,
     pub api_version: String,
-    pub named: Named,
+    pub kind: String,
     /// Where (empty: cluster-wide).
     pub namespace: String,
     pub verbs: &'static [&'static str],
-}
-
-fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
 }
 
 fn literal(x: &str) -> bool {
     !x.is_empty() && !x.contains("{{") && !x.contains('*')
 }
 
-/// `apiVersion/Kind` of a `cloneList.kinds` entry (`v1/Secret`, `networking.k8s.io/v1/NetworkPolicy`).
-fn split_kind(entry: &str) -> Option<(String, String)> {
-    let (api_version, kind) = entry.rsplit_once('/')?;
-    Some((api_version.to_string(), kind.to_string()))
-}
-
-/// The access a policy object's background rules need, as far as its object names kinds.
+/// The access a policy object's background rules need, as far as its object names kinds: the
+/// kinds its generate rules write (as their objects are deleted with them), its
+/// `mutate.targets` kinds, and the kinds a mutate-existing MutatingPolicy lists its targets in.
 pub fn needs(doc: &Value) -> Vec<Need> {
-    let api_version = s(doc, "/apiVersion");
-    let namespace = s(doc, "/metadata/namespace").to_string();
-    let mut out = Vec::new();
-    let mut push = |rule: &str, api_version: &str, named: Named, verbs| {
-        let need = Need {
-            rule: rule.to_string(),
-            api_version: api_version.to_string(),
-            named,
-            namespace: namespace.clone(),
-            verbs,
-        };
-        if !out.contains(&need) {
-            out.push(need);
-        }
+    let s = |v: &Value, p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
     };
-    if api_version.starts_with("kyverno.io/") {
+    let namespace = s(doc, "/metadata/namespace");
+    let mut wanted: Vec<(String, (String, String), &'static [&'static str])> = Vec::new();
+    if s(doc, "/apiVersion").starts_with("kyverno.io/") {
         for rule in doc
             .pointer("/spec/rules")
             .and_then(Value::as_array)
@@ -89,28 +66,8 @@ pub fn needs(doc: &Value) -> Vec<Need> {
         {
             let name = s(rule, "/name");
             if let Some(g) = rule.get("generate") {
-                let mut kinds = vec![(s(g, "/apiVersion").to_string(), s(g, "/kind").to_string())];
-                for f in g
-                    .get("foreach")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    kinds.push((s(f, "/apiVersion").to_string(), s(f, "/kind").to_string()));
-                }
-                for k in g
-                    .pointer("/cloneList/kinds")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                {
-                    kinds.extend(split_kind(k));
-                }
-                for (v, k) in kinds {
-                    if literal(&v) && literal(&k) {
-                        push(name, &v, Named::Kind(k), GENERATE_VERBS);
-                    }
+                for k in super::generate::downstream_kinds(g) {
+                    wanted.push((name.clone(), k, GENERATE_VERBS));
                 }
             }
             for t in rule
@@ -119,63 +76,34 @@ pub fn needs(doc: &Value) -> Vec<Need> {
                 .into_iter()
                 .flatten()
             {
-                let (v, k) = (s(t, "/apiVersion"), s(t, "/kind"));
-                if literal(v) && literal(k) {
-                    push(name, v, Named::Kind(k.to_string()), PATCH_VERBS);
-                }
+                wanted.push((
+                    name.clone(),
+                    (s(t, "/apiVersion"), s(t, "/kind")),
+                    PATCH_VERBS,
+                ));
             }
         }
-    } else if api_version.starts_with("policies.kyverno.io/")
-        && matches!(
-            s(doc, "/kind"),
-            "MutatingPolicy" | "NamespacedMutatingPolicy"
-        )
-        && doc
-            .pointer("/spec/evaluation/mutateExisting/enabled")
-            .and_then(Value::as_bool)
-            == Some(true)
+    } else if let Ok(m) = MutatingPolicy::compile(doc)
+        && m.mutates_existing()
     {
-        let own = doc
-            .pointer("/spec/targetMatchConstraints/resourceRules")
-            .and_then(Value::as_array)
-            .filter(|r| !r.is_empty());
-        let by_expression = doc
-            .pointer("/spec/targetMatchConstraints/expression")
-            .and_then(Value::as_str)
-            .is_some_and(|e| !e.trim().is_empty());
-        let rules = match own {
-            Some(r) => Some(r),
-            None if by_expression => None,
-            None => doc
-                .pointer("/spec/matchConstraints/resourceRules")
-                .and_then(Value::as_array),
+        for k in m.target_kinds() {
+            wanted.push((String::new(), k, PATCH_VERBS));
+        }
+    }
+    let mut out: Vec<Need> = Vec::new();
+    for (rule, (api_version, kind), verbs) in wanted {
+        if !literal(&api_version) || !literal(&kind) {
+            continue;
+        }
+        let need = Need {
+            rule,
+            api_version,
+            kind,
+            namespace: namespace.clone(),
+            verbs,
         };
-        let strings = |v: &Value, key: &str| -> Vec<String> {
-            v.get(key)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        };
-        for r in rules.into_iter().flatten() {
-            for g in strings(r, "apiGroups") {
-                for v in strings(r, "apiVersions") {
-                    for res in strings(r, "resources") {
-                        let base = res.split('/').next().unwrap_or_default().to_string();
-                        if g == "*" || !literal(&v) || !literal(&base) {
-                            continue;
-                        }
-                        let api_version = if g.is_empty() {
-                            v.clone()
-                        } else {
-                            format!("{g}/{v}")
-                        };
-                        push("", &api_version, Named::Resource(base), PATCH_VERBS);
-                    }
-                }
-            }
+        if !out.contains(&need) {
+            out.push(need);
         }
     }
     out
@@ -210,12 +138,11 @@ impl Checker {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for need in needs {
             let group = need.api_version.split_once('/').map_or("", |(g, _)| g);
-            let plural = match &need.named {
-                Named::Resource(r) => r.clone(),
-                Named::Kind(k) => match kinds.by_api_version(&need.api_version, k) {
-                    Some(r) => r.plural.clone(),
-                    None => continue,
-                },
+            let Some(plural) = kinds
+                .by_api_version(&need.api_version, &need.kind)
+                .map(|r| r.plural.clone())
+            else {
+                continue;
             };
             let mut lacking = Vec::new();
             for verb in need.verbs {
@@ -325,10 +252,10 @@ mod tests {
                 {"name": "patch", "mutate": {"targets": [{"apiVersion": "v1", "kind": "ConfigMap"}]}}]}});
         let n = needs(&doc);
         assert_eq!(n.len(), 3, "{n:?}");
-        assert_eq!(n[0].named, Named::Kind("NetworkPolicy".into()));
+        assert_eq!(n[0].kind, "NetworkPolicy");
         assert_eq!(n[0].verbs, GENERATE_VERBS);
         assert_eq!(n[0].namespace, "team");
-        assert_eq!(n[1].named, Named::Kind("Secret".into()));
+        assert_eq!(n[1].kind, "Secret");
         assert_eq!(n[2].verbs, PATCH_VERBS);
         assert_eq!(n[2].rule, "patch");
     }
@@ -345,7 +272,7 @@ mod tests {
         let own = needs(&mpol(json!({"resourceRules": [
             {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps", "*"]}]})));
         assert_eq!(own.len(), 1);
-        assert_eq!(own[0].named, Named::Resource("configmaps".into()));
+        assert_eq!(own[0].kind, "ConfigMap");
         assert_eq!(own[0].api_version, "v1");
         let fallback = needs(&mpol(Value::Null));
         assert_eq!(fallback[0].api_version, "apps/v1");

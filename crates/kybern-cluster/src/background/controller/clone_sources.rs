@@ -22,7 +22,7 @@ fn literal(s: &str) -> bool {
 /// What a synchronized rule clones from: `(apiVersion, kind, namespace, name)`, the name empty
 /// for `cloneList` (any object of the kind in the namespace).
 fn sources_of(g: &Value) -> Vec<(String, String, String, String)> {
-    if g.get("synchronize").and_then(Value::as_bool) != Some(true) {
+    if !super::generate::is_synchronized(g) {
         return Vec::new();
     }
     let s = |v: &Value, p: &str| {

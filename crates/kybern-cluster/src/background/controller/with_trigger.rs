@@ -4,8 +4,6 @@
 //! uid, once the trigger is gone (a deletion another webhook refused leaves them).
 
 use super::{Worker, generate};
-use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::Value;
 
 impl Worker {
@@ -94,16 +92,9 @@ impl Worker {
         name: &str,
         uid: &str,
     ) -> Result<bool, String> {
-        let kinds = self.kinds.load();
-        let Some(r) = kinds.by_api_version(api_version, kind) else {
+        // A kind the cluster no longer serves has no such object left.
+        let Ok(api) = self.api_for(api_version, kind, namespace) else {
             return Ok(false);
-        };
-        let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
-        let resource = ApiResource::from_gvk_with_plural(&gvk, &r.plural);
-        let api: Api<DynamicObject> = if r.namespaced && !namespace.is_empty() {
-            Api::namespaced_with(self.client.clone(), namespace, &resource)
-        } else {
-            Api::all_with(self.client.clone(), &resource)
         };
         match api.get_opt(name).await {
             Ok(Some(o)) => {
