@@ -269,7 +269,27 @@ impl ContextProvider for ClusterContext {
     }
 
     fn namespace_labels(&self, namespace: &str) -> Result<Option<Labels>, ProviderError> {
-        Ok(self.labels_of(namespace))
+        if namespace.is_empty() {
+            return Ok(None);
+        }
+        if let Some(labels) = self.labels_of(namespace) {
+            return Ok(Some(labels));
+        }
+        // Not in the watch cache yet (a Namespace created a moment ago): asked from the API
+        // server, and an error stays an error: a namespaceSelector judged on no labels would let
+        // the request through policies meant for it.
+        let namespace_object = self.resource("v1", "Namespace", "", namespace)?;
+        Ok(namespace_object.map(|ns| {
+            ns.pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|labels| {
+                    labels
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        }))
     }
 
     fn image_data(&self, image: &str) -> Result<ImageData, ProviderError> {
@@ -299,5 +319,9 @@ impl RequestContext for ClusterContext {
             .reader
             .get(&key)
             .map(|ns| ns.metadata.labels.clone().unwrap_or_default())
+    }
+
+    fn labels_may_lag(&self) -> bool {
+        true
     }
 }

@@ -423,6 +423,114 @@ async fn namespace_labels_and_config_map_filters_come_from_the_api() {
     c.api.shutdown().await;
 }
 
+/// A Namespace created a moment ago may not have reached the watch cache: its labels are asked
+/// from the API server, and a lookup that fails is an error left to the webhook's failurePolicy,
+/// never an empty set of labels that a `namespaceSelector` would quietly not match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_namespace_missing_from_the_cache_is_read_from_the_api_and_a_failed_read_is_an_error() {
+    let c = cluster().await;
+    let server = kybern_cluster::serve::start(options(&c, "a"))
+        .await
+        .unwrap();
+    let store = c.api.store();
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(server.ca_bundle.borrow().as_bytes());
+    let client = client_from_ca_bundle(&encoded, &server);
+    ready(&client, &server).await;
+    let mut p = require_label("prod-only", "Enforce");
+    p["spec"]["rules"][0]["match"]["any"][0]["resources"]["namespaceSelector"] =
+        json!({"matchLabels": {"tier": "prod"}});
+    store.create("kyverno.io/v1", "clusterpolicies", p).unwrap();
+    let in_namespace = |uid: &str, ns: &str| {
+        let mut r = review(uid, "x", json!({}));
+        r["request"]["namespace"] = json!(ns);
+        r["request"]["object"]["metadata"]["namespace"] = json!(ns);
+        r
+    };
+    // The policy is loaded once a labelled, cached namespace denies.
+    let mut team = store.get("v1", "namespaces", None, "team").unwrap();
+    team["metadata"]["labels"] = json!({"tier": "prod"});
+    store.put("v1", "namespaces", team).unwrap();
+    let path = "/validate/fail";
+    let start = Instant::now();
+    while send(&client, &server, path, &in_namespace("u0", "team")).await["allowed"] != false {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "policy not loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The Namespace watch lags: `fresh` exists on the API server only.
+    c.api.faults().hold_watch_events("namespaces");
+    store
+        .create(
+            "v1",
+            "namespaces",
+            json!({"metadata": {"name": "fresh", "labels": {"tier": "prod"}}}),
+        )
+        .unwrap();
+    let answer = send(&client, &server, path, &in_namespace("u1", "fresh")).await;
+    assert_eq!(answer["allowed"], false, "{answer}");
+    assert!(
+        c.api
+            .faults()
+            .requests()
+            .iter()
+            .any(|(m, p)| m == "GET" && p.starts_with("/api/v1/namespaces/fresh")),
+        "the namespace was not asked for"
+    );
+
+    // Reading it fails: an error status (the API server applies the failurePolicy), not a pass.
+    store
+        .create(
+            "v1",
+            "namespaces",
+            json!({"metadata": {"name": "broken", "labels": {"tier": "prod"}}}),
+        )
+        .unwrap();
+    c.api
+        .faults()
+        .fail(Some("GET"), "/api/v1/namespaces/broken", 500, 100);
+    let resp = client
+        .post(url(&server, path))
+        .json(&in_namespace("u2", "broken"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("namespace \"broken\" could not be read"),
+        "{body}"
+    );
+
+    // Once the watch catches up, the cache answers: reading the namespace still fails.
+    c.api.faults().release_watch_events("namespaces");
+    let start = Instant::now();
+    loop {
+        let resp = client
+            .post(url(&server, path))
+            .json(&in_namespace("u3", "broken"))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            let answer: Value = resp.json().await.unwrap();
+            assert_eq!(answer["response"]["allowed"], false, "{answer}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "watch not caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.shutdown().await;
+    c.api.shutdown().await;
+}
+
 /// Every CEL policy reads its request's `namespaceObject`: it comes from the Namespace watch,
 /// whole (annotations too), with no API call per request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -130,7 +130,8 @@ pub trait ContextProvider: Send + Sync {
         })
     }
     /// Whether `resource`, `list`, `api_call` or the image methods can wait on the network.
-    /// `config_map`, `namespace_labels` and `global_context` always answer from memory. A server
+    /// `config_map` and `global_context` always answer from memory, `namespace_labels` unless its
+    /// cache misses (a cluster then asks the API server). A server
     /// runs evaluations that cannot wait on its async threads, saving a thread hand-off.
     fn lookups_wait(&self) -> bool {
         true

@@ -24,6 +24,8 @@ struct Inner {
     drop_watches: watch::Sender<u64>,
     /// Bumped to send every open watch a 410 and close it.
     expire_watches: watch::Sender<u64>,
+    /// Plural resource names whose watch events are held back (delivered once released).
+    held: watch::Sender<Vec<String>>,
 }
 
 #[derive(Default)]
@@ -57,17 +59,20 @@ struct Rule {
 pub(crate) struct WatchSignals {
     pub drop: watch::Receiver<u64>,
     pub expire: watch::Receiver<u64>,
+    pub held: watch::Receiver<Vec<String>>,
 }
 
 impl Faults {
     pub(crate) fn new(store: Store) -> Faults {
         let (drop_watches, _) = watch::channel(0);
         let (expire_watches, _) = watch::channel(0);
+        let (held, _) = watch::channel(Vec::new());
         Faults {
             inner: Arc::new(Inner {
                 state: Mutex::new(FaultState::default()),
                 drop_watches,
                 expire_watches,
+                held,
             }),
             store,
         }
@@ -90,6 +95,18 @@ impl Faults {
     pub fn expire_watches(&self) {
         self.store.compact();
         self.inner.expire_watches.send_modify(|n| *n += 1);
+    }
+
+    /// Holds back the watch events of `plural` (e.g. `namespaces`): open and new watches of it
+    /// send nothing more until [`Faults::release_watch_events`], as a lagging watch would, while
+    /// reads still see the current state.
+    pub fn hold_watch_events(&self, plural: &str) {
+        self.inner.held.send_modify(|h| h.push(plural.to_string()));
+    }
+
+    /// Delivers the events held back by [`Faults::hold_watch_events`], and new ones again.
+    pub fn release_watch_events(&self, plural: &str) {
+        self.inner.held.send_modify(|h| h.retain(|p| p != plural));
     }
 
     /// Makes the next `times` requests whose method is `method` (any with `None`, compared
@@ -218,6 +235,7 @@ impl Faults {
         WatchSignals {
             drop: self.inner.drop_watches.subscribe(),
             expire: self.inner.expire_watches.subscribe(),
+            held: self.inner.held.subscribe(),
         }
     }
 }

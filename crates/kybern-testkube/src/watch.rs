@@ -87,7 +87,8 @@ async fn run(
     tokio::pin!(deadline);
     let mut ticks = tokio::time::interval(BOOKMARK_EVERY);
     loop {
-        if forward(&store, &req, &mut last_rv, &tx).await.is_err() {
+        let held = signals.held.borrow_and_update().contains(&req.rt.plural);
+        if !held && forward(&store, &req, &mut last_rv, &tx).await.is_err() {
             return;
         }
         tokio::select! {
@@ -96,7 +97,8 @@ async fn run(
                     return;
                 }
             }
-            _ = ticks.tick(), if req.bookmarks => {
+            _ = signals.held.changed() => {}
+            _ = ticks.tick(), if req.bookmarks && !held => {
                 if forward(&store, &req, &mut last_rv, &tx).await.is_err()
                     || send(&tx, "BOOKMARK", bookmark(&req.rt, last_rv)).await.is_err()
                 {

@@ -269,6 +269,18 @@ fn parent_kind(resource: &str) -> Option<&'static str> {
     })
 }
 
+/// The namespace whose labels the request's `namespaceSelector`s are judged on; empty for
+/// cluster-scoped objects and for a Namespace itself (its own labels count).
+pub fn labels_namespace(w: &WireRequest) -> String {
+    let is_namespace =
+        w.kind.kind == "Namespace" && w.sub_resource.as_deref().unwrap_or("").is_empty();
+    if is_namespace {
+        String::new()
+    } else {
+        w.namespace.clone().unwrap_or_default()
+    }
+}
+
 /// Builds the engine request. `namespace_labels` looks up a namespace's labels.
 pub fn to_engine_request(
     mut w: WireRequest,
@@ -329,11 +341,7 @@ pub fn to_engine_request(
         groups: w.user_info.groups.clone(),
         extra: w.user_info.extra.clone(),
     };
-    let labels_ns = if w.kind.kind == "Namespace" && subresource.is_empty() {
-        String::new()
-    } else {
-        namespace.clone()
-    };
+    let labels_ns = labels_namespace(&w);
     Ok(AdmissionRequest {
         operation,
         object: object.into(),

@@ -34,6 +34,10 @@ pub enum ApiError {
     /// The memory budget of requests in flight has no room for this one.
     #[error("{0}")]
     Overloaded(#[from] crate::budget::BudgetError),
+    /// The request's namespace is not known here and asking for it failed: the webhook's
+    /// failurePolicy decides, as for any webhook that cannot answer.
+    #[error("the labels of namespace {namespace:?} could not be read: {reason}")]
+    NamespaceLookup { namespace: String, reason: String },
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("not found")]
@@ -62,7 +66,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded(_) | ApiError::NamespaceLookup { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 }
@@ -72,6 +78,8 @@ impl IntoResponse for ApiError {
         let status = self.status();
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error while handling a request");
+        } else if let ApiError::NamespaceLookup { .. } = &self {
+            tracing::warn!(error = %self, "request left to the failure policy");
         } else {
             tracing::debug!(error = %self, code = status.as_u16(), "rejected request");
         }

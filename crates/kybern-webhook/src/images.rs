@@ -100,4 +100,7 @@ impl RequestContext for WithImages {
     fn labels_of(&self, namespace: &str) -> Option<Labels> {
         self.inner.labels_of(namespace)
     }
+    fn labels_may_lag(&self) -> bool {
+        self.inner.labels_may_lag()
+    }
 }

@@ -15,8 +15,15 @@ use std::path::Path;
 pub trait RequestContext: ContextProvider {
     /// The requester's Roles (`namespace:name`) and ClusterRoles.
     fn roles_of(&self, user: &kybern_engine::request::UserInfo) -> (Vec<String>, Vec<String>);
-    /// Labels of a namespace, when it is known.
+    /// Labels of a namespace, when it is known here (from memory, without waiting).
     fn labels_of(&self, namespace: &str) -> Option<Labels>;
+    /// Whether a namespace [`RequestContext::labels_of`] does not know may still exist (a cache
+    /// that lags behind its source): the server then asks
+    /// [`ContextProvider::namespace_labels`], which may wait, and a failed lookup is an error, not
+    /// an empty set of labels.
+    fn labels_may_lag(&self) -> bool {
+        false
+    }
 }
 
 impl RequestContext for ClusterResources {

@@ -381,7 +381,11 @@ async fn handle_admission(
     let provider = Arc::clone(&st.provider);
     // The request's own name: subresource objects (e.g. PodExecOptions) carry none.
     let name = wire.name.clone().unwrap_or_default();
+    let labels_ns = admission::labels_namespace(&wire);
     let mut request = admission::to_engine_request(wire, |ns| provider.labels_of(ns))?;
+    if request.namespace_labels.is_none() && !labels_ns.is_empty() && provider.labels_may_lag() {
+        request.namespace_labels = namespace_labels_from_source(&provider, labels_ns).await?;
+    }
     (request.roles, request.cluster_roles) = provider.roles_of(&request.user_info);
     if let Some(reason) = st.filters.load().skip_reason(&request, &name) {
         tracing::debug!(%reason, "admitted without evaluation");
@@ -434,6 +438,23 @@ async fn handle_admission(
         warnings: decision.warnings,
     };
     Ok(axum::Json(ReviewResponse::new(response)).into_response())
+}
+
+/// Labels of a namespace the provider's memory does not hold, asked from its source off the async
+/// workers (the lookup may wait on the API server).
+async fn namespace_labels_from_source(
+    provider: &Arc<dyn RequestContext>,
+    namespace: String,
+) -> Result<Option<kybern_engine::context::Labels>, ApiError> {
+    let p = Arc::clone(provider);
+    let ns = namespace.clone();
+    tokio::task::spawn_blocking(move || p.namespace_labels(&ns))
+        .await
+        .map_err(|e| ApiError::Internal(format!("namespace lookup task failed: {e}")))?
+        .map_err(|e| ApiError::NamespaceLookup {
+            namespace,
+            reason: e.to_string(),
+        })
 }
 
 async fn evaluate(
