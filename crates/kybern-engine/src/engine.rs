@@ -518,9 +518,7 @@ impl<'p> Engine<'p> {
                 }
                 let out = mutation::run(&input, request.resource());
                 let mut r = RuleResult::new(&rule.name, rule_type, out.status, out.message);
-                if out.status == RuleStatus::Pass {
-                    r.patched = Some(out.patched);
-                }
+                r.patched = out.patched;
                 return done(r);
             }
             _ => return RuleStep::Done(None),

@@ -58,6 +58,9 @@ struct Compiled {
     /// False when the expression provably never reads the context's top-level `images` key
     /// (it names other top-level fields only and never hands the whole context to anything).
     reads_images: bool,
+    /// False when the expression provably never reads `request.object` or `request.oldObject`
+    /// (e.g. `request.namespace`): the context converts the objects only for those that do.
+    reads_request_objects: bool,
 }
 
 impl std::fmt::Debug for Expression {
@@ -88,13 +91,82 @@ pub fn compile(expr: &str) -> Result<Expression, JmespathError> {
     let compiled =
         ::jmespath::Expression::new(expr, guard_functions(parsed.as_ast().clone()), &RUNTIME);
     let reads_images = reads_root_field(compiled.as_ast(), "images", true);
+    let reads_request_objects = ["object", "oldObject"]
+        .iter()
+        .any(|field| reads_root_path(compiled.as_ast(), &["request", field], true));
     Ok(Expression {
         inner: Arc::new(Compiled {
             expr: compiled,
             plain_path,
             reads_images,
+            reads_request_objects,
         }),
     })
+}
+
+/// The fields of `ast` when it is a plain chain of field lookups (`a`, `a.b.c`).
+fn field_chain(ast: &Ast) -> Option<Vec<&str>> {
+    match ast {
+        Ast::Field { name, .. } => Some(vec![name.as_str()]),
+        Ast::Subexpr { lhs, rhs, .. } => {
+            let Ast::Field { name, .. } = &**rhs else {
+                return None;
+            };
+            let mut chain = field_chain(lhs)?;
+            chain.push(name.as_str());
+            Some(chain)
+        }
+        _ => None,
+    }
+}
+
+/// Whether evaluating `ast` may read the value at `path` below the data (or hand on that value
+/// or one of its ancestors whole). `on_root`: the node's input is the data itself.
+fn reads_root_path(ast: &Ast, path: &[&str], on_root: bool) -> bool {
+    // One is a prefix of the other: the chain reads into the path's value or hands on an
+    // ancestor of it.
+    let overlaps = |chain: &[&str], path: &[&str]| chain.iter().zip(path).all(|(a, b)| a == b);
+    if let Some(chain) = field_chain(ast) {
+        return on_root && overlaps(&chain, path);
+    }
+    match ast {
+        Ast::Identity { .. } => on_root,
+        Ast::Field { .. } | Ast::Index { .. } | Ast::Slice { .. } | Ast::Literal { .. } => false,
+        Ast::Subexpr { lhs, rhs, .. } | Ast::Projection { lhs, rhs, .. } => {
+            match field_chain(lhs) {
+                Some(chain) if on_root => {
+                    if !overlaps(&chain, path) {
+                        false
+                    } else if chain.len() >= path.len() {
+                        true
+                    } else {
+                        // The left side is an ancestor: the right side reads below it.
+                        reads_root_path(rhs, path.get(chain.len()..).unwrap_or_default(), true)
+                    }
+                }
+                Some(_) => false,
+                // The right side reads only what the left side hands it.
+                None => reads_root_path(lhs, path, on_root),
+            }
+        }
+        Ast::Comparison { lhs, rhs, .. } | Ast::And { lhs, rhs, .. } | Ast::Or { lhs, rhs, .. } => {
+            reads_root_path(lhs, path, on_root) || reads_root_path(rhs, path, on_root)
+        }
+        Ast::Condition {
+            predicate, then, ..
+        } => reads_root_path(predicate, path, on_root) || reads_root_path(then, path, on_root),
+        Ast::Flatten { node, .. } | Ast::Not { node, .. } | Ast::ObjectValues { node, .. } => {
+            reads_root_path(node, path, on_root)
+        }
+        Ast::Expref { ast, .. } => reads_root_path(ast, path, false),
+        Ast::Function { args, .. } => args.iter().any(|a| reads_root_path(a, path, on_root)),
+        Ast::MultiList { elements, .. } => {
+            elements.iter().any(|a| reads_root_path(a, path, on_root))
+        }
+        Ast::MultiHash { elements, .. } => elements
+            .iter()
+            .any(|kv| reads_root_path(&kv.value, path, on_root)),
+    }
 }
 
 /// Whether evaluating `ast` may read the top-level field `name` of the data. `on_root`: the
@@ -278,6 +350,11 @@ impl Expression {
     /// False when the expression never reads the top-level `images` key of the context.
     pub(crate) fn reads_images(&self) -> bool {
         self.inner.reads_images
+    }
+
+    /// False when the expression never reads `request.object` or `request.oldObject`.
+    pub(crate) fn reads_request_objects(&self) -> bool {
+        self.inner.reads_request_objects
     }
 
     /// Evaluates against data already converted to interpreter values (see [`crate::json_context`]).

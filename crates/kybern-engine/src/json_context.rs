@@ -20,6 +20,12 @@ pub struct JsonContext {
     /// The `images` variable, built from the resource on first read: most expressions never
     /// look at it. `None` once it is part of `root` (or for contexts without it).
     images: Option<Arc<DeferredImages>>,
+    /// `request.object` and `request.oldObject`, converted on first read: expressions such as
+    /// `request.namespace` never need them. `None` once they are part of `root`.
+    objects: Option<Arc<DeferredObjects>>,
+    /// `root` with the deferred objects in place, built once for the expressions that read them
+    /// (reset whenever `root` changes).
+    with_objects: OnceLock<Rcvar>,
     /// Context entries declared but not loaded yet, innermost list first (see [`Deferred`]).
     deferred: Option<Arc<Deferred>>,
     /// The request's work so far; clones share it, so it sums over every rule.
@@ -109,6 +115,49 @@ impl DeferredImages {
     }
 }
 
+/// The request's objects, and their conversion once done.
+pub(crate) struct DeferredObjects {
+    object: Arc<Value>,
+    old_object: Arc<Value>,
+    value: OnceLock<(Rcvar, Rcvar)>,
+}
+
+impl DeferredObjects {
+    pub(crate) fn new(object: Arc<Value>, old_object: Arc<Value>) -> Self {
+        DeferredObjects {
+            object,
+            old_object,
+            value: OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> &(Rcvar, Rcvar) {
+        self.value.get_or_init(|| {
+            (
+                jmespath::to_variable(&self.object),
+                jmespath::to_variable(&self.old_object),
+            )
+        })
+    }
+
+    /// `root` with `request.object` and `request.oldObject` put in.
+    fn insert_into(&self, root: &Rcvar) -> Rcvar {
+        let (object, old_object) = self.get();
+        let mut map = match &**root {
+            Variable::Object(m) => m.clone(),
+            _ => BTreeMap::new(),
+        };
+        let mut request = match map.get("request").map(|r| &**r) {
+            Some(Variable::Object(r)) => r.clone(),
+            _ => BTreeMap::new(),
+        };
+        request.insert("object".to_string(), object.clone());
+        request.insert("oldObject".to_string(), old_object.clone());
+        map.insert("request".to_string(), Rcvar::new(Variable::Object(request)));
+        Rcvar::new(Variable::Object(map))
+    }
+}
+
 impl std::fmt::Debug for JsonContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("JsonContext")
@@ -120,6 +169,8 @@ impl Default for JsonContext {
         JsonContext {
             root: Rcvar::new(Variable::Object(BTreeMap::new())),
             images: None,
+            objects: None,
+            with_objects: OnceLock::new(),
             deferred: None,
             budget: Arc::default(),
         }
@@ -169,6 +220,8 @@ impl JsonContext {
         JsonContext {
             root: jmespath::to_variable(root),
             images: None,
+            objects: None,
+            with_objects: OnceLock::new(),
             deferred: None,
             budget: Arc::default(),
         }
@@ -176,7 +229,11 @@ impl JsonContext {
 
     /// The root with the deferred `images` key in place.
     fn with_images(&self, images: &DeferredImages) -> Rcvar {
-        let mut map = match &*self.root {
+        self.with_images_in(&self.root, images)
+    }
+
+    fn with_images_in(&self, root: &Rcvar, images: &DeferredImages) -> Rcvar {
+        let mut map = match &**root {
             Variable::Object(m) => m.clone(),
             _ => BTreeMap::new(),
         };
@@ -187,25 +244,51 @@ impl JsonContext {
     /// Puts the deferred `images` key into the root for good (before the key is overwritten).
     fn materialize(&mut self) {
         if let Some(images) = self.images.take() {
-            self.root = self.with_images(&images);
+            self.set_root(self.with_images(&images));
         }
+    }
+
+    /// Puts the deferred request objects into the root for good (before `request` is written).
+    fn materialize_objects(&mut self) {
+        if let Some(objects) = self.objects.take() {
+            let root = objects.insert_into(&self.root);
+            self.set_root(root);
+        }
+    }
+
+    fn set_root(&mut self, root: Rcvar) {
+        self.root = root;
+        self.with_objects = OnceLock::new();
     }
 
     /// The root an expression reads.
     fn root_for(&self, expr: &Expression) -> std::borrow::Cow<'_, Rcvar> {
+        let root = match &self.objects {
+            Some(objects) if expr.reads_request_objects() => self
+                .with_objects
+                .get_or_init(|| objects.insert_into(&self.root)),
+            _ => &self.root,
+        };
         match &self.images {
             Some(images) if expr.reads_images() => {
-                std::borrow::Cow::Owned(self.with_images(images))
+                std::borrow::Cow::Owned(self.with_images_in(root, images))
             }
-            _ => std::borrow::Cow::Borrowed(&self.root),
+            _ => std::borrow::Cow::Borrowed(root),
         }
     }
 
-    /// A context whose root is an interpreter value built by the caller.
-    pub(crate) fn from_variable(root: Rcvar, images: Option<DeferredImages>) -> Self {
+    /// A context whose root is an interpreter value built by the caller, with `images` and the
+    /// request's objects left to be built on first read when given.
+    pub(crate) fn from_variable(
+        root: Rcvar,
+        images: Option<DeferredImages>,
+        objects: Option<DeferredObjects>,
+    ) -> Self {
         JsonContext {
             root,
             images: images.map(Arc::new),
+            objects: objects.map(Arc::new),
+            with_objects: OnceLock::new(),
             deferred: None,
             budget: Arc::default(),
         }
@@ -221,6 +304,9 @@ impl JsonContext {
         if entries.iter().any(|(k, _)| *k == "images") {
             self.materialize();
         }
+        if entries.iter().any(|(k, _)| *k == "request") {
+            self.materialize_objects();
+        }
         let mut map = match &*self.root {
             Variable::Object(m) => m.clone(),
             _ => BTreeMap::new(),
@@ -228,7 +314,7 @@ impl JsonContext {
         for (k, v) in entries {
             map.insert(k.to_string(), v);
         }
-        self.root = Rcvar::new(Variable::Object(map));
+        self.set_root(Rcvar::new(Variable::Object(map)));
     }
 
     /// Evaluates an expression and returns the interpreter value (shared with the context).
@@ -243,7 +329,11 @@ impl JsonContext {
         if segments.first().is_some_and(|s| s == "images") {
             self.materialize();
         }
-        self.root = set_in(&self.root, &segments, jmespath::to_variable(value));
+        if segments.first().is_some_and(|s| s == "request") {
+            self.materialize_objects();
+        }
+        let root = set_in(&self.root, &segments, jmespath::to_variable(value));
+        self.set_root(root);
     }
 
     /// True if a top-level key is present.
@@ -306,9 +396,13 @@ impl JsonContext {
 
     /// The whole context as JSON (for diagnostics and tests).
     pub fn to_value(&self) -> Value {
+        let root = match &self.objects {
+            Some(objects) => std::borrow::Cow::Owned(objects.insert_into(&self.root)),
+            None => std::borrow::Cow::Borrowed(&self.root),
+        };
         match &self.images {
-            Some(images) => jmespath::to_json(&self.with_images(images)),
-            None => jmespath::to_json(&self.root),
+            Some(images) => jmespath::to_json(&self.with_images_in(&root, images)),
+            None => jmespath::to_json(&root),
         }
     }
 }

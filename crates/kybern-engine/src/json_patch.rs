@@ -419,70 +419,103 @@ fn json_equal(a: &Value, b: &Value) -> bool {
 /// changes, then removals), arrays compared index by index with surplus elements removed from
 /// the end or added at the end, a changed type replaced whole.
 pub fn diff(original: &Value, patched: &Value) -> Vec<Value> {
+    /// One step of a path: a parent (index into `steps`) and the key or index below it. Paths
+    /// are kept as steps and only written out for an operation.
+    enum Step<'a> {
+        Root,
+        Key(usize, &'a str),
+        Index(usize, usize),
+    }
     /// Pending work, processed depth first so nested changes come out where the walk meets them.
     enum Task<'a> {
-        Diff(&'a Value, &'a Value, String),
-        Emit(Value),
+        Diff(&'a Value, &'a Value, usize),
+        Add(usize, &'a Value),
+        Remove(usize),
+    }
+    fn render(steps: &[Step], mut at: usize) -> String {
+        use std::fmt::Write as _;
+        let mut chain = Vec::with_capacity(8);
+        while let Some(step @ (Step::Key(parent, _) | Step::Index(parent, _))) = steps.get(at) {
+            chain.push(step);
+            at = *parent;
+        }
+        let mut out = String::with_capacity(chain.len() * 12);
+        for step in chain.iter().rev() {
+            out.push('/');
+            match step {
+                Step::Key(_, key) => out.push_str(&escape(key)),
+                Step::Index(_, i) => {
+                    let _ = write!(out, "{i}");
+                }
+                Step::Root => {}
+            }
+        }
+        out
     }
     let mut ops = Vec::new();
+    let mut steps = vec![Step::Root];
     // An explicit stack: documents of any depth are diffed without recursion.
-    let mut stack = vec![Task::Diff(original, patched, String::new())];
+    let mut stack = vec![Task::Diff(original, patched, 0)];
     while let Some(task) = stack.pop() {
-        let (a, b, path) = match task {
-            Task::Emit(op) => {
-                ops.push(op);
+        let (a, b, at) = match task {
+            Task::Add(at, value) => {
+                ops.push(json!({"op": "add", "path": render(&steps, at), "value": value}));
                 continue;
             }
-            Task::Diff(a, b, path) => (a, b, path),
+            Task::Remove(at) => {
+                ops.push(json!({"op": "remove", "path": render(&steps, at)}));
+                continue;
+            }
+            Task::Diff(a, b, at) => (a, b, at),
         };
         // No whole-tree `==` here: it would recurse; equal subtrees simply yield no operations.
-        let mut next: Vec<Task> = Vec::new();
+        // Children are pushed in reverse so that they are handled in order.
         match (a, b) {
             (Value::Object(x), Value::Object(y)) => {
-                for (key, bv) in y {
-                    let p = format!("{path}/{}", escape(key));
-                    next.push(match x.get(key) {
-                        None => Task::Emit(json!({"op": "add", "path": p, "value": bv})),
-                        Some(av) => Task::Diff(av, bv, p),
-                    });
+                for key in x.keys().rev().filter(|k| !y.contains_key(*k)) {
+                    steps.push(Step::Key(at, key));
+                    stack.push(Task::Remove(steps.len() - 1));
                 }
-                for key in x.keys().filter(|k| !y.contains_key(*k)) {
-                    let p = format!("{path}/{}", escape(key));
-                    next.push(Task::Emit(json!({"op": "remove", "path": p})));
+                for (key, bv) in y.iter().rev() {
+                    steps.push(Step::Key(at, key));
+                    let child = steps.len() - 1;
+                    stack.push(match x.get(key) {
+                        None => Task::Add(child, bv),
+                        Some(av) => Task::Diff(av, bv, child),
+                    });
                 }
             }
             (Value::Array(x), Value::Array(y)) => {
                 let common = x.len().min(y.len());
-                for i in (common..x.len()).rev() {
-                    next.push(Task::Emit(
-                        json!({"op": "remove", "path": format!("{path}/{i}")}),
-                    ));
+                for (i, (av, bv)) in x.iter().zip(y.iter()).enumerate().rev() {
+                    steps.push(Step::Index(at, i));
+                    stack.push(Task::Diff(av, bv, steps.len() - 1));
                 }
-                for (i, bv) in y.iter().enumerate().skip(common) {
-                    let p = format!("{path}/{i}");
-                    next.push(Task::Emit(json!({"op": "add", "path": p, "value": bv})));
+                for (i, bv) in y.iter().enumerate().skip(common).rev() {
+                    steps.push(Step::Index(at, i));
+                    stack.push(Task::Add(steps.len() - 1, bv));
                 }
-                for (i, (av, bv)) in x.iter().zip(y.iter()).enumerate() {
-                    next.push(Task::Diff(av, bv, format!("{path}/{i}")));
+                for i in common..x.len() {
+                    steps.push(Step::Index(at, i));
+                    stack.push(Task::Remove(steps.len() - 1));
                 }
             }
             (Value::Object(_) | Value::Array(_), _) | (_, Value::Object(_) | Value::Array(_)) => {
-                next.push(Task::Emit(
-                    json!({"op": "replace", "path": path, "value": b}),
-                ));
+                ops.push(json!({"op": "replace", "path": render(&steps, at), "value": b}));
             }
             _ if a == b => {}
-            _ => next.push(Task::Emit(
-                json!({"op": "replace", "path": path, "value": b}),
-            )),
+            _ => ops.push(json!({"op": "replace", "path": render(&steps, at), "value": b})),
         }
-        stack.extend(next.into_iter().rev());
     }
     ops
 }
 
-fn escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
+fn escape(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.contains(['~', '/']) {
+        key.replace('~', "~0").replace('/', "~1").into()
+    } else {
+        key.into()
+    }
 }
 
 #[cfg(test)]

@@ -42,7 +42,8 @@ fn sources<'a>(input: &MutateInput<'a>) -> context_loader::Sources<'a> {
 pub struct MutateOutcome {
     pub status: RuleStatus,
     pub message: String,
-    pub patched: Value,
+    /// The mutated object, when the rule passed (changed it).
+    pub patched: Option<Value>,
 }
 
 const MAX_FOREACH_DEPTH: usize = 8;
@@ -78,7 +79,7 @@ fn apply_patches(
     if let Some(overlay) = block.get("patchStrategicMerge").filter(|v| !v.is_null()) {
         let overlay = variables::substitute_all(overlay, ctx, opts, "mutate/patchStrategicMerge")
             .map_err(|e| format!("variable substitution failed: {e}"))?;
-        match strategic_merge::apply(&current, &overlay).map_err(|e| e.to_string())? {
+        match strategic_merge::apply_owned(&current, overlay).map_err(|e| e.to_string())? {
             PatchOutcome::Patched(v) => {
                 current = std::borrow::Cow::Owned(v);
                 applied = true;
@@ -116,17 +117,17 @@ pub fn run(input: &MutateInput, resource: &Value) -> MutateOutcome {
         Err(e) => MutateOutcome {
             status: RuleStatus::Error,
             message: format!("failed to mutate {}: {e}", input.rule_name),
-            patched: resource.clone(),
+            patched: None,
         },
         Ok(Some(patched)) if &patched != resource => MutateOutcome {
             status: RuleStatus::Pass,
             message: describe(&patched),
-            patched,
+            patched: Some(patched),
         },
         Ok(_) => MutateOutcome {
             status: RuleStatus::Skip,
             message: "no patches applied".into(),
-            patched: resource.clone(),
+            patched: None,
         },
     }
 }
@@ -396,9 +397,7 @@ fn run_on_target(input: &MutateInput, spec: &Value, object: &Value) -> RuleResul
         let target_input = MutateInput { ctx, ..*input };
         let out = run(&target_input, object);
         let mut r = existing_result(rule, out.status, out.message);
-        if out.status == RuleStatus::Pass {
-            r.patched_target = Some(out.patched);
-        }
+        r.patched_target = out.patched;
         r
     });
     step.unwrap_or_else(|e| {

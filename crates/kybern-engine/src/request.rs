@@ -4,7 +4,7 @@
 use crate::context::Labels;
 use crate::images;
 use crate::jmespath::to_variable;
-use crate::json_context::{DeferredImages, JsonContext};
+use crate::json_context::{DeferredImages, DeferredObjects, JsonContext};
 use ::jmespath::{Rcvar, Variable};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -188,8 +188,6 @@ impl AdmissionRequest {
             .unwrap_or(("", ""));
         let mut request = BTreeMap::new();
         request.insert("operation".to_string(), var_str(self.operation.as_str()));
-        request.insert("object".to_string(), to_variable(&self.object));
-        request.insert("oldObject".to_string(), to_variable(&self.old_object));
         request.insert("userInfo".to_string(), user_info_var(&self.user_info));
         request.insert("roles".to_string(), var_strings(&self.roles));
         request.insert("clusterRoles".to_string(), var_strings(&self.cluster_roles));
@@ -230,7 +228,11 @@ impl AdmissionRequest {
                 None
             }
         };
-        let mut ctx = JsonContext::from_variable(Rcvar::new(Variable::Object(root)), images);
+        // `request.object` and `request.oldObject` are converted only for expressions that read
+        // them: many policies read only the request's namespace, operation or user.
+        let objects = DeferredObjects::new(Arc::clone(&self.object), Arc::clone(&self.old_object));
+        let mut ctx =
+            JsonContext::from_variable(Rcvar::new(Variable::Object(root)), images, Some(objects));
         for (k, v) in &self.variables {
             ctx.set(k, v);
         }

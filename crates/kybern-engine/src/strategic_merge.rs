@@ -48,21 +48,26 @@ pub struct PatchError {
 
 /// Applies `overlay` to `resource` as Kyverno's `patchStrategicMerge` does.
 pub fn apply(resource: &Value, overlay: &Value) -> Result<PatchOutcome, PatchError> {
+    apply_with(resource, overlay.clone(), merge::Direction::Prepend)
+}
+
+/// [`apply`] with an overlay the caller no longer needs (it is rewritten in place).
+pub fn apply_owned(resource: &Value, overlay: Value) -> Result<PatchOutcome, PatchError> {
     apply_with(resource, overlay, merge::Direction::Prepend)
 }
 
 /// Applies an apply configuration (a MutatingPolicy's `ApplyConfiguration`) as server-side
 /// apply merges it: the same merge keys, with elements only the patch has after the resource's.
 pub fn apply_configuration(resource: &Value, overlay: &Value) -> Result<PatchOutcome, PatchError> {
-    apply_with(resource, overlay, merge::Direction::Append)
+    apply_with(resource, overlay.clone(), merge::Direction::Append)
 }
 
 fn apply_with(
     resource: &Value,
-    overlay: &Value,
+    mut patch: Value,
     dir: merge::Direction,
 ) -> Result<PatchOutcome, PatchError> {
-    for (what, value) in [("resource", resource), ("overlay", overlay)] {
+    for (what, value) in [("resource", resource), ("overlay", &patch)] {
         if depth_exceeds(value, MAX_DEPTH) {
             return Err(PatchError {
                 path: "/".to_string(),
@@ -76,8 +81,7 @@ fn apply_with(
             message: "resource is not an object".to_string(),
         });
     }
-    let mut patch = overlay.clone();
-    match anchors::preprocess(&mut patch, Some(resource), "", 0) {
+    match anchors::preprocess(&mut patch, Some(resource), &Path::Root, 0) {
         Ok(()) => {}
         Err(PreError::Condition(m)) => {
             return Ok(PatchOutcome::Skip(format!("condition failed: {m}")));
@@ -95,12 +99,58 @@ fn apply_with(
     };
     anchors::delete_condition_elements(map);
     let root = schema::root(resource).map_or(merge::Schema::None, merge::Schema::Type);
-    match merge::walk(Some(resource), Some(&patch), root, "", 0, dir)? {
+    match merge::walk(Some(resource), Some(&patch), root, &Path::Root, 0, dir)? {
         Some(v @ Value::Object(_)) => Ok(PatchOutcome::Patched(v)),
         _ => Err(PatchError {
             path: "/".to_string(),
             message: "the patch deletes the whole resource".to_string(),
         }),
+    }
+}
+
+/// Where a walk is in the patch, as a chain of borrowed steps: the `/`-separated text is only
+/// built for an error.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Path<'a> {
+    Root,
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl<'a> Path<'a> {
+    pub(crate) fn key(&'a self, key: &'a str) -> Path<'a> {
+        Path::Key(self, key)
+    }
+
+    pub(crate) fn index(&'a self, index: usize) -> Path<'a> {
+        Path::Index(self, index)
+    }
+
+    /// `/` for the root, else `/a/b/0`.
+    pub(crate) fn render(&self) -> String {
+        let mut steps = Vec::new();
+        let mut at = self;
+        loop {
+            match at {
+                Path::Root => break,
+                Path::Key(parent, key) => {
+                    steps.push((*key).to_string());
+                    at = parent;
+                }
+                Path::Index(parent, i) => {
+                    steps.push(i.to_string());
+                    at = parent;
+                }
+            }
+        }
+        if steps.is_empty() {
+            return "/".to_string();
+        }
+        steps.iter().rev().fold(String::new(), |mut out, step| {
+            out.push('/');
+            out.push_str(step);
+            out
+        })
     }
 }
 

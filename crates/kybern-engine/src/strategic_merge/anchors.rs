@@ -16,7 +16,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{MAX_DEPTH, PatchError};
+use super::{MAX_DEPTH, PatchError, Path};
 use crate::pattern::{self, AnchorKind};
 
 /// Why preprocessing stopped.
@@ -31,13 +31,9 @@ pub(crate) enum PreError {
 
 type PreResult = Result<(), PreError>;
 
-fn fatal(path: &str, message: String) -> PreError {
+fn fatal(path: &Path<'_>, message: String) -> PreError {
     PreError::Fatal(PatchError {
-        path: if path.is_empty() {
-            "/".to_string()
-        } else {
-            path.to_string()
-        },
+        path: path.render(),
         message,
     })
 }
@@ -116,7 +112,7 @@ fn has_anchors(node: &Value, pred: fn(Option<AnchorKind>) -> bool) -> bool {
 pub(crate) fn preprocess(
     pattern: &mut Value,
     resource: Option<&Value>,
-    path: &str,
+    path: &Path<'_>,
     depth: usize,
 ) -> PreResult {
     if depth > MAX_DEPTH {
@@ -136,26 +132,21 @@ fn resource_field<'a>(resource: Option<&'a Value>, key: &str) -> Option<&'a Valu
 fn walk_map(
     pattern: &mut Map<String, Value>,
     resource: Option<&Value>,
-    path: &str,
+    path: &Path<'_>,
     depth: usize,
 ) -> PreResult {
     handle_add_if_not_present(pattern, resource);
     validate_conditions(pattern, resource, depth)?;
-    let keys: Vec<String> = pattern
-        .keys()
-        .filter(|k| !is_any_anchor(anchor_kind(k)))
-        .cloned()
-        .collect();
-    for key in keys {
-        let child_path = format!("{path}/{key}");
-        if let Some(value) = pattern.get_mut(&key) {
-            preprocess(
-                value,
-                resource_field(resource, &key),
-                &child_path,
-                depth + 1,
-            )?;
+    for (key, value) in pattern.iter_mut() {
+        if is_any_anchor(anchor_kind(key)) {
+            continue;
         }
+        preprocess(
+            value,
+            resource_field(resource, key),
+            &path.key(key),
+            depth + 1,
+        )?;
     }
     Ok(())
 }
@@ -274,7 +265,7 @@ fn check_condition(
 fn walk_list(
     items: &mut Vec<Value>,
     resource: Option<&Value>,
-    path: &str,
+    path: &Path<'_>,
     depth: usize,
 ) -> PreResult {
     if !items.first().is_some_and(Value::is_object) {
@@ -310,7 +301,7 @@ fn walk_list(
         let mut working = element.clone();
         let mut any_global_passed = false;
         let mut last_global: Option<String> = None;
-        let child_path = format!("{path}/{i}");
+        let child_path = path.index(i);
         for resource_element in resource_elements {
             match preprocess(&mut working, Some(resource_element), &child_path, depth + 1) {
                 Ok(()) => {}
@@ -366,24 +357,22 @@ fn copy_for(working: &Value, resource_element: &Value) -> Option<Value> {
 
 /// Kyverno's `deleteConditionElements` on the top-level patch.
 pub(crate) fn delete_condition_elements(pattern: &mut Map<String, Value>) {
-    let keys: Vec<String> = pattern.keys().cloned().collect();
-    for key in keys {
-        let kind = anchor_kind(&key);
-        if is_extra_test(kind) {
-            pattern.remove(&key);
-            continue;
+    let mut renamed: Vec<String> = Vec::new();
+    pattern.retain(|key, value| {
+        let kind = anchor_kind(key);
+        if is_extra_test(kind) || delete_anchors(value, is_condition(kind)) {
+            return false;
         }
-        let Some(value) = pattern.get_mut(&key) else {
-            continue;
-        };
-        if delete_anchors(value, is_condition(kind)) {
-            pattern.remove(&key);
-        } else if let Some(plain) = pattern::parse_anchor(&key)
-            .filter(|a| is_condition(Some(a.kind)))
-            .map(|a| a.key.to_string())
+        if is_condition(kind) {
+            renamed.push(key.clone());
+        }
+        true
+    });
+    for key in renamed {
+        // Kyverno would leave a top-level `(key)` literal; its value is patch content.
+        if let Some(plain) = pattern::parse_anchor(&key).map(|a| a.key.to_string())
             && let Some(value) = pattern.remove(&key)
         {
-            // Kyverno would leave a top-level `(key)` literal; its value is patch content.
             pattern.insert(plain, value);
         }
     }
@@ -436,17 +425,11 @@ fn delete_anchors_in_map(map: &mut Map<String, Value>) -> bool {
             }
         }
     }
-    let keys: Vec<String> = map.keys().cloned().collect();
     let mut delete_me = true;
-    for key in keys {
-        let Some(value) = map.get_mut(&key) else {
-            continue;
-        };
-        if delete_anchors(value, false) {
-            map.remove(&key);
-        } else {
-            delete_me = false;
-        }
-    }
+    map.retain(|_, value| {
+        let delete = delete_anchors(value, false);
+        delete_me &= delete;
+        !delete
+    });
     delete_me
 }

@@ -40,7 +40,7 @@ impl Direction {
         first.iter().chain(second.iter())
     }
 }
-use super::{MAX_DEPTH, PatchError};
+use super::{MAX_DEPTH, PatchError, Path};
 
 const DIRECTIVE: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";
@@ -83,18 +83,14 @@ fn node_kind(v: &Value) -> &'static str {
     }
 }
 
-fn err(path: &str, message: String) -> PatchError {
+fn err(path: &Path<'_>, message: String) -> PatchError {
     PatchError {
-        path: if path.is_empty() {
-            "/".to_string()
-        } else {
-            path.to_string()
-        },
+        path: path.render(),
         message,
     }
 }
 
-fn directive(patch: &Map<String, Value>, path: &str) -> Result<Directive, PatchError> {
+fn directive(patch: &Map<String, Value>, path: &Path<'_>) -> Result<Directive, PatchError> {
     match patch.get(DIRECTIVE) {
         None => Ok(Directive::Merge),
         Some(Value::String(s)) if s == "merge" => Ok(Directive::Merge),
@@ -117,7 +113,7 @@ pub(crate) fn walk(
     dest: Option<&Value>,
     patch: Option<&Value>,
     schema: Schema,
-    path: &str,
+    path: &Path<'_>,
     depth: usize,
     dir: Direction,
 ) -> Result<Option<Value>, PatchError> {
@@ -157,7 +153,7 @@ fn walk_map(
     dest: Option<&Value>,
     patch: Option<&Value>,
     schema: Schema,
-    path: &str,
+    path: &Path<'_>,
     depth: usize,
     dir: Direction,
 ) -> Result<Option<Value>, PatchError> {
@@ -181,14 +177,8 @@ fn walk_map(
             },
         };
 
-    let mut keys: Vec<&String> = base.keys().collect();
-    if let Some(o) = overlay {
-        keys.extend(o.keys().filter(|k| !base.contains_key(*k)));
-    }
-    keys.sort();
-
     let mut out = Map::new();
-    for key in keys {
+    for key in union_of_keys(base, overlay) {
         if is_directive_key(key) {
             continue;
         }
@@ -202,7 +192,7 @@ fn walk_map(
             out.insert(key.clone(), d.clone());
             continue;
         }
-        let child_path = format!("{path}/{key}");
+        let child_path = path.key(key);
         let merged = walk(
             base.get(key),
             patch_child,
@@ -222,6 +212,27 @@ fn walk_map(
         apply_map_directives(&mut out, o);
     }
     Ok(Some(Value::Object(out)))
+}
+
+/// The keys of both maps, in order, each once (both iterate sorted).
+fn union_of_keys<'a>(
+    base: &'a Map<String, Value>,
+    overlay: Option<&'a Map<String, Value>>,
+) -> impl Iterator<Item = &'a String> {
+    let mut a = base.keys().peekable();
+    let mut b = overlay.into_iter().flat_map(Map::keys).peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) => match x.cmp(y) {
+            std::cmp::Ordering::Less => a.next(),
+            std::cmp::Ordering::Greater => b.next(),
+            std::cmp::Ordering::Equal => {
+                b.next();
+                a.next()
+            }
+        },
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 /// True when walking `v` with no patch returns it unchanged: no nulls (dropped), no directive
@@ -317,7 +328,7 @@ fn walk_merge_list(
     dest: Option<&Value>,
     patch: Option<&Value>,
     rule: ListRule,
-    path: &str,
+    path: &Path<'_>,
     depth: usize,
     dir: Direction,
 ) -> Result<Option<Value>, PatchError> {
@@ -360,7 +371,7 @@ fn merge_keyed(
     patch: &[&Value],
     key: &str,
     rule: ListRule,
-    path: &str,
+    path: &Path<'_>,
     depth: usize,
     dir: Direction,
 ) -> Result<Vec<Value>, PatchError> {
@@ -401,7 +412,7 @@ fn merge_keyed(
             out.push(d.clone());
             continue;
         }
-        let child_path = format!("{path}/{k}");
+        let child_path = path.key(k);
         let Some(mut merged) = walk(d, p, elem_schema, &child_path, depth + 1, dir)? else {
             continue;
         };
@@ -419,7 +430,7 @@ fn merge_keyed(
         out.push(merged);
     }
     // Elements without the key cannot be paired: the resource's stay, the patch's are added.
-    let child_path = format!("{path}/-");
+    let child_path = path.key("-");
     for item in base.iter().filter(|v| key_of(v, key).is_none()) {
         if let Some(v) = walk(Some(item), None, elem_schema, &child_path, depth + 1, dir)?
             && !v.is_null()
