@@ -9,6 +9,9 @@
 //!
 //! Run: `cargo bench -p kybern-engine --bench mutate`.
 
+#[path = "support/fixed.rs"]
+mod fixed;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use kybern_engine::context::NoProvider;
 use kybern_engine::engine::{Engine, PolicyContext, RuleValues};
@@ -71,12 +74,6 @@ fn mutate(engine: &Engine, policies: &[Policy], request: &AdmissionRequest) -> (
     (json_patch::diff(&request.object, patched), passed)
 }
 
-/// `KYBERN_BENCH_ITERATIONS=N` runs each case N times instead of timing it: on a shared machine
-/// `perf stat -e instructions:u` over a fixed count compares two builds where wall time cannot.
-fn fixed_iterations() -> Option<u64> {
-    std::env::var("KYBERN_BENCH_ITERATIONS").ok()?.parse().ok()
-}
-
 fn bench_mutation(c: &mut Criterion) {
     let policies = compile_all();
     let provider = NoProvider;
@@ -108,10 +105,9 @@ fn bench_mutation(c: &mut Criterion) {
         };
         let second = mutate(&engine, &policies, &again).0;
         assert!(second.is_empty(), "{case}: not idempotent: {second:#?}");
-        if let Some(n) = fixed_iterations() {
-            for _ in 0..n {
-                black_box(mutate(&engine, black_box(&policies), black_box(&req)));
-            }
+        if fixed::run_fixed(&format!("mutation/{case}"), || {
+            mutate(&engine, black_box(&policies), black_box(&req))
+        }) {
             continue;
         }
         g.bench_function(case, |b| {

@@ -23,9 +23,10 @@ pub struct JsonContext {
     /// `request.object` and `request.oldObject`, converted on first read: expressions such as
     /// `request.namespace` never need them. `None` once they are part of `root`.
     objects: Option<Arc<DeferredObjects>>,
-    /// `root` with the deferred objects in place, built once for the expressions that read them
-    /// (reset whenever `root` changes).
-    with_objects: OnceLock<Rcvar>,
+    /// `root` with the deferred objects in place, built once for the expressions that read them;
+    /// shared by the clones that have the same `root` (each rule works on a clone of the
+    /// request's context), replaced whenever `root` changes.
+    with_objects: Arc<OnceLock<Rcvar>>,
     /// Context entries declared but not loaded yet, innermost list first (see [`Deferred`]).
     deferred: Option<Arc<Deferred>>,
     /// The request's work so far; clones share it, so it sums over every rule.
@@ -170,7 +171,7 @@ impl Default for JsonContext {
             root: Rcvar::new(Variable::Object(BTreeMap::new())),
             images: None,
             objects: None,
-            with_objects: OnceLock::new(),
+            with_objects: Arc::default(),
             deferred: None,
             budget: Arc::default(),
         }
@@ -221,7 +222,7 @@ impl JsonContext {
             root: jmespath::to_variable(root),
             images: None,
             objects: None,
-            with_objects: OnceLock::new(),
+            with_objects: Arc::default(),
             deferred: None,
             budget: Arc::default(),
         }
@@ -258,7 +259,16 @@ impl JsonContext {
 
     fn set_root(&mut self, root: Rcvar) {
         self.root = root;
-        self.with_objects = OnceLock::new();
+        self.with_objects = Arc::default();
+    }
+
+    /// Once an expression has read the deferred objects they are converted: the root that holds
+    /// them becomes the root, before it is changed (so later reads need no copy of it).
+    fn settle_objects(&mut self) {
+        if let Some(full) = self.with_objects.get().cloned() {
+            self.set_root(full);
+            self.objects = None;
+        }
     }
 
     /// The root an expression reads.
@@ -288,7 +298,7 @@ impl JsonContext {
             root,
             images: images.map(Arc::new),
             objects: objects.map(Arc::new),
-            with_objects: OnceLock::new(),
+            with_objects: Arc::default(),
             deferred: None,
             budget: Arc::default(),
         }
@@ -301,6 +311,7 @@ impl JsonContext {
 
     /// Sets several top-level keys at once (one copy of the root map).
     pub(crate) fn set_tops<const N: usize>(&mut self, entries: [(&str, Rcvar); N]) {
+        self.settle_objects();
         if entries.iter().any(|(k, _)| *k == "images") {
             self.materialize();
         }
@@ -325,6 +336,7 @@ impl JsonContext {
 
     /// Sets `value` at a dotted path (`request.operation`, `a."b.c"`), creating objects on the way.
     pub fn set(&mut self, dotted: &str, value: &Value) {
+        self.settle_objects();
         let segments = path_segments(dotted);
         if segments.first().is_some_and(|s| s == "images") {
             self.materialize();
