@@ -238,7 +238,9 @@ impl Template {
                     _ => Ok(Cow::Owned(value)),
                 }
             }
-            Template::Dynamic(v) => substitute_walk(v, ctx, opts, &path()).map(Cow::Owned),
+            Template::Dynamic(v) => {
+                substitute_walk(v, ctx, opts, &At::Path(&path())).map(Cow::Owned)
+            }
         }
     }
 }
@@ -254,36 +256,56 @@ pub fn substitute_all(
     if !value_has_variables(value) {
         return Ok(value.clone());
     }
-    substitute_walk(value, ctx, opts, path)
+    substitute_walk(value, ctx, opts, &At::Path(path))
+}
+
+/// Where [`substitute_walk`] is, as borrowed steps: the path text is only written for a string
+/// that holds variables (for `{{@}}` and errors).
+enum At<'a> {
+    Path(&'a str),
+    Key(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+}
+
+impl At<'_> {
+    fn render(&self) -> String {
+        match self {
+            At::Path(p) => (*p).to_string(),
+            At::Key(parent, key) => format!("{}/{}", parent.render(), escape_segment(key)),
+            At::Index(parent, i) => format!("{}/{i}", parent.render()),
+        }
+    }
 }
 
 fn substitute_walk(
     value: &Value,
     ctx: &JsonContext,
     opts: SubstituteOptions,
-    path: &str,
+    at: &At<'_>,
 ) -> Result<Value, VariableError> {
     match value {
-        Value::String(s) => substitute_string(s, ctx, opts, path),
+        // Text without `{{` has nothing to substitute.
+        Value::String(s) if !s.contains("{{") => Ok(value.clone()),
+        Value::String(s) => substitute_string(s, ctx, opts, &at.render()),
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, v)| substitute_walk(v, ctx, opts, &format!("{path}/{i}")))
+            .map(|(i, v)| substitute_walk(v, ctx, opts, &At::Index(at, i)))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         Value::Object(map) => {
             let mut out = Map::with_capacity(map.len());
             for (k, v) in map {
-                let child_path = format!("{path}/{}", escape_segment(k));
+                let child = At::Key(at, k);
                 let key = if has_variables(k) {
-                    match substitute_string(k, ctx, opts, &child_path)? {
+                    match substitute_string(k, ctx, opts, &child.render())? {
                         Value::String(s) => s,
                         other => to_text(&other),
                     }
                 } else {
                     k.clone()
                 };
-                out.insert(key, substitute_walk(v, ctx, opts, &child_path)?);
+                out.insert(key, substitute_walk(v, ctx, opts, &child)?);
             }
             Ok(Value::Object(out))
         }
