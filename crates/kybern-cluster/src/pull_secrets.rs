@@ -1,5 +1,6 @@
 //! Registry credentials from `kubernetes.io/dockerconfigjson` Secrets in kybern's namespace
-//! (Kyverno's `--imagePullSecrets`), read at start and again every [`REFRESH`] by default, so a
+//! (Kyverno's `--imagePullSecrets`, and the secrets policies name in
+//! `imageRegistryCredentials.secrets`), read at start and again every [`REFRESH`] by default, so a
 //! rotated secret is used without a restart.
 
 use k8s_openapi::api::core::v1::Secret;
@@ -56,12 +57,24 @@ async fn read(api: &Api<Secret>, names: &[String]) -> (Found, Vec<String>) {
     (found, problems)
 }
 
-/// Keeps the lookups' credentials equal to the secrets until the task is dropped. Problems are
-/// logged when they change, not on every read.
-pub async fn keep_in_sync(api: Api<Secret>, options: ImageOptions) {
+/// Keeps the lookups' credentials equal to the secrets until the task is dropped: those of the
+/// options and those `policy_secrets` names at each read (the `imageRegistryCredentials.secrets`
+/// of loaded policies; they authenticate every registry call, not only their rule's). Problems
+/// are logged when they change, not on every read.
+pub async fn keep_in_sync(
+    api: Api<Secret>,
+    options: ImageOptions,
+    policy_secrets: impl Fn() -> Vec<String>,
+) {
     let mut last: Option<(Found, Vec<String>)> = None;
     loop {
-        let (found, problems) = read(&api, &options.pull_secrets).await;
+        let mut names = options.pull_secrets.clone();
+        for name in policy_secrets() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let (found, problems) = read(&api, &names).await;
         let changed = last
             .as_ref()
             .is_none_or(|(f, p)| *f != found || *p != problems);

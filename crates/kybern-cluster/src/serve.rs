@@ -370,15 +370,26 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
     }
     let provider: Arc<dyn kybern_webhook::provider::RequestContext> = match &options.images {
         Some(images) => {
-            if !images.pull_secrets.is_empty() {
-                spawn_until(
-                    &stop,
-                    crate::pull_secrets::keep_in_sync(
-                        kube::Api::namespaced(client.clone(), &names.namespace),
-                        images.clone(),
-                    ),
-                );
-            }
+            let policies = Arc::clone(&store);
+            spawn_until(
+                &stop,
+                crate::pull_secrets::keep_in_sync(
+                    kube::Api::namespaced(client.clone(), &names.namespace),
+                    images.clone(),
+                    move || {
+                        let set = policies.snapshot();
+                        let mut names: Vec<String> = set
+                            .policies
+                            .iter()
+                            .flat_map(|p| p.registry_secrets())
+                            .map(str::to_string)
+                            .collect();
+                        names.sort();
+                        names.dedup();
+                        names
+                    },
+                ),
+            );
             Arc::new(kybern_webhook::images::WithImages::new(
                 context.clone(),
                 Arc::clone(&images.lookups),

@@ -1,6 +1,7 @@
 //! `serve --cluster` with image lookups: `verifyImages` rules are decided by what the registry
 //! side answers (signed, unsigned, unreachable), and the pull secrets named in the options are
-//! read from kybern's namespace and handed to the registry side, again when they change.
+//! read from kybern's namespace and handed to the registry side, again when they change, with
+//! those policies name in `imageRegistryCredentials.secrets`.
 
 mod common;
 
@@ -202,6 +203,30 @@ async fn verify_images_is_decided_by_the_registry_side_with_pull_secret_credenti
             "{image} not checked: {checks:?}"
         );
     }
+
+    // A policy naming its own pull secret: it is read from kybern's namespace too.
+    store
+        .create(
+            "v1",
+            "secrets",
+            json!({"metadata": {"name": "rulecred", "namespace": NS},
+                "type": "kubernetes.io/dockerconfigjson",
+                "data": {".dockerconfigjson": docker_config("rule")}}),
+        )
+        .unwrap();
+    let mut with_credentials = policy();
+    with_credentials["metadata"]["name"] = json!("verify-private");
+    with_credentials["spec"]["rules"][0]["verifyImages"][0]["imageRegistryCredentials"] =
+        json!({"secrets": ["rulecred"]});
+    store
+        .create("kyverno.io/v1", "clusterpolicies", with_credentials)
+        .unwrap();
+    wait_for("the policy's pull secret", Duration::from_secs(5), || {
+        registry.secrets.lock().unwrap().iter().any(|s| {
+            s.iter().any(|(name, _)| name == "rulecred") && s.iter().any(|(n, _)| n == "regcred")
+        })
+    })
+    .await;
 
     // A rotated secret is used without a restart.
     let mut secret = store.get("v1", "secrets", Some(NS), "regcred").unwrap();

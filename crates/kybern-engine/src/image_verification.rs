@@ -75,6 +75,9 @@ pub struct ImageVerification {
     pub required: bool,
     /// `failureAction` of the entry, when set.
     pub failure_action: Option<FailureAction>,
+    /// `imageRegistryCredentials.secrets`: pull secrets (in the engine's own namespace) the
+    /// registry side authenticates with.
+    pub registry_secrets: Vec<String>,
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -318,6 +321,11 @@ impl ImageVerification {
                 Some(a) if a.eq_ignore_ascii_case("audit") => Some(FailureAction::Audit),
                 _ => None,
             },
+            registry_secrets: strings(
+                entry
+                    .get("imageRegistryCredentials")
+                    .and_then(|c| c.get("secrets")),
+            ),
         }
     }
 

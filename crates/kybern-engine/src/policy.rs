@@ -87,6 +87,18 @@ impl Policy {
     pub fn has_rule_of(&self, f: impl Fn(&RuleBody) -> bool) -> bool {
         self.rules.iter().any(|r| f(&r.body))
     }
+
+    /// Pull secrets its `verifyImages` rules name in `imageRegistryCredentials.secrets`.
+    pub fn registry_secrets(&self) -> impl Iterator<Item = &str> {
+        self.rules
+            .iter()
+            .filter_map(|r| match &r.body {
+                RuleBody::VerifyImages(entries) => Some(entries),
+                _ => None,
+            })
+            .flatten()
+            .flat_map(|e| e.registry_secrets.iter().map(String::as_str))
+    }
 }
 
 /// One rule of a policy.
