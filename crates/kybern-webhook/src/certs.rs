@@ -215,6 +215,8 @@ pub enum Renewal {
     AnnouncedCa,
     /// The announced CA now signs the serving certificate (the old CA stays in the bundle).
     SwitchedCa,
+    /// The CA had ended: a new one (or the announced one) signs and replaces the bundle.
+    ReplacedEndedCa,
 }
 
 /// Keeps generated certificates valid without breaking clients that trust the current bundle:
@@ -237,8 +239,33 @@ pub fn renew_generated(
         });
     };
     let days_left = |end: i64| (end - now.unix_timestamp()) / 86_400;
-    let ca_days = days_left(not_after(&ca_cert, current)?);
+    let ca_end = not_after(&ca_cert, current)?;
+    let ca_days = days_left(ca_end);
     let has_next = next_cert.is_file() && next_key.is_file();
+    if ca_end <= now.unix_timestamp() {
+        // The signing CA has ended (nothing ran to renew it): no client can verify with it, so
+        // there is nothing to announce first. The announced CA, or a new one, signs at once and
+        // is the whole bundle.
+        let next_live =
+            has_next && not_after(&next_cert, &read(&next_cert)?)? > now.unix_timestamp();
+        let (pem, key_pem) = if next_live {
+            (read(&next_cert)?, read(&next_key)?)
+        } else {
+            new_authority(now)?
+        };
+        write_file(&ca_key, &key_pem, true)?;
+        write_file(&ca_cert, &pem, false)?;
+        write_serving(dir, &issuer(&ca_cert, &pem, &ca_key)?, dns_names, ips, now)?;
+        for p in [&next_cert, &next_key] {
+            if p.exists() {
+                std::fs::remove_file(p).map_err(|source| CertError::Write {
+                    path: p.clone(),
+                    source,
+                })?;
+            }
+        }
+        return Ok(Renewal::ReplacedEndedCa);
+    }
     if has_next && ca_days < CA_SWITCH_BEFORE_DAYS {
         let next_pem = read(&next_cert)?;
         write_serving(
@@ -529,5 +556,76 @@ mod tests {
         assert_eq!(renew(day(CA_DAYS + 1)), Renewal::Nothing);
         assert_eq!(pem_blocks(&read(&g.ca_cert)).len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Whether the serving certificate verifies against the bundle for `name` at `at`.
+    fn verifies(g: &GeneratedCerts, name: &str, at: time::OffsetDateTime) -> Result<(), String> {
+        use rustls::client::WebPkiServerVerifier;
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls::pki_types::{ServerName, UnixTime};
+        let mut roots = rustls::RootCertStore::empty();
+        for der in CertificateDer::pem_file_iter(&g.ca_cert).map_err(|e| e.to_string())? {
+            roots
+                .add(der.map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        }
+        let leaf = CertificateDer::from_pem_file(&g.cert).map_err(|e| e.to_string())?;
+        let verifier = WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(crypto_provider()),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
+        let when = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(at.unix_timestamp()).map_err(|e| e.to_string())?,
+        ));
+        let server = ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
+        verifier
+            .verify_server_cert(&leaf, &[], &server, &[], when)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// A cluster that ran nothing for longer than the CA lives: one renewal serves a
+    /// certificate that verifies again, with no ended CA left in the bundle.
+    #[test]
+    fn an_ended_ca_is_replaced_at_once() {
+        for announced_first in [false, true] {
+            let dir = temp(&format!("ended-{announced_first}"));
+            let names = ["webhook.example".to_string()];
+            let g = ensure_generated(&dir, &names, &[]).unwrap();
+            let now = time::OffsetDateTime::now_utc();
+            let day = |d: i64| now + time::Duration::days(d);
+            verifies(&g, "webhook.example", now).unwrap();
+            // Ended long ago, or announced a successor that is still valid.
+            let later = day(if announced_first {
+                CA_DAYS + 10
+            } else {
+                CA_DAYS + 400
+            });
+            if announced_first {
+                let at = day(CA_DAYS - CA_RENEW_BEFORE_DAYS + 1);
+                assert_eq!(
+                    renew_generated(&dir, &names, &[], at).unwrap(),
+                    Renewal::AnnouncedCa
+                );
+            }
+            assert!(verifies(&g, "webhook.example", later).is_err());
+            assert_eq!(
+                renew_generated(&dir, &names, &[], later).unwrap(),
+                Renewal::ReplacedEndedCa
+            );
+            verifies(&g, "webhook.example", later).unwrap();
+            assert_eq!(
+                pem_blocks(&std::fs::read_to_string(&g.ca_cert).unwrap()).len(),
+                1
+            );
+            assert!(!dir.join(NEXT_CA_CERT).exists());
+            assert_eq!(
+                renew_generated(&dir, &names, &[], later).unwrap(),
+                Renewal::Nothing
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }

@@ -824,6 +824,11 @@ fn log_renewal(dir: &std::path::Path, renewal: certs::Renewal) {
             ca_bundle = %bundle(),
             "the announced CA now signs the serving certificate"
         ),
+        certs::Renewal::ReplacedEndedCa => tracing::warn!(
+            dir = %dir.display(),
+            ca_bundle = %bundle(),
+            "the CA had ended and was replaced: put this caBundle in the webhook configurations now"
+        ),
     }
 }
 
