@@ -388,6 +388,38 @@ fn check_audit_mutate_digest(
     }
 }
 
+/// `imageRegistryCredentials.providers` (cloud credential helpers): kybern has no cloud
+/// credential helpers, so the registry calls of such an entry go without them.
+fn check_registry_credentials(rule: &Value, rule_path: &str, out: &mut Vec<Finding>) {
+    for (j, v) in rule
+        .get("verifyImages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let providers = v
+            .pointer("/imageRegistryCredentials/providers")
+            .and_then(Value::as_array)
+            .filter(|p| !p.is_empty());
+        if let Some(providers) = providers {
+            let names: Vec<&str> = providers.iter().filter_map(Value::as_str).collect();
+            out.push(finding(
+                Severity::Warning,
+                "registry-credentials",
+                &format!("{rule_path}.verifyImages[{j}].imageRegistryCredentials.providers"),
+                format!(
+                    "credential providers ({}) are not used by kybern: registry calls use \
+                     imageRegistryCredentials.secrets, --image-pull-secrets and --registry \
+                     credentials only",
+                    names.join(", ")
+                ),
+                None,
+            ));
+        }
+    }
+}
+
 fn check_cel(rule: &Value, rule_path: &str, out: &mut Vec<Finding>) {
     let Some(cel) = rule.pointer("/validate/cel") else {
         return;
@@ -514,6 +546,7 @@ pub fn lint_document(doc: &Value) -> Vec<Finding> {
         walk_strings(rule, &rule_path, &scope, &mut out, 0);
         check_kinds(rule, &rule_path, &mut out);
         check_audit_mutate_digest(rule, &rule_path, policy_action, &mut out);
+        check_registry_credentials(rule, &rule_path, &mut out);
         check_deprecated_operators(rule, &rule_path, false, &mut out, 0);
         check_cel(rule, &rule_path, &mut out);
         if let Some(cel) = rule.pointer("/validate/cel") {
@@ -570,6 +603,38 @@ mod tests {
             found[1].path,
             "spec.rules[0].validate.deny.conditions.any[0].operator"
         );
+    }
+
+    #[test]
+    fn credential_providers_are_named_as_unused() {
+        let doc = |credentials: Value| {
+            json!({"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+                "metadata": {"name": "p"},
+                "spec": {"rules": [{"name": "r", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                    "verifyImages": [{"imageReferences": ["*"], "mutateDigest": false,
+                        "imageRegistryCredentials": credentials,
+                        "attestors": [{"entries": [{"keys": {"publicKeys": "k"}}]}]}]}]}})
+        };
+        let found = |d: &Value| {
+            lint_document(d)
+                .into_iter()
+                .filter(|f| f.check == "registry-credentials")
+                .collect::<Vec<_>>()
+        };
+        let with = found(&doc(
+            json!({"providers": ["amazon", "google"], "secrets": ["regcred"]}),
+        ));
+        assert_eq!(with.len(), 1);
+        assert_eq!(
+            with[0].path,
+            "spec.rules[0].verifyImages[0].imageRegistryCredentials.providers"
+        );
+        assert!(
+            with[0].message.contains("amazon, google"),
+            "{}",
+            with[0].message
+        );
+        assert!(found(&doc(json!({"secrets": ["regcred"]}))).is_empty());
     }
 
     #[test]
