@@ -12,7 +12,7 @@ use crate::policy::{FailureActionOverride, Policy, Rule, RuleBody, Validation, V
 use crate::request::{AdmissionRequest, Operation};
 use crate::response::{EngineResponse, FailureAction, RuleResult, RuleStatus, RuleType};
 use crate::validation::{self, CheckInput};
-use crate::variables::{SubstituteOptions, value_has_variables};
+use crate::variables::SubstituteOptions;
 use crate::wildcard;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -79,7 +79,7 @@ fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
             RuleBody::Mutate(m) => {
                 m.get("foreach").is_some_and(|f| !f.is_null())
                     || mutation::targets(m).is_some()
-                    || value_has_variables(m)
+                    || rule.mutate_has_variables
             }
             RuleBody::VerifyImages(entries) => entries.iter().any(|e| e.reads_context()),
             RuleBody::Unsupported { .. } => false,

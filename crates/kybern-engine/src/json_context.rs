@@ -259,13 +259,18 @@ impl JsonContext {
 
     fn set_root(&mut self, root: Rcvar) {
         self.root = root;
-        self.with_objects = Arc::default();
+        // Only read while objects are deferred (see `root_for` and `settle_objects`).
+        if self.objects.is_some() {
+            self.with_objects = Arc::default();
+        }
     }
 
     /// Once an expression has read the deferred objects they are converted: the root that holds
     /// them becomes the root, before it is changed (so later reads need no copy of it).
     fn settle_objects(&mut self) {
-        if let Some(full) = self.with_objects.get().cloned() {
+        if self.objects.is_some()
+            && let Some(full) = self.with_objects.get().cloned()
+        {
             self.set_root(full);
             self.objects = None;
         }

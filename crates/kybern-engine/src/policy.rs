@@ -119,6 +119,8 @@ pub struct Rule {
     pub kind_filter: Option<Vec<String>>,
     /// The preconditions hold `{{ }}` variables (decided at load).
     pub preconditions_have_variables: bool,
+    /// Whether a mutate body holds `{{ }}` variables, decided at load.
+    pub mutate_has_variables: bool,
 }
 
 impl Rule {

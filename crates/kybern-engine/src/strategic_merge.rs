@@ -67,13 +67,13 @@ fn apply_with(
     mut patch: Value,
     dir: merge::Direction,
 ) -> Result<PatchOutcome, PatchError> {
-    for (what, value) in [("resource", resource), ("overlay", &patch)] {
-        if depth_exceeds(value, MAX_DEPTH) {
-            return Err(PatchError {
-                path: "/".to_string(),
-                message: format!("{what} nested deeper than {MAX_DEPTH}"),
-            });
-        }
+    // The resource is bounded where it was read (admission requests, YAML files) and every walk
+    // over it checks its depth; the overlay is checked whole, once.
+    if depth_exceeds(&patch, MAX_DEPTH) {
+        return Err(PatchError {
+            path: "/".to_string(),
+            message: format!("overlay nested deeper than {MAX_DEPTH}"),
+        });
     }
     if !resource.is_object() {
         return Err(PatchError {

@@ -417,8 +417,11 @@ fn compile_rule(raw: &Value, path: &str, kind: PolicyKind) -> Result<Rule, Polic
             ));
         }
     };
+    let mutate_has_variables =
+        matches!(&body, RuleBody::Mutate(m) if crate::variables::value_has_variables(m));
     Ok(Rule {
         name,
+        mutate_has_variables,
         kind_filter: crate::matching::kind_filter(&match_resources),
         preconditions_have_variables: preconditions
             .as_ref()
