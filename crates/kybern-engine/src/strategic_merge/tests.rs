@@ -652,3 +652,28 @@ fn apply_configurations_append_new_list_elements_after_the_resources() {
     };
     assert_eq!(names(&strategic), ["sidecar=side:1", "app=app:2"]);
 }
+
+/// A resource nested past the bound is an error from the walk (no stack is exhausted), whether
+/// the patch reaches the deep part or not; a resource just under it still merges.
+#[test]
+fn a_resource_nested_past_the_bound_is_an_error_not_a_crash() {
+    let nested = |levels: usize| {
+        let mut v = json!("leaf");
+        for _ in 0..levels {
+            v = json!({ "a": v });
+        }
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": v})
+    };
+    let overlay = json!({"metadata": {"labels": {"k": "v"}}});
+    let deep = apply(&nested(MAX_DEPTH * 4), &overlay);
+    assert!(
+        deep.as_ref()
+            .is_err_and(|e| e.message.contains("nested deeper")),
+        "{deep:?}"
+    );
+    let fine = apply(&nested(MAX_DEPTH - 8), &overlay).unwrap();
+    let PatchOutcome::Patched(out) = fine else {
+        panic!("not patched: {fine:?}");
+    };
+    assert_eq!(out["metadata"]["labels"]["k"], "v");
+}
