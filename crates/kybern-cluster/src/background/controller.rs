@@ -247,6 +247,8 @@ async fn run(
     stop: CancellationToken,
 ) {
     let mut watched: BTreeSet<(String, String, String)> = BTreeSet::new();
+    // Kinds of synchronized rules the cluster did not serve when last tried (warned once).
+    let mut unserved: BTreeSet<(String, String, String)> = BTreeSet::new();
     // Each synchronized generate rule's body as last seen (by policy key and rule), and the
     // policy generation that was read at.
     let mut synchronized_rules: HashMap<(String, String), String> = HashMap::new();
@@ -342,8 +344,13 @@ async fn run(
             .into_iter()
             .chain(cel_kinds)
         {
-            if watched.insert(r.clone()) {
-                spawn_downstream_watch(&w, &r, events_tx.clone(), &stop);
+            if watched.contains(&r) {
+                continue;
+            }
+            if spawn_downstream_watch(&w, &r, events_tx.clone(), &stop) {
+                watched.insert(r);
+            } else if unserved.insert(r.clone()) {
+                tracing::warn!(api_version = %r.0, kind = %r.1, "the cluster serves no such kind (yet); generated objects of it are kept in sync once it does");
             }
         }
         for s in clone_sources::watched_sources(&w.store.snapshot().policies) {
@@ -586,16 +593,17 @@ enum Changed {
     Source(DynamicObject),
 }
 
+/// Watches generated objects of one kind; false when the cluster does not serve the kind (yet:
+/// the caller tries again on a later pass).
 fn spawn_downstream_watch(
     w: &Arc<Worker>,
     key: &(String, String, String),
     events: mpsc::UnboundedSender<Changed>,
     stop: &CancellationToken,
-) {
+) -> bool {
     let kinds = w.kinds.load();
     let Some(r) = kinds.by_api_version(&key.0, &key.1) else {
-        tracing::warn!(api_version = %key.0, kind = %key.1, "the cluster serves no such kind; generated objects of it are not kept in sync");
-        return;
+        return false;
     };
     let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
     let resource = ApiResource::from_gvk_with_plural(&gvk, &r.plural);
@@ -620,6 +628,15 @@ fn spawn_downstream_watch(
                         let _ = events.send(Changed::Downstream(o));
                     }
                 }
+                // The watch's first listing (or a relisting) may come after this controller
+                // wrote an object and someone changed it: put those back. Objects it has no
+                // record of writing (from before a restart) are left alone here, so a restart
+                // does not rewrite every generated object.
+                Ok(watcher::Event::InitApply(o)) => {
+                    if w.changed_since_written(&o) {
+                        let _ = events.send(Changed::Downstream(o));
+                    }
+                }
                 // A deletion is never the controller's own write, whatever version it carries.
                 Ok(watcher::Event::Delete(o)) => {
                     w.forget_write(&o);
@@ -630,6 +647,7 @@ fn spawn_downstream_watch(
             }
         }
     });
+    true
 }
 
 fn label<'a>(o: &'a DynamicObject, key: &str) -> &'a str {
@@ -1452,6 +1470,18 @@ impl Worker {
         if let (Some(uid), Ok(mut w)) = (&o.metadata.uid, self.written.lock()) {
             w.remove(uid);
         }
+    }
+
+    /// True when this controller wrote `object` (same uid) and it has changed since: a version
+    /// other than the one written.
+    fn changed_since_written(&self, object: &DynamicObject) -> bool {
+        let (Some(uid), Some(version)) = (&object.metadata.uid, &object.metadata.resource_version)
+        else {
+            return false;
+        };
+        self.written
+            .lock()
+            .is_ok_and(|w| w.get(uid).is_some_and(|v| v != version))
     }
 
     /// True when `object` is exactly what this controller last wrote.
