@@ -343,6 +343,15 @@ fn check_deprecated_operators(
     }
 }
 
+/// The rule's `verifyImages` entries with their positions.
+fn verify_images(rule: &Value) -> impl Iterator<Item = (usize, &Value)> {
+    rule.get("verifyImages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+}
+
 /// `mutateDigest` (true unless set) on a verifyImages entry that only audits: Kyverno's policy
 /// webhook refuses the policy (`kyverno apply`/`test` do not check it, so it shows first when
 /// the policy is applied to a cluster).
@@ -352,13 +361,7 @@ fn check_audit_mutate_digest(
     policy_action: Option<&str>,
     out: &mut Vec<Finding>,
 ) {
-    for (j, v) in rule
-        .get("verifyImages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (j, v) in verify_images(rule) {
         let action = v
             .get("failureAction")
             .and_then(Value::as_str)
@@ -391,13 +394,7 @@ fn check_audit_mutate_digest(
 /// `imageRegistryCredentials.providers` (cloud credential helpers): kybern has no cloud
 /// credential helpers, so the registry calls of such an entry go without them.
 fn check_registry_credentials(rule: &Value, rule_path: &str, out: &mut Vec<Finding>) {
-    for (j, v) in rule
-        .get("verifyImages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (j, v) in verify_images(rule) {
         let providers = v
             .pointer("/imageRegistryCredentials/providers")
             .and_then(Value::as_array)

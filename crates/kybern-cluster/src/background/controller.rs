@@ -1472,27 +1472,25 @@ impl Worker {
         }
     }
 
-    /// True when this controller wrote `object` (same uid) and it has changed since: a version
-    /// other than the one written.
-    fn changed_since_written(&self, object: &DynamicObject) -> bool {
+    /// Whether `object` is at the version this controller last wrote of it; `None` when it has
+    /// no record of writing it.
+    fn at_written_version(&self, object: &DynamicObject) -> Option<bool> {
         let (Some(uid), Some(version)) = (&object.metadata.uid, &object.metadata.resource_version)
         else {
-            return false;
+            return None;
         };
-        self.written
-            .lock()
-            .is_ok_and(|w| w.get(uid).is_some_and(|v| v != version))
+        let written = self.written.lock().ok()?;
+        written.get(uid).map(|v| v == version)
+    }
+
+    /// True when this controller wrote `object` and it has changed since.
+    fn changed_since_written(&self, object: &DynamicObject) -> bool {
+        self.at_written_version(object) == Some(false)
     }
 
     /// True when `object` is exactly what this controller last wrote.
     fn own_write(&self, object: &DynamicObject) -> bool {
-        let (Some(uid), Some(version)) = (&object.metadata.uid, &object.metadata.resource_version)
-        else {
-            return false;
-        };
-        self.written
-            .lock()
-            .is_ok_and(|w| w.get(uid).is_some_and(|v| v == version))
+        self.at_written_version(object) == Some(true)
     }
 
     async fn restore(&self, object: &DynamicObject) {
