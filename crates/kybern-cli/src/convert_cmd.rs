@@ -69,6 +69,10 @@ pub fn execute(args: &ConvertArgs) -> Result<i32> {
             total.compared += a.compared;
             total.decided += a.decided;
             total.disagreements.extend(a.disagreements);
+            total.error_as_failure += a.error_as_failure;
+            for (rule, e) in a.invalid {
+                total.invalid.push((format!("{policy}/{rule}"), e));
+            }
         }
     }
     match &args.output {
@@ -86,15 +90,21 @@ pub fn execute(args: &ConvertArgs) -> Result<i32> {
             d.rule, d.resource, d.original, d.converted
         );
     }
+    for (rule, e) in &total.invalid {
+        eprintln!("invalid: the conversion of {rule} does not compile: {e}");
+    }
     eprintln!(
-        "check: {} of {} rule/resource pairs decided alike ({} where a rule applied)",
+        "check: {} of {} rule/resource pairs decided alike ({} where a rule applied; {} where a validate.cel expression error is a failure in the original and an error in the conversion, both denying)",
         total.compared - total.disagreements.len(),
         total.compared,
-        total.decided
+        total.decided,
+        total.error_as_failure
     );
-    Ok(if total.disagreements.is_empty() && issues.is_empty() {
-        0
-    } else {
-        1
-    })
+    Ok(
+        if total.disagreements.is_empty() && total.invalid.is_empty() && issues.is_empty() {
+            0
+        } else {
+            1
+        },
+    )
 }

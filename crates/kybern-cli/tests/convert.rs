@@ -90,7 +90,7 @@ fn converted_policies_decide_as_the_originals_on_every_suite() {
             } else if let Some(rest) = line.strip_prefix("check: ") {
                 // `check: A of B rule/resource pairs decided alike ...`
                 t.compared += number_before(rest, "rule/resource pairs");
-            } else if line.starts_with("disagreement:") {
+            } else if line.starts_with("disagreement:") || line.starts_with("invalid:") {
                 t.disagreements.push(format!("{}: {line}", test.display()));
             }
         }
@@ -137,17 +137,22 @@ spec:
         spec:
           containers:
           - image: \"!*:latest\"
-  - name: deny-rule
+  - name: context-rule
     match:
       any:
       - resources:
           kinds: [Pod]
+    context:
+    - name: cm
+      configMap:
+        name: settings
+        namespace: default
     validate:
       message: no
       deny:
         conditions:
           any:
-          - key: \"{{ request.object.metadata.name }}\"
+          - key: \"{{ cm.data.mode }}\"
             operator: Equals
             value: bad
 ",
@@ -168,7 +173,7 @@ spec:
     assert_eq!(docs[0]["spec"]["validationActions"][0], "Deny");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("mixed/deny-rule: not converted: validate.deny is not converted"),
+        stderr.contains("mixed/context-rule: not converted: context is not converted"),
         "{stderr}"
     );
     assert!(

@@ -650,8 +650,15 @@ pub fn autogen_controllers(spec: &Value, m: &MatchConstraints) -> Vec<String> {
 /// `controllers` and it is not a subresource request.
 pub fn autogen_applies(controllers: &[String], req: &AdmissionRequest) -> bool {
     let gvk = req.gvk();
+    // The generated policies match each controller at its served version only (`apps/v1`,
+    // `batch/v1`), as Kyverno's autogen writes their resource rules.
+    let served = match gvk.kind.as_str() {
+        "Job" | "CronJob" => gvk.group == "batch" && gvk.version == "v1",
+        "ReplicationController" => gvk.group.is_empty() && gvk.version == "v1",
+        _ => gvk.group == "apps" && gvk.version == "v1",
+    };
     let resource = super::match_constraints::resource_for_kind(&gvk.group, &gvk.kind);
-    controllers.contains(&resource) && req.subresource.is_empty()
+    served && controllers.contains(&resource) && req.subresource.is_empty()
 }
 
 /// The request as a Pod request when its resource is one of the pod `controllers` (autogen):
