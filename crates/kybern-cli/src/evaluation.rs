@@ -128,6 +128,18 @@ fn build_request(
     request_for(inputs, resource, op, variables)
 }
 
+/// The values a values file gives for `rule` of `policy` on the resource named `resource_name`
+/// (what its context entries are replaced with), for explaining the rule.
+pub fn rule_values_for_explain(
+    inputs: &Inputs,
+    policy: &str,
+    resource_name: &str,
+    rule: &str,
+) -> Option<Map<String, Value>> {
+    let (_, rules) = policy_values(inputs.values, policy, resource_name)?;
+    kybern_engine::engine::values_for(&rules, rule).map(|v| v.values.clone())
+}
+
 /// The request `kybern apply` evaluates a resource with (global values, the operation they
 /// name), for explaining its rules.
 pub fn request_for_explain(inputs: &Inputs, resource: &Arc<Value>) -> AdmissionRequest {

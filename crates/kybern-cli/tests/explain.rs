@@ -202,3 +202,76 @@ results:
         "{text}"
     );
 }
+
+#[test]
+fn conditions_show_the_context_values_that_decided() {
+    let dir = std::env::temp_dir().join(format!("kybern-explain-ctx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("policy.yaml"),
+        "\
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: mode
+spec:
+  rules:
+  - name: strict-mode
+    match:
+      any:
+      - resources:
+          kinds: [Pod]
+    context:
+    - name: settings
+      configMap:
+        name: settings
+        namespace: default
+    validate:
+      failureAction: Enforce
+      message: strict mode forbids this Pod
+      deny:
+        conditions:
+          all:
+          - key: \"{{ settings.data.mode }}\"
+            operator: Equals
+            value: strict
+          - key: \"{{ request.object.metadata.name }}\"
+            operator: NotEquals
+            value: allowed
+",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("values.yaml"),
+        "\
+apiVersion: cli.kyverno.io/v1alpha1
+kind: Values
+policies:
+- name: mode
+  rules:
+  - name: strict-mode
+    values:
+      settings.data.mode: strict
+",
+    )
+    .unwrap();
+    std::fs::write(dir.join("pod.yaml"), PODS).unwrap();
+    let out = Command::new(BIN)
+        .arg("apply")
+        .arg(dir.join("policy.yaml"))
+        .arg("--resource")
+        .arg(dir.join("pod.yaml"))
+        .arg("--values-file")
+        .arg(dir.join("values.yaml"))
+        .arg("--explain")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "mode/strict-mode: fail: strict mode forbids this Pod [all[0]: `{{ settings.data.mode }}` = \"strict\" Equals \"strict\": holds; all[1]: `{{ request.object.metadata.name }}` = \"bare\" NotEquals \"allowed\": holds]"
+        ),
+        "{text}"
+    );
+}

@@ -639,7 +639,7 @@ fn override_matches(o: &FailureActionOverride, pctx: &PolicyContext) -> bool {
 }
 
 /// Values given for a Pod rule also apply to the rules generated from it.
-fn values_for<'v>(
+pub fn values_for<'v>(
     rule_values: &'v BTreeMap<String, RuleValues>,
     rule: &str,
 ) -> Option<&'v RuleValues> {

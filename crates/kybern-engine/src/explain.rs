@@ -188,6 +188,53 @@ impl TraceEntry {
     }
 }
 
+/// Where a trace reads what a rule's `context` entries give: the provider and the values the
+/// evaluation used. Without it, what entries give shows as "not known here".
+#[derive(Clone, Copy)]
+pub struct TraceSources<'a> {
+    pub provider: &'a dyn crate::context::ContextProvider,
+    /// Values supplied for a rule's entries (a test's values file), by policy and rule name.
+    pub rule_values: &'a RuleValuesFn<'a>,
+}
+
+/// Values supplied for a rule's context entries, by policy and rule name.
+pub type RuleValuesFn<'a> =
+    dyn Fn(&Policy, &str) -> Option<serde_json::Map<String, serde_json::Value>> + 'a;
+
+/// The conditions of `block` with their values; the rule's context entries that the conditions
+/// name are loaded again (only here, only when a trace is asked for).
+fn explain_block(
+    block: &crate::preconditions::ConditionBlock,
+    policy: &Policy,
+    rule: &Rule,
+    base: &crate::json_context::JsonContext,
+    opts: crate::variables::SubstituteOptions,
+    sources: Option<TraceSources>,
+) -> Vec<String> {
+    let Some(s) = sources.filter(|_| !rule.context.is_empty()) else {
+        return block.explain(base, opts);
+    };
+    let preset = (s.rule_values)(policy, &rule.name).unwrap_or_default();
+    let mut ctx = base.clone();
+    for (k, v) in &preset {
+        ctx.set(k, v);
+    }
+    let src = crate::context_loader::Sources {
+        provider: s.provider,
+        policy_namespace: &policy.namespace,
+        preset: &preset,
+        opts,
+    };
+    crate::context_loader::run_deferred(&rule.context, &mut ctx, src, |ctx| {
+        block.explain(ctx, opts)
+    })
+    .unwrap_or_else(|e| {
+        vec![format!(
+            "the context could not be loaded for this trace: {e}"
+        )]
+    })
+}
+
 /// The trace of one request: every rule of `policies` with its result in `responses` or why it
 /// did not select the request, then the results of the CEL kinds in `responses`. Built only
 /// when asked (`kybern apply --explain`, `kybern serve` with `?explain`).
@@ -195,10 +242,9 @@ pub fn trace<'a>(
     policies: impl IntoIterator<Item = &'a Policy>,
     responses: &[crate::response::EngineResponse],
     request: &AdmissionRequest,
+    sources: Option<TraceSources>,
 ) -> Vec<TraceEntry> {
     let mut out = Vec::new();
-    // The request's own variables (context entries are not loaded again for a trace: what they
-    // give shows as "not known here").
     let mut base: Option<crate::json_context::JsonContext> = None;
     let result_of = |policy: &Policy, rule: &str| {
         responses
@@ -232,7 +278,8 @@ pub fn trace<'a>(
                         let opts = crate::variables::SubstituteOptions {
                             delete: request.operation == crate::request::Operation::Delete,
                         };
-                        line.push_str(&format!(" [{}]", block.explain(ctx, opts).join("; ")));
+                        let lines = explain_block(block, policy, rule, ctx, opts, sources);
+                        line.push_str(&format!(" [{}]", lines.join("; ")));
                     }
                     line
                 }
@@ -314,6 +361,8 @@ mod tests {
         r["preconditions"] = json!({"all": [
             {"key": "{{ request.object.metadata.namespace }}", "operator": "AnyIn", "value": ["prod"]},
             {"key": "{{ cm.data.mode }}", "operator": "Equals", "value": "strict"}]});
+        r["context"] =
+            json!([{"name": "cm", "configMap": {"name": "settings", "namespace": "default"}}]);
         let p = policy(r);
         let req = request("Pod", "default");
         let responses = crate::engine::Engine::new(&crate::context::NoProvider).validate(
@@ -322,7 +371,8 @@ mod tests {
             &[],
             &Default::default(),
         );
-        let entries = trace([&p], &[responses], &req);
+        let entries = trace([&p], std::slice::from_ref(&responses), &req, None);
+        let first = responses;
         let outcome = &entries
             .iter()
             .find(|e| e.rule == "r")
@@ -350,20 +400,107 @@ mod tests {
             &[],
             &Default::default(),
         );
-        let entries = trace([&deny], &[responses], &req);
+        let entries = trace([&deny], &[responses], &req, None);
         let failed = &entries.iter().find(|e| e.rule == "d").unwrap().outcome;
         assert!(
             failed.starts_with("fail: ")
                 && failed.contains("any[0]: `{{ request.object.metadata.namespace }}` = \"default\" Equals \"default\": holds"),
             "{failed}"
         );
-        // A context entry's value is not loaded again for the trace.
+        // Without sources, what a context entry gives is not known to the trace.
         assert!(
             outcome.contains(
                 "all[1]: `{{ cm.data.mode }}` (not known here) Equals \"strict\": not decided here"
             ),
             "{outcome}"
         );
+        // With the evaluation's provider, the entry the condition names is loaded for the trace.
+        let provider = OneConfigMap(json!({"data": {"mode": "lax"}}));
+        let no_values = |_: &Policy, _: &str| None;
+        let sources = TraceSources {
+            provider: &provider,
+            rule_values: &no_values,
+        };
+        let entries = trace([&p], std::slice::from_ref(&first), &req, Some(sources));
+        let outcome = &entries.iter().find(|e| e.rule == "r").unwrap().outcome;
+        assert!(
+            outcome.contains(
+                "all[1]: `{{ cm.data.mode }}` = \"lax\" Equals \"strict\": does not hold"
+            ),
+            "{outcome}"
+        );
+        // Values a test supplies for the rule win over the provider, as in evaluation.
+        let values = |_: &Policy, rule: &str| {
+            (rule == "r").then(|| {
+                let mut m = serde_json::Map::new();
+                m.insert("cm".into(), json!({"data": {"mode": "strict"}}));
+                m
+            })
+        };
+        let sources = TraceSources {
+            provider: &provider,
+            rule_values: &values,
+        };
+        let entries = trace([&p], &[first], &req, Some(sources));
+        let outcome = &entries.iter().find(|e| e.rule == "r").unwrap().outcome;
+        assert!(
+            outcome.contains("all[1]: `{{ cm.data.mode }}` = \"strict\" Equals \"strict\": holds"),
+            "{outcome}"
+        );
+    }
+
+    /// A provider holding one ConfigMap, whatever its name.
+    struct OneConfigMap(serde_json::Value);
+
+    impl crate::context::ContextProvider for OneConfigMap {
+        fn resource(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<serde_json::Value>, crate::context::ProviderError> {
+            Ok(None)
+        }
+        fn list(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Vec<serde_json::Value>, crate::context::ProviderError> {
+            Ok(Vec::new())
+        }
+        fn config_map(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<serde_json::Value>, crate::context::ProviderError> {
+            Ok(Some(self.0.clone()))
+        }
+        fn api_call(
+            &self,
+            call: &crate::context::ApiCall,
+        ) -> Result<serde_json::Value, crate::context::ProviderError> {
+            crate::context::NoProvider.api_call(call)
+        }
+        fn namespace_labels(
+            &self,
+            _: &str,
+        ) -> Result<Option<crate::context::Labels>, crate::context::ProviderError> {
+            Ok(None)
+        }
+        fn image_data(
+            &self,
+            image: &str,
+        ) -> Result<crate::context::ImageData, crate::context::ProviderError> {
+            crate::context::NoProvider.image_data(image)
+        }
+        fn global_context(
+            &self,
+            _: &str,
+        ) -> Result<Option<serde_json::Value>, crate::context::ProviderError> {
+            Ok(None)
+        }
     }
 
     #[test]

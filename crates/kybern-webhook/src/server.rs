@@ -417,7 +417,17 @@ async fn handle_admission(
     {
         observer.admitted(&uid, &request, &set, route.endpoint, &decision);
     }
-    let details = explain.then(|| crate::trace::details(&set, &request, &decision));
+    let details = if explain {
+        let (set, request, decision) = (Arc::clone(&set), Arc::clone(&request), decision.clone());
+        let provider = Arc::clone(&st.provider);
+        tokio::task::spawn_blocking(move || {
+            crate::trace::details(&set, &request, &decision, provider.as_ref())
+        })
+        .await
+        .ok()
+    } else {
+        None
+    };
     if let Some(d) = &details {
         let trace: Vec<&str> = d.causes.iter().map(|c| c.message.as_str()).collect();
         tracing::info!(%uid, allowed = decision.allowed, trace = ?trace, "decision trace");

@@ -22,18 +22,31 @@ pub fn asked(query: Option<&str>) -> bool {
         .any(|kv| matches!(kv, "explain" | "explain=true" | "explain=1"))
 }
 
-/// The trace of `decision`, as status details.
-pub fn details(set: &PolicySet, request: &AdmissionRequest, decision: &Decision) -> StatusDetails {
+/// The trace of `decision`, as status details. The context entries its conditions name are
+/// loaded through `provider` again (it may wait on lookups: call it off the async workers).
+pub fn details(
+    set: &PolicySet,
+    request: &AdmissionRequest,
+    decision: &Decision,
+    provider: &dyn kybern_engine::context::ContextProvider,
+) -> StatusDetails {
     let kind = request.gvk().kind;
     let responses: Vec<_> = decision
         .outcomes
         .iter()
         .map(|o| o.response.clone())
         .collect();
+    // The server has no values files: entries load from the provider.
+    let no_values = |_: &kybern_engine::policy::Policy, _: &str| None;
+    let sources = explain::TraceSources {
+        provider,
+        rule_values: &no_values,
+    };
     let entries = explain::trace(
         set.candidates(&kind).into_iter().map(|p| p.as_ref()),
         &responses,
         request,
+        Some(sources),
     );
     let total = entries.len();
     let mut causes = Vec::new();
@@ -109,7 +122,12 @@ mod tests {
                 "metadata": {"name": "web", "namespace": "dev"}})),
             ..AdmissionRequest::default()
         };
-        let d = details(&set, &request, &Decision::default());
+        let d = details(
+            &set,
+            &request,
+            &Decision::default(),
+            &kybern_engine::context::NoProvider,
+        );
         // 100 policies of three rules each (the rule and its two auto-generated ones).
         assert_eq!(d.causes.len(), MAX_ENTRIES + 1);
         assert_eq!(d.causes[0].reason, "RuleNotMatched");
