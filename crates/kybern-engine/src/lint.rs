@@ -281,6 +281,69 @@ fn check_kinds(rule: &Value, rule_path: &str, out: &mut Vec<Finding>) {
                     None,
                 ));
             }
+            check_unmatchable(r, &path, out);
+        }
+    }
+}
+
+/// A namespace name pattern no namespace can match: names are DNS labels (lower-case letters,
+/// digits and `-`, at most 63 characters); `*` and `?` are Kyverno's wildcards.
+fn namespace_pattern_problem(pattern: &str) -> Option<String> {
+    if let Some(c) = pattern
+        .chars()
+        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '-' | '*' | '?'))
+    {
+        return Some(format!("{c:?} cannot appear in a namespace name"));
+    }
+    let fixed = pattern.chars().filter(|c| *c != '*').count();
+    (fixed > 63).then(|| "a namespace name has at most 63 characters".to_string())
+}
+
+/// Filters that can never select anything: a kind spelled in the wrong case (Kyverno compares
+/// kinds exactly), a namespace pattern no namespace name can match.
+fn check_unmatchable(r: &Value, path: &str, out: &mut Vec<Finding>) {
+    for (i, kind) in r
+        .get("kinds")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let Some(kind) = kind.as_str() else { continue };
+        let sel = crate::matching::parse_kind(kind);
+        if crate::cel::match_constraints::builtin_group(sel.kind).is_some() {
+            continue;
+        }
+        if let Some(right) = crate::cel::match_constraints::builtin_kinds()
+            .find(|k| k.eq_ignore_ascii_case(sel.kind))
+        {
+            out.push(finding(
+                Severity::Warning,
+                "unmatchable-filter",
+                &format!("{path}.kinds[{i}]"),
+                format!(
+                    "kind {kind:?} never matches: kinds are compared exactly, the built-in kind is `{right}`"
+                ),
+                None,
+            ));
+        }
+    }
+    for (i, ns) in r
+        .get("namespaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let Some(ns) = ns.as_str() else { continue };
+        if let Some(why) = namespace_pattern_problem(ns) {
+            out.push(finding(
+                Severity::Warning,
+                "unmatchable-filter",
+                &format!("{path}.namespaces[{i}]"),
+                format!("namespace pattern {ns:?} never matches: {why}"),
+                None,
+            ));
         }
     }
 }
@@ -576,6 +639,55 @@ mod tests {
         };
         assert_eq!(regex_findings(&doc("^app-[a-z")), 1);
         assert_eq!(regex_findings(&doc("^app-[a-z]+$")), 0);
+    }
+
+    #[test]
+    fn filters_that_can_never_select_are_named() {
+        let doc = json!({"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+            "metadata": {"name": "p"},
+            "spec": {"rules": [{"name": "r",
+                "match": {"any": [{"resources": {"kinds": ["pod", "Deployment", "example.com/v1/Widget"]}}]},
+                "exclude": {"any": [{"resources": {"namespaces": ["kube-*", "Team_A"]}}]},
+                "validate": {"message": "m", "pattern": {"metadata": {"name": "?*"}}}}]}});
+        let found: Vec<_> = lint_document(&doc)
+            .into_iter()
+            .filter(|f| f.check == "unmatchable-filter")
+            .collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(
+            found[0].path,
+            "spec.rules[0].match.any[0].resources.kinds[0]"
+        );
+        assert!(found[0].message.contains("`Pod`"), "{}", found[0].message);
+        assert_eq!(
+            found[1].path,
+            "spec.rules[0].exclude.any[0].resources.namespaces[1]"
+        );
+        assert!(
+            found[1].message.contains("'T' cannot appear"),
+            "{}",
+            found[1].message
+        );
+    }
+
+    #[test]
+    fn a_repeat_count_go_refuses_is_a_regex_error() {
+        let doc = json!({"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+            "metadata": {"name": "p"},
+            "spec": {"rules": [{"name": "r", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                "validate": {"message": "m", "deny": {"conditions": {"any": [
+                    {"key": "{{ regex_match('^a{2,1001}$', request.object.metadata.name) }}",
+                     "operator": "Equals", "value": false}]}}}}]}});
+        let found: Vec<_> = lint_document(&doc)
+            .into_iter()
+            .filter(|f| f.check == "regex-syntax")
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].message.contains("invalid repeat count"),
+            "{}",
+            found[0].message
+        );
     }
 
     #[test]

@@ -143,6 +143,11 @@ pub fn builtin_group(kind: &str) -> Option<&'static str> {
         .map(|(g, _, _, _)| *g)
 }
 
+/// The built-in kinds (`Pod`, `Deployment`, ...).
+pub fn builtin_kinds() -> impl Iterator<Item = &'static str> {
+    BUILTIN.iter().map(|(_, k, _, _)| *k)
+}
+
 /// True when `resource` (a plural name) is a built-in resource of the API group.
 pub(crate) fn is_builtin_resource(group: &str, resource: &str) -> bool {
     BUILTIN

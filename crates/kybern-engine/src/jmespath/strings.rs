@@ -85,6 +85,11 @@ pub(super) fn go_regex(pattern: &str) -> Result<Regex, String> {
     if let Some(re) = cache.get(pattern) {
         return Ok(re.clone());
     }
+    if let Some(count) = repeat_over_go_limit(pattern) {
+        return Err(format!(
+            "error parsing regexp: invalid repeat count: `{count}` (at most {GO_MAX_REPEAT})"
+        ));
+    }
     let re = regex::RegexBuilder::new(&ascii_classes(pattern))
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
@@ -96,6 +101,44 @@ pub(super) fn go_regex(pattern: &str) -> Result<Regex, String> {
     }
     cache.insert(pattern.to_string(), re.clone());
     Ok(re)
+}
+
+/// Go's regexp refuses repeat counts over this (`a{1001}`); Rust's regex would accept them.
+const GO_MAX_REPEAT: u32 = 1000;
+
+/// The first `{n}`, `{n,}` or `{n,m}` repetition (outside classes and escapes) whose count is
+/// over [`GO_MAX_REPEAT`]. A `{` that does not start a repetition is a literal, as in Go.
+fn repeat_over_go_limit(pattern: &str) -> Option<&str> {
+    let bytes = pattern.as_bytes();
+    let mut i = 0;
+    let mut in_class = false;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\\' => i += 1,
+            b'[' => in_class = true,
+            b']' => in_class = false,
+            b'{' if !in_class => {
+                let end = pattern.get(i..)?.find('}').map(|e| i + e)?;
+                let inner = pattern.get(i + 1..end)?;
+                let (min, max) = inner.split_once(',').unwrap_or((inner, inner));
+                let num = |s: &str| {
+                    (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+                        .then(|| s.parse::<u64>().unwrap_or(u64::MAX))
+                };
+                if let Some(lo) = num(min) {
+                    let hi = if max.is_empty() { Some(lo) } else { num(max) };
+                    if let Some(hi) = hi
+                        && (lo > u64::from(GO_MAX_REPEAT) || hi > u64::from(GO_MAX_REPEAT))
+                    {
+                        return pattern.get(i..=end);
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Rewrites Perl classes to their ASCII forms, as Go defines them.
