@@ -272,6 +272,47 @@ async fn a_new_namespace_gets_its_generated_objects_kept_in_sync() {
         },
     )
     .await;
+    // A put-back whose write fails is retried (queued as an UpdateRequest), not dropped.
+    c.api.faults().fail(
+        Some("PATCH"),
+        "/resourcequotas/default-resourcequota",
+        500,
+        2,
+    );
+    store
+        .merge_patch(
+            "v1",
+            "resourcequotas",
+            Some("team-a"),
+            "default-resourcequota",
+            json!({"spec": {"hard": {"requests.cpu": "300"}}}),
+        )
+        .unwrap();
+    wait_for(
+        "the edited ResourceQuota to be restored after failed writes",
+        Duration::from_secs(20),
+        || {
+            store
+                .get(
+                    "v1",
+                    "resourcequotas",
+                    Some("team-a"),
+                    "default-resourcequota",
+                )
+                .is_some_and(|q| q["spec"]["hard"]["requests.cpu"] == "4")
+        },
+    )
+    .await;
+    assert!(
+        c.api
+            .faults()
+            .requests()
+            .iter()
+            .filter(|(m, p)| m == "PATCH" && p.contains("/resourcequotas/default-resourcequota"))
+            .count()
+            >= 3,
+        "the failed writes were not retried"
+    );
     // The rule changes: what it wrote follows.
     let mut policy = store
         .get("kyverno.io/v1", "clusterpolicies", None, ADD_DEFAULTS)

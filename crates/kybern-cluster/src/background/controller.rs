@@ -7,6 +7,7 @@ use super::generate::{self, Generated};
 use super::mutate_existing;
 use super::permissions;
 use super::queue;
+use super::update_request::{self, GenerateWork, RequestType};
 
 mod cel_mutate;
 mod clone_sources;
@@ -103,6 +104,22 @@ struct Worker {
     /// `(apiVersion, kind, "")` of objects synchronized GeneratingPolicies wrote (their kinds
     /// come out of CEL, so they are known only once written).
     cel_synchronized_kinds: std::sync::Mutex<BTreeSet<(String, String, String)>>,
+    /// Where UpdateRequests live: a put-back that fails is queued there to be retried.
+    requests_namespace: String,
+}
+
+/// The request uid of a put-back's UpdateRequest: one per version of the changed object, so a
+/// change is queued once however often it is seen.
+fn retry_uid(object: &DynamicObject) -> String {
+    format!(
+        "restore-{}-{}",
+        object.metadata.uid.as_deref().unwrap_or_default(),
+        object
+            .metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or_default()
+    )
 }
 
 /// Starts the background controller.
@@ -172,6 +189,7 @@ pub async fn start(options: ControllerOptions) -> Result<Controller, ClusterErro
         kinds,
         field_manager: format!("{}-background", names.product()),
         cel_synchronized_kinds: Default::default(),
+        requests_namespace: names.namespace.clone(),
     });
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let task_stop = stop.clone();
@@ -1515,8 +1533,48 @@ impl Worker {
         let Some(request) = self.trigger_request(object).await else {
             return;
         };
-        if let Err(e) = self.generate_and_write(policy, request, vec![rule]).await {
-            tracing::warn!(policy = %key, error = %e, "generated object not restored");
+        let rules = vec![rule];
+        if let Err(e) = self
+            .generate_and_write(Arc::clone(&policy), request.clone(), rules.clone())
+            .await
+        {
+            tracing::warn!(policy = %key, error = %e, "generated object not restored yet: queued to retry");
+            let policy_key = format!("{}.kyverno.io/{}", policy.kind.as_str(), policy.key());
+            let work = GenerateWork {
+                request_type: RequestType::Generate,
+                policy: &policy.key(),
+                policy_key: &policy_key,
+                rules,
+                synchronize: true,
+                delete_downstream: false,
+                request_uid: &retry_uid(object),
+                request: &request,
+                namespace: &self.requests_namespace,
+            };
+            self.queue_retry(&work).await;
+        }
+    }
+
+    /// Records a put-back that failed as an UpdateRequest, so that it is retried with backoff
+    /// (and by the next leader) like admitted work, instead of waiting for the next edit.
+    async fn queue_retry(&self, work: &GenerateWork<'_>) {
+        let object = update_request::object(work);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), work.namespace, &queue::resource());
+        let created = match serde_json::from_value::<DynamicObject>(object) {
+            Ok(o) => api.create(&PostParams::default(), &o).await.map(|_| ()),
+            Err(e) => {
+                tracing::error!(error = %e, "retry UpdateRequest not built");
+                return;
+            }
+        };
+        match created {
+            Ok(()) => tracing::info!("put-back queued as an UpdateRequest"),
+            // Already queued for this change.
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "retry UpdateRequest not created: the put-back waits for the next change")
+            }
         }
     }
 
@@ -1532,8 +1590,25 @@ impl Worker {
         let Some(request) = self.trigger_request(object).await else {
             return;
         };
-        if let Err(e) = self.cel_generate_and_write(policy, request).await {
-            tracing::warn!(policy = %key, error = %e, "generated object not restored");
+        if let Err(e) = self.cel_generate_and_write(policy, request.clone()).await {
+            tracing::warn!(policy = %key, error = %e, "generated object not restored yet: queued to retry");
+            let kind = if key.contains('/') {
+                "NamespacedGeneratingPolicy"
+            } else {
+                "GeneratingPolicy"
+            };
+            let work = GenerateWork {
+                request_type: RequestType::CelGenerate,
+                policy: key,
+                policy_key: &format!("{kind}.policies.kyverno.io/{key}"),
+                rules: Vec::new(),
+                synchronize: true,
+                delete_downstream: false,
+                request_uid: &retry_uid(object),
+                request: &request,
+                namespace: &self.requests_namespace,
+            };
+            self.queue_retry(&work).await;
         }
     }
 
