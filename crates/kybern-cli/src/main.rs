@@ -1,12 +1,6 @@
 //! The `kybern` command: `test`, `apply` and `jp`, drop-in for the kyverno CLI verbs.
 //! This binary owns file access and printing; every decision comes from `kybern-engine`.
 
-// Evaluation allocates many small values per request (JSON trees, JMESPath and CEL values);
-// mimalloc does that work in about a third fewer instructions than glibc's malloc
-// (docs/performance.md, "Allocator").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod apply_cmd;
 mod cel_policies;
 mod cluster_cmd;

@@ -15,10 +15,6 @@
 #[path = "support/fixed.rs"]
 mod fixed;
 
-// The allocator the kybern binary uses, so the figures are the shipped ones.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use criterion::{Criterion, criterion_group, criterion_main};
 use kybern_engine::cel::request_inputs::RequestInputs;
 use kybern_engine::cel::validating_policy::{CelPolicyResult, ValidatingPolicy};

@@ -12,10 +12,6 @@
 #[path = "support/fixed.rs"]
 mod fixed;
 
-// The allocator the kybern binary uses, so the figures are the shipped ones.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use criterion::{Criterion, criterion_group, criterion_main};
 use kybern_engine::context::NoProvider;
 use kybern_engine::engine::{Engine, PolicyContext, RuleValues};
