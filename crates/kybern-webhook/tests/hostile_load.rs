@@ -577,3 +577,167 @@ async fn a_body_declared_large_but_not_sent_holds_no_budget() {
     drop(slow);
     s.running.shutdown().await;
 }
+
+/// Answers every API call after 100 ms, counting them: how far an evaluation went.
+struct SlowApiCalls(Arc<std::sync::atomic::AtomicUsize>);
+
+impl kybern_engine::context::ContextProvider for SlowApiCalls {
+    fn resource(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<Value>, kybern_engine::context::ProviderError> {
+        Ok(None)
+    }
+    fn list(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<Vec<Value>, kybern_engine::context::ProviderError> {
+        Ok(Vec::new())
+    }
+    fn config_map(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<Value>, kybern_engine::context::ProviderError> {
+        Ok(None)
+    }
+    fn api_call(
+        &self,
+        _: &kybern_engine::context::ApiCall,
+    ) -> Result<Value, kybern_engine::context::ProviderError> {
+        std::thread::sleep(Duration::from_millis(100));
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(json!({"data": {"mode": "open"}}))
+    }
+    fn namespace_labels(
+        &self,
+        _: &str,
+    ) -> Result<Option<kybern_engine::context::Labels>, kybern_engine::context::ProviderError> {
+        Ok(None)
+    }
+    fn image_data(
+        &self,
+        image: &str,
+    ) -> Result<kybern_engine::context::ImageData, kybern_engine::context::ProviderError> {
+        kybern_engine::context::NoProvider.image_data(image)
+    }
+    fn global_context(
+        &self,
+        _: &str,
+    ) -> Result<Option<Value>, kybern_engine::context::ProviderError> {
+        Ok(None)
+    }
+}
+
+impl kybern_webhook::provider::RequestContext for SlowApiCalls {
+    fn roles_of(&self, _: &kybern_engine::request::UserInfo) -> (Vec<String>, Vec<String>) {
+        (Vec::new(), Vec::new())
+    }
+    fn labels_of(&self, _: &str) -> Option<kybern_engine::context::Labels> {
+        None
+    }
+}
+
+/// Catalogue item 7: a client that goes away mid-evaluation stops the evaluation at the next
+/// policy, so its worker is free again instead of finishing work nobody waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_mid_evaluation_stops_the_evaluation() {
+    // 40 policies, each making its own API call (100 ms): 4 s for a Pod evaluated to the end.
+    let policies: Vec<(String, String)> = (0..40)
+        .map(|i| {
+            (
+                format!("p{i}.yaml"),
+                format!(
+                    "apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: slow-{i}
+spec:
+  validationFailureAction: Enforce
+  rules:
+  - name: mode
+    match:
+      any:
+      - resources:
+          kinds: [Pod]
+    context:
+    - name: cm
+      apiCall:
+        urlPath: /api/v1/namespaces/default/configmaps/mode-{i}
+    validate:
+      message: closed
+      deny:
+        conditions:
+          any:
+          - key: \"{{{{ cm.data.mode }}}}\"
+            operator: Equals
+            value: closed
+"
+                ),
+            )
+        })
+        .collect();
+    let dir = common::temp_dir("disconnect");
+    let pdir = dir.join("policies");
+    std::fs::create_dir_all(&pdir).unwrap();
+    for (name, text) in &policies {
+        std::fs::write(pdir.join(name), text).unwrap();
+    }
+    let lookups = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cfg = common::config(&pdir, &dir.join("certs"), patient());
+    let running = kybern_webhook::server::start_with(
+        cfg,
+        kybern_webhook::server::ExternalParts {
+            provider: Some(Arc::new(SlowApiCalls(Arc::clone(&lookups)))),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    running.wait_ready().await;
+    let base = format!("https://localhost:{}", running.local_addr.port());
+    let ca = running.ca_pem.clone().unwrap();
+    let load = |n: usize| lookups.load(std::sync::atomic::Ordering::SeqCst) >= n;
+    let count = || lookups.load(std::sync::atomic::Ordering::SeqCst);
+
+    for http2 in [true, false] {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+            .timeout(Duration::from_millis(350));
+        builder = if http2 {
+            builder.http2_prior_knowledge()
+        } else {
+            builder.http1_only()
+        };
+        let client = builder.build().unwrap();
+        let before = count();
+        let sent = client
+            .post(format!("{base}/validate"))
+            .json(&review("CREATE", &pod("slow", None), &Value::Null))
+            .send()
+            .await;
+        assert!(
+            sent.is_err(),
+            "the client gives up before the 4 s evaluation"
+        );
+        drop(client);
+        assert!(load(before + 1), "the evaluation had started");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let after_stop = count() - before;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let later = count() - before;
+        // Evaluated to the end, it would have made 40 lookups; 20 by now.
+        assert!(
+            after_stop <= 6 && later == after_stop,
+            "http2={http2}: {after_stop} lookups 1.5 s after the client left, {later} 0.5 s later"
+        );
+    }
+    running.shutdown().await;
+}
