@@ -741,3 +741,90 @@ spec:
     }
     running.shutdown().await;
 }
+
+/// Catalogue item 31: 10,000 policies load, the server decides with them, and one of them
+/// deleted and created again 20 times in a row leaves the set consistent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_policies_load_and_a_policy_deleted_and_created_in_a_loop_is_seen() {
+    // One file of 10,000 policies on ConfigMaps (each requires its own label), as a generated
+    // bundle gives them, and one Pod policy.
+    let many: String = (0..10_000)
+        .map(|i| {
+            format!(
+                "---\napiVersion: kyverno.io/v1\nkind: ClusterPolicy\nmetadata:\n  name: cm-{i}\nspec:\n  validationFailureAction: Enforce\n  rules:\n  - name: r\n    match: {{any: [{{resources: {{kinds: [ConfigMap], names: [\"cm-{i}\"]}}}}]}}\n    validate:\n      message: \"label l{i} is required\"\n      pattern: {{metadata: {{labels: {{l{i}: \"?*\"}}}}}}\n"
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let s = serve(
+        &[("many.yaml", &many), ("team.yaml", REQUIRE_TEAM)],
+        patient(),
+    )
+    .await;
+    let loaded = started.elapsed();
+    let readiness = |s: &common::TestServer| {
+        let url = format!("{}/health/readiness", s.base);
+        let client = s.client.clone();
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(readiness(&s).await["policies"], 10_001);
+    println!("10,001 policies loaded and served in {loaded:?}");
+    let cm = |name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}});
+    let r = s
+        .send("/validate", &review("CREATE", &cm("cm-9999"), &Value::Null))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("label l9999 is required")
+    );
+    let r = s
+        .send(
+            "/validate",
+            &review("CREATE", &pod("a", None), &Value::Null),
+        )
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    // The Pod policy's file deleted and written again, 20 times: every answer meanwhile comes
+    // from a whole set, and the last write is what counts.
+    let file = s.dir.join("policies").join("team.yaml");
+    for _ in 0..20 {
+        std::fs::remove_file(&file).unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let tmp = s.dir.join("team.yaml.tmp");
+        std::fs::write(&tmp, REQUIRE_TEAM).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = readiness(&s).await;
+        if status["policies"] == 10_001 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the set did not settle: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = s
+        .send(
+            "/validate",
+            &review("CREATE", &pod("b", None), &Value::Null),
+        )
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    s.running.shutdown().await;
+}
