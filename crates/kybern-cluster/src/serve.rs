@@ -273,6 +273,24 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
     let spawn = |r: ApiResource, trim: Trim, n: Arc<Notify>| {
         Cache::spawn(client.clone(), r, None, None, trim, n, &stop)
     };
+    // The webhook configurations themselves: one edited or deleted by someone else (a stale
+    // caBundle fails every call) is written again at once, not at the next resync.
+    let webhooks_changed = Arc::new(Notify::new());
+    let webhook_caches: Vec<Cache> = [
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    ]
+    .into_iter()
+    .map(|kind| {
+        let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
+        let plural = format!("{}s", kind.to_ascii_lowercase());
+        spawn(
+            ApiResource::from_gvk_with_plural(&gvk, &plural),
+            Trim::Slim,
+            Arc::clone(&webhooks_changed),
+        )
+    })
+    .collect();
     let ignored = Arc::new(Notify::new());
     let gce_caches: Vec<Cache> = kinds
         .load()
@@ -484,6 +502,8 @@ pub async fn start(options: ClusterOptions) -> Result<ClusterServer, ClusterErro
             settings: options.webhooks.clone(),
             config_map: config_cache,
             config_loaded,
+            webhooks_changed,
+            _webhook_caches: webhook_caches,
             leader: leader.clone(),
             bundle: bundle_rx.clone(),
         }),
@@ -506,6 +526,10 @@ struct LeaderWork {
     /// The Kyverno-format ConfigMap: its `webhooks` and `matchConditions` keys.
     config_map: Cache,
     config_loaded: Arc<Notify>,
+    /// A webhook configuration changed (kybern's own writes too: then nothing differs).
+    webhooks_changed: Arc<Notify>,
+    /// Kept for their watches.
+    _webhook_caches: Vec<Cache>,
     leader: channel::Receiver<bool>,
     bundle: channel::Receiver<String>,
 }
@@ -552,6 +576,7 @@ async fn leader_loop(mut w: LeaderWork) {
             _ = w.policies.synced.changed() => {}
             _ = w.bundle.changed() => {}
             _ = w.config_loaded.notified() => {}
+            _ = w.webhooks_changed.notified() => {}
             _ = w.leader.changed() => {
                 tracing::info!(leader = *w.leader.borrow(), "leadership changed");
             }

@@ -163,6 +163,37 @@ async fn a_cluster_policy_applied_through_the_api_decides_admission() {
     let r = send(&client, &server, path, &review("u4", "bad", json!({}))).await;
     assert_eq!(r["allowed"], true, "the broken policy must not decide: {r}");
 
+    // A webhook configuration whose caBundle someone changed (every call would fail TLS) is
+    // written back within seconds, not at the next 30 s resync.
+    // (Quiet first: a policy event would also rewrite it.)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let good_bundle = hook["clientConfig"]["caBundle"].clone();
+    let mut edited = store
+        .get(ADMISSION, "validatingwebhookconfigurations", None, VWC)
+        .unwrap();
+    for w in edited["webhooks"].as_array_mut().unwrap() {
+        w["clientConfig"]["caBundle"] = json!("bm90IHRoZSBDQQ==");
+    }
+    store
+        .put(ADMISSION, "validatingwebhookconfigurations", edited)
+        .unwrap();
+    let edited_at = Instant::now();
+    wait_for(
+        "the caBundle to be written back",
+        Duration::from_secs(5),
+        || {
+            store
+                .get(ADMISSION, "validatingwebhookconfigurations", None, VWC)
+                .and_then(|v| webhook(&v, "validate.kybern.svc-fail").cloned())
+                .is_some_and(|h| h["clientConfig"]["caBundle"] == good_bundle)
+        },
+    )
+    .await;
+    eprintln!(
+        "edited caBundle written back after {:?}",
+        edited_at.elapsed()
+    );
+
     // Deleting the policies removes their webhook rules.
     store
         .delete("kyverno.io/v1", "clusterpolicies", None, "broken")
