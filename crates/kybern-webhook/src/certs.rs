@@ -586,6 +586,20 @@ mod tests {
             .map_err(|e| e.to_string())
     }
 
+    /// Clock skew: certificates start an hour before they are made, so a client whose clock is
+    /// behind (an API server on another node) accepts a fresh one; past that hour it would not.
+    #[test]
+    fn fresh_certificates_verify_for_a_client_whose_clock_is_behind() {
+        let dir = temp("skew");
+        let names = ["webhook.example".to_string()];
+        let g = ensure_generated(&dir, &names, &[]).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        verifies(&g, "webhook.example", now - time::Duration::minutes(55)).unwrap();
+        let err = verifies(&g, "webhook.example", now - time::Duration::minutes(65)).unwrap_err();
+        assert!(err.contains("not valid yet"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A cluster that ran nothing for longer than the CA lives: one renewal serves a
     /// certificate that verifies again, with no ended CA left in the bundle.
     #[test]
