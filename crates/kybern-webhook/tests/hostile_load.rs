@@ -828,3 +828,82 @@ async fn ten_thousand_policies_load_and_a_policy_deleted_and_created_in_a_loop_i
     assert_eq!(r["allowed"], false, "{r}");
     s.running.shutdown().await;
 }
+
+/// Catalogue item 2: a ClientHello sent a byte at a time does not hold its connection past the
+/// handshake deadline, however steadily the bytes come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hello_sent_byte_by_byte_is_cut_at_the_handshake_deadline() {
+    let limits = Limits {
+        handshake_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let s = serve(&[("team.yaml", REQUIRE_TEAM)], limits).await;
+    let mut tcp = tokio::net::TcpStream::connect(s.running.local_addr)
+        .await
+        .unwrap();
+    // A TLS record header announcing a 512-byte handshake message, then one byte per 200 ms.
+    let started = std::time::Instant::now();
+    let mut hello = vec![
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ];
+    hello.extend(std::iter::repeat_n(0x42u8, 500));
+    let mut closed_after = None;
+    for byte in hello {
+        if tcp.write_all(&[byte]).await.is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf)).await {
+            // The server closed (or reset) the connection.
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            Ok(Ok(_)) | Err(_) => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still open after 5 s"
+        );
+    }
+    let closed_after = closed_after.expect("the connection was closed");
+    assert!(
+        closed_after >= Duration::from_millis(900) && closed_after < Duration::from_secs(3),
+        "closed after {closed_after:?}"
+    );
+    let r = s
+        .send(
+            "/validate",
+            &review("CREATE", &pod("a", None), &Value::Null),
+        )
+        .await;
+    assert_eq!(r["allowed"], false);
+    s.running.shutdown().await;
+}
+
+/// Catalogue item 5: a gzip-compressed body is not decompressed (the API server never sends
+/// one): it is refused as a body that does not parse, never decided.
+#[tokio::test]
+async fn a_gzip_body_is_refused_as_unreadable() {
+    let s = serve(&[("team.yaml", REQUIRE_TEAM)], Limits::default()).await;
+    // A gzip member header (magic, deflate, no flags) and bytes that are not JSON.
+    let mut body = vec![0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff];
+    body.extend_from_slice(&[
+        0x4b, 0x4c, 0x4a, 0x06, 0x00, 0xc2, 0x41, 0x24, 0x35, 0x03, 0, 0, 0,
+    ]);
+    let res = s
+        .client
+        .post(format!("{}/validate", s.base))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let answer: Value = res.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 417, "{answer}");
+    assert!(answer["error"]["message"].as_str().is_some(), "{answer}");
+    s.running.shutdown().await;
+}
