@@ -11,7 +11,9 @@
 //! instead. Every JSON input (object, oldObject, params, namespaceObject, request) is limited to
 //! [`MAX_INPUT_NODES`] values and expressions to [`MAX_EXPRESSION_LEN`] characters with the
 //! parser's recursion limit; the work of an expression is then polynomial in the input with a
-//! degree given by its comprehension nesting. Inputs over the limit make the policy an `error`.
+//! degree given by its comprehension nesting, and an interpreted expression whose estimate
+//! (`inputs^nesting`) is over [`INTERPRETER_BOUND`] is refused before it starts (planned ones
+//! count their steps). Inputs over the limit make the policy an `error`.
 //!
 //! This module must not touch the file system or the network; outside data (resources for
 //! `resource.Get`/`resource.List`) comes through [`crate::context::ContextProvider`].
@@ -87,6 +89,11 @@ pub fn policy_namespace(doc: &Value, namespaced: bool) -> String {
 
 /// Largest number of JSON values (objects, arrays and scalars) in one evaluation input.
 pub const MAX_INPUT_NODES: usize = 1_000_000;
+
+/// Steps an interpreted expression may take at most, by the estimate of
+/// `Expression::within_interpreter_bound` (the planner counts its steps instead, against
+/// [`plan::STEP_BUDGET`]); about a second of interpreter work.
+pub const INTERPRETER_BOUND: u64 = 100_000_000;
 /// Longest accepted expression, in characters (Kubernetes' own limit on VAP expressions is 5 KiB
 /// per field; Kyverno policies are written well under this).
 pub const MAX_EXPRESSION_LEN: usize = 64 * 1024;
@@ -261,6 +268,40 @@ impl Expression {
         self.interpret(scope).map(plan::value::from_cel)
     }
 
+    /// The interpreter counts no steps, so an expression it runs is refused when its loops could
+    /// take more than [`INTERPRETER_BOUND`] steps: with comprehensions nested `d` deep over inputs
+    /// of `n` values (a `lists.range` list counts as the largest input), up to `n^d`.
+    fn within_interpreter_bound(&self, ast: &cel::IdedExpr, scope: &Scope) -> Result<(), String> {
+        // Walked here rather than kept: this path is rare and an AST walk costs little next to
+        // interpreting it.
+        let (depth, ranged) = ast::loop_shape(ast);
+        if depth == 0 {
+            return Ok(());
+        }
+        let n = if ranged {
+            MAX_INPUT_NODES as u64
+        } else {
+            scope.input_nodes(INTERPRETER_BOUND) as u64
+        };
+        let exponent = u32::try_from(depth).unwrap_or(u32::MAX);
+        let steps = n.max(1).checked_pow(exponent).unwrap_or(u64::MAX);
+        if steps <= INTERPRETER_BOUND {
+            return Ok(());
+        }
+        Err(format!(
+            "expression {:?} is not evaluated: it runs in the interpreter ({}), which counts no steps, and its comprehensions nest {depth} deep over {}, up to {n}^{} steps, over the bound of {INTERPRETER_BOUND}",
+            self.source,
+            self.fallback_reason()
+                .unwrap_or("the planner left this evaluation to it"),
+            if ranged {
+                "a lists.range list".to_string()
+            } else {
+                format!("inputs of {n} values")
+            },
+            depth,
+        ))
+    }
+
     fn over_budget(&self) -> String {
         format!(
             "expression {:?} exceeded its evaluation budget of {} steps",
@@ -274,6 +315,7 @@ impl Expression {
     /// attempts.
     pub fn interpret(&self, scope: &Scope) -> Result<cel::Value, String> {
         let ast = self.ast.as_ref().map_err(Clone::clone)?;
+        self.within_interpreter_bound(ast, scope)?;
         for _ in 0..MAX_FETCHES {
             // A failed attempt's `generator.Apply` calls do not count.
             if let Some(g) = scope.generated() {
@@ -406,6 +448,19 @@ impl Clone for Scope<'_> {
 }
 
 impl<'p> Scope<'p> {
+    /// Values in the scope's variables, counted up to `cap`.
+    pub fn input_nodes(&self, cap: u64) -> usize {
+        let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+        let mut n = 0usize;
+        for (_, v) in &self.vars {
+            n = n.saturating_add(plan::value::nodes(v, cap.saturating_sub(n)));
+            if n >= cap {
+                break;
+            }
+        }
+        n
+    }
+
     /// A scope whose `resource.*` lookups go to `provider`.
     pub fn with_provider(provider: Option<&'p dyn ContextProvider>) -> Self {
         Scope {

@@ -187,3 +187,43 @@ fn rewrite_node(e: &mut cel::IdedExpr) -> bool {
         Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => false,
     }
 }
+
+/// How deeply comprehensions (the macros `all`, `exists`, `map`, `filter`, ...) nest in `e`, not
+/// counting `cel.bind`'s comprehension over an empty list; whether `lists.range` is called (a list
+/// whose size comes from a number, not from the inputs).
+pub fn loop_shape(e: &cel::IdedExpr) -> (usize, bool) {
+    let max = |it: &mut dyn Iterator<Item = (usize, bool)>| {
+        it.fold((0, false), |(d, r), (d2, r2)| (d.max(d2), r || r2))
+    };
+    match &e.expr {
+        Expr::Call(call) => {
+            let (d, r) = max(&mut call
+                .target
+                .iter()
+                .map(|t| loop_shape(t))
+                .chain(call.args.iter().map(loop_shape)));
+            (
+                d,
+                r || call.func_name == "lists.range" || call.func_name == "range",
+            )
+        }
+        Expr::Select(sel) => loop_shape(&sel.operand),
+        Expr::Comprehension(c) => {
+            let (range_d, range_r) = loop_shape(&c.iter_range);
+            let (body_d, body_r) = max(&mut [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result]
+                .into_iter()
+                .map(loop_shape));
+            let empty_range = matches!(&c.iter_range.expr, Expr::List(l) if l.elements.is_empty());
+            let own = usize::from(!empty_range);
+            (range_d.max(body_d + own), range_r || body_r)
+        }
+        Expr::List(l) => max(&mut l.elements.iter().map(loop_shape)),
+        Expr::Map(m) => max(&mut m.entries.iter().filter_map(|entry| match &entry.expr {
+            EntryExpr::MapEntry(me) => {
+                Some(max(&mut [&me.key, &me.value].into_iter().map(loop_shape)))
+            }
+            _ => None,
+        })),
+        _ => (0, false),
+    }
+}

@@ -628,3 +628,42 @@ fn planned_evaluation_stops_at_its_step_budget_with_an_error() {
     .unwrap();
     assert_eq!(e.eval(&scope).unwrap(), e.interpret(&scope).unwrap());
 }
+
+#[test]
+fn interpreted_nested_loops_over_large_inputs_are_refused_not_run() {
+    // Three nested comprehensions: planned, the step budget stops them; in the interpreter the
+    // static bound (inputs^depth) refuses them before they start.
+    let src = "object.items.all(a, object.items.all(b, object.items.all(c, a + b + c >= 0)))";
+    let mut e = Expression::compile(src, "x").unwrap();
+    e.interpreter_only();
+    let small = json!({"items": [1, 2, 3]});
+    let mut scope = Scope::default();
+    scope.set_json("object", &small);
+    assert_eq!(e.eval(&scope).map(|v| value::to_json(&v)), Ok(json!(true)));
+    let large = json!({"items": (0..2000).collect::<Vec<i64>>()});
+    let mut scope = Scope::default();
+    scope.set_json("object", &large);
+    let started = std::time::Instant::now();
+    let err = e.eval(&scope).unwrap_err();
+    assert!(
+        err.contains("nest 3 deep over inputs of") && err.contains("over the bound of"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    // `lists.range` makes lists from a number: nested over it, refused whatever the inputs.
+    let mut ranged = Expression::compile(
+        "lists.range(5000).all(i, lists.range(5000).all(j, i + j >= 0))",
+        "x",
+    )
+    .unwrap();
+    ranged.interpreter_only();
+    let err = ranged.eval(&Scope::default()).unwrap_err();
+    assert!(err.contains("a lists.range list"), "{err}");
+    // One loop is linear in its input: always run.
+    let mut one = Expression::compile("object.items.all(a, a >= 0)", "x").unwrap();
+    one.interpreter_only();
+    assert_eq!(
+        one.eval(&scope).map(|v| value::to_json(&v)),
+        Ok(json!(true))
+    );
+}

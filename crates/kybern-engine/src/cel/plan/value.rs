@@ -30,6 +30,80 @@ pub enum V<'p> {
     Cel(cel::Value),
 }
 
+/// Values in `v` (itself, and every element and entry below it), counted up to `cap`.
+pub fn nodes(v: &V<'_>, cap: usize) -> usize {
+    fn json(v: &Json, cap: usize) -> usize {
+        let mut stack = vec![v];
+        let mut n = 0usize;
+        while let Some(v) = stack.pop() {
+            n += 1;
+            if n >= cap {
+                break;
+            }
+            match v {
+                Json::Array(a) => stack.extend(a.iter()),
+                Json::Object(m) => stack.extend(m.values()),
+                _ => {}
+            }
+        }
+        n
+    }
+    fn cel_value(v: &cel::Value, cap: usize, depth: usize) -> usize {
+        if cap == 0 || depth > 256 {
+            return 1;
+        }
+        match v {
+            cel::Value::List(items) => {
+                let mut n = 1usize;
+                for i in items.iter() {
+                    n = n.saturating_add(cel_value(i, cap.saturating_sub(n), depth + 1));
+                    if n >= cap {
+                        break;
+                    }
+                }
+                n
+            }
+            cel::Value::Map(m) => {
+                let mut n = 1usize;
+                for i in m.map.values() {
+                    n = n.saturating_add(cel_value(i, cap.saturating_sub(n), depth + 1));
+                    if n >= cap {
+                        break;
+                    }
+                }
+                n
+            }
+            _ => 1,
+        }
+    }
+    match v {
+        V::Json(j) => json(j, cap),
+        V::List(items) => {
+            let mut n = 1usize;
+            for i in items.iter() {
+                n = n.saturating_add(nodes(i, cap.saturating_sub(n)));
+                if n >= cap {
+                    break;
+                }
+            }
+            n
+        }
+        V::Map(entries) => {
+            let mut n = 1usize;
+            for (_, i) in entries.iter() {
+                n = n.saturating_add(nodes(i, cap.saturating_sub(n)));
+                if n >= cap {
+                    break;
+                }
+            }
+            n
+        }
+        V::Opt(Some(inner)) => nodes(inner, cap),
+        V::Cel(c) => cel_value(c, cap, 0),
+        _ => 1,
+    }
+}
+
 /// A JSON value as the interpreter's `from_json` reads it: integral numbers are `int`.
 pub fn from_json(v: &Json) -> V<'_> {
     match v {
