@@ -125,15 +125,10 @@ async fn concurrent_requests_share_one_http2_connection() {
     s.running.shutdown().await;
 }
 
-#[tokio::test]
-async fn an_http2_connection_that_sends_no_request_is_closed() {
+/// A TLS connection to the server that negotiated `h2`.
+async fn h2_tls(s: &TestServer) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use tokio_rustls::rustls;
     use tokio_rustls::rustls::pki_types::pem::PemObject;
-    let limits = Limits {
-        header_read_timeout: Duration::from_millis(500),
-        ..Limits::default()
-    };
-    let s = serve(&[("app.yaml", REQUIRE_APP)], limits).await;
     let mut roots = rustls::RootCertStore::empty();
     let ca = s.running.ca_pem.clone().unwrap();
     for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
@@ -150,11 +145,22 @@ async fn an_http2_connection_that_sends_no_request_is_closed() {
     let tcp = tokio::net::TcpStream::connect(s.running.local_addr)
         .await
         .unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls
+}
+
+#[tokio::test]
+async fn an_http2_connection_that_sends_no_request_is_closed() {
+    let limits = Limits {
+        header_read_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let s = serve(&[("app.yaml", REQUIRE_APP)], limits).await;
+    let mut tls = h2_tls(&s).await;
     // Not even the preface: the server's SETTINGS may come, then the connection must end.
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut buf)).await;
@@ -177,4 +183,59 @@ async fn shutdown_closes_idle_http2_connections_without_waiting_out_the_grace_pe
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Catalogue item 4 (CVE-2023-44487, "rapid reset"): a client that opens streams and resets
+/// them at once, as fast as it can, is cut off by the HTTP/2 stack, and other clients are
+/// decided meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rapid_reset_flood_is_cut_off_and_others_are_decided() {
+    let s = serve(&[("app.yaml", REQUIRE_APP)], Limits::default()).await;
+    let tls = h2_tls(&s).await;
+    let (mut flood, connection) = h2::client::handshake(tls).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let body = serde_json::to_vec(&review("CREATE", &pod("p", json!({})), &Value::Null)).unwrap();
+    let started = Instant::now();
+    let mut resets = 0usize;
+    while resets < 50_000 && started.elapsed() < Duration::from_secs(20) {
+        let ready = match tokio::time::timeout(Duration::from_secs(5), flood.clone().ready()).await
+        {
+            Ok(Ok(r)) => r,
+            _ => break,
+        };
+        flood = ready;
+        let request = http::Request::post(format!("{}/validate", s.base))
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        match flood.send_request(request, false) {
+            Ok((_response, mut stream)) => {
+                // Half the streams carry their body first: those reach the handler.
+                if resets.is_multiple_of(2) {
+                    let _ = stream.send_data(body.clone().into(), false);
+                }
+                stream.send_reset(h2::Reason::CANCEL);
+                resets += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    // The stack ends the connection (GOAWAY) long before the flood would.
+    let ended = tokio::time::timeout(Duration::from_secs(10), connection).await;
+    println!(
+        "rapid reset: {resets} streams reset before the server ended the connection ({:?})",
+        started.elapsed()
+    );
+    assert!(
+        ended.is_ok(),
+        "the flooding connection is still open after {resets} resets"
+    );
+    assert!(resets < 50_000, "{resets} resets were accepted");
+    // Another client is decided.
+    let h2 = client(&s, |b| b.http2_prior_knowledge());
+    let rv = review("CREATE", &pod("bad", json!({})), &Value::Null);
+    let (version, response) = send(&h2, &s, &rv).await;
+    assert_eq!(version, Version::HTTP_2);
+    assert_eq!(response["allowed"], false);
+    s.running.shutdown().await;
 }
