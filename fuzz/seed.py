@@ -79,7 +79,43 @@ def main():
     counts["wildcard"] = write("wildcard", (s + "\n" + names[i % len(names)] for i, s in enumerate(spread(stars)) if names))
     quantities = sorted({m for _, t in texts for m in re.findall(r"\b(\d+(?:\.\d+)?(?:[numkMGTPE]i?|[eE][+-]?\d+)?)\b", t)})
     counts["quantity"] = write("quantity", spread(quantities))
+    counts["review"] = write("review", review_seeds())
     print("fuzz seeds from", base, ":", ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def review_seeds():
+    """AdmissionReview bodies of each shape the server meets: CREATE, UPDATE, DELETE, a
+    subresource, a cluster-scoped object, a dry run."""
+    import json
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
+           "spec": {"containers": [{"name": "c", "image": "nginx:1.27",
+                                    "securityContext": {"privileged": True}}]}}
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "d", "namespace": "shop"},
+              "spec": {"template": {"metadata": {"labels": {"app": "d"}},
+                                    "spec": {"containers": [{"name": "c", "image": "x:latest"}]}}}}
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team", "labels": {"a": "b"}}}
+
+    def review(op, obj, old=None, sub=None, dry=False):
+        api = (old or obj or {}).get("apiVersion", "v1")
+        group, _, version = api.rpartition("/")
+        kind = (obj or old)["kind"]
+        req = {"uid": f"u-{op}-{kind}", "kind": {"group": group, "version": version, "kind": kind},
+               "resource": {"group": group, "version": version, "resource": kind.lower() + "s"},
+               "name": (obj or old)["metadata"]["name"],
+               "namespace": (obj or old)["metadata"].get("namespace", ""), "operation": op,
+               "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+               "object": obj, "oldObject": old, "dryRun": dry}
+        if sub:
+            req["subResource"] = sub
+        return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                           "request": req})
+
+    return [review("CREATE", pod), review("UPDATE", pod, pod), review("DELETE", None, pod),
+            review("CREATE", deploy), review("CREATE", ns, dry=True),
+            review("CONNECT", {"apiVersion": "v1", "kind": "PodExecOptions",
+                               "metadata": {"name": "web", "namespace": "shop"}}, sub="exec")]
 
 
 if __name__ == "__main__":

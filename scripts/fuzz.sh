@@ -2,7 +2,7 @@
 # Runs a fuzz target (or all of them) for a number of seconds each:
 #   scripts/fuzz.sh TARGET SECONDS     e.g. scripts/fuzz.sh pattern 600
 #   scripts/fuzz.sh all SECONDS
-# Targets: yaml policy pattern jmespath cel patch wildcard quantity podsecurity (fuzz/fuzz_targets;
+# Targets: yaml policy pattern jmespath cel patch wildcard quantity podsecurity review (fuzz/fuzz_targets;
 # podsecurity is an oracle over random Pods and starts from an empty corpus).
 # Seeds come from the conformance corpus ($KYBERN_CONFORMANCE_DIR, default ../shared/conformance)
 # into fuzz/corpus/<target>/ (not committed); a crash stops the run, is saved under
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
-targets=(yaml policy pattern jmespath cel patch wildcard quantity podsecurity)
+targets=(yaml policy pattern jmespath cel patch wildcard quantity podsecurity review)
 target="${1:-}"
 seconds="${2:-60}"
 if [ -z "$target" ]; then
