@@ -239,3 +239,64 @@ async fn a_rapid_reset_flood_is_cut_off_and_others_are_decided() {
     assert_eq!(response["allowed"], false);
     s.running.shutdown().await;
 }
+
+/// An HTTP/2 frame: 9-byte header (length, type, flags, stream) and payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap();
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.push(kind);
+    f.push(flags);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Catalogue item 4 (CONTINUATION flood, CVE-2024-27316 and kin): a header block that never
+/// ends, sent as CONTINUATION frames, is not buffered without end: the connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_block_that_never_ends_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let s = serve(&[("app.yaml", REQUIRE_APP)], Limits::default()).await;
+    let mut tls = h2_tls(&s).await;
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    tls.write_all(&frame(0x4, 0, 0, &[])).await.unwrap();
+    // HEADERS without END_HEADERS, then CONTINUATION frames without it, 16,000 bytes each:
+    // 16 MB if the server took them all.
+    tls.write_all(&frame(
+        0x1,
+        0,
+        1,
+        &[0x00, 0x03, b'x', b'-', b'a', 0x7f, 0xff, 0xff, 0x03],
+    ))
+    .await
+    .unwrap();
+    let chunk = frame(0x9, 0, 1, &[b'a'; 16_000]);
+    let started = Instant::now();
+    let mut sent = 0usize;
+    while sent < 1_000 {
+        match tokio::time::timeout(Duration::from_secs(2), tls.write_all(&chunk)).await {
+            Ok(Ok(())) => sent += 1,
+            // Refused, or the server stopped reading: either way it is not taking the flood.
+            _ => break,
+        }
+    }
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut rest)).await;
+    println!(
+        "CONTINUATION flood: {sent} frames of 16,000 bytes written, connection {} after {:?}",
+        if ended.is_ok() { "closed" } else { "open" },
+        started.elapsed()
+    );
+    assert!(
+        ended.is_ok(),
+        "the connection was kept open after {sent} CONTINUATION frames"
+    );
+    // Another client is decided.
+    let h2 = client(&s, |b| b.http2_prior_knowledge());
+    let rv = review("CREATE", &pod("bad", json!({})), &Value::Null);
+    let (_, response) = send(&h2, &s, &rv).await;
+    assert_eq!(response["allowed"], false);
+    s.running.shutdown().await;
+}
