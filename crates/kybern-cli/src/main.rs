@@ -62,8 +62,8 @@ enum Command {
     Fix(fix_cmd::FixArgs),
     /// Push policies to an OCI registry as Kyverno's policy artifacts, or pull them back.
     Oci(oci_cmd::OciArgs),
-    /// Convert ClusterPolicy and Policy validate rules (patterns, deny, foreach, cel) to
-    /// ValidatingPolicies with CEL; --check evaluates both forms on resources and lists where
+    /// Convert ClusterPolicy and Policy validate rules (patterns, deny, foreach, cel, podSecurity)
+    /// to ValidatingPolicies with CEL; --check evaluates both forms on resources and lists where
     /// they differ.
     Convert(convert_cmd::ConvertArgs),
     /// Show the version, commit, build date and the Kyverno version whose behaviour it follows.

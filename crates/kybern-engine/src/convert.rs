@@ -7,6 +7,7 @@ mod cel_text;
 mod check;
 mod conditions;
 mod pattern;
+mod pod_security;
 mod selection;
 mod validations;
 
@@ -53,7 +54,10 @@ fn convert_rule(doc: &Value, rule: &Value, enforce_default: bool) -> Result<Valu
     if let Some(list) = rule.get("celPreconditions").and_then(Value::as_array) {
         match_conditions.extend(list.iter().cloned());
     }
-    let converted = validations::validations(validate)?;
+    let converted = match validate.get("podSecurity") {
+        Some(block) => pod_security::validations(rule, block)?,
+        None => validations::validations(validate)?,
+    };
     match_conditions.extend(converted.conditions);
     let enforce = match validate.get("failureAction").and_then(Value::as_str) {
         Some(a) => a.eq_ignore_ascii_case("enforce"),

@@ -11,7 +11,7 @@
 //! - field paths of controllers are rewritten with a plain text replace before
 //!   PolicyException exclusions are matched against them.
 
-mod checks;
+pub(crate) mod checks;
 mod exclusion;
 
 use serde_json::Value;
@@ -198,7 +198,7 @@ const CONTROLS: &[(&str, &[&str])] = &[
 ];
 
 /// Controls that may only be excluded with `images`.
-const CONTAINER_LEVEL_CONTROLS: &[&str] = &[
+pub(crate) const CONTAINER_LEVEL_CONTROLS: &[&str] = &[
     "Capabilities",
     "Privileged Containers",
     "Host Ports",
@@ -208,7 +208,7 @@ const CONTAINER_LEVEL_CONTROLS: &[&str] = &[
 ];
 
 /// Controls that may only be excluded without `images`.
-const POD_LEVEL_CONTROLS: &[&str] = &[
+pub(crate) const POD_LEVEL_CONTROLS: &[&str] = &[
     "Host Namespaces",
     "HostPath Volumes",
     "Sysctls",
@@ -254,7 +254,7 @@ pub(crate) enum Version {
     Minor(u32),
 }
 
-fn parse_version(version: &str) -> Option<Version> {
+pub(crate) fn parse_version(version: &str) -> Option<Version> {
     if version.is_empty() || version == "latest" {
         return Some(Version::Latest);
     }
@@ -273,30 +273,47 @@ pub(crate) struct Finding {
     pub(crate) errors: Vec<FieldError>,
 }
 
+/// The checks of `level` at `version` as (check ID, minimum minor version, check) in
+/// reporting order: `latest` runs each check's newest version, `v1.N` every version up to N
+/// (a pod fails when any of them fails, as in Kyverno).
+pub(crate) fn selected_checks(
+    level: Level,
+    version: Version,
+) -> impl Iterator<Item = (&'static str, u32, checks::CheckFn)> {
+    CHECKS
+        .iter()
+        .filter(move |check| level != Level::Baseline || check.level == CheckLevel::Baseline)
+        .flat_map(move |check| {
+            let versions: &'static [(u32, checks::CheckFn)] = match version {
+                Version::Latest => check
+                    .versions
+                    .len()
+                    .checked_sub(1)
+                    .and_then(|last| check.versions.get(last..))
+                    .unwrap_or(&[]),
+                Version::Minor(_) => check.versions,
+            };
+            versions
+                .iter()
+                .filter(move |(min, _)| match version {
+                    Version::Latest => true,
+                    Version::Minor(minor) => *min <= minor,
+                })
+                .map(move |(min, f)| (check.id, *min, *f))
+        })
+}
+
 /// `evaluatePSS`: run the checks of `level` at `version` and collect the failures.
 pub(crate) fn run_checks(level: Level, version: Version, pod: &PodView<'_>) -> Vec<Finding> {
     let mut findings = Vec::new();
-    for check in CHECKS {
-        if level == Level::Baseline && check.level != CheckLevel::Baseline {
-            continue;
-        }
-        let selected: Vec<_> = match version {
-            Version::Latest => check.versions.last().into_iter().collect(),
-            Version::Minor(minor) => check
-                .versions
-                .iter()
-                .filter(|(min, _)| *min <= minor)
-                .collect(),
-        };
-        for (_, check_fn) in selected {
-            if let Some(v) = check_fn(pod) {
-                findings.push(Finding {
-                    id: check.id,
-                    reason: v.reason,
-                    detail: v.detail,
-                    errors: v.errors,
-                });
-            }
+    for (id, _, check_fn) in selected_checks(level, version) {
+        if let Some(v) = check_fn(pod) {
+            findings.push(Finding {
+                id,
+                reason: v.reason,
+                detail: v.detail,
+                errors: v.errors,
+            });
         }
     }
     findings

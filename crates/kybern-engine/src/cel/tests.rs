@@ -271,6 +271,21 @@ fn pod_policies_cover_pod_controllers() {
         p.evaluate(&request(Operation::Create, d), &NoProvider),
         CelPolicyResult::Fail(_)
     ));
+    // The objects become the template; `request` stays the controller's request.
+    let seen = vpol(json!({
+        "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+            "operations": ["CREATE"], "resources": ["pods"]}]},
+        "validations": [{"expression":
+            "request.kind.kind == 'Deployment' && request.resource.resource == 'deployments' \
+             && request.name == 'd' && object.kind == 'Pod'"}],
+    }));
+    assert_eq!(
+        seen.evaluate(
+            &request(Operation::Create, deployment(1, json!({}))),
+            &NoProvider
+        ),
+        CelPolicyResult::Pass
+    );
     let off = vpol(json!({
         "autogen": {"podControllers": {"controllers": []}},
         "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],

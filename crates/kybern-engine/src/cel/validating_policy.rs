@@ -742,7 +742,9 @@ pub fn autogen_view(req: &AdmissionRequest) -> AutogenView {
         kind_override: None,
         ..req.clone()
     };
-    let request_json = CelInput::request_json(&request);
+    // `request` stays the controller's request (its kind, resource and name), as a Kyverno
+    // autogen policy evaluates the request it was sent; only the objects become the template.
+    let request_json = CelInput::request_json(req);
     AutogenView {
         request,
         object,

@@ -128,10 +128,8 @@ fn foreach_entry(e: &Value) -> Result<(String, String), String> {
 }
 
 pub(super) fn validations(validate: &Value) -> Result<Validations, String> {
-    for part in ["manifests", "podSecurity"] {
-        if validate.get(part).is_some() {
-            return unsupported(format!("validate.{part} is not converted"));
-        }
+    if validate.get("manifests").is_some() {
+        return unsupported("validate.manifests is not converted");
     }
     let message = validate
         .get("message")

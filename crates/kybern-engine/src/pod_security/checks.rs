@@ -145,7 +145,7 @@ pub(crate) struct Violation {
     pub(crate) errors: Vec<FieldError>,
 }
 
-type CheckFn = fn(&PodView<'_>) -> Option<Violation>;
+pub(crate) type CheckFn = fn(&PodView<'_>) -> Option<Violation>;
 
 /// The level a check belongs to upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,7 +389,8 @@ fn allow_privilege_escalation_1_25(pod: &PodView<'_>) -> Option<Violation> {
 
 // --- appArmorProfile ---------------------------------------------------------------------
 
-const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+pub(crate) const APPARMOR_ANNOTATION_PREFIX: &str =
+    "container.apparmor.security.beta.kubernetes.io/";
 
 fn app_armor_type_allowed(t: &str) -> bool {
     t == "RuntimeDefault" || t == "Localhost"
@@ -472,7 +473,7 @@ fn app_armor_profile(pod: &PodView<'_>) -> Option<Violation> {
 
 // --- capabilities ------------------------------------------------------------------------
 
-const CAPABILITIES_ALLOWED_1_0: [&str; 13] = [
+pub(crate) const CAPABILITIES_ALLOWED_1_0: [&str; 13] = [
     "AUDIT_WRITE",
     "CHOWN",
     "DAC_OVERRIDE",
@@ -810,7 +811,7 @@ fn proc_mount(pod: &PodView<'_>) -> Option<Violation> {
 
 // --- restrictedVolumes -------------------------------------------------------------------
 
-const ALLOWED_VOLUME_SOURCES: [&str; 9] = [
+pub(crate) const ALLOWED_VOLUME_SOURCES: [&str; 9] = [
     "configMap",
     "csi",
     "downwardAPI",
@@ -995,8 +996,9 @@ fn run_as_user(pod: &PodView<'_>) -> Option<Violation> {
 
 // --- seLinuxOptions ----------------------------------------------------------------------
 
-const SELINUX_TYPES_1_0: [&str; 4] = ["", "container_t", "container_init_t", "container_kvm_t"];
-const SELINUX_TYPES_1_31: [&str; 5] = [
+pub(crate) const SELINUX_TYPES_1_0: [&str; 4] =
+    ["", "container_t", "container_init_t", "container_kvm_t"];
+pub(crate) const SELINUX_TYPES_1_31: [&str; 5] = [
     "",
     "container_t",
     "container_init_t",
@@ -1112,8 +1114,9 @@ fn se_linux_options(pod: &PodView<'_>, allowed: &[&str]) -> Option<Violation> {
 
 // --- seccompProfile ----------------------------------------------------------------------
 
-const SECCOMP_POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
-const SECCOMP_CONTAINER_ANNOTATION_PREFIX: &str = "container.seccomp.security.alpha.kubernetes.io/";
+pub(crate) const SECCOMP_POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
+pub(crate) const SECCOMP_CONTAINER_ANNOTATION_PREFIX: &str =
+    "container.seccomp.security.alpha.kubernetes.io/";
 
 fn seccomp_type_valid(t: &str) -> bool {
     t == "RuntimeDefault" || t == "Localhost"
@@ -1291,21 +1294,21 @@ fn seccomp_profile_restricted_1_25(pod: &PodView<'_>) -> Option<Violation> {
 
 // --- sysctls -----------------------------------------------------------------------------
 
-const SYSCTLS_1_0: [&str; 5] = [
+pub(crate) const SYSCTLS_1_0: [&str; 5] = [
     "kernel.shm_rmid_forced",
     "net.ipv4.ip_local_port_range",
     "net.ipv4.tcp_syncookies",
     "net.ipv4.ping_group_range",
     "net.ipv4.ip_unprivileged_port_start",
 ];
-const SYSCTLS_ADDED_1_27: [&str; 1] = ["net.ipv4.ip_local_reserved_ports"];
-const SYSCTLS_ADDED_1_29: [&str; 4] = [
+pub(crate) const SYSCTLS_ADDED_1_27: [&str; 1] = ["net.ipv4.ip_local_reserved_ports"];
+pub(crate) const SYSCTLS_ADDED_1_29: [&str; 4] = [
     "net.ipv4.tcp_keepalive_time",
     "net.ipv4.tcp_fin_timeout",
     "net.ipv4.tcp_keepalive_intvl",
     "net.ipv4.tcp_keepalive_probes",
 ];
-const SYSCTLS_ADDED_1_32: [&str; 2] = ["net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"];
+pub(crate) const SYSCTLS_ADDED_1_32: [&str; 2] = ["net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"];
 
 /// The sysctls allowed by the check version for Kubernetes `1.<minor>`.
 pub(crate) fn sysctl_allowed(name: &str, minor: u32) -> bool {
