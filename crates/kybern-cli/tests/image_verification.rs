@@ -406,3 +406,122 @@ fn kyverno_signature_suite_passes_against_a_local_registry() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// An ImageValidatingPolicy whose validations call the registry functions with one cosign key
+/// attestor; `tlog` false leaves out `ctlog.insecureIgnoreTlog`.
+fn image_validating_policy(addr: &str, key_label: &str, branch: &str, tlog: bool) -> String {
+    let key = public_key_pem(&signing_key(key_label));
+    let indented: String = key.lines().map(|l| format!("            {l}\n")).collect();
+    let ctlog = if tlog {
+        "        ctlog:\n          insecureIgnoreTlog: true\n          insecureIgnoreSCT: true\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"apiVersion: policies.kyverno.io/v1beta1
+kind: ImageValidatingPolicy
+metadata:
+  name: signed-and-reviewed
+spec:
+  validationActions: [Deny]
+  matchConstraints:
+    resourceRules:
+      - apiGroups: [""]
+        apiVersions: [v1]
+        operations: [CREATE, UPDATE]
+        resources: [pods]
+  matchImageReferences:
+    - glob: "{addr}/kybern/*"
+  attestors:
+    - name: release
+      cosign:
+        key:
+          data: |
+{indented}{ctlog}  attestations:
+    - name: review
+      intoto:
+        type: https://example.com/CodeReview/v1
+  validations:
+    - expression: >-
+        images.containers.map(image, verifyImageSignatures(image, [attestors.release])).all(e, e > 0)
+      message: not signed by the release key
+    - expression: >-
+        images.containers.all(image,
+          verifyAttestationSignatures(image, attestations.review, [attestors.release]) > 0 &&
+          extractPayload(image, attestations.review).predicate.repo.branch == '{branch}')
+      message: not reviewed on {branch}
+"#
+    )
+}
+
+#[test]
+fn image_validating_policies_verify_signatures_and_attestations_in_a_registry() {
+    let Some(server) = TestRegistry::start() else {
+        return;
+    };
+    let registry = Registry::new(RegistryConfig::default()).unwrap();
+    let repo = format!("{}/kybern/ivpol", server.addr);
+    let signed = registry
+        .push_image(&repo, "signed", "ivpol-signed")
+        .unwrap();
+    registry
+        .push_image(&repo, "unsigned", "ivpol-unsigned")
+        .unwrap();
+    let key = signing_key("release");
+    registry
+        .push_signatures(&repo, &signed, &[Signature::by(&key)])
+        .unwrap();
+    registry
+        .push_attestations(
+            &repo,
+            &signed,
+            &[TestAttestation {
+                key: &key,
+                predicate_type: "https://example.com/CodeReview/v1",
+                predicate: serde_json::json!({"repo": {"branch": "main"}}),
+                subject_digest: None,
+            }],
+        )
+        .unwrap();
+    let dir = Dir(std::env::temp_dir().join(format!("kybern-ivpol-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let signed_pod = write(
+        &dir.0,
+        "signed.yaml",
+        &pod("signed", &format!("{repo}:signed")),
+    );
+    let unsigned_pod = write(
+        &dir.0,
+        "unsigned.yaml",
+        &pod("unsigned", &format!("{repo}:unsigned")),
+    );
+    let run = |file: &str, key_label: &str, branch: &str, tlog: bool, pod: &Path| {
+        let policy = write(
+            &dir.0,
+            file,
+            &image_validating_policy(&server.addr, key_label, branch, tlog),
+        );
+        apply(&[&policy, Path::new("-r"), pod], &["--registry"])
+    };
+
+    // Signed and reviewed on main by the release key.
+    let (code, out) = run("good.yaml", "release", "main", true, &signed_pod);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("pass: 1, fail: 0"), "{out}");
+    // The payload is read, and its branch is not the one asked for.
+    let (code, out) = run("branch.yaml", "release", "release", true, &signed_pod);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not reviewed on release"), "{out}");
+    // No signature at all, and a signature by another key: no attestor verifies.
+    let (code, out) = run("good.yaml", "release", "main", true, &unsigned_pod);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not signed by the release key"), "{out}");
+    let (code, out) = run("wrong.yaml", "someone-else", "main", true, &signed_pod);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not signed by the release key"), "{out}");
+    // Verifying through the Rekor log is not done: an error naming the setting, never a pass.
+    let (code, out) = run("tlog.yaml", "release", "main", false, &signed_pod);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("insecureIgnoreTlog"), "{out}");
+    assert!(out.contains("error: 1"), "{out}");
+}

@@ -23,6 +23,7 @@ pub mod deleting_policy;
 pub mod exceptions;
 pub mod generating_policy;
 pub mod image_policy;
+mod image_verify;
 mod jwt;
 pub mod library;
 pub mod match_constraints;
@@ -573,6 +574,9 @@ impl<'p> Scope<'p> {
             .ok_or_else(|| "resource lookups are not available here".to_string())?;
         if let Some(rest) = key.strip_prefix("Http|") {
             return http_fetch(provider, rest);
+        }
+        if let Some(rest) = key.strip_prefix(library::VERIFY_KEY) {
+            return image_verify::answer(provider, rest);
         }
         let mut parts = key.split('|');
         let (op, api_version, resource, namespace, name) = (

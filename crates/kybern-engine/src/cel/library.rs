@@ -11,7 +11,9 @@
 //! | `resource.ToGVR(apiVersion, kind)`, `resource.toGVR` | `{Group, Version, Resource}` of a kind |
 //! | `sha1(s)`, `sha256(s)`, `md5(s)` (also `hash.*`) | the hex digest of the string |
 //! | `gzip.decompress(bytes)`, `gzip.compress(s)` | gzip data ↔ string |
-//! | `image.GetMetadata(image)` | the image's registry data from the context provider |
+//! | `image.GetMetadata(image)`, `getImageData(image)` | the image's registry data from the context provider |
+//! | `verifyImageSignatures(image, attestors)`, `verifyAttestationSignatures(image, attestation, attestors)` | how many attestors verify, each checked by the context provider (`image_verify`) |
+//! | `extractPayload(image, attestation)` | the statement an earlier `verifyAttestationSignatures` verified |
 //! | `time.now()` | the current time (a timestamp) |
 //! | `jwt.Decode(token, key)` | `{Valid, Header, Claims}` of a JWT (HMAC signatures checked, see `jwt`) |
 //! | `regex.replace(s, re, rep[, n])`, `regex.extract(s, re)`, `regex.extractAll(s, re)` | cel-go's regex library (`\1` group references) |
@@ -175,14 +177,10 @@ pub fn register(ctx: &mut cel::Context<'_>) {
     }
     ctx.add_function("generator.Apply", generator_apply);
     ctx.add_function("generator.apply", generator_apply);
-    for name in [
-        "verifyImageSignatures",
-        "verifyAttestationSignatures",
-        "extractPayload",
-        "getImageData",
-    ] {
-        ctx.add_function(name, registry_unreachable);
-    }
+    ctx.add_function("verifyImageSignatures", verify_image_signatures);
+    ctx.add_function("verifyAttestationSignatures", verify_attestation_signatures);
+    ctx.add_function("extractPayload", extract_payload);
+    ctx.add_function("getImageData", image_metadata);
 }
 
 /// Type names `type()` returns and that expressions can name.
@@ -734,11 +732,140 @@ fn generator_apply(
     )]))
 }
 
-/// Image functions that need a registry: always an error, as kybern evaluates offline.
-fn registry_unreachable(ftx: &FunctionContext) -> ResolveResult {
+/// Prefix of the fetch keys of image verifications: `Verify|<JSON of the check>`.
+pub const VERIFY_KEY: &str = "Verify|";
+
+/// The fetch key of one attestor checked on `image` (and, for attestations, one attestation).
+fn verify_key(image: &str, attestor: &cel::Value, attestation: Option<&cel::Value>) -> String {
+    let mut check = serde_json::json!({"image": image, "attestor": to_json(attestor)});
+    if let (Some(a), Some(m)) = (attestation, check.as_object_mut()) {
+        m.insert("attestation".into(), to_json(a));
+    }
+    format!("{VERIFY_KEY}{check}")
+}
+
+/// How many of `attestors` verify `image` (Kyverno's `verifyImageSignatures` and
+/// `verifyAttestationSignatures`): each attestor is one fetch, answered by the provider; every
+/// missing answer is requested at once so one more attempt finishes the call.
+fn count_verified(
+    ftx: &FunctionContext,
+    image: &str,
+    attestors: &cel::Value,
+    attestation: Option<&cel::Value>,
+) -> ResolveResult {
+    let cel::Value::List(list) = attestors else {
+        return Err(ftx.error("expects a list of attestors"));
+    };
+    let answers = ftx.ptx.get_variable(FETCHED_VAR).and_then(|v| {
+        match cel::Value::try_from(v.as_ref()).ok()? {
+            cel::Value::Map(m) => Some(m),
+            _ => None,
+        }
+    });
+    let mut verified = 0i64;
+    let mut missing = Vec::new();
+    for attestor in list.iter() {
+        let key = verify_key(image, attestor, attestation);
+        match answers
+            .as_ref()
+            .and_then(|m| m.map.get(&cel::objects::Key::from(key.as_str())))
+        {
+            Some(answer) => {
+                if verified_answer(answer) {
+                    verified += 1;
+                }
+            }
+            None => missing.push(key),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(cel::Value::Int(verified));
+    }
+    if let Some(v) = ftx.ptx.get_variable(REQUESTS_VAR)
+        && let Ok(cel::Value::Opaque(o)) = cel::Value::try_from(v.as_ref())
+        && let Some(r) = o.downcast_ref::<FetchRequests>()
+    {
+        for key in &missing {
+            r.push(key);
+        }
+    }
     Err(ExecutionError::function_error(
         ftx.name,
-        "registry not reachable: kybern verifies no image signatures or attestations offline",
+        format!(
+            "{} verification(s) of {image} are not available",
+            missing.len()
+        ),
+    ))
+}
+
+/// An answer to a verification fetch: `{verified: bool, ...}`.
+fn verified_answer(answer: &cel::Value) -> bool {
+    match answer {
+        cel::Value::Map(m) => matches!(
+            m.map.get(&cel::objects::Key::from("verified")),
+            Some(cel::Value::Bool(true))
+        ),
+        _ => false,
+    }
+}
+
+/// `verifyImageSignatures(image, [attestors...])`: how many attestors verify the image.
+fn verify_image_signatures(
+    ftx: &FunctionContext,
+    image: Arc<String>,
+    attestors: cel::Value,
+) -> ResolveResult {
+    count_verified(ftx, &image, &attestors, None)
+}
+
+/// `verifyAttestationSignatures(image, attestation, [attestors...])`: how many attestors sign an
+/// attestation of that type for the image.
+fn verify_attestation_signatures(
+    ftx: &FunctionContext,
+    image: Arc<String>,
+    attestation: cel::Value,
+    attestors: cel::Value,
+) -> ResolveResult {
+    count_verified(ftx, &image, &attestors, Some(&attestation))
+}
+
+/// `extractPayload(image, attestation)`: the in-toto statement of a verified attestation, from
+/// an earlier `verifyAttestationSignatures` of the same evaluation (as in Kyverno, which
+/// refuses before it).
+fn extract_payload(
+    ftx: &FunctionContext,
+    image: Arc<String>,
+    attestation: cel::Value,
+) -> ResolveResult {
+    let attestation = to_json(&attestation);
+    let answers = ftx.ptx.get_variable(FETCHED_VAR).and_then(|v| {
+        match cel::Value::try_from(v.as_ref()).ok()? {
+            cel::Value::Map(m) => Some(m),
+            _ => None,
+        }
+    });
+    for (key, answer) in answers.iter().flat_map(|m| m.map.iter()) {
+        let cel::objects::Key::String(k) = key else {
+            continue;
+        };
+        let Some(check) = k
+            .strip_prefix(VERIFY_KEY)
+            .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+        else {
+            continue;
+        };
+        if check.get("image").and_then(serde_json::Value::as_str) == Some(image.as_str())
+            && check.get("attestation") == Some(&attestation)
+            && verified_answer(answer)
+            && let cel::Value::Map(m) = answer
+            && let Some(payload) = m.map.get(&cel::objects::Key::from("payload"))
+        {
+            return Ok(payload.clone());
+        }
+    }
+    Err(ExecutionError::function_error(
+        ftx.name,
+        "intoto attestation payload cannot be fetch before verifying intoto attestation",
     ))
 }
 

@@ -12,12 +12,15 @@ const SCOPED_FUNCTION_PREFIXES: [&str; 1] = ["generator."];
 
 /// Functions answered from the scope's fetched resources (a lookup not fetched yet faults, and
 /// the interpreter fetches it).
-pub const FETCH_FUNCTION_PREFIXES: [&str; 5] = [
+pub const FETCH_FUNCTION_PREFIXES: [&str; 8] = [
     "resource.",
     "http.Get",
     "http.Post",
     "globalContext.",
     "image.GetMetadata",
+    "verifyImageSignatures",
+    "verifyAttestationSignatures",
+    "extractPayload",
 ];
 
 /// Prefix of the adapter's argument variables.

@@ -1,0 +1,143 @@
+//! Answers to the image verifications of ImageValidatingPolicies (`verifyImageSignatures`,
+//! `verifyAttestationSignatures`): one cosign attestor on one image, asked of the context
+//! provider as the `verifyImages` rules of ClusterPolicies ask it. What the provider cannot
+//! check (keyless, notary, KMS, the Rekor log) is an error naming the field, never a count.
+
+use super::value::from_json;
+use crate::context::{AttestationOutcome, ContextProvider, SignatureCheck, SignatureOutcome};
+use kube_cel::cel;
+use serde_json::{Value, json};
+
+/// `check`: `{image, attestor, attestation?}` as the library's fetch key carries it.
+pub(super) fn answer(provider: &dyn ContextProvider, check: &str) -> Result<cel::Value, String> {
+    let check: Value = serde_json::from_str(check).map_err(|e| e.to_string())?;
+    let image = check
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let attestor = check.get("attestor").unwrap_or(&Value::Null);
+    let mut sig = signature_check(image, attestor)?;
+    let Some(attestation) = check.get("attestation") else {
+        let outcome = provider
+            .verify_image_signature(&sig)
+            .map_err(|e| format!("verifyImageSignatures: {e}"))?;
+        return Ok(from_json(&match outcome {
+            SignatureOutcome::Verified { digest } => json!({"verified": true, "digest": digest}),
+            SignatureOutcome::Failed(reason) => json!({"verified": false, "reason": reason}),
+        }));
+    };
+    let name = attestation
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(predicate_type) = attestation.pointer("/intoto/type").and_then(Value::as_str) else {
+        return Err(format!(
+            "verifyAttestationSignatures: attestation {name:?}: only intoto attestations are supported yet (referrer is not)"
+        ));
+    };
+    sig.predicate_type = predicate_type.to_string();
+    let outcome = provider
+        .verify_image_attestations(&sig)
+        .map_err(|e| format!("verifyAttestationSignatures: {e}"))?;
+    Ok(from_json(&match outcome {
+        AttestationOutcome::Verified { digest, statements } => {
+            let of_type = statements.into_iter().find(|s| {
+                s.get("predicateType").and_then(Value::as_str) == Some(predicate_type)
+                    || s.get("type").and_then(Value::as_str) == Some(predicate_type)
+            });
+            match of_type {
+                Some(payload) => json!({"verified": true, "digest": digest, "payload": payload}),
+                None => json!({"verified": false,
+                    "reason": format!("no attestation of type {predicate_type}")}),
+            }
+        }
+        AttestationOutcome::Failed(reason) => json!({"verified": false, "reason": reason}),
+    }))
+}
+
+/// The provider's check for one `attestors[]` entry: a cosign public key or certificate, read
+/// without the Rekor log (`ctlog.insecureIgnoreTlog: true`, as Kyverno reads it offline).
+fn signature_check(image: &str, attestor: &Value) -> Result<SignatureCheck, String> {
+    let name = attestor
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let unsupported = |what: &str| {
+        Err(format!(
+            "attestor {name:?}: {what} is not supported yet (cosign keys and certificates are)"
+        ))
+    };
+    let Some(cosign) = attestor.get("cosign").filter(|c| c.is_object()) else {
+        return if attestor.get("notary").is_some() {
+            unsupported("notary")
+        } else {
+            Err(format!("attestor {name:?} has no cosign or notary block"))
+        };
+    };
+    for field in ["keyless", "tuf"] {
+        if cosign.get(field).is_some_and(|v| !v.is_null()) {
+            return unsupported(&format!("cosign.{field}"));
+        }
+    }
+    let key = cosign.get("key").filter(|k| !k.is_null());
+    let certificate = cosign.get("certificate").filter(|c| !c.is_null());
+    let pem = match (key, certificate) {
+        (Some(k), _) => {
+            for field in ["kms", "expression", "secretRef"] {
+                if k.get(field).is_some_and(|v| !v.is_null()) {
+                    return unsupported(&format!("cosign.key.{field}"));
+                }
+            }
+            k.get("data").and_then(Value::as_str)
+        }
+        (None, Some(c)) => {
+            if c.get("certChain").is_some_and(|v| !v.is_null()) {
+                return unsupported("cosign.certificate.certChain");
+            }
+            if c.pointer("/cert/expression").is_some() {
+                return unsupported("cosign.certificate.cert.expression");
+            }
+            c.pointer("/cert/value").and_then(Value::as_str)
+        }
+        (None, None) => None,
+    };
+    let Some(pem) = pem.filter(|p| !p.trim().is_empty()) else {
+        return Err(format!(
+            "attestor {name:?}: cosign needs key.data or certificate.cert.value"
+        ));
+    };
+    if cosign
+        .pointer("/ctlog/insecureIgnoreTlog")
+        .and_then(Value::as_bool)
+        != Some(true)
+    {
+        return unsupported(
+            "checking the Rekor transparency log (set cosign.ctlog.insecureIgnoreTlog: true to verify with the key alone)",
+        );
+    }
+    let annotations = cosign
+        .get("annotations")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(SignatureCheck {
+        image: image.to_string(),
+        public_key: pem.to_string(),
+        signature_algorithm: key
+            .and_then(|k| k.get("hashAlgorithm"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        repository: cosign
+            .pointer("/source/repository")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        annotations,
+        predicate_type: String::new(),
+    })
+}
