@@ -732,7 +732,9 @@ pub fn verify_and_patch(
 
 /// The validate pass: `verifyDigest` for every covered image and, for `required` entries with
 /// attestors, the signatures again (kybern does not record verification in annotations, so the
-/// check itself is what proves it). `None` when no entry covers any of the resource's images.
+/// check itself is what proves it); a `required` entry without attestors or attestations
+/// verifies nothing, so its images fail as unverified. `None` when no entry covers any of the
+/// resource's images.
 pub fn check(
     entries: &[ImageVerification],
     resource: &Value,
@@ -743,6 +745,7 @@ pub fn check(
     let images = images_of(resource);
     let mut covered = false;
     let mut missing = Vec::new();
+    let mut unverified = Vec::new();
     for e in entries {
         for found in &images {
             let name = found.info.reference();
@@ -761,19 +764,30 @@ pub fn check(
             }
             if found.info.digest.is_empty() && e.verify_digest {
                 missing.push(found.written.clone());
+            } else if e.required && e.attestor_sets.is_empty() && e.attestations.is_empty() {
+                // Kyverno passes a required image only when its verification annotation,
+                // written by a rule that checked signatures, says so; an entry that checks
+                // nothing writes none. kybern never trusts that annotation from the request (a
+                // client could forge it), so such an image is unverified.
+                let failure = format!("unverified image {name}");
+                if !unverified.contains(&failure) {
+                    unverified.push(failure);
+                }
             }
         }
     }
     if !covered {
         return None;
     }
-    if missing.is_empty() {
+    let mut failures = Vec::new();
+    if !missing.is_empty() {
+        failures.push(format!("missing digest for {}", missing.join(", ")));
+    }
+    failures.extend(unverified);
+    if failures.is_empty() {
         Some((RuleStatus::Pass, "image verified".into()))
     } else {
-        Some((
-            RuleStatus::Fail,
-            format!("missing digest for {}", missing.join(", ")),
-        ))
+        Some((RuleStatus::Fail, failures.join("; ")))
     }
 }
 
@@ -931,8 +945,24 @@ mod tests {
     #[test]
     fn digests_are_checked_without_a_registry() {
         let digest_only = ImageVerification::from_json(&json!({
-            "imageReferences": ["*"], "mutateDigest": false, "verifyDigest": true}));
+            "imageReferences": ["*"], "mutateDigest": false, "verifyDigest": true,
+            "required": false}));
         let none = crate::context::NoProvider;
+        // `required` (the default) with nothing to verify the image by: unverified, as Kyverno
+        // finds no verification annotation for it (a digest is checked first).
+        let required = ImageVerification::from_json(&json!({
+            "imageReferences": ["*"], "mutateDigest": false, "verifyDigest": false}));
+        let (status, message) = ck(
+            std::slice::from_ref(&required),
+            &pod(&["nginx:1.27@sha256:abc", "redis:7"]),
+            &none,
+        )
+        .unwrap();
+        assert_eq!(status, RuleStatus::Fail);
+        assert_eq!(
+            message,
+            "unverified image docker.io/nginx@sha256:abc; unverified image docker.io/redis:7"
+        );
         let cases = [
             (pod(&["nginx:1.27@sha256:abc"]), Some(RuleStatus::Pass)),
             (pod(&["nginx:1.27"]), Some(RuleStatus::Fail)),
