@@ -474,6 +474,31 @@ impl Builder<'_> {
                 format!("/{head}/{bucket}"),
             )
         };
+        // An ImageValidatingPolicy also pins tags to digests on its mutating webhook
+        // (`validationConfigurations.mutateDigest`, default true), for creates and updates.
+        if head == "ivpol"
+            && spec
+                .pointer("/validationConfigurations/mutateDigest")
+                .and_then(Value::as_bool)
+                != Some(false)
+        {
+            let writes: Vec<RuleKey> = keys
+                .iter()
+                .filter(|k| matches!(k.4, "CREATE" | "UPDATE"))
+                .cloned()
+                .collect();
+            if !writes.is_empty() {
+                let hook = self.webhook(
+                    true,
+                    format!("ivpol.mutate.{product}.svc-{bucket}"),
+                    format!("/ivpol/mutate/{bucket}"),
+                    fail,
+                );
+                hook.path = format!("{}/{name}", hook.path);
+                hook.timeout = hook.timeout.max(timeout);
+                hook.rules.extend(writes);
+            }
+        }
         let hook = self.webhook(mutating, hook_name, base, fail);
         hook.path = format!("{}/{name}", hook.path);
         hook.timeout = hook.timeout.max(timeout);

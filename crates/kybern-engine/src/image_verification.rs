@@ -661,6 +661,47 @@ fn unsupported_error(image: &str, what: &str) -> (RuleStatus, String) {
     )
 }
 
+/// Pins the tags of the pod-spec images that `selects` picks (called with the image as written)
+/// to their digests in the registry, for an ImageValidatingPolicy's `mutateDigest`: the patched
+/// resource when any tag was pinned, and one message per image whose digest could not be
+/// resolved or selected (the other images are still pinned, as in Kyverno).
+pub fn pin_digests(
+    resource: &Value,
+    provider: &dyn ContextProvider,
+    mut selects: impl FnMut(&str) -> Result<bool, String>,
+) -> (Option<Value>, Vec<String>) {
+    let mut patched: Option<Value> = None;
+    let mut errors = Vec::new();
+    for found in images_of(resource) {
+        if !found.info.digest.is_empty() {
+            continue;
+        }
+        match selects(&found.written) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        }
+        let name = found.info.reference();
+        match provider.image_digest(&name) {
+            Ok(digest) => {
+                let pinned = format!(
+                    "{}/{}:{}@{digest}",
+                    found.info.registry, found.info.path, found.info.tag
+                );
+                let target = patched.get_or_insert_with(|| resource.clone());
+                if let Some(slot) = target.pointer_mut(&found.pointer) {
+                    *slot = Value::String(pinned);
+                }
+            }
+            Err(e) => errors.push(format!("failed to update digest of {name}: {e}")),
+        }
+    }
+    (patched, errors)
+}
+
 /// The mutate pass of a `verifyImages` rule: signature checks and digest pinning. `None` when
 /// the rule has nothing to do for this resource; otherwise the status, the message and, when
 /// tags were pinned, the patched resource.

@@ -889,6 +889,7 @@ spec:
       verifyImages:
         - imageReferences: ["*"]
           mutateDigest: false
+          required: false
           verifyDigest: true
           failureAction: Enforce
 "#;

@@ -219,6 +219,31 @@ fn cel_policies_get_webhooks_whose_path_names_them() {
     let w = hook(&d.validating, "vpol.validate.kybern.svc-fail");
     assert_eq!(w["clientConfig"]["service"]["path"], "/vpol/fail/a/b");
     assert_eq!(w["rules"][0]["resources"], json!(["pods"]));
+
+    // An ImageValidatingPolicy validates, and pins digests on creates and updates unless
+    // `mutateDigest` is false.
+    let ivpol = |name: &str, mutate_digest: bool| {
+        json!({"apiVersion": "policies.kyverno.io/v1beta1", "kind": "ImageValidatingPolicy",
+            "metadata": {"name": name},
+            "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                "resources": ["pods"], "operations": ["CREATE", "UPDATE", "DELETE"]}]},
+                "validationConfigurations": {"mutateDigest": mutate_digest},
+                "attestors": [{"name": "k", "cosign": {"key": {"data": "x"}}}],
+                "validations": [{"expression": "true"}]}})
+    };
+    let (pin, keep) = (ivpol("pin", true), ivpol("keep", false));
+    let d = desired([&pin, &keep], &settings(), b"CA", &cluster());
+    let w = hook(&d.validating, "ivpol.validate.kybern.svc-fail");
+    assert_eq!(
+        w["clientConfig"]["service"]["path"],
+        "/ivpol/validate/fail/pin/keep"
+    );
+    let m = hook(&d.mutating, "ivpol.mutate.kybern.svc-fail");
+    assert_eq!(
+        m["clientConfig"]["service"]["path"],
+        "/ivpol/mutate/fail/pin"
+    );
+    assert_eq!(m["rules"][0]["operations"], json!(["CREATE", "UPDATE"]));
 }
 
 #[test]

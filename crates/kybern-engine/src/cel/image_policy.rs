@@ -6,6 +6,7 @@
 
 use super::exceptions::{CelException, ExceptionOutcome, check_exceptions};
 use super::match_constraints::MatchConstraints;
+use super::mutating_policy::MutateResult;
 use super::validate_cel::{CelInput, Validation, base_scope, compile_validations, run_validations};
 use super::validating_policy::CelPolicyResult;
 use super::{
@@ -41,6 +42,8 @@ pub struct ImageValidatingPolicy {
     pub validations: Vec<Validation>,
     pub exceptions: Vec<CelException>,
     pub annotations: Map<String, Value>,
+    /// `validationConfigurations.mutateDigest` (default true): the mutate pass pins tags.
+    pub mutate_digest: bool,
 }
 
 /// The kind name when `doc` is an ImageValidatingPolicy.
@@ -145,6 +148,10 @@ impl ImageValidatingPolicy {
             attestations: by_name(spec.get("attestations")),
             validations: compile_validations(spec.get("validations"), "spec.validations", true)?,
             exceptions: Vec::new(),
+            mutate_digest: spec
+                .pointer("/validationConfigurations/mutateDigest")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
             annotations: doc
                 .pointer("/metadata/annotations")
                 .and_then(Value::as_object)
@@ -171,6 +178,51 @@ impl ImageValidatingPolicy {
             }
         }
         Ok(false)
+    }
+
+    /// The mutate pass (Kyverno's `/ivpol/mutate`): with `mutateDigest`, the tags of the images
+    /// the policy selects are pinned to their registry digests. No signature is checked here (the
+    /// validate pass does that, as in Kyverno). `NotMatched` when there is nothing to pin.
+    pub fn mutate_digest(
+        &self,
+        req: &AdmissionRequest,
+        provider: &dyn ContextProvider,
+    ) -> MutateResult {
+        if !self.mutate_digest || (!self.namespace.is_empty() && req.namespace() != self.namespace)
+        {
+            return MutateResult::NotMatched;
+        }
+        let ns_labels = super::namespace_labels(req, provider);
+        if !self.match_constraints.matches(req, ns_labels.as_ref()) {
+            return MutateResult::NotMatched;
+        }
+        let request = CelInput::request_json(req);
+        let namespace_object = super::validating_policy::namespace_object(req, provider);
+        let input = CelInput {
+            object: req.resource(),
+            old_object: &req.old_object,
+            request: &request,
+            namespace_object: namespace_object.as_ref(),
+            params: None,
+            provider: Some(provider),
+        };
+        let scope = match base_scope(&input) {
+            Ok(s) => s,
+            Err(e) => return MutateResult::Error(e),
+        };
+        match evaluate_conditions(&self.match_conditions, &scope) {
+            ConditionsOutcome::Met => {}
+            ConditionsOutcome::NotMet(_) => return MutateResult::NotMatched,
+            ConditionsOutcome::Error(e) => return MutateResult::Error(e),
+        }
+        let (patched, errors) =
+            crate::image_verification::pin_digests(req.resource(), provider, |image| {
+                self.selects(image, &scope)
+            });
+        if !errors.is_empty() {
+            return MutateResult::Error(errors.join("; "));
+        }
+        patched.map_or(MutateResult::NotMatched, MutateResult::Patched)
     }
 
     /// Evaluates the policy on a request.

@@ -928,6 +928,41 @@ impl CelPolicySet {
                 background: p.admission.background,
             });
         }
+        if matches!(filter.kinds, CelKinds::All | CelKinds::ImageValidating) {
+            // ImageValidatingPolicies pin the tags they select to digests (`mutateDigest`).
+            for p in self
+                .image
+                .iter()
+                .filter(|p| filter.admits(&p.name, &p.admission))
+            {
+                if stop() {
+                    break;
+                }
+                let input = current.as_ref().unwrap_or(req);
+                let result = p.mutate_digest(input, provider);
+                if matches!(result, MutateResult::NotMatched) {
+                    continue;
+                }
+                let before = Arc::clone(input.resource_shared());
+                let (rule, patched) = mutation_rule("mutateDigest", result, "mutated image digest");
+                let after = match patched {
+                    Some(v) => {
+                        let v = Arc::new(v);
+                        let mut next = current.take().unwrap_or_else(|| req.clone());
+                        next.object = Arc::clone(&v);
+                        current = Some(next);
+                        v
+                    }
+                    None => Arc::clone(&before),
+                };
+                pass.outcomes.push(AdmissionOutcome {
+                    response: shared_response(&imeta(p), vec![rule], &before, &after),
+                    validation_actions: Vec::new(),
+                    failure_policy_fail: p.admission.failure_policy_fail,
+                    background: p.admission.background,
+                });
+            }
+        }
         pass.object = current.map(|r| Arc::clone(r.resource_shared()));
         pass
     }
@@ -1170,6 +1205,133 @@ mod tests {
         assert_eq!(out[0].warnings(), vec!["Policy vap failed: never"]);
         assert!(out[0].denials().is_empty());
         assert_eq!(out[1].denials(), vec!["Policy vap failed: never"]);
+    }
+
+    /// Resolves every tag to one digest, or fails for images of `down.example`.
+    struct Digests;
+
+    impl ContextProvider for Digests {
+        fn resource(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<Value>, crate::context::ProviderError> {
+            Ok(None)
+        }
+        fn list(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Vec<Value>, crate::context::ProviderError> {
+            Ok(Vec::new())
+        }
+        fn config_map(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<Value>, crate::context::ProviderError> {
+            Ok(None)
+        }
+        fn api_call(
+            &self,
+            _: &crate::context::ApiCall,
+        ) -> Result<Value, crate::context::ProviderError> {
+            Ok(Value::Null)
+        }
+        fn namespace_labels(
+            &self,
+            _: &str,
+        ) -> Result<Option<crate::context::Labels>, crate::context::ProviderError> {
+            Ok(None)
+        }
+        fn image_data(
+            &self,
+            _: &str,
+        ) -> Result<crate::context::ImageData, crate::context::ProviderError> {
+            Ok(crate::context::ImageData::default())
+        }
+        fn global_context(&self, _: &str) -> Result<Option<Value>, crate::context::ProviderError> {
+            Ok(None)
+        }
+        fn image_digest(&self, image: &str) -> Result<String, crate::context::ProviderError> {
+            if image.starts_with("down.example/") {
+                return Err(crate::context::ProviderError::Unavailable {
+                    what: image.to_string(),
+                    reason: "connection refused".into(),
+                });
+            }
+            Ok("sha256:1111".into())
+        }
+    }
+
+    #[test]
+    fn image_validating_policies_pin_the_tags_they_select() {
+        let ivpol = |name: &str, mutate_digest: Option<bool>| {
+            let mut d = json!({"apiVersion": "policies.kyverno.io/v1beta1",
+                "kind": "ImageValidatingPolicy", "metadata": {"name": name},
+                "spec": {"matchConstraints": {"resourceRules": rules()},
+                    "matchImageReferences": [{"glob": "ghcr.io/*"}, {"glob": "down.example/*"}],
+                    "attestors": [{"name": "k", "cosign": {"key": {"data": "x"}}}],
+                    "validations": [{"expression": "true"}]}});
+            if let Some(m) = mutate_digest {
+                d["spec"]["validationConfigurations"] = json!({"mutateDigest": m});
+            }
+            d
+        };
+        let pod = |images: &[&str]| AdmissionRequest {
+            operation: Operation::Create,
+            object: json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "default"},
+                "spec": {"containers": images.iter().enumerate()
+                    .map(|(i, im)| json!({"name": format!("c{i}"), "image": im}))
+                    .collect::<Vec<_>>()}})
+            .into(),
+            ..AdmissionRequest::default()
+        };
+        let images_of = |v: &Value| -> Vec<String> {
+            v["spec"]["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["image"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let s = set(&[ivpol("pin", None)]);
+        let req = pod(&["ghcr.io/a/b:1", "nginx:1", "ghcr.io/a/c@sha256:2222"]);
+        let pass = s.mutate_admission(&req, &Digests, filter(CelKinds::ImageValidating), &never);
+        assert_eq!(pass.outcomes.len(), 1);
+        assert_eq!(
+            images_of(&pass.object.unwrap()),
+            [
+                "ghcr.io/a/b:1@sha256:1111",
+                "nginx:1",
+                "ghcr.io/a/c@sha256:2222"
+            ]
+        );
+        // Only the ImageValidating path pins; mutateDigest: false turns it off.
+        let none = s.mutate_admission(&req, &Digests, filter(CelKinds::Mutating), &never);
+        assert!(none.object.is_none() && none.outcomes.is_empty());
+        let off = set(&[ivpol("off", Some(false))]);
+        let none = off.mutate_admission(&req, &Digests, filter(CelKinds::ImageValidating), &never);
+        assert!(none.object.is_none() && none.outcomes.is_empty());
+        // A digest that cannot be resolved is an error result, never a silent pass.
+        let down = s.mutate_admission(
+            &pod(&["down.example/x:1"]),
+            &Digests,
+            filter(CelKinds::ImageValidating),
+            &never,
+        );
+        assert_eq!(down.outcomes.len(), 1);
+        let rule = &down.outcomes[0].response.rules[0];
+        assert_eq!(rule.status, crate::response::RuleStatus::Error);
+        assert!(
+            rule.message.contains("connection refused"),
+            "{}",
+            rule.message
+        );
     }
 
     #[test]
