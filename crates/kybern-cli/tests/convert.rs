@@ -361,6 +361,24 @@ fn pod_security_resources() -> Vec<serde_json::Value> {
             pods.push(pod);
         }
     }
+    // Sections written but left empty (YAML gives null), which Pod Security reads as unset.
+    for pointer in [
+        "/spec/securityContext",
+        "/spec/containers/0/securityContext",
+        "/spec/containers/0/securityContext/capabilities",
+        "/spec/containers/0/securityContext/seLinuxOptions",
+        "/spec/initContainers/0/securityContext/runAsNonRoot",
+        "/spec/containers/0/ports",
+        "/spec/containers/0/livenessProbe",
+        "/spec/volumes",
+        "/spec/os",
+        "/metadata/annotations",
+    ] {
+        let mut pod = compliant_pod();
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        pod.pointer_mut(parent).unwrap()[key] = serde_json::Value::Null;
+        pods.push(pod);
+    }
     // Windows pods are exempt from some restricted checks at newer versions only.
     let mut windows = compliant_pod();
     set(&mut windows, "/spec/os", json!({"name": "windows"}));

@@ -19,15 +19,45 @@ use crate::pod_security::{
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-/// Every container of the pod, in the order Pod Security visits them.
-const CONTAINERS: &str = "object.spec.?initContainers.orValue([]) + \
-     object.spec.?containers.orValue([]) + object.spec.?ephemeralContainers.orValue([])";
-/// The pod's annotations; none for a CronJob, whose checks Kyverno runs on the jobTemplate's
-/// own metadata rather than the pod template's (the autogen view holds only the latter).
-const ANNOTATIONS: &str =
-    "request.kind.kind == 'CronJob' ? {} : object.metadata.?annotations.orValue({})";
-const WINDOWS: &str = "object.spec.?os.?name.orValue('') == 'windows'";
+/// The map an optional field holds, `{}` when it is absent or null (YAML's `securityContext:`
+/// with nothing under it is null, and Pod Security reads null as unset).
+fn map_of(opt: &str) -> String {
+    format!("cel.bind(m, {opt}.orValue({{}}), m == null ? {{}} : m)")
+}
+
+/// The list an optional field holds, `[]` when it is absent or null.
+fn list_of(opt: &str) -> String {
+    format!("cel.bind(l, {opt}.orValue([]), l == null ? [] : l)")
+}
+
+/// The converted policy's variables: the pod's containers (in the order Pod Security visits
+/// them), its security context, volumes and annotations, each with null read as empty.
+fn variables() -> Value {
+    let containers = ["initContainers", "containers", "ephemeralContainers"]
+        .map(|f| list_of(&format!("object.spec.?{f}")))
+        .join(" + ");
+    // None for a CronJob: Kyverno runs its checks with the jobTemplate's own metadata rather
+    // than the pod template's (the autogen view holds only the latter).
+    let annotations = format!(
+        "request.kind.kind == 'CronJob' ? {{}} : {}",
+        map_of("object.metadata.?annotations")
+    );
+    json!([
+        {"name": "containers", "expression": containers},
+        {"name": "podSecurityContext", "expression": map_of("object.spec.?securityContext")},
+        {"name": "volumes", "expression": list_of("object.spec.?volumes")},
+        {"name": "annotations", "expression": annotations},
+    ])
+}
+
 const SECCOMP_TYPES: &str = "['RuntimeDefault', 'Localhost']";
+
+fn windows() -> String {
+    format!(
+        "{}.?name.orValue('') == 'windows'",
+        map_of("object.spec.?os")
+    )
+}
 
 fn list(items: &[&str]) -> String {
     let quoted: Vec<String> = items.iter().map(|i| lit(i)).collect();
@@ -36,12 +66,20 @@ fn list(items: &[&str]) -> String {
 
 /// A pod-level security context field, as an optional.
 fn pod_sc(field: &str) -> String {
-    format!("object.spec.?securityContext.?{field}")
+    format!("variables.podSecurityContext.?{field}")
 }
 
-/// `profile` (an optional of an object with `type`) is absent or of an allowed type.
-fn profile_absent_or(profile_opt: &str, profile: &str, types: &str) -> String {
-    format!("({profile_opt}.orValue(null) == null || {profile}.?type.orValue('') in {types})")
+/// `body` holds for every container of `cs`, with `sc` bound to its security context.
+fn each_container(cs: &str, body: &str) -> String {
+    format!(
+        "{cs}.all(c, cel.bind(sc, {}, {body}))",
+        map_of("c.?securityContext")
+    )
+}
+
+/// `profile` (an object with `type`, read through `opt`) is absent or of an allowed type.
+fn profile_absent_or(opt: &str, profile: &str, types: &str) -> String {
+    format!("({opt}.orValue(null) == null || {profile}.?type.orValue('') in {types})")
 }
 
 /// Unset, or a value Kyverno accepts, for a seccomp annotation read with `key` (CEL text).
@@ -54,8 +92,8 @@ fn seccomp_annotation_ok(key: &str) -> String {
 
 fn se_linux_ok(opts: &str, types: &str) -> String {
     format!(
-        "({opts}.?type.orValue('') in {types} && {opts}.?user.orValue('') == '' && \
-         {opts}.?role.orValue('') == '')"
+        "(cel.bind(t, {opts}.?type.orValue(''), t == null || t in {types}) && \
+         {opts}.?user.orValue('') in ['', null] && {opts}.?role.orValue('') in ['', null])"
     )
 }
 
@@ -71,8 +109,8 @@ fn sysctls(minor: u32) -> String {
         }
     }
     format!(
-        "{}.orValue([]).all(s, s.?name.orValue('') in {})",
-        pod_sc("sysctls"),
+        "{}.all(s, s.?name.orValue('') in {})",
+        list_of(&pod_sc("sysctls")),
         list(&allowed)
     )
 }
@@ -80,102 +118,136 @@ fn sysctls(minor: u32) -> String {
 /// The CEL for check `id` in its version from Kubernetes 1.`min`, over the container list `cs`;
 /// `None` for a version this converter does not know (a newer engine table).
 fn check_cel(id: &str, min: u32, cs: &str) -> Option<String> {
-    let escalation =
-        format!("{cs}.all(c, c.?securityContext.?allowPrivilegeEscalation.orValue(true) == false)");
-    let caps_restricted = format!(
-        "{cs}.all(c, c.?securityContext.?capabilities.?drop.orValue([]).exists(d, d == 'ALL') && \
-         c.?securityContext.?capabilities.?add.orValue([]).all(a, a == 'NET_BIND_SERVICE'))"
+    let windows = windows();
+    let escalation = each_container(cs, "sc.?allowPrivilegeEscalation.orValue(true) == false");
+    let caps = map_of("sc.?capabilities");
+    let caps_restricted = each_container(
+        cs,
+        &format!(
+            "cel.bind(caps, {caps}, {drop}.exists(d, d == 'ALL') && \
+             {add}.all(a, a == 'NET_BIND_SERVICE'))",
+            drop = list_of("caps.?drop"),
+            add = list_of("caps.?add"),
+        ),
     );
     let seccomp_restricted = format!(
-        "cel.bind(p, {pod}.orValue(null), (p == null || p.?type.orValue('') in {t}) && \
-         {cs}.all(c, c.?securityContext.?seccompProfile.orValue(null) == null \
-         ? (p != null && p.?type.orValue('') in {t}) \
-         : c.securityContext.seccompProfile.?type.orValue('') in {t}))",
+        "cel.bind(p, {pod}.orValue(null), (p == null || p.?type.orValue('') in {t}) && {each})",
         pod = pod_sc("seccompProfile"),
-        t = SECCOMP_TYPES
+        t = SECCOMP_TYPES,
+        each = each_container(
+            cs,
+            &format!(
+                "sc.?seccompProfile.orValue(null) == null \
+                 ? (p != null && p.?type.orValue('') in {t}) \
+                 : sc.seccompProfile.?type.orValue('') in {t}",
+                t = SECCOMP_TYPES
+            )
+        ),
     );
     let se_linux = |types: &[&str]| {
         let t = list(types);
         format!(
-            "({pod}.orValue(null) == null || {pod_ok}) && {cs}.all(c, \
-             c.?securityContext.?seLinuxOptions.orValue(null) == null || {c_ok})",
+            "({pod}.orValue(null) == null || {pod_ok}) && {each}",
             pod = pod_sc("seLinuxOptions"),
-            pod_ok = se_linux_ok("object.spec.securityContext.seLinuxOptions", &t),
-            c_ok = se_linux_ok("c.securityContext.seLinuxOptions", &t),
+            pod_ok = se_linux_ok("variables.podSecurityContext.seLinuxOptions", &t),
+            each = each_container(
+                cs,
+                &format!(
+                    "sc.?seLinuxOptions.orValue(null) == null || {}",
+                    se_linux_ok("sc.seLinuxOptions", &t)
+                )
+            ),
         )
     };
     let host = |handler: &str| {
         ["httpGet", "tcpSocket"]
-            .map(|action| format!("c.?{handler}.?{action}.?host.orValue('') == ''"))
+            .map(|action| {
+                format!(
+                    "{}.?host.orValue('') in ['', null]",
+                    map_of(&format!("{}.?{action}", map_of(handler)))
+                )
+            })
             .join(" && ")
     };
     Some(match (id, min) {
         ("allowPrivilegeEscalation", 8) => escalation,
-        ("allowPrivilegeEscalation", 25) => format!("{WINDOWS} || {escalation}"),
+        ("allowPrivilegeEscalation", 25) => format!("{windows} || {escalation}"),
         ("appArmorProfile", 0) => {
             let types = "['RuntimeDefault', 'Localhost']";
             format!(
-                "{pod} && {cs}.all(c, {c}) && variables.annotations.all(k, \
+                "{pod} && {each} && variables.annotations.all(k, \
                  !k.startsWith({prefix}) || cel.bind(v, variables.annotations[k], \
                  type(v) != string || v in ['', 'runtime/default'] || v.startsWith('localhost/')))",
                 pod = profile_absent_or(
                     &pod_sc("appArmorProfile"),
-                    "object.spec.securityContext.appArmorProfile",
+                    "variables.podSecurityContext.appArmorProfile",
                     types
                 ),
-                c = profile_absent_or(
-                    "c.?securityContext.?appArmorProfile",
-                    "c.securityContext.appArmorProfile",
-                    types
+                each = each_container(
+                    cs,
+                    &profile_absent_or("sc.?appArmorProfile", "sc.appArmorProfile", types)
                 ),
                 prefix = lit(APPARMOR_ANNOTATION_PREFIX),
             )
         }
-        ("capabilities_baseline", 0) => format!(
-            "{cs}.all(c, c.?securityContext.?capabilities.?add.orValue([]).all(a, a in {}))",
-            list(&CAPABILITIES_ALLOWED_1_0)
+        ("capabilities_baseline", 0) => each_container(
+            cs,
+            &format!(
+                "{}.all(a, a in {})",
+                list_of(&format!("{caps}.?add")),
+                list(&CAPABILITIES_ALLOWED_1_0)
+            ),
         ),
         ("capabilities_restricted", 22) => caps_restricted,
-        ("capabilities_restricted", 25) => format!("{WINDOWS} || {caps_restricted}"),
+        ("capabilities_restricted", 25) => format!("{windows} || {caps_restricted}"),
         ("hostNamespaces", 0) => ["hostNetwork", "hostPID", "hostIPC"]
             .map(|f| format!("object.spec.?{f}.orValue(false) != true"))
             .join(" && "),
         ("hostPathVolumes", 0) => {
-            "object.spec.?volumes.orValue([]).all(v, v.?hostPath.orValue(null) == null)".into()
+            "variables.volumes.all(v, v.?hostPath.orValue(null) == null)".into()
         }
-        ("hostPorts", 0) => {
-            format!("{cs}.all(c, c.?ports.orValue([]).all(p, p.?hostPort.orValue(0) == 0))")
-        }
+        ("hostPorts", 0) => format!(
+            "{cs}.all(c, {}.all(p, p.?hostPort.orValue(0) in [0, null]))",
+            list_of("c.?ports")
+        ),
         ("hostProbesAndHostLifecycle", 34) => format!(
             "{cs}.all(c, {})",
             [
-                "livenessProbe",
-                "readinessProbe",
-                "startupProbe",
-                "lifecycle.?postStart",
-                "lifecycle.?preStop"
+                "c.?livenessProbe".to_string(),
+                "c.?readinessProbe".to_string(),
+                "c.?startupProbe".to_string(),
+                format!("{}.?postStart", map_of("c.?lifecycle")),
+                format!("{}.?preStop", map_of("c.?lifecycle")),
             ]
-            .map(host)
+            .iter()
+            .map(|h| host(h))
+            .collect::<Vec<_>>()
             .join(" && ")
         ),
-        ("privileged", 0) => {
-            format!("{cs}.all(c, c.?securityContext.?privileged.orValue(false) != true)")
-        }
+        ("privileged", 0) => each_container(cs, "sc.?privileged.orValue(false) != true"),
         ("procMount", 0) => {
-            format!("{cs}.all(c, c.?securityContext.?procMount.orValue('Default') == 'Default')")
+            each_container(cs, "sc.?procMount.orValue('Default') in ['Default', null]")
         }
         ("restrictedVolumes", 0) => format!(
-            "object.spec.?volumes.orValue([]).all(v, {}.exists(s, s in v && v[s] != null))",
+            "variables.volumes.all(v, {}.exists(s, s in v && v[s] != null))",
             list(&ALLOWED_VOLUME_SOURCES)
         ),
         ("runAsNonRoot", 0) => format!(
-            "{pod}.orValue(true) != false && {cs}.all(c, \
-             c.?securityContext.?runAsNonRoot.orValue({pod}.orValue(false)) == true)",
-            pod = pod_sc("runAsNonRoot")
+            "{pod}.orValue(true) != false && {each}",
+            pod = pod_sc("runAsNonRoot"),
+            each = each_container(
+                cs,
+                &format!(
+                    "cel.bind(r, sc.?runAsNonRoot.orValue(null), \
+                     r == null ? {}.orValue(false) == true : r == true)",
+                    pod_sc("runAsNonRoot")
+                )
+            ),
         ),
         ("runAsUser", 23) => format!(
-            "{}.orValue(1) != 0 && {cs}.all(c, c.?securityContext.?runAsUser.orValue(1) != 0)",
-            pod_sc("runAsUser")
+            "{}.orValue(1) != 0 && {}",
+            pod_sc("runAsUser"),
+            each_container(cs, "sc.?runAsUser.orValue(1) != 0")
         ),
         ("seLinuxOptions", 0) => se_linux(&SELINUX_TYPES_1_0),
         ("seLinuxOptions", 31) => se_linux(&SELINUX_TYPES_1_31),
@@ -188,25 +260,30 @@ fn check_cel(id: &str, min: u32, cs: &str) -> Option<String> {
             ))
         ),
         ("seccompProfile_baseline", 19) => format!(
-            "{} && {cs}.all(c, {})",
+            "{} && {}",
             profile_absent_or(
                 &pod_sc("seccompProfile"),
-                "object.spec.securityContext.seccompProfile",
+                "variables.podSecurityContext.seccompProfile",
                 SECCOMP_TYPES
             ),
-            profile_absent_or(
-                "c.?securityContext.?seccompProfile",
-                "c.securityContext.seccompProfile",
-                SECCOMP_TYPES
+            each_container(
+                cs,
+                &profile_absent_or("sc.?seccompProfile", "sc.seccompProfile", SECCOMP_TYPES)
             )
         ),
         ("seccompProfile_restricted", 19) => seccomp_restricted,
-        ("seccompProfile_restricted", 25) => format!("{WINDOWS} || {seccomp_restricted}"),
+        ("seccompProfile_restricted", 25) => format!("{windows} || {seccomp_restricted}"),
         ("sysctls", minor) if [0, 27, 29, 32].contains(&minor) => sysctls(minor),
         ("windowsHostProcess", 0) => format!(
-            "{}.orValue(false) != true && {cs}.all(c, \
-             c.?securityContext.?windowsOptions.?hostProcess.orValue(false) != true)",
-            pod_sc("windowsOptions.?hostProcess")
+            "{}.?hostProcess.orValue(false) != true && {}",
+            map_of(&pod_sc("windowsOptions")),
+            each_container(
+                cs,
+                &format!(
+                    "{}.?hostProcess.orValue(false) != true",
+                    map_of("sc.?windowsOptions")
+                )
+            )
         ),
         _ => return None,
     })
@@ -290,10 +367,7 @@ pub(super) fn validations(rule: &Value, block: &Value) -> Result<Validations, St
         Version::Minor(m) => format!("v1.{m}"),
     };
     let mut out = Validations {
-        variables: Some(json!([
-            {"name": "containers", "expression": CONTAINERS},
-            {"name": "annotations", "expression": ANNOTATIONS},
-        ])),
+        variables: Some(variables()),
         ..Validations::default()
     };
     for (id, min, _) in selected_checks(spec.level, version) {
@@ -304,7 +378,8 @@ pub(super) fn validations(rule: &Value, block: &Value) -> Result<Validations, St
             Some(patterns) => {
                 let re: Vec<String> = patterns.iter().map(|p| wildcard_regex(p)).collect();
                 format!(
-                    "variables.containers.filter(c, !c.?image.orValue('').matches({}))",
+                    "variables.containers.filter(c, !cel.bind(i, c.?image.orValue(''), \
+                     i == null ? '' : i).matches({}))",
                     lit(&re.join("|"))
                 )
             }
