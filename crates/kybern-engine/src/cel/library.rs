@@ -398,21 +398,31 @@ pub fn fetch_key(
     format!("{op}|{api_version}|{resource}|{namespace}|{name}")
 }
 
-fn fetched(ftx: &FunctionContext, key: &str) -> ResolveResult {
-    let found = ftx.ptx.get_variable(FETCHED_VAR).and_then(|v| {
-        let v = cel::Value::try_from(v.as_ref()).ok()?;
-        match v {
-            cel::Value::Map(m) => m.map.get(&cel::objects::Key::from(key)).cloned(),
-            _ => None,
-        }
-    });
-    found.ok_or_else(|| {
-        if let Some(v) = ftx.ptx.get_variable(REQUESTS_VAR)
-            && let Ok(cel::Value::Opaque(o)) = cel::Value::try_from(v.as_ref())
-            && let Some(r) = o.downcast_ref::<FetchRequests>()
-        {
+/// The answers fetched so far in this evaluation (keys from [`fetch_key`] or [`VERIFY_KEY`]).
+fn fetched_answers(ftx: &FunctionContext) -> Option<cel::objects::Map> {
+    match cel::Value::try_from(ftx.ptx.get_variable(FETCHED_VAR)?.as_ref()).ok()? {
+        cel::Value::Map(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// Asks for `keys` to be fetched before the next attempt.
+fn request_fetches<'k>(ftx: &FunctionContext, keys: impl IntoIterator<Item = &'k String>) {
+    if let Some(v) = ftx.ptx.get_variable(REQUESTS_VAR)
+        && let Ok(cel::Value::Opaque(o)) = cel::Value::try_from(v.as_ref())
+        && let Some(r) = o.downcast_ref::<FetchRequests>()
+    {
+        for key in keys {
             r.push(key);
         }
+    }
+}
+
+fn fetched(ftx: &FunctionContext, key: &str) -> ResolveResult {
+    let found =
+        fetched_answers(ftx).and_then(|m| m.map.get(&cel::objects::Key::from(key)).cloned());
+    found.ok_or_else(|| {
+        request_fetches(ftx, [&key.to_string()]);
         ExecutionError::function_error(ftx.name, format!("{key} is not available"))
     })
 }
@@ -756,12 +766,7 @@ fn count_verified(
     let cel::Value::List(list) = attestors else {
         return Err(ftx.error("expects a list of attestors"));
     };
-    let answers = ftx.ptx.get_variable(FETCHED_VAR).and_then(|v| {
-        match cel::Value::try_from(v.as_ref()).ok()? {
-            cel::Value::Map(m) => Some(m),
-            _ => None,
-        }
-    });
+    let answers = fetched_answers(ftx);
     let mut verified = 0i64;
     let mut missing = Vec::new();
     for attestor in list.iter() {
@@ -781,14 +786,7 @@ fn count_verified(
     if missing.is_empty() {
         return Ok(cel::Value::Int(verified));
     }
-    if let Some(v) = ftx.ptx.get_variable(REQUESTS_VAR)
-        && let Ok(cel::Value::Opaque(o)) = cel::Value::try_from(v.as_ref())
-        && let Some(r) = o.downcast_ref::<FetchRequests>()
-    {
-        for key in &missing {
-            r.push(key);
-        }
-    }
+    request_fetches(ftx, &missing);
     Err(ExecutionError::function_error(
         ftx.name,
         format!(
@@ -838,12 +836,7 @@ fn extract_payload(
     attestation: cel::Value,
 ) -> ResolveResult {
     let attestation = to_json(&attestation);
-    let answers = ftx.ptx.get_variable(FETCHED_VAR).and_then(|v| {
-        match cel::Value::try_from(v.as_ref()).ok()? {
-            cel::Value::Map(m) => Some(m),
-            _ => None,
-        }
-    });
+    let answers = fetched_answers(ftx);
     for (key, answer) in answers.iter().flat_map(|m| m.map.iter()) {
         let cel::objects::Key::String(k) = key else {
             continue;

@@ -899,34 +899,17 @@ impl CelPolicySet {
                     .collect();
                 break;
             }
-            let input = current.as_ref().unwrap_or(req);
-            let result = p.evaluate(input, provider);
-            if matches!(result, MutateResult::NotMatched) {
-                continue;
-            }
-            let before = Arc::clone(input.resource_shared());
-            let (rule, patched) =
-                mutation_rule(&p.name, result, "mutation is successfully applied");
-            let after = match patched {
-                Some(v) => {
-                    let v = Arc::new(v);
-                    let mut next = current.take().unwrap_or_else(|| req.clone());
-                    if next.object.is_null() {
-                        next.old_object = Arc::clone(&v);
-                    } else {
-                        next.object = Arc::clone(&v);
-                    }
-                    current = Some(next);
-                    v
-                }
-                None => Arc::clone(&before),
-            };
-            pass.outcomes.push(AdmissionOutcome {
-                response: shared_response(&mmeta(p), vec![rule], &before, &after),
-                validation_actions: Vec::new(),
-                failure_policy_fail: p.admission.failure_policy_fail,
-                background: p.admission.background,
-            });
+            let result = p.evaluate(current.as_ref().unwrap_or(req), provider);
+            let (name, applied) = (p.name.as_str(), "mutation is successfully applied");
+            chain_mutation(
+                req,
+                &mut current,
+                &mut pass,
+                result,
+                (name, applied),
+                &mmeta(p),
+                &p.admission,
+            );
         }
         if matches!(filter.kinds, CelKinds::All | CelKinds::ImageValidating) {
             // ImageValidatingPolicies pin the tags they select to digests (`mutateDigest`).
@@ -938,34 +921,61 @@ impl CelPolicySet {
                 if stop() {
                     break;
                 }
-                let input = current.as_ref().unwrap_or(req);
-                let result = p.mutate_digest(input, provider);
-                if matches!(result, MutateResult::NotMatched) {
-                    continue;
-                }
-                let before = Arc::clone(input.resource_shared());
-                let (rule, patched) = mutation_rule("mutateDigest", result, "mutated image digest");
-                let after = match patched {
-                    Some(v) => {
-                        let v = Arc::new(v);
-                        let mut next = current.take().unwrap_or_else(|| req.clone());
-                        next.object = Arc::clone(&v);
-                        current = Some(next);
-                        v
-                    }
-                    None => Arc::clone(&before),
-                };
-                pass.outcomes.push(AdmissionOutcome {
-                    response: shared_response(&imeta(p), vec![rule], &before, &after),
-                    validation_actions: Vec::new(),
-                    failure_policy_fail: p.admission.failure_policy_fail,
-                    background: p.admission.background,
-                });
+                let result = p.mutate_digest(current.as_ref().unwrap_or(req), provider);
+                let rule = ("mutateDigest", "mutated image digest");
+                chain_mutation(
+                    req,
+                    &mut current,
+                    &mut pass,
+                    result,
+                    rule,
+                    &imeta(p),
+                    &p.admission,
+                );
             }
         }
         pass.object = current.map(|r| Arc::clone(r.resource_shared()));
         pass
     }
+}
+
+/// Records one mutating policy's result in `pass` and, when it patched the resource, makes the
+/// patched resource the input of the next policy (`current`). A policy that did not select the
+/// request leaves no outcome. `rule` is the rule name and the message of an applied mutation.
+fn chain_mutation(
+    req: &AdmissionRequest,
+    current: &mut Option<AdmissionRequest>,
+    pass: &mut AdmissionPass,
+    result: MutateResult,
+    rule: (&str, &str),
+    meta: &Meta,
+    admission: &AdmissionSettings,
+) {
+    if matches!(result, MutateResult::NotMatched) {
+        return;
+    }
+    let before = Arc::clone(current.as_ref().unwrap_or(req).resource_shared());
+    let (rule, patched) = mutation_rule(rule.0, result, rule.1);
+    let after = match patched {
+        Some(v) => {
+            let v = Arc::new(v);
+            let mut next = current.take().unwrap_or_else(|| req.clone());
+            if next.object.is_null() {
+                next.old_object = Arc::clone(&v);
+            } else {
+                next.object = Arc::clone(&v);
+            }
+            *current = Some(next);
+            v
+        }
+        None => Arc::clone(&before),
+    };
+    pass.outcomes.push(AdmissionOutcome {
+        response: shared_response(meta, vec![rule], &before, &after),
+        validation_actions: Vec::new(),
+        failure_policy_fail: admission.failure_policy_fail,
+        background: admission.background,
+    });
 }
 
 /// True when a mutating policy's own rules select the request (namespace labels aside).
