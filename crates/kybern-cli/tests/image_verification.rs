@@ -138,6 +138,7 @@ fn apply_with_registry_passes_signed_images_pins_them_and_fails_the_others() {
             &repo,
             &signed,
             &[TestAttestation {
+                certificate: None,
                 key: &key,
                 predicate_type: "https://example.com/CodeReview/v1",
                 predicate: serde_json::json!({"repo": {"branch": "main"}}),
@@ -476,6 +477,7 @@ fn image_validating_policies_verify_signatures_and_attestations_in_a_registry() 
             &repo,
             &signed,
             &[TestAttestation {
+                certificate: None,
                 key: &key,
                 predicate_type: "https://example.com/CodeReview/v1",
                 predicate: serde_json::json!({"repo": {"branch": "main"}}),

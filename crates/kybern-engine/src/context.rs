@@ -42,9 +42,15 @@ pub struct ImageData {
 pub struct SignatureCheck {
     /// The image as the rule names it: `registry/path:tag` or `registry/path@digest`.
     pub image: String,
-    /// One PEM public key.
+    /// One PEM public key, or a PEM certificate standing for its key; empty for keyless.
     pub public_key: String,
-    /// `signatureAlgorithm`: empty or `sha256`.
+    /// `certChain`: PEM certificates the `public_key` certificate must chain to (the last one
+    /// the root), checked before its key is used.
+    pub cert_chain: String,
+    /// Keyless: each signature's own certificate must chain to these roots and name this
+    /// identity; `public_key` is then empty.
+    pub keyless: Option<KeylessIdentity>,
+    /// `signatureAlgorithm`: the hash (`sha256` when empty, `sha384`, `sha512`).
     pub signature_algorithm: String,
     /// `repository`: where the signatures are stored, when not beside the image.
     pub repository: String,
@@ -53,6 +59,21 @@ pub struct SignatureCheck {
     /// For attestations: the `predicateType` asked for (informational; every verified
     /// statement is returned and the engine selects by type).
     pub predicate_type: String,
+}
+
+/// Who a keyless signature must come from: its certificate chains to `roots` (PEM) and names
+/// the identity. Empty fields are not checked.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KeylessIdentity {
+    pub roots: String,
+    /// `subject`: a wildcard pattern over the certificate's subject alternative names.
+    pub subject: String,
+    pub subject_regexp: String,
+    /// `issuer`: a wildcard pattern over the OIDC issuer extension.
+    pub issuer: String,
+    pub issuer_regexp: String,
+    /// `additionalExtensions`: Fulcio extension (by OID or name) to wildcard pattern.
+    pub extensions: BTreeMap<String, String>,
 }
 
 /// What an attestation check found, when the registry could be asked.

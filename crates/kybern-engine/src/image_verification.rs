@@ -8,7 +8,9 @@
 //! attestations without attestors, Notary and Sigstore bundles) makes the rule an error that
 //! says so, never a pass.
 
-use crate::context::{AttestationOutcome, ContextProvider, SignatureCheck, SignatureOutcome};
+use crate::context::{
+    AttestationOutcome, ContextProvider, KeylessIdentity, SignatureCheck, SignatureOutcome,
+};
 use crate::images::ImageInfo;
 use crate::json_context::JsonContext;
 use crate::response::{FailureAction, RuleStatus};
@@ -27,15 +29,14 @@ pub struct AttestorSet {
 /// One attestor entry.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attestor {
-    /// `keys.publicKeys`: one PEM key (several keys in one entry are expanded into entries), or
-    /// `certificates.cert`: a PEM certificate standing for its key.
+    /// `keys.publicKeys`: one PEM key (several keys in one entry are expanded into entries),
+    /// `certificates`: a PEM certificate standing for its key (checked against its `certChain`)
+    /// or a chain alone trusted as roots, or `keyless`: roots and an identity.
     Key {
-        /// The attestor's field, `keys` or `certificates` (named in messages).
+        /// The attestor's field, `keys`, `certificates` or `keyless` (named in messages).
         via: &'static str,
-        public_key: String,
-        signature_algorithm: String,
-        repository: String,
-        annotations: BTreeMap<String, String>,
+        /// What the provider checks, without the image (and predicate type).
+        check: SignatureCheck,
     },
     /// `attestor`: a nested attestor set.
     Nested(AttestorSet),
@@ -137,6 +138,35 @@ fn split_keys(pem: &str) -> Vec<String> {
     }
 }
 
+/// Whether an attestor waives the Rekor log and the certificate's SCTs (`rekor.ignoreTlog` and
+/// `ctlog.ignoreSCT`), the only way cosign verifies a certificate without the network.
+fn offline(attestor: &Value) -> bool {
+    attestor
+        .pointer("/rekor/ignoreTlog")
+        .and_then(Value::as_bool)
+        == Some(true)
+        && attestor
+            .pointer("/ctlog/ignoreSCT")
+            .and_then(Value::as_bool)
+            == Some(true)
+}
+
+/// The check an attestor entry starts from: where its signatures are stored and which
+/// annotations they must carry (the entry's, then the attestor's own).
+fn signer(attestor: &Value, entry: &Value) -> SignatureCheck {
+    let repository = match text(attestor, "repository") {
+        r if r.is_empty() => text(entry, "repository"),
+        r => r,
+    };
+    let mut annotations = string_map(entry.get("annotations"));
+    annotations.extend(string_map(attestor.get("annotations")));
+    SignatureCheck {
+        repository,
+        annotations,
+        ..SignatureCheck::default()
+    }
+}
+
 impl AttestorSet {
     fn from_json(set: &Value, entry: &Value) -> AttestorSet {
         let count = set
@@ -174,52 +204,82 @@ impl AttestorSet {
                     ));
                     continue;
                 }
-                let repository = match text(a, "repository") {
-                    r if r.is_empty() => text(entry, "repository"),
-                    r => r,
+                let base = SignatureCheck {
+                    signature_algorithm: text(keys, "signatureAlgorithm"),
+                    ..signer(a, entry)
                 };
-                let mut annotations = string_map(entry.get("annotations"));
-                annotations.extend(string_map(a.get("annotations")));
                 for public_key in split_keys(&pem) {
                     entries.push(Attestor::Key {
                         via: "keys",
-                        public_key,
-                        signature_algorithm: text(keys, "signatureAlgorithm"),
-                        repository: repository.clone(),
-                        annotations: annotations.clone(),
+                        check: SignatureCheck {
+                            public_key,
+                            ..base.clone()
+                        },
                     });
                 }
             } else if let Some(nested) = a.get("attestor").filter(|n| !n.is_null()) {
                 entries.push(Attestor::Nested(AttestorSet::from_json(nested, entry)));
             } else if let Some(certs) = a.get("certificates").filter(|c| non_empty(Some(c))) {
-                // A certificate alone stands for its public key when the policy waives the
-                // transparency log and SCT checks (cosign then verifies with that key).
-                let cert = text(certs, "cert");
-                let offline = certs.pointer("/rekor/ignoreTlog").and_then(Value::as_bool)
-                    == Some(true)
-                    && certs.pointer("/ctlog/ignoreSCT").and_then(Value::as_bool) == Some(true);
-                if cert.is_empty() || non_empty(certs.get("certChain")) || !offline {
+                // Without the log and SCT waivers cosign also asks Rekor and the CT logs.
+                if !offline(certs) {
                     entries.push(Attestor::Unsupported(
-                        "certificates attestors other than a cert alone with rekor.ignoreTlog and ctlog.ignoreSCT"
+                        "certificates attestors without rekor.ignoreTlog and ctlog.ignoreSCT (Rekor and CT log checks)"
                             .into(),
                     ));
                     continue;
                 }
-                let repository = match text(a, "repository") {
-                    r if r.is_empty() => text(entry, "repository"),
-                    r => r,
-                };
-                let mut annotations = string_map(entry.get("annotations"));
-                annotations.extend(string_map(a.get("annotations")));
+                let cert = text(certs, "cert");
+                let chain = text(certs, "certChain");
+                let mut check = signer(a, entry);
+                if cert.is_empty() {
+                    if chain.is_empty() {
+                        entries.push(Attestor::Unsupported(
+                            "certificates attestors without cert or certChain".into(),
+                        ));
+                        continue;
+                    }
+                    // A chain alone is the trusted roots of the signatures' own certificates.
+                    check.keyless = Some(KeylessIdentity {
+                        roots: chain,
+                        ..KeylessIdentity::default()
+                    });
+                } else {
+                    check.public_key = cert;
+                    check.cert_chain = chain;
+                }
                 entries.push(Attestor::Key {
                     via: "certificates",
-                    public_key: cert,
-                    signature_algorithm: String::new(),
-                    repository,
-                    annotations,
+                    check,
                 });
-            } else if non_empty(a.get("keyless")) {
-                entries.push(Attestor::Unsupported("keyless attestors".into()));
+            } else if let Some(keyless) = a.get("keyless").filter(|k| non_empty(Some(k))) {
+                let roots = text(keyless, "roots");
+                if roots.is_empty() {
+                    entries.push(Attestor::Unsupported(
+                        "keyless attestors without roots (Fulcio's roots come from its TUF repository)"
+                            .into(),
+                    ));
+                    continue;
+                }
+                if !offline(keyless) {
+                    entries.push(Attestor::Unsupported(
+                        "keyless attestors without rekor.ignoreTlog and ctlog.ignoreSCT (Rekor and CT log checks)"
+                            .into(),
+                    ));
+                    continue;
+                }
+                let mut check = signer(a, entry);
+                check.keyless = Some(KeylessIdentity {
+                    roots,
+                    subject: text(keyless, "subject"),
+                    subject_regexp: text(keyless, "subjectRegExp"),
+                    issuer: text(keyless, "issuer"),
+                    issuer_regexp: text(keyless, "issuerRegExp"),
+                    extensions: string_map(keyless.get("additionalExtensions")),
+                });
+                entries.push(Attestor::Key {
+                    via: "keyless",
+                    check,
+                });
             } else {
                 entries.push(Attestor::Unsupported("attestors without keys".into()));
             }
@@ -289,7 +349,8 @@ impl ImageVerification {
         let unsupported = if !kind.is_empty() && kind != "Cosign" {
             Some(format!("type {kind}"))
         } else if non_empty(entry.get("roots")) || non_empty(entry.get("subject")) {
-            Some("keyless (roots, subject)".to_string())
+            // Kyverno turns them into a keyless attestor without `rekor`: log checks.
+            Some("the legacy keyless fields roots and subject (Rekor log checks)".to_string())
         } else if attestations.iter().any(|a| a.attestor_sets.is_empty()) {
             // Kyverno then fetches with an empty attestor: keyless, trusting Fulcio.
             Some("attestations without attestors (keyless)".to_string())
@@ -406,20 +467,10 @@ fn verify_set(
     for (i, entry) in set.entries.iter().enumerate() {
         let entry_path = format!("{path}.entries[{i}]");
         let outcome = match entry {
-            Attestor::Key {
-                via,
-                public_key,
-                signature_algorithm,
-                repository,
-                annotations,
-            } => {
+            Attestor::Key { via, check } => {
                 let check = SignatureCheck {
                     image: image.to_string(),
-                    public_key: public_key.clone(),
-                    signature_algorithm: signature_algorithm.clone(),
-                    repository: repository.clone(),
-                    annotations: annotations.clone(),
-                    predicate_type: String::new(),
+                    ..check.clone()
                 };
                 match provider.verify_image_signature(&check) {
                     Ok(SignatureOutcome::Verified { digest }) => Ok(digest),
@@ -535,14 +586,7 @@ fn verify_attestations(
             for entry in &set.entries {
                 // Kyverno numbers the entry with the attestation's index; kept for equal messages.
                 let entry_path = format!("{path}.attestors[{j}].entries[{i}]");
-                let Attestor::Key {
-                    via,
-                    public_key,
-                    signature_algorithm,
-                    repository,
-                    annotations,
-                } = entry
-                else {
+                let Attestor::Key { via, check } = entry else {
                     return Err(unsupported_error(
                         image,
                         "this attestor kind in attestations",
@@ -550,11 +594,8 @@ fn verify_attestations(
                 };
                 let check = SignatureCheck {
                     image: target.to_string(),
-                    public_key: public_key.clone(),
-                    signature_algorithm: signature_algorithm.clone(),
-                    repository: repository.clone(),
-                    annotations: annotations.clone(),
                     predicate_type: att.predicate_type.clone(),
+                    ..check.clone()
                 };
                 let (d, statements) = match provider.verify_image_attestations(&check) {
                     Ok(AttestationOutcome::Verified { digest, statements }) => (digest, statements),
@@ -1101,6 +1142,76 @@ mod tests {
             vp(&[rule], &resource, &registry).map(|r| r.0),
             Some(RuleStatus::Pass)
         );
+    }
+
+    #[test]
+    fn keyless_and_chained_certificate_attestors_carry_their_trust_to_the_provider() {
+        let offline = json!({"rekor": {"ignoreTlog": true}, "ctlog": {"ignoreSCT": true}});
+        let mut keyless = json!({"roots": "ROOTS", "subject": "*@example.com",
+            "issuer": "https://issuer", "subjectRegExp": "s", "issuerRegExp": "i",
+            "additionalExtensions": {"githubWorkflowRepository": "org/*"}});
+        keyless["rekor"] = offline["rekor"].clone();
+        keyless["ctlog"] = offline["ctlog"].clone();
+        let mut chained = json!({"cert": "CERT", "certChain": "CHAIN"});
+        chained["rekor"] = offline["rekor"].clone();
+        chained["ctlog"] = offline["ctlog"].clone();
+        let mut chain_alone = json!({"certChain": "CHAIN"});
+        chain_alone["rekor"] = offline["rekor"].clone();
+        chain_alone["ctlog"] = offline["ctlog"].clone();
+        let rule = ImageVerification::from_json(&json!({"imageReferences": ["*"],
+            "repository": "mirror.example.com/sigs",
+            "attestors": [{"entries": [{"keyless": keyless}, {"certificates": chained},
+                                       {"certificates": chain_alone}]}]}));
+        assert_eq!(rule.unsupported, None);
+        let checks: Vec<(&str, &SignatureCheck)> = rule.attestor_sets[0]
+            .entries
+            .iter()
+            .map(|e| match e {
+                Attestor::Key { via, check } => (*via, check),
+                other => panic!("expected a key attestor, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(checks[0].0, "keyless");
+        assert_eq!(
+            checks[0].1.keyless,
+            Some(KeylessIdentity {
+                roots: "ROOTS".into(),
+                subject: "*@example.com".into(),
+                subject_regexp: "s".into(),
+                issuer: "https://issuer".into(),
+                issuer_regexp: "i".into(),
+                extensions: BTreeMap::from([("githubWorkflowRepository".into(), "org/*".into())]),
+            })
+        );
+        assert_eq!(checks[0].1.repository, "mirror.example.com/sigs");
+        assert_eq!(
+            (
+                checks[1].1.public_key.as_str(),
+                checks[1].1.cert_chain.as_str()
+            ),
+            ("CERT", "CHAIN")
+        );
+        // A chain alone is the roots of the signatures' own certificates.
+        assert_eq!(
+            checks[2].1.keyless.as_ref().map(|k| k.roots.as_str()),
+            Some("CHAIN")
+        );
+        assert!(checks[2].1.public_key.is_empty());
+        // Without roots (Fulcio's from TUF) or without the log waivers: named, not checked.
+        for keyless in [
+            json!({"subject": "x", "rekor": {"ignoreTlog": true}, "ctlog": {"ignoreSCT": true}}),
+            json!({"roots": "R", "subject": "x", "rekor": {"ignoreTlog": true}}),
+        ] {
+            let rule = ImageVerification::from_json(&json!({"imageReferences": ["*"],
+                "attestors": [{"entries": [{"keyless": keyless}]}]}));
+            assert!(
+                rule.unsupported
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("keyless attestors without")),
+                "{:?}",
+                rule.unsupported
+            );
+        }
     }
 
     #[test]

@@ -1,32 +1,39 @@
-//! Cosign signatures checked with a public key, in the layout cosign writes by default for
-//! Kyverno's `type: Cosign`: the tag `sha256-<hex>.sig` in the image's repository (or in
-//! `repository`) holds a manifest whose layers are simple-signing payloads, each with its
-//! signature in the `dev.cosignproject.cosign/signature` annotation (base64 of an ASN.1 ECDSA
-//! signature over the payload bytes). A payload counts when the key verifies it, its
-//! `critical.image.docker-manifest-digest` is the image's digest, and its `optional` claims hold
-//! the required annotations.
+//! Cosign signatures in the layout cosign writes by default for Kyverno's `type: Cosign`: the
+//! tag `sha256-<hex>.sig` in the image's repository (or in `repository`) holds a manifest whose
+//! layers are simple-signing payloads, each with its signature in the
+//! `dev.cosignproject.cosign/signature` annotation (base64 over the payload bytes). A payload
+//! counts when the key verifies it, its `critical.image.docker-manifest-digest` is the image's
+//! digest, and its `optional` claims hold the required annotations.
 //!
 //! Attestations live beside them under `sha256-<hex>.att`: each layer a DSSE envelope whose
 //! signature covers the PAE encoding of an in-toto statement; a statement counts when the key
 //! verifies the envelope and one of its subjects carries the image's digest.
 //!
-//! Supported: ECDSA P-256 keys with SHA-256 (cosign's default key type). Not yet: RSA and
-//! Ed25519 keys, other hash algorithms, certificates, keyless identities, Rekor bundles and
-//! Sigstore bundles (OCI referrers).
+//! The key is the attestor's (a public key, or a certificate, checked first against its
+//! `certChain` when there is one), or for keyless attestors each layer's own certificate
+//! (`dev.sigstore.cosign/certificate`, intermediates in `dev.sigstore.cosign/chain`) once it
+//! chains to the attestor's roots and names its identity (see [`crate::certs`]). Not yet: Rekor
+//! bundles and SCTs (attestors must waive them), Sigstore bundles (OCI referrers).
 
+use crate::certs;
 use crate::client::{Registry, RegistryError};
+use crate::keys::PublicKey;
 use crate::reference;
 use base64::Engine as _;
-use kybern_engine::context::{AttestationOutcome, ProviderError, SignatureCheck, SignatureOutcome};
-use p256::ecdsa::signature::Verifier;
-use p256::ecdsa::{Signature, VerifyingKey};
-use p256::pkcs8::DecodePublicKey;
+use kybern_engine::context::{
+    AttestationOutcome, KeylessIdentity, ProviderError, SignatureCheck, SignatureOutcome,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::time::Instant;
 
 /// The annotation holding a layer's signature.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// The annotation holding a keyless layer's signing certificate (PEM).
+pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+/// The annotation holding a keyless layer's intermediate and root certificates (PEM).
+pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
 /// The media type of simple-signing payload layers.
 pub const SIMPLE_SIGNING_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 /// How many signature layers are looked at, at most (cosign appends one per signing).
@@ -54,30 +61,84 @@ pub fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The verifying key of a PEM public key, or of a PEM certificate's subject public key.
-fn verifying_key(pem: &str) -> Option<VerifyingKey> {
-    let pem = pem.trim();
-    if pem.contains("-----BEGIN CERTIFICATE-----") {
-        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
-        let cert = block.parse_x509().ok()?;
-        return VerifyingKey::from_public_key_der(cert.public_key().raw).ok();
-    }
-    VerifyingKey::from_public_key_pem(pem).ok()
+/// How a check trusts signatures: one key for every layer, or each layer's own certificate.
+enum Trust {
+    Key(PublicKey),
+    Keyless {
+        roots: Vec<Vec<u8>>,
+        identity: KeylessIdentity,
+        hash: String,
+    },
 }
 
-fn verify_der(key: &VerifyingKey, message: &[u8], signature_b64: &str) -> Result<(), String> {
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(signature_b64.trim())
-        .map_err(|_| "signature is not base64".to_string())?;
-    let signature = Signature::from_der(&raw).map_err(|_| "malformed signature".to_string())?;
-    // Go's signer does not normalise s; either form of the same signature is accepted.
-    let signature = signature.normalize_s().unwrap_or(signature);
-    key.verify(message, &signature)
-        .map_err(|_| "invalid signature".to_string())
+impl Trust {
+    fn from_check(check: &SignatureCheck) -> Result<Trust, String> {
+        if let Some(identity) = &check.keyless {
+            let roots = certs::pem_certificates(&identity.roots)
+                .map_err(|e| format!("failed to load Root certificates: {e}"))?;
+            return Ok(Trust::Keyless {
+                roots,
+                identity: identity.clone(),
+                hash: check.signature_algorithm.clone(),
+            });
+        }
+        if !check.cert_chain.trim().is_empty() {
+            let leaf = certs::pem_certificates(&check.public_key)?
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            certs::verify_against_chain(&leaf, &check.cert_chain)
+                .map_err(|e| format!("failed to load validate certificate chain: {e}"))?;
+        }
+        PublicKey::from_pem(&check.public_key, &check.signature_algorithm).map(Trust::Key)
+    }
+
+    /// The key that verifies a layer: the attestor's, or the layer's certificate once it
+    /// chains to the roots.
+    fn key_for(&self, layer: &Value) -> Result<Cow<'_, PublicKey>, String> {
+        match self {
+            Trust::Key(key) => Ok(Cow::Borrowed(key)),
+            Trust::Keyless { roots, hash, .. } => {
+                let leaf = layer_certificate(layer)?;
+                let chain = layer_annotation(layer, CHAIN_ANNOTATION);
+                certs::verify_signing_certificate(&leaf, chain, roots)?;
+                let cert = certs::parse(&leaf)?;
+                PublicKey::from_spki(cert.public_key(), hash).map(Cow::Owned)
+            }
+        }
+    }
+
+    /// For keyless trust, whether the layer's certificate names the identity.
+    fn identity_of(&self, layer: &Value) -> Result<(), String> {
+        match self {
+            Trust::Key(_) => Ok(()),
+            Trust::Keyless { identity, .. } => {
+                certs::match_identity(&layer_certificate(layer)?, identity)
+            }
+        }
+    }
+}
+
+fn layer_annotation<'a>(layer: &'a Value, name: &str) -> Option<&'a str> {
+    layer
+        .get("annotations")
+        .and_then(|a| a.get(name))
+        .and_then(Value::as_str)
+}
+
+/// The DER of a layer's signing certificate.
+fn layer_certificate(layer: &Value) -> Result<Vec<u8>, String> {
+    let pem = layer_annotation(layer, CERTIFICATE_ANNOTATION)
+        .filter(|p| !p.trim().is_empty())
+        .ok_or_else(|| "certificate not found".to_string())?;
+    certs::pem_certificates(pem)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| "certificate not found".to_string())
 }
 
 /// The statement of one `.att` layer, when the key verifies it and it names the digest.
-fn check_envelope(key: &VerifyingKey, envelope: &[u8], digest: &str) -> Result<Value, String> {
+fn check_envelope(key: &PublicKey, envelope: &[u8], digest: &str) -> Result<Value, String> {
     let envelope: Value =
         serde_json::from_slice(envelope).map_err(|_| "envelope is not JSON".to_string())?;
     let payload_type = envelope
@@ -98,7 +159,7 @@ fn check_envelope(key: &VerifyingKey, envelope: &[u8], digest: &str) -> Result<V
     let mut last = "envelope has no signatures".to_string();
     let verified = signatures.iter().take(MAX_SIGNATURES).any(|s| {
         let sig = s.get("sig").and_then(Value::as_str).unwrap_or_default();
-        match verify_der(key, &message, sig) {
+        match key.verify(&message, sig) {
             Ok(()) => true,
             Err(e) => {
                 last = e;
@@ -134,10 +195,17 @@ fn check_envelope(key: &VerifyingKey, envelope: &[u8], digest: &str) -> Result<V
 
 fn cache_key(check: &SignatureCheck, digest: &str, repository: &str) -> String {
     let mut h = Sha256::new();
+    let keyless = check
+        .keyless
+        .as_ref()
+        .map(|k| format!("{k:?}"))
+        .unwrap_or_default();
     for part in [
         repository,
         digest,
         check.public_key.trim(),
+        check.cert_chain.trim(),
+        &keyless,
         &check.signature_algorithm,
     ] {
         h.update(part.as_bytes());
@@ -154,13 +222,13 @@ fn cache_key(check: &SignatureCheck, digest: &str, repository: &str) -> String {
 
 /// Why one signature layer does not count.
 fn check_layer(
-    key: &VerifyingKey,
+    key: &PublicKey,
     payload: &[u8],
     signature_b64: &str,
     digest: &str,
     check: &SignatureCheck,
 ) -> Result<(), String> {
-    verify_der(key, payload, signature_b64)?;
+    key.verify(payload, signature_b64)?;
     let claims: Value =
         serde_json::from_slice(payload).map_err(|_| "payload is not JSON".to_string())?;
     let claimed = claims
@@ -182,7 +250,7 @@ fn check_layer(
 /// What a signature or attestation check is about: the key, the image's digest (its tag
 /// resolved once) and the repository holding the signatures.
 struct Subject {
-    key: VerifyingKey,
+    trust: Trust,
     digest: String,
     repo: String,
 }
@@ -191,18 +259,9 @@ impl Registry {
     /// The [`Subject`] of `check`; `Ok(Err(message))` when the check fails before any signature
     /// is read (unsupported key or algorithm, bad reference, image not found).
     fn subject(&self, check: &SignatureCheck) -> Result<Result<Subject, String>, RegistryError> {
-        let algorithm = check.signature_algorithm.to_ascii_lowercase();
-        if !algorithm.is_empty() && algorithm != "sha256" {
-            return Ok(Err(format!(
-                "signatureAlgorithm {} is not supported yet (only sha256)",
-                check.signature_algorithm
-            )));
-        }
-        let Some(key) = verifying_key(&check.public_key) else {
-            return Ok(Err(
-                "the key is not a PEM ECDSA P-256 public key or certificate (RSA and Ed25519 are not supported yet)"
-                    .to_string(),
-            ));
+        let trust = match Trust::from_check(check) {
+            Ok(t) => t,
+            Err(m) => return Ok(Err(m)),
         };
         let image = match reference::parse(&check.image) {
             Ok(r) => r,
@@ -222,7 +281,11 @@ impl Registry {
         } else {
             check.repository.clone()
         };
-        Ok(Ok(Subject { key, digest, repo }))
+        Ok(Ok(Subject {
+            trust,
+            digest,
+            repo,
+        }))
     }
 
     /// Checks the image's cosign signatures against the key of `check`. `Err` only when the
@@ -233,7 +296,7 @@ impl Registry {
     ) -> Result<SignatureOutcome, RegistryError> {
         let failed = |m: String| Ok(SignatureOutcome::Failed(m));
         let Subject {
-            key,
+            trust,
             digest,
             repo: sig_repo,
         } = match self.subject(check)? {
@@ -283,7 +346,11 @@ impl Registry {
                     continue;
                 }
             };
-            match check_layer(&key, &payload, signature, &digest, check) {
+            let verified = trust.key_for(layer).and_then(|key| {
+                check_layer(&key, &payload, signature, &digest, check)?;
+                trust.identity_of(layer)
+            });
+            match verified {
                 Ok(()) => {
                     self.remember(key_id, &digest);
                     return Ok(SignatureOutcome::Verified { digest });
@@ -305,7 +372,11 @@ impl Registry {
         check: &SignatureCheck,
     ) -> Result<AttestationOutcome, RegistryError> {
         let failed = |m: String| Ok(AttestationOutcome::Failed(m));
-        let Subject { key, digest, repo } = match self.subject(check)? {
+        let Subject {
+            trust,
+            digest,
+            repo,
+        } = match self.subject(check)? {
             Ok(s) => s,
             Err(m) => return failed(m),
         };
@@ -345,7 +416,11 @@ impl Registry {
                     continue;
                 }
             };
-            match check_envelope(&key, &envelope, &digest) {
+            let verified = trust.key_for(layer).and_then(|key| {
+                let statement = check_envelope(&key, &envelope, &digest)?;
+                trust.identity_of(layer).map(|()| statement)
+            });
+            match verified {
                 Ok(statement) => statements.push(statement),
                 Err(r) => reasons.push(r),
             }

@@ -6,7 +6,8 @@
 use crate::Registry;
 use crate::client::RegistryError;
 use crate::cosign::{
-    SIGNATURE_ANNOTATION, SIMPLE_SIGNING_TYPE, attestation_tag, pae, signature_tag,
+    CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_TYPE,
+    attestation_tag, pae, signature_tag,
 };
 use crate::reference;
 use base64::Engine as _;
@@ -185,6 +186,135 @@ pub fn certificate_pem(key: &SigningKey, subject: &str) -> String {
         .pem()
 }
 
+/// A certificate authority standing in for Fulcio: a P-384 root, optionally an intermediate,
+/// issuing code-signing certificates with Fulcio's identity extensions for signing keys.
+pub struct TestCa {
+    root_pem: String,
+    chain_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+/// Who a [`TestCa`] certificate names.
+pub struct TestIdentity<'a> {
+    /// The subject alternative name: a URI when it has `://`, else an email address.
+    pub subject: &'a str,
+    /// The OIDC issuer, written to extensions `.1.1` (raw) and `.1.8` (DER string).
+    pub issuer: &'a str,
+    /// Other Fulcio extensions `1.3.6.1.4.1.57264.1.<arc>` (raw strings).
+    pub extensions: &'a [(u64, &'a str)],
+    /// Issued and expired in the past.
+    pub expired: bool,
+}
+
+fn ca_params(name: &str, path_len: u8) -> rcgen::CertificateParams {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap_or_else(|e| panic!("CA parameters: {e}"));
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(path_len));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params
+}
+
+fn fulcio_oid(arc: u64) -> [u64; 9] {
+    [1, 3, 6, 1, 4, 1, 57264, 1, arc]
+}
+
+impl TestCa {
+    /// A new authority; with `intermediate`, leaves are issued by an intermediate under the root.
+    pub fn new(name: &str, intermediate: bool) -> TestCa {
+        let fail = |e: rcgen::Error| -> ! { panic!("test CA {name}: {e}") };
+        let root_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)
+            .unwrap_or_else(|e| fail(e));
+        let root_params = ca_params(&format!("{name} root"), 1);
+        let root = root_params
+            .self_signed(&root_key)
+            .unwrap_or_else(|e| fail(e));
+        let root_issuer = rcgen::Issuer::new(root_params, root_key);
+        if !intermediate {
+            return TestCa {
+                root_pem: root.pem(),
+                chain_pem: root.pem(),
+                issuer: root_issuer,
+            };
+        }
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .unwrap_or_else(|e| fail(e));
+        let params = ca_params(&format!("{name} intermediate"), 0);
+        let cert = params
+            .signed_by(&key, &root_issuer)
+            .unwrap_or_else(|e| fail(e));
+        TestCa {
+            chain_pem: format!("{}{}", cert.pem(), root.pem()),
+            root_pem: root.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// The root certificate (PEM), as a policy's `roots` holds it.
+    pub fn root_pem(&self) -> &str {
+        &self.root_pem
+    }
+
+    /// The chain cosign stores beside a signature: intermediates, then the root.
+    pub fn chain_pem(&self) -> &str {
+        &self.chain_pem
+    }
+
+    /// A code-signing certificate (PEM) for `key` naming `identity`.
+    pub fn issue(&self, key: &SigningKey, identity: &TestIdentity<'_>) -> String {
+        use p256::pkcs8::EncodePrivateKey;
+        let der = key
+            .to_pkcs8_der()
+            .unwrap_or_else(|e| panic!("test key PKCS#8: {e}"));
+        let pair = rcgen::KeyPair::try_from(der.as_bytes())
+            .unwrap_or_else(|e| panic!("test key for rcgen: {e}"));
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap_or_else(|e| panic!("leaf parameters: {e}"));
+        let name = rcgen::string::Ia5String::try_from(identity.subject)
+            .unwrap_or_else(|e| panic!("subject {}: {e}", identity.subject));
+        params.subject_alt_names = vec![if identity.subject.contains("://") {
+            rcgen::SanType::URI(name)
+        } else {
+            rcgen::SanType::Rfc822Name(name)
+        }];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        let mut issuer_der = vec![0x0c, u8::try_from(identity.issuer.len()).unwrap_or(0)];
+        issuer_der.extend_from_slice(identity.issuer.as_bytes());
+        params.custom_extensions = vec![
+            rcgen::CustomExtension::from_oid_content(
+                &fulcio_oid(1),
+                identity.issuer.as_bytes().to_vec(),
+            ),
+            rcgen::CustomExtension::from_oid_content(&fulcio_oid(8), issuer_der),
+        ];
+        for (arc, value) in identity.extensions {
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &fulcio_oid(*arc),
+                    value.as_bytes().to_vec(),
+                ));
+        }
+        if identity.expired {
+            params.not_before = rcgen::date_time_ymd(2021, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 2);
+        } else {
+            params.not_before = rcgen::date_time_ymd(2022, 1, 1);
+        }
+        params
+            .signed_by(&pair, &self.issuer)
+            .unwrap_or_else(|e| panic!("leaf certificate: {e}"))
+            .pem()
+    }
+}
+
 /// One tar file entry (a 512-byte header, the content, padding) followed by the end marker.
 fn tar_with_file(name: &str, content: &[u8]) -> Vec<u8> {
     let mut header = [0u8; 512];
@@ -328,11 +458,13 @@ impl Registry {
             };
             let layer_digest = self.push_blob(repository, &stored)?;
             diff_ids.push(layer_digest.clone());
+            let mut annotations = json!({SIGNATURE_ANNOTATION: signature});
+            add_certificate(&mut annotations, s.certificate);
             layers.push(json!({
                 "mediaType": SIMPLE_SIGNING_TYPE,
                 "digest": layer_digest,
                 "size": stored.len(),
-                "annotations": {SIGNATURE_ANNOTATION: signature},
+                "annotations": annotations,
             }));
         }
         // cosign's config: an empty image config listing the layers.
@@ -395,11 +527,14 @@ impl Registry {
                 serde_json::to_vec(&envelope).map_err(|e| RegistryError::Failed(e.to_string()))?;
             let layer_digest = self.push_blob(repository, &envelope)?;
             diff_ids.push(layer_digest.clone());
+            let mut annotations =
+                json!({SIGNATURE_ANNOTATION: "", "predicateType": a.predicate_type});
+            add_certificate(&mut annotations, a.certificate);
             layers.push(json!({
                 "mediaType": "application/vnd.dsse.envelope.v1+json",
                 "digest": layer_digest,
                 "size": envelope.len(),
-                "annotations": {SIGNATURE_ANNOTATION: "", "predicateType": a.predicate_type},
+                "annotations": annotations,
             }));
         }
         let config = json!({
@@ -424,9 +559,21 @@ impl Registry {
     }
 }
 
+/// Writes a keyless layer's certificate and chain annotations, as cosign does.
+fn add_certificate(annotations: &mut Value, certificate: Option<(&str, &str)>) {
+    if let (Some((cert, chain)), Some(map)) = (certificate, annotations.as_object_mut()) {
+        map.insert(CERTIFICATE_ANNOTATION.into(), Value::from(cert));
+        if !chain.is_empty() {
+            map.insert(CHAIN_ANNOTATION.into(), Value::from(chain));
+        }
+    }
+}
+
 /// One attestation for [`Registry::push_attestations`].
 pub struct TestAttestation<'a> {
     pub key: &'a SigningKey,
+    /// For keyless signing: the signing certificate and the chain (PEM) stored beside it.
+    pub certificate: Option<(&'a str, &'a str)>,
     pub predicate_type: &'a str,
     pub predicate: Value,
     /// The subject digest, when it is not the image's (an attestation about another image).
@@ -436,6 +583,8 @@ pub struct TestAttestation<'a> {
 /// One signature for [`Registry::push_signatures`].
 pub struct Signature<'a> {
     pub key: &'a SigningKey,
+    /// For keyless signing: the signing certificate and the chain (PEM) stored beside it.
+    pub certificate: Option<(&'a str, &'a str)>,
     /// `optional` claims of the payload.
     pub optional: Option<Value>,
     /// The digest the payload claims, when it is not the image's (a forged claim).
@@ -449,6 +598,7 @@ impl<'a> Signature<'a> {
     pub fn by(key: &'a SigningKey) -> Self {
         Signature {
             key,
+            certificate: None,
             optional: None,
             claimed_digest: None,
             tampered_payload: None,

@@ -423,6 +423,7 @@ fn attestations_are_verified_by_key_and_subject_and_their_conditions_decide() {
     r.push_signatures(&f.repo, &digest, &[Signature::by(&good)])
         .unwrap();
     let review = TestAttestation {
+        certificate: None,
         key: &good,
         predicate_type: REVIEW,
         predicate: json!({"repo": {"branch": "main"}, "reviewers": ["bob@example.com"]}),
@@ -464,6 +465,7 @@ fn attestations_are_verified_by_key_and_subject_and_their_conditions_decide() {
     // A statement signed by the right key about another image does not count.
     let other = r.push_image(&f.repo, "other", "other image").unwrap();
     let stray = TestAttestation {
+        certificate: None,
         key: &good,
         predicate_type: REVIEW,
         predicate: json!({"repo": {"branch": "main"}}),
@@ -594,11 +596,23 @@ fn a_certificate_attestor_verifies_with_the_certificate_key() {
             )
         )
     );
-    // A chain, or the transparency log asked for, is not supported: an error, not a pass.
-    let mut chained = with_cert(good);
+    // A chain the certificate does not verify against fails, as Kyverno fails it.
+    let mut chained = with_cert(good.clone());
     chained["spec"]["rules"][0]["verifyImages"][0]["attestors"][0]["entries"][0]["certificates"]
         ["certChain"] = json!("-----BEGIN CERTIFICATE-----");
     let (results, _) = admit(&f.registry, &chained, &signed);
+    assert_eq!(results[0].0, RuleStatus::Fail, "{results:?}");
+    assert!(
+        results[0]
+            .1
+            .contains("failed to load validate certificate chain"),
+        "{results:?}"
+    );
+    // The transparency log asked for is not supported: an error, not a pass.
+    let mut logged = with_cert(good);
+    logged["spec"]["rules"][0]["verifyImages"][0]["attestors"][0]["entries"][0]["certificates"]["ctlog"] =
+        json!(null);
+    let (results, _) = admit(&f.registry, &logged, &signed);
     assert_eq!(results[0].0, RuleStatus::Error, "{results:?}");
 }
 

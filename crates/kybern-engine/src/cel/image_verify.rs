@@ -81,6 +81,7 @@ fn signature_check(image: &str, attestor: &Value) -> Result<SignatureCheck, Stri
     }
     let key = cosign.get("key").filter(|k| !k.is_null());
     let certificate = cosign.get("certificate").filter(|c| !c.is_null());
+    let mut cert_chain = String::new();
     let pem = match (key, certificate) {
         (Some(k), _) => {
             for field in ["kms", "expression", "secretRef"] {
@@ -91,11 +92,13 @@ fn signature_check(image: &str, attestor: &Value) -> Result<SignatureCheck, Stri
             k.get("data").and_then(Value::as_str)
         }
         (None, Some(c)) => {
-            if c.get("certChain").is_some_and(|v| !v.is_null()) {
-                return unsupported("cosign.certificate.certChain");
+            for field in ["cert", "certChain"] {
+                if c.get(field).and_then(|f| f.get("expression")).is_some() {
+                    return unsupported(&format!("cosign.certificate.{field}.expression"));
+                }
             }
-            if c.pointer("/cert/expression").is_some() {
-                return unsupported("cosign.certificate.cert.expression");
+            if let Some(chain) = c.pointer("/certChain/value").and_then(Value::as_str) {
+                cert_chain = chain.to_string();
             }
             c.pointer("/cert/value").and_then(Value::as_str)
         }
@@ -127,6 +130,8 @@ fn signature_check(image: &str, attestor: &Value) -> Result<SignatureCheck, Stri
     Ok(SignatureCheck {
         image: image.to_string(),
         public_key: pem.to_string(),
+        cert_chain,
+        keyless: None,
         signature_algorithm: key
             .and_then(|k| k.get("hashAlgorithm"))
             .and_then(Value::as_str)
