@@ -51,7 +51,7 @@ impl Phase {
             // verifyImages rules verify signatures and pin digests in the mutate pass.
             Phase::Mutate => {
                 p.has_rule_of(is_mutate)
-                    || p.has_rule_of(|b| matches!(b, RuleBody::VerifyImages(_)))
+                    || p.has_rule_of(|b| matches!(b, RuleBody::VerifyImages { .. }))
             }
             Phase::Validate if p.has_rule_of(|b| matches!(b, RuleBody::Validate(_))) => true,
             Phase::Validate => p.has_rule_of(|b| {

@@ -345,15 +345,15 @@ fn replace_keys(text: &str, key: &str) -> String {
     out
 }
 
-/// Kyverno's `images/signatures` suite, unchanged but for the images (moved to the loopback
-/// registry, signed there by a test key) and the policy's key (that test key): the same
-/// expected results must hold under `kybern test --registry`.
-#[test]
-fn kyverno_signature_suite_passes_against_a_local_registry() {
-    let suite = corpus().join("kyverno/cli/test/images/signatures");
+/// Runs one of Kyverno's signature suites unchanged but for the images (moved to a loopback
+/// registry, `signed` signed there by a test key, `unsigned` not) and the policies' keys (that
+/// test key): the same expected results must hold under `kybern test --registry`. Then the
+/// suite with Kyverno's own keys must fail, since nothing here is signed by them.
+fn local_signature_suite(name: &str) {
+    let suite = corpus().join("kyverno/cli/test/images").join(name);
     if !suite.is_dir() {
         eprintln!(
-            "conformance corpus not found at {}: local signature suite SKIPPED",
+            "conformance corpus not found at {}: local suite {name} SKIPPED",
             suite.display()
         );
         return;
@@ -371,41 +371,59 @@ fn kyverno_signature_suite_passes_against_a_local_registry() {
         .push_signatures(&repo, &signed, &[Signature::by(&key)])
         .unwrap();
 
-    let dir = Dir(std::env::temp_dir().join(format!("kybern-local-suite-{}", std::process::id())));
+    let dir =
+        Dir(std::env::temp_dir().join(format!("kybern-local-suite-{name}-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).unwrap();
+    let mut policy_files = Vec::new();
     for entry in std::fs::read_dir(&suite).unwrap() {
         let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let text = text.replace("ghcr.io/kyverno/test-verify-image", &repo);
-        let text = replace_keys(&text, &public_key_pem(&key));
-        write(&dir.0, path.file_name().unwrap().to_str().unwrap(), &text);
+        let original = std::fs::read_to_string(&path).unwrap();
+        let moved = original.replace("ghcr.io/kyverno/test-verify-image", &repo);
+        let text = replace_keys(&moved, &public_key_pem(&key));
+        let file = path.file_name().unwrap().to_str().unwrap().to_string();
+        if text != moved {
+            policy_files.push((file.clone(), moved));
+        }
+        write(&dir.0, &file, &text);
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_kybern"))
-        .arg("test")
-        .arg(&dir.0)
-        .arg("--registry")
-        .output()
-        .unwrap();
+    assert!(!policy_files.is_empty(), "{name}: no public keys replaced");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_kybern"))
+            .arg("test")
+            .arg(&dir.0)
+            .arg("--registry")
+            .output()
+            .unwrap()
+    };
+    let out = run();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{text}{}",
+        "{name}: {text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("passed and 0 tests failed"), "{text}");
+    assert!(text.contains("passed and 0 tests failed"), "{name}: {text}");
 
-    // The same suite with Kyverno's own key fails: nothing here is signed by it.
-    let policy = std::fs::read_to_string(suite.join("policies.yaml"))
-        .unwrap()
-        .replace("ghcr.io/kyverno/test-verify-image", &repo);
-    write(&dir.0, "policies.yaml", &policy);
-    let out = Command::new(env!("CARGO_BIN_EXE_kybern"))
-        .arg("test")
-        .arg(&dir.0)
-        .arg("--registry")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    for (file, with_kyverno_keys) in policy_files {
+        write(&dir.0, &file, &with_kyverno_keys);
+    }
+    assert!(
+        !run().status.success(),
+        "{name}: passed with Kyverno's keys"
+    );
+}
+
+/// Kyverno's `images/signatures` suite against a local registry.
+#[test]
+fn kyverno_signature_suite_passes_against_a_local_registry() {
+    local_signature_suite("signatures");
+}
+
+/// Kyverno's `images/verify-signature` suite against a local registry: Pods, and DataVolumes
+/// whose image an `imageExtractors` entry reads from a URL (`docker://` trimmed by JMESPath).
+#[test]
+fn kyverno_verify_signature_suite_passes_against_a_local_registry() {
+    local_signature_suite("verify-signature");
 }
 
 /// An ImageValidatingPolicy whose validations call the registry functions with one cosign key

@@ -81,7 +81,7 @@ fn rule_uses_context(rule: &Rule, values: Option<&RuleValues>) -> bool {
                     || mutation::targets(m).is_some()
                     || rule.mutate_has_variables
             }
-            RuleBody::VerifyImages(entries) => entries.iter().any(|e| e.reads_context()),
+            RuleBody::VerifyImages { entries, .. } => entries.iter().any(|e| e.reads_context()),
             RuleBody::Unsupported { .. } => false,
         }
 }
@@ -112,11 +112,11 @@ impl Phase {
     fn runs(self, body: &RuleBody) -> bool {
         match (self, body) {
             // verifyImages rules check signatures and pin digests in the mutate pass.
-            (Phase::Mutate, RuleBody::Mutate(_) | RuleBody::VerifyImages(_)) => true,
+            (Phase::Mutate, RuleBody::Mutate(_) | RuleBody::VerifyImages { .. }) => true,
             (Phase::Mutate, RuleBody::Unsupported { rule_type, .. }) => {
                 *rule_type == RuleType::Mutation
             }
-            (Phase::Validate, RuleBody::Validate(_) | RuleBody::VerifyImages(_)) => true,
+            (Phase::Validate, RuleBody::Validate(_) | RuleBody::VerifyImages { .. }) => true,
             (Phase::Validate, RuleBody::Unsupported { rule_type, .. }) => {
                 !matches!(rule_type, RuleType::Generation | RuleType::Mutation)
             }
@@ -246,7 +246,7 @@ impl<'p> Engine<'p> {
                 RuleBody::Validate(v) => response
                     .failure_actions
                     .push((rule.name.clone(), effective_action(policy, v, pctx))),
-                RuleBody::VerifyImages(entries) => response.failure_actions.push((
+                RuleBody::VerifyImages { entries, .. } => response.failure_actions.push((
                     rule.name.clone(),
                     entries
                         .iter()
@@ -289,7 +289,7 @@ impl<'p> Engine<'p> {
             RuleBody::Validate(v) => (Some(v.as_ref()), RuleType::Validation),
             RuleBody::Generate(_) => (None, RuleType::Generation),
             RuleBody::Mutate(_) => (None, RuleType::Mutation),
-            RuleBody::VerifyImages(_) => (None, RuleType::ImageVerify),
+            RuleBody::VerifyImages { .. } => (None, RuleType::ImageVerify),
             RuleBody::Unsupported { field, rule_type } => {
                 return Some(RuleResult::new(
                     &rule.name,
@@ -470,9 +470,16 @@ impl<'p> Engine<'p> {
                     },
                 );
             }
-            (RuleBody::VerifyImages(entries), None) if phase == Phase::Mutate => {
+            (
+                RuleBody::VerifyImages {
+                    entries,
+                    extractors,
+                },
+                None,
+            ) if phase == Phase::Mutate => {
                 let outcome = crate::image_verification::verify_and_patch(
                     entries,
+                    extractors,
                     request.resource(),
                     self.provider,
                     ctx,
@@ -484,10 +491,17 @@ impl<'p> Engine<'p> {
                     r
                 }));
             }
-            (RuleBody::VerifyImages(entries), None) => {
+            (
+                RuleBody::VerifyImages {
+                    entries,
+                    extractors,
+                },
+                None,
+            ) => {
                 return RuleStep::Done(
                     crate::image_verification::check(
                         entries,
+                        extractors,
                         request.resource(),
                         self.provider,
                         ctx,

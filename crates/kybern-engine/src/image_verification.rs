@@ -11,7 +11,7 @@
 use crate::context::{
     AttestationOutcome, ContextProvider, KeylessIdentity, SignatureCheck, SignatureOutcome,
 };
-use crate::images::ImageInfo;
+use crate::images::{Extractors, ImageInfo};
 use crate::json_context::JsonContext;
 use crate::response::{FailureAction, RuleStatus};
 use crate::variables::SubstituteOptions;
@@ -36,7 +36,7 @@ pub enum Attestor {
         /// The attestor's field, `keys`, `certificates` or `keyless` (named in messages).
         via: &'static str,
         /// What the provider checks, without the image (and predicate type).
-        check: SignatureCheck,
+        check: Box<SignatureCheck>,
     },
     /// `attestor`: a nested attestor set.
     Nested(AttestorSet),
@@ -211,10 +211,10 @@ impl AttestorSet {
                 for public_key in split_keys(&pem) {
                     entries.push(Attestor::Key {
                         via: "keys",
-                        check: SignatureCheck {
+                        check: Box::new(SignatureCheck {
                             public_key,
                             ..base.clone()
-                        },
+                        }),
                     });
                 }
             } else if let Some(nested) = a.get("attestor").filter(|n| !n.is_null()) {
@@ -249,7 +249,7 @@ impl AttestorSet {
                 }
                 entries.push(Attestor::Key {
                     via: "certificates",
-                    check,
+                    check: Box::new(check),
                 });
             } else if let Some(keyless) = a.get("keyless").filter(|k| non_empty(Some(k))) {
                 let roots = text(keyless, "roots");
@@ -278,7 +278,7 @@ impl AttestorSet {
                 });
                 entries.push(Attestor::Key {
                     via: "keyless",
-                    check,
+                    check: Box::new(check),
                 });
             } else {
                 entries.push(Attestor::Unsupported("attestors without keys".into()));
@@ -419,8 +419,30 @@ struct FoundImage {
     pointer: String,
 }
 
-/// The images of a resource's pod spec, in Kyverno's order.
-fn images_of(resource: &Value) -> Vec<FoundImage> {
+/// The images of a resource: where the rule's extractors say for their kinds, else its pod
+/// spec's in Kyverno's order. An extractor's error (a value that is no image, a `jmesPath` that
+/// gives no string) is the rule's error.
+fn images_of(resource: &Value, extractors: &Extractors) -> Result<Vec<FoundImage>, String> {
+    let kind = resource
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if let Some(custom) = extractors.for_kind(kind) {
+        let mut out = Vec::new();
+        for extractor in custom {
+            for found in extractor.extract(resource)? {
+                let Some(info) = ImageInfo::parse(&found.image) else {
+                    return Err(format!("invalid image '{}'", found.image));
+                };
+                out.push(FoundImage {
+                    written: found.image,
+                    info,
+                    pointer: found.pointer,
+                });
+            }
+        }
+        return Ok(out);
+    }
     let extracted = crate::images::extract(resource);
     let mut out = Vec::new();
     for field in ["initContainers", "containers", "ephemeralContainers"] {
@@ -443,7 +465,7 @@ fn images_of(resource: &Value) -> Vec<FoundImage> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Why an attestor set did not verify.
@@ -470,7 +492,7 @@ fn verify_set(
             Attestor::Key { via, check } => {
                 let check = SignatureCheck {
                     image: image.to_string(),
-                    ..check.clone()
+                    ..(**check).clone()
                 };
                 match provider.verify_image_signature(&check) {
                     Ok(SignatureOutcome::Verified { digest }) => Ok(digest),
@@ -595,7 +617,7 @@ fn verify_attestations(
                 let check = SignatureCheck {
                     image: target.to_string(),
                     predicate_type: att.predicate_type.clone(),
-                    ..check.clone()
+                    ..(**check).clone()
                 };
                 let (d, statements) = match provider.verify_image_attestations(&check) {
                     Ok(AttestationOutcome::Verified { digest, statements }) => (digest, statements),
@@ -713,7 +735,11 @@ pub fn pin_digests(
 ) -> (Option<Value>, Vec<String>) {
     let mut patched: Option<Value> = None;
     let mut errors = Vec::new();
-    for found in images_of(resource) {
+    let images = match images_of(resource, &Extractors::default()) {
+        Ok(images) => images,
+        Err(e) => return (None, vec![format!("failed to extract images: {e}")]),
+    };
+    for found in images {
         if !found.info.digest.is_empty() {
             continue;
         }
@@ -748,12 +774,22 @@ pub fn pin_digests(
 /// tags were pinned, the patched resource.
 pub fn verify_and_patch(
     entries: &[ImageVerification],
+    extractors: &Extractors,
     resource: &Value,
     provider: &dyn ContextProvider,
     ctx: &JsonContext,
     opts: SubstituteOptions,
 ) -> Option<(RuleStatus, String, Option<Value>)> {
-    let images = images_of(resource);
+    let images = match images_of(resource, extractors) {
+        Ok(images) => images,
+        Err(e) => {
+            return Some((
+                RuleStatus::Error,
+                format!("failed to extract images: {e}"),
+                None,
+            ));
+        }
+    };
     let mut patched: Option<Value> = None;
     let mut messages = Vec::new();
     let mut pinned = false;
@@ -819,12 +855,16 @@ pub fn verify_and_patch(
 /// resource's images.
 pub fn check(
     entries: &[ImageVerification],
+    extractors: &Extractors,
     resource: &Value,
     provider: &dyn ContextProvider,
     ctx: &JsonContext,
     opts: SubstituteOptions,
 ) -> Option<(RuleStatus, String)> {
-    let images = images_of(resource);
+    let images = match images_of(resource, extractors) {
+        Ok(images) => images,
+        Err(e) => return Some((RuleStatus::Error, format!("failed to extract images: {e}"))),
+    };
     let mut covered = false;
     let mut missing = Vec::new();
     let mut unverified = Vec::new();
@@ -887,6 +927,7 @@ mod tests {
     ) -> Option<(RuleStatus, String, Option<Value>)> {
         verify_and_patch(
             entries,
+            &Extractors::default(),
             resource,
             provider,
             &JsonContext::default(),
@@ -901,6 +942,7 @@ mod tests {
     ) -> Option<(RuleStatus, String)> {
         check(
             entries,
+            &Extractors::default(),
             resource,
             provider,
             &JsonContext::default(),
@@ -1167,7 +1209,7 @@ mod tests {
             .entries
             .iter()
             .map(|e| match e {
-                Attestor::Key { via, check } => (*via, check),
+                Attestor::Key { via, check } => (*via, &**check),
                 other => panic!("expected a key attestor, got {other:?}"),
             })
             .collect();

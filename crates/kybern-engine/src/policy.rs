@@ -93,7 +93,7 @@ impl Policy {
         self.rules
             .iter()
             .filter_map(|r| match &r.body {
-                RuleBody::VerifyImages(entries) => Some(entries),
+                RuleBody::VerifyImages { entries, .. } => Some(entries),
                 _ => None,
             })
             .flatten()
@@ -140,8 +140,11 @@ pub enum RuleBody {
     Generate(Box<Value>),
     /// The raw `mutate` block; variables are substituted per request.
     Mutate(Box<Value>),
-    /// `verifyImages` entries: digests are checked offline, registry work is reported.
-    VerifyImages(Vec<crate::image_verification::ImageVerification>),
+    /// `verifyImages` entries, and the rule's `imageExtractors` for custom resources.
+    VerifyImages {
+        entries: Vec<crate::image_verification::ImageVerification>,
+        extractors: crate::images::Extractors,
+    },
     /// A rule kind this engine cannot evaluate yet; evaluating it gives a rule `error` naming the field.
     Unsupported {
         field: String,

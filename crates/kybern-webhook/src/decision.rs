@@ -224,7 +224,7 @@ pub fn decide(
                 matches!(
                     b,
                     RuleBody::Mutate(_)
-                        | RuleBody::VerifyImages(_)
+                        | RuleBody::VerifyImages { .. }
                         | RuleBody::Unsupported {
                             rule_type: RuleType::Mutation,
                             ..

@@ -124,7 +124,7 @@ impl PolicySet {
 
 /// True when the policy has at least one rule of the given kind of body.
 pub fn has_validate_rules(p: &Policy) -> bool {
-    p.has_rule_of(|b| matches!(b, RuleBody::Validate(_) | RuleBody::VerifyImages(_)))
+    p.has_rule_of(|b| matches!(b, RuleBody::Validate(_) | RuleBody::VerifyImages { .. }))
 }
 
 /// A problem with one file or document.

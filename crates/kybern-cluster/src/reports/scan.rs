@@ -91,7 +91,7 @@ pub fn verifies_images(policy: &Policy) -> bool {
     policy
         .rules
         .iter()
-        .any(|r| matches!(r.body, RuleBody::VerifyImages(_)))
+        .any(|r| matches!(r.body, RuleBody::VerifyImages { .. }))
 }
 
 /// The kinds background policies select, resolved against discovery (preferred versions, no

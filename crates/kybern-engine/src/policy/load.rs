@@ -389,12 +389,15 @@ fn compile_rule(raw: &Value, path: &str, kind: PolicyKind) -> Result<Rule, Polic
                     "verifyImages must be a list",
                 ));
             };
-            RuleBody::VerifyImages(
-                entries
+            let extractors = crate::images::Extractors::from_json(raw.get("imageExtractors"))
+                .map_err(|(at, message)| invalid(format!("{path}.imageExtractors{at}"), message))?;
+            RuleBody::VerifyImages {
+                entries: entries
                     .iter()
                     .map(crate::image_verification::ImageVerification::from_json)
                     .collect(),
-            )
+                extractors,
+            }
         }
         [other] => RuleBody::Unsupported {
             field: format!("{path}.{other}"),
