@@ -3,7 +3,7 @@
 //! by the test itself.
 
 use kybern_registry::testing::{
-    Signature, TestAttestation, TestRegistry, public_key_pem, signing_key,
+    Signature, TestAttestation, TestCa, TestIdentity, TestRegistry, public_key_pem, signing_key,
 };
 use kybern_registry::{Registry, RegistryConfig};
 use std::path::{Path, PathBuf};
@@ -171,6 +171,123 @@ fn apply_with_registry_passes_signed_images_pins_them_and_fails_the_others() {
     let (_, out) = apply(&[&good, Path::new("-r"), &signed_pod], &[]);
     assert!(out.contains("only with --registry"), "{out}");
     assert!(out.contains("error: 2"), "{out}");
+}
+
+/// A ClusterPolicy with one keyless attestor: the roots, the identity, the log waived.
+fn keyless_policy(addr: &str, roots: &str, subject: &str) -> String {
+    let indented: String = roots
+        .lines()
+        .map(|l| format!("                      {l}\n"))
+        .collect();
+    format!(
+        r#"apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: verify-keyless
+spec:
+  rules:
+    - name: check-identity
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      verifyImages:
+        - imageReferences: ["{addr}/kybern/*"]
+          failureAction: Enforce
+          attestors:
+            - entries:
+                - keyless:
+                    subject: "{subject}"
+                    issuer: https://token.actions.example.com
+                    roots: |-
+{indented}                    rekor:
+                      ignoreTlog: true
+                    ctlog:
+                      ignoreSCT: true
+"#
+    )
+}
+
+#[test]
+fn apply_with_registry_checks_keyless_identities_under_the_policy_roots() {
+    let Some(server) = TestRegistry::start() else {
+        return;
+    };
+    let registry = Registry::new(RegistryConfig::default()).unwrap();
+    let repo = format!("{}/kybern/keyless", server.addr);
+    let ca = TestCa::new("ci", true);
+    let sign = |tag: &str, subject: &str| {
+        let digest = registry.push_image(&repo, tag, tag).unwrap();
+        let key = signing_key(tag);
+        let cert = ca.issue(
+            &key,
+            &TestIdentity {
+                subject,
+                issuer: "https://token.actions.example.com",
+                extensions: &[],
+                expired: false,
+            },
+        );
+        let mut signature = Signature::by(&key);
+        signature.certificate = Some((&cert, ca.chain_pem()));
+        registry
+            .push_signatures(&repo, &digest, &[signature])
+            .unwrap();
+        digest
+    };
+    let release = sign(
+        "release",
+        "https://github.com/example/app/.github/workflows/release.yaml@refs/heads/main",
+    );
+    sign(
+        "fork",
+        "https://github.com/mallory/app/.github/workflows/release.yaml@refs/heads/main",
+    );
+
+    let dir =
+        Dir(std::env::temp_dir().join(format!("kybern-apply-keyless-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let policy = write(
+        &dir.0,
+        "policy.yaml",
+        &keyless_policy(
+            &server.addr,
+            ca.root_pem(),
+            "https://github.com/example/app/.github/workflows/*",
+        ),
+    );
+    let good = write(
+        &dir.0,
+        "good.yaml",
+        &pod("good", &format!("{repo}:release")),
+    );
+    let (code, out) = apply(&[&policy, Path::new("-r"), &good], &["--registry"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("image: {repo}:release@{release}")),
+        "{out}"
+    );
+    assert!(out.contains("pass: 2, fail: 0"), "{out}");
+
+    let fork = write(&dir.0, "fork.yaml", &pod("fork", &format!("{repo}:fork")));
+    let (code, out) = apply(&[&policy, Path::new("-r"), &fork], &["--registry"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("subject mismatch"), "{out}");
+
+    // The same identity under roots the policy does not name.
+    let stranger = TestCa::new("stranger", false);
+    let other_roots = write(
+        &dir.0,
+        "other-roots.yaml",
+        &keyless_policy(
+            &server.addr,
+            stranger.root_pem(),
+            "https://github.com/example/app/.github/workflows/*",
+        ),
+    );
+    let (code, out) = apply(&[&other_roots, Path::new("-r"), &good], &["--registry"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("certificate verification failed"), "{out}");
 }
 
 /// A `kybern serve --registry` process on a loopback port, killed on drop.

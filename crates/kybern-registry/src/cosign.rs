@@ -247,6 +247,31 @@ fn check_layer(
     Ok(())
 }
 
+/// The layers of one manifest already looked at: a layer repeated with the same digest and
+/// annotations gives the same answer, so it is not fetched again; a layer whose descriptor
+/// declares more than the blob bound is not fetched at all.
+#[derive(Default)]
+struct SeenLayers(std::collections::HashSet<String>);
+
+impl SeenLayers {
+    /// `Some` when the layer is not to be fetched, with the reason to report (none for a
+    /// repeat).
+    fn skip(&mut self, layer: &Value, max_bytes: usize) -> Option<Option<String>> {
+        let size = layer.get("size").and_then(Value::as_u64).unwrap_or(0);
+        if usize::try_from(size).map_or(true, |s| s > max_bytes) {
+            return Some(Some(format!(
+                "a layer of {size} bytes exceeds the {max_bytes}-byte bound"
+            )));
+        }
+        let key = format!(
+            "{}{}",
+            layer.get("digest").unwrap_or(&Value::Null),
+            layer.get("annotations").unwrap_or(&Value::Null)
+        );
+        (!self.0.insert(key)).then_some(None)
+    }
+}
+
 /// What a signature or attestation check is about: the key, the image's digest (its tag
 /// resolved once) and the repository holding the signatures.
 struct Subject {
@@ -327,6 +352,7 @@ impl Registry {
             .map(Vec::as_slice)
             .unwrap_or_default();
         let mut reasons: Vec<String> = Vec::new();
+        let mut seen = SeenLayers::default();
         for layer in layers.iter().take(MAX_SIGNATURES) {
             let Some(signature) = layer
                 .pointer("/annotations")
@@ -338,6 +364,10 @@ impl Registry {
             let Some(layer_digest) = layer.get("digest").and_then(Value::as_str) else {
                 continue;
             };
+            if let Some(skip) = seen.skip(layer, self.config().max_blob_bytes) {
+                reasons.extend(skip);
+                continue;
+            }
             let payload = match self.blob(&sig_ref, layer_digest) {
                 Ok(p) => p,
                 Err(RegistryError::Unreachable(m)) => return Err(RegistryError::Unreachable(m)),
@@ -404,10 +434,15 @@ impl Registry {
             .unwrap_or_default();
         let mut statements = Vec::new();
         let mut reasons: Vec<String> = Vec::new();
+        let mut seen = SeenLayers::default();
         for layer in layers.iter().take(MAX_SIGNATURES) {
             let Some(layer_digest) = layer.get("digest").and_then(Value::as_str) else {
                 continue;
             };
+            if let Some(skip) = seen.skip(layer, self.config().max_blob_bytes) {
+                reasons.extend(skip);
+                continue;
+            }
             let envelope = match self.blob(&att_ref, layer_digest) {
                 Ok(p) => p,
                 Err(RegistryError::Unreachable(m)) => return Err(RegistryError::Unreachable(m)),

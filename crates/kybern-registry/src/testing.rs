@@ -348,7 +348,8 @@ fn tar_with_file(name: &str, content: &[u8]) -> Vec<u8> {
 }
 
 impl Registry {
-    fn push_blob(&self, target: &str, data: &[u8]) -> Result<String, RegistryError> {
+    /// Pushes one blob to `target`'s repository; returns its digest.
+    pub fn push_blob(&self, target: &str, data: &[u8]) -> Result<String, RegistryError> {
         let r = reference::parse(target).map_err(|e| RegistryError::Failed(e.to_string()))?;
         let client = self.client(&r);
         let auth = self.auth(&r);

@@ -1,6 +1,7 @@
 //! Registries that misbehave: a fake registry on a loopback port answers `/v2/` normally and
-//! manifests badly (too large, endless, with a forged digest, redirecting in a loop). Every
-//! call must end in bounded time and bytes with a failure or an error, never a pass.
+//! manifests badly (too large, endless, with a forged digest, redirecting in a loop), and a real
+//! one holds hostile signature manifests (a thousand layers, gzip bombs, oversized payloads).
+//! Every call must end in bounded time and bytes with a failure or an error, never a pass.
 
 use kybern_engine::context::{SignatureCheck, SignatureOutcome};
 use kybern_registry::testing::{public_key_pem, signing_key};
@@ -178,4 +179,77 @@ fn a_redirect_loop_ends_as_a_failure() {
     );
     assert!(!matches!(outcome, Ok(SignatureOutcome::Verified { .. })));
     assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+/// A signature manifest of a thousand layers, each a gzip bomb (256 KiB that inflates to
+/// 256 MiB) or a payload over the blob bound, with a signature annotation: at most 64 layers
+/// are read, none is inflated (payloads are JSON, never decompressed), and the check fails.
+#[test]
+fn a_thousand_gzip_bomb_and_oversized_signature_layers_fail_within_bounds() {
+    use flate2::{Compression, write::GzEncoder};
+    use kybern_registry::cosign::{SIGNATURE_ANNOTATION, SIMPLE_SIGNING_TYPE, signature_tag};
+    use kybern_registry::testing::TestRegistry;
+    let Some(server) = TestRegistry::start() else {
+        return;
+    };
+    let registry = registry(Duration::from_secs(10));
+    let repo = format!("{}/kybern/hostile", server.addr);
+    let digest = registry.push_image(&repo, "v1", "hostile").unwrap();
+    let mut bomb = GzEncoder::new(Vec::new(), Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..256 {
+        bomb.write_all(&zeros).unwrap();
+    }
+    let bomb = bomb.finish().unwrap();
+    assert!(bomb.len() < 1 << 20, "bomb is {} bytes", bomb.len());
+    let bomb_digest = registry.push_blob(&repo, &bomb).unwrap();
+    let oversized = vec![b'{'; 5 << 20];
+    let oversized_digest = registry.push_blob(&repo, &oversized).unwrap();
+    let layers: Vec<serde_json::Value> = (0..1000)
+        .map(|i| {
+            let (d, size) = if i % 2 == 0 {
+                (&bomb_digest, bomb.len())
+            } else {
+                (&oversized_digest, oversized.len())
+            };
+            serde_json::json!({"mediaType": SIMPLE_SIGNING_TYPE, "digest": d, "size": size,
+                "annotations": {SIGNATURE_ANNOTATION: "MEUCIQ=="}})
+        })
+        .collect();
+    // One more that understates its size: the read itself stops at the bound.
+    let mut layers = layers;
+    layers.insert(
+        0,
+        serde_json::json!({"mediaType": SIMPLE_SIGNING_TYPE, "digest": oversized_digest,
+            "size": 100, "annotations": {SIGNATURE_ANNOTATION: "MEUCIQ=="}}),
+    );
+    let config = registry.push_blob(&repo, b"{}").unwrap();
+    registry
+        .push_manifest(
+            &format!("{repo}:{}", signature_tag(&digest)),
+            &serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": config, "size": 2},
+                "layers": layers,
+            }),
+        )
+        .unwrap();
+    let started = Instant::now();
+    let outcome = registry.verify_signature(&check(format!("{repo}:v1")));
+    eprintln!("1,000 hostile layers: {:?}", started.elapsed());
+    match outcome {
+        Ok(SignatureOutcome::Failed(m)) => {
+            assert!(m.starts_with("no matching signatures"), "{m}");
+            assert!(
+                m.contains("malformed signature") || m.contains("invalid signature"),
+                "{m}"
+            );
+            // The understated layer stops at the bound; the declared ones are not fetched.
+            assert!(m.contains("exceeds the 4194304-byte bound"), "{m}");
+            assert!(m.contains("blob is larger than 4194304 bytes"), "{m}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
 }
