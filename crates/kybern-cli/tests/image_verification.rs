@@ -662,3 +662,109 @@ fn image_validating_policies_verify_signatures_and_attestations_in_a_registry() 
     assert!(out.contains("insecureIgnoreTlog"), "{out}");
     assert!(out.contains("error: 1"), "{out}");
 }
+
+/// An ImageValidatingPolicy with a keyless attestor: the roots and two identities (either may
+/// match), the log and timestamps waived.
+fn keyless_image_policy(addr: &str, roots: &str, subjects: [&str; 2]) -> String {
+    let indented: String = roots
+        .lines()
+        .map(|l| format!("            {l}\n"))
+        .collect();
+    let [first, second] = subjects;
+    format!(
+        r#"apiVersion: policies.kyverno.io/v1beta1
+kind: ImageValidatingPolicy
+metadata:
+  name: keyless-identity
+spec:
+  validationActions: [Deny]
+  matchConstraints:
+    resourceRules:
+      - apiGroups: [""]
+        apiVersions: [v1]
+        operations: [CREATE, UPDATE]
+        resources: [pods]
+  matchImageReferences:
+    - glob: "{addr}/kybern/*"
+  attestors:
+    - name: ci
+      cosign:
+        keyless:
+          identities:
+            - subject: "{first}"
+              issuer: https://token.actions.example.com
+            - subjectRegExp: "{second}"
+              issuerRegExp: "^https://token\\.actions\\."
+          roots: |
+{indented}        ctlog:
+          insecureIgnoreTlog: true
+          insecureIgnoreSCT: true
+  validations:
+    - expression: >-
+        images.containers.map(image, verifyImageSignatures(image, [attestors.ci])).all(e, e > 0)
+      message: not signed by the CI identity
+"#
+    )
+}
+
+#[test]
+fn image_validating_policies_verify_keyless_identities_under_their_roots() {
+    let Some(server) = TestRegistry::start() else {
+        return;
+    };
+    let registry = Registry::new(RegistryConfig::default()).unwrap();
+    let repo = format!("{}/kybern/ivpol-keyless", server.addr);
+    let ca = TestCa::new("ivpol", false);
+    for (tag, subject) in [
+        ("main", "ci@example.com"),
+        ("nightly", "nightly-bot@example.com"),
+        ("laptop", "dev@example.org"),
+    ] {
+        let digest = registry.push_image(&repo, tag, tag).unwrap();
+        let key = signing_key(tag);
+        let cert = ca.issue(
+            &key,
+            &TestIdentity {
+                subject,
+                issuer: "https://token.actions.example.com",
+                extensions: &[],
+                expired: false,
+            },
+        );
+        let mut signature = Signature::by(&key);
+        signature.certificate = Some((&cert, ca.chain_pem()));
+        registry
+            .push_signatures(&repo, &digest, &[signature])
+            .unwrap();
+    }
+    let dir =
+        Dir(std::env::temp_dir().join(format!("kybern-ivpol-keyless-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let policy = write(
+        &dir.0,
+        "policy.yaml",
+        &keyless_image_policy(
+            &server.addr,
+            ca.root_pem(),
+            ["ci@example.com", "^[a-z-]+-bot@example\\\\.com$"],
+        ),
+    );
+    for (tag, passes) in [("main", true), ("nightly", true), ("laptop", false)] {
+        let pod = write(
+            &dir.0,
+            &format!("{tag}.yaml"),
+            &pod(tag, &format!("{repo}:{tag}")),
+        );
+        let (code, out) = apply(&[&policy, Path::new("-r"), &pod], &["--registry"]);
+        if passes {
+            assert_eq!(code, 0, "{tag}: {out}");
+            assert!(out.contains("pass: 1, fail: 0"), "{tag}: {out}");
+        } else {
+            assert_eq!(code, 1, "{tag}: {out}");
+            assert!(
+                out.contains("not signed by the CI identity"),
+                "{tag}: {out}"
+            );
+        }
+    }
+}
