@@ -68,6 +68,15 @@ AREAS = {
     "verify-images-manifests": "verifyImages and validate.manifests (need a registry or signatures)",
 }
 
+# Suites that read images from public registries (unreachable offline) and the tests that run
+# them unchanged against a loopback registry, with images and keys moved there.
+LOCAL_VARIANTS = {
+    "kyverno/cli/test/images/signatures":
+        "crates/kybern-cli/tests/image_verification.rs :: kyverno_signature_suite_passes_against_a_local_registry",
+    "kyverno/cli/test/images/verify-signature":
+        "crates/kybern-cli/tests/image_verification.rs :: kyverno_verify_signature_suite_passes_against_a_local_registry",
+}
+
 
 def run(kybern: str, corpus: Path, test_file: Path):
     suite = str(test_file.parent.relative_to(corpus))
@@ -133,7 +142,10 @@ def main():
             continue
         lines += ["", f"## Not passing yet: {title}", ""]
         for _, suite, _, reason in failing:
-            lines.append(f"- `{suite}`: {reason.replace('|', '/')}")
+            line = f"- `{suite}`: {reason.replace('|', '/')}"
+            if suite in LOCAL_VARIANTS:
+                line += f"; its local variant passes (`{LOCAL_VARIANTS[suite]}`, in CI)"
+            lines.append(line)
     # The hand-written section on Kyverno behaviours stays as it is.
     out = Path(args.out)
     kept = ""
