@@ -416,8 +416,10 @@ fn json_equal(a: &Value, b: &Value) -> bool {
 }
 
 /// The RFC 6902 patch turning `original` into `patched`: object keys in sorted order (adds and
-/// changes, then removals), arrays compared index by index with surplus elements removed from
-/// the end or added at the end, a changed type replaced whole.
+/// changes, then removals); a list whose named (or scalar) items were only inserted or only
+/// removed gets one operation per such item and its other items diffed where they are; other
+/// lists are compared index by index with surplus items removed from or added at the end; a
+/// changed type is replaced whole.
 pub fn diff(original: &Value, patched: &Value) -> Vec<Value> {
     /// One step of a path: a parent (index into `steps`) and the key or index below it. Paths
     /// are kept as steps and only written out for an operation.
@@ -485,6 +487,34 @@ pub fn diff(original: &Value, patched: &Value) -> Vec<Value> {
                     });
                 }
             }
+            (Value::Array(x), Value::Array(y)) if x.len() != y.len() && aligned(x, y).is_some() => {
+                // Items inserted or removed among named items (a sidecar prepended to the
+                // containers): one operation per such item, the others diffed where they moved.
+                let pairs = aligned(x, y).unwrap_or_default();
+                let mut tasks = Vec::with_capacity(pairs.len());
+                let mut index = 0;
+                for (old, new) in pairs {
+                    let (a, b) = (old.and_then(|i| x.get(i)), new.and_then(|j| y.get(j)));
+                    match (a, b, new) {
+                        (Some(a), Some(b), Some(j)) => {
+                            steps.push(Step::Index(at, j));
+                            tasks.push(Task::Diff(a, b, steps.len() - 1));
+                            index += 1;
+                        }
+                        (None, Some(b), Some(j)) => {
+                            steps.push(Step::Index(at, j));
+                            tasks.push(Task::Add(steps.len() - 1, b));
+                            index += 1;
+                        }
+                        // A removed item sits after the items already kept or added.
+                        _ => {
+                            steps.push(Step::Index(at, index));
+                            tasks.push(Task::Remove(steps.len() - 1));
+                        }
+                    }
+                }
+                stack.extend(tasks.into_iter().rev());
+            }
             (Value::Array(x), Value::Array(y)) => {
                 let common = x.len().min(y.len());
                 for (i, (av, bv)) in x.iter().zip(y.iter()).enumerate().rev() {
@@ -508,6 +538,38 @@ pub fn diff(original: &Value, patched: &Value) -> Vec<Value> {
         }
     }
     ops
+}
+
+/// What identifies a list item across a change: an object's `name`, or a scalar itself.
+fn identity(v: &Value) -> Option<&Value> {
+    match v {
+        Value::Object(m) => m.get("name").filter(|n| n.is_string()),
+        Value::Array(_) | Value::Null => None,
+        scalar => Some(scalar),
+    }
+}
+
+/// When one list is the other with items only inserted or only removed (matched by
+/// [`identity`], in order), the alignment in application order: `(Some(i), Some(j))` for item
+/// `i` kept at `j`, `(None, Some(j))` for an insertion at `j`, `(Some(i), None)` for a removal.
+fn aligned(x: &[Value], y: &[Value]) -> Option<Vec<(Option<usize>, Option<usize>)>> {
+    let (short, long, inserted) = if x.len() < y.len() {
+        (x, y, true)
+    } else {
+        (y, x, false)
+    };
+    let mut pairs = Vec::with_capacity(long.len());
+    let mut next = 0;
+    for (l, item) in long.iter().enumerate() {
+        let key = identity(item)?;
+        let matched = short.get(next).and_then(identity).is_some_and(|k| k == key);
+        let s = matched.then_some(next);
+        if matched {
+            next += 1;
+        }
+        pairs.push(if inserted { (s, Some(l)) } else { (Some(l), s) });
+    }
+    (next == short.len()).then_some(pairs)
 }
 
 fn escape(key: &str) -> std::borrow::Cow<'_, str> {

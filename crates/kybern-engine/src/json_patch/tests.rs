@@ -172,6 +172,38 @@ fn diff_is_minimal_and_ordered() {
 }
 
 #[test]
+fn diff_inserts_and_removes_named_items_where_they_are() {
+    let pod = json!({"containers": [{"name": "app", "image": "a"}, {"name": "web", "image": "w"}]});
+    let injected = json!({"containers": [
+        {"name": "sidecar", "image": "s"},
+        {"name": "app", "image": "a", "securityContext": {"runAsNonRoot": true}},
+        {"name": "web", "image": "w"}]});
+    assert_eq!(
+        diff(&pod, &injected),
+        vec![
+            json!({"op": "add", "path": "/containers/0", "value": {"name": "sidecar", "image": "s"}}),
+            json!({"op": "add", "path": "/containers/1/securityContext",
+                   "value": {"runAsNonRoot": true}}),
+        ]
+    );
+    assert_eq!(
+        diff(&injected, &pod),
+        vec![
+            json!({"op": "remove", "path": "/containers/0"}),
+            json!({"op": "remove", "path": "/containers/0/securityContext"}),
+        ]
+    );
+    assert_eq!(
+        diff(&json!(["a", "c"]), &json!(["x", "a", "b", "c", "y"])),
+        vec![
+            json!({"op": "add", "path": "/0", "value": "x"}),
+            json!({"op": "add", "path": "/2", "value": "b"}),
+            json!({"op": "add", "path": "/4", "value": "y"}),
+        ]
+    );
+}
+
+#[test]
 fn diff_round_trips_through_apply() {
     let values = [
         json!({}),
@@ -180,6 +212,10 @@ fn diff_round_trips_through_apply() {
         json!({"a": [1, {"b": [2, 3]}, "x"], "c": {"d": {"e": "f"}}}),
         json!({"a": [], "c": {"d": null}, "~": {"/": 1}}),
         json!({"a": [3, 2, 1, 0], "c": "string", "n": 1.5}),
+        json!({"a": [0, 3, 9, 2, 1, 0, 7], "c": "string"}),
+        json!({"a": [{"name": "x"}, {"name": "y", "v": 1}, {"name": "x", "v": 2}]}),
+        json!({"a": [{"name": "y", "v": 2}], "c": {"d": [{"name": "q"}]}}),
+        json!({"a": [{"name": "z"}, {"name": "y"}, 3, {"name": "x"}]}),
         json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "a", "image": "x"}]}}),
         json!([1, 2, 3]),
         json!("scalar"),
