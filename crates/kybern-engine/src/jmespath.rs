@@ -61,6 +61,18 @@ struct Compiled {
     /// False when the expression provably never reads `request.object` or `request.oldObject`
     /// (e.g. `request.namespace`): the context converts the objects only for those that do.
     reads_request_objects: bool,
+    /// The field paths below `request.object` and below `request.oldObject` whose subtrees are
+    /// all the expression reads of them (`metadata.annotations` for
+    /// `request.object.metadata.annotations.x || 'y'`), when it reads them only that way: the
+    /// context then converts just those subtrees instead of the whole objects.
+    object_paths: Option<ObjectPaths>,
+}
+
+/// Paths below `request.object` and `request.oldObject` (see `Compiled::object_paths`).
+#[derive(Debug, Default)]
+pub(crate) struct ObjectPaths {
+    pub object: Vec<Vec<String>>,
+    pub old_object: Vec<Vec<String>>,
 }
 
 impl std::fmt::Debug for Expression {
@@ -94,14 +106,86 @@ pub fn compile(expr: &str) -> Result<Expression, JmespathError> {
     let reads_request_objects = ["object", "oldObject"]
         .iter()
         .any(|field| reads_root_path(compiled.as_ast(), &["request", field], true));
+    let object_paths = if reads_request_objects {
+        let mut paths = ObjectPaths::default();
+        let ok = subtree_reads(
+            compiled.as_ast(),
+            &["request", "object"],
+            true,
+            &mut paths.object,
+        ) && subtree_reads(
+            compiled.as_ast(),
+            &["request", "oldObject"],
+            true,
+            &mut paths.old_object,
+        );
+        ok.then_some(paths)
+    } else {
+        None
+    };
     Ok(Expression {
         inner: Arc::new(Compiled {
             expr: compiled,
             plain_path,
             reads_images,
             reads_request_objects,
+            object_paths,
         }),
     })
+}
+
+/// Collects the paths below `prefix` whose subtrees `ast` reads, each a field chain from the
+/// root that goes below `prefix`; false when `ast` may read `prefix` some other way (the value
+/// at `prefix` or an ancestor handed on whole, `@` at the root). `on_root`: the node's input is
+/// the data itself.
+fn subtree_reads(ast: &Ast, prefix: &[&str], on_root: bool, out: &mut Vec<Vec<String>>) -> bool {
+    let overlaps = |chain: &[&str]| chain.iter().zip(prefix).all(|(a, b)| a == b);
+    let mut take = |chain: Vec<&str>| {
+        if !overlaps(&chain) {
+            return true;
+        }
+        match chain.get(prefix.len()..) {
+            Some(below) if !below.is_empty() => {
+                out.push(below.iter().map(|s| s.to_string()).collect());
+                true
+            }
+            _ => false,
+        }
+    };
+    if let Some(chain) = field_chain(ast) {
+        return !on_root || take(chain);
+    }
+    match ast {
+        Ast::Identity { .. } => !on_root,
+        Ast::Field { .. } | Ast::Index { .. } | Ast::Slice { .. } | Ast::Literal { .. } => true,
+        Ast::Subexpr { lhs, rhs: _, .. } | Ast::Projection { lhs, rhs: _, .. } => {
+            // The right side reads only what the left side hands it.
+            match field_chain(lhs) {
+                Some(chain) => !on_root || take(chain),
+                None => subtree_reads(lhs, prefix, on_root, out),
+            }
+        }
+        Ast::Comparison { lhs, rhs, .. } | Ast::And { lhs, rhs, .. } | Ast::Or { lhs, rhs, .. } => {
+            subtree_reads(lhs, prefix, on_root, out) && subtree_reads(rhs, prefix, on_root, out)
+        }
+        Ast::Condition {
+            predicate, then, ..
+        } => {
+            subtree_reads(predicate, prefix, on_root, out)
+                && subtree_reads(then, prefix, on_root, out)
+        }
+        Ast::Flatten { node, .. } | Ast::Not { node, .. } | Ast::ObjectValues { node, .. } => {
+            subtree_reads(node, prefix, on_root, out)
+        }
+        Ast::Expref { ast, .. } => subtree_reads(ast, prefix, false, out),
+        Ast::Function { args, .. } => args.iter().all(|a| subtree_reads(a, prefix, on_root, out)),
+        Ast::MultiList { elements, .. } => elements
+            .iter()
+            .all(|a| subtree_reads(a, prefix, on_root, out)),
+        Ast::MultiHash { elements, .. } => elements
+            .iter()
+            .all(|kv| subtree_reads(&kv.value, prefix, on_root, out)),
+    }
 }
 
 /// The fields of `ast` when it is a plain chain of field lookups (`a`, `a.b.c`).
@@ -353,6 +437,10 @@ impl Expression {
     }
 
     /// False when the expression never reads `request.object` or `request.oldObject`.
+    pub(crate) fn object_paths(&self) -> Option<&ObjectPaths> {
+        self.inner.object_paths.as_ref()
+    }
+
     pub(crate) fn reads_request_objects(&self) -> bool {
         self.inner.reads_request_objects
     }

@@ -121,7 +121,13 @@ pub(crate) struct DeferredObjects {
     object: Arc<Value>,
     old_object: Arc<Value>,
     value: OnceLock<(Rcvar, Rcvar)>,
+    /// Reads served by converting subtrees only; past `MAX_PARTIAL_READS` the objects are
+    /// converted whole once, which is cheaper than converting subtrees again and again.
+    partial_reads: AtomicUsize,
 }
+
+/// See `DeferredObjects::partial_reads`.
+const MAX_PARTIAL_READS: usize = 8;
 
 impl DeferredObjects {
     pub(crate) fn new(object: Arc<Value>, old_object: Arc<Value>) -> Self {
@@ -129,6 +135,7 @@ impl DeferredObjects {
             object,
             old_object,
             value: OnceLock::new(),
+            partial_reads: AtomicUsize::new(0),
         }
     }
 
@@ -141,22 +148,77 @@ impl DeferredObjects {
         })
     }
 
+    /// `root` with the subtrees of `request.object` and `request.oldObject` at `paths` put in
+    /// (and the objects on the way to them, holding only those keys).
+    fn insert_partial_into(&self, root: &Rcvar, paths: &jmespath::ObjectPaths) -> Rcvar {
+        let object = partial_variable(&self.object, &paths.object);
+        let old_object = partial_variable(&self.old_object, &paths.old_object);
+        insert_objects(root, object, old_object)
+    }
+
     /// `root` with `request.object` and `request.oldObject` put in.
     fn insert_into(&self, root: &Rcvar) -> Rcvar {
         let (object, old_object) = self.get();
-        let mut map = match &**root {
-            Variable::Object(m) => m.clone(),
-            _ => BTreeMap::new(),
-        };
-        let mut request = match map.get("request").map(|r| &**r) {
-            Some(Variable::Object(r)) => r.clone(),
-            _ => BTreeMap::new(),
-        };
-        request.insert("object".to_string(), object.clone());
-        request.insert("oldObject".to_string(), old_object.clone());
-        map.insert("request".to_string(), Rcvar::new(Variable::Object(request)));
-        Rcvar::new(Variable::Object(map))
+        insert_objects(root, object.clone(), old_object.clone())
     }
+}
+
+/// The interpreter value of `value` holding only the subtrees at `paths` (field paths):
+/// objects on the way keep just the keys leading to them; a value that is not an object where
+/// a path goes on is kept whole, so reads of it give what they give on the whole value.
+fn partial_variable(value: &Value, paths: &[Vec<String>]) -> Rcvar {
+    fn build(value: &Value, paths: &[&[String]]) -> Rcvar {
+        let Value::Object(map) = value else {
+            return jmespath::to_variable(value);
+        };
+        if paths.iter().any(|p| p.is_empty()) {
+            return jmespath::to_variable(value);
+        }
+        let mut out = BTreeMap::new();
+        for (i, path) in paths.iter().enumerate() {
+            let Some((key, _)) = path.split_first() else {
+                continue;
+            };
+            // Each key once: the first path through it gathers the others.
+            if paths
+                .get(..i)
+                .is_some_and(|before| before.iter().any(|p| p.first() == Some(key)))
+            {
+                continue;
+            }
+            let Some(child) = map.get(key) else {
+                continue;
+            };
+            let below: Vec<&[String]> = paths
+                .iter()
+                .filter(|p| p.first() == Some(key))
+                .map(|p| p.get(1..).unwrap_or_default())
+                .collect();
+            out.insert(key.clone(), build(child, &below));
+        }
+        Rcvar::new(Variable::Object(out))
+    }
+    if paths.is_empty() {
+        return Rcvar::new(Variable::Null);
+    }
+    let paths: Vec<&[String]> = paths.iter().map(Vec::as_slice).collect();
+    build(value, &paths)
+}
+
+/// `root` with `request.object` and `request.oldObject` set to the given values.
+fn insert_objects(root: &Rcvar, object: Rcvar, old_object: Rcvar) -> Rcvar {
+    let mut map = match &**root {
+        Variable::Object(m) => m.clone(),
+        _ => BTreeMap::new(),
+    };
+    let mut request = match map.get("request").map(|r| &**r) {
+        Some(Variable::Object(r)) => r.clone(),
+        _ => BTreeMap::new(),
+    };
+    request.insert("object".to_string(), object);
+    request.insert("oldObject".to_string(), old_object);
+    map.insert("request".to_string(), Rcvar::new(Variable::Object(request)));
+    Rcvar::new(Variable::Object(map))
 }
 
 impl std::fmt::Debug for JsonContext {
@@ -278,17 +340,29 @@ impl JsonContext {
 
     /// The root an expression reads.
     fn root_for(&self, expr: &Expression) -> std::borrow::Cow<'_, Rcvar> {
+        use std::borrow::Cow;
         let root = match &self.objects {
-            Some(objects) if expr.reads_request_objects() => self
-                .with_objects
-                .get_or_init(|| objects.insert_into(&self.root)),
-            _ => &self.root,
+            Some(objects) if expr.reads_request_objects() => {
+                match (self.with_objects.get(), expr.object_paths()) {
+                    // Only some subtrees are read, and the whole objects are not converted yet:
+                    // those subtrees alone.
+                    (None, Some(paths))
+                        if objects.partial_reads.fetch_add(1, Ordering::Relaxed)
+                            < MAX_PARTIAL_READS =>
+                    {
+                        Cow::Owned(objects.insert_partial_into(&self.root, paths))
+                    }
+                    _ => Cow::Borrowed(
+                        self.with_objects
+                            .get_or_init(|| objects.insert_into(&self.root)),
+                    ),
+                }
+            }
+            _ => Cow::Borrowed(&self.root),
         };
         match &self.images {
-            Some(images) if expr.reads_images() => {
-                std::borrow::Cow::Owned(self.with_images_in(root, images))
-            }
-            _ => std::borrow::Cow::Borrowed(root),
+            Some(images) if expr.reads_images() => Cow::Owned(self.with_images_in(&root, images)),
+            _ => root,
         }
     }
 
@@ -475,6 +549,80 @@ mod tests {
         assert_eq!(ctx.requested_entry(), Some(0));
         ctx.pop_deferred();
         assert_eq!(ctx.requested_entry(), None);
+    }
+
+    #[test]
+    fn subtrees_read_alone_give_what_the_whole_objects_give() {
+        let object = json!({"kind": "Pod", "metadata": {"name": "p", "labels": {"app": "web"},
+            "annotations": {"a.b/c": "x", "n": null}},
+            "spec": {"containers": [{"name": "c", "image": "i"}], "host": "s"}});
+        let old = json!({"metadata": {"name": "old"}});
+        let whole = JsonContext::new(&json!({"request": {"namespace": "ns",
+            "object": object.clone(), "oldObject": old.clone()}}));
+        let deferred = || {
+            JsonContext::from_variable(
+                jmespath::to_variable(&json!({"request": {"namespace": "ns"}})),
+                None,
+                Some(DeferredObjects::new(
+                    Arc::new(object.clone()),
+                    Arc::new(old.clone()),
+                )),
+            )
+        };
+        let partial = [
+            (
+                "request.object.metadata.annotations.\"a.b/c\" || 'true'",
+                Some(1),
+            ),
+            (
+                "request.object.metadata.annotations.missing || 'true'",
+                Some(1),
+            ),
+            ("request.object.metadata.name", Some(1)),
+            ("request.object.metadata.nope", Some(1)),
+            ("request.object.spec.containers[0].image", Some(1)),
+            ("request.object.spec.containers[].name", Some(1)),
+            ("request.object.spec.host.deeper", Some(1)),
+            ("length(request.object.metadata.labels)", Some(1)),
+            (
+                "request.object.metadata.name == request.oldObject.metadata.name",
+                Some(2),
+            ),
+            (
+                "request.object.metadata.labels.app && request.namespace",
+                Some(1),
+            ),
+            ("keys(request.object.metadata)", Some(1)),
+            ("request.object", None),
+            ("request.object || request.oldObject", None),
+            ("request", None),
+            ("@.request.object.kind", None),
+            ("[request.object][0].kind", None),
+        ];
+        for (query, paths) in partial {
+            let expr = crate::jmespath::compile(query).unwrap();
+            let found = expr
+                .object_paths()
+                .map(|p| p.object.len() + p.old_object.len());
+            assert_eq!(found, paths, "{query}");
+            let ctx = deferred();
+            assert_eq!(
+                format!("{:?}", ctx.search(&expr)),
+                format!("{:?}", whole.search(&expr)),
+                "{query}"
+            );
+            // Nothing was converted whole for the ones read by subtree.
+            assert_eq!(ctx.with_objects.get().is_none(), paths.is_some(), "{query}");
+        }
+        // Read by subtree again and again, the objects end up converted whole once.
+        let ctx = deferred();
+        let expr = crate::jmespath::compile("request.object.metadata.name").unwrap();
+        for _ in 0..MAX_PARTIAL_READS {
+            assert_eq!(ctx.search(&expr).unwrap(), json!("p"));
+        }
+        assert!(ctx.with_objects.get().is_none());
+        assert_eq!(ctx.search(&expr).unwrap(), json!("p"));
+        assert!(ctx.with_objects.get().is_some());
     }
 
     #[test]
