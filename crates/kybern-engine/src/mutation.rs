@@ -54,11 +54,13 @@ fn describe(resource: &Value) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let name = resource
-        .pointer("/metadata/name")
+        .get("metadata")
+        .and_then(|v| v.get("name"))
         .and_then(Value::as_str)
         .unwrap_or_default();
     match resource
-        .pointer("/metadata/namespace")
+        .get("metadata")
+        .and_then(|v| v.get("namespace"))
         .and_then(Value::as_str)
     {
         Some(ns) if !ns.is_empty() => format!("mutated {kind}/{name} in namespace {ns}"),
@@ -296,7 +298,8 @@ fn target_matches(sel: &TargetSelector, obj: &Value) -> bool {
     let uid_ok = sel.uid.is_empty() || meta(obj, "uid") == sel.uid;
     let labels_ok = sel.selector.as_ref().is_none_or(|s| {
         let labels = obj
-            .pointer("/metadata/labels")
+            .get("metadata")
+            .and_then(|v| v.get("labels"))
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()

@@ -149,7 +149,8 @@ impl AdmissionRequest {
     pub fn name(&self) -> Option<&str> {
         if self.request_name.is_empty() {
             self.resource()
-                .pointer("/metadata/name")
+                .get("metadata")
+                .and_then(|v| v.get("name"))
                 .and_then(Value::as_str)
         } else {
             Some(&self.request_name)
@@ -158,7 +159,8 @@ impl AdmissionRequest {
 
     pub fn namespace(&self) -> &str {
         self.resource()
-            .pointer("/metadata/namespace")
+            .get("metadata")
+            .and_then(|v| v.get("namespace"))
             .and_then(Value::as_str)
             .unwrap_or_default()
     }
@@ -196,7 +198,8 @@ impl AdmissionRequest {
             "name".to_string(),
             if self.request_name.is_empty() {
                 resource
-                    .pointer("/metadata/name")
+                    .get("metadata")
+                    .and_then(|v| v.get("name"))
                     .map_or_else(|| Rcvar::new(Variable::Null), to_variable)
             } else {
                 var_str(&self.request_name)
