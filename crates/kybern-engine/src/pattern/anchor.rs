@@ -40,6 +40,13 @@ pub struct Anchor<'a> {
 /// Parses a map key as an anchor, following Kyverno's
 /// `^(?P<modifier>[+<=X^])?\((?P<key>.+)\)$` on the space-trimmed key.
 pub fn parse(raw: &str) -> Option<Anchor<'_>> {
+    // Most keys are plain names: rejected on their first byte, before any trimming.
+    if !matches!(
+        raw.as_bytes().first(),
+        Some(b' ' | b'(' | b'<' | b'^' | b'=' | b'X' | b'+')
+    ) {
+        return None;
+    }
     let s = raw.trim_matches(' ');
     let (kind, rest) = match s.as_bytes().first()? {
         b'(' => (AnchorKind::Condition, s),
