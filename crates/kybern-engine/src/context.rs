@@ -74,6 +74,10 @@ pub struct KeylessIdentity {
     pub issuer_regexp: String,
     /// `additionalExtensions`: Fulcio extension (by OID or name) to wildcard pattern.
     pub extensions: BTreeMap<String, String>,
+    /// cosign's own identity rules (ImageValidatingPolicy): exact `subject` and `issuer`, each
+    /// regular expression taking precedence over its exact value. Otherwise Kyverno's
+    /// ClusterPolicy rules: wildcards, subject skipped for a certificate without alternative names.
+    pub exact: bool,
 }
 
 /// What an attestation check found, when the registry could be asked.

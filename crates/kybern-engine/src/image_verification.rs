@@ -275,6 +275,7 @@ impl AttestorSet {
                     issuer: text(keyless, "issuer"),
                     issuer_regexp: text(keyless, "issuerRegExp"),
                     extensions: string_map(keyless.get("additionalExtensions")),
+                    exact: false,
                 });
                 entries.push(Attestor::Key {
                     via: "keyless",
@@ -1223,6 +1224,7 @@ mod tests {
                 issuer: "https://issuer".into(),
                 issuer_regexp: "i".into(),
                 extensions: BTreeMap::from([("githubWorkflowRepository".into(), "org/*".into())]),
+                exact: false,
             })
         );
         assert_eq!(checks[0].1.repository, "mirror.example.com/sigs");

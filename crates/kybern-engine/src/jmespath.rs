@@ -436,11 +436,13 @@ impl Expression {
         self.inner.reads_images
     }
 
-    /// False when the expression never reads `request.object` or `request.oldObject`.
+    /// The subtrees of the request's objects the expression reads, when it reads them only
+    /// through field paths (see `Compiled::object_paths`).
     pub(crate) fn object_paths(&self) -> Option<&ObjectPaths> {
         self.inner.object_paths.as_ref()
     }
 
+    /// False when the expression never reads `request.object` or `request.oldObject`.
     pub(crate) fn reads_request_objects(&self) -> bool {
         self.inner.reads_request_objects
     }

@@ -15,9 +15,12 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::oid_registry::Oid;
 use x509_parser::prelude::FromDer;
 
-/// At most this many certificates in a chain or a roots bundle (Kyverno's guard against
-/// unbounded chain building: ten intermediates and a root).
+/// At most this many certificates in a chain (Kyverno's guard against unbounded chain
+/// building: ten intermediates and a root).
 pub const MAX_CHAIN: usize = 11;
+
+/// At most this many certificates in a policy's roots bundle (a pool; only bounded in size).
+pub const MAX_ROOTS: usize = 256;
 
 /// Extended key usage `codeSigning` (1.3.6.1.5.5.7.3.3), DER contents.
 const CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
@@ -48,13 +51,22 @@ static CERTIFICATE_ALGORITHMS: &[&dyn rustls_pki_types::SignatureVerificationAlg
     webpki::ring::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
 ];
 
-/// The DER certificates of a PEM bundle, at most `MAX_CHAIN`.
+/// The DER certificates of a PEM chain, at most `MAX_CHAIN`.
 pub fn pem_certificates(pem: &str) -> Result<Vec<Vec<u8>>, String> {
+    pem_bundle(pem, MAX_CHAIN)
+}
+
+/// The DER certificates of a PEM bundle of roots, at most `MAX_ROOTS`.
+pub fn pem_roots(pem: &str) -> Result<Vec<Vec<u8>>, String> {
+    pem_bundle(pem, MAX_ROOTS)
+}
+
+fn pem_bundle(pem: &str, max: usize) -> Result<Vec<Vec<u8>>, String> {
     // Counted before parsing, so a huge bundle costs no ASN.1 work.
     let blocks = pem.matches("-----BEGIN CERTIFICATE-----").count();
-    if blocks > MAX_CHAIN {
+    if blocks > max {
         return Err(format!(
-            "certificate chain too long ({blocks}), maximum allowed is {MAX_CHAIN}"
+            "certificate chain too long ({blocks}), maximum allowed is {max}"
         ));
     }
     let mut out = Vec::new();
@@ -216,9 +228,57 @@ fn regex(pattern: &str, what: &str) -> Result<regex::Regex, String> {
         .map_err(|e| format!("invalid regexp for {what}: {pattern} : {e}"))
 }
 
-/// Checks a keyless certificate's identity, with Kyverno's messages.
+/// Checks a certificate's identity as cosign's `Identity` does (ImageValidatingPolicy
+/// identities): `issuerRegExp`, else `issuer` exactly, and `subjectRegExp`, else `subject`
+/// exactly against one of the alternative names (a certificate without any matches no subject).
+fn match_cosign_identity(
+    cert: &X509Certificate<'_>,
+    identity: &KeylessIdentity,
+) -> Result<(), String> {
+    let got = issuer(cert);
+    let issuer_ok = if !identity.issuer_regexp.is_empty() {
+        regex(&identity.issuer_regexp, "issuer")?.is_match(&got)
+    } else {
+        identity.issuer.is_empty() || identity.issuer == got
+    };
+    if !issuer_ok {
+        let expected = if identity.issuer_regexp.is_empty() {
+            &identity.issuer
+        } else {
+            &identity.issuer_regexp
+        };
+        return Err(format!(
+            "issuer mismatch: expected {expected}, received {got}"
+        ));
+    }
+    let sans = subject_alternative_names(cert);
+    let subject_ok = if !identity.subject_regexp.is_empty() {
+        let re = regex(&identity.subject_regexp, "subject")?;
+        sans.iter().any(|s| re.is_match(s))
+    } else {
+        identity.subject.is_empty() || sans.contains(&identity.subject)
+    };
+    if !subject_ok {
+        let expected = if identity.subject_regexp.is_empty() {
+            &identity.subject
+        } else {
+            &identity.subject_regexp
+        };
+        return Err(format!(
+            "subject mismatch: expected {expected}, received {}",
+            sans.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a keyless certificate's identity: cosign's exact rules for ImageValidatingPolicy
+/// identities (`identity.exact`), else Kyverno's ClusterPolicy rules with its messages.
 pub fn match_identity(leaf: &[u8], identity: &KeylessIdentity) -> Result<(), String> {
     let cert = parse(leaf)?;
+    if identity.exact {
+        return match_cosign_identity(&cert, identity);
+    }
     if !identity.subject.is_empty() || !identity.subject_regexp.is_empty() {
         let sans = subject_alternative_names(&cert);
         // Kyverno checks the subject only when the certificate has alternative names.

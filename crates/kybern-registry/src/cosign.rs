@@ -74,7 +74,7 @@ enum Trust {
 impl Trust {
     fn from_check(check: &SignatureCheck) -> Result<Trust, String> {
         if let Some(identity) = &check.keyless {
-            let roots = certs::pem_certificates(&identity.roots)
+            let roots = certs::pem_roots(&identity.roots)
                 .map_err(|e| format!("failed to load Root certificates: {e}"))?;
             return Ok(Trust::Keyless {
                 roots,

@@ -196,7 +196,8 @@ pub struct TestCa {
 
 /// Who a [`TestCa`] certificate names.
 pub struct TestIdentity<'a> {
-    /// The subject alternative name: a URI when it has `://`, else an email address.
+    /// The subject alternative name: a URI when it has `://`, else an email address; none when
+    /// empty.
     pub subject: &'a str,
     /// The OIDC issuer, written to extensions `.1.1` (raw) and `.1.8` (DER string).
     pub issuer: &'a str,
@@ -276,13 +277,15 @@ impl TestCa {
             .unwrap_or_else(|e| panic!("test key for rcgen: {e}"));
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
             .unwrap_or_else(|e| panic!("leaf parameters: {e}"));
-        let name = rcgen::string::Ia5String::try_from(identity.subject)
-            .unwrap_or_else(|e| panic!("subject {}: {e}", identity.subject));
-        params.subject_alt_names = vec![if identity.subject.contains("://") {
-            rcgen::SanType::URI(name)
-        } else {
-            rcgen::SanType::Rfc822Name(name)
-        }];
+        if !identity.subject.is_empty() {
+            let name = rcgen::string::Ia5String::try_from(identity.subject)
+                .unwrap_or_else(|e| panic!("subject {}: {e}", identity.subject));
+            params.subject_alt_names = vec![if identity.subject.contains("://") {
+                rcgen::SanType::URI(name)
+            } else {
+                rcgen::SanType::Rfc822Name(name)
+            }];
+        }
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         let mut issuer_der = vec![0x0c, u8::try_from(identity.issuer.len()).unwrap_or(0)];

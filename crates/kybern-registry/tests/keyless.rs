@@ -297,3 +297,48 @@ fn keyless_attestations_verify_for_the_named_identity() {
         other => panic!("expected a failure, got {other:?}"),
     }
 }
+
+#[test]
+fn image_validating_policy_identities_follow_cosign_exact_rules() {
+    let Some(f) = fixture(false) else { return };
+    let digest = f.signed("v1", &alice(), None);
+    let no_san = TestIdentity {
+        subject: "",
+        ..alice()
+    };
+    f.signed("anonymous", &no_san, None);
+    let r = &f.registry;
+    let exact = |subject: &str, subject_regexp: &str, issuer: &str| KeylessIdentity {
+        subject: subject.into(),
+        subject_regexp: subject_regexp.into(),
+        issuer: issuer.into(),
+        exact: true,
+        ..KeylessIdentity::default()
+    };
+    assert_eq!(
+        outcome(r.verify_signature(&f.keyless("v1", exact("alice@example.com", "", ISSUER)))),
+        Ok(digest.clone())
+    );
+    // The regular expression takes precedence over the exact subject.
+    assert_eq!(
+        outcome(r.verify_signature(&f.keyless("v1", exact("bob@example.com", "^alice@", ISSUER)))),
+        Ok(digest)
+    );
+    // No wildcards in cosign's identities.
+    let err =
+        outcome(r.verify_signature(&f.keyless("v1", exact("*@example.com", "", "")))).unwrap_err();
+    assert!(err.contains("subject mismatch"), "{err}");
+    let err = outcome(r.verify_signature(&f.keyless("v1", exact("", "", "https://*.example.com"))))
+        .unwrap_err();
+    assert!(err.contains("issuer mismatch"), "{err}");
+    // A certificate without alternative names: cosign matches no subject; Kyverno's
+    // ClusterPolicy rules skip the subject check for it.
+    let err =
+        outcome(r.verify_signature(&f.keyless("anonymous", exact("alice@example.com", "", ""))))
+            .unwrap_err();
+    assert!(err.contains("subject mismatch"), "{err}");
+    assert!(
+        outcome(r.verify_signature(&f.keyless("anonymous", identity("alice@example.com", ""))))
+            .is_ok()
+    );
+}

@@ -171,6 +171,7 @@ fn signature_checks(image: &str, attestor: &Value) -> Result<Vec<SignatureCheck>
                     issuer: text(identity, "issuer"),
                     issuer_regexp: text(identity, "issuerRegExp"),
                     extensions: Default::default(),
+                    exact: true,
                 }),
                 ..base.clone()
             })
