@@ -523,6 +523,7 @@ impl<'p> Engine<'p> {
                     policy_namespace: &policy.namespace,
                     preset,
                     foreach_values: values.map_or(&empty_foreach, |v| &v.foreach_values),
+                    has_variables: rule.mutate_has_variables,
                 };
                 if let Some(targets) = mutation::targets(m) {
                     // Mutate existing: the trigger is left alone, each target gets a result.

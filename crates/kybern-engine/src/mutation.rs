@@ -27,6 +27,9 @@ pub struct MutateInput<'a> {
     pub policy_namespace: &'a str,
     pub preset: &'a Map<String, Value>,
     pub foreach_values: &'a Map<String, Value>,
+    /// Whether the block holds `{{ }}` anywhere (decided at load): without, its patches are
+    /// used as written, with no substitution walk per request.
+    pub has_variables: bool,
 }
 
 fn sources<'a>(input: &MutateInput<'a>) -> context_loader::Sources<'a> {
@@ -74,13 +77,18 @@ fn apply_patches(
     resource: &Value,
     ctx: &JsonContext,
     opts: SubstituteOptions,
+    has_variables: bool,
 ) -> Result<Option<Value>, String> {
     // Borrowed until a patch produces a new object.
     let mut current = std::borrow::Cow::Borrowed(resource);
     let mut applied = false;
     if let Some(overlay) = block.get("patchStrategicMerge").filter(|v| !v.is_null()) {
-        let overlay = variables::substitute_all(overlay, ctx, opts, "mutate/patchStrategicMerge")
-            .map_err(|e| format!("variable substitution failed: {e}"))?;
+        let overlay = if has_variables {
+            variables::substitute_all(overlay, ctx, opts, "mutate/patchStrategicMerge")
+                .map_err(|e| format!("variable substitution failed: {e}"))?
+        } else {
+            overlay.clone()
+        };
         match strategic_merge::apply_owned(&current, overlay).map_err(|e| e.to_string())? {
             PatchOutcome::Patched(v) => {
                 current = std::borrow::Cow::Owned(v);
@@ -113,7 +121,13 @@ pub fn run(input: &MutateInput, resource: &Value) -> MutateOutcome {
     let result = if let Some(list) = input.mutate.get("foreach").and_then(Value::as_array) {
         foreach(input, list, resource, input.ctx, 0)
     } else {
-        apply_patches(input.mutate, resource, input.ctx, input.opts)
+        apply_patches(
+            input.mutate,
+            resource,
+            input.ctx,
+            input.opts,
+            input.has_variables,
+        )
     };
     match result {
         Err(e) => MutateOutcome {
@@ -207,7 +221,7 @@ fn foreach(
                 }
                 match entry.get("foreach").and_then(Value::as_array) {
                     Some(nested) => foreach(input, nested, &current, ectx, depth + 1),
-                    None => apply_patches(entry, &current, ectx, input.opts),
+                    None => apply_patches(entry, &current, ectx, input.opts, true),
                 }
             })
             .map_err(|e| format!("failed to load foreach context: {e}"))??;
