@@ -469,6 +469,23 @@ fn images_of(resource: &Value, extractors: &Extractors) -> Result<Vec<FoundImage
     Ok(out)
 }
 
+/// The context a rule with `imageExtractors` evaluates in: for the kinds they name, `images`
+/// lists the extracted images instead of the pod spec's (as Kyverno replaces it).
+fn with_custom_images<'c>(
+    ctx: &'c JsonContext,
+    extractors: &Extractors,
+    resource: &Value,
+) -> std::borrow::Cow<'c, JsonContext> {
+    match extractors.images_variable(resource) {
+        Some(images) => {
+            let mut scoped = ctx.clone();
+            scoped.set("images", &images);
+            std::borrow::Cow::Owned(scoped)
+        }
+        None => std::borrow::Cow::Borrowed(ctx),
+    }
+}
+
 /// Why an attestor set did not verify.
 enum SetError {
     /// Signatures did not verify: the messages, each with its attestor path.
@@ -791,6 +808,7 @@ pub fn verify_and_patch(
             ));
         }
     };
+    let ctx = &*with_custom_images(ctx, extractors, resource);
     let mut patched: Option<Value> = None;
     let mut messages = Vec::new();
     let mut pinned = false;
@@ -866,6 +884,7 @@ pub fn check(
         Ok(images) => images,
         Err(e) => return Some((RuleStatus::Error, format!("failed to extract images: {e}"))),
     };
+    let ctx = &*with_custom_images(ctx, extractors, resource);
     let mut covered = false;
     let mut missing = Vec::new();
     let mut unverified = Vec::new();
@@ -1358,6 +1377,42 @@ mod tests {
             ck(&[attested("good", review, "release")], &resource, &registry).map(|r| r.0),
             Some(RuleStatus::Fail)
         );
+    }
+
+    #[test]
+    fn extracted_images_are_the_images_variable_of_the_rule() {
+        let registry = Registry::new("good");
+        let extractors = Extractors::from_json(Some(&json!({"Disk": [{
+            "name": "disks", "path": "/spec/url", "jmesPath": "trim_prefix(@, 'docker://')"}]})))
+        .unwrap();
+        let disk = json!({"kind": "Disk", "spec": {"url": "docker://ghcr.io/team/disk:v1"}});
+        let rule = |tag: &str| {
+            ImageVerification::from_json(&json!({"imageReferences": ["*"], "attestations": [{
+                "type": "https://example.com/CodeReview/v1",
+                "attestors": [{"entries": [{"keys": {"publicKeys": key("good"),
+                    "rekor": {"ignoreTlog": true}}}]}],
+                "conditions": [{"all": [{"key": "{{ images.disks.\"/spec/url\".tag }}",
+                    "operator": "Equals", "value": tag}]}]
+            }]}))
+        };
+        let run = |entry: ImageVerification| {
+            verify_and_patch(
+                &[entry],
+                &extractors,
+                &disk,
+                &registry,
+                &JsonContext::default(),
+                SubstituteOptions::default(),
+            )
+        };
+        let (status, message, patched) = run(rule("v1")).unwrap();
+        assert_eq!(status, RuleStatus::Pass, "{message}");
+        // The extracted path is pinned.
+        assert_eq!(
+            patched.unwrap()["spec"]["url"],
+            "ghcr.io/team/disk:v1@sha256:feed"
+        );
+        assert_eq!(run(rule("v2")).unwrap().0, RuleStatus::Fail);
     }
 
     #[test]

@@ -227,6 +227,28 @@ impl Extractors {
     }
 }
 
+impl Extractors {
+    /// The `images` variable for a resource of a kind the extractors name, Kyverno's shape
+    /// (`images.<name>.<key>.{registry, path, name, tag, digest, reference, ..., jsonPointer}`);
+    /// `None` for other kinds, or when an extractor fails (the rule reports that).
+    pub fn images_variable(&self, resource: &Value) -> Option<Value> {
+        let kind = resource.get("kind").and_then(Value::as_str)?;
+        let mut out = Map::new();
+        for extractor in self.for_kind(kind)? {
+            for found in extractor.extract(resource).ok()? {
+                let info = ImageInfo::parse(&found.image)?;
+                let group = out
+                    .entry(found.group)
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Some(group) = group.as_object_mut() {
+                    group.insert(found.key, info.to_json(&found.pointer));
+                }
+            }
+        }
+        Some(Value::Object(out))
+    }
+}
+
 impl Extractor {
     /// The images this extractor finds in `resource`, in document order.
     pub fn extract(&self, resource: &Value) -> Result<Vec<Extracted>, String> {
@@ -401,6 +423,13 @@ mod tests {
             "/spec/sidecars/0/image"
         );
         assert!(extractors.for_kind("Pod").is_none());
+        let images = extractors.images_variable(&task).unwrap();
+        assert_eq!(images["steps"]["build"]["tag"], "1.22");
+        assert_eq!(
+            images["custom"]["/spec/sidecars/0/image"]["jsonPointer"],
+            "/spec/sidecars/0/image"
+        );
+        assert_eq!(extractors.images_variable(&json!({"kind": "Pod"})), None);
         // A key field that is missing, a wildcard over a string: Kyverno's errors.
         let bad = json!({"kind": "Task", "spec": {"steps": [{"image": "x"}], "sidecars": "x"}});
         assert_eq!(steps.extract(&bad).unwrap_err(), "invalid key");
