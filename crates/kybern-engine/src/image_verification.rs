@@ -421,28 +421,34 @@ struct FoundImage {
 }
 
 /// The images of a resource: where the rule's extractors say for their kinds, else its pod
-/// spec's in Kyverno's order. An extractor's error (a value that is no image, a `jmesPath` that
-/// gives no string) is the rule's error.
-fn images_of(resource: &Value, extractors: &Extractors) -> Result<Vec<FoundImage>, String> {
+/// spec's in Kyverno's order; for extracted images also the `images` variable the rule then
+/// sees. An extractor's error (a value that is no image, a `jmesPath` that gives no string) is
+/// the rule's error.
+fn images_of(
+    resource: &Value,
+    extractors: &Extractors,
+) -> Result<(Vec<FoundImage>, Option<Value>), String> {
     let kind = resource
         .get("kind")
         .and_then(Value::as_str)
         .unwrap_or_default();
     if let Some(custom) = extractors.for_kind(kind) {
-        let mut out = Vec::new();
+        let mut found = Vec::new();
         for extractor in custom {
-            for found in extractor.extract(resource)? {
-                let Some(info) = ImageInfo::parse(&found.image) else {
-                    return Err(format!("invalid image '{}'", found.image));
-                };
-                out.push(FoundImage {
-                    written: found.image,
-                    info,
-                    pointer: found.pointer,
-                });
-            }
+            found.extend(extractor.extract(resource)?);
         }
-        return Ok(out);
+        let mut out = Vec::with_capacity(found.len());
+        for f in &found {
+            let Some(info) = ImageInfo::parse(&f.image) else {
+                return Err(format!("invalid image '{}'", f.image));
+            };
+            out.push(FoundImage {
+                written: f.image.clone(),
+                info,
+                pointer: f.pointer.clone(),
+            });
+        }
+        return Ok((out, Some(crate::images::images_variable(&found))));
     }
     let extracted = crate::images::extract(resource);
     let mut out = Vec::new();
@@ -466,20 +472,19 @@ fn images_of(resource: &Value, extractors: &Extractors) -> Result<Vec<FoundImage
             }
         }
     }
-    Ok(out)
+    Ok((out, None))
 }
 
 /// The context a rule with `imageExtractors` evaluates in: for the kinds they name, `images`
 /// lists the extracted images instead of the pod spec's (as Kyverno replaces it).
 fn with_custom_images<'c>(
     ctx: &'c JsonContext,
-    extractors: &Extractors,
-    resource: &Value,
+    images: Option<&Value>,
 ) -> std::borrow::Cow<'c, JsonContext> {
-    match extractors.images_variable(resource) {
+    match images {
         Some(images) => {
             let mut scoped = ctx.clone();
-            scoped.set("images", &images);
+            scoped.set("images", images);
             std::borrow::Cow::Owned(scoped)
         }
         None => std::borrow::Cow::Borrowed(ctx),
@@ -754,7 +759,7 @@ pub fn pin_digests(
     let mut patched: Option<Value> = None;
     let mut errors = Vec::new();
     let images = match images_of(resource, &Extractors::default()) {
-        Ok(images) => images,
+        Ok((images, _)) => images,
         Err(e) => return (None, vec![format!("failed to extract images: {e}")]),
     };
     for found in images {
@@ -798,8 +803,8 @@ pub fn verify_and_patch(
     ctx: &JsonContext,
     opts: SubstituteOptions,
 ) -> Option<(RuleStatus, String, Option<Value>)> {
-    let images = match images_of(resource, extractors) {
-        Ok(images) => images,
+    let (images, variable) = match images_of(resource, extractors) {
+        Ok(found) => found,
         Err(e) => {
             return Some((
                 RuleStatus::Error,
@@ -808,7 +813,7 @@ pub fn verify_and_patch(
             ));
         }
     };
-    let ctx = &*with_custom_images(ctx, extractors, resource);
+    let ctx = &*with_custom_images(ctx, variable.as_ref());
     let mut patched: Option<Value> = None;
     let mut messages = Vec::new();
     let mut pinned = false;
@@ -880,11 +885,11 @@ pub fn check(
     ctx: &JsonContext,
     opts: SubstituteOptions,
 ) -> Option<(RuleStatus, String)> {
-    let images = match images_of(resource, extractors) {
-        Ok(images) => images,
+    let (images, variable) = match images_of(resource, extractors) {
+        Ok(found) => found,
         Err(e) => return Some((RuleStatus::Error, format!("failed to extract images: {e}"))),
     };
-    let ctx = &*with_custom_images(ctx, extractors, resource);
+    let ctx = &*with_custom_images(ctx, variable.as_ref());
     let mut covered = false;
     let mut missing = Vec::new();
     let mut unverified = Vec::new();

@@ -227,26 +227,24 @@ impl Extractors {
     }
 }
 
-impl Extractors {
-    /// The `images` variable for a resource of a kind the extractors name, Kyverno's shape
-    /// (`images.<name>.<key>.{registry, path, name, tag, digest, reference, ..., jsonPointer}`);
-    /// `None` for other kinds, or when an extractor fails (the rule reports that).
-    pub fn images_variable(&self, resource: &Value) -> Option<Value> {
-        let kind = resource.get("kind").and_then(Value::as_str)?;
-        let mut out = Map::new();
-        for extractor in self.for_kind(kind)? {
-            for found in extractor.extract(resource).ok()? {
-                let info = ImageInfo::parse(&found.image)?;
-                let group = out
-                    .entry(found.group)
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if let Some(group) = group.as_object_mut() {
-                    group.insert(found.key, info.to_json(&found.pointer));
-                }
-            }
+/// The `images` variable of extracted images, Kyverno's shape
+/// (`images.<name>.<key>.{registry, path, name, tag, digest, reference, ..., jsonPointer}`);
+/// values that are no image are left out (the rule reports them).
+pub fn images_variable(found: &[Extracted]) -> Value {
+    let mut out = Map::new();
+    for f in found {
+        let Some(info) = ImageInfo::parse(&f.image) else {
+            continue;
+        };
+        if let Some(group) = out
+            .entry(f.group.clone())
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+        {
+            group.insert(f.key.clone(), info.to_json(&f.pointer));
         }
-        Some(Value::Object(out))
     }
+    Value::Object(out)
 }
 
 impl Extractor {
@@ -311,7 +309,9 @@ impl Extractor {
             let image = if self.jmes_path.is_empty() {
                 raw.to_string()
             } else {
-                let expr = crate::jmespath::compile(&self.jmes_path).map_err(|e| e.to_string())?;
+                // Compiled once per expression text (checked at load), not per value.
+                let expr =
+                    crate::variables::compiled(&self.jmes_path).map_err(|e| e.to_string())?;
                 match expr.search(&Value::String(raw.to_string())) {
                     Ok(Value::String(s)) => s,
                     Ok(other) => {
@@ -423,13 +423,14 @@ mod tests {
             "/spec/sidecars/0/image"
         );
         assert!(extractors.for_kind("Pod").is_none());
-        let images = extractors.images_variable(&task).unwrap();
+        let mut all = steps.extract(&task).unwrap();
+        all.extend(sidecars.extract(&task).unwrap());
+        let images = images_variable(&all);
         assert_eq!(images["steps"]["build"]["tag"], "1.22");
         assert_eq!(
             images["custom"]["/spec/sidecars/0/image"]["jsonPointer"],
             "/spec/sidecars/0/image"
         );
-        assert_eq!(extractors.images_variable(&json!({"kind": "Pod"})), None);
         // A key field that is missing, a wildcard over a string: Kyverno's errors.
         let bad = json!({"kind": "Task", "spec": {"steps": [{"image": "x"}], "sidecars": "x"}});
         assert_eq!(steps.extract(&bad).unwrap_err(), "invalid key");
