@@ -173,6 +173,16 @@ fn apply_with_registry_passes_signed_images_pins_them_and_fails_the_others() {
     assert!(out.contains("error: 2"), "{out}");
 }
 
+/// A CI identity issued by `https://token.actions.example.com`.
+fn ci_identity(subject: &str) -> TestIdentity<'_> {
+    TestIdentity {
+        subject,
+        issuer: "https://token.actions.example.com",
+        extensions: &[],
+        expired: false,
+    }
+}
+
 /// A ClusterPolicy with one keyless attestor: the roots, the identity, the log waived.
 fn keyless_policy(addr: &str, roots: &str, subject: &str) -> String {
     let indented: String = roots
@@ -217,23 +227,8 @@ fn apply_with_registry_checks_keyless_identities_under_the_policy_roots() {
     let repo = format!("{}/kybern/keyless", server.addr);
     let ca = TestCa::new("ci", true);
     let sign = |tag: &str, subject: &str| {
-        let digest = registry.push_image(&repo, tag, tag).unwrap();
-        let key = signing_key(tag);
-        let cert = ca.issue(
-            &key,
-            &TestIdentity {
-                subject,
-                issuer: "https://token.actions.example.com",
-                extensions: &[],
-                expired: false,
-            },
-        );
-        let mut signature = Signature::by(&key);
-        signature.certificate = Some((&cert, ca.chain_pem()));
-        registry
-            .push_signatures(&repo, &digest, &[signature])
-            .unwrap();
-        digest
+        ca.push_signed_image(&registry, &repo, tag, &ci_identity(subject), None)
+            .unwrap()
     };
     let release = sign(
         "release",
@@ -720,21 +715,7 @@ fn image_validating_policies_verify_keyless_identities_under_their_roots() {
         ("nightly", "nightly-bot@example.com"),
         ("laptop", "dev@example.org"),
     ] {
-        let digest = registry.push_image(&repo, tag, tag).unwrap();
-        let key = signing_key(tag);
-        let cert = ca.issue(
-            &key,
-            &TestIdentity {
-                subject,
-                issuer: "https://token.actions.example.com",
-                extensions: &[],
-                expired: false,
-            },
-        );
-        let mut signature = Signature::by(&key);
-        signature.certificate = Some((&cert, ca.chain_pem()));
-        registry
-            .push_signatures(&repo, &digest, &[signature])
+        ca.push_signed_image(&registry, &repo, tag, &ci_identity(subject), None)
             .unwrap();
     }
     let dir =

@@ -318,6 +318,28 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// Pushes the image `repository:tag` (its content the tag) and signs it keylessly: a key
+    /// labelled by the tag, certified for `identity`, with `chain` stored beside the signature
+    /// (the authority's own chain unless given). Returns the image's digest.
+    pub fn push_signed_image(
+        &self,
+        registry: &Registry,
+        repository: &str,
+        tag: &str,
+        identity: &TestIdentity<'_>,
+        chain: Option<&str>,
+    ) -> Result<String, RegistryError> {
+        let digest = registry.push_image(repository, tag, tag)?;
+        let key = signing_key(tag);
+        let cert = self.issue(&key, identity);
+        let mut signature = Signature::by(&key);
+        signature.certificate = Some((&cert, chain.unwrap_or(self.chain_pem())));
+        registry.push_signatures(repository, &digest, &[signature])?;
+        Ok(digest)
+    }
+}
+
 /// One tar file entry (a 512-byte header, the content, padding) followed by the end marker.
 fn tar_with_file(name: &str, content: &[u8]) -> Vec<u8> {
     let mut header = [0u8; 512];

@@ -52,18 +52,9 @@ impl Fixture {
     /// Pushes an image and signs it with a fresh key certified for `identity`; the chain
     /// annotation is `chain` (the CA's full chain unless a test stores another).
     fn signed(&self, tag: &str, identity: &TestIdentity<'_>, chain: Option<&str>) -> String {
-        let digest = self
-            .registry
-            .push_image(&self.repo, tag, &format!("image {tag}"))
-            .unwrap();
-        let key = signing_key(tag);
-        let cert = self.ca.issue(&key, identity);
-        let mut signature = Signature::by(&key);
-        signature.certificate = Some((&cert, chain.unwrap_or(self.ca.chain_pem())));
-        self.registry
-            .push_signatures(&self.repo, &digest, &[signature])
-            .unwrap();
-        digest
+        self.ca
+            .push_signed_image(&self.registry, &self.repo, tag, identity, chain)
+            .unwrap()
     }
 
     fn keyless(&self, tag: &str, identity: KeylessIdentity) -> SignatureCheck {
