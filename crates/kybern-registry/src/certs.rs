@@ -198,15 +198,11 @@ fn subject_alternative_names(cert: &X509Certificate<'_>) -> Vec<String> {
             GeneralName::DNSName(s) | GeneralName::RFC822Name(s) | GeneralName::URI(s) => {
                 Some((*s).to_string())
             }
-            GeneralName::IPAddress(b) => match b.len() {
-                4 => <[u8; 4]>::try_from(*b)
-                    .ok()
-                    .map(|a| std::net::IpAddr::from(a).to_string()),
-                16 => <[u8; 16]>::try_from(*b)
-                    .ok()
-                    .map(|a| std::net::IpAddr::from(a).to_string()),
-                _ => None,
-            },
+            GeneralName::IPAddress(b) => <[u8; 4]>::try_from(*b)
+                .map(std::net::IpAddr::from)
+                .or_else(|_| <[u8; 16]>::try_from(*b).map(std::net::IpAddr::from))
+                .ok()
+                .map(|ip| ip.to_string()),
             GeneralName::OtherName(oid, value) if Some(oid) == username.as_ref() => {
                 // [0] EXPLICIT UTF8String.
                 let (_, inner) = x509_parser::der_parser::der::parse_der(value).ok()?;
@@ -235,39 +231,36 @@ fn match_cosign_identity(
     cert: &X509Certificate<'_>,
     identity: &KeylessIdentity,
 ) -> Result<(), String> {
-    let got = issuer(cert);
-    let issuer_ok = if !identity.issuer_regexp.is_empty() {
-        regex(&identity.issuer_regexp, "issuer")?.is_match(&got)
-    } else {
-        identity.issuer.is_empty() || identity.issuer == got
-    };
-    if !issuer_ok {
-        let expected = if identity.issuer_regexp.is_empty() {
-            &identity.issuer
-        } else {
-            &identity.issuer_regexp
-        };
-        return Err(format!(
-            "issuer mismatch: expected {expected}, received {got}"
-        ));
-    }
+    let issuer = [issuer(cert)];
     let sans = subject_alternative_names(cert);
-    let subject_ok = if !identity.subject_regexp.is_empty() {
-        let re = regex(&identity.subject_regexp, "subject")?;
-        sans.iter().any(|s| re.is_match(s))
-    } else {
-        identity.subject.is_empty() || sans.contains(&identity.subject)
-    };
-    if !subject_ok {
-        let expected = if identity.subject_regexp.is_empty() {
-            &identity.subject
+    let checks = [
+        (
+            "issuer",
+            &issuer[..],
+            &identity.issuer,
+            &identity.issuer_regexp,
+        ),
+        (
+            "subject",
+            &sans[..],
+            &identity.subject,
+            &identity.subject_regexp,
+        ),
+    ];
+    for (what, values, exact, regexp) in checks {
+        let ok = if regexp.is_empty() {
+            exact.is_empty() || values.contains(exact)
         } else {
-            &identity.subject_regexp
+            let re = regex(regexp, what)?;
+            values.iter().any(|v| re.is_match(v))
         };
-        return Err(format!(
-            "subject mismatch: expected {expected}, received {}",
-            sans.join(", ")
-        ));
+        if !ok {
+            let expected = if regexp.is_empty() { exact } else { regexp };
+            return Err(format!(
+                "{what} mismatch: expected {expected}, received {}",
+                values.join(", ")
+            ));
+        }
     }
     Ok(())
 }
