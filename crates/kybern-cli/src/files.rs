@@ -164,8 +164,14 @@ pub fn stream_raw_documents(
     let mut f = std::fs::File::open(file).map_err(io_issue)?;
     let mut splitter = DocumentSplitter::new(limits);
     // Lines are cut out of large blocks. A line may be as long as a document: the buffer grows up
-    // to that, and past it the rest of the line is counted, not kept.
-    let mut buf = vec![0u8; 1 << 20];
+    // to that, and past it the rest of the line is counted, not kept. A small file gets a
+    // buffer its size (policy directories hold many small files; zeroing 1 MiB for each showed).
+    let size = f.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+    let first = usize::try_from(size)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1)
+        .clamp(4096, 1 << 20);
+    let mut buf = vec![0u8; first];
     let mut filled = 0usize;
     // An over-long line being dropped: its first bytes (for the splitter) and its length so far.
     let mut skipping: Option<(Vec<u8>, usize)> = None;

@@ -6,6 +6,9 @@
 //! `random` are non-deterministic, as they are in Kyverno.
 
 mod arithmetic;
+mod direct;
+
+pub(crate) use direct::Val as DirectValue;
 mod functions;
 mod go_time;
 mod growth;
@@ -16,6 +19,7 @@ mod time;
 mod x509;
 mod yaml;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
@@ -66,6 +70,9 @@ struct Compiled {
     /// `request.object.metadata.annotations.x || 'y'`), when it reads them only that way: the
     /// context then converts just those subtrees instead of the whole objects.
     object_paths: Option<ObjectPaths>,
+    /// The plan evaluated straight over the request's JSON, for expressions that read the
+    /// context only through field chains into the request's objects (see `direct`).
+    direct: Option<direct::Plan>,
 }
 
 /// Paths below `request.object` and `request.oldObject` (see `Compiled::object_paths`).
@@ -123,6 +130,7 @@ pub fn compile(expr: &str) -> Result<Expression, JmespathError> {
     } else {
         None
     };
+    let direct = direct::plan(compiled.as_ast());
     Ok(Expression {
         inner: Arc::new(Compiled {
             expr: compiled,
@@ -130,6 +138,7 @@ pub fn compile(expr: &str) -> Result<Expression, JmespathError> {
             reads_images,
             reads_request_objects,
             object_paths,
+            direct,
         }),
     })
 }
@@ -447,6 +456,43 @@ impl Expression {
         self.inner.reads_request_objects
     }
 
+    /// True when the expression is evaluated straight over the request's objects (it reads
+    /// the context only through field chains into `request.object` and `request.oldObject`).
+    pub fn reads_objects_directly(&self) -> bool {
+        self.inner.direct.is_some()
+    }
+
+    /// Evaluates over a request's objects without converting them, when the expression is
+    /// planned for that (see [`Expression::reads_objects_directly`]); `None` otherwise. The
+    /// result is what [`Expression::search`] gives on a context holding only the objects.
+    pub fn search_objects(
+        &self,
+        object: &Value,
+        old_object: &Value,
+    ) -> Option<Result<Value, JmespathError>> {
+        Some(
+            self.search_objects_raw(object, old_object)?
+                .map(|v| normalized(Cow::Owned(v.into_json()))),
+        )
+    }
+
+    /// Like [`Expression::search_objects`], numbers left as the input has them (as the
+    /// interpreter's values keep them).
+    pub(crate) fn search_objects_raw<'a>(
+        &'a self,
+        object: &'a Value,
+        old_object: &'a Value,
+    ) -> Option<Result<direct::Val<'a>, JmespathError>> {
+        let plan = self.inner.direct.as_ref()?;
+        let objects = direct::Objects { object, old_object };
+        Some(direct::eval(
+            plan,
+            objects,
+            self.as_str(),
+            self.inner.plain_path,
+        ))
+    }
+
     /// Evaluates against data already converted to interpreter values (see [`crate::json_context`]).
     pub fn search_var(&self, root: &Rcvar) -> Result<Value, JmespathError> {
         self.search_rc(root).map(|v| to_json(&v))
@@ -642,6 +688,32 @@ pub(crate) fn to_json(v: &Variable) -> Value {
                 .collect::<serde_json::Map<_, _>>(),
         ),
     }
+}
+
+/// `v` with whole floats as integers, as [`to_json`] gives them.
+pub(crate) fn normalized(v: Cow<'_, Value>) -> Value {
+    fn has_whole_float(v: &Value) -> bool {
+        match v {
+            Value::Number(n) => n.is_f64() && normalize_number(n) != *n,
+            Value::Array(a) => a.iter().any(has_whole_float),
+            Value::Object(m) => m.values().any(has_whole_float),
+            _ => false,
+        }
+    }
+    fn normalize(v: &mut Value) {
+        match v {
+            Value::Number(n) => *n = normalize_number(n),
+            Value::Array(a) => a.iter_mut().for_each(normalize),
+            Value::Object(m) => m.values_mut().for_each(normalize),
+            _ => {}
+        }
+    }
+    if !has_whole_float(&v) {
+        return v.into_owned();
+    }
+    let mut v = v.into_owned();
+    normalize(&mut v);
+    v
 }
 
 fn normalize_number(n: &serde_json::Number) -> serde_json::Number {

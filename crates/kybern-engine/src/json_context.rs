@@ -23,6 +23,10 @@ pub struct JsonContext {
     /// `request.object` and `request.oldObject`, converted on first read: expressions such as
     /// `request.namespace` never need them. `None` once they are part of `root`.
     objects: Option<Arc<DeferredObjects>>,
+    /// The request's objects as JSON, for expressions evaluated over them directly (see
+    /// `Expression::reads_objects_directly`); kept after `objects` is converted, dropped once
+    /// `request` is written.
+    request_json: Option<Arc<DeferredObjects>>,
     /// `root` with the deferred objects in place, built once for the expressions that read them;
     /// shared by the clones that have the same `root` (each rule works on a clone of the
     /// request's context), replaced whenever `root` changes.
@@ -233,6 +237,7 @@ impl Default for JsonContext {
             root: Rcvar::new(Variable::Object(BTreeMap::new())),
             images: None,
             objects: None,
+            request_json: None,
             with_objects: Arc::default(),
             deferred: None,
             budget: Arc::default(),
@@ -284,6 +289,7 @@ impl JsonContext {
             root: jmespath::to_variable(root),
             images: None,
             objects: None,
+            request_json: None,
             with_objects: Arc::default(),
             deferred: None,
             budget: Arc::default(),
@@ -373,10 +379,12 @@ impl JsonContext {
         images: Option<DeferredImages>,
         objects: Option<DeferredObjects>,
     ) -> Self {
+        let objects = objects.map(Arc::new);
         JsonContext {
             root,
             images: images.map(Arc::new),
-            objects: objects.map(Arc::new),
+            request_json: objects.clone(),
+            objects,
             with_objects: Arc::default(),
             deferred: None,
             budget: Arc::default(),
@@ -396,6 +404,7 @@ impl JsonContext {
         }
         if entries.iter().any(|(k, _)| *k == "request") {
             self.materialize_objects();
+            self.request_json = None;
         }
         let mut map = match &*self.root {
             Variable::Object(m) => m.clone(),
@@ -410,6 +419,9 @@ impl JsonContext {
     /// Evaluates an expression and returns the interpreter value (shared with the context).
     pub(crate) fn search_var(&self, expr: &Expression) -> Result<Rcvar, JmespathError> {
         self.note_query(expr);
+        if let Some(found) = self.search_direct(expr) {
+            return found.map(|v| v.to_variable());
+        }
         expr.search_rc(&self.root_for(expr))
     }
 
@@ -422,6 +434,7 @@ impl JsonContext {
         }
         if segments.first().is_some_and(|s| s == "request") {
             self.materialize_objects();
+            self.request_json = None;
         }
         let root = set_in(&self.root, &segments, jmespath::to_variable(value));
         self.set_root(root);
@@ -436,7 +449,20 @@ impl JsonContext {
     /// Evaluates an expression against the context.
     pub fn search(&self, expr: &Expression) -> Result<Value, JmespathError> {
         self.note_query(expr);
+        if let Some(found) = self.search_direct(expr) {
+            return found.map(|v| jmespath::normalized(std::borrow::Cow::Owned(v.into_json())));
+        }
         expr.search_var(&self.root_for(expr))
+    }
+
+    /// Evaluates over the request's JSON when the expression is planned for it and the
+    /// request has not been rewritten.
+    fn search_direct<'a>(
+        &'a self,
+        expr: &'a Expression,
+    ) -> Option<Result<jmespath::DirectValue<'a>, JmespathError>> {
+        let objects = self.request_json.as_ref()?;
+        expr.search_objects_raw(&objects.object, &objects.old_object)
     }
 
     fn note_query(&self, expr: &Expression) {
@@ -611,18 +637,35 @@ mod tests {
                 format!("{:?}", whole.search(&expr)),
                 "{query}"
             );
-            // Nothing was converted whole for the ones read by subtree.
-            assert_eq!(ctx.with_objects.get().is_none(), paths.is_some(), "{query}");
+            // Nothing was converted whole for the ones read by subtree or over the JSON.
+            assert_eq!(
+                ctx.with_objects.get().is_none(),
+                paths.is_some() || expr.reads_objects_directly(),
+                "{query}"
+            );
         }
         // Read by subtree again and again, the objects end up converted whole once.
         let ctx = deferred();
-        let expr = crate::jmespath::compile("request.object.metadata.name").unwrap();
+        let expr =
+            crate::jmespath::compile("request.object.metadata.name && request.namespace").unwrap();
+        assert!(!expr.reads_objects_directly());
         for _ in 0..MAX_PARTIAL_READS {
+            assert_eq!(ctx.search(&expr).unwrap(), json!("ns"));
+        }
+        assert!(ctx.with_objects.get().is_none());
+        assert_eq!(ctx.search(&expr).unwrap(), json!("ns"));
+        assert!(ctx.with_objects.get().is_some());
+        // Over the JSON, the objects are never converted, and a rewritten request is read
+        // from the context again.
+        let mut ctx = deferred();
+        let expr = crate::jmespath::compile("request.object.metadata.name").unwrap();
+        assert!(expr.reads_objects_directly());
+        for _ in 0..=MAX_PARTIAL_READS {
             assert_eq!(ctx.search(&expr).unwrap(), json!("p"));
         }
         assert!(ctx.with_objects.get().is_none());
-        assert_eq!(ctx.search(&expr).unwrap(), json!("p"));
-        assert!(ctx.with_objects.get().is_some());
+        ctx.set("request.object.metadata.name", &json!("q"));
+        assert_eq!(ctx.search(&expr).unwrap(), json!("q"));
     }
 
     #[test]

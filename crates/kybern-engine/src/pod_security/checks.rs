@@ -19,6 +19,19 @@ pub(crate) enum ContainerKind {
     Ephemeral,
 }
 
+/// A container's field path (`spec.containers[0]`), written out only when a check reports it.
+#[derive(Debug, Clone, Copy)]
+struct ContainerPath {
+    kind: ContainerKind,
+    index: usize,
+}
+
+impl std::fmt::Display for ContainerPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "spec.{}[{}]", self.kind.field(), self.index)
+    }
+}
+
 impl ContainerKind {
     pub(crate) const ALL: [ContainerKind; 3] = [
         ContainerKind::Init,
@@ -92,12 +105,12 @@ impl<'a> PodView<'a> {
     }
 
     /// Every container in upstream's order with its field path, e.g. `spec.containers[0]`.
-    fn visit(&self) -> impl Iterator<Item = (&'a Value, String)> + '_ {
+    fn visit(&self) -> impl Iterator<Item = (&'a Value, ContainerPath)> + '_ {
         ContainerKind::ALL.into_iter().flat_map(move |kind| {
             self.containers_of(kind)
                 .iter()
                 .enumerate()
-                .map(move |(i, c)| (*c, format!("spec.{}[{i}]", kind.field())))
+                .map(move |(index, c)| (*c, ContainerPath { kind, index }))
         })
     }
 
@@ -347,21 +360,21 @@ fn allow_privilege_escalation_1_8(pod: &PodView<'_>) -> Option<Violation> {
     let mut names = Vec::new();
     let mut errors = Vec::new();
     for (c, path) in pod.visit() {
-        let field = format!("{path}.securityContext.allowPrivilegeEscalation");
+        let field = || format!("{path}.securityContext.allowPrivilegeEscalation");
         match lookup(c, &["securityContext"]) {
             None => {
                 names.push(name_of(c));
-                errors.push(required(field));
+                errors.push(required(field()));
             }
             Some(sc) => match lookup(sc, &["allowPrivilegeEscalation"]).and_then(Value::as_bool) {
                 // Upstream reports an unset field as the string "nil".
                 None => {
                     names.push(name_of(c));
-                    errors.push(forbidden(field, BadValue::String("nil".into())));
+                    errors.push(forbidden(field(), BadValue::String("nil".into())));
                 }
                 Some(true) => {
                     names.push(name_of(c));
-                    errors.push(forbidden(field, BadValue::Bool(true)));
+                    errors.push(forbidden(field(), BadValue::Bool(true)));
                 }
                 Some(false) => {}
             },
@@ -538,20 +551,20 @@ fn capabilities_restricted_1_22(pod: &PodView<'_>) -> Option<Violation> {
     let mut adding_errors = Vec::new();
     let mut forbidden_caps = BTreeSet::new();
     for (c, path) in pod.visit() {
-        let drop_field = format!("{path}.securityContext.capabilities.drop");
+        let drop_field = || format!("{path}.securityContext.capabilities.drop");
         let Some(caps) = lookup(c, &["securityContext", "capabilities"]) else {
             missing_drop.push(name_of(c));
-            missing_drop_errors.push(required(drop_field));
+            missing_drop_errors.push(required(drop_field()));
             continue;
         };
         let drop = string_list(lookup(caps, &["drop"]));
         if !drop.contains(&"ALL") {
             missing_drop.push(name_of(c));
             if drop.is_empty() {
-                missing_drop_errors.push(required(drop_field));
+                missing_drop_errors.push(required(drop_field()));
             } else {
                 let values: BTreeSet<String> = drop.iter().map(|d| d.to_string()).collect();
-                missing_drop_errors.push(forbidden(drop_field, BadValue::List(sorted(values))));
+                missing_drop_errors.push(forbidden(drop_field(), BadValue::List(sorted(values))));
             }
         }
         let bad: BTreeSet<String> = string_list(lookup(caps, &["add"]))
@@ -915,17 +928,17 @@ fn run_as_non_root(pod: &PodView<'_>) -> Option<Violation> {
     let mut implicit = Vec::new();
     let mut implicit_errors = Vec::new();
     for (c, path) in pod.visit() {
-        let field = format!("{path}.securityContext.runAsNonRoot");
+        let field = || format!("{path}.securityContext.runAsNonRoot");
         match lookup(c, &["securityContext", "runAsNonRoot"]).and_then(Value::as_bool) {
             Some(false) => {
                 explicit.push(name_of(c));
-                setter_errors.push(forbidden(field, BadValue::Bool(false)));
+                setter_errors.push(forbidden(field(), BadValue::Bool(false)));
             }
             Some(true) => {}
             None => {
                 if !pod_non_root {
                     implicit.push(name_of(c));
-                    implicit_errors.push(required(field));
+                    implicit_errors.push(required(field()));
                 }
             }
         }
@@ -1240,20 +1253,20 @@ fn seccomp_profile_restricted_1_19(pod: &PodView<'_>) -> Option<Violation> {
     let mut implicit = Vec::new();
     let mut implicit_errors = Vec::new();
     for (c, path) in pod.visit() {
-        let field = format!("{path}.securityContext.seccompProfile.type");
+        let field = || format!("{path}.securityContext.seccompProfile.type");
         match lookup(c, &["securityContext", "seccompProfile"]) {
             Some(profile) => {
                 let t = str_or_empty(profile, &["type"]);
                 if !seccomp_type_valid(t) {
                     explicit.push(name_of(c));
-                    setter_errors.push(forbidden(field, BadValue::String(t.into())));
+                    setter_errors.push(forbidden(field(), BadValue::String(t.into())));
                     bad_values.insert(t.to_string());
                 }
             }
             None => {
                 if !pod_set {
                     implicit.push(name_of(c));
-                    implicit_errors.push(required(field));
+                    implicit_errors.push(required(field()));
                 }
             }
         }
