@@ -479,7 +479,7 @@ impl Expression {
     /// Like [`Expression::search_objects`], numbers left as the input has them (as the
     /// interpreter's values keep them).
     pub(crate) fn search_objects_raw<'a>(
-        &'a self,
+        &self,
         object: &'a Value,
         old_object: &'a Value,
     ) -> Option<Result<direct::Val<'a>, JmespathError>> {
@@ -692,6 +692,11 @@ pub(crate) fn to_json(v: &Variable) -> Value {
 
 /// `v` with whole floats as integers, as [`to_json`] gives them.
 pub(crate) fn normalized(v: Cow<'_, Value>) -> Value {
+    normalized_cow(v).into_owned()
+}
+
+/// Like [`normalized`], borrowing still when there is nothing to change.
+pub(crate) fn normalized_cow(v: Cow<'_, Value>) -> Cow<'_, Value> {
     fn has_whole_float(v: &Value) -> bool {
         match v {
             Value::Number(n) => n.is_f64() && normalize_number(n) != *n,
@@ -709,11 +714,11 @@ pub(crate) fn normalized(v: Cow<'_, Value>) -> Value {
         }
     }
     if !has_whole_float(&v) {
-        return v.into_owned();
+        return v;
     }
     let mut v = v.into_owned();
     normalize(&mut v);
-    v
+    Cow::Owned(v)
 }
 
 fn normalize_number(n: &serde_json::Number) -> serde_json::Number {

@@ -455,11 +455,24 @@ impl JsonContext {
         expr.search_var(&self.root_for(expr))
     }
 
+    /// Evaluates over the request's JSON when the expression is planned for it and the request
+    /// has not been rewritten (`None` otherwise: [`JsonContext::search_var`] then evaluates it).
+    pub(crate) fn search_json<'a>(
+        &'a self,
+        expr: &Expression,
+    ) -> Option<Result<jmespath::DirectValue<'a>, JmespathError>> {
+        if !expr.reads_objects_directly() || self.request_json.is_none() {
+            return None;
+        }
+        self.note_query(expr);
+        self.search_direct(expr)
+    }
+
     /// Evaluates over the request's JSON when the expression is planned for it and the
     /// request has not been rewritten.
     fn search_direct<'a>(
         &'a self,
-        expr: &'a Expression,
+        expr: &Expression,
     ) -> Option<Result<jmespath::DirectValue<'a>, JmespathError>> {
         let objects = self.request_json.as_ref()?;
         expr.search_objects_raw(&objects.object, &objects.old_object)

@@ -282,6 +282,13 @@ enum Element {
     Checked(CheckOutcome),
 }
 
+/// A foreach element: borrowed from the request's JSON (whole floats already written as
+/// integers), or an interpreter value.
+enum ForeachElement<'a> {
+    Json(std::borrow::Cow<'a, Value>),
+    Var(Rcvar),
+}
+
 fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> CheckOutcome {
     let mut applied = 0usize;
     for entry in list {
@@ -300,12 +307,27 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
                 ));
             }
         };
-        let elements = match variables::evaluate_var(&expr, scope.ctx, input.opts) {
-            Ok(v) => match &*v {
-                Variable::Array(items) => items.clone(),
-                Variable::Null | Variable::Expref(_) => continue,
-                _ => vec![v],
-            },
+        let found = variables::compiled_for(&expr, input.opts).and_then(|compiled| {
+            match variables::evaluate_list(&compiled, scope.ctx)? {
+                // Read from the request's JSON: each element's JSON is borrowed from it.
+                variables::Found::Json(v) => Ok(v.into_items().map(|items| {
+                    items
+                        .into_iter()
+                        .map(|item| ForeachElement::Json(crate::jmespath::normalized_cow(item)))
+                        .collect::<Vec<_>>()
+                })),
+                variables::Found::Var(v) => Ok(match &*v {
+                    Variable::Array(items) => {
+                        Some(items.iter().cloned().map(ForeachElement::Var).collect())
+                    }
+                    Variable::Null | Variable::Expref(_) => None,
+                    _ => Some(vec![ForeachElement::Var(v)]),
+                }),
+            }
+        });
+        let elements = match found {
+            Ok(Some(elements)) => elements,
+            Ok(None) => continue,
             Err(crate::jmespath::JmespathError::NotFound { .. }) => continue,
             Err(e) => {
                 return Some((
@@ -319,19 +341,32 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
         }
         let element_key = format!("element{}", scope.depth);
         let index_key = format!("elementIndex{}", scope.depth);
-        for (index, element_var) in elements.iter().enumerate() {
-            if matches!(&**element_var, Variable::Null | Variable::Expref(_)) {
-                continue;
-            }
-            // The context sees the element as its JSON form would convert back: share the
-            // interpreter value when that conversion is the identity (no floats to normalise).
-            // The JSON form itself is only needed when the check looks at a resource.
-            let floats = has_float(element_var);
-            let element_json = (floats || !matches!(check, ValidationCheck::Deny(_)))
-                .then(|| crate::jmespath::to_json(element_var));
-            let element_var = match &element_json {
-                Some(json) if floats => crate::jmespath::to_variable(json),
-                _ => element_var.clone(),
+        for (index, element) in elements.into_iter().enumerate() {
+            let (element_json, element_var) = match element {
+                ForeachElement::Json(json) => {
+                    if json.is_null() {
+                        continue;
+                    }
+                    let var = crate::jmespath::to_variable(&json);
+                    (Some(json), var)
+                }
+                ForeachElement::Var(element_var) => {
+                    if matches!(&*element_var, Variable::Null | Variable::Expref(_)) {
+                        continue;
+                    }
+                    // The context sees the element as its JSON form would convert back: share
+                    // the interpreter value when that conversion is the identity (no floats to
+                    // normalise). The JSON form itself is only needed when the check looks at a
+                    // resource.
+                    let floats = has_float(&element_var);
+                    let element_json = (floats || !matches!(check, ValidationCheck::Deny(_)))
+                        .then(|| std::borrow::Cow::Owned(crate::jmespath::to_json(&element_var)));
+                    let element_var = match &element_json {
+                        Some(json) if floats => crate::jmespath::to_variable(json),
+                        _ => element_var,
+                    };
+                    (element_json, element_var)
+                }
             };
             let is_object = matches!(&*element_var, Variable::Object(_));
             let index_var = Rcvar::new(Variable::Number(serde_json::Number::from(index)));
@@ -370,7 +405,7 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
                 let inner = Scope {
                     resource: if element_scope {
                         // (A deny check never reads it.)
-                        element_json.as_ref().unwrap_or(scope.resource)
+                        element_json.as_deref().unwrap_or(scope.resource)
                     } else {
                         scope.resource
                     },

@@ -123,32 +123,39 @@ pub fn evaluate(
     ctx: &JsonContext,
     opts: SubstituteOptions,
 ) -> Result<Value, JmespathError> {
-    let expr = expr.trim();
-    let rewritten;
-    let expr = if opts.delete && expr.contains("request.object") {
-        rewritten = expr.replace("request.object", "request.oldObject");
-        rewritten.as_str()
-    } else {
-        expr
-    };
-    ctx.search(&compiled(expr)?)
+    ctx.search(&compiled_for(expr, opts)?)
 }
 
-/// Like [`evaluate`], returning the interpreter value (shared with the context, not copied).
-pub(crate) fn evaluate_var(
+/// A value found by [`evaluate_list`].
+pub(crate) enum Found<'a> {
+    /// Read straight from the request's JSON (see `Expression::reads_objects_directly`).
+    Json(crate::jmespath::DirectValue<'a>),
+    /// The interpreter's value, shared with the context.
+    Var(::jmespath::Rcvar),
+}
+
+/// Like [`evaluate_var`], reading the request's JSON directly when the expression allows.
+pub(crate) fn evaluate_list<'a>(
+    expr: &Expression,
+    ctx: &'a JsonContext,
+) -> Result<Found<'a>, JmespathError> {
+    match ctx.search_json(expr) {
+        Some(found) => found.map(Found::Json),
+        None => ctx.search_var(expr).map(Found::Var),
+    }
+}
+
+/// The compiled form of an expression as a request evaluates it (`request.object` read as
+/// `request.oldObject` for DELETE).
+pub(crate) fn compiled_for(
     expr: &str,
-    ctx: &JsonContext,
     opts: SubstituteOptions,
-) -> Result<::jmespath::Rcvar, JmespathError> {
+) -> Result<Expression, JmespathError> {
     let expr = expr.trim();
-    let rewritten;
-    let expr = if opts.delete && expr.contains("request.object") {
-        rewritten = expr.replace("request.object", "request.oldObject");
-        rewritten.as_str()
-    } else {
-        expr
-    };
-    ctx.search_var(&compiled(expr)?)
+    if opts.delete && expr.contains("request.object") {
+        return compiled(&expr.replace("request.object", "request.oldObject"));
+    }
+    compiled(expr)
 }
 
 /// A value prepared at policy load for substitution: most condition keys and values are either

@@ -178,9 +178,9 @@ pub(crate) struct Objects<'a> {
 
 /// Evaluation state: the objects, the expression text for error messages, and whether the
 /// expression is a plain path (missing keys are then errors, as Kyverno reports them).
-struct Eval<'a> {
+struct Eval<'e, 'a> {
     objects: Objects<'a>,
-    expr: &'a str,
+    expr: &'e str,
     plain_path: bool,
 }
 
@@ -241,6 +241,21 @@ impl<'b> Val<'b> {
         }
     }
 
+    /// The items of a list value (a single value is a list of one); `None` for null.
+    pub(crate) fn into_items(self) -> Option<Vec<Cow<'b, Value>>> {
+        let one = |v: Val<'b>| match v {
+            Val::Ref(v) => Cow::Borrowed(v),
+            other => Cow::Owned(other.into_json()),
+        };
+        Some(match self {
+            Val::Ref(Value::Null) | Val::Own(Value::Null) => return None,
+            Val::Ref(Value::Array(a)) => a.iter().map(Cow::Borrowed).collect(),
+            Val::Own(Value::Array(a)) => a.into_iter().map(Cow::Owned).collect(),
+            Val::List(items) => items.into_iter().map(one).collect(),
+            other => vec![one(other)],
+        })
+    }
+
     /// The value as an interpreter value, converted straight from what it borrows.
     pub(crate) fn to_variable(&self) -> Rcvar {
         match self {
@@ -256,7 +271,7 @@ impl<'b> Val<'b> {
 pub(crate) fn eval<'a>(
     plan: &Plan,
     objects: Objects<'a>,
-    expr: &'a str,
+    expr: &str,
     plain_path: bool,
 ) -> Result<Val<'a>, JmespathError> {
     let e = Eval {
@@ -268,7 +283,7 @@ pub(crate) fn eval<'a>(
     e.node(plan, &NULL, true)
 }
 
-impl<'a> Eval<'a> {
+impl<'a> Eval<'_, 'a> {
     /// Evaluates `plan` on `data`; the result may borrow from `data` or from the objects.
     fn node<'b>(
         &self,
