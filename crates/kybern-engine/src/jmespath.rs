@@ -8,7 +8,7 @@
 mod arithmetic;
 mod direct;
 
-pub(crate) use direct::Val as DirectValue;
+pub(crate) use direct::{Source as DirectSource, Val as DirectValue};
 mod functions;
 mod go_time;
 mod growth;
@@ -451,46 +451,52 @@ impl Expression {
         self.inner.object_paths.as_ref()
     }
 
+    /// False when the expression provably never reads the top-level key `name` of the data.
+    pub(crate) fn reads_root_field(&self, name: &str) -> bool {
+        reads_root_field(self.inner.expr.as_ast(), name, true)
+    }
+
     /// False when the expression never reads `request.object` or `request.oldObject`.
     pub(crate) fn reads_request_objects(&self) -> bool {
         self.inner.reads_request_objects
     }
 
-    /// True when the expression is evaluated straight over the request's objects (it reads
-    /// the context only through field chains into `request.object` and `request.oldObject`).
-    pub fn reads_objects_directly(&self) -> bool {
+    /// True when the expression can be evaluated straight over JSON: it reads the context only
+    /// through field chains into `request.object`, `request.oldObject` or top-level keys other
+    /// than `request` (see `direct`).
+    pub fn is_direct(&self) -> bool {
         self.inner.direct.is_some()
     }
 
-    /// Evaluates over a request's objects without converting them, when the expression is
-    /// planned for that (see [`Expression::reads_objects_directly`]); `None` otherwise. The
-    /// result is what [`Expression::search`] gives on a context holding only the objects.
-    pub fn search_objects(
+    /// Evaluates over a request's objects and top-level values given as JSON, without
+    /// converting them, when the expression is planned for that (see [`Expression::is_direct`])
+    /// and reads nothing else; `None` otherwise. The result is what [`Expression::search`] gives
+    /// on a context holding just those values.
+    pub fn search_json(
         &self,
         object: &Value,
         old_object: &Value,
+        tops: &[(&str, &Value)],
     ) -> Option<Result<Value, JmespathError>> {
+        let sources = |s: &direct::Source| match s {
+            direct::Source::Object => Some(object),
+            direct::Source::OldObject => Some(old_object),
+            direct::Source::Top(name) => tops.iter().find(|(n, _)| n == name).map(|(_, v)| *v),
+        };
         Some(
-            self.search_objects_raw(object, old_object)?
+            self.search_sources(&sources)?
                 .map(|v| normalized(Cow::Owned(v.into_json()))),
         )
     }
 
-    /// Like [`Expression::search_objects`], numbers left as the input has them (as the
-    /// interpreter's values keep them).
-    pub(crate) fn search_objects_raw<'a>(
+    /// Evaluates over the JSON `sources` give, numbers left as the input has them (as the
+    /// interpreter's values keep them); `None` when not planned or a source is not given.
+    pub(crate) fn search_sources<'a>(
         &self,
-        object: &'a Value,
-        old_object: &'a Value,
+        sources: direct::Sources<'_, 'a>,
     ) -> Option<Result<direct::Val<'a>, JmespathError>> {
         let plan = self.inner.direct.as_ref()?;
-        let objects = direct::Objects { object, old_object };
-        Some(direct::eval(
-            plan,
-            objects,
-            self.as_str(),
-            self.inner.plain_path,
-        ))
+        direct::eval(plan, sources, self.as_str(), self.inner.plain_path)
     }
 
     /// Evaluates against data already converted to interpreter values (see [`crate::json_context`]).

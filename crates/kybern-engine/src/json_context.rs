@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 mod budget;
+mod json_tops;
 pub use budget::{MAX_CONTEXT_BYTES, MAX_FOREACH_ELEMENTS, RequestBudget, json_len_within};
+pub(crate) use json_tops::JsonRef;
 
 /// An immutable-by-sharing JSON context; cloning is cheap.
 #[derive(Clone)]
@@ -24,9 +26,16 @@ pub struct JsonContext {
     /// `request.namespace` never need them. `None` once they are part of `root`.
     objects: Option<Arc<DeferredObjects>>,
     /// The request's objects as JSON, for expressions evaluated over them directly (see
-    /// `Expression::reads_objects_directly`); kept after `objects` is converted, dropped once
-    /// `request` is written.
+    /// `Expression::is_direct`); kept after `objects` is converted, dropped once `request` is
+    /// written.
     request_json: Option<Arc<DeferredObjects>>,
+    /// Top-level keys whose values are places in the request's objects (foreach elements):
+    /// expressions evaluated over JSON read them in place; for the interpreter they are
+    /// converted into `tops_root`. They shadow keys of the same name in `root`.
+    json_tops: Option<Arc<Vec<(String, JsonRef)>>>,
+    /// `root` with `json_tops` converted in, built once for the interpreter's reads of them;
+    /// replaced whenever `root` or `json_tops` change.
+    tops_root: Arc<OnceLock<Rcvar>>,
     /// `root` with the deferred objects in place, built once for the expressions that read them;
     /// shared by the clones that have the same `root` (each rule works on a clone of the
     /// request's context), replaced whenever `root` changes.
@@ -209,6 +218,23 @@ fn partial_variable(value: &Value, paths: &[Vec<String>]) -> Rcvar {
     build(value, &paths)
 }
 
+fn null_var() -> Rcvar {
+    Rcvar::new(Variable::Null)
+}
+
+/// `root` with the JSON tops converted in.
+fn insert_tops(root: &Rcvar, tops: &[(String, JsonRef)]) -> Rcvar {
+    let mut map = match &**root {
+        Variable::Object(m) => m.clone(),
+        _ => BTreeMap::new(),
+    };
+    for (name, value) in tops {
+        let converted = value.get().map_or_else(null_var, jmespath::to_variable);
+        map.insert(name.clone(), converted);
+    }
+    Rcvar::new(Variable::Object(map))
+}
+
 /// `root` with `request.object` and `request.oldObject` set to the given values.
 fn insert_objects(root: &Rcvar, object: Rcvar, old_object: Rcvar) -> Rcvar {
     let mut map = match &**root {
@@ -238,6 +264,8 @@ impl Default for JsonContext {
             images: None,
             objects: None,
             request_json: None,
+            json_tops: None,
+            tops_root: Arc::default(),
             with_objects: Arc::default(),
             deferred: None,
             budget: Arc::default(),
@@ -290,6 +318,8 @@ impl JsonContext {
             images: None,
             objects: None,
             request_json: None,
+            json_tops: None,
+            tops_root: Arc::default(),
             with_objects: Arc::default(),
             deferred: None,
             budget: Arc::default(),
@@ -327,6 +357,9 @@ impl JsonContext {
 
     fn set_root(&mut self, root: Rcvar) {
         self.root = root;
+        if self.json_tops.is_some() {
+            self.tops_root = Arc::default();
+        }
         // Only read while objects are deferred (see `root_for` and `settle_objects`).
         if self.objects.is_some() {
             self.with_objects = Arc::default();
@@ -366,6 +399,7 @@ impl JsonContext {
             }
             _ => Cow::Borrowed(&self.root),
         };
+        let root = self.with_tops(root, expr);
         match &self.images {
             Some(images) if expr.reads_images() => Cow::Owned(self.with_images_in(&root, images)),
             _ => root,
@@ -384,6 +418,8 @@ impl JsonContext {
             root,
             images: images.map(Arc::new),
             request_json: objects.clone(),
+            json_tops: None,
+            tops_root: Arc::default(),
             objects,
             with_objects: Arc::default(),
             deferred: None,
@@ -396,8 +432,77 @@ impl JsonContext {
         &self.budget
     }
 
+    /// Sets a top-level key to a place in the request's objects (see `json_tops`).
+    pub(crate) fn set_json_top(&mut self, name: &str, value: JsonRef) {
+        let mut tops: Vec<(String, JsonRef)> = self
+            .json_tops
+            .as_deref()
+            .map(|t| t.iter().filter(|(n, _)| n != name).cloned().collect())
+            .unwrap_or_default();
+        tops.push((name.to_string(), value));
+        self.json_tops = Some(Arc::new(tops));
+        self.tops_root = Arc::default();
+    }
+
+    /// The places of `targets` (found by address) in the request's objects, when the context
+    /// holds them as JSON.
+    pub(crate) fn locate_in_request(&self, targets: &[&Value]) -> Vec<Option<JsonRef>> {
+        match &self.request_json {
+            Some(objects) => json_tops::locate(objects, targets),
+            None => vec![None; targets.len()],
+        }
+    }
+
+    /// Before `name` is written: a JSON top of that name is dropped (`whole`: the key is
+    /// replaced) or converted into the root (a key below it is set).
+    fn release_top(&mut self, name: &str, whole: bool) {
+        let Some(tops) = &self.json_tops else {
+            return;
+        };
+        let Some(pos) = tops.iter().position(|(n, _)| n == name) else {
+            return;
+        };
+        let mut tops = tops.as_ref().clone();
+        let (_, value) = tops.remove(pos);
+        self.json_tops = (!tops.is_empty()).then(|| Arc::new(tops));
+        self.tops_root = Arc::default();
+        if !whole {
+            let converted = value.get().map_or_else(null_var, jmespath::to_variable);
+            let mut map = match &*self.root {
+                Variable::Object(m) => m.clone(),
+                _ => BTreeMap::new(),
+            };
+            map.insert(name.to_string(), converted);
+            self.set_root(Rcvar::new(Variable::Object(map)));
+        }
+    }
+
+    /// `root` with the JSON tops converted in, when `expr` may read one of them.
+    fn with_tops<'r>(
+        &'r self,
+        root: std::borrow::Cow<'r, Rcvar>,
+        expr: &Expression,
+    ) -> std::borrow::Cow<'r, Rcvar> {
+        use std::borrow::Cow;
+        let Some(tops) = &self.json_tops else {
+            return root;
+        };
+        if !tops.iter().any(|(n, _)| expr.reads_root_field(n)) {
+            return root;
+        }
+        match root {
+            Cow::Borrowed(r) if std::ptr::eq(r, &self.root) => {
+                Cow::Borrowed(self.tops_root.get_or_init(|| insert_tops(&self.root, tops)))
+            }
+            other => Cow::Owned(insert_tops(&other, tops)),
+        }
+    }
+
     /// Sets several top-level keys at once (one copy of the root map).
     pub(crate) fn set_tops<const N: usize>(&mut self, entries: [(&str, Rcvar); N]) {
+        for (k, _) in &entries {
+            self.release_top(k, true);
+        }
         self.settle_objects();
         if entries.iter().any(|(k, _)| *k == "images") {
             self.materialize();
@@ -429,6 +534,9 @@ impl JsonContext {
     pub fn set(&mut self, dotted: &str, value: &Value) {
         self.settle_objects();
         let segments = path_segments(dotted);
+        if let Some(first) = segments.first() {
+            self.release_top(first, segments.len() == 1);
+        }
         if segments.first().is_some_and(|s| s == "images") {
             self.materialize();
         }
@@ -443,6 +551,10 @@ impl JsonContext {
     /// True if a top-level key is present.
     pub fn contains(&self, key: &str) -> bool {
         (key == "images" && self.images.is_some())
+            || self
+                .json_tops
+                .as_ref()
+                .is_some_and(|t| t.iter().any(|(n, _)| n == key))
             || self.root.as_object().is_some_and(|m| m.contains_key(key))
     }
 
@@ -461,7 +573,7 @@ impl JsonContext {
         &'a self,
         expr: &Expression,
     ) -> Option<Result<jmespath::DirectValue<'a>, JmespathError>> {
-        if !expr.reads_objects_directly() || self.request_json.is_none() {
+        if !expr.is_direct() || (self.request_json.is_none() && self.json_tops.is_none()) {
             return None;
         }
         self.note_query(expr);
@@ -474,8 +586,22 @@ impl JsonContext {
         &'a self,
         expr: &Expression,
     ) -> Option<Result<jmespath::DirectValue<'a>, JmespathError>> {
-        let objects = self.request_json.as_ref()?;
-        expr.search_objects_raw(&objects.object, &objects.old_object)
+        let sources = |s: &jmespath::DirectSource| -> Option<&Value> {
+            match s {
+                jmespath::DirectSource::Object => self.request_json.as_ref().map(|o| &*o.object),
+                jmespath::DirectSource::OldObject => {
+                    self.request_json.as_ref().map(|o| &*o.old_object)
+                }
+                jmespath::DirectSource::Top(name) => self
+                    .json_tops
+                    .as_ref()?
+                    .iter()
+                    .find(|(n, _)| n == name)?
+                    .1
+                    .get(),
+            }
+        };
+        expr.search_sources(&sources)
     }
 
     fn note_query(&self, expr: &Expression) {
@@ -526,10 +652,13 @@ impl JsonContext {
 
     /// The whole context as JSON (for diagnostics and tests).
     pub fn to_value(&self) -> Value {
-        let root = match &self.objects {
+        let mut root = match &self.objects {
             Some(objects) => std::borrow::Cow::Owned(objects.insert_into(&self.root)),
             None => std::borrow::Cow::Borrowed(&self.root),
         };
+        if let Some(tops) = &self.json_tops {
+            root = std::borrow::Cow::Owned(insert_tops(&root, tops));
+        }
         match &self.images {
             Some(images) => jmespath::to_json(&self.with_images_in(&root, images)),
             None => jmespath::to_json(&root),
@@ -653,7 +782,7 @@ mod tests {
             // Nothing was converted whole for the ones read by subtree or over the JSON.
             assert_eq!(
                 ctx.with_objects.get().is_none(),
-                paths.is_some() || expr.reads_objects_directly(),
+                paths.is_some() || expr.is_direct(),
                 "{query}"
             );
         }
@@ -661,7 +790,7 @@ mod tests {
         let ctx = deferred();
         let expr =
             crate::jmespath::compile("request.object.metadata.name && request.namespace").unwrap();
-        assert!(!expr.reads_objects_directly());
+        assert!(!expr.is_direct());
         for _ in 0..MAX_PARTIAL_READS {
             assert_eq!(ctx.search(&expr).unwrap(), json!("ns"));
         }
@@ -672,7 +801,7 @@ mod tests {
         // from the context again.
         let mut ctx = deferred();
         let expr = crate::jmespath::compile("request.object.metadata.name").unwrap();
-        assert!(expr.reads_objects_directly());
+        assert!(expr.is_direct());
         for _ in 0..=MAX_PARTIAL_READS {
             assert_eq!(ctx.search(&expr).unwrap(), json!("p"));
         }

@@ -289,6 +289,12 @@ enum ForeachElement<'a> {
     Var(Rcvar),
 }
 
+/// How an element is set in its context: by its place in the request's objects, or converted.
+enum Binding {
+    Place(crate::json_context::JsonRef),
+    Var(Rcvar),
+}
+
 fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> CheckOutcome {
     let mut applied = 0usize;
     for entry in list {
@@ -341,14 +347,28 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
         }
         let element_key = format!("element{}", scope.depth);
         let index_key = format!("elementIndex{}", scope.depth);
-        for (index, element) in elements.into_iter().enumerate() {
-            let (element_json, element_var) = match element {
+        // Elements borrowed from the request's objects are set in the context by their place
+        // there: read in place, never converted unless the interpreter reads them.
+        static NOT_IN_REQUEST: Value = Value::Null;
+        let targets: Vec<&Value> = elements
+            .iter()
+            .map(|e| match e {
+                ForeachElement::Json(std::borrow::Cow::Borrowed(v)) => *v,
+                _ => &NOT_IN_REQUEST,
+            })
+            .collect();
+        let places = scope.ctx.locate_in_request(&targets);
+        for (index, (element, place)) in elements.into_iter().zip(places).enumerate() {
+            let (element_json, binding) = match element {
                 ForeachElement::Json(json) => {
                     if json.is_null() {
                         continue;
                     }
-                    let var = crate::jmespath::to_variable(&json);
-                    (Some(json), var)
+                    let binding = match place {
+                        Some(place) => Binding::Place(place),
+                        None => Binding::Var(crate::jmespath::to_variable(&json)),
+                    };
+                    (Some(json), binding)
                 }
                 ForeachElement::Var(element_var) => {
                     if matches!(&*element_var, Variable::Null | Variable::Expref(_)) {
@@ -365,18 +385,32 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
                         Some(json) if floats => crate::jmespath::to_variable(json),
                         _ => element_var,
                     };
-                    (element_json, element_var)
+                    (element_json, Binding::Var(element_var))
                 }
             };
-            let is_object = matches!(&*element_var, Variable::Object(_));
+            let is_object = match (&element_json, &binding) {
+                (Some(json), _) => json.is_object(),
+                (None, Binding::Var(v)) => matches!(&**v, Variable::Object(_)),
+                (None, Binding::Place(_)) => false,
+            };
             let index_var = Rcvar::new(Variable::Number(serde_json::Number::from(index)));
             let mut ctx = scope.ctx.clone();
-            ctx.set_tops([
-                ("element", element_var.clone()),
-                ("elementIndex", index_var.clone()),
-                (element_key.as_str(), element_var),
-                (index_key.as_str(), index_var),
-            ]);
+            match binding {
+                Binding::Var(element_var) => ctx.set_tops([
+                    ("element", element_var.clone()),
+                    ("elementIndex", index_var.clone()),
+                    (element_key.as_str(), element_var),
+                    (index_key.as_str(), index_var),
+                ]),
+                Binding::Place(place) => {
+                    ctx.set_tops([
+                        ("elementIndex", index_var.clone()),
+                        (index_key.as_str(), index_var),
+                    ]);
+                    ctx.set_json_top("element", place.clone());
+                    ctx.set_json_top(&element_key, place);
+                }
+            }
             for (name, values) in input.foreach_values {
                 if let Some(v) = values.as_array().and_then(|a| a.get(index)) {
                     ctx.set(name, v);

@@ -128,7 +128,7 @@ pub fn evaluate(
 
 /// A value found by [`evaluate_list`].
 pub(crate) enum Found<'a> {
-    /// Read straight from the request's JSON (see `Expression::reads_objects_directly`).
+    /// Read straight from the request's JSON (see `Expression::is_direct`).
     Json(crate::jmespath::DirectValue<'a>),
     /// The interpreter's value, shared with the context.
     Var(::jmespath::Rcvar),

@@ -3,7 +3,7 @@
 //! variables anywhere, foreach `list`, context `jmesPath`) that is planned for the direct path
 //! is evaluated both ways over the resources of its suite and generated variations of them
 //! (fields removed, set to null, to a wrong type, emptied), as `request.object` and as
-//! `request.oldObject`. Results and errors must be the same. A fixed list of expressions covers
+//! `request.oldObject`, with a container of the resource as the foreach `element`. Results and errors must be the same. A fixed list of expressions covers
 //! shapes the corpus uses rarely (slices, negative indexes, number and list comparisons,
 //! functions with expression references).
 //!
@@ -55,13 +55,15 @@ struct Tally {
     mismatches: Vec<String>,
 }
 
-/// Both ways over one pair of objects; a mismatch is recorded.
-fn check(tally: &mut Tally, e: &Expression, object: &Value, old_object: &Value) {
-    let Some(direct) = e.search_objects(object, old_object) else {
+/// Both ways over one pair of objects and a foreach element; a mismatch is recorded.
+fn check(tally: &mut Tally, e: &Expression, object: &Value, old_object: &Value, element: &Value) {
+    let tops = [("element", element), ("element0", element)];
+    let Some(direct) = e.search_json(object, old_object, &tops) else {
         return;
     };
     tally.evaluations += 1;
-    let context = json!({"request": {"object": object, "oldObject": old_object}});
+    let context = json!({"request": {"object": object, "oldObject": old_object},
+        "element": element, "element0": element});
     let reference = e.search(&context);
     // `time_now*` and `random` differ between two evaluations.
     let clock = ["time_now", "random"]
@@ -77,12 +79,21 @@ fn check(tally: &mut Tally, e: &Expression, object: &Value, old_object: &Value) 
     }
 }
 
+/// A foreach element of `object`: its first container (of a Pod or a pod template), else the
+/// object itself.
+fn element_of(object: &Value) -> &Value {
+    ["/spec/containers/0", "/spec/template/spec/containers/0"]
+        .iter()
+        .find_map(|p| object.pointer(p))
+        .unwrap_or(object)
+}
+
 fn run(tally: &mut Tally, exprs: &[Expression], resources: &[Value]) {
     for resource in resources {
         for object in variations(resource, 25) {
             for e in exprs {
-                check(tally, e, &object, resource);
-                check(tally, e, &Value::Null, &object);
+                check(tally, e, &object, resource, element_of(&object));
+                check(tally, e, &Value::Null, &object, element_of(resource));
             }
         }
     }
@@ -163,13 +174,18 @@ fn direct_evaluation_agrees_with_the_interpreter_on_tricky_shapes() {
         "add(request.object.spec.replicas, `1`)",
         "request.object.spec.containers[].name | length(@) > `1`",
         "not_null(request.object.spec.missing, request.object.metadata.name)",
+        "element.securityContext.capabilities.drop[] || `[]`",
+        "element.name == request.object.spec.containers[0].name",
+        "element0.ports[].containerPort",
+        "element",
+        "element.missing",
     ];
     let exprs: Vec<Expression> = exprs
         .iter()
         .map(|s| compile(s).unwrap_or_else(|e| panic!("{s}: {e}")))
         .collect();
     for e in &exprs {
-        assert!(e.reads_objects_directly(), "{} is not planned", e.as_str());
+        assert!(e.is_direct(), "{} is not planned", e.as_str());
     }
     let pod = json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -214,11 +230,11 @@ fn direct_evaluation_agrees_with_the_interpreter_on_the_corpus() {
             let Ok(e) = compile(&t) else { continue };
             if seen.insert(t) {
                 tally.expressions += 1;
-                if e.reads_objects_directly() {
+                if e.is_direct() {
                     tally.direct += 1;
                 }
             }
-            if e.reads_objects_directly() {
+            if e.is_direct() {
                 exprs.push(e);
             }
         }

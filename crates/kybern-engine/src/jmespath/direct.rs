@@ -1,8 +1,10 @@
-//! Evaluation straight over the request's JSON. An expression that reads the context only
-//! through field chains into `request.object` and `request.oldObject` (the usual shape of policy
-//! variables: `request.object.spec.[containers, initContainers][].ports[].hostPort`) is planned
-//! at compile time and evaluated over the borrowed objects, so a request's objects are never
-//! converted to interpreter values for it. Values are borrowed until an operation builds a new
+//! Evaluation straight over JSON. An expression that reads the context only through field
+//! chains into `request.object`, `request.oldObject` or other top-level keys (the usual shape of
+//! policy variables: `request.object.spec.[containers, initContainers][].ports[].hostPort`,
+//! `element.securityContext.capabilities.drop[]`) is planned at compile time and evaluated over
+//! the borrowed JSON of those values when the context holds them as JSON (the request's objects,
+//! foreach elements taken from them), so they are never converted to interpreter values for it.
+//! When a value it reads is not held as JSON, the interpreter evaluates it. Values are borrowed until an operation builds a new
 //! one; functions are called through the same runtime as the interpreter, with only their
 //! arguments converted.
 //!
@@ -19,13 +21,21 @@ use serde_json::Value;
 
 use super::{JmespathError, RUNTIME, runtime_message, to_variable};
 
+/// Where a field chain from the context root starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    Object,
+    OldObject,
+    /// Another top-level key (never `request`).
+    Top(String),
+}
+
 /// A planned expression.
 #[derive(Debug)]
 pub(crate) enum Plan {
-    /// A field chain from the context root into `request.object` (or `request.oldObject` when
-    /// `old`), then the fields in `path`.
+    /// A field chain from the context root: its source, then the fields in `path`.
     Root {
-        old: bool,
+        source: Source,
         path: Vec<String>,
     },
     Field(String),
@@ -57,9 +67,9 @@ pub(crate) enum Plan {
     Expref(Ast),
 }
 
-/// Plans `ast` when every read of the context root is a field chain into `request.object` or
-/// `request.oldObject`, and it reads at least one of them; `None` otherwise (the interpreter
-/// evaluates it).
+/// Plans `ast` when every read of the context root is a field chain (into `request.object`,
+/// `request.oldObject` or a top-level key other than `request`), and it reads at least one;
+/// `None` otherwise (the interpreter evaluates it).
 pub(crate) fn plan(ast: &Ast) -> Option<Plan> {
     let mut reads_objects = false;
     let plan = build(ast, true, &mut reads_objects)?;
@@ -70,14 +80,15 @@ pub(crate) fn plan(ast: &Ast) -> Option<Plan> {
 fn build(ast: &Ast, on_root: bool, reads_objects: &mut bool) -> Option<Plan> {
     let b = |a: &Ast, on_root: bool, r: &mut bool| build(a, on_root, r).map(Box::new);
     if on_root && let Some(chain) = super::field_chain(ast) {
-        let (old, rest) = match chain.as_slice() {
-            ["request", "object", rest @ ..] => (false, rest),
-            ["request", "oldObject", rest @ ..] => (true, rest),
-            _ => return None,
+        let (source, rest) = match chain.as_slice() {
+            ["request", "object", rest @ ..] => (Source::Object, rest),
+            ["request", "oldObject", rest @ ..] => (Source::OldObject, rest),
+            ["request", ..] | [] => return None,
+            [top, rest @ ..] => (Source::Top(top.to_string()), rest),
         };
         *reads_objects = true;
         return Some(Plan::Root {
-            old,
+            source,
             path: rest.iter().map(|s| s.to_string()).collect(),
         });
     }
@@ -170,16 +181,26 @@ fn build(ast: &Ast, on_root: bool, reads_objects: &mut bool) -> Option<Plan> {
     })
 }
 
-/// The request's objects an evaluation reads.
-pub(crate) struct Objects<'a> {
-    pub object: &'a Value,
-    pub old_object: &'a Value,
+/// The JSON of a source, `None` when the context does not hold it as JSON.
+pub(crate) type Sources<'s, 'a> = &'s dyn Fn(&Source) -> Option<&'a Value>;
+
+/// Why an evaluation stopped: an error, or a source not held as JSON (the interpreter then
+/// evaluates the expression).
+enum Halt {
+    Error(JmespathError),
+    Unavailable,
 }
 
-/// Evaluation state: the objects, the expression text for error messages, and whether the
+impl From<JmespathError> for Halt {
+    fn from(e: JmespathError) -> Self {
+        Halt::Error(e)
+    }
+}
+
+/// Evaluation state: the sources, the expression text for error messages, and whether the
 /// expression is a plain path (missing keys are then errors, as Kyverno reports them).
-struct Eval<'e, 'a> {
-    objects: Objects<'a>,
+struct Eval<'s, 'e, 'a> {
+    sources: Sources<'s, 'a>,
     expr: &'e str,
     plain_path: bool,
 }
@@ -270,37 +291,32 @@ impl<'b> Val<'b> {
 /// caller normalises them as it does the interpreter's results).
 pub(crate) fn eval<'a>(
     plan: &Plan,
-    objects: Objects<'a>,
+    sources: Sources<'_, 'a>,
     expr: &str,
     plain_path: bool,
-) -> Result<Val<'a>, JmespathError> {
+) -> Option<Result<Val<'a>, JmespathError>> {
     let e = Eval {
-        objects,
+        sources,
         expr,
         plain_path,
     };
     // The root value is never read directly (see `build`); `Null` stands in for it.
-    e.node(plan, &NULL, true)
+    match e.node(plan, &NULL, true) {
+        Ok(v) => Some(Ok(v)),
+        Err(Halt::Error(err)) => Some(Err(err)),
+        Err(Halt::Unavailable) => None,
+    }
 }
 
-impl<'a> Eval<'_, 'a> {
-    /// Evaluates `plan` on `data`; the result may borrow from `data` or from the objects.
-    fn node<'b>(
-        &self,
-        plan: &Plan,
-        data: &'b Value,
-        on_root: bool,
-    ) -> Result<Val<'b>, JmespathError>
+impl<'a> Eval<'_, '_, 'a> {
+    /// Evaluates `plan` on `data`; the result may borrow from `data` or from the sources.
+    fn node<'b>(&self, plan: &Plan, data: &'b Value, on_root: bool) -> Result<Val<'b>, Halt>
     where
         'a: 'b,
     {
         Ok(match plan {
-            Plan::Root { old, path } => {
-                let mut cur: &'b Value = if *old {
-                    self.objects.old_object
-                } else {
-                    self.objects.object
-                };
+            Plan::Root { source, path } => {
+                let mut cur: &'b Value = (self.sources)(source).ok_or(Halt::Unavailable)?;
                 for key in path {
                     match self.field(cur, key)? {
                         Some(v) => cur = v,
@@ -441,7 +457,7 @@ impl<'a> Eval<'_, 'a> {
     }
 
     /// Applies `rhs` to a value computed by the left side of a sub-expression or projection.
-    fn then<'b>(&self, left: Val<'b>, rhs: &Plan) -> Result<Val<'b>, JmespathError>
+    fn then<'b>(&self, left: Val<'b>, rhs: &Plan) -> Result<Val<'b>, Halt>
     where
         'a: 'b,
     {
