@@ -305,8 +305,21 @@ pub(crate) fn selected_checks(
 
 /// `evaluatePSS`: run the checks of `level` at `version` and collect the failures.
 pub(crate) fn run_checks(level: Level, version: Version, pod: &PodView<'_>) -> Vec<Finding> {
+    run_checks_of(level, version, pod, None)
+}
+
+/// Like [`run_checks`], only the checks whose IDs `only` lists when given.
+pub(crate) fn run_checks_of(
+    level: Level,
+    version: Version,
+    pod: &PodView<'_>,
+    only: Option<&[&str]>,
+) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (id, _, check_fn) in selected_checks(level, version) {
+        if only.is_some_and(|ids| !ids.contains(&id)) {
+            continue;
+        }
         if let Some(v) = check_fn(pod) {
             findings.push(Finding {
                 id,

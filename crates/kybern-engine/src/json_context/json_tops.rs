@@ -45,7 +45,6 @@ impl JsonRef {
 /// `None` for a target that is not part of them (a value an expression built).
 pub(crate) fn locate(objects: &Arc<DeferredObjects>, targets: &[&Value]) -> Vec<Option<JsonRef>> {
     let mut found: Vec<Option<JsonRef>> = vec![None; targets.len()];
-    let mut path = Vec::new();
     for old in [false, true] {
         let root: &Value = if old {
             &objects.old_object
@@ -57,7 +56,7 @@ pub(crate) fn locate(objects: &Arc<DeferredObjects>, targets: &[&Value]) -> Vec<
             old,
             targets,
             found: &mut found,
-            path: &mut path,
+            path: Vec::new(),
             scalars: targets.iter().any(|t| !t.is_object() && !t.is_array()),
         };
         walk.visit(root, 0);
@@ -68,28 +67,43 @@ pub(crate) fn locate(objects: &Arc<DeferredObjects>, targets: &[&Value]) -> Vec<
     found
 }
 
-struct Walk<'a> {
+/// A step of the path being walked, borrowed from the objects.
+#[derive(Clone, Copy)]
+enum Step<'v> {
+    Key(&'v str),
+    Index(usize),
+}
+
+struct Walk<'a, 'v> {
     objects: &'a Arc<DeferredObjects>,
     old: bool,
     targets: &'a [&'a Value],
     found: &'a mut Vec<Option<JsonRef>>,
-    path: &'a mut Vec<Seg>,
+    path: Vec<Step<'v>>,
     /// Some target is a scalar (then scalars under objects are visited too).
     scalars: bool,
 }
 
-impl Walk<'_> {
+impl<'v> Walk<'_, 'v> {
     /// Visits `v`; false once every target is found.
-    fn visit(&mut self, v: &Value, depth: usize) -> bool {
+    fn visit(&mut self, v: &'v Value, depth: usize) -> bool {
         for (i, t) in self.targets.iter().enumerate() {
             if std::ptr::eq(*t, v)
                 && let Some(slot) = self.found.get_mut(i)
                 && slot.is_none()
             {
+                let path: Vec<Seg> = self
+                    .path
+                    .iter()
+                    .map(|s| match s {
+                        Step::Key(k) => Seg::Key((*k).to_string()),
+                        Step::Index(i) => Seg::Index(*i),
+                    })
+                    .collect();
                 *slot = Some(JsonRef {
                     objects: Arc::clone(self.objects),
                     old: self.old,
-                    path: self.path.clone().into(),
+                    path: path.into(),
                 });
             }
         }
@@ -105,7 +119,7 @@ impl Walk<'_> {
                     if !child.is_object() && !child.is_array() && !self.scalars {
                         continue;
                     }
-                    self.path.push(Seg::Key(k.clone()));
+                    self.path.push(Step::Key(k));
                     let go_on = self.visit(child, depth + 1);
                     self.path.pop();
                     if !go_on {
@@ -115,7 +129,7 @@ impl Walk<'_> {
             }
             Value::Array(a) => {
                 for (i, child) in a.iter().enumerate() {
-                    self.path.push(Seg::Index(i));
+                    self.path.push(Step::Index(i));
                     let go_on = self.visit(child, depth + 1);
                     self.path.pop();
                     if !go_on {

@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 use super::checks::{ContainerKind, PodView};
-use super::{BadValue, Exclude, FieldError, Finding, Level, Version, control_ids, run_checks};
+use super::{BadValue, Exclude, FieldError, Finding, Level, Version, control_ids, run_checks_of};
 
 /// Apply `excludes` one after another to `findings`, evaluated against `pod`.
 pub(crate) fn apply(
@@ -22,16 +22,18 @@ pub(crate) fn apply(
     // The dummy container of pod-level exclusions (`{Name: "fake"}` upstream).
     let fake = json!({"name": "fake"});
     for exclude in excludes {
+        // Only the excluded control's findings are read (see `exempt`).
+        let only = Some(control_ids(&exclude.control_name));
         if exclude.images.is_empty() {
             let mut pod_only = pod.clone();
             pod_only.containers = vec![&fake];
             pod_only.init_containers = Vec::new();
             pod_only.ephemeral_containers = Vec::new();
-            let excluded = run_checks(level, version, &pod_only);
+            let excluded = run_checks_of(level, version, &pod_only, only);
             findings = exempt(findings, &excluded, exclude, pod, None);
         } else {
             let matching = matching_pod(pod, &exclude.images);
-            let excluded = run_checks(level, version, &matching);
+            let excluded = run_checks_of(level, version, &matching, only);
             findings = exempt(findings, &excluded, exclude, pod, Some(&matching));
         }
     }
