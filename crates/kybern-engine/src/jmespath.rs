@@ -8,7 +8,7 @@
 mod arithmetic;
 mod direct;
 
-pub(crate) use direct::{Source as DirectSource, Val as DirectValue};
+pub(crate) use direct::{Resolved as DirectResolved, Source as DirectSource, Val as DirectValue};
 mod functions;
 mod go_time;
 mod growth;
@@ -470,8 +470,9 @@ impl Expression {
 
     /// Evaluates over a request's objects and top-level values given as JSON, without
     /// converting them, when the expression is planned for that (see [`Expression::is_direct`])
-    /// and reads nothing else; `None` otherwise. The result is what [`Expression::search`] gives
-    /// on a context holding just those values.
+    /// and reads nothing else; `None` otherwise. A `request` entry of `tops` gives the
+    /// request's other fields. The result is what [`Expression::search`] gives on a context
+    /// holding just those values.
     pub fn search_json(
         &self,
         object: &Value,
@@ -479,9 +480,17 @@ impl Expression {
         tops: &[(&str, &Value)],
     ) -> Option<Result<Value, JmespathError>> {
         let sources = |s: &direct::Source| match s {
-            direct::Source::Object => Some(object),
-            direct::Source::OldObject => Some(old_object),
-            direct::Source::Top(name) => tops.iter().find(|(n, _)| n == name).map(|(_, v)| *v),
+            direct::Source::Object => Some(direct::Resolved::Json(object)),
+            direct::Source::OldObject => Some(direct::Resolved::Json(old_object)),
+            direct::Source::Top(name) => tops
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| direct::Resolved::Json(v)),
+            // Given as JSON here: `tops` may hold the request's other fields as `request`.
+            direct::Source::Request => tops
+                .iter()
+                .find(|(n, _)| *n == "request")
+                .map(|(_, v)| direct::Resolved::Json(v)),
         };
         Some(
             self.search_sources(&sources)?

@@ -573,7 +573,7 @@ impl JsonContext {
         &'a self,
         expr: &Expression,
     ) -> Option<Result<jmespath::DirectValue<'a>, JmespathError>> {
-        if !expr.is_direct() || (self.request_json.is_none() && self.json_tops.is_none()) {
+        if !expr.is_direct() {
             return None;
         }
         self.note_query(expr);
@@ -586,19 +586,27 @@ impl JsonContext {
         &'a self,
         expr: &Expression,
     ) -> Option<Result<jmespath::DirectValue<'a>, JmespathError>> {
-        let sources = |s: &jmespath::DirectSource| -> Option<&Value> {
+        use jmespath::{DirectResolved as Resolved, DirectSource as Source};
+        let sources = |s: &Source| -> Option<Resolved<'_>> {
             match s {
-                jmespath::DirectSource::Object => self.request_json.as_ref().map(|o| &*o.object),
-                jmespath::DirectSource::OldObject => {
-                    self.request_json.as_ref().map(|o| &*o.old_object)
-                }
-                jmespath::DirectSource::Top(name) => self
+                Source::Object => self
+                    .request_json
+                    .as_ref()
+                    .map(|o| Resolved::Json(&o.object)),
+                Source::OldObject => self
+                    .request_json
+                    .as_ref()
+                    .map(|o| Resolved::Json(&o.old_object)),
+                Source::Top(name) => self
                     .json_tops
                     .as_ref()?
                     .iter()
                     .find(|(n, _)| n == name)?
                     .1
-                    .get(),
+                    .get()
+                    .map(Resolved::Json),
+                // The request's other fields are small; the objects are never read this way.
+                Source::Request => Some(Resolved::Var(self.root.get_field("request"))),
             }
         };
         expr.search_sources(&sources)
@@ -788,14 +796,14 @@ mod tests {
         }
         // Read by subtree again and again, the objects end up converted whole once.
         let ctx = deferred();
-        let expr =
-            crate::jmespath::compile("request.object.metadata.name && request.namespace").unwrap();
+        // (An index of the root is left to the interpreter.)
+        let expr = crate::jmespath::compile("[0] || request.object.metadata.name").unwrap();
         assert!(!expr.is_direct());
         for _ in 0..MAX_PARTIAL_READS {
-            assert_eq!(ctx.search(&expr).unwrap(), json!("ns"));
+            assert_eq!(ctx.search(&expr).unwrap(), json!("p"));
         }
         assert!(ctx.with_objects.get().is_none());
-        assert_eq!(ctx.search(&expr).unwrap(), json!("ns"));
+        assert_eq!(ctx.search(&expr).unwrap(), json!("p"));
         assert!(ctx.with_objects.get().is_some());
         // Over the JSON, the objects are never converted, and a rewritten request is read
         // from the context again.

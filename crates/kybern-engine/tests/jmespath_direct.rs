@@ -13,6 +13,7 @@
 mod support;
 
 use kybern_engine::jmespath::{Expression, compile};
+use kybern_engine::json_context::JsonContext;
 use serde_json::{Value, json};
 use support::corpus::{self, variations};
 
@@ -57,14 +58,30 @@ struct Tally {
 
 /// Both ways over one pair of objects and a foreach element; a mismatch is recorded.
 fn check(tally: &mut Tally, e: &Expression, object: &Value, old_object: &Value, element: &Value) {
-    let tops = [("element", element), ("element0", element)];
+    let request = json!({"operation": "UPDATE", "namespace": "prod",
+        "userInfo": {"username": "alice", "groups": ["dev", "system:authenticated"]},
+        "dryRun": false});
+    let mut context = json!({"request": request.clone(), "element": element, "element0": element});
+    context["request"]["object"] = object.clone();
+    context["request"]["oldObject"] = old_object.clone();
+    let reference = e.search(&context);
+    // The engine's context: the request's fields as interpreter values, read by their chains.
+    let in_context = JsonContext::new(&context).search(e);
+    if format!("{in_context:?}") != format!("{reference:?}") && tally.mismatches.len() < 40 {
+        tally.mismatches.push(format!(
+            "{:?}\n  context: {in_context:?}\n  interpreter: {reference:?}",
+            e.as_str()
+        ));
+    }
+    let tops = [
+        ("element", element),
+        ("element0", element),
+        ("request", &request),
+    ];
     let Some(direct) = e.search_json(object, old_object, &tops) else {
         return;
     };
     tally.evaluations += 1;
-    let context = json!({"request": {"object": object, "oldObject": old_object},
-        "element": element, "element0": element});
-    let reference = e.search(&context);
     // `time_now*` and `random` differ between two evaluations.
     let clock = ["time_now", "random"]
         .iter()
@@ -179,6 +196,11 @@ fn direct_evaluation_agrees_with_the_interpreter_on_tricky_shapes() {
         "element0.ports[].containerPort",
         "element",
         "element.missing",
+        "request.operation || 'BACKGROUND'",
+        "request.operation == 'UPDATE' && request.object.metadata.name",
+        "request.userInfo.groups[?@ == 'dev'] | length(@)",
+        "request.missing.deeper || request.namespace",
+        "contains(request.userInfo.groups, 'system:authenticated')",
     ];
     let exprs: Vec<Expression> = exprs
         .iter()

@@ -28,6 +28,17 @@ pub(crate) enum Source {
     OldObject,
     /// Another top-level key (never `request`).
     Top(String),
+    /// A field of `request` other than its objects (`request.operation`, `request.userInfo`):
+    /// small values the context holds as interpreter values; the one a chain reaches is
+    /// converted.
+    Request,
+}
+
+/// What a source resolves to.
+pub(crate) enum Resolved<'a> {
+    Json(&'a Value),
+    /// An interpreter value: the chain is followed in it and its end converted.
+    Var(Rcvar),
 }
 
 /// A planned expression.
@@ -83,6 +94,7 @@ fn build(ast: &Ast, on_root: bool, reads_objects: &mut bool) -> Option<Plan> {
         let (source, rest) = match chain.as_slice() {
             ["request", "object", rest @ ..] => (Source::Object, rest),
             ["request", "oldObject", rest @ ..] => (Source::OldObject, rest),
+            ["request", rest @ ..] if !rest.is_empty() => (Source::Request, rest),
             ["request", ..] | [] => return None,
             [top, rest @ ..] => (Source::Top(top.to_string()), rest),
         };
@@ -182,7 +194,7 @@ fn build(ast: &Ast, on_root: bool, reads_objects: &mut bool) -> Option<Plan> {
 }
 
 /// The JSON of a source, `None` when the context does not hold it as JSON.
-pub(crate) type Sources<'s, 'a> = &'s dyn Fn(&Source) -> Option<&'a Value>;
+pub(crate) type Sources<'s, 'a> = &'s dyn Fn(&Source) -> Option<Resolved<'a>>;
 
 /// Why an evaluation stopped: an error, or a source not held as JSON (the interpreter then
 /// evaluates the expression).
@@ -316,7 +328,11 @@ impl<'a> Eval<'_, '_, 'a> {
     {
         Ok(match plan {
             Plan::Root { source, path } => {
-                let mut cur: &'b Value = (self.sources)(source).ok_or(Halt::Unavailable)?;
+                let mut cur: &'b Value = match (self.sources)(source) {
+                    Some(Resolved::Json(v)) => v,
+                    Some(Resolved::Var(var)) => return self.var_chain(var, path),
+                    None => return Err(Halt::Unavailable),
+                };
                 for key in path {
                     match self.field(cur, key)? {
                         Some(v) => cur = v,
@@ -454,6 +470,20 @@ impl<'a> Eval<'_, '_, 'a> {
             // Planned only as a function argument (see `build`).
             Plan::Expref(_) => Val::NULL,
         })
+    }
+
+    /// Follows `path` in an interpreter value and converts where it ends (a missing key or a
+    /// value that is not an object gives null, as the interpreter's field access does; a plain
+    /// path, whose missing keys are errors, is left to the interpreter).
+    fn var_chain<'b>(&self, var: Rcvar, path: &[String]) -> Result<Val<'b>, Halt> {
+        if self.plain_path {
+            return Err(Halt::Unavailable);
+        }
+        let mut cur = var;
+        for key in path {
+            cur = cur.get_field(key);
+        }
+        Ok(Val::Own(to_json_raw(&cur)))
     }
 
     /// Applies `rhs` to a value computed by the left side of a sub-expression or projection.
