@@ -70,6 +70,9 @@ struct Compiled {
     /// `request.object.metadata.annotations.x || 'y'`), when it reads them only that way: the
     /// context then converts just those subtrees instead of the whole objects.
     object_paths: Option<ObjectPaths>,
+    /// The top-level fields of the context the expression may read (`@` when it may hand the
+    /// whole context on), for a context that must know whether a value it holds is read.
+    root_fields: Vec<String>,
     /// The plan evaluated straight over the request's JSON, for expressions that read the
     /// context only through field chains into the request's objects (see `direct`).
     direct: Option<direct::Plan>,
@@ -131,6 +134,11 @@ pub fn compile(expr: &str) -> Result<Expression, JmespathError> {
         None
     };
     let direct = direct::plan(compiled.as_ast());
+    let mut facts = ExpressionFacts::default();
+    collect_facts(compiled.as_ast(), true, &mut facts, 0);
+    let mut root_fields = facts.roots;
+    root_fields.sort();
+    root_fields.dedup();
     Ok(Expression {
         inner: Arc::new(Compiled {
             expr: compiled,
@@ -138,6 +146,7 @@ pub fn compile(expr: &str) -> Result<Expression, JmespathError> {
             reads_images,
             reads_request_objects,
             object_paths,
+            root_fields,
             direct,
         }),
     })
@@ -352,6 +361,8 @@ fn arity_of_signature(signature: &str) -> (usize, Option<usize>) {
 
 fn collect_facts(ast: &Ast, on_root: bool, facts: &mut ExpressionFacts, depth: usize) {
     if depth > 256 {
+        // Too deep to follow: it may read anything.
+        facts.roots.push("@".into());
         return;
     }
     let go = |a: &Ast, root: bool, facts: &mut ExpressionFacts| {
@@ -453,7 +464,10 @@ impl Expression {
 
     /// False when the expression provably never reads the top-level key `name` of the data.
     pub(crate) fn reads_root_field(&self, name: &str) -> bool {
-        reads_root_field(self.inner.expr.as_ast(), name, true)
+        self.inner
+            .root_fields
+            .iter()
+            .any(|field| field == name || field == "@")
     }
 
     /// False when the expression never reads `request.object` or `request.oldObject`.
@@ -691,15 +705,26 @@ pub(crate) fn to_variable(v: &Value) -> Rcvar {
 
 /// Converts an interpreter value to JSON. Whole floats become integers, as Go prints `3` for 3.0.
 pub(crate) fn to_json(v: &Variable) -> Value {
+    to_json_with(v, normalize_number)
+}
+
+/// Like [`to_json`], numbers as they are (as the interpreter's values keep them).
+pub(crate) fn to_json_raw(v: &Variable) -> Value {
+    to_json_with(v, serde_json::Number::clone)
+}
+
+/// An interpreter value as JSON (an expression reference becomes null), `number` writing
+/// each number.
+fn to_json_with(v: &Variable, number: fn(&serde_json::Number) -> serde_json::Number) -> Value {
     match v {
         Variable::Null | Variable::Expref(_) => Value::Null,
         Variable::Bool(b) => Value::Bool(*b),
-        Variable::Number(n) => Value::Number(normalize_number(n)),
+        Variable::Number(n) => Value::Number(number(n)),
         Variable::String(s) => Value::String(s.clone()),
-        Variable::Array(a) => Value::Array(a.iter().map(|x| to_json(x)).collect()),
+        Variable::Array(a) => Value::Array(a.iter().map(|x| to_json_with(x, number)).collect()),
         Variable::Object(m) => Value::Object(
             m.iter()
-                .map(|(k, v)| (k.clone(), to_json(v)))
+                .map(|(k, v)| (k.clone(), to_json_with(v, number)))
                 .collect::<serde_json::Map<_, _>>(),
         ),
     }

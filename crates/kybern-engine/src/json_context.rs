@@ -432,14 +432,19 @@ impl JsonContext {
         &self.budget
     }
 
-    /// Sets a top-level key to a place in the request's objects (see `json_tops`).
-    pub(crate) fn set_json_top(&mut self, name: &str, value: JsonRef) {
+    /// Sets top-level keys to a place in the request's objects (see `json_tops`).
+    pub(crate) fn set_json_top(&mut self, names: &[&str], value: JsonRef) {
         let mut tops: Vec<(String, JsonRef)> = self
             .json_tops
             .as_deref()
-            .map(|t| t.iter().filter(|(n, _)| n != name).cloned().collect())
+            .map(|t| {
+                t.iter()
+                    .filter(|(n, _)| !names.contains(&n.as_str()))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
-        tops.push((name.to_string(), value));
+        tops.extend(names.iter().map(|n| (n.to_string(), value.clone())));
         self.json_tops = Some(Arc::new(tops));
         self.tops_root = Arc::default();
     }

@@ -359,7 +359,7 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
             .collect();
         let places = scope.ctx.locate_in_request(&targets);
         for (index, (element, place)) in elements.into_iter().zip(places).enumerate() {
-            let (element_json, binding) = match element {
+            let (element_json, binding, is_object) = match element {
                 ForeachElement::Json(json) => {
                     if json.is_null() {
                         continue;
@@ -368,7 +368,8 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
                         Some(place) => Binding::Place(place),
                         None => Binding::Var(crate::jmespath::to_variable(&json)),
                     };
-                    (Some(json), binding)
+                    let is_object = json.is_object();
+                    (Some(json), binding, is_object)
                 }
                 ForeachElement::Var(element_var) => {
                     if matches!(&*element_var, Variable::Null | Variable::Expref(_)) {
@@ -385,13 +386,9 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
                         Some(json) if floats => crate::jmespath::to_variable(json),
                         _ => element_var,
                     };
-                    (element_json, Binding::Var(element_var))
+                    let is_object = matches!(&*element_var, Variable::Object(_));
+                    (element_json, Binding::Var(element_var), is_object)
                 }
-            };
-            let is_object = match (&element_json, &binding) {
-                (Some(json), _) => json.is_object(),
-                (None, Binding::Var(v)) => matches!(&**v, Variable::Object(_)),
-                (None, Binding::Place(_)) => false,
             };
             let index_var = Rcvar::new(Variable::Number(serde_json::Number::from(index)));
             let mut ctx = scope.ctx.clone();
@@ -407,8 +404,7 @@ fn foreach(input: &CheckInput, list: &[ForeachValidation], scope: &Scope) -> Che
                         ("elementIndex", index_var.clone()),
                         (index_key.as_str(), index_var),
                     ]);
-                    ctx.set_json_top("element", place.clone());
-                    ctx.set_json_top(&element_key, place);
+                    ctx.set_json_top(&["element", &element_key], place);
                 }
             }
             for (name, values) in input.foreach_values {

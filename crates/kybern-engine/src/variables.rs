@@ -134,7 +134,8 @@ pub(crate) enum Found<'a> {
     Var(::jmespath::Rcvar),
 }
 
-/// Like [`evaluate_var`], reading the request's JSON directly when the expression allows.
+/// Evaluates a compiled expression (a foreach list), reading the request's JSON directly when
+/// the expression allows.
 pub(crate) fn evaluate_list<'a>(
     expr: &Expression,
     ctx: &'a JsonContext,

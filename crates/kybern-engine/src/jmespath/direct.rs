@@ -19,7 +19,7 @@ use ::jmespath::ast::{Ast, Comparator};
 use ::jmespath::{ErrorReason, Rcvar, RuntimeError, Variable};
 use serde_json::Value;
 
-use super::{JmespathError, RUNTIME, runtime_message, to_variable};
+use super::{JmespathError, RUNTIME, runtime_message, to_json_raw, to_variable};
 
 /// Where a field chain from the context root starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,115 +82,118 @@ pub(crate) enum Plan {
 /// `request.oldObject` or a top-level key other than `request`), and it reads at least one;
 /// `None` otherwise (the interpreter evaluates it).
 pub(crate) fn plan(ast: &Ast) -> Option<Plan> {
-    let mut reads_objects = false;
-    let plan = build(ast, true, &mut reads_objects)?;
-    reads_objects.then_some(plan)
+    let mut planner = Planner { reads_root: false };
+    let plan = planner.node(ast, true)?;
+    planner.reads_root.then_some(plan)
 }
 
-/// `on_root`: the node's input is the context root, which only `Root` chains may read.
-fn build(ast: &Ast, on_root: bool, reads_objects: &mut bool) -> Option<Plan> {
-    let b = |a: &Ast, on_root: bool, r: &mut bool| build(a, on_root, r).map(Box::new);
-    if on_root && let Some(chain) = super::field_chain(ast) {
-        let (source, rest) = match chain.as_slice() {
-            ["request", "object", rest @ ..] => (Source::Object, rest),
-            ["request", "oldObject", rest @ ..] => (Source::OldObject, rest),
-            ["request", rest @ ..] if !rest.is_empty() => (Source::Request, rest),
-            ["request", ..] | [] => return None,
-            [top, rest @ ..] => (Source::Top(top.to_string()), rest),
-        };
-        *reads_objects = true;
-        return Some(Plan::Root {
-            source,
-            path: rest.iter().map(|s| s.to_string()).collect(),
-        });
+struct Planner {
+    /// Some chain reads the context root.
+    reads_root: bool,
+}
+
+impl Planner {
+    fn boxed(&mut self, ast: &Ast, on_root: bool) -> Option<Box<Plan>> {
+        self.node(ast, on_root).map(Box::new)
     }
-    Some(match ast {
-        // Anything else reading the root itself is left to the interpreter.
-        Ast::Identity { .. } | Ast::Field { .. } | Ast::Index { .. } | Ast::Slice { .. }
-            if on_root =>
-        {
-            return None;
+
+    /// `on_root`: the node's input is the context root, which only `Root` chains may read.
+    fn node(&mut self, ast: &Ast, on_root: bool) -> Option<Plan> {
+        if on_root && let Some(chain) = super::field_chain(ast) {
+            let (source, rest) = match chain.as_slice() {
+                ["request", "object", rest @ ..] => (Source::Object, rest),
+                ["request", "oldObject", rest @ ..] => (Source::OldObject, rest),
+                ["request", rest @ ..] if !rest.is_empty() => (Source::Request, rest),
+                ["request", ..] | [] => return None,
+                [top, rest @ ..] => (Source::Top(top.to_string()), rest),
+            };
+            self.reads_root = true;
+            return Some(Plan::Root {
+                source,
+                path: rest.iter().map(|s| s.to_string()).collect(),
+            });
         }
-        Ast::Identity { .. } => Plan::Identity,
-        Ast::Field { name, .. } => Plan::Field(name.clone()),
-        Ast::Index { idx, .. } => Plan::Index(*idx),
-        Ast::Slice {
-            start, stop, step, ..
-        } => {
-            // A zero step is a runtime error; the interpreter reports it.
-            if *step == 0 {
+        Some(match ast {
+            // Anything else reading the root itself is left to the interpreter.
+            Ast::Identity { .. } | Ast::Field { .. } | Ast::Index { .. } | Ast::Slice { .. }
+                if on_root =>
+            {
                 return None;
             }
-            Plan::Slice {
-                start: *start,
-                stop: *stop,
-                step: *step,
+            Ast::Identity { .. } => Plan::Identity,
+            Ast::Field { name, .. } => Plan::Field(name.clone()),
+            Ast::Index { idx, .. } => Plan::Index(*idx),
+            Ast::Slice {
+                start, stop, step, ..
+            } => {
+                // A zero step is a runtime error; the interpreter reports it.
+                if *step == 0 {
+                    return None;
+                }
+                Plan::Slice {
+                    start: *start,
+                    stop: *stop,
+                    step: *step,
+                }
             }
-        }
-        Ast::Literal { value, .. } => Plan::Literal(to_json_raw(value)),
-        Ast::Subexpr { lhs, rhs, .. } => Plan::Subexpr(
-            b(lhs, on_root, reads_objects)?,
-            b(rhs, false, reads_objects)?,
-        ),
-        Ast::Projection { lhs, rhs, .. } => Plan::Projection(
-            b(lhs, on_root, reads_objects)?,
-            b(rhs, false, reads_objects)?,
-        ),
-        Ast::Or { lhs, rhs, .. } => Plan::Or(
-            b(lhs, on_root, reads_objects)?,
-            b(rhs, on_root, reads_objects)?,
-        ),
-        Ast::And { lhs, rhs, .. } => Plan::And(
-            b(lhs, on_root, reads_objects)?,
-            b(rhs, on_root, reads_objects)?,
-        ),
-        Ast::Comparison {
-            comparator,
-            lhs,
-            rhs,
-            ..
-        } => Plan::Comparison(
-            comparator.clone(),
-            b(lhs, on_root, reads_objects)?,
-            b(rhs, on_root, reads_objects)?,
-        ),
-        Ast::Condition {
-            predicate, then, ..
-        } => Plan::Condition(
-            b(predicate, on_root, reads_objects)?,
-            b(then, on_root, reads_objects)?,
-        ),
-        Ast::Not { node, .. } => Plan::Not(b(node, on_root, reads_objects)?),
-        Ast::Flatten { node, .. } => Plan::Flatten(b(node, on_root, reads_objects)?),
-        Ast::ObjectValues { node, .. } => Plan::ObjectValues(b(node, on_root, reads_objects)?),
-        Ast::MultiList { elements, .. } => Plan::MultiList(
-            elements
-                .iter()
-                .map(|e| build(e, on_root, reads_objects))
-                .collect::<Option<_>>()?,
-        ),
-        Ast::MultiHash { elements, .. } => Plan::MultiHash(
-            elements
-                .iter()
-                .map(|kv| Some((kv.key.clone(), build(&kv.value, on_root, reads_objects)?)))
-                .collect::<Option<_>>()?,
-        ),
-        Ast::Function { name, args, offset } => Plan::Function {
-            name: name.clone(),
-            args: args
-                .iter()
-                .map(|a| match a {
-                    // Applied by the function to values of its other arguments, never to the
-                    // root.
-                    Ast::Expref { ast, .. } => Some(Plan::Expref((**ast).clone())),
-                    other => build(other, on_root, reads_objects),
-                })
-                .collect::<Option<_>>()?,
-            offset: *offset,
-        },
-        // Anywhere else an expression reference is a value of its own (compared, returned).
-        Ast::Expref { .. } => return None,
-    })
+            Ast::Literal { value, .. } => Plan::Literal(to_json_raw(value)),
+            Ast::Subexpr { lhs, rhs, .. } => {
+                Plan::Subexpr(self.boxed(lhs, on_root)?, self.boxed(rhs, false)?)
+            }
+            Ast::Projection { lhs, rhs, .. } => {
+                Plan::Projection(self.boxed(lhs, on_root)?, self.boxed(rhs, false)?)
+            }
+            Ast::Or { lhs, rhs, .. } => {
+                Plan::Or(self.boxed(lhs, on_root)?, self.boxed(rhs, on_root)?)
+            }
+            Ast::And { lhs, rhs, .. } => {
+                Plan::And(self.boxed(lhs, on_root)?, self.boxed(rhs, on_root)?)
+            }
+            Ast::Comparison {
+                comparator,
+                lhs,
+                rhs,
+                ..
+            } => Plan::Comparison(
+                comparator.clone(),
+                self.boxed(lhs, on_root)?,
+                self.boxed(rhs, on_root)?,
+            ),
+            Ast::Condition {
+                predicate, then, ..
+            } => Plan::Condition(self.boxed(predicate, on_root)?, self.boxed(then, on_root)?),
+            Ast::Not { node, .. } => Plan::Not(self.boxed(node, on_root)?),
+            Ast::Flatten { node, .. } => Plan::Flatten(self.boxed(node, on_root)?),
+            Ast::ObjectValues { node, .. } => Plan::ObjectValues(self.boxed(node, on_root)?),
+            Ast::MultiList { elements, .. } => Plan::MultiList(
+                elements
+                    .iter()
+                    .map(|e| self.node(e, on_root))
+                    .collect::<Option<_>>()?,
+            ),
+            Ast::MultiHash { elements, .. } => Plan::MultiHash(
+                elements
+                    .iter()
+                    .map(|kv| Some((kv.key.clone(), self.node(&kv.value, on_root)?)))
+                    .collect::<Option<_>>()?,
+            ),
+            Ast::Function { name, args, offset } => Plan::Function {
+                name: name.clone(),
+                args: args
+                    .iter()
+                    .map(|a| match a {
+                        // Applied by the function to values of its other arguments, never to the
+                        // root.
+                        Ast::Expref { ast, .. } => Some(Plan::Expref((**ast).clone())),
+                        other => self.node(other, on_root),
+                    })
+                    .collect::<Option<_>>()?,
+                offset: *offset,
+            },
+            // Anywhere else an expression reference is a value of its own (compared, returned).
+            Ast::Expref { .. } => return None,
+        })
+    }
 }
 
 /// The JSON of a source, `None` when the context does not hold it as JSON.
@@ -676,21 +679,5 @@ fn float_eq(a: f64, b: f64) -> bool {
         diff < (f64::EPSILON * f64::MIN_POSITIVE)
     } else {
         diff / (a.abs() + b.abs()) < f64::EPSILON
-    }
-}
-
-/// An interpreter value as JSON, numbers as they are (an expression reference becomes null).
-fn to_json_raw(v: &Variable) -> Value {
-    match v {
-        Variable::Null | Variable::Expref(_) => Value::Null,
-        Variable::Bool(b) => Value::Bool(*b),
-        Variable::Number(n) => Value::Number(n.clone()),
-        Variable::String(s) => Value::String(s.clone()),
-        Variable::Array(a) => Value::Array(a.iter().map(|x| to_json_raw(x)).collect()),
-        Variable::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| (k.clone(), to_json_raw(v)))
-                .collect::<serde_json::Map<_, _>>(),
-        ),
     }
 }

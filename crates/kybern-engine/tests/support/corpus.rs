@@ -5,8 +5,17 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Per suite directory: its policy documents and up to six of its resources.
+pub type Suites = BTreeMap<PathBuf, (Vec<Value>, Vec<Value>)>;
+
+/// The corpus's suites whose policies `keep` accepts, or `None` (with a message naming `check`;
+/// a failure under `CI`) when the corpus is absent.
+pub fn suites_or_skip(check: &str, keep: impl Fn(&Value) -> bool) -> Option<Suites> {
+    Some(suites(&corpus_or_skip(check)?, keep))
+}
+
 /// The corpus directory, or `None` (with a message; a failure under `CI`) when it is absent.
-pub fn corpus_or_skip(check: &str) -> Option<PathBuf> {
+fn corpus_or_skip(check: &str) -> Option<PathBuf> {
     let dir = corpus();
     if dir.is_dir() {
         return Some(dir);
@@ -21,13 +30,10 @@ pub fn corpus_or_skip(check: &str) -> Option<PathBuf> {
 }
 
 /// Suites: per directory, the policy documents `keep` accepts and up to six resources.
-pub fn suites(
-    dir: &Path,
-    keep: impl Fn(&Value) -> bool,
-) -> BTreeMap<PathBuf, (Vec<Value>, Vec<Value>)> {
+fn suites(dir: &Path, keep: impl Fn(&Value) -> bool) -> Suites {
     let mut files = Vec::new();
     yaml_files(dir, &mut files);
-    let mut by_dir: BTreeMap<PathBuf, (Vec<Value>, Vec<Value>)> = BTreeMap::new();
+    let mut by_dir = Suites::new();
     for f in &files {
         let Ok(text) = std::fs::read_to_string(f) else {
             continue;
