@@ -6,8 +6,10 @@
 //! makes the result a skip, every other mismatch a failure with the path where it happened.
 
 mod anchor;
+mod compiled;
 mod matcher;
 mod reference;
+mod scalar;
 pub(crate) mod value;
 
 use serde_json::Value;
@@ -61,28 +63,49 @@ pub struct PatternSyntaxError {
 
 /// Matches `resource` against `pattern` (variables and references already substituted).
 pub fn validate(resource: &Value, pattern: &Value) -> Result<(), PatternError> {
-    let mut walker = matcher::Walker::default();
-    let Err(err) = walker.element(resource, pattern, &matcher::Path::Root, 0) else {
-        return Ok(());
-    };
-    if err.is_skip() {
-        return Err(PatternError {
-            kind: PatternErrorKind::Skip,
-            path: String::new(),
-            message: err.message,
-        });
+    CompiledPattern::new(pattern).validate(resource)
+}
+
+/// A pattern compiled once (anchors parsed, key order decided, scalar operators read), to be
+/// matched against many resources.
+#[derive(Debug, Clone)]
+pub struct CompiledPattern {
+    root: compiled::Node,
+}
+
+impl CompiledPattern {
+    /// Compiles a pattern whose variables and references are already substituted.
+    pub fn new(pattern: &Value) -> Self {
+        CompiledPattern {
+            root: compiled::compile(pattern, 0).0,
+        }
     }
-    let path = if err.kind == matcher::ErrKind::Negation || !walker.keys_are_missing() {
-        err.path
-    } else {
-        // An anchor of the pattern never met its key in the resource: Kyverno drops the path.
-        String::new()
-    };
-    Err(PatternError {
-        kind: PatternErrorKind::Fail,
-        path,
-        message: err.message,
-    })
+
+    /// Matches `resource` against the pattern.
+    pub fn validate(&self, resource: &Value) -> Result<(), PatternError> {
+        let mut walker = matcher::Walker::default();
+        let Err(err) = walker.element(resource, &self.root, &matcher::Path::Root, 0) else {
+            return Ok(());
+        };
+        if err.is_skip() {
+            return Err(PatternError {
+                kind: PatternErrorKind::Skip,
+                path: String::new(),
+                message: err.message,
+            });
+        }
+        let path = if err.kind == matcher::ErrKind::Negation || !walker.keys_are_missing() {
+            err.path
+        } else {
+            // An anchor of the pattern never met its key in the resource: Kyverno drops the path.
+            String::new()
+        };
+        Err(PatternError {
+            kind: PatternErrorKind::Fail,
+            path,
+            message: err.message,
+        })
+    }
 }
 
 /// Resolves `$(./../path)` references inside a pattern against the pattern itself.

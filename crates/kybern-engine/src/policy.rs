@@ -15,6 +15,7 @@ use crate::pod_security::PodSecurity;
 use crate::response::FailureAction;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Which policy kind a document is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,13 +171,26 @@ pub struct Pattern {
     pub has_variables: bool,
     /// Holds `$(...)` references: resolved per request.
     pub has_references: bool,
+    /// Compiled at load when the pattern holds no variables (its references resolved).
+    pub compiled: Option<Arc<crate::pattern::CompiledPattern>>,
 }
 
 impl Pattern {
     pub fn new(value: Value) -> Self {
+        let has_variables = crate::variables::value_has_variables(&value);
+        let has_references = value_contains(&value, "$(");
+        // A pattern whose references do not resolve keeps failing per request, as it reports.
+        let compiled = match (has_variables, has_references) {
+            (true, _) => None,
+            (false, false) => Some(crate::pattern::CompiledPattern::new(&value)),
+            (false, true) => crate::pattern::resolve_references(&value)
+                .ok()
+                .map(|resolved| crate::pattern::CompiledPattern::new(&resolved)),
+        };
         Pattern {
-            has_variables: crate::variables::value_has_variables(&value),
-            has_references: value_contains(&value, "$("),
+            has_variables,
+            has_references,
+            compiled: compiled.map(Arc::new),
             value,
         }
     }

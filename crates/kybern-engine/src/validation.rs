@@ -149,6 +149,22 @@ fn pattern_failure(msg: Option<String>, rule: &str, err: &PatternError) -> Strin
     }
 }
 
+/// Matches the resource against the pattern: the one compiled at load, else the pattern with
+/// its references and variables resolved for this request. The outer error is the rule's.
+fn match_pattern(
+    p: &Pattern,
+    resource: &Value,
+    ctx: &JsonContext,
+    opts: SubstituteOptions,
+    path: &str,
+) -> Result<Result<(), PatternError>, String> {
+    if let Some(compiled) = &p.compiled {
+        return Ok(compiled.validate(resource));
+    }
+    let pat = substitute_pattern(p, ctx, opts, path)?;
+    Ok(pattern::validate(resource, &pat))
+}
+
 /// The pattern with references and variables resolved; borrowed when it has neither.
 fn substitute_pattern<'p>(
     p: &'p Pattern,
@@ -202,11 +218,13 @@ fn check_resource(input: &CheckInput, check: &ValidationCheck, scope: &Scope) ->
             if input.opts.delete && scope.depth == 0 {
                 return None;
             }
-            let pat = match substitute_pattern(p, scope.ctx, input.opts, "validate/pattern") {
-                Ok(p) => p,
+            let matched =
+                match_pattern(p, scope.resource, scope.ctx, input.opts, "validate/pattern");
+            let matched = match matched {
+                Ok(m) => m,
                 Err(e) => return Some((RuleStatus::Error, e)),
             };
-            match pattern::validate(scope.resource, &pat) {
+            match matched {
                 Ok(()) => Some((
                     RuleStatus::Pass,
                     ["validation rule '", input.rule_name, "' passed."].concat(),
@@ -226,16 +244,18 @@ fn check_resource(input: &CheckInput, check: &ValidationCheck, scope: &Scope) ->
             let mut failures = Vec::new();
             let mut skips = Vec::new();
             for (i, p) in list.iter().enumerate() {
-                let pat = match substitute_pattern(
+                let matched = match_pattern(
                     p,
+                    scope.resource,
                     scope.ctx,
                     input.opts,
                     &format!("validate/anyPattern/{i}"),
-                ) {
-                    Ok(p) => p,
+                );
+                let matched = match matched {
+                    Ok(m) => m,
                     Err(e) => return Some((RuleStatus::Error, e)),
                 };
-                match pattern::validate(scope.resource, &pat) {
+                match matched {
                     Ok(()) => {
                         return Some((
                             RuleStatus::Pass,

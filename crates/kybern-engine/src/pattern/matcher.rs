@@ -1,9 +1,12 @@
 //! The tree walk of `validate.pattern` (Kyverno's `validate.MatchPattern` and the anchor handlers).
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
-use super::anchor::{self, AnchorKind};
-use super::value::{go_sprint, go_type, value_matches};
+use super::anchor::AnchorKind;
+use super::compiled::{self, Entry, MapNode, Node, Phase};
+use super::value::{go_sprint, go_type};
 
 /// Deepest pattern nesting we follow before failing.
 pub(crate) const MAX_DEPTH: usize = 256;
@@ -99,7 +102,7 @@ impl std::fmt::Display for Path<'_> {
 pub(crate) struct Walker {
     /// For each condition/existence anchor seen: did any resource map hold its key?
     /// A short list: patterns hold few anchors, and a linear scan beats hashing them.
-    anchors_seen: Vec<(String, bool)>,
+    anchors_seen: Vec<(Arc<str>, bool)>,
 }
 
 impl Walker {
@@ -108,25 +111,17 @@ impl Walker {
         self.anchors_seen.iter().any(|(_, v)| !v)
     }
 
-    fn note_anchors(
-        &mut self,
-        pattern: &Map<String, Value>,
-        anchors: &[Option<anchor::Anchor>],
-        resource: &Map<String, Value>,
-    ) {
-        for (key, a) in pattern.keys().zip(anchors) {
-            let Some(a) = a else {
+    fn note_anchors(&mut self, pattern: &MapNode, resource: &Map<String, Value>) {
+        // A negation anchor's key is meant to be absent: Kyverno's `KeysAreMissing` does not
+        // count it, so a satisfied `X(key)` does not turn another mismatch into an error.
+        for entry in &pattern.entries {
+            let Some(raw) = &entry.noted else {
                 continue;
             };
-            // A negation anchor's key is meant to be absent: Kyverno's `KeysAreMissing` does not
-            // count it, so a satisfied `X(key)` does not turn another mismatch into an error.
-            if !matches!(a.kind, AnchorKind::Condition | AnchorKind::Existence) {
-                continue;
-            }
-            let present = resource.contains_key(a.key);
-            match self.anchors_seen.iter_mut().find(|(k, _)| k == key) {
+            let present = resource.contains_key(&*entry.key);
+            match self.anchors_seen.iter_mut().find(|(k, _)| k == raw) {
                 Some((_, seen)) => *seen |= present,
-                None => self.anchors_seen.push((key.clone(), present)),
+                None => self.anchors_seen.push((raw.clone(), present)),
             }
         }
     }
@@ -134,7 +129,7 @@ impl Walker {
     pub(crate) fn element(
         &mut self,
         resource: &Value,
-        pattern: &Value,
+        pattern: &Node,
         path: &Path,
         depth: usize,
     ) -> MatchResult {
@@ -142,20 +137,20 @@ impl Walker {
             return Err(too_deep(path));
         }
         match pattern {
-            Value::Object(pmap) => {
+            Node::Map(pmap) => {
                 let Value::Object(rmap) = resource else {
                     return Err(MatchErr::other(
                         path,
                         format!(
                             "pattern and resource have different structures. Path: {path}. Expected {}, found {}",
-                            go_type(pattern),
+                            node_go_type(pattern),
                             go_type(resource)
                         ),
                     ));
                 };
                 self.map(rmap, pmap, path, depth)
             }
-            Value::Array(parr) => {
+            Node::Array(parr) => {
                 let Value::Array(rarr) = resource else {
                     return Err(MatchErr::other(
                         path,
@@ -166,61 +161,50 @@ impl Walker {
                 };
                 self.array(rarr, parr, path, depth)
             }
-            scalar => {
+            Node::Scalar(scalar) => {
                 let ok = match resource {
-                    Value::Array(items) => items.iter().all(|item| value_matches(item, scalar)),
-                    other => value_matches(other, scalar),
+                    Value::Array(items) => items.iter().all(|item| scalar.matches(item)),
+                    other => scalar.matches(other),
                 };
                 if ok {
                     Ok(())
                 } else {
-                    Err(scalar_mismatch(&go_sprint(resource), scalar, path))
+                    Err(scalar_mismatch(&go_sprint(resource), scalar.value(), path))
                 }
             }
+            Node::TooDeep => Err(too_deep(path)),
         }
     }
 
     fn map(
         &mut self,
         resource: &Map<String, Value>,
-        pattern: &Map<String, Value>,
+        pattern: &MapNode,
         path: &Path,
         depth: usize,
     ) -> MatchResult {
-        // Each key's anchor, parsed once for this map (the keys stay the same when metadata
-        // wildcards are expanded below: only the value under `metadata` changes).
-        let mut small: [Option<anchor::Anchor>; 16] = Default::default();
-        let mut large: Vec<Option<anchor::Anchor>> = Vec::new();
-        let parsed: &[Option<anchor::Anchor>] = if pattern.len() <= small.len() {
-            for (slot, key) in small.iter_mut().zip(pattern.keys()) {
-                *slot = anchor::parse(key);
-            }
-            small.get(..pattern.len()).unwrap_or_default()
-        } else {
-            large.extend(pattern.keys().map(|k| anchor::parse(k)));
-            &large
-        };
-        self.note_anchors(pattern, parsed, resource);
-        let mentions_metadata = pattern
-            .keys()
-            .zip(parsed)
-            .any(|(k, a)| a.map_or(k.as_str(), |a| a.key) == "metadata");
-        let expanded = if mentions_metadata {
-            expand_metadata_wildcards(pattern, resource)
-        } else {
-            None
-        };
-        let pattern = expanded.as_ref().unwrap_or(pattern);
-
-        // The map's keys iterate sorted, which is Go's `sort.Strings` order.
-        // Phase 1: condition, existence, equality and negation anchors.
+        self.note_anchors(pattern, resource);
+        // Wildcard metadata keys expanded against this resource replace the `metadata` entry's
+        // pattern (the keys of this map stay the same).
+        let expanded = pattern.metadata.as_ref().and_then(|m| {
+            let value = m.expand(resource)?;
+            let entry = pattern.entries.get(m.index)?;
+            let (node, below) = compiled::compile(&value, depth + 1);
+            let phase = match entry.phase {
+                Phase::Anchors => Phase::Anchors,
+                _ => compiled::phase_of(entry.anchor, below),
+            };
+            Some((m.index, node, phase))
+        });
+        // Phase 1: condition, existence, equality and negation anchors, in key order.
         let mut skips: Vec<MatchErr> = Vec::new();
         let mut applied = 0usize;
-        for (sub, a) in pattern.values().zip(parsed) {
-            let Some(a) = a.filter(|a| anchor::is_phase_one(a.kind)) else {
+        for (i, entry) in pattern.entries.iter().enumerate() {
+            let (phase, sub) = pick(&expanded, i, entry);
+            let (Phase::Anchors, Some(kind)) = (phase, entry.anchor) else {
                 continue;
             };
-            match self.anchored(&a, sub, resource, path, depth) {
+            match self.anchored(kind, &entry.key, sub, resource, path, depth) {
                 Ok(()) => applied += 1,
                 Err(e) if e.is_skip() => skips.push(e),
                 Err(e) => {
@@ -237,30 +221,16 @@ impl Walker {
 
         // Phase 2: global anchors and keys holding nested anchors first (in reverse key
         // order), then the rest (in key order).
-        let mut small_front = [false; 32];
-        let mut large_front = Vec::new();
-        let front: &mut [bool] = if pattern.len() <= small_front.len() {
-            small_front.get_mut(..pattern.len()).unwrap_or_default()
-        } else {
-            large_front.resize(pattern.len(), false);
-            &mut large_front
-        };
-        for ((sub, a), slot) in pattern.values().zip(parsed).zip(front.iter_mut()) {
-            *slot = match a {
-                Some(a) if anchor::is_phase_one(a.kind) => continue,
-                Some(a) if a.kind == AnchorKind::Global => true,
-                _ => has_nested_anchors(sub, 0),
-            };
-        }
-        let entries = pattern.iter().zip(parsed).zip(front.iter());
-        for (((key, sub), a), first) in entries.clone().rev() {
-            if *first {
-                self.handle(key, a, sub, resource, path, depth)?;
+        for (i, entry) in pattern.entries.iter().enumerate().rev() {
+            let (phase, sub) = pick(&expanded, i, entry);
+            if phase == Phase::Front {
+                self.handle(entry, sub, resource, path, depth)?;
             }
         }
-        for (((key, sub), a), first) in entries {
-            if !*first && !a.is_some_and(|a| anchor::is_phase_one(a.kind)) {
-                self.handle(key, a, sub, resource, path, depth)?;
+        for (i, entry) in pattern.entries.iter().enumerate() {
+            let (phase, sub) = pick(&expanded, i, entry);
+            if phase == Phase::Rest {
+                self.handle(entry, sub, resource, path, depth)?;
             }
         }
         Ok(())
@@ -268,30 +238,30 @@ impl Walker {
 
     fn handle(
         &mut self,
-        key: &str,
-        parsed: &Option<anchor::Anchor>,
-        sub: &Value,
+        entry: &Entry,
+        sub: &Node,
         resource: &Map<String, Value>,
         path: &Path,
         depth: usize,
     ) -> MatchResult {
-        match parsed.filter(|a| a.kind != AnchorKind::AddIfNotPresent) {
-            Some(a) => self.anchored(&a, sub, resource, path, depth),
-            None => self.plain_key(key, sub, resource, path, depth),
+        match entry.anchor {
+            Some(kind) => self.anchored(kind, &entry.key, sub, resource, path, depth),
+            None => self.plain_key(&entry.key, sub, resource, path, depth),
         }
     }
 
     fn anchored(
         &mut self,
-        a: &anchor::Anchor,
-        sub: &Value,
+        kind: AnchorKind,
+        key: &str,
+        sub: &Node,
         resource: &Map<String, Value>,
         path: &Path,
         depth: usize,
     ) -> MatchResult {
-        let current = Path::Key(path, a.key);
-        let present = resource.get(a.key);
-        match a.kind {
+        let current = Path::Key(path, key);
+        let present = resource.get(key);
+        match kind {
             AnchorKind::Condition => match present {
                 Some(value) => self.element(value, sub, &current, depth + 1).map_err(|e| MatchErr {
                     kind: ErrKind::Conditional,
@@ -338,7 +308,7 @@ impl Walker {
                 Some(value) => self.existence(value, sub, &current, depth),
                 None => Ok(()),
             },
-            // Handled as a plain key by the caller.
+            // Compiled as a plain key.
             AnchorKind::AddIfNotPresent => Ok(()),
         }
     }
@@ -346,13 +316,15 @@ impl Walker {
     fn plain_key(
         &mut self,
         key: &str,
-        sub: &Value,
+        sub: &Node,
         resource: &Map<String, Value>,
         path: &Path,
         depth: usize,
     ) -> MatchResult {
         let value = resource.get(key).unwrap_or(&Value::Null);
-        if sub.as_str() == Some("*") {
+        if let Node::Scalar(s) = sub
+            && s.value().as_str() == Some("*")
+        {
             // `*` means the key must exist with a non-nil value.
             if value.is_null() {
                 return Err(MatchErr::other(path, format!("{path}/{key} not found")));
@@ -365,7 +337,7 @@ impl Walker {
     fn existence(
         &mut self,
         value: &Value,
-        sub: &Value,
+        sub: &Node,
         current: &Path,
         depth: usize,
     ) -> MatchResult {
@@ -378,22 +350,22 @@ impl Walker {
                 ),
             ));
         };
-        let Value::Array(patterns) = sub else {
+        let Node::Array(patterns) = sub else {
             return Err(MatchErr::other(
                 current,
                 format!(
                     "invalid pattern type {}: Pattern has to be of list to compare against resource",
-                    go_type(sub)
+                    node_go_type(sub)
                 ),
             ));
         };
         for p in patterns {
-            if !p.is_object() {
+            if !matches!(p, Node::Map(_)) {
                 return Err(MatchErr::other(
                     current,
                     format!(
                         "invalid pattern type {}: Pattern has to be of type map to compare against items in resource",
-                        go_type(sub)
+                        node_go_type(sub)
                     ),
                 ));
             }
@@ -421,7 +393,7 @@ impl Walker {
     fn array(
         &mut self,
         resource: &[Value],
-        pattern: &[Value],
+        pattern: &[Node],
         path: &Path,
         depth: usize,
     ) -> MatchResult {
@@ -429,7 +401,7 @@ impl Walker {
             return Err(MatchErr::other(path, "pattern Array empty".to_string()));
         };
         match first {
-            Value::Object(_) => {
+            Node::Map(_) => {
                 // Only the first pattern map is used; every resource element must match it.
                 let mut skips = Vec::new();
                 let mut applied = 0usize;
@@ -445,7 +417,7 @@ impl Walker {
                 }
                 Ok(())
             }
-            Value::Array(_) => {
+            Node::Array(_) => {
                 if resource.len() < pattern.len() {
                     // Kyverno reports this without a path, which makes the rule an error.
                     return Err(MatchErr {
@@ -473,19 +445,41 @@ impl Walker {
                 }
                 Ok(())
             }
-            scalar => {
+            Node::Scalar(scalar) => {
                 // The whole list against one scalar, without copying the list.
                 if depth + 1 > MAX_DEPTH {
                     return Err(too_deep(path));
                 }
-                if resource.iter().all(|item| value_matches(item, scalar)) {
+                if resource.iter().all(|item| scalar.matches(item)) {
                     Ok(())
                 } else {
                     let whole = Value::Array(resource.to_vec());
-                    Err(scalar_mismatch(&go_sprint(&whole), scalar, path))
+                    Err(scalar_mismatch(&go_sprint(&whole), scalar.value(), path))
                 }
             }
+            Node::TooDeep => Err(too_deep(path)),
         }
+    }
+}
+
+/// The entry's phase and pattern, or those of its expansion against the resource.
+fn pick<'n>(
+    expanded: &'n Option<(usize, Node, Phase)>,
+    i: usize,
+    entry: &'n Entry,
+) -> (Phase, &'n Node) {
+    match expanded {
+        Some((index, node, phase)) if *index == i => (*phase, node),
+        _ => (entry.phase, &entry.node),
+    }
+}
+
+/// Go's `%T` of the value a pattern node was compiled from.
+fn node_go_type(node: &Node) -> &'static str {
+    match node {
+        Node::Map(_) | Node::TooDeep => "map[string]interface {}",
+        Node::Array(_) => "[]interface {}",
+        Node::Scalar(s) => go_type(s.value()),
     }
 }
 
@@ -504,84 +498,4 @@ fn scalar_mismatch(resource: &str, scalar: &Value, path: &Path) -> MatchErr {
             go_sprint(scalar)
         ),
     )
-}
-
-/// True if the pattern holds a condition, existence, equality, negation or global anchor anywhere.
-fn has_nested_anchors(pattern: &Value, depth: usize) -> bool {
-    if depth > MAX_DEPTH {
-        return false;
-    }
-    match pattern {
-        Value::Object(map) => {
-            map.keys()
-                .any(|k| anchor::parse(k).is_some_and(|a| a.kind != AnchorKind::AddIfNotPresent))
-                || map.values().any(|v| has_nested_anchors(v, depth + 1))
-        }
-        Value::Array(items) => items.iter().any(|v| has_nested_anchors(v, depth + 1)),
-        _ => false,
-    }
-}
-
-/// Expands wildcard keys under `metadata.labels` and `metadata.annotations` against the resource's
-/// keys (Kyverno's `wildcards.ExpandInMetadata`). Returns `None` when nothing changes.
-fn expand_metadata_wildcards(
-    pattern: &Map<String, Value>,
-    resource: &Map<String, Value>,
-) -> Option<Map<String, Value>> {
-    let (meta_key, Value::Object(pmeta)) = tagged(pattern, "metadata")? else {
-        return None;
-    };
-    let Value::Object(rmeta) = resource.get("metadata")? else {
-        return None;
-    };
-    let mut new_meta = pmeta.clone();
-    let mut changed = false;
-    for tag in ["labels", "annotations"] {
-        let Some((tag_key, Value::Object(pdata))) = tagged(pmeta, tag) else {
-            continue;
-        };
-        let Some((_, Value::Object(rdata))) = tagged(rmeta, tag) else {
-            continue;
-        };
-        if !pdata.keys().any(|k| crate::wildcard::contains_wildcard(k)) {
-            continue;
-        }
-        let mut expanded = Map::new();
-        for (k, v) in pdata {
-            let new_key = if crate::wildcard::contains_wildcard(k) {
-                match anchor::parse(k) {
-                    Some(a) => anchor::format(a.kind, &first_matching_key(a.key, rdata)),
-                    None => first_matching_key(k, rdata),
-                }
-            } else {
-                k.clone()
-            };
-            expanded.insert(new_key, v.clone());
-        }
-        new_meta.insert(tag_key.to_string(), Value::Object(expanded));
-        changed = true;
-    }
-    if !changed {
-        return None;
-    }
-    let mut out = pattern.clone();
-    out.insert(meta_key.to_string(), Value::Object(new_meta));
-    Some(out)
-}
-
-/// The pattern entry for `tag`, written plainly or behind an anchor.
-fn tagged<'a>(map: &'a Map<String, Value>, tag: &str) -> Option<(&'a str, &'a Value)> {
-    map.iter()
-        .find(|(k, _)| k.as_str() == tag || anchor::parse(k).is_some_and(|a| a.key == tag))
-        .map(|(k, v)| (k.as_str(), v))
-}
-
-fn first_matching_key(pattern_key: &str, resource: &Map<String, Value>) -> String {
-    // Go ranges over a map in random order; the first sorted match keeps us deterministic.
-    let mut keys: Vec<&String> = resource.keys().collect();
-    keys.sort();
-    keys.into_iter()
-        .find(|k| crate::wildcard::matches(pattern_key, k))
-        .cloned()
-        .unwrap_or_else(|| pattern_key.to_string())
 }

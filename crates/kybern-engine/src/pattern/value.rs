@@ -1,6 +1,7 @@
 //! Comparison of one resource value with one scalar pattern (Kyverno's `pattern.Validate`),
 //! including the string operators `>`, `<`, `>=`, `<=`, `!`, `|`, `&` and ranges.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::sync::LazyLock;
 
@@ -38,12 +39,15 @@ impl Operator {
 
 const RANGE_SIDE: &str = r"([-+]?[0-9]+(?:\.[0-9]+)?[A-Za-z]*)";
 
-static NOT_IN_RANGE: LazyLock<Option<Regex>> =
+pub(crate) static NOT_IN_RANGE: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(&format!("^{RANGE_SIDE}!-{RANGE_SIDE}$")).ok());
-static IN_RANGE: LazyLock<Option<Regex>> =
+pub(crate) static IN_RANGE: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(&format!("^{RANGE_SIDE}-{RANGE_SIDE}$")).ok());
 
-fn range_sides<'a>(re: &LazyLock<Option<Regex>>, s: &'a str) -> Option<(&'a str, &'a str)> {
+pub(crate) fn range_sides<'a>(
+    re: &LazyLock<Option<Regex>>,
+    s: &'a str,
+) -> Option<(&'a str, &'a str)> {
     let caps = re.as_ref()?.captures(s)?;
     Some((caps.get(1)?.as_str(), caps.get(2)?.as_str()))
 }
@@ -153,10 +157,36 @@ fn string_pattern(value: &Value, pattern: &str) -> bool {
 }
 
 fn compare(value: &Value, operand: &str, op: Operator) -> bool {
-    if let Some(result) = compare_duration(value, operand, op) {
+    compare_parsed(
+        value,
+        operand,
+        op,
+        crate::duration::parse(operand),
+        Quantity::parse(operand),
+    )
+}
+
+/// [`compare`] with the operand's readings as a duration and as a quantity already made: a
+/// duration comparison first, then a quantity comparison, then a wildcard string comparison.
+pub(crate) fn compare_parsed(
+    value: &Value,
+    operand: &str,
+    op: Operator,
+    duration: Option<i128>,
+    quantity: Option<Quantity>,
+) -> bool {
+    if let Some(pattern) = duration
+        && let Some(text) = number_to_string(value)
+        && let Some(value) = crate::duration::parse(&text)
+        && let Some(result) = by_ordering(value.cmp(&pattern), op)
+    {
         return result;
     }
-    if let Some(result) = compare_quantity(value, operand, op) {
+    if let Some(pattern) = quantity
+        && let Some(text) = number_to_string(value)
+        && let Some(value) = Quantity::parse(&text)
+        && let Some(result) = by_ordering(value.compare(&pattern), op)
+    {
         return result;
     }
     compare_string(value, operand, op)
@@ -175,33 +205,21 @@ fn by_ordering(ord: Ordering, op: Operator) -> Option<bool> {
 }
 
 /// Kyverno's `convertNumberToString`: nil is "0", floats use `%f`.
-fn number_to_string(value: &Value) -> Option<String> {
+fn number_to_string(value: &Value) -> Option<Cow<'_, str>> {
     match value {
-        Value::Null => Some("0".to_string()),
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) if n.is_f64() => n.as_f64().map(|f| format!("{f:.6}")),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Null => Some(Cow::Borrowed("0")),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) if n.is_f64() => n.as_f64().map(|f| Cow::Owned(format!("{f:.6}"))),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
         _ => None,
     }
-}
-
-fn compare_duration(value: &Value, operand: &str, op: Operator) -> Option<bool> {
-    let pattern = crate::duration::parse(operand)?;
-    let value = crate::duration::parse(&number_to_string(value)?)?;
-    by_ordering(value.cmp(&pattern), op)
-}
-
-fn compare_quantity(value: &Value, operand: &str, op: Operator) -> Option<bool> {
-    let pattern = Quantity::parse(operand)?;
-    let value = Quantity::parse(&number_to_string(value)?)?;
-    by_ordering(value.compare(&pattern), op)
 }
 
 fn compare_string(value: &Value, operand: &str, op: Operator) -> bool {
     if !matches!(op, Operator::Equal | Operator::NotEqual) {
         return false;
     }
-    let text: Option<std::borrow::Cow<str>> = match value {
+    let text: Option<Cow<str>> = match value {
         Value::Number(n) if n.is_f64() => n.as_f64().map(|f| format_float_e(f).into()),
         Value::Number(n) => Some(n.to_string().into()),
         Value::String(s) => Some(s.as_str().into()),
