@@ -9,36 +9,47 @@ pub fn matches(pattern: &str, value: &str) -> bool {
     glob(pattern, value)
 }
 
-/// `*`/`?` matching over characters without building a matcher (greedy, backtracking to the
-/// last `*`), the same language as `WildMatch`.
-type Cursor<'a> = std::iter::Peekable<std::str::Chars<'a>>;
-
+/// `*`/`?` matching (greedy, backtracking to the last `*`), the same language as `WildMatch`:
+/// over bytes when both sides are ASCII, else over characters.
 fn glob(pattern: &str, value: &str) -> bool {
-    let mut p = pattern.chars().peekable();
-    let mut v = value.chars().peekable();
+    if pattern.is_ascii() && value.is_ascii() {
+        return glob_units(pattern.as_bytes(), value.as_bytes(), b'*', b'?');
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let v: Vec<char> = value.chars().collect();
+    glob_units(&p, &v, '*', '?')
+}
+
+fn glob_units<T: Copy + Eq>(p: &[T], v: &[T], star: T, one: T) -> bool {
+    let (mut pi, mut vi) = (0, 0);
     // Where to resume after the last `*`: the pattern after it, and the value position it covers.
-    let mut star: Option<(Cursor, Cursor)> = None;
+    let mut resume: Option<(usize, usize)> = None;
     loop {
-        match (p.peek().copied(), v.peek().copied()) {
-            (Some('*'), _) => {
-                p.next();
-                star = Some((p.clone(), v.clone()));
+        match (p.get(pi), v.get(vi)) {
+            (Some(&c), _) if c == star => {
+                pi += 1;
+                if pi == p.len() {
+                    // A trailing `*` covers whatever is left.
+                    return true;
+                }
+                resume = Some((pi, vi));
             }
-            (Some(pc), Some(vc)) if pc == '?' || pc == vc => {
-                p.next();
-                v.next();
+            (Some(&c), Some(&d)) if c == one || c == d => {
+                pi += 1;
+                vi += 1;
             }
             (None, None) => return true,
             _ => {
-                // Mismatch: let the last `*` cover one more character of the value.
-                let Some((sp, sv)) = star.as_mut() else {
+                // Mismatch: let the last `*` cover one more unit of the value.
+                let Some((sp, sv)) = resume.as_mut() else {
                     return false;
                 };
-                if sv.next().is_none() {
+                if *sv >= v.len() {
                     return false;
                 }
-                p = sp.clone();
-                v = sv.clone();
+                *sv += 1;
+                pi = *sp;
+                vi = *sv;
             }
         }
     }
