@@ -480,7 +480,7 @@ fn count_resources(resource_files: &[PathBuf], limits: &Limits) -> usize {
 }
 
 fn certainly_one_resource(raw: &RawDocument) -> bool {
-    if raw.too_large.is_some() || raw.text.windows(4).any(|w| w == b"List") {
+    if raw.too_large.is_some() || memchr::memmem::find(&raw.text, b"List").is_some() {
         return false;
     }
     for line in raw.text.split(|b| *b == b'\n') {

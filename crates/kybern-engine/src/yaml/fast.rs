@@ -47,13 +47,16 @@ fn significant_lines(input: &str) -> Option<Vec<Line<'_>>> {
     let mut out = Vec::with_capacity(input.len() / 24);
     let mut started = false;
     let mut ended = false;
-    for raw in input.split('\n') {
+    let mut start = 0usize;
+    let breaks = memchr::memchr_iter(b'\n', input.as_bytes()).chain(std::iter::once(input.len()));
+    for end in breaks {
+        let raw = input.get(start..end)?;
+        start = end + 1;
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        if !raw.is_ascii() {
-            if !raw.chars().all(plain_char) {
-                return None;
-            }
-        } else if raw.bytes().any(|b| !(b' '..=b'~').contains(&b)) {
+        // One pass over printable ASCII; anything else is checked character by character.
+        if !raw.bytes().all(|b| (b' '..=b'~').contains(&b))
+            && (raw.is_ascii() || !raw.chars().all(plain_char))
+        {
             return None;
         }
         let text = raw.trim_start_matches(' ');

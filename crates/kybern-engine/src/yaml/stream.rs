@@ -139,9 +139,11 @@ impl DocumentSplitter {
                 }
             }
             None => {
-                let directive = line.first() == Some(&b'%') && !self.is_document();
-                if !directive && !is_blank_or_comment(line) {
-                    self.content = true;
+                if !self.content {
+                    let directive = line.first() == Some(&b'%') && !self.is_document();
+                    if !directive && !is_blank_or_comment(line) {
+                        self.content = true;
+                    }
                 }
                 self.append(line, len);
                 None
@@ -179,10 +181,12 @@ impl DocumentSplitter {
             return None;
         }
         let too_large = (self.size > self.max_bytes).then_some(self.size);
+        // Documents of a stream tend to be alike: the next one starts with room for this one.
+        let room = self.text.len().min(self.max_bytes);
         let doc = RawDocument {
             index: self.next_index,
             first_line: self.first_line,
-            text: std::mem::take(&mut self.text),
+            text: std::mem::replace(&mut self.text, Vec::with_capacity(room)),
             too_large,
         };
         self.next_index += 1;
