@@ -163,10 +163,7 @@ fn request_for(
         Operation::Update => (Arc::clone(&shared), shared),
         _ => (shared, null),
     };
-    let namespace = resource
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let namespace = crate::resources::text_at(resource, &["metadata", "namespace"]);
     let (kind_override, subresource) = subresource_of(inputs.values, resource);
     AdmissionRequest {
         operation: op,
@@ -210,10 +207,7 @@ pub fn evaluate_owned(
     for resource in resources {
         let key = ResourceKey::of(&resource);
         let resource = Arc::new(resource);
-        let name = resource
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let name = crate::resources::text_at(&resource, &["metadata", "name"]);
         let mut responses = Vec::with_capacity(inputs.set.policies.len());
         let exceptions = &inputs.set.exceptions;
         // Mutations chain across policies in load order; validation and generation see the result.

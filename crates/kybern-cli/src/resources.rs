@@ -73,19 +73,22 @@ pub struct ResourceKey {
     pub name: String,
 }
 
+/// The string at a path of keys, or "" (a JSON pointer would unescape each key into a new string).
+pub fn text_at<'v>(v: &'v Value, path: &[&str]) -> &'v str {
+    path.iter()
+        .try_fold(v, |v, key| v.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
 impl ResourceKey {
     pub fn of(v: &Value) -> ResourceKey {
-        let s = |p: &str| {
-            v.pointer(p)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
+        let s = |path: &[&str]| text_at(v, path).to_string();
         ResourceKey {
-            api_version: s("/apiVersion"),
-            kind: s("/kind"),
-            namespace: s("/metadata/namespace"),
-            name: s("/metadata/name"),
+            api_version: s(&["apiVersion"]),
+            kind: s(&["kind"]),
+            namespace: s(&["metadata", "namespace"]),
+            name: s(&["metadata", "name"]),
         }
     }
 

@@ -116,8 +116,18 @@ pub(crate) fn resolve_plain(s: &str) -> Scalar {
                 return Scalar::Float(f);
             }
         }
+        // Plain decimal digits without a leading zero (octal) fit an i64 up to 18 of them.
+        b'1'..=b'9' if s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()) => {
+            if let Ok(i) = s.parse::<i64>() {
+                return Scalar::Int(i);
+            }
+        }
         b'+' | b'-' | b'0'..=b'9' => {
-            let plain: String = s.chars().filter(|&c| c != '_').collect();
+            let plain: std::borrow::Cow<str> = if s.contains('_') {
+                s.chars().filter(|&c| c != '_').collect::<String>().into()
+            } else {
+                s.into()
+            };
             if let Some(i) = go_parse_int(&plain) {
                 return Scalar::Int(i);
             }
@@ -190,11 +200,14 @@ fn split_go_int(s: &str) -> Option<(bool, u32, &str)> {
         b'+' => (false, s.get(1..)?),
         _ => (false, s),
     };
-    let lower = rest.get(..2).map(str::to_ascii_lowercase);
-    let (radix, digits) = match lower.as_deref() {
-        Some("0x") => (16, rest.get(2..)?),
-        Some("0o") => (8, rest.get(2..)?),
-        Some("0b") => (2, rest.get(2..)?),
+    let after_zero = match rest.as_bytes() {
+        [b'0', c, ..] => Some(c.to_ascii_lowercase()),
+        _ => None,
+    };
+    let (radix, digits) = match after_zero {
+        Some(b'x') => (16, rest.get(2..)?),
+        Some(b'o') => (8, rest.get(2..)?),
+        Some(b'b') => (2, rest.get(2..)?),
         _ if rest.len() > 1 && rest.starts_with('0') => (8, rest.get(1..)?),
         _ => (10, rest),
     };
