@@ -126,8 +126,7 @@ fn objects_of(
                 {
                     continue;
                 }
-                let item_name = item
-                    .pointer("/metadata/name")
+                let item_name = crate::objects::at(&item, &["metadata", "name"])
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string();

@@ -8,9 +8,14 @@ fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
+/// The value at a path of keys (a JSON pointer would unescape each key into a new string).
+pub fn at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter().try_fold(v, |v, key| v.get(key))
+}
+
 /// An object's `metadata.labels` as strings (non-string values printed as JSON).
 pub fn labels(obj: &Value) -> crate::context::Labels {
-    obj.pointer("/metadata/labels")
+    crate::objects::at(obj, &["metadata", "labels"])
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
@@ -77,7 +82,7 @@ fn served(objects: &[&Value], api_version: &str, resource: &str) -> bool {
                 || (field(o, "/kind") == "CustomResourceDefinition"
                     && field(o, "/spec/group") == group
                     && field(o, "/spec/names/plural") == resource
-                    && o.pointer("/spec/versions")
+                    && crate::objects::at(o, &["spec", "versions"])
                         .and_then(Value::as_array)
                         .is_some_and(|vs| vs.iter().any(|v| field(v, "/name") == version)))
         })

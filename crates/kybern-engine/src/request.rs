@@ -145,6 +145,18 @@ impl AdmissionRequest {
             .unwrap_or_else(|| Gvk::of(self.resource()))
     }
 
+    /// [`AdmissionRequest::gvk`] borrowed: `(group, version, kind)`.
+    pub fn gvk_parts(&self) -> (&str, &str, &str) {
+        if let Some(g) = &self.kind_override {
+            return (&g.group, &g.version, &g.kind);
+        }
+        let object = self.resource();
+        let text = |key: &str| object.get(key).and_then(Value::as_str).unwrap_or_default();
+        let api_version = text("apiVersion");
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        (group, version, text("kind"))
+    }
+
     /// The request's name: as the API server sent it, else the object's `metadata.name`.
     pub fn name(&self) -> Option<&str> {
         if self.request_name.is_empty() {

@@ -165,8 +165,7 @@ impl DeletingPolicy {
             },
             conditions: compile_conditions(spec.get("conditions"), "spec.conditions")?,
             variables: compile_variables(spec.get("variables"), "spec.variables")?,
-            annotations: doc
-                .pointer("/metadata/annotations")
+            annotations: crate::objects::at(doc, &["metadata", "annotations"])
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default(),

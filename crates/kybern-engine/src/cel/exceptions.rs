@@ -115,10 +115,31 @@ pub enum ExceptionOutcome {
 /// ones (`images`, `allowedValues`).
 pub fn check_exceptions(exceptions: &[CelException], scope: &mut Scope) -> ExceptionOutcome {
     let (outcome, partial) = evaluate_exceptions(exceptions, scope);
-    if let Some(partial) = partial {
-        scope.set_json("exceptions", &partial);
-    }
+    set_partial(scope, partial);
     outcome
+}
+
+/// What expressions read as `exceptions` when no exception applies in part: the same empty
+/// lists for every request, read in place.
+static NO_PARTIAL_EXCEPTIONS: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| json!({"allowedImages": [], "allowedValues": []}));
+
+/// The `exceptions` variable after the exceptions were evaluated.
+enum Partial {
+    /// Not set: an exception applies to the whole request, or one failed; the rule does not run.
+    Unset,
+    /// No exception applies in part.
+    Empty,
+    /// The images and values the exceptions that apply in part allow.
+    Allowed(Value),
+}
+
+fn set_partial(scope: &mut Scope, partial: Partial) {
+    match partial {
+        Partial::Unset => {}
+        Partial::Empty => scope.set_json_ref("exceptions", &NO_PARTIAL_EXCEPTIONS),
+        Partial::Allowed(v) => scope.set_json("exceptions", &v),
+    }
 }
 
 /// [`check_exceptions`] with the conditions read on `request_scope`: the request as it was
@@ -130,18 +151,13 @@ pub fn check_exceptions_on(
     scope: &mut Scope,
 ) -> ExceptionOutcome {
     let (outcome, partial) = evaluate_exceptions(exceptions, request_scope);
-    if let Some(partial) = partial {
-        scope.set_json("exceptions", &partial);
-    }
+    set_partial(scope, partial);
     outcome
 }
 
 /// The decision of `exceptions` on `scope`, and the `exceptions` variable the partial ones
 /// make when none exempts the whole request.
-fn evaluate_exceptions(
-    exceptions: &[CelException],
-    scope: &Scope,
-) -> (ExceptionOutcome, Option<Value>) {
+fn evaluate_exceptions(exceptions: &[CelException], scope: &Scope) -> (ExceptionOutcome, Partial) {
     let mut images = Vec::new();
     let mut values = Vec::new();
     let mut full: Vec<&CelException> = Vec::new();
@@ -158,7 +174,7 @@ fn evaluate_exceptions(
             ConditionsOutcome::NotMet(_) => {}
             ConditionsOutcome::Error(err) if full.is_empty() => {
                 let err = format!("policy exception {:?}: {err}", e.key);
-                return (ExceptionOutcome::Error(err), None);
+                return (ExceptionOutcome::Error(err), Partial::Unset);
             }
             ConditionsOutcome::Error(_) => {}
         }
@@ -171,11 +187,14 @@ fn evaluate_exceptions(
         } else {
             ExceptionOutcome::Skip(format!("rule is skipped due to policy exception: {keys}"))
         };
-        return (outcome, None);
+        return (outcome, Partial::Unset);
+    }
+    if images.is_empty() && values.is_empty() {
+        return (ExceptionOutcome::None, Partial::Empty);
     }
     (
         ExceptionOutcome::None,
-        Some(json!({"allowedImages": images, "allowedValues": values})),
+        Partial::Allowed(json!({"allowedImages": images, "allowedValues": values})),
     )
 }
 

@@ -205,8 +205,7 @@ impl GeneratingPolicy {
             generate,
             exceptions: Vec::new(),
             evaluation: GenerateEvaluation::of(spec),
-            annotations: doc
-                .pointer("/metadata/annotations")
+            annotations: crate::objects::at(doc, &["metadata", "annotations"])
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default(),

@@ -71,14 +71,16 @@ fn by_name(list: Option<&Value>) -> Value {
 
 /// The pod spec of a Pod or of a pod controller's template.
 fn pod_spec(resource: &Value) -> Option<&Value> {
-    resource
-        .pointer("/spec/jobTemplate/spec/template/spec")
-        .or_else(|| resource.pointer("/spec/template/spec"))
-        .or_else(|| {
-            (resource.get("kind").and_then(Value::as_str) == Some("Pod"))
-                .then(|| resource.get("spec"))
-                .flatten()
-        })
+    crate::objects::at(
+        resource,
+        &["spec", "jobTemplate", "spec", "template", "spec"],
+    )
+    .or_else(|| crate::objects::at(resource, &["spec", "template", "spec"]))
+    .or_else(|| {
+        (resource.get("kind").and_then(Value::as_str) == Some("Pod"))
+            .then(|| resource.get("spec"))
+            .flatten()
+    })
 }
 
 /// `images`: the images of each container list, as strings.
@@ -148,12 +150,10 @@ impl ImageValidatingPolicy {
             attestations: by_name(spec.get("attestations")),
             validations: compile_validations(spec.get("validations"), "spec.validations", true)?,
             exceptions: Vec::new(),
-            mutate_digest: spec
-                .pointer("/validationConfigurations/mutateDigest")
+            mutate_digest: crate::objects::at(spec, &["validationConfigurations", "mutateDigest"])
                 .and_then(Value::as_bool)
                 .unwrap_or(true),
-            annotations: doc
-                .pointer("/metadata/annotations")
+            annotations: crate::objects::at(doc, &["metadata", "annotations"])
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default(),

@@ -8,6 +8,7 @@ use crate::matching::selector_matches;
 use crate::policy::LabelSelector;
 use crate::request::{AdmissionRequest, Operation};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Built-in kinds: (group, kind, plural resource, namespaced).
@@ -158,29 +159,34 @@ pub(crate) fn is_builtin_resource(group: &str, resource: &str) -> bool {
 /// The plural resource name of a kind: the table for built-in kinds, else the lower-case kind
 /// with an English plural (the usual CRD convention).
 pub fn resource_for_kind(group: &str, kind: &str) -> String {
+    resource_of_kind(group, kind).into_owned()
+}
+
+/// [`resource_for_kind`], borrowed for built-in kinds.
+fn resource_of_kind(group: &str, kind: &str) -> Cow<'static, str> {
     if let Some((_, _, r, _)) = BUILTIN
         .iter()
         .find(|(g, k, _, _)| *g == group && *k == kind)
     {
-        return (*r).to_string();
+        return Cow::Borrowed(r);
     }
     if let Some((_, _, r, _)) = BUILTIN.iter().find(|(_, k, _, _)| *k == kind) {
-        return (*r).to_string();
+        return Cow::Borrowed(r);
     }
     let lower = kind.to_ascii_lowercase();
     if let Some(stem) = lower.strip_suffix('y')
         && !stem.ends_with(['a', 'e', 'i', 'o', 'u'])
     {
-        return format!("{stem}ies");
+        return Cow::Owned(format!("{stem}ies"));
     }
     if lower.ends_with('s')
         || lower.ends_with('x')
         || lower.ends_with("ch")
         || lower.ends_with("sh")
     {
-        return format!("{lower}es");
+        return Cow::Owned(format!("{lower}es"));
     }
-    format!("{lower}s")
+    Cow::Owned(format!("{lower}s"))
 }
 
 /// The kind of a plural resource (the inverse of [`resource_for_kind`] for built-in kinds; for
@@ -259,8 +265,7 @@ impl ResourceRule {
         if !r.any_operation && !any_matches(&self.operations, r.operation) {
             return false;
         }
-        if !any_matches(&self.api_groups, &r.group) || !any_matches(&self.api_versions, &r.version)
-        {
+        if !any_matches(&self.api_groups, r.group) || !any_matches(&self.api_versions, r.version) {
             return false;
         }
         let resource_ok = self.resources.iter().any(|pattern| {
@@ -293,9 +298,9 @@ struct RequestAttributes<'a> {
     operation: &'a str,
     /// Operations aside: the object as stored, not a request changing it.
     any_operation: bool,
-    group: String,
-    version: String,
-    resource: String,
+    group: &'a str,
+    version: &'a str,
+    resource: Cow<'static, str>,
     subresource: &'a str,
     name: &'a str,
     namespace: &'a str,
@@ -332,7 +337,7 @@ fn rules(v: Option<&Value>, path: &str) -> Result<Vec<ResourceRule>, CelError> {
 }
 
 fn labels_of(v: &Value) -> BTreeMap<String, String> {
-    v.pointer("/metadata/labels")
+    crate::objects::at(v, &["metadata", "labels"])
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
@@ -418,17 +423,16 @@ impl MatchConstraints {
         required: bool,
         any_operation: bool,
     ) -> bool {
-        let gvk = req.gvk();
+        let (group, version, kind) = req.gvk_parts();
         let resource = req.resource();
         let attrs = RequestAttributes {
             operation: req.operation.as_str(),
             any_operation,
-            resource: resource_for_kind(&gvk.group, &gvk.kind),
-            group: gvk.group,
-            version: gvk.version,
+            resource: resource_of_kind(group, kind),
+            group,
+            version,
             subresource: &req.subresource,
-            name: resource
-                .pointer("/metadata/name")
+            name: crate::objects::at(resource, &["metadata", "name"])
                 .and_then(Value::as_str)
                 .unwrap_or_default(),
             namespace: req.namespace(),

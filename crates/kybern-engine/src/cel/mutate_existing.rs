@@ -60,8 +60,7 @@ fn listed_kinds(c: &MatchConstraints) -> Vec<(String, String)> {
 
 impl MutateExisting {
     pub fn compile(spec: &Value, match_constraints: &MatchConstraints) -> Result<Self, CelError> {
-        let enabled = spec
-            .pointer("/evaluation/mutateExisting/enabled")
+        let enabled = crate::objects::at(spec, &["evaluation", "mutateExisting", "enabled"])
             .and_then(Value::as_bool)
             .unwrap_or(false);
         let target = spec.get("targetMatchConstraints").filter(|v| !v.is_null());
@@ -108,7 +107,7 @@ fn target_request(trigger: &AdmissionRequest, target: &Value) -> AdmissionReques
 }
 
 fn namespace_of(v: &Value) -> &str {
-    v.pointer("/metadata/namespace")
+    crate::objects::at(v, &["metadata", "namespace"])
         .and_then(Value::as_str)
         .unwrap_or_default()
 }

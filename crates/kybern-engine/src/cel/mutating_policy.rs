@@ -184,8 +184,7 @@ impl MutatingPolicy {
             bindings: Vec::new(),
             autogen_controllers: autogen,
             exceptions: Vec::new(),
-            annotations: doc
-                .pointer("/metadata/annotations")
+            annotations: crate::objects::at(doc, &["metadata", "annotations"])
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default(),

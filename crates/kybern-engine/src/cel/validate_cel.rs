@@ -200,8 +200,7 @@ impl ParamSource {
             .into_iter()
             .filter(|o| {
                 self.selector.as_ref().is_none_or(|s| {
-                    let labels = o
-                        .pointer("/metadata/labels")
+                    let labels = crate::objects::at(o, &["metadata", "labels"])
                         .and_then(Value::as_object)
                         .map(|m| {
                             m.iter()

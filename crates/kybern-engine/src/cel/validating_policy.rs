@@ -96,8 +96,7 @@ impl Binding {
             .and_then(Value::as_str)
             .ok_or_else(|| CelError::new("spec.policyName", "is required"))?;
         Ok(Binding {
-            name: doc
-                .pointer("/metadata/name")
+            name: crate::objects::at(doc, &["metadata", "name"])
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string(),
@@ -174,8 +173,7 @@ impl ValidatingPolicy {
             .get("spec")
             .filter(|s| s.is_object())
             .ok_or_else(|| CelError::new("spec", "is required"))?;
-        let mode = match spec
-            .pointer("/evaluation/mode")
+        let mode = match crate::objects::at(spec, &["evaluation", "mode"])
             .and_then(Value::as_str)
             .unwrap_or("Kubernetes")
         {
@@ -235,8 +233,7 @@ impl ValidatingPolicy {
             autogen_controllers,
             bindings: Vec::new(),
             exceptions: Vec::new(),
-            annotations: doc
-                .pointer("/metadata/annotations")
+            annotations: crate::objects::at(doc, &["metadata", "annotations"])
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default(),
@@ -633,8 +630,7 @@ pub fn autogen_controllers(spec: &Value, m: &MatchConstraints) -> Vec<String> {
     if !pods_only {
         return Vec::new();
     }
-    match spec
-        .pointer("/autogen/podControllers/controllers")
+    match crate::objects::at(spec, &["autogen", "podControllers", "controllers"])
         .and_then(Value::as_array)
     {
         Some(list) => list
@@ -705,9 +701,9 @@ pub fn autogen_view(req: &AdmissionRequest) -> AutogenView {
             return Value::Null;
         }
         let template = if gvk.kind == "CronJob" {
-            v.pointer("/spec/jobTemplate/spec/template")
+            crate::objects::at(v, &["spec", "jobTemplate", "spec", "template"])
         } else {
-            v.pointer("/spec/template")
+            crate::objects::at(v, &["spec", "template"])
         };
         let field = |name: &str| {
             template
