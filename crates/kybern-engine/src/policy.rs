@@ -196,7 +196,8 @@ impl Pattern {
     }
 }
 
-fn value_contains(v: &Value, needle: &str) -> bool {
+/// Whether some string of `v`, key or value, contains `needle`.
+pub(crate) fn value_contains(v: &Value, needle: &str) -> bool {
     match v {
         Value::String(s) => s.contains(needle),
         Value::Array(a) => a.iter().any(|x| value_contains(x, needle)),

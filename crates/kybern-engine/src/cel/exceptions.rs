@@ -20,6 +20,8 @@ pub struct CelException {
     pub allowed_values: Vec<String>,
     /// `reportResult: pass` (default skip).
     pub report_pass: bool,
+    /// Some text of the exception's spec mentions `request`: a condition may read it.
+    pub reads_request: bool,
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -90,6 +92,7 @@ impl CelException {
             images: strings(spec.get("images")),
             allowed_values: strings(spec.get("allowedValues")),
             report_pass: spec.get("reportResult").and_then(Value::as_str) == Some("pass"),
+            reads_request: crate::policy::value_contains(spec, "request"),
         })
     }
 
@@ -121,7 +124,7 @@ pub fn check_exceptions(exceptions: &[CelException], scope: &mut Scope) -> Excep
 
 /// What expressions read as `exceptions` when no exception applies in part: the same empty
 /// lists for every request, read in place.
-static NO_PARTIAL_EXCEPTIONS: std::sync::LazyLock<Value> =
+pub(crate) static NO_PARTIAL_EXCEPTIONS: std::sync::LazyLock<Value> =
     std::sync::LazyLock::new(|| json!({"allowedImages": [], "allowedValues": []}));
 
 /// The `exceptions` variable after the exceptions were evaluated.

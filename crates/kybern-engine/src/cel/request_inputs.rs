@@ -15,7 +15,8 @@ pub struct RequestInputs<'r> {
     request_json: OnceCell<Value>,
     namespace_labels: OnceCell<Option<Labels>>,
     namespace_object: OnceCell<Option<Value>>,
-    within_limits: OnceCell<bool>,
+    objects_within_limits: OnceCell<bool>,
+    request_within_limits: OnceCell<bool>,
     autogen: OnceCell<AutogenView>,
 }
 
@@ -26,7 +27,8 @@ impl<'r> RequestInputs<'r> {
             request_json: OnceCell::new(),
             namespace_labels: OnceCell::new(),
             namespace_object: OnceCell::new(),
-            within_limits: OnceCell::new(),
+            objects_within_limits: OnceCell::new(),
+            request_within_limits: OnceCell::new(),
             autogen: OnceCell::new(),
         }
     }
@@ -57,21 +59,28 @@ impl<'r> RequestInputs<'r> {
             .as_ref()
     }
 
-    /// Whether the object, old object, `request` and `namespaceObject` are within
+    /// Whether the object, old object and `namespaceObject` are within
     /// [`super::MAX_INPUT_NODES`] (the check [`super::validate_cel::base_scope`] makes, done
     /// once).
-    pub fn within_limits(&self, provider: &dyn ContextProvider) -> bool {
-        *self.within_limits.get_or_init(|| {
+    pub fn objects_within_limits(&self, provider: &dyn ContextProvider) -> bool {
+        *self.objects_within_limits.get_or_init(|| {
             let null = Value::Null;
             [
                 &*self.req.object,
                 &*self.req.old_object,
-                self.request_json(),
                 self.namespace_object(provider).unwrap_or(&null),
             ]
             .into_iter()
             .all(|v| super::json_size_within(v, super::MAX_INPUT_NODES))
         })
+    }
+
+    /// Whether `request` is within [`super::MAX_INPUT_NODES`]; asked only by policies that
+    /// read it (checked once).
+    pub fn request_within_limits(&self) -> bool {
+        *self
+            .request_within_limits
+            .get_or_init(|| super::json_size_within(self.request_json(), super::MAX_INPUT_NODES))
     }
 
     /// The request through its Pod template when autogen gives it to a Pod policy of these

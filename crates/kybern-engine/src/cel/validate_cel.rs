@@ -238,8 +238,6 @@ pub fn base_scope<'p>(input: &CelInput<'p>) -> Result<Scope<'p>, String> {
 
 /// [`base_scope`] for inputs already known to be within the size limits.
 pub fn base_scope_unchecked<'p>(input: &CelInput<'p>) -> Scope<'p> {
-    static EXCEPTIONS: std::sync::LazyLock<Value> =
-        std::sync::LazyLock::new(|| json!({"allowedImages": [], "allowedValues": []}));
     let mut scope = Scope::with_provider(input.provider);
     // Borrowed, not converted: the interpreter's context is built only if an expression
     // needs it, and then `request` carries `object` and `oldObject` ([`Scope`]).
@@ -251,7 +249,7 @@ pub fn base_scope_unchecked<'p>(input: &CelInput<'p>) -> Scope<'p> {
         input.namespace_object.unwrap_or(&Value::Null),
     );
     scope.set_json_ref("params", input.params.unwrap_or(&Value::Null));
-    scope.set_json_ref("exceptions", &EXCEPTIONS);
+    scope.set_json_ref("exceptions", &super::exceptions::NO_PARTIAL_EXCEPTIONS);
     scope
 }
 

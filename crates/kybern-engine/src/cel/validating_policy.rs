@@ -157,9 +157,20 @@ pub struct ValidatingPolicy {
     pub annotations: serde_json::Map<String, Value>,
     /// CEL PolicyExceptions naming this policy.
     pub exceptions: Vec<super::exceptions::CelException>,
+    /// Some text of the policy's spec mentions `request`: an expression may read it.
+    pub reads_request: bool,
 }
 
 impl ValidatingPolicy {
+    /// Whether an expression of the policy or of its exceptions can read `request`, or its
+    /// bindings' parameters need the request's namespace.
+    fn needs_request(&self) -> bool {
+        self.reads_request
+            || self.param_kind.is_some()
+            || !self.bindings.is_empty()
+            || self.exceptions.iter().any(|e| e.reads_request)
+    }
+
     /// Compiles a ValidatingPolicy, NamespacedValidatingPolicy or ValidatingAdmissionPolicy
     /// document. `auditAnnotations` are checked for syntax and not evaluated.
     pub fn compile(doc: &Value) -> Result<ValidatingPolicy, CelError> {
@@ -233,6 +244,7 @@ impl ValidatingPolicy {
             autogen_controllers,
             bindings: Vec::new(),
             exceptions: Vec::new(),
+            reads_request: crate::policy::value_contains(spec, "request"),
             annotations: crate::objects::at(doc, &["metadata", "annotations"])
                 .and_then(Value::as_object)
                 .cloned()
@@ -378,27 +390,37 @@ impl ValidatingPolicy {
         view: Option<&AutogenView>,
         provider: &dyn ContextProvider,
     ) -> Vec<(CelPolicyResult, Option<&Binding>)> {
+        static NO_REQUEST: Value = Value::Null;
         let req = inputs.request();
         let namespace_object = inputs.namespace_object(provider);
+        // `request` is built (and size-checked) only for policies that can read it.
+        let (request, request_checked) = if self.needs_request() {
+            (inputs.request_json(), inputs.request_within_limits())
+        } else {
+            (&NO_REQUEST, true)
+        };
         let (matched, input, checked) = match view {
             None => (
                 req,
                 CelInput {
                     object: &req.object,
                     old_object: &req.old_object,
-                    request: inputs.request_json(),
+                    request,
                     namespace_object,
                     params: None,
                     provider: Some(provider),
                 },
-                inputs.within_limits(provider),
+                inputs.objects_within_limits(provider),
             ),
             Some(v) => (
                 &v.request,
                 CelInput {
                     object: &v.object,
                     old_object: &v.old_object,
-                    request: &v.request_json,
+                    // `request` stays the controller's request (its kind, resource and name),
+                    // as a Kyverno autogen policy evaluates the request it was sent; only the
+                    // objects become the template.
+                    request,
                     namespace_object,
                     params: None,
                     provider: Some(provider),
@@ -406,11 +428,11 @@ impl ValidatingPolicy {
                 v.within_limits(namespace_object),
             ),
         };
+        let checked = checked && request_checked;
         // Exceptions read the request as sent, not its Pod template.
         let sent = (view.is_some() && !self.exceptions.is_empty()).then(|| CelInput {
             object: &req.object,
             old_object: &req.old_object,
-            request: inputs.request_json(),
             ..input
         });
         let input = RunInput {
@@ -671,8 +693,6 @@ pub struct AutogenView {
     pub object: Value,
     /// `oldObject` as CEL reads it.
     pub old_object: Value,
-    /// `request` of the Pod request.
-    pub request_json: Value,
     within_limits: std::cell::OnceCell<bool>,
 }
 
@@ -684,7 +704,6 @@ impl AutogenView {
             [
                 &self.object,
                 &self.old_object,
-                &self.request_json,
                 namespace_object.unwrap_or(&null),
             ]
             .into_iter()
@@ -738,14 +757,10 @@ pub fn autogen_view(req: &AdmissionRequest) -> AutogenView {
         kind_override: None,
         ..req.clone()
     };
-    // `request` stays the controller's request (its kind, resource and name), as a Kyverno
-    // autogen policy evaluates the request it was sent; only the objects become the template.
-    let request_json = CelInput::request_json(req);
     AutogenView {
         request,
         object,
         old_object,
-        request_json,
         within_limits: std::cell::OnceCell::new(),
     }
 }
