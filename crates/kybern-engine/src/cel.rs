@@ -420,7 +420,7 @@ fn http_fetch(provider: &dyn ContextProvider, key: &str) -> Result<cel::Value, S
 /// first needs the interpreter (its own representation is a deep copy), and kept up to date
 /// from then on.
 pub struct Scope<'p> {
-    vars: Vec<(String, plan::V<'p>)>,
+    vars: Vec<(&'static str, plan::V<'p>)>,
     ctx: OnceCell<cel::Context<'static>>,
     provider: Option<&'p dyn ContextProvider>,
     fetched: RefCell<HashMap<String, cel::Value>>,
@@ -465,6 +465,8 @@ impl<'p> Scope<'p> {
     /// A scope whose `resource.*` lookups go to `provider`.
     pub fn with_provider(provider: Option<&'p dyn ContextProvider>) -> Self {
         Scope {
+            // The standard variables, `variables` and a spare.
+            vars: Vec::with_capacity(8),
             provider,
             ..Scope::default()
         }
@@ -481,7 +483,7 @@ impl<'p> Scope<'p> {
     /// The `generator.Apply` collector, when [`Scope::collect_generated`] set one.
     pub fn generated(&self) -> Option<&library::Generated> {
         self.vars.iter().find_map(|(name, v)| match v {
-            plan::V::Cel(cel::Value::Opaque(o)) if name == library::GENERATED_VAR => {
+            plan::V::Cel(cel::Value::Opaque(o)) if *name == library::GENERATED_VAR => {
                 o.downcast_ref()
             }
             _ => None,
@@ -489,18 +491,18 @@ impl<'p> Scope<'p> {
     }
 
     /// Sets (or replaces) a top-level variable from JSON.
-    pub fn set_json(&mut self, name: &str, v: &Value) {
+    pub fn set_json(&mut self, name: &'static str, v: &Value) {
         self.set(name, value::from_json(v));
     }
 
     /// Sets (or replaces) a top-level variable from JSON that outlives the scope: read in
     /// place, converted for the interpreter only if an expression needs it.
-    pub fn set_json_ref(&mut self, name: &str, v: &'p Value) {
+    pub fn set_json_ref(&mut self, name: &'static str, v: &'p Value) {
         self.set_value(name, plan::value::from_json(v));
     }
 
     /// Sets (or replaces) a top-level variable.
-    pub fn set(&mut self, name: &str, v: cel::Value) {
+    pub fn set(&mut self, name: &'static str, v: cel::Value) {
         if let Some(ctx) = self.ctx.get_mut() {
             ctx.add_variable_from_value(name.to_string(), v.clone());
         }
@@ -508,18 +510,18 @@ impl<'p> Scope<'p> {
     }
 
     /// Sets (or replaces) a top-level variable in the planner's representation.
-    pub fn set_value(&mut self, name: &str, v: plan::V<'p>) {
+    pub fn set_value(&mut self, name: &'static str, v: plan::V<'p>) {
         if let Some(ctx) = self.ctx.get_mut() {
             ctx.add_variable_from_value(name.to_string(), v.to_cel());
         }
         self.put(name, v);
     }
 
-    fn put(&mut self, name: &str, v: plan::V<'p>) {
-        if let Some(slot) = self.vars.iter_mut().find(|(n, _)| n == name) {
+    fn put(&mut self, name: &'static str, v: plan::V<'p>) {
+        if let Some(slot) = self.vars.iter_mut().find(|(n, _)| *n == name) {
             slot.1 = v;
         } else {
-            self.vars.push((name.to_string(), v));
+            self.vars.push((name, v));
         }
     }
 
@@ -527,7 +529,7 @@ impl<'p> Scope<'p> {
     pub fn binding(&self, name: &str) -> Option<plan::V<'p>> {
         self.vars
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| *n == name)
             .map(|(_, v)| v.clone())
     }
 
@@ -633,7 +635,8 @@ impl<'p> Scope<'p> {
 /// A `variables` entry: a name and its expression.
 #[derive(Debug, Clone)]
 pub struct Variable {
-    pub name: String,
+    /// Shared with every evaluation's `variables` map.
+    pub name: Arc<String>,
     pub expression: Expression,
     /// No expression of the policy can read this variable ([`mark_unused_variables`]): it is
     /// not evaluated (Kyverno evaluates variables lazily, so its errors would not show either).
@@ -661,7 +664,7 @@ pub fn mark_unused_variables<'s>(
     if whole_map {
         return;
     }
-    let names: Vec<String> = vars.iter().map(|v| v.name.clone()).collect();
+    let names: Vec<String> = vars.iter().map(|v| v.name.to_string()).collect();
     for (v, name) in vars.iter_mut().zip(names) {
         v.unused = !sources.iter().any(|s| s.contains(name.as_str()));
     }
@@ -692,10 +695,10 @@ impl VariableValues {
             }
             match v.expression.eval_value(scope) {
                 Ok(val) => {
-                    values.push((Arc::new(v.name.clone()), val));
+                    values.push((Arc::clone(&v.name), val));
                     stale = true;
                 }
-                Err(e) => out.errors.push((v.name.clone(), e)),
+                Err(e) => out.errors.push((v.name.to_string(), e)),
             }
         }
         if stale {
@@ -780,7 +783,7 @@ pub fn compile_variables_with(
             .and_then(Value::as_str)
             .ok_or_else(|| CelError::new(format!("{p}.expression"), "is required"))?;
         out.push(Variable {
-            name: name.to_string(),
+            name: Arc::new(name.to_string()),
             expression: compile(src, &format!("{p}.expression"))?,
             unused: false,
         });
@@ -809,7 +812,7 @@ pub fn compile_conditions_with(
     Ok(compile_variables_with(list, path, compile)?
         .into_iter()
         .map(|v| Condition {
-            name: v.name,
+            name: v.name.to_string(),
             expression: v.expression,
         })
         .collect())

@@ -269,7 +269,7 @@ impl ImageValidatingPolicy {
         for x in &self.extractors {
             match x.expression.eval(&scope) {
                 Ok(v) => {
-                    images.insert(x.name.clone(), value::to_json(&v));
+                    images.insert(x.name.to_string(), value::to_json(&v));
                 }
                 Err(e) => return CelPolicyResult::Error(format!("images {:?}: {e}", x.name)),
             }
