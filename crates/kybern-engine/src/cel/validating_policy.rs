@@ -682,12 +682,16 @@ pub fn autogen_applies(controllers: &[String], req: &AdmissionRequest) -> bool {
 /// The request as a Pod request when its resource is one of the pod `controllers` (autogen):
 /// the Pod template becomes the object.
 pub fn autogen_request(controllers: &[String], req: &AdmissionRequest) -> Option<AdmissionRequest> {
-    autogen_applies(controllers, req).then(|| autogen_view(req).request)
+    autogen_applies(controllers, req).then(|| {
+        let (object, old_object) = pod_objects(req);
+        pod_request(req, object, old_object)
+    })
 }
 
 /// The request seen through its pod controller's template (autogen of the CEL kinds).
 pub struct AutogenView {
-    /// The Pod request that matching reads: the controller's namespace is on the Pod.
+    /// The Pod request that matching reads: the controller's namespace is on the Pod, whose
+    /// kind and metadata are all it holds.
     pub request: AdmissionRequest,
     /// `object` as CEL reads it: the template as written.
     pub object: Value,
@@ -714,12 +718,36 @@ impl AutogenView {
 
 /// [`AutogenView`] of a pod controller request (whatever the policy's controllers).
 pub fn autogen_view(req: &AdmissionRequest) -> AutogenView {
-    let gvk = req.gvk();
+    let (object, old_object) = pod_objects(req);
+    // Matching reads the kind and the metadata only: the Pod's spec is not copied for it.
+    let for_matching = |pod: &Value| -> Value {
+        match pod {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .filter(|(k, _)| k.as_str() != "spec")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    };
+    let request = pod_request(req, for_matching(&object), for_matching(&old_object));
+    AutogenView {
+        request,
+        object,
+        old_object,
+        within_limits: std::cell::OnceCell::new(),
+    }
+}
+
+/// The request's objects as Pods made of their templates, as written.
+fn pod_objects(req: &AdmissionRequest) -> (Value, Value) {
+    let (_, _, kind) = req.gvk_parts();
     let to_pod = |v: &Value| -> Value {
         if v.is_null() {
             return Value::Null;
         }
-        let template = if gvk.kind == "CronJob" {
+        let template = if kind == "CronJob" {
             crate::objects::at(v, &["spec", "jobTemplate", "spec", "template"])
         } else {
             crate::objects::at(v, &["spec", "template"])
@@ -737,12 +765,13 @@ pub fn autogen_view(req: &AdmissionRequest) -> AutogenView {
             "spec": field("spec"),
         })
     };
-    let object = to_pod(&req.object);
-    let old_object = to_pod(&req.old_object);
-    // Matching sees the controller's namespace; CEL sees the template as written.
+    (to_pod(&req.object), to_pod(&req.old_object))
+}
+
+/// The request as a Pod request of these objects: the controller's namespace is put on them.
+fn pod_request(req: &AdmissionRequest, object: Value, old_object: Value) -> AdmissionRequest {
     let ns = req.namespace();
-    let with_ns = |v: &Value| -> Value {
-        let mut v = v.clone();
+    let with_ns = |mut v: Value| -> Value {
         if !ns.is_empty()
             && let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut)
         {
@@ -751,16 +780,10 @@ pub fn autogen_view(req: &AdmissionRequest) -> AutogenView {
         }
         v
     };
-    let request = AdmissionRequest {
-        object: std::sync::Arc::new(with_ns(&object)),
-        old_object: std::sync::Arc::new(with_ns(&old_object)),
+    AdmissionRequest {
+        object: std::sync::Arc::new(with_ns(object)),
+        old_object: std::sync::Arc::new(with_ns(old_object)),
         kind_override: None,
         ..req.clone()
-    };
-    AutogenView {
-        request,
-        object,
-        old_object,
-        within_limits: std::cell::OnceCell::new(),
     }
 }
