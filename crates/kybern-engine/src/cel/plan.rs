@@ -396,18 +396,50 @@ fn comprehension<'p>(c: &Comprehension, f: &mut Frame<'_, 'p>) -> R<'p> {
     let range = eval(&c.range, f)?;
     // Map keys come in the interpreter's hash order there: only order-free results here.
     let keys_ok = matches!(init, V::Bool(_) | V::Int(_));
-    let items = range.elements(keys_ok)?;
+    // Lists are walked in place; other ranges (map keys) are gathered first.
+    let gathered = match &range {
+        V::Json(serde_json::Value::Array(_)) | V::List(_) => None,
+        other => Some(other.elements(keys_ok)?),
+    };
     set(f, c.accu, init)?;
-    for item in items {
-        if !boolean(&eval(&c.cond, f)?)? {
-            break;
+    match (&range, gathered) {
+        (_, Some(items)) => {
+            for item in items {
+                if !step(c, f, item)? {
+                    break;
+                }
+            }
         }
-        tick(f, 1)?;
-        set(f, c.iter, item)?;
-        let next = eval(&c.step, f)?;
-        set(f, c.accu, next)?;
+        (V::List(l), None) => {
+            for item in l.iter() {
+                if !step(c, f, item.clone())? {
+                    break;
+                }
+            }
+        }
+        (V::Json(j), None) => {
+            let j: &'p serde_json::Value = j;
+            for item in j.as_array().into_iter().flatten() {
+                if !step(c, f, value::from_json(item))? {
+                    break;
+                }
+            }
+        }
+        (_, None) => return Err(Fault::Unsupported),
     }
     eval(&c.result, f)
+}
+
+/// One iteration of a comprehension; false once its condition ends the loop.
+fn step<'p>(c: &Comprehension, f: &mut Frame<'_, 'p>, item: V<'p>) -> Result<bool, Fault> {
+    if !boolean(&eval(&c.cond, f)?)? {
+        return Ok(false);
+    }
+    tick(f, 1)?;
+    set(f, c.iter, item)?;
+    let next = eval(&c.step, f)?;
+    set(f, c.accu, next)?;
+    Ok(true)
 }
 
 fn set<'p>(f: &mut Frame<'_, 'p>, i: usize, v: V<'p>) -> Result<(), Fault> {
