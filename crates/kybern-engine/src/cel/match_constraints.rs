@@ -293,8 +293,9 @@ impl ResourceRule {
     }
 }
 
-/// What matching reads from a request.
-struct RequestAttributes<'a> {
+/// What matching reads from a request: the same for every policy, so read once per request
+/// ([`RequestAttributes::of`]).
+pub struct RequestAttributes<'a> {
     operation: &'a str,
     /// Operations aside: the object as stored, not a request changing it.
     any_operation: bool,
@@ -304,6 +305,25 @@ struct RequestAttributes<'a> {
     subresource: &'a str,
     name: &'a str,
     namespace: &'a str,
+}
+
+impl<'a> RequestAttributes<'a> {
+    /// The attributes of `req` for its operation.
+    pub fn of(req: &'a AdmissionRequest) -> Self {
+        let (group, version, kind) = req.gvk_parts();
+        RequestAttributes {
+            operation: req.operation.as_str(),
+            any_operation: false,
+            resource: resource_of_kind(group, kind),
+            group,
+            version,
+            subresource: &req.subresource,
+            name: crate::objects::at(req.resource(), &["metadata", "name"])
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            namespace: req.namespace(),
+        }
+    }
 }
 
 /// `matchConstraints` of a policy or `matchResources` of a binding.
@@ -417,36 +437,36 @@ impl MatchConstraints {
         self.matches_rules_with(req, required, false)
     }
 
+    /// [`MatchConstraints::matches`] with the request's attributes already read.
+    pub fn matches_with(
+        &self,
+        attrs: &RequestAttributes,
+        req: &AdmissionRequest,
+        namespace_labels: Option<&Labels>,
+    ) -> bool {
+        self.rules_match(attrs, true) && self.selectors_match(req, namespace_labels)
+    }
+
     fn matches_rules_with(
         &self,
         req: &AdmissionRequest,
         required: bool,
         any_operation: bool,
     ) -> bool {
-        let (group, version, kind) = req.gvk_parts();
-        let resource = req.resource();
         let attrs = RequestAttributes {
-            operation: req.operation.as_str(),
             any_operation,
-            resource: resource_of_kind(group, kind),
-            group,
-            version,
-            subresource: &req.subresource,
-            name: crate::objects::at(resource, &["metadata", "name"])
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-            namespace: req.namespace(),
+            ..RequestAttributes::of(req)
         };
+        self.rules_match(&attrs, required)
+    }
+
+    fn rules_match(&self, attrs: &RequestAttributes, required: bool) -> bool {
         let included = if required || !self.resource_rules.is_empty() {
-            self.resource_rules.iter().any(|r| r.matches(&attrs))
+            self.resource_rules.iter().any(|r| r.matches(attrs))
         } else {
             true
         };
-        included
-            && !self
-                .exclude_resource_rules
-                .iter()
-                .any(|r| r.matches(&attrs))
+        included && !self.exclude_resource_rules.iter().any(|r| r.matches(attrs))
     }
 
     fn selectors_match(&self, req: &AdmissionRequest, namespace_labels: Option<&Labels>) -> bool {

@@ -2,6 +2,7 @@
 //! shared, borrowed, by every policy evaluated on the request (building them per policy cost
 //! more than evaluating the policies' planned expressions).
 
+use super::match_constraints::RequestAttributes;
 use super::validate_cel::CelInput;
 use super::validating_policy::{AutogenView, autogen_applies, autogen_view};
 use crate::context::{ContextProvider, Labels};
@@ -18,6 +19,7 @@ pub struct RequestInputs<'r> {
     objects_within_limits: OnceCell<bool>,
     request_within_limits: OnceCell<bool>,
     autogen: OnceCell<AutogenView>,
+    attributes: OnceCell<RequestAttributes<'r>>,
 }
 
 impl<'r> RequestInputs<'r> {
@@ -30,12 +32,19 @@ impl<'r> RequestInputs<'r> {
             objects_within_limits: OnceCell::new(),
             request_within_limits: OnceCell::new(),
             autogen: OnceCell::new(),
+            attributes: OnceCell::new(),
         }
     }
 
     /// The admission request.
     pub fn request(&self) -> &'r AdmissionRequest {
         self.req
+    }
+
+    /// What matching reads from the request.
+    pub fn attributes(&self) -> &RequestAttributes<'r> {
+        self.attributes
+            .get_or_init(|| RequestAttributes::of(self.req))
     }
 
     /// The `request` variable ([`CelInput::request_json`]).

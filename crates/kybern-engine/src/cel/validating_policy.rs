@@ -350,7 +350,10 @@ impl ValidatingPolicy {
             return Vec::new();
         }
         let ns_labels = inputs.namespace_labels(provider);
-        if self.match_constraints.matches(req, ns_labels) {
+        if self
+            .match_constraints
+            .matches_with(inputs.attributes(), req, ns_labels)
+        {
             return self.evaluate_matched(inputs, None, provider);
         }
         if let Some(view) = inputs.autogen(&self.autogen_controllers)
