@@ -73,10 +73,9 @@ pub struct ResourceKey {
     pub name: String,
 }
 
-/// The string at a path of keys, or "" (a JSON pointer would unescape each key into a new string).
+/// The string at a path of keys, or "".
 pub fn text_at<'v>(v: &'v Value, path: &[&str]) -> &'v str {
-    path.iter()
-        .try_fold(v, |v, key| v.get(key))
+    kybern_engine::objects::at(v, path)
         .and_then(Value::as_str)
         .unwrap_or_default()
 }

@@ -57,6 +57,14 @@ pub struct UserInfo {
     pub extra: Map<String, Value>,
 }
 
+/// An object's `(group, version, kind)` from its `apiVersion` and `kind`, borrowed.
+fn gvk_parts_of(object: &Value) -> (&str, &str, &str) {
+    let text = |key: &str| object.get(key).and_then(Value::as_str).unwrap_or_default();
+    let api_version = text("apiVersion");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    (group, version, text("kind"))
+}
+
 /// Group, version and kind of the requested object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gvk {
@@ -68,22 +76,11 @@ pub struct Gvk {
 impl Gvk {
     /// From an object's `apiVersion` and `kind`.
     pub fn of(object: &Value) -> Gvk {
-        let api_version = object
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let (group, version) = match api_version.rsplit_once('/') {
-            Some((g, v)) => (g.to_string(), v.to_string()),
-            None => (String::new(), api_version.to_string()),
-        };
+        let (group, version, kind) = gvk_parts_of(object);
         Gvk {
-            group,
-            version,
-            kind: object
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
+            group: group.to_string(),
+            version: version.to_string(),
+            kind: kind.to_string(),
         }
     }
 
@@ -147,14 +144,10 @@ impl AdmissionRequest {
 
     /// [`AdmissionRequest::gvk`] borrowed: `(group, version, kind)`.
     pub fn gvk_parts(&self) -> (&str, &str, &str) {
-        if let Some(g) = &self.kind_override {
-            return (&g.group, &g.version, &g.kind);
+        match &self.kind_override {
+            Some(g) => (&g.group, &g.version, &g.kind),
+            None => gvk_parts_of(self.resource()),
         }
-        let object = self.resource();
-        let text = |key: &str| object.get(key).and_then(Value::as_str).unwrap_or_default();
-        let api_version = text("apiVersion");
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        (group, version, text("kind"))
     }
 
     /// The request's name: as the API server sent it, else the object's `metadata.name`.
