@@ -16,7 +16,7 @@
 mod fixed;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kybern_engine::cel::request_inputs::RequestInputs;
+use kybern_engine::cel::request_inputs::{RequestInputs, SharedVariables};
 use kybern_engine::cel::validating_policy::{CelPolicyResult, ValidatingPolicy};
 use kybern_engine::context::NoProvider;
 use kybern_engine::engine::{Engine, PolicyContext, RuleValues};
@@ -113,12 +113,14 @@ fn request(text: &str) -> AdmissionRequest {
     }
 }
 
-/// What one admission request costs: its CEL inputs (built once, shared), then every policy.
+/// What one admission request costs: its CEL inputs and request-wide variable values (built
+/// once, shared), then every policy.
 fn evaluate(policies: &[ValidatingPolicy], req: &AdmissionRequest) -> Vec<CelPolicyResult> {
     let inputs = RequestInputs::new(req);
+    let shared = SharedVariables::default();
     policies
         .iter()
-        .map(|p| p.evaluate_in(&inputs, &NoProvider))
+        .map(|p| p.evaluate_in(&inputs, &shared, &NoProvider))
         .collect()
 }
 

@@ -259,14 +259,26 @@ impl Expression {
 
     /// [`Expression::eval`] keeping the planner's representation (inputs stay borrowed).
     pub fn eval_value<'p>(&self, scope: &Scope<'p>) -> Result<plan::V<'p>, String> {
+        self.eval_value_by(scope).0
+    }
+
+    /// [`Expression::eval_value`], and whether the planner gave the value (else the
+    /// interpreter did, or it is an error).
+    pub fn eval_value_by<'p>(&self, scope: &Scope<'p>) -> (Result<plan::V<'p>, String>, bool) {
         if let Ok(p) = &self.plan {
             match p.eval(scope) {
-                Ok(v) => return Ok(v),
-                Err(plan::Fault::Budget) => return Err(self.over_budget()),
+                Ok(v) => return (Ok(v), true),
+                Err(plan::Fault::Budget) => return (Err(self.over_budget()), false),
                 Err(plan::Fault::Unsupported) => {}
             }
         }
-        self.interpret(scope).map(plan::value::from_cel)
+        (self.interpret(scope).map(plan::value::from_cel), false)
+    }
+
+    /// The [`plan::REQUEST_INPUTS`] the expression reads when they are all it reads
+    /// ([`plan::Plan::request_inputs`]); `None` when it reads anything else or is not planned.
+    pub fn request_inputs(&self) -> Option<u8> {
+        self.plan.as_ref().ok().and_then(|p| p.request_inputs())
     }
 
     /// The interpreter counts no steps, so an expression it runs is refused when its loops could
@@ -638,6 +650,9 @@ pub struct Variable {
     /// Shared with every evaluation's `variables` map.
     pub name: Arc<String>,
     pub expression: Expression,
+    /// Set when the value depends on the request's inputs alone: other policies evaluated on
+    /// the same request reuse it ([`request_inputs::SharedVariables`]).
+    pub shared: Option<request_inputs::SharedKey>,
     /// No expression of the policy can read this variable ([`mark_unused_variables`]): it is
     /// not evaluated (Kyverno evaluates variables lazily, so its errors would not show either).
     pub unused: bool,
@@ -681,6 +696,16 @@ impl VariableValues {
     /// Evaluates `vars` in order; each sees the ones before it as `variables.<name>`. The
     /// values stay in the scope, in the planner's representation (borrowing the inputs).
     pub fn evaluate(vars: &[Variable], scope: &mut Scope) -> VariableValues {
+        VariableValues::evaluate_shared(vars, scope, None)
+    }
+
+    /// [`VariableValues::evaluate`], taking the values of variables that read only the
+    /// request's inputs from `shared` when another policy computed them on the same inputs.
+    pub fn evaluate_shared<'p>(
+        vars: &[Variable],
+        scope: &mut Scope<'p>,
+        shared: Option<&request_inputs::SharedVariables<'p>>,
+    ) -> VariableValues {
         let mut out = VariableValues::default();
         let mut values: Vec<(Arc<String>, plan::V)> = Vec::new();
         // `variables` is (re)set only when an expression about to run can read it.
@@ -693,7 +718,11 @@ impl VariableValues {
                 scope.set_value("variables", plan::V::Map(Arc::new(values.clone())));
                 stale = false;
             }
-            match v.expression.eval_value(scope) {
+            let value = match (shared, &v.shared) {
+                (Some(memo), Some(key)) => memo.value(key, &v.expression, scope),
+                _ => v.expression.eval_value(scope),
+            };
+            match value {
                 Ok(val) => {
                     values.push((Arc::clone(&v.name), val));
                     stale = true;
@@ -782,9 +811,11 @@ pub fn compile_variables_with(
             .get("expression")
             .and_then(Value::as_str)
             .ok_or_else(|| CelError::new(format!("{p}.expression"), "is required"))?;
+        let expression = compile(src, &format!("{p}.expression"))?;
         out.push(Variable {
             name: Arc::new(name.to_string()),
-            expression: compile(src, &format!("{p}.expression"))?,
+            shared: request_inputs::SharedKey::of(&expression),
+            expression,
             unused: false,
         });
     }

@@ -38,16 +38,70 @@ pub const STEP_BUDGET: u64 = 1_000_000;
 pub struct Plan {
     root: Node,
     slots: usize,
+    /// See [`Plan::request_inputs`].
+    request_inputs: Option<u8>,
 }
+
+/// The inputs that are the same for every policy evaluated on one admission request (when
+/// their bindings are), in the order of [`Plan::request_inputs`]'s bits.
+pub const REQUEST_INPUTS: [&str; 4] = ["object", "oldObject", "request", "namespaceObject"];
 
 /// Plans a parsed (and rewritten) expression, or says why it cannot be planned.
 pub fn plan(ast: &cel::IdedExpr) -> Result<Plan, String> {
     let mut c = compile::Compiler::default();
     let root = c.node(ast)?;
+    let mut mask = 0;
+    // `request.object` falls back to the `object` binding (see `Node::Select`).
+    let request_inputs = reads_request_inputs_only(&root, &mut mask)
+        .then_some(if mask & 0b100 != 0 { mask | 0b11 } else { mask });
     Ok(Plan {
         root,
         slots: c.slots,
+        request_inputs,
     })
+}
+
+/// Whether `n` reads nothing but [`REQUEST_INPUTS`] (bits set in `mask`) and calls no library
+/// function (a call may read the scope's fetched resources or the clock).
+fn reads_request_inputs_only(n: &Node, mask: &mut u8) -> bool {
+    let mut all = |nodes: &[&Node]| nodes.iter().all(|n| reads_request_inputs_only(n, mask));
+    match n {
+        Node::Lit(_) | Node::Local(_) => true,
+        Node::Var(name) => match REQUEST_INPUTS.iter().position(|i| i == name) {
+            Some(bit) => {
+                *mask |= 1 << bit;
+                true
+            }
+            None => false,
+        },
+        Node::Call(_) => false,
+        Node::Select { operand, .. } => all(&[operand]),
+        Node::OptSelect(a, _)
+        | Node::Not(a)
+        | Node::NotStrictlyFalse(a)
+        | Node::Neg(a)
+        | Node::Size(a)
+        | Node::HasValue(a)
+        | Node::OptValue(a)
+        | Node::Append(_, a) => all(&[a]),
+        Node::Index(a, b)
+        | Node::OptIndex(a, b)
+        | Node::And(a, b)
+        | Node::Or(a, b)
+        | Node::Binary(_, a, b)
+        | Node::In(a, b)
+        | Node::OrValue(a, b)
+        | Node::Str(_, a, b) => all(&[a, b]),
+        Node::Cond(a, b, c) => all(&[a, b, c]),
+        Node::List(items) => items.iter().all(|x| reads_request_inputs_only(x, mask)),
+        Node::Map(entries) => entries.iter().all(|(k, v)| {
+            (match k {
+                MapKey::Lit(_) => true,
+                MapKey::Computed(k) => reads_request_inputs_only(k, mask),
+            }) && reads_request_inputs_only(v, mask)
+        }),
+        Node::Comprehension(c) => all(&[&c.range, &c.init, &c.cond, &c.step, &c.result]),
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -153,6 +207,12 @@ fn tick(f: &mut Frame<'_, '_>, n: u64) -> Result<(), Fault> {
 }
 
 impl Plan {
+    /// The [`REQUEST_INPUTS`] the plan reads, one bit each, when they are all it reads: its
+    /// value then depends on those bindings alone. `None` for any other plan.
+    pub fn request_inputs(&self) -> Option<u8> {
+        self.request_inputs
+    }
+
     /// Evaluates over `scope`; a fault means the interpreter must evaluate the expression.
     pub fn eval<'p>(&self, scope: &Scope<'p>) -> R<'p> {
         self.eval_with_budget(scope, STEP_BUDGET)

@@ -12,7 +12,7 @@ use super::exceptions::CelException;
 use super::generating_policy::{GenerateResult, GeneratingPolicy, generating_kind};
 use super::image_policy::{ImageValidatingPolicy, image_policy_kind};
 use super::mutating_policy::{MutateResult, MutatingKind, MutatingPolicy};
-use super::request_inputs::RequestInputs;
+use super::request_inputs::{RequestInputs, SharedVariables};
 use super::validating_policy::{
     Binding, CelPolicyKind, CelPolicyResult, EvaluationMode, ValidatingPolicy,
 };
@@ -655,10 +655,10 @@ impl CelPolicySet {
                 && p.mode == EvaluationMode::Kubernetes
         });
         let inputs = RequestInputs::new(&req);
-        out.extend(
-            vaps.chain(vpols)
-                .filter_map(|p| response(p, p.evaluate_in(&inputs, provider), &current)),
-        );
+        let shared = SharedVariables::default();
+        out.extend(vaps.chain(vpols).filter_map(|p| {
+            response(p, p.evaluate_in(&inputs, &shared, provider), &current)
+        }));
         for p in self
             .policies
             .iter()
@@ -822,6 +822,7 @@ impl CelPolicySet {
         let resource = req.resource_shared();
         let candidates = self.validating_candidates(&filter);
         let inputs = RequestInputs::new(req);
+        let shared = SharedVariables::default();
         for (i, candidate) in candidates.iter().enumerate() {
             if stop() {
                 pass.unevaluated = candidates
@@ -834,7 +835,7 @@ impl CelPolicySet {
             }
             match candidate {
                 Validating::Policy(p) => {
-                    for (result, actions) in p.evaluate_admission_in(&inputs, provider) {
+                    for (result, actions) in p.evaluate_admission_in(&inputs, &shared, provider) {
                         let validation_actions =
                             if p.kind == CelPolicyKind::ValidatingAdmissionPolicy {
                                 actions

@@ -7,8 +7,11 @@ use super::validate_cel::CelInput;
 use super::validating_policy::{AutogenView, autogen_applies, autogen_view};
 use crate::context::{ContextProvider, Labels};
 use crate::request::AdmissionRequest;
+use super::plan::{REQUEST_INPUTS, V};
+use super::{Expression, Scope};
 use serde_json::Value;
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
+use std::hash::{Hash, Hasher};
 
 /// One admission request's CEL inputs; create one per request and pass it to every policy.
 pub struct RequestInputs<'r> {
@@ -97,5 +100,153 @@ impl<'r> RequestInputs<'r> {
     pub fn autogen(&self, controllers: &[String]) -> Option<&AutogenView> {
         autogen_applies(controllers, self.req)
             .then(|| self.autogen.get_or_init(|| autogen_view(self.req)))
+    }
+}
+
+/// What identifies a variable whose value depends on the request's inputs alone: its
+/// expression's text, and which of [`REQUEST_INPUTS`] it reads.
+#[derive(Debug, Clone)]
+pub struct SharedKey {
+    hash: u64,
+    inputs: u8,
+}
+
+impl SharedKey {
+    /// The key of `e`, when its plan reads only request inputs and calls no function.
+    pub fn of(e: &Expression) -> Option<SharedKey> {
+        let inputs = e.request_inputs()?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        e.source.hash(&mut h);
+        Some(SharedKey {
+            hash: h.finish(),
+            inputs,
+        })
+    }
+}
+
+/// Most values kept for one request; past it, variables are evaluated per policy.
+const MAX_SHARED: usize = 256;
+
+/// Values of variables that read only the request's inputs, kept for one request: a policy
+/// evaluated after another with the same variable expression over the same inputs (the same
+/// object, not merely an equal one) reads the value instead of computing it. Policy sets
+/// repeat such variables (each restricted Pod Security policy defines `allContainers`).
+/// Only values the planner computed are kept; an error is computed again by each policy, as
+/// it was alone.
+#[derive(Default)]
+pub struct SharedVariables<'p> {
+    entries: RefCell<Vec<Shared<'p>>>,
+}
+
+struct Shared<'p> {
+    hash: u64,
+    source: String,
+    /// The bindings of [`REQUEST_INPUTS`] the expression read (`None` for the others).
+    inputs: [Option<V<'p>>; 4],
+    value: V<'p>,
+}
+
+/// Whether two bindings are the same input: the same JSON value in memory, or both null.
+fn same_input(a: Option<&V<'_>>, b: Option<&V<'_>>) -> bool {
+    match (a, b) {
+        (None, None) | (Some(V::Null), Some(V::Null)) => true,
+        (Some(V::Json(x)), Some(V::Json(y))) => std::ptr::eq(*x, *y),
+        _ => false,
+    }
+}
+
+impl<'p> SharedVariables<'p> {
+    /// The value of `e` (whose key is `key`) over `scope`: kept from an earlier policy when its
+    /// inputs are the same bindings, else evaluated (and kept when it is a value).
+    pub fn value(
+        &self,
+        key: &SharedKey,
+        e: &Expression,
+        scope: &Scope<'p>,
+    ) -> Result<V<'p>, String> {
+        let mut inputs: [Option<V<'p>>; 4] = [None, None, None, None];
+        for (i, slot) in inputs.iter_mut().enumerate() {
+            if key.inputs & (1 << i) != 0 {
+                *slot = REQUEST_INPUTS.get(i).and_then(|name| scope.binding(name));
+            }
+        }
+        let found = self.entries.borrow().iter().find_map(|s| {
+            (s.hash == key.hash
+                && s.source == e.source
+                && s.inputs
+                    .iter()
+                    .zip(&inputs)
+                    .all(|(a, b)| same_input(a.as_ref(), b.as_ref())))
+            .then(|| s.value.clone())
+        });
+        if let Some(v) = found {
+            return Ok(v);
+        }
+        // Only the planner's values are kept: the interpreter's loop bound also counts the
+        // policy's other inputs (`params`), so its answer may differ between policies.
+        let (value, planned) = e.eval_value_by(scope);
+        let value = value?;
+        if !planned {
+            return Ok(value);
+        }
+        let mut entries = self.entries.borrow_mut();
+        if entries.len() < MAX_SHARED {
+            entries.push(Shared {
+                hash: key.hash,
+                source: e.source.clone(),
+                inputs,
+                value: value.clone(),
+            });
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SharedKey, SharedVariables};
+    use crate::cel::{Expression, Scope};
+    use serde_json::json;
+
+    fn scope(object: &serde_json::Value) -> Scope<'_> {
+        let mut s = Scope::default();
+        s.set_json_ref("object", object);
+        s
+    }
+
+    #[test]
+    fn only_request_input_expressions_are_shared() {
+        let key = |src: &str| SharedKey::of(&Expression::compile(src, "t").unwrap()).is_some();
+        assert!(key("object.spec.containers + object.spec.?initContainers.orValue([])"));
+        assert!(key("['a', 'b']"));
+        assert!(key("request.object.metadata.name"));
+        assert!(!key("params.spec.limit"));
+        assert!(!key("variables.a + 1"));
+        assert!(!key("object.metadata.name.lowerAscii()")); // a library call
+    }
+
+    #[test]
+    fn values_are_reused_for_the_same_inputs_only() {
+        let e = Expression::compile("object.spec.list + [3]", "t").unwrap();
+        let key = SharedKey::of(&e).unwrap();
+        let a = json!({"spec": {"list": [1, 2]}});
+        let b = json!({"spec": {"list": [1, 2]}});
+        let shared = SharedVariables::default();
+        let (sa, sb) = (scope(&a), scope(&b));
+        let first = shared.value(&key, &e, &sa).unwrap();
+        assert_eq!(shared.entries.borrow().len(), 1);
+        // The same object: read back, not evaluated again.
+        let again = shared.value(&key, &e, &sa).unwrap();
+        assert_eq!(shared.entries.borrow().len(), 1);
+        assert_eq!(again.to_cel(), first.to_cel());
+        // An equal object elsewhere in memory is another input.
+        let other = shared.value(&key, &e, &sb).unwrap();
+        assert_eq!(shared.entries.borrow().len(), 2);
+        assert_eq!(other.to_cel(), first.to_cel());
+        // Errors are not kept.
+        let bad = Expression::compile("object.spec.missing + [1]", "t").unwrap();
+        let bad_key = SharedKey::of(&bad).unwrap();
+        assert!(shared.value(&bad_key, &bad, &sa).is_err());
+        assert_eq!(shared.entries.borrow().len(), 2);
     }
 }

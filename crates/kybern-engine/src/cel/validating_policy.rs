@@ -3,7 +3,7 @@
 //! into one whole-policy result.
 
 use super::match_constraints::MatchConstraints;
-use super::request_inputs::RequestInputs;
+use super::request_inputs::{RequestInputs, SharedVariables};
 use super::validate_cel::{
     CelInput, CelOutcome, ParamSource, Validation, base_scope, base_scope_unchecked,
     compile_validations, run_validations,
@@ -267,16 +267,19 @@ impl ValidatingPolicy {
         req: &AdmissionRequest,
         provider: &dyn ContextProvider,
     ) -> CelPolicyResult {
-        self.evaluate_in(&RequestInputs::new(req), provider)
+        let inputs = RequestInputs::new(req);
+        self.evaluate_in(&inputs, &SharedVariables::default(), provider)
     }
 
-    /// [`ValidatingPolicy::evaluate`] with the request's inputs shared with other policies.
-    pub fn evaluate_in(
+    /// [`ValidatingPolicy::evaluate`] with the request's inputs and request-wide variable
+    /// values shared with other policies.
+    pub fn evaluate_in<'i>(
         &self,
-        inputs: &RequestInputs,
-        provider: &dyn ContextProvider,
+        inputs: &'i RequestInputs,
+        shared: &'i SharedVariables<'i>,
+        provider: &'i dyn ContextProvider,
     ) -> CelPolicyResult {
-        self.evaluate_bound(inputs, provider).0
+        self.evaluate_bound(inputs, shared, provider).0
     }
 
     /// Evaluates the policy for the admission webhook: one result per binding that selects the
@@ -288,20 +291,22 @@ impl ValidatingPolicy {
         req: &AdmissionRequest,
         provider: &dyn ContextProvider,
     ) -> Vec<(CelPolicyResult, Vec<String>)> {
-        self.evaluate_admission_in(&RequestInputs::new(req), provider)
+        let inputs = RequestInputs::new(req);
+        self.evaluate_admission_in(&inputs, &SharedVariables::default(), provider)
     }
 
-    /// [`ValidatingPolicy::evaluate_admission`] with the request's inputs shared with other
-    /// policies.
-    pub fn evaluate_admission_in(
+    /// [`ValidatingPolicy::evaluate_admission`] with the request's inputs and request-wide
+    /// variable values shared with other policies.
+    pub fn evaluate_admission_in<'i>(
         &self,
-        inputs: &RequestInputs,
-        provider: &dyn ContextProvider,
+        inputs: &'i RequestInputs,
+        shared: &'i SharedVariables<'i>,
+        provider: &'i dyn ContextProvider,
     ) -> Vec<(CelPolicyResult, Vec<String>)> {
         if self.kind == CelPolicyKind::ValidatingAdmissionPolicy && self.bindings.is_empty() {
             return Vec::new();
         }
-        self.results(inputs, provider)
+        self.results(inputs, shared, provider)
             .into_iter()
             .filter(|(r, _)| *r != CelPolicyResult::NotMatched)
             .map(|(r, b)| {
@@ -316,13 +321,14 @@ impl ValidatingPolicy {
 
     /// The result as the kyverno CLI reports it: the first failing or erroring binding, else a
     /// pass, else a skip.
-    fn evaluate_bound(
+    fn evaluate_bound<'i>(
         &self,
-        inputs: &RequestInputs,
-        provider: &dyn ContextProvider,
+        inputs: &'i RequestInputs,
+        shared: &'i SharedVariables<'i>,
+        provider: &'i dyn ContextProvider,
     ) -> (CelPolicyResult, Option<&Binding>) {
         let mut result = (CelPolicyResult::NotMatched, None);
-        for (r, b) in self.results(inputs, provider) {
+        for (r, b) in self.results(inputs, shared, provider) {
             match r {
                 CelPolicyResult::Fail(_) | CelPolicyResult::Error(_) => return (r, b),
                 CelPolicyResult::Pass => result = (r, b),
@@ -337,10 +343,11 @@ impl ValidatingPolicy {
 
     /// The results of every binding that selects the request (one unbound result for the other
     /// kinds); empty when the policy does not select it.
-    fn results(
+    fn results<'i>(
         &self,
-        inputs: &RequestInputs,
-        provider: &dyn ContextProvider,
+        inputs: &'i RequestInputs,
+        shared: &'i SharedVariables<'i>,
+        provider: &'i dyn ContextProvider,
     ) -> Vec<(CelPolicyResult, Option<&Binding>)> {
         let req = inputs.request();
         if self.mode != EvaluationMode::Kubernetes {
@@ -354,12 +361,12 @@ impl ValidatingPolicy {
             .match_constraints
             .matches_with(inputs.attributes(), req, ns_labels)
         {
-            return self.evaluate_matched(inputs, None, provider);
+            return self.evaluate_matched(inputs, shared, None, provider);
         }
         if let Some(view) = inputs.autogen(&self.autogen_controllers)
             && self.match_constraints.matches(&view.request, ns_labels)
         {
-            return self.evaluate_matched(inputs, Some(view), provider);
+            return self.evaluate_matched(inputs, shared, Some(view), provider);
         }
         Vec::new()
     }
@@ -387,11 +394,12 @@ impl ValidatingPolicy {
 
     /// Evaluates after `matchConstraints` selected the request, or its Pod template (`view`,
     /// autogen).
-    fn evaluate_matched(
+    fn evaluate_matched<'i>(
         &self,
-        inputs: &RequestInputs,
-        view: Option<&AutogenView>,
-        provider: &dyn ContextProvider,
+        inputs: &'i RequestInputs,
+        shared: &'i SharedVariables<'i>,
+        view: Option<&'i AutogenView>,
+        provider: &'i dyn ContextProvider,
     ) -> Vec<(CelPolicyResult, Option<&Binding>)> {
         static NO_REQUEST: Value = Value::Null;
         let req = inputs.request();
@@ -443,6 +451,7 @@ impl ValidatingPolicy {
             exceptions: sent,
             // The inputs were size-checked once for every policy.
             checked,
+            shared: Some(shared),
         };
         if self.kind != CelPolicyKind::ValidatingAdmissionPolicy || self.bindings.is_empty() {
             return vec![(self.run(&input, None), None)];
@@ -501,7 +510,7 @@ impl ValidatingPolicy {
         };
         for p in &params {
             scope.set_json("params", p);
-            let vars = VariableValues::evaluate(&self.variables, &mut scope);
+            let vars = VariableValues::evaluate_shared(&self.variables, &mut scope, run.shared);
             match run_validations(&self.validations, &vars, &scope) {
                 CelOutcome::Pass => {}
                 CelOutcome::Fail(m) => return CelPolicyResult::Fail(m),
@@ -633,6 +642,8 @@ struct RunInput<'a> {
     exceptions: Option<CelInput<'a>>,
     /// `policy`'s inputs are known to be within the size limits.
     checked: bool,
+    /// Request-wide variable values shared with the request's other policies.
+    shared: Option<&'a SharedVariables<'a>>,
 }
 
 impl<'a> RunInput<'a> {
@@ -641,6 +652,7 @@ impl<'a> RunInput<'a> {
             policy,
             exceptions: None,
             checked: false,
+            shared: None,
         }
     }
 }
