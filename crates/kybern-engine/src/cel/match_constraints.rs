@@ -262,17 +262,18 @@ impl ResourceRule {
     }
 
     fn matches(&self, r: &RequestAttributes) -> bool {
-        if !r.any_operation && !any_matches(&self.operations, r.operation) {
+        if !r.any_operation && !any_matches(&self.operations, &r.operation) {
             return false;
         }
-        if !any_matches(&self.api_groups, r.group) || !any_matches(&self.api_versions, r.version) {
+        if !any_matches(&self.api_groups, &r.group) || !any_matches(&self.api_versions, &r.version)
+        {
             return false;
         }
         let resource_ok = self.resources.iter().any(|pattern| {
             let (pres, psub) = pattern.split_once('/').unwrap_or((pattern.as_str(), ""));
-            let res_ok = pres == "*" || pres == r.resource;
+            let res_ok = pres == "*" || pres == r.resource.as_ref();
             let sub_ok = if pattern.contains('/') {
-                psub == "*" || psub == r.subresource
+                psub == "*" || psub == r.subresource.as_ref()
             } else {
                 // `*` alone matches only main resources; a name without `/` only the resource.
                 r.subresource.is_empty()
@@ -282,7 +283,7 @@ impl ResourceRule {
         if !resource_ok {
             return false;
         }
-        if !self.resource_names.is_empty() && !self.resource_names.iter().any(|n| n == r.name) {
+        if !self.resource_names.is_empty() && !self.resource_names.iter().any(|n| *n == r.name) {
             return false;
         }
         match self.scope.as_str() {
@@ -296,15 +297,15 @@ impl ResourceRule {
 /// What matching reads from a request: the same for every policy, so read once per request
 /// ([`RequestAttributes::of`]).
 pub struct RequestAttributes<'a> {
-    operation: &'a str,
+    operation: Cow<'a, str>,
     /// Operations aside: the object as stored, not a request changing it.
     any_operation: bool,
-    group: &'a str,
-    version: &'a str,
+    group: Cow<'a, str>,
+    version: Cow<'a, str>,
     resource: Cow<'static, str>,
-    subresource: &'a str,
-    name: &'a str,
-    namespace: &'a str,
+    subresource: Cow<'a, str>,
+    name: Cow<'a, str>,
+    namespace: Cow<'a, str>,
 }
 
 impl<'a> RequestAttributes<'a> {
@@ -312,16 +313,34 @@ impl<'a> RequestAttributes<'a> {
     pub fn of(req: &'a AdmissionRequest) -> Self {
         let (group, version, kind) = req.gvk_parts();
         RequestAttributes {
-            operation: req.operation.as_str(),
+            operation: Cow::Borrowed(req.operation.as_str()),
             any_operation: false,
             resource: resource_of_kind(group, kind),
-            group,
-            version,
-            subresource: &req.subresource,
-            name: crate::objects::at(req.resource(), &["metadata", "name"])
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-            namespace: req.namespace(),
+            group: Cow::Borrowed(group),
+            version: Cow::Borrowed(version),
+            subresource: Cow::Borrowed(&req.subresource),
+            name: Cow::Borrowed(
+                crate::objects::at(req.resource(), &["metadata", "name"])
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+            ),
+            namespace: Cow::Borrowed(req.namespace()),
+        }
+    }
+
+    /// The attributes holding their own strings, for a request made for one admission
+    /// request (autogen's Pod view) that outlives no borrow of it.
+    pub fn into_owned(self) -> RequestAttributes<'static> {
+        let own = |c: Cow<'a, str>| Cow::Owned(c.into_owned());
+        RequestAttributes {
+            operation: own(self.operation),
+            any_operation: self.any_operation,
+            group: own(self.group),
+            version: own(self.version),
+            resource: self.resource,
+            subresource: own(self.subresource),
+            name: own(self.name),
+            namespace: own(self.namespace),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! evaluation stops with [`Fault::Budget`], an error, never handed to the unbounded interpreter.
 
 mod compile;
+mod paths;
 pub mod value;
 
 use super::Scope;
@@ -38,6 +39,8 @@ pub const STEP_BUDGET: u64 = 1_000_000;
 pub struct Plan {
     root: Node,
     slots: usize,
+    /// Entries of the evaluation's cache of repeated paths ([`paths`]).
+    caches: usize,
     /// See [`Plan::request_inputs`].
     request_inputs: Option<u8>,
 }
@@ -49,7 +52,8 @@ pub const REQUEST_INPUTS: [&str; 4] = ["object", "oldObject", "request", "namesp
 /// Plans a parsed (and rewritten) expression, or says why it cannot be planned.
 pub fn plan(ast: &cel::IdedExpr) -> Result<Plan, String> {
     let mut c = compile::Compiler::default();
-    let root = c.node(ast)?;
+    let mut root = c.node(ast)?;
+    let caches = paths::cache_repeated(&mut root);
     let mut mask = 0;
     // `request.object` falls back to the `object` binding (see `Node::Select`).
     let request_inputs = reads_request_inputs_only(&root, &mut mask)
@@ -57,6 +61,7 @@ pub fn plan(ast: &cel::IdedExpr) -> Result<Plan, String> {
     Ok(Plan {
         root,
         slots: c.slots,
+        caches,
         request_inputs,
     })
 }
@@ -64,9 +69,7 @@ pub fn plan(ast: &cel::IdedExpr) -> Result<Plan, String> {
 /// Whether `n` reads nothing but [`REQUEST_INPUTS`] (bits set in `mask`) and calls no library
 /// function (a call may read the scope's fetched resources or the clock).
 fn reads_request_inputs_only(n: &Node, mask: &mut u8) -> bool {
-    let mut all = |nodes: &[&Node]| nodes.iter().all(|n| reads_request_inputs_only(n, mask));
     match n {
-        Node::Lit(_) | Node::Local(_) => true,
         Node::Var(name) => match REQUEST_INPUTS.iter().position(|i| i == name) {
             Some(bit) => {
                 *mask |= 1 << bit;
@@ -75,32 +78,9 @@ fn reads_request_inputs_only(n: &Node, mask: &mut u8) -> bool {
             None => false,
         },
         Node::Call(_) => false,
-        Node::Select { operand, .. } => all(&[operand]),
-        Node::OptSelect(a, _)
-        | Node::Not(a)
-        | Node::NotStrictlyFalse(a)
-        | Node::Neg(a)
-        | Node::Size(a)
-        | Node::HasValue(a)
-        | Node::OptValue(a)
-        | Node::Append(_, a) => all(&[a]),
-        Node::Index(a, b)
-        | Node::OptIndex(a, b)
-        | Node::And(a, b)
-        | Node::Or(a, b)
-        | Node::Binary(_, a, b)
-        | Node::In(a, b)
-        | Node::OrValue(a, b)
-        | Node::Str(_, a, b) => all(&[a, b]),
-        Node::Cond(a, b, c) => all(&[a, b, c]),
-        Node::List(items) => items.iter().all(|x| reads_request_inputs_only(x, mask)),
-        Node::Map(entries) => entries.iter().all(|(k, v)| {
-            (match k {
-                MapKey::Lit(_) => true,
-                MapKey::Computed(k) => reads_request_inputs_only(k, mask),
-            }) && reads_request_inputs_only(v, mask)
-        }),
-        Node::Comprehension(c) => all(&[&c.range, &c.init, &c.cond, &c.step, &c.result]),
+        other => paths::children(other)
+            .into_iter()
+            .all(|c| reads_request_inputs_only(c, mask)),
     }
 }
 
@@ -135,6 +115,8 @@ pub struct Comprehension {
     cond: Node,
     step: Node,
     result: Node,
+    /// Cache entries of paths that start from this comprehension's element.
+    element_caches: Vec<usize>,
 }
 
 /// A library call through the adapter: `shape` is the call with its planned arguments
@@ -189,6 +171,8 @@ pub enum Node {
     Append(usize, Box<Node>),
     Comprehension(Box<Comprehension>),
     Call(Box<Call>),
+    /// A path read more than once: its value is kept in the evaluation's cache entry.
+    Cached(usize, Box<Node>),
 }
 
 type R<'p> = Result<V<'p>, Fault>;
@@ -196,6 +180,8 @@ type R<'p> = Result<V<'p>, Fault>;
 struct Frame<'s, 'p> {
     scope: &'s Scope<'p>,
     slots: Vec<V<'p>>,
+    /// Values of repeated paths read so far ([`Node::Cached`]).
+    cache: Vec<Option<V<'p>>>,
     /// Steps left ([`STEP_BUDGET`] at the start).
     steps: u64,
 }
@@ -223,6 +209,7 @@ impl Plan {
         let mut f = Frame {
             scope,
             slots: vec![V::Null; self.slots],
+            cache: vec![None; self.caches],
             steps,
         };
         eval(&self.root, &mut f)
@@ -448,6 +435,16 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
         }
         Node::Comprehension(c) => comprehension(c, f),
         Node::Call(c) => call(c, f),
+        Node::Cached(i, inner) => {
+            if let Some(Some(v)) = f.cache.get(*i) {
+                return Ok(v.clone());
+            }
+            let v = eval(inner, f)?;
+            if let Some(entry) = f.cache.get_mut(*i) {
+                *entry = Some(v.clone());
+            }
+            Ok(v)
+        }
     }
 }
 
@@ -497,6 +494,11 @@ fn step<'p>(c: &Comprehension, f: &mut Frame<'_, 'p>, item: V<'p>) -> Result<boo
     }
     tick(f, 1)?;
     set(f, c.iter, item)?;
+    for &i in &c.element_caches {
+        if let Some(entry) = f.cache.get_mut(i) {
+            *entry = None;
+        }
+    }
     let next = eval(&c.step, f)?;
     set(f, c.accu, next)?;
     Ok(true)
@@ -695,12 +697,23 @@ mod tests {
         ("object.spec.s.name", true),
         ("has(object.spec.n.x)", true),
         ("object.spec.?m['zz'].orValue('none') == 'none'", true),
+        // Repeated paths are read once per element: each element's own value.
+        ("object.spec.items.exists(i, i.n > 5 && i.n < 30)", true),
+        ("object.spec.items.map(i, i.n + i.n) == [2, 40]", true),
+        (
+            "object.spec.items.all(o, object.spec.items.exists(i, i.n > o.n || i.n == o.n))",
+            true,
+        ),
+        (
+            "object.spec.m.a + object.spec.m.b == 3 && has(object.spec.m.a)",
+            true,
+        ),
     ];
 
     #[test]
     fn planned_values_match_the_interpreter() {
-        let object =
-            json!({"spec": {"n": 2, "s": "web", "list": [1, 2, 3], "m": {"a": 1, "b": 2}}});
+        let object = json!({"spec": {"n": 2, "s": "web", "list": [1, 2, 3], "m": {"a": 1, "b": 2},
+                    "items": [{"n": 1}, {"n": 20}]}});
         let s = scope(&object);
         for (src, answered) in CASES {
             let e = Expression::compile(src, "test").unwrap();

@@ -656,9 +656,10 @@ impl CelPolicySet {
         });
         let inputs = RequestInputs::new(&req);
         let shared = SharedVariables::default();
-        out.extend(vaps.chain(vpols).filter_map(|p| {
-            response(p, p.evaluate_in(&inputs, &shared, provider), &current)
-        }));
+        out.extend(
+            vaps.chain(vpols)
+                .filter_map(|p| response(p, p.evaluate_in(&inputs, &shared, provider), &current)),
+        );
         for p in self
             .policies
             .iter()

@@ -3,12 +3,12 @@
 //! more than evaluating the policies' planned expressions).
 
 use super::match_constraints::RequestAttributes;
+use super::plan::{REQUEST_INPUTS, V};
 use super::validate_cel::CelInput;
-use super::validating_policy::{AutogenView, autogen_applies, autogen_view};
+use super::validating_policy::{AutogenView, autogen_resource, autogen_view};
+use super::{Expression, Scope};
 use crate::context::{ContextProvider, Labels};
 use crate::request::AdmissionRequest;
-use super::plan::{REQUEST_INPUTS, V};
-use super::{Expression, Scope};
 use serde_json::Value;
 use std::cell::{OnceCell, RefCell};
 use std::hash::{Hash, Hasher};
@@ -22,6 +22,8 @@ pub struct RequestInputs<'r> {
     objects_within_limits: OnceCell<bool>,
     request_within_limits: OnceCell<bool>,
     autogen: OnceCell<AutogenView>,
+    /// The request's resource when autogen can apply to it ([`autogen_applies`]).
+    autogen_resource: OnceCell<Option<String>>,
     attributes: OnceCell<RequestAttributes<'r>>,
 }
 
@@ -35,6 +37,7 @@ impl<'r> RequestInputs<'r> {
             objects_within_limits: OnceCell::new(),
             request_within_limits: OnceCell::new(),
             autogen: OnceCell::new(),
+            autogen_resource: OnceCell::new(),
             attributes: OnceCell::new(),
         }
     }
@@ -98,7 +101,12 @@ impl<'r> RequestInputs<'r> {
     /// The request through its Pod template when autogen gives it to a Pod policy of these
     /// `controllers` (built once, whichever policy asks first).
     pub fn autogen(&self, controllers: &[String]) -> Option<&AutogenView> {
-        autogen_applies(controllers, self.req)
+        let resource = self
+            .autogen_resource
+            .get_or_init(|| autogen_resource(self.req))
+            .as_ref()?;
+        controllers
+            .contains(resource)
             .then(|| self.autogen.get_or_init(|| autogen_view(self.req)))
     }
 }
@@ -217,7 +225,9 @@ mod tests {
     #[test]
     fn only_request_input_expressions_are_shared() {
         let key = |src: &str| SharedKey::of(&Expression::compile(src, "t").unwrap()).is_some();
-        assert!(key("object.spec.containers + object.spec.?initContainers.orValue([])"));
+        assert!(key(
+            "object.spec.containers + object.spec.?initContainers.orValue([])"
+        ));
         assert!(key("['a', 'b']"));
         assert!(key("request.object.metadata.name"));
         assert!(!key("params.spec.limit"));

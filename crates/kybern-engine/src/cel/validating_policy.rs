@@ -2,7 +2,7 @@
 //! ValidatingAdmissionPolicy with its bindings: compiled once, evaluated per admission request
 //! into one whole-policy result.
 
-use super::match_constraints::MatchConstraints;
+use super::match_constraints::{MatchConstraints, RequestAttributes};
 use super::request_inputs::{RequestInputs, SharedVariables};
 use super::validate_cel::{
     CelInput, CelOutcome, ParamSource, Validation, base_scope, base_scope_unchecked,
@@ -364,7 +364,9 @@ impl ValidatingPolicy {
             return self.evaluate_matched(inputs, shared, None, provider);
         }
         if let Some(view) = inputs.autogen(&self.autogen_controllers)
-            && self.match_constraints.matches(&view.request, ns_labels)
+            && self
+                .match_constraints
+                .matches_with(&view.attributes, &view.request, ns_labels)
         {
             return self.evaluate_matched(inputs, shared, Some(view), provider);
         }
@@ -682,6 +684,12 @@ pub fn autogen_controllers(spec: &Value, m: &MatchConstraints) -> Vec<String> {
 /// Whether autogen gives the request to a Pod policy: its resource is one of the pod
 /// `controllers` and it is not a subresource request.
 pub fn autogen_applies(controllers: &[String], req: &AdmissionRequest) -> bool {
+    autogen_resource(req).is_some_and(|r| controllers.contains(&r))
+}
+
+/// The resource of a request autogen can apply to (a pod controller at its served version,
+/// no subresource), whichever controllers a policy names.
+pub fn autogen_resource(req: &AdmissionRequest) -> Option<String> {
     let gvk = req.gvk();
     // The generated policies match each controller at its served version only (`apps/v1`,
     // `batch/v1`), as Kyverno's autogen writes their resource rules.
@@ -690,8 +698,8 @@ pub fn autogen_applies(controllers: &[String], req: &AdmissionRequest) -> bool {
         "ReplicationController" => gvk.group.is_empty() && gvk.version == "v1",
         _ => gvk.group == "apps" && gvk.version == "v1",
     };
-    let resource = super::match_constraints::resource_for_kind(&gvk.group, &gvk.kind);
-    served && controllers.contains(&resource) && req.subresource.is_empty()
+    (served && req.subresource.is_empty())
+        .then(|| super::match_constraints::resource_for_kind(&gvk.group, &gvk.kind))
 }
 
 /// The request as a Pod request when its resource is one of the pod `controllers` (autogen):
@@ -712,6 +720,8 @@ pub struct AutogenView {
     pub object: Value,
     /// `oldObject` as CEL reads it.
     pub old_object: Value,
+    /// What matching reads from `request`, read once for every policy.
+    pub attributes: RequestAttributes<'static>,
     within_limits: std::cell::OnceCell<bool>,
 }
 
@@ -748,6 +758,7 @@ pub fn autogen_view(req: &AdmissionRequest) -> AutogenView {
     };
     let request = pod_request(req, for_matching(&object), for_matching(&old_object));
     AutogenView {
+        attributes: RequestAttributes::of(&request).into_owned(),
         request,
         object,
         old_object,

@@ -119,6 +119,7 @@ impl Compiler {
                     cond: cond?,
                     step: step?,
                     result: result?,
+                    element_caches: Vec::new(),
                 })))
             }
             Expr::Call(call) => self.call(e, call),
