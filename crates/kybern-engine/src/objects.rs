@@ -10,7 +10,27 @@ fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
 
 /// The value at a path of keys (a JSON pointer would unescape each key into a new string).
 pub fn at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
-    path.iter().try_fold(v, |v, key| v.get(key))
+    path.iter().try_fold(v, |v, key| get(v, key))
+}
+
+/// `v[key]` when `v` is an object ([`map_get`]).
+pub fn get<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
+    match v {
+        Value::Object(m) => map_get(m, key),
+        _ => None,
+    }
+}
+
+/// `m[key]`. A resource's objects are small (a container has a handful of keys): comparing
+/// key lengths first skips most byte comparisons, which the map's ordered search makes with
+/// every key it passes.
+pub fn map_get<'v>(m: &'v serde_json::Map<String, Value>, key: &str) -> Option<&'v Value> {
+    if m.len() > 16 {
+        return m.get(key);
+    }
+    m.iter()
+        .find(|(k, _)| k.len() == key.len() && k.as_bytes() == key.as_bytes())
+        .map(|(_, v)| v)
 }
 
 /// An object's `metadata.labels` as strings (non-string values printed as JSON).

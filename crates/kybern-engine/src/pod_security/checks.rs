@@ -71,7 +71,7 @@ impl<'a> PodView<'a> {
     /// Build the view from a pod's metadata and spec (either may be missing).
     pub(crate) fn new(metadata: Option<&'a Value>, spec: Option<&'a Value>) -> PodView<'a> {
         let mut annotations: Vec<(&str, &str)> = metadata
-            .and_then(|m| m.get("annotations"))
+            .and_then(|m| crate::objects::get(m, "annotations"))
             .and_then(Value::as_object)
             .map(|a| {
                 a.iter()
@@ -82,7 +82,7 @@ impl<'a> PodView<'a> {
         annotations.sort();
         let spec = spec.and_then(Value::as_object);
         let list = |name: &str| -> Vec<&'a Value> {
-            spec.and_then(|s| s.get(name))
+            spec.and_then(|s| crate::objects::map_get(s, name))
                 .and_then(Value::as_array)
                 .map(|a| a.iter().collect())
                 .unwrap_or_default()
@@ -116,7 +116,7 @@ impl<'a> PodView<'a> {
 
     fn spec_field(&self, path: &[&str]) -> Option<&'a Value> {
         let (first, rest) = path.split_first()?;
-        let v = self.spec?.get(*first)?;
+        let v = crate::objects::map_get(self.spec?, first)?;
         lookup(v, rest)
     }
 
@@ -136,13 +136,15 @@ impl<'a> PodView<'a> {
 pub(crate) fn lookup<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
     let mut cur = v;
     for key in path {
-        cur = cur.get(*key)?;
+        cur = crate::objects::get(cur, key)?;
     }
     if cur.is_null() { None } else { Some(cur) }
 }
 
 fn name_of(c: &Value) -> &str {
-    c.get("name").and_then(Value::as_str).unwrap_or("")
+    crate::objects::get(c, "name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// A string field read the way Go reads an optional string: absent is "".

@@ -211,7 +211,11 @@ pub fn parse_raw_document(
         };
         return (Vec::new(), Some(err));
     }
-    let text = String::from_utf8_lossy(&raw.text);
+    // The strict check has a fast path for ASCII; the lossy one walks byte by byte.
+    let text = match std::str::from_utf8(&raw.text) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(&raw.text),
+    };
     // Most manifests are plain block YAML, which the fast reader takes; the rest (and every
     // error) goes through the full parser.
     if let Some(value) = super::fast::parse(&text, limits.max_depth) {

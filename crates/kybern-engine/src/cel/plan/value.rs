@@ -129,18 +129,6 @@ pub fn from_json(v: &Json) -> V<'_> {
     }
 }
 
-/// `m[key]`. Objects are small (a container has a handful of keys): a scan that compares key
-/// lengths first does fewer byte comparisons than the map's ordered search, which compares
-/// bytes with each key it passes.
-fn json_field<'j>(m: &'j serde_json::Map<String, Json>, key: &str) -> Option<&'j Json> {
-    if m.len() > 16 {
-        return m.get(key);
-    }
-    m.iter()
-        .find(|(k, _)| k.len() == key.len() && k.as_bytes() == key.as_bytes())
-        .map(|(_, v)| v)
-}
-
 /// An interpreter value, scalars unpacked.
 pub fn from_cel<'p>(v: cel::Value) -> V<'p> {
     match v {
@@ -197,7 +185,7 @@ impl<'p> V<'p> {
     /// `self.field` on a map: `Ok(None)` when the key is absent, a fault on anything else.
     pub fn field(&self, key: &str) -> Result<Option<V<'p>>, Fault> {
         match self {
-            V::Json(Json::Object(m)) => Ok(json_field(m, key).map(from_json)),
+            V::Json(Json::Object(m)) => Ok(crate::objects::map_get(m, key).map(from_json)),
             V::Map(m) => Ok(m
                 .iter()
                 .rev()
