@@ -255,19 +255,17 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
     let limits = Limits::default();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    if !args.policy_report && !args.json_results() {
+    let header = |total: usize| {
         let rule_count: usize = set.policies.iter().map(|p| p.rules.len()).sum();
-        let total = count_resources(&resource_files, &limits);
-        writeln!(
-            out,
-            "\nApplying {rule_count} policy rule(s) to {total} resource(s){}...",
+        format!(
+            "\nApplying {rule_count} policy rule(s) to {total} resource(s){}...\n",
             if set.exceptions.is_empty() {
                 String::new()
             } else {
                 format!(" with {} exception(s)", set.exceptions.len())
             }
-        )?;
-    }
+        )
+    };
     let mut sink = Sink {
         output: &output,
         counts: Counts::default(),
@@ -281,9 +279,38 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
     if let Some(j) = &sink.json {
         j.start(&mut out)?;
     }
-    run_pipeline(&inputs, args, &resource_files, &limits, |batch| {
-        errors.report(&batch.issues);
-        sink.take(batch, &mut out)
+    let counted = !args.policy_report && !args.json_results();
+    let joined = |c: std::thread::ScopedJoinHandle<'_, usize>| {
+        c.join()
+            .map_err(|_| anyhow::anyhow!("counting the resources failed"))
+    };
+    std::thread::scope(|scope| -> Result<()> {
+        // The header line needs the number of resources: counted on its own thread while the
+        // first batches are evaluated (counting is many times faster); their output waits.
+        let mut count = counted.then(|| scope.spawn(|| count_resources(&resource_files, &limits)));
+        let mut held: Vec<BatchOutput> = Vec::new();
+        run_pipeline(&inputs, args, &resource_files, &limits, |batch| {
+            held.push(batch);
+            if count.as_ref().is_some_and(|c| !c.is_finished()) {
+                return Ok(());
+            }
+            if let Some(c) = count.take() {
+                out.write_all(header(joined(c)?).as_bytes())?;
+            }
+            for batch in held.drain(..) {
+                errors.report(&batch.issues);
+                sink.take(batch, &mut out)?;
+            }
+            Ok(())
+        })?;
+        if let Some(c) = count.take() {
+            out.write_all(header(joined(c)?).as_bytes())?;
+        }
+        for batch in held.drain(..) {
+            errors.report(&batch.issues);
+            sink.take(batch, &mut out)?;
+        }
+        Ok(())
     })?;
     let Sink {
         counts,

@@ -202,3 +202,54 @@ fn apply_json_output_lists_every_rule_result_and_the_summary() {
             .contains("a team label is required")
     );
 }
+
+#[test]
+fn apply_header_counts_every_resource_before_any_result() {
+    let suite = Suite::new("apply-header");
+    // Several batches of documents, the failing ones spread through them, and a List.
+    let mut resources = String::new();
+    for i in 0..300 {
+        let labels = if i % 50 == 49 {
+            String::new()
+        } else {
+            "\n  labels:\n    team: a".to_string()
+        };
+        resources.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p{i}{labels}\nspec:\n  containers:\n  - name: c\n    image: nginx:1.27\n"
+        ));
+    }
+    resources.push_str(
+        "---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: in-list-a\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: in-list-b\n    labels:\n      team: b\n",
+    );
+    let file = suite.dir.join("many.yaml");
+    std::fs::write(&file, resources).unwrap();
+    let out = Command::new(BIN)
+        .arg("apply")
+        .arg(suite.dir.join("policy.yaml"))
+        .arg("--resource")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap();
+    // The policy's rule and the two rules autogen gives it for pod controllers.
+    assert_eq!(
+        first, "Applying 3 policy rule(s) to 302 resource(s)...",
+        "{text}"
+    );
+    // Every failure is reported after the header, in reading order.
+    let failed: Vec<usize> = ["p49", "p99", "p149", "p199", "p249", "p299", "in-list-a"]
+        .iter()
+        .map(|n| {
+            text.find(&format!("/{n} "))
+                .or_else(|| text.find(&format!("/{n}\n")))
+                .unwrap_or_else(|| panic!("{n} not reported: {text}"))
+        })
+        .collect();
+    assert!(failed.windows(2).all(|w| w[0] < w[1]), "{text}");
+    assert!(
+        text.trim_end()
+            .ends_with("pass: 295, fail: 7, warn: 0, error: 0, skip: 0"),
+        "{text}"
+    );
+}
