@@ -1,6 +1,7 @@
 //! The `kybern` command: `test`, `apply` and `jp`, drop-in for the kyverno CLI verbs.
 //! This binary owns file access and printing; every decision comes from `kybern-engine`.
 
+mod allocator;
 mod apply_cmd;
 mod cel_policies;
 mod cluster_cmd;
@@ -92,13 +93,12 @@ fn exit_quietly_on_closed_stdout() {
     }));
 }
 
-// glibc's allocator spent a fifth of the webhook's time in malloc and free under load.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     exit_quietly_on_closed_stdout();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_) | Command::Controller(_)) {
+        allocator::use_server_settings();
+    }
     let result = match &cli.command {
         Command::Test(args) => test_cmd::execute(args),
         Command::Apply(args) => apply_cmd::execute(args),
