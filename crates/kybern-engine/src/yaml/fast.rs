@@ -13,7 +13,7 @@ use saphyr_parser::ScalarStyle;
 use serde_json::{Map, Value};
 
 use super::load::{MapKey, NodeData, map_key, scalar_value};
-use super::resolve::resolve_scalar;
+use super::resolve::{plain_is_text, resolve_scalar};
 
 /// One significant line: its indentation and the text after it (no line break).
 #[derive(Clone, Copy)]
@@ -285,6 +285,12 @@ fn entry(text: &str) -> Option<Entry<'_>> {
     if !(rest.is_empty() || rest.starts_with(' ')) {
         return None;
     }
+    if style == ScalarStyle::Plain && plain_is_text(&key_text) {
+        return Some(Entry {
+            key: key_text.into_owned(),
+            rest: rest.trim_start_matches(' '),
+        });
+    }
     let scalar = resolve_scalar(&key_text, style, None).ok()?;
     let key = match map_key(NodeData::Scalar(scalar)).ok()? {
         MapKey::Str(k) => k,
@@ -346,10 +352,11 @@ fn inline_value(text: &str) -> Option<Value> {
     } else if let Some(after) = text.strip_prefix("[]") {
         return is_blank_or_comment_after_value(after).then(|| Value::Array(Vec::new()));
     } else {
-        (
-            std::borrow::Cow::Borrowed(plain_value(text)?),
-            ScalarStyle::Plain,
-        )
+        let plain = plain_value(text)?;
+        if plain_is_text(plain) {
+            return Some(Value::String(plain.to_string()));
+        }
+        (std::borrow::Cow::Borrowed(plain), ScalarStyle::Plain)
     };
     let scalar = resolve_scalar(&scalar_text, style, None).ok()?;
     scalar_value(scalar).ok()

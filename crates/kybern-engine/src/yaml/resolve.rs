@@ -90,6 +90,41 @@ fn decode_binary(value: &str) -> Result<String, String> {
 }
 
 /// Resolves a plain scalar the way go-yaml v2's `resolve("", s)` does.
+/// Whether a plain scalar certainly resolves to its own text: it starts with an ASCII letter and
+/// is none of YAML 1.1's booleans and nulls (every other form that resolves to something else
+/// starts with a digit, a sign, `.`, `~` or `<`). Most keys and many values of a manifest are;
+/// they skip [`resolve_plain`].
+pub(crate) fn plain_is_text(s: &str) -> bool {
+    s.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
+        && !matches!(
+            s,
+            "y" | "Y"
+                | "yes"
+                | "Yes"
+                | "YES"
+                | "true"
+                | "True"
+                | "TRUE"
+                | "on"
+                | "On"
+                | "ON"
+                | "n"
+                | "N"
+                | "no"
+                | "No"
+                | "NO"
+                | "false"
+                | "False"
+                | "FALSE"
+                | "off"
+                | "Off"
+                | "OFF"
+                | "null"
+                | "Null"
+                | "NULL"
+        )
+}
+
 pub(crate) fn resolve_plain(s: &str) -> Scalar {
     match s {
         "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
@@ -440,4 +475,75 @@ pub(crate) fn is_base60_float(s: &str) -> bool {
         }
     }
     i == b.len()
+}
+
+#[cfg(test)]
+mod plain_text_tests {
+    use super::{Scalar, plain_is_text, resolve_plain};
+
+    #[test]
+    fn text_scalars_resolve_to_their_text() {
+        let words = [
+            "name",
+            "y",
+            "Y",
+            "yes",
+            "Yes",
+            "YES",
+            "yEs",
+            "n",
+            "N",
+            "no",
+            "NO",
+            "nO",
+            "on",
+            "ON",
+            "oN",
+            "off",
+            "Off",
+            "OFF",
+            "true",
+            "True",
+            "TRUE",
+            "tRue",
+            "false",
+            "False",
+            "null",
+            "Null",
+            "NULL",
+            "nULL",
+            "nan",
+            "inf",
+            "Infinity",
+            "x1",
+            "a.b",
+            "a-b",
+            "a_b",
+            "e5",
+            "E5",
+            "o",
+            "nginx:1.27",
+            "key with spaces",
+            "1a",
+            "+a",
+            ".inf",
+            "~",
+            "<<",
+            "",
+        ];
+        let mut taken = 0;
+        for w in words {
+            if plain_is_text(w) {
+                taken += 1;
+                assert_eq!(resolve_plain(w), Scalar::Str(w.to_string()), "{w}");
+            } else if w.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) {
+                // Only YAML 1.1's booleans and nulls are refused among words.
+                assert!(
+                    matches!(resolve_plain(w), Scalar::Bool(_) | Scalar::Null),
+                    "{w}"
+                );
+            }
+        }
+        assert!(taken > 15);
+    }
 }
