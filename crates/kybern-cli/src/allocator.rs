@@ -12,12 +12,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Freed pages go back to the system at once instead of after a delay.
 const PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
+/// The older name of the same setting, still read by mimalloc.
+const RESET_DELAY: &str = "MIMALLOC_RESET_DELAY";
 
 /// For a long-running command, replaces the process with itself started with the server
 /// settings, unless the environment already sets them (the operator's choice wins). Returns
 /// only when it does not restart (or the restart failed, which is reported).
 pub fn use_server_settings() {
-    if std::env::var_os(PURGE_DELAY).is_some() {
+    if std::env::var_os(PURGE_DELAY).is_some() || std::env::var_os(RESET_DELAY).is_some() {
         return;
     }
     restart_with(PURGE_DELAY, "0");
@@ -26,8 +28,15 @@ pub fn use_server_settings() {
 #[cfg(unix)]
 fn restart_with(var: &str, value: &str) {
     use std::os::unix::process::CommandExt;
-    let Ok(exe) = std::env::current_exe() else {
-        return;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(err) => {
+            eprintln!(
+                "warning: could not restart with {var}={value} ({err}); memory freed after \
+                 bursts is returned to the system later"
+            );
+            return;
+        }
     };
     let err = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))

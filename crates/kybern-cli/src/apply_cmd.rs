@@ -291,7 +291,8 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
         let mut held: Vec<BatchOutput> = Vec::new();
         run_pipeline(&inputs, args, &resource_files, &limits, |batch| {
             held.push(batch);
-            if count.as_ref().is_some_and(|c| !c.is_finished()) {
+            // Output waits for the count, up to a bound: past it, the count is waited for.
+            if held.len() < MAX_HELD && count.as_ref().is_some_and(|c| !c.is_finished()) {
                 return Ok(());
             }
             if let Some(c) = count.take() {
@@ -349,6 +350,9 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
     }
     Ok(0)
 }
+
+/// Batches whose output may wait for the resource count before the count is waited for.
+const MAX_HELD: usize = 16;
 
 /// Documents per batch: large enough to amortise the hand-over between threads, small enough
 /// that the batches in flight stay a few MiB.
@@ -434,14 +438,25 @@ fn run_pipeline<'f>(
         // Batches finish out of order; they are taken in reading order.
         let mut pending = std::collections::BTreeMap::new();
         let mut next = 0usize;
-        for (seq, output) in done_rx {
+        let mut taken = Ok(());
+        'results: for (seq, output) in done_rx {
             pending.insert(seq, output);
             while let Some(output) = pending.remove(&next) {
-                take(output)?;
+                taken = take(output);
+                if taken.is_err() {
+                    break 'results;
+                }
                 next += 1;
             }
         }
-        Ok(())
+        if taken.is_err() {
+            // The workers stop once their results have nowhere to go; the reader may be waiting
+            // to hand over a batch: take (and drop) what it sends until it has read everything.
+            if let Ok(rx) = job_rx.lock() {
+                while rx.recv().is_ok() {}
+            }
+        }
+        taken
     })
 }
 

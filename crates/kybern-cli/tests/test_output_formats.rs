@@ -253,3 +253,41 @@ fn apply_header_counts_every_resource_before_any_result() {
         "{text}"
     );
 }
+
+#[test]
+fn apply_stops_when_its_reader_stops_reading() {
+    let suite = Suite::new("apply-closed");
+    let mut resources = String::new();
+    for i in 0..4000 {
+        resources.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: unlabelled-{i}\nspec:\n  containers:\n  - name: c\n    image: nginx:1.27\n"
+        ));
+    }
+    let file = suite.dir.join("many.yaml");
+    std::fs::write(&file, resources).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("apply")
+        .arg(suite.dir.join("policy.yaml"))
+        .arg("--resource")
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Read a little of the report, then stop reading, as `| head` does.
+    let mut first = [0u8; 100];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kybern apply kept running after its output was closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(141));
+}
