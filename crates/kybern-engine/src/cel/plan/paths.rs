@@ -16,90 +16,64 @@ enum Root {
 
 type Path = (Root, Vec<String>);
 
+/// The nodes `$n` evaluates directly, borrowed as `$n` is (`iter` or `iter_mut` for lists, and
+/// the matching `&`/`&mut` for a comprehension's parts): one body for both borrows.
+macro_rules! children_of {
+    ($n:expr, $iter:ident, $($borrow:tt)+) => {
+        match $n {
+            Node::Lit(_) | Node::Var(_) | Node::Local(_) => Vec::new(),
+            Node::Select { operand: a, .. }
+            | Node::OptSelect(a, _)
+            | Node::Not(a)
+            | Node::NotStrictlyFalse(a)
+            | Node::Neg(a)
+            | Node::Size(a)
+            | Node::HasValue(a)
+            | Node::OptValue(a)
+            | Node::Append(_, a)
+            | Node::Cached(_, a) => vec![a],
+            Node::Index(a, b)
+            | Node::OptIndex(a, b)
+            | Node::And(a, b)
+            | Node::Or(a, b)
+            | Node::Binary(_, a, b)
+            | Node::In(a, b)
+            | Node::OrValue(a, b)
+            | Node::Str(_, a, b) => vec![a, b],
+            Node::Cond(a, b, c) => vec![a, b, c],
+            Node::List(items) => items.$iter().collect(),
+            Node::Map(entries) => entries
+                .$iter()
+                .flat_map(|(k, v)| {
+                    let k = match k {
+                        MapKey::Lit(_) => None,
+                        MapKey::Computed(k) => Some(k),
+                    };
+                    k.into_iter().chain(std::iter::once(v))
+                })
+                .collect(),
+            Node::Comprehension(c) => {
+                let c = $($borrow)+ **c;
+                vec![
+                    $($borrow)+ c.range,
+                    $($borrow)+ c.init,
+                    $($borrow)+ c.cond,
+                    $($borrow)+ c.step,
+                    $($borrow)+ c.result,
+                ]
+            }
+            Node::Call(c) => c.args.$iter().collect(),
+        }
+    };
+}
+
 /// The nodes `n` evaluates directly.
 pub fn children(n: &Node) -> Vec<&Node> {
-    match n {
-        Node::Lit(_) | Node::Var(_) | Node::Local(_) => Vec::new(),
-        Node::Select { operand: a, .. }
-        | Node::OptSelect(a, _)
-        | Node::Not(a)
-        | Node::NotStrictlyFalse(a)
-        | Node::Neg(a)
-        | Node::Size(a)
-        | Node::HasValue(a)
-        | Node::OptValue(a)
-        | Node::Append(_, a)
-        | Node::Cached(_, a) => vec![a],
-        Node::Index(a, b)
-        | Node::OptIndex(a, b)
-        | Node::And(a, b)
-        | Node::Or(a, b)
-        | Node::Binary(_, a, b)
-        | Node::In(a, b)
-        | Node::OrValue(a, b)
-        | Node::Str(_, a, b) => vec![a, b],
-        Node::Cond(a, b, c) => vec![a, b, c],
-        Node::List(items) => items.iter().collect(),
-        Node::Map(entries) => entries
-            .iter()
-            .flat_map(|(k, v)| {
-                let k = match k {
-                    MapKey::Lit(_) => None,
-                    MapKey::Computed(k) => Some(k),
-                };
-                k.into_iter().chain(std::iter::once(v))
-            })
-            .collect(),
-        Node::Comprehension(c) => vec![&c.range, &c.init, &c.cond, &c.step, &c.result],
-        Node::Call(c) => c.args.iter().collect(),
-    }
+    children_of!(n, iter, &)
 }
 
 fn children_mut(n: &mut Node) -> Vec<&mut Node> {
-    match n {
-        Node::Lit(_) | Node::Var(_) | Node::Local(_) => Vec::new(),
-        Node::Select { operand: a, .. }
-        | Node::OptSelect(a, _)
-        | Node::Not(a)
-        | Node::NotStrictlyFalse(a)
-        | Node::Neg(a)
-        | Node::Size(a)
-        | Node::HasValue(a)
-        | Node::OptValue(a)
-        | Node::Append(_, a)
-        | Node::Cached(_, a) => vec![a],
-        Node::Index(a, b)
-        | Node::OptIndex(a, b)
-        | Node::And(a, b)
-        | Node::Or(a, b)
-        | Node::Binary(_, a, b)
-        | Node::In(a, b)
-        | Node::OrValue(a, b)
-        | Node::Str(_, a, b) => vec![a, b],
-        Node::Cond(a, b, c) => vec![a, b, c],
-        Node::List(items) => items.iter_mut().collect(),
-        Node::Map(entries) => entries
-            .iter_mut()
-            .flat_map(|(k, v)| {
-                let k = match k {
-                    MapKey::Lit(_) => None,
-                    MapKey::Computed(k) => Some(k),
-                };
-                k.into_iter().chain(std::iter::once(v))
-            })
-            .collect(),
-        Node::Comprehension(c) => {
-            let c = &mut **c;
-            vec![
-                &mut c.range,
-                &mut c.init,
-                &mut c.cond,
-                &mut c.step,
-                &mut c.result,
-            ]
-        }
-        Node::Call(c) => c.args.iter_mut().collect(),
-    }
+    children_of!(n, iter_mut, &mut)
 }
 
 /// The path `n` reads, when it is a plain selection (not `has()`) from an input or a
