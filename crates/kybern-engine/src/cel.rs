@@ -719,11 +719,7 @@ impl VariableValues {
                 stale = false;
             }
             let value = match (shared, &v.shared) {
-                // The key was taken when the expression was planned; it may be interpreted only
-                // since (`Expression::interpreter_only`).
-                (Some(memo), Some(key)) if v.expression.request_inputs().is_some() => {
-                    memo.value(key, &v.expression, scope)
-                }
+                (Some(memo), Some(key)) => memo.value(key, &v.expression, scope),
                 _ => v.expression.eval_value(scope),
             };
             match value {

@@ -111,24 +111,20 @@ impl<'r> RequestInputs<'r> {
     }
 }
 
-/// What identifies a variable whose value depends on the request's inputs alone: its
-/// expression's text, and which of [`REQUEST_INPUTS`] it reads.
+/// What identifies a variable whose value depends on the request's inputs alone: a hash of its
+/// expression's text (which inputs it reads is the plan's [`Expression::request_inputs`]).
 #[derive(Debug, Clone)]
 pub struct SharedKey {
     hash: u64,
-    inputs: u8,
 }
 
 impl SharedKey {
     /// The key of `e`, when its plan reads only request inputs and calls no function.
     pub fn of(e: &Expression) -> Option<SharedKey> {
-        let inputs = e.request_inputs()?;
+        e.request_inputs()?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         e.source.hash(&mut h);
-        Some(SharedKey {
-            hash: h.finish(),
-            inputs,
-        })
+        Some(SharedKey { hash: h.finish() })
     }
 }
 
@@ -172,9 +168,13 @@ impl<'p> SharedVariables<'p> {
         e: &Expression,
         scope: &Scope<'p>,
     ) -> Result<V<'p>, String> {
+        // Planned no longer (`Expression::interpreter_only`): nothing to share.
+        let Some(read) = e.request_inputs() else {
+            return e.eval_value(scope);
+        };
         let mut inputs: [Option<V<'p>>; 4] = [None, None, None, None];
         for (i, slot) in inputs.iter_mut().enumerate() {
-            if key.inputs & (1 << i) != 0 {
+            if read & (1 << i) != 0 {
                 *slot = REQUEST_INPUTS.get(i).and_then(|name| scope.binding(name));
             }
         }
