@@ -289,12 +289,10 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
         // first batches are evaluated (counting is many times faster); their output waits.
         let mut count = counted.then(|| scope.spawn(|| count_resources(&resource_files, &limits)));
         let mut held: Vec<BatchOutput> = Vec::new();
-        run_pipeline(&inputs, args, &resource_files, &limits, |batch| {
-            held.push(batch);
-            // Output waits for the count, up to a bound: past it, the count is waited for.
-            if held.len() < MAX_HELD && count.as_ref().is_some_and(|c| !c.is_finished()) {
-                return Ok(());
-            }
+        // The header once the count is known, then the output held until then.
+        let mut release = |count: &mut Option<std::thread::ScopedJoinHandle<'_, usize>>,
+                           held: &mut Vec<BatchOutput>|
+         -> Result<()> {
             if let Some(c) = count.take() {
                 out.write_all(header(joined(c)?).as_bytes())?;
             }
@@ -303,14 +301,16 @@ pub fn execute(args: &ApplyArgs) -> Result<i32> {
                 sink.take(batch, &mut out)?;
             }
             Ok(())
+        };
+        run_pipeline(&inputs, args, &resource_files, &limits, |batch| {
+            held.push(batch);
+            // Output waits for the count, up to a bound: past it, the count is waited for.
+            if held.len() < MAX_HELD && count.as_ref().is_some_and(|c| !c.is_finished()) {
+                return Ok(());
+            }
+            release(&mut count, &mut held)
         })?;
-        if let Some(c) = count.take() {
-            out.write_all(header(joined(c)?).as_bytes())?;
-        }
-        for batch in held.drain(..) {
-            errors.report(&batch.issues);
-            sink.take(batch, &mut out)?;
-        }
+        release(&mut count, &mut held)?;
         Ok(())
     })?;
     let Sink {
