@@ -41,10 +41,20 @@ fn serve_environment(tag: &str, env: &[(&str, &str)]) -> String {
     while !ca.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The restarted process is the one serving: it accepts connections on its port.
+    let accepts = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        || (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
     let environ = std::fs::read(format!("/proc/{}/environ", child.id()));
     let _ = child.kill();
     let _ = child.wait();
     assert!(ca.exists(), "the server did not start");
+    assert!(
+        accepts,
+        "the server does not accept connections on port {port}"
+    );
     String::from_utf8_lossy(&environ.unwrap()).replace('\0', "\n")
 }
 
