@@ -4,6 +4,7 @@
 //! any/all logic and variable substitution belong to the caller. Numbers are compared as Go
 //! `float64`, which is what Kyverno holds after JSON decoding and JMESPath evaluation.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use serde_json::Value;
@@ -289,7 +290,7 @@ fn wild_either(a: &str, b: &str) -> bool {
 /// `lenient_string` treats a non-JSON string as a one-element list (the newer operators).
 fn scalar_in(key: &str, value: &Value, lenient_string: bool) -> Option<bool> {
     match value {
-        Value::Array(items) => Some(items.iter().any(|v| wild_either(&go_sprint(v), key))),
+        Value::Array(items) => Some(items.iter().any(|v| wild_either(&sprint(v), key))),
         Value::String(s) => {
             if wildcard::matches(s, key) {
                 return Some(true);
@@ -320,28 +321,31 @@ fn in_range(key: &str, range: &str) -> bool {
     )
 }
 
+/// Go's `fmt.Sprint` of a value, borrowed when it is a string.
+fn sprint(v: &Value) -> Cow<'_, str> {
+    match v {
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(go_sprint(other)),
+    }
+}
+
 fn set_op(key: &Value, value: &Value, op: SetOp) -> bool {
-    let keys: Vec<String> = match key {
-        Value::String(s) => vec![s.clone()],
-        Value::Number(_) | Value::Bool(_) => vec![go_sprint(key)],
-        Value::Array(items) => items.iter().map(go_sprint).collect(),
+    let keys: Vec<Cow<str>> = match key {
+        Value::String(_) | Value::Number(_) | Value::Bool(_) => {
+            return match scalar_in(&sprint(key), value, true) {
+                Some(found) => match op {
+                    SetOp::AnyIn | SetOp::AllIn => found,
+                    SetOp::AnyNotIn | SetOp::AllNotIn => !found,
+                },
+                None => false,
+            };
+        }
+        Value::Array(items) => items.iter().map(sprint).collect(),
         _ => return false,
     };
-    if !key.is_array() {
-        let Some(first) = keys.first() else {
-            return false;
-        };
-        return match scalar_in(first, value, true) {
-            Some(found) => match op {
-                SetOp::AnyIn | SetOp::AllIn => found,
-                SetOp::AnyNotIn | SetOp::AllNotIn => !found,
-            },
-            None => false,
-        };
-    }
-    let values: Vec<String> = match value {
-        Value::Array(items) => items.iter().map(go_sprint).collect(),
-        Value::Number(_) => vec![go_sprint(value)],
+    let values: Vec<Cow<str>> = match value {
+        Value::Array(items) => items.iter().map(sprint).collect(),
+        Value::Number(_) => vec![sprint(value)],
         Value::String(s) => {
             if keys.len() == 1 && keys.first().is_some_and(|k| k == s) {
                 return matches!(op, SetOp::AnyIn | SetOp::AllIn);
@@ -359,13 +363,13 @@ fn set_op(key: &Value, value: &Value, op: SetOp) -> bool {
                 };
             }
             match string_list(s, true) {
-                Some(list) => list,
+                Some(list) => list.into_iter().map(Cow::Owned).collect(),
                 None => return false,
             }
         }
         _ => return false,
     };
-    let contained = |k: &String| values.iter().any(|v| wild_either(k, v));
+    let contained = |k: &Cow<str>| values.iter().any(|v| wild_either(k, v));
     match op {
         SetOp::AnyIn => keys.iter().any(contained),
         SetOp::AllIn => keys.iter().all(contained),

@@ -168,6 +168,14 @@ fn direct_evaluation_agrees_with_the_interpreter_on_tricky_shapes() {
         "keys(request.object.metadata)",
         "request.object.metadata.keys(@)",
         "request.object.metadata.missing.keys(@)",
+        "keys(request.object.spec.containers)",
+        "request.object.spec.containers[].keys(@)",
+        "request.object.spec.containers[].keys(@)[]",
+        "length(request.object.metadata.name)",
+        "length(request.object.metadata.labels.note)",
+        "length(request.object.metadata.labels)",
+        "length(request.object.spec.containers[].name)",
+        "length(request.object.spec.replicas)",
         "values(request.object.spec.replicas)",
         "to_string(request.object.spec.replicas)",
         "contains(request.object.metadata.labels.app, 'we')",
@@ -212,7 +220,7 @@ fn direct_evaluation_agrees_with_the_interpreter_on_tricky_shapes() {
     let pod = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "web-1", "namespace": "prod",
-            "labels": {"app": "web", "app.kubernetes.io/name": "web", "tier": "front"}},
+            "labels": {"app": "web", "app.kubernetes.io/name": "web", "tier": "front", "note": "héllo wörld"}},
         "spec": {
             "replicas": 3, "ratio": 0.5, "whole": 1.0,
             "containers": [

@@ -461,6 +461,17 @@ impl<'a> Eval<'_, '_, 'a> {
                 Val::Own(Value::Object(collected))
             }
             Plan::Function { name, args, offset } => {
+                if let [arg] = args.as_slice()
+                    && !matches!(arg, Plan::Expref(_))
+                    && is_native(name)
+                {
+                    let v = self.node(arg, data, on_root)?;
+                    return Ok(Val::Own(match native(name, &v) {
+                        Some(out) => out,
+                        // Wrong argument types: the runtime gives its own error.
+                        None => self.call(name, &[v.to_variable()], *offset)?,
+                    }));
+                }
                 let mut fn_args: Vec<Rcvar> = Vec::with_capacity(args.len());
                 for arg in args {
                     fn_args.push(match arg {
@@ -546,6 +557,40 @@ impl<'a> Eval<'_, '_, 'a> {
                 expr: self.expr.to_string(),
                 message: runtime_message(&e),
             })
+    }
+}
+
+/// Functions of one argument computed over JSON here, as the runtime computes them, so their
+/// argument is not converted (`volumes[].keys(@)`, `length(containers)`).
+fn is_native(name: &str) -> bool {
+    matches!(name, "keys" | "length")
+}
+
+/// A native function's result; `None` for an argument of a type it does not take.
+fn native(name: &str, v: &Val) -> Option<Value> {
+    let json = match v {
+        Val::Ref(j) => Some(*j),
+        Val::Own(j) => Some(j),
+        Val::List(_) => None,
+    };
+    match (name, json) {
+        ("keys", Some(Value::Object(m))) => {
+            // The runtime's objects are ordered maps: keys come sorted.
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_unstable();
+            Some(Value::Array(
+                keys.into_iter().map(|k| Value::String(k.clone())).collect(),
+            ))
+        }
+        ("length", Some(Value::Object(m))) => Some(Value::from(m.len())),
+        ("length", Some(Value::Array(a))) => Some(Value::from(a.len())),
+        // Code points, as the runtime counts them.
+        ("length", Some(Value::String(s))) => Some(Value::from(s.chars().count())),
+        ("length", None) => match v {
+            Val::List(l) => Some(Value::from(l.len())),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
