@@ -623,7 +623,7 @@ impl Sink<'_> {
 fn count(responses: &ResponseMap, audit_warn: bool, c: &mut Counts) {
     for (_, resps) in responses {
         for resp in resps {
-            let kyverno_policy = matches!(resp.policy_kind.as_str(), "ClusterPolicy" | "Policy");
+            let kyverno_policy = matches!(&*resp.policy_kind, "ClusterPolicy" | "Policy");
             for rule in &resp.rules {
                 let status = match rule.rule_type {
                     RuleType::Generation if kyverno_policy => match rule.status {

@@ -30,6 +30,7 @@ pub struct PolicyContext<'a> {
     pub request: &'a AdmissionRequest,
     subject: MatchSubject<'a>,
     base: OnceLock<JsonContext>,
+    empty: OnceLock<JsonContext>,
 }
 
 impl<'a> PolicyContext<'a> {
@@ -38,6 +39,7 @@ impl<'a> PolicyContext<'a> {
             request,
             subject: MatchSubject::new(request),
             base: OnceLock::new(),
+            empty: OnceLock::new(),
         }
     }
 
@@ -49,6 +51,11 @@ impl<'a> PolicyContext<'a> {
     fn base(&self) -> &JsonContext {
         self.base
             .get_or_init(|| self.request.base_context_shared(self.resource().clone()))
+    }
+
+    /// A context without variables, for rules that read none: cloning it shares its parts.
+    fn empty(&self) -> &JsonContext {
+        self.empty.get_or_init(JsonContext::default)
     }
 }
 
@@ -203,12 +210,11 @@ impl<'p> Engine<'p> {
         EngineResponse {
             policy_name: policy.name.clone(),
             policy_namespace: policy.namespace.clone(),
-            policy_kind: policy.kind.as_str().to_string(),
+            policy_kind: policy.kind.as_str().into(),
             unscored: policy.unscored(),
             rules: Vec::new(),
             resource: pctx.resource().clone(),
             patched_resource: pctx.resource().clone(),
-            failure_actions: Vec::new(),
         }
     }
 
@@ -238,23 +244,21 @@ impl<'p> Engine<'p> {
         }
         for rule in policy.rules.iter().filter(|r| phase.runs(&r.body)) {
             let values = values_for(rule_values, &rule.name);
-            let Some(result) = self.evaluate_rule(policy, rule, pctx, exceptions, values, phase)
+            let Some(mut result) =
+                self.evaluate_rule(policy, rule, pctx, exceptions, values, phase)
             else {
                 continue;
             };
-            match &rule.body {
-                RuleBody::Validate(v) => response
-                    .failure_actions
-                    .push((rule.name.clone(), effective_action(policy, v, pctx))),
-                RuleBody::VerifyImages { entries, .. } => response.failure_actions.push((
-                    rule.name.clone(),
+            result.failure_action = match &rule.body {
+                RuleBody::Validate(v) => Some(effective_action(policy, v, pctx)),
+                RuleBody::VerifyImages { entries, .. } => Some(
                     entries
                         .iter()
                         .find_map(|e| e.failure_action)
                         .unwrap_or(policy.validation_failure_action),
-                )),
-                _ => {}
-            }
+                ),
+                _ => None,
+            };
             let applied = result.status != RuleStatus::Skip;
             response.rules.push(result);
             if policy.apply_one && applied {
@@ -314,7 +318,7 @@ impl<'p> Engine<'p> {
             pctx.base().clone()
         } else {
             // Nothing in this rule reads variables: skip building the request context.
-            JsonContext::default()
+            pctx.empty().clone()
         };
         let src = Sources {
             provider: self.provider,

@@ -302,12 +302,12 @@ pub fn trace<'a>(
     }
     for r in responses
         .iter()
-        .filter(|r| !matches!(r.policy_kind.as_str(), "ClusterPolicy" | "Policy"))
+        .filter(|r| !matches!(&*r.policy_kind, "ClusterPolicy" | "Policy"))
     {
         for rule in &r.rules {
             out.push(TraceEntry {
                 policy: r.policy_name.clone(),
-                kind: r.policy_kind.clone(),
+                kind: r.policy_kind.to_string(),
                 rule: rule.name.clone(),
                 outcome: format!("{}: {}", status_word(rule.status), one_line(&rule.message)),
             });

@@ -4,8 +4,9 @@
 use crate::context::ProviderError;
 use serde_json::{Value, json};
 
-fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+/// The string at a path of keys; empty when absent or not a string.
+pub fn str_at<'v>(v: &'v Value, path: &[&str]) -> &'v str {
+    at(v, path).and_then(Value::as_str).unwrap_or_default()
 }
 
 /// The value at a path of keys (a JSON pointer would unescape each key into a new string).
@@ -60,10 +61,10 @@ pub fn find<'a>(
     name: &str,
 ) -> Option<&'a Value> {
     objects.into_iter().find(|o| {
-        field(o, "/apiVersion") == api_version
-            && same_kind(field(o, "/kind"), kind)
-            && field(o, "/metadata/namespace") == namespace
-            && field(o, "/metadata/name") == name
+        str_at(o, &["apiVersion"]) == api_version
+            && same_kind(str_at(o, &["kind"]), kind)
+            && str_at(o, &["metadata", "namespace"]) == namespace
+            && str_at(o, &["metadata", "name"]) == name
     })
 }
 
@@ -75,9 +76,9 @@ pub fn select<'a>(
     namespace: &'a str,
 ) -> impl Iterator<Item = &'a Value> {
     objects.into_iter().filter(move |o| {
-        field(o, "/apiVersion") == api_version
-            && same_kind(field(o, "/kind"), kind)
-            && (namespace.is_empty() || field(o, "/metadata/namespace") == namespace)
+        str_at(o, &["apiVersion"]) == api_version
+            && same_kind(str_at(o, &["kind"]), kind)
+            && (namespace.is_empty() || str_at(o, &["metadata", "namespace"]) == namespace)
     })
 }
 
@@ -97,14 +98,14 @@ fn served(objects: &[&Value], api_version: &str, resource: &str) -> bool {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     crate::cel::match_constraints::is_builtin_resource(group, resource)
         || objects.iter().any(|o| {
-            (field(o, "/apiVersion") == api_version
-                && resource_names_kind(resource, field(o, "/kind")))
-                || (field(o, "/kind") == "CustomResourceDefinition"
-                    && field(o, "/spec/group") == group
-                    && field(o, "/spec/names/plural") == resource
+            (str_at(o, &["apiVersion"]) == api_version
+                && resource_names_kind(resource, str_at(o, &["kind"])))
+                || (str_at(o, &["kind"]) == "CustomResourceDefinition"
+                    && str_at(o, &["spec", "group"]) == group
+                    && str_at(o, &["spec", "names", "plural"]) == resource
                     && crate::objects::at(o, &["spec", "versions"])
                         .and_then(Value::as_array)
-                        .is_some_and(|vs| vs.iter().any(|v| field(v, "/name") == version)))
+                        .is_some_and(|vs| vs.iter().any(|v| str_at(v, &["name"]) == version)))
         })
 }
 
@@ -141,13 +142,13 @@ pub fn api_path<'a>(
         )));
     }
     let mut items = objects.into_iter().filter(|o| {
-        field(o, "/apiVersion") == api_version
-            && resource_names_kind(resource, field(o, "/kind"))
-            && namespace.is_none_or(|ns| field(o, "/metadata/namespace") == ns)
+        str_at(o, &["apiVersion"]) == api_version
+            && resource_names_kind(resource, str_at(o, &["kind"]))
+            && namespace.is_none_or(|ns| str_at(o, &["metadata", "namespace"]) == ns)
     });
     match name {
         Some(n) => items
-            .find(|o| field(o, "/metadata/name") == n)
+            .find(|o| str_at(o, &["metadata", "name"]) == n)
             .cloned()
             .ok_or_else(|| ProviderError::Failed(format!("{path} not found"))),
         None => Ok(json!({

@@ -22,10 +22,7 @@ pub fn reported_status(resp: &EngineResponse, rule: &RuleResult, audit_warn: boo
     if rule.status != RuleStatus::Fail {
         return rule.status;
     }
-    let audit = resp
-        .failure_actions
-        .iter()
-        .any(|(n, a)| n == &rule.name && *a == FailureAction::Audit);
+    let audit = rule.failure_action == Some(FailureAction::Audit);
     if resp.unscored || (audit_warn && audit) {
         RuleStatus::Warn
     } else {
@@ -137,15 +134,12 @@ mod tests {
             policy_namespace: String::new(),
             policy_kind: "ClusterPolicy".into(),
             unscored,
-            rules: vec![RuleResult::new(
-                "check",
-                RuleType::Validation,
-                RuleStatus::Fail,
-                "m",
-            )],
+            rules: vec![RuleResult {
+                failure_action: Some(action),
+                ..RuleResult::new("check", RuleType::Validation, RuleStatus::Fail, "m")
+            }],
             resource: Arc::new(Value::Null),
             patched_resource: Arc::new(Value::Null),
-            failure_actions: vec![("check".into(), action)],
         }
     }
 

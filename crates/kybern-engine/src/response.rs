@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// The outcome of one rule on one resource.
@@ -60,6 +61,9 @@ pub struct RuleResult {
     /// Mutate existing: one result per target, expanded into the response by `Engine::mutate`.
     #[serde(skip)]
     pub(crate) target_results: Option<Vec<RuleResult>>,
+    /// The effective failure action of a validate or verifyImages rule.
+    #[serde(skip)]
+    pub failure_action: Option<FailureAction>,
 }
 
 impl RuleResult {
@@ -79,6 +83,7 @@ impl RuleResult {
             patched: None,
             patched_target: None,
             target_results: None,
+            failure_action: None,
         }
     }
 }
@@ -97,7 +102,8 @@ pub struct EngineResponse {
     pub policy_name: String,
     /// Empty for cluster-wide policies.
     pub policy_namespace: String,
-    pub policy_kind: String,
+    /// `ClusterPolicy`, `ValidatingPolicy`, ...: the engine's own kinds are not copied per response.
+    pub policy_kind: Cow<'static, str>,
     /// The policy carries `policies.kyverno.io/scored: "false"`: reports show failures as warnings.
     pub unscored: bool,
     pub rules: Vec<RuleResult>,
@@ -105,19 +111,13 @@ pub struct EngineResponse {
     pub resource: Arc<Value>,
     /// The resource after this policy's mutations (the same allocation as `resource` when nothing changed).
     pub patched_resource: Arc<Value>,
-    /// The effective failure action of each failing rule, by rule name.
-    pub failure_actions: Vec<(String, FailureAction)>,
 }
 
 impl EngineResponse {
     /// True when a rule failed and its failure action is Enforce.
     pub fn blocks(&self) -> bool {
         self.rules.iter().any(|r| {
-            r.status == RuleStatus::Fail
-                && self
-                    .failure_actions
-                    .iter()
-                    .any(|(n, a)| n == &r.name && *a == FailureAction::Enforce)
+            r.status == RuleStatus::Fail && r.failure_action == Some(FailureAction::Enforce)
         })
     }
 }

@@ -9,6 +9,7 @@ use kybern_engine::cel::policy_set::{AdmissionFilter, AdmissionOutcome, Admissio
 use kybern_engine::context::ContextProvider;
 use kybern_engine::context::NoProvider;
 use kybern_engine::engine::{Engine, PolicyContext, webhook_match_conditions};
+use kybern_engine::objects;
 use kybern_engine::policy::{Policy, RuleBody};
 use kybern_engine::request::{AdmissionRequest, Operation};
 use kybern_engine::response::{EngineResponse, FailureAction, RuleStatus, RuleType};
@@ -134,17 +135,12 @@ pub struct Decision {
 
 /// `Kind/namespace/name`, as Kyverno names the blocked resource.
 pub fn resource_name(resource: &Value, kind: &str) -> String {
-    let field = |p: &str| {
-        resource
-            .pointer(p)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    };
-    let name = match field("/metadata/name") {
-        "" => field("/metadata/generateName"),
+    let field = |key: &str| objects::str_at(resource, &["metadata", key]);
+    let name = match field("name") {
+        "" => field("generateName"),
         n => n,
     };
-    format!("{kind}/{}/{name}", field("/metadata/namespace"))
+    format!("{kind}/{}/{name}", field("namespace"))
 }
 
 /// Kyverno's blocked message: every rule that neither passed nor skipped, by policy.
@@ -298,9 +294,9 @@ pub fn decide(
         let duration = start.elapsed();
         let enforce = policy.validation_failure_action == FailureAction::Enforce
             || response
-                .failure_actions
+                .rules
                 .iter()
-                .any(|(_, a)| *a == FailureAction::Enforce);
+                .any(|r| r.failure_action == Some(FailureAction::Enforce));
         decision.outcomes.push(PolicyOutcome {
             policy: Some(Arc::clone(policy)),
             response,

@@ -148,11 +148,7 @@ impl AdmissionFilters {
             return Some(format!("{kind} is one of Kyverno's own kinds"));
         }
         let name = match name {
-            "" => req
-                .resource()
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
+            "" => kybern_engine::objects::str_at(req.resource(), &["metadata", "name"]),
             n => n,
         };
         if self.resources.iter().any(|f| f.matches(req, name)) {

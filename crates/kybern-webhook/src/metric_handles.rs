@@ -5,7 +5,7 @@
 use crate::metrics::PolicyLabels;
 use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Handles kept at most; past it they are dropped (the series stay in their family).
 const MAX_HANDLES: usize = 16 * 1024;
@@ -29,9 +29,10 @@ pub struct PolicyLabelsRef<'a> {
     pub dry_run: bool,
 }
 
-impl PolicyLabelsRef<'_> {
-    fn key(&self) -> u64 {
-        let mut h = FxHasher::default();
+impl<'a> PolicyLabelsRef<'a> {
+    /// The labels shared by a policy's rules, hashed once; each rule adds its own three.
+    pub fn for_policy(self) -> PolicySeries<'a> {
+        let mut hasher = FxHasher::default();
         (
             self.policy_validation_mode,
             self.policy_type,
@@ -41,32 +42,33 @@ impl PolicyLabelsRef<'_> {
             self.resource_kind,
             self.resource_namespace,
             self.resource_request_operation,
-        )
-            .hash(&mut h);
-        (
-            self.rule_name,
-            self.rule_result,
-            self.rule_type,
             self.rule_execution_cause,
             self.dry_run,
         )
-            .hash(&mut h);
-        h.finish()
+            .hash(&mut hasher);
+        PolicySeries {
+            labels: self,
+            hasher,
+        }
     }
 
     fn matches(&self, o: &PolicyLabels) -> bool {
-        self.policy_validation_mode == o.policy_validation_mode
-            && self.policy_type == o.policy_type
-            && self.policy_background_mode == o.policy_background_mode
-            && self.policy_namespace == o.policy_namespace.as_str()
+        // The rule's fields first: entries sharing a hash differ there, if anywhere.
+        self.rule_name == o.rule_name.as_str()
+            && same_static(self.rule_result, o.rule_result)
+            && same_static(self.rule_type, o.rule_type)
             && self.policy_name == o.policy_name.as_str()
+            && self.policy_namespace == o.policy_namespace.as_str()
             && self.resource_kind == o.resource_kind.as_str()
             && self.resource_namespace == o.resource_namespace.as_str()
-            && self.resource_request_operation == o.resource_request_operation
-            && self.rule_name == o.rule_name.as_str()
-            && self.rule_result == o.rule_result
-            && self.rule_type == o.rule_type
-            && self.rule_execution_cause == o.rule_execution_cause
+            && same_static(self.policy_validation_mode, o.policy_validation_mode)
+            && same_static(self.policy_type, o.policy_type)
+            && same_static(
+                self.resource_request_operation,
+                o.resource_request_operation,
+            )
+            && same_static(self.rule_execution_cause, o.rule_execution_cause)
+            && self.policy_background_mode == o.policy_background_mode
             && self.dry_run == o.dry_run
     }
 
@@ -90,6 +92,46 @@ impl PolicyLabelsRef<'_> {
     }
 }
 
+/// Label values from fixed lists are mostly the same literal: compare addresses before bytes.
+fn same_static(a: &'static str, b: &'static str) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
+
+/// One policy's labels with their hash so far.
+#[derive(Clone)]
+pub struct PolicySeries<'a> {
+    labels: PolicyLabelsRef<'a>,
+    hasher: FxHasher,
+}
+
+impl<'a> PolicySeries<'a> {
+    /// The series of one of the policy's rules (or, with an empty name, of the policy itself).
+    pub fn rule(
+        &self,
+        rule_name: &'a str,
+        rule_result: &'static str,
+        rule_type: &'static str,
+    ) -> SeriesLabels<'a> {
+        let mut hasher = self.hasher.clone();
+        (rule_name, rule_result, rule_type).hash(&mut hasher);
+        SeriesLabels {
+            labels: PolicyLabelsRef {
+                rule_name,
+                rule_result,
+                rule_type,
+                ..self.labels
+            },
+            key: hasher.finish(),
+        }
+    }
+}
+
+/// A series' labels and their hash.
+pub struct SeriesLabels<'a> {
+    pub labels: PolicyLabelsRef<'a>,
+    key: u64,
+}
+
 /// Resolved handles of one family (a handle shares its series' value).
 pub struct Handles<M> {
     by_key: Mutex<FxHashMap<u64, Vec<(PolicyLabels, M)>>>,
@@ -103,27 +145,37 @@ impl<M> Default for Handles<M> {
     }
 }
 
-impl<M: Clone> Handles<M> {
-    /// The series' handle; `create` resolves it in the family the first time.
-    pub fn get(&self, labels: &PolicyLabelsRef, create: impl FnOnce(&PolicyLabels) -> M) -> M {
-        let key = labels.key();
-        let mut map = match self.by_key.lock() {
+impl<M> Handles<M> {
+    /// The handles, locked once for all the series a request records.
+    pub fn lock(&self) -> HandlesGuard<'_, M> {
+        HandlesGuard(match self.by_key.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(found) = map
-            .get(&key)
-            .and_then(|v| v.iter().find(|(l, _)| labels.matches(l)))
-        {
-            return found.1.clone();
-        }
-        if map.len() >= MAX_HANDLES {
+        })
+    }
+}
+
+pub struct HandlesGuard<'h, M>(MutexGuard<'h, FxHashMap<u64, Vec<(PolicyLabels, M)>>>);
+
+impl<M> HandlesGuard<'_, M> {
+    /// The series' handle; `create` resolves it in the family the first time.
+    pub fn get(&mut self, series: &SeriesLabels, create: impl FnOnce(&PolicyLabels) -> M) -> &M {
+        let map = &mut *self.0;
+        if map.len() >= MAX_HANDLES && !map.contains_key(&series.key) {
             map.clear();
         }
-        let owned = labels.to_owned_labels();
-        let handle = create(&owned);
-        map.entry(key).or_default().push((owned, handle.clone()));
-        handle
+        let entries = map.entry(series.key).or_default();
+        let at = match entries.iter().position(|(l, _)| series.labels.matches(l)) {
+            Some(i) => i,
+            None => {
+                let owned = series.labels.to_owned_labels();
+                let handle = create(&owned);
+                entries.push((owned, handle));
+                entries.len() - 1
+            }
+        };
+        // `at` is in bounds: found in or pushed onto `entries`.
+        &entries[at].1
     }
 }
 
@@ -156,8 +208,10 @@ mod tests {
         let family = Family::<PolicyLabels, Counter>::default();
         let handles = Handles::<Counter>::default();
         let record = |l: PolicyLabelsRef| {
+            let series = l.for_policy().rule(l.rule_name, l.rule_result, l.rule_type);
             handles
-                .get(&l, |owned| family.get_or_create(owned).clone())
+                .lock()
+                .get(&series, |owned| family.get_or_create(owned).clone())
                 .inc();
         };
         record(labels("p", "r", "pass"));

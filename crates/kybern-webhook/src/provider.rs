@@ -3,7 +3,7 @@
 //! unavailable, as in the CLI's local mode.
 
 use kybern_engine::context::{ApiCall, ContextProvider, ImageData, Labels, ProviderError};
-use kybern_engine::objects;
+use kybern_engine::objects::{self, str_at};
 use kybern_engine::yaml::{Limits, parse_documents};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -43,10 +43,6 @@ pub struct ClusterResources {
     namespace_labels: BTreeMap<String, Labels>,
     /// RoleBindings and ClusterRoleBindings, for the requester's roles.
     bindings: Vec<Value>,
-}
-
-fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
 fn unavailable(what: &str) -> ProviderError {
@@ -107,7 +103,7 @@ impl ClusterResources {
                     }
                     for (_, v) in docs {
                         match v.get("items").and_then(Value::as_array) {
-                            Some(items) if field(&v, "/kind").ends_with("List") => {
+                            Some(items) if str_at(&v, &["kind"]).ends_with("List") => {
                                 objects.extend(items.iter().cloned());
                             }
                             _ if v.is_object() => objects.push(v),
@@ -124,12 +120,18 @@ impl ClusterResources {
     /// A provider over the given objects.
     pub fn from_objects(objects: Vec<Value>) -> ClusterResources {
         let mut namespace_labels = BTreeMap::new();
-        for ns in objects.iter().filter(|o| field(o, "/kind") == "Namespace") {
-            namespace_labels.insert(field(ns, "/metadata/name").to_string(), objects::labels(ns));
+        for ns in objects
+            .iter()
+            .filter(|o| str_at(o, &["kind"]) == "Namespace")
+        {
+            namespace_labels.insert(
+                str_at(ns, &["metadata", "name"]).to_string(),
+                objects::labels(ns),
+            );
         }
         let bindings = objects
             .iter()
-            .filter(|o| matches!(field(o, "/kind"), "RoleBinding" | "ClusterRoleBinding"))
+            .filter(|o| matches!(str_at(o, &["kind"]), "RoleBinding" | "ClusterRoleBinding"))
             .cloned()
             .collect();
         ClusterResources {

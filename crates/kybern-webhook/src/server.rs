@@ -582,10 +582,13 @@ fn record_metrics(
     m.admission_review_duration
         .get_or_create(&req_labels)
         .observe(elapsed.as_secs_f64());
+    // One lock each for every series the request records.
+    let mut results = m.policy_result_handles.lock();
+    let mut durations = m.policy_duration_handles.lock();
     for o in &decision.outcomes {
         let r = &o.response;
         let namespaced = !r.policy_namespace.is_empty();
-        let mut labels = PolicyLabelsRef {
+        let series = PolicyLabelsRef {
             policy_validation_mode: if o.enforce { "enforce" } else { "audit" },
             policy_type: if namespaced { "namespaced" } else { "cluster" },
             policy_background_mode: o.background,
@@ -599,13 +602,16 @@ fn record_metrics(
             rule_type: "validate",
             rule_execution_cause: "admission_request",
             dry_run: request.dry_run,
-        };
+        }
+        .for_policy();
         let mut worst = RuleStatus::Pass;
         for rule in &r.rules {
-            labels.rule_name = &rule.name;
-            labels.rule_result = rule.status.as_str();
-            labels.rule_type = rule_type_label(rule.rule_type);
-            m.policy_result_handles
+            let labels = series.rule(
+                &rule.name,
+                rule.status.as_str(),
+                rule_type_label(rule.rule_type),
+            );
+            results
                 .get(&labels, |l| m.policy_results.get_or_create(l).clone())
                 .inc();
             worst = match (worst, rule.status) {
@@ -615,18 +621,11 @@ fn record_metrics(
                 (w, _) => w,
             };
             if rule.status == RuleStatus::Fail {
-                let action = r
-                    .failure_actions
-                    .iter()
-                    .find(|(n, _)| n == &rule.name)
-                    .map_or(
-                        if o.enforce {
-                            FailureAction::Enforce
-                        } else {
-                            FailureAction::Audit
-                        },
-                        |(_, a)| *a,
-                    );
+                let action = rule.failure_action.unwrap_or(if o.enforce {
+                    FailureAction::Enforce
+                } else {
+                    FailureAction::Audit
+                });
                 tracing::info!(policy = %r.policy_name, rule = %rule.name, ?action, kind = %kind,
                     namespace = %namespace, message = %rule.message, "policy violation");
             }
@@ -634,14 +633,12 @@ fn record_metrics(
         if r.rules.is_empty() {
             continue;
         }
-        labels.rule_name = "";
-        labels.rule_result = worst.as_str();
-        labels.rule_type = match endpoint {
+        let rule_type = match endpoint {
             Endpoint::Validate => "validate",
             Endpoint::Mutate => "mutate",
         };
-        m.policy_duration_handles
-            .get(&labels, |l| {
+        durations
+            .get(&series.rule("", worst.as_str(), rule_type), |l| {
                 m.policy_execution_duration.get_or_create(l).clone()
             })
             .observe(o.duration.as_secs_f64());

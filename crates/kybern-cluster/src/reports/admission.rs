@@ -206,7 +206,6 @@ mod tests {
                     .collect(),
                 resource: Arc::new(Value::Null),
                 patched_resource: Arc::new(Value::Null),
-                failure_actions: Vec::new(),
             },
             enforce: false,
             background,

@@ -1027,7 +1027,7 @@ fn shared_response(
     EngineResponse {
         policy_name: m.name.to_string(),
         policy_namespace: m.namespace.to_string(),
-        policy_kind: m.kind.to_string(),
+        policy_kind: m.kind.to_string().into(),
         unscored: m
             .annotations
             .get("policies.kyverno.io/scored")
@@ -1036,7 +1036,6 @@ fn shared_response(
         rules,
         resource: Arc::clone(resource),
         patched_resource: Arc::clone(patched),
-        failure_actions: Vec::new(),
     }
 }
 
