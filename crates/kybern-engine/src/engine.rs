@@ -8,6 +8,7 @@ use crate::generation;
 use crate::json_context::JsonContext;
 use crate::matching::{self, MatchSubject};
 use crate::mutation::{self, MutateInput};
+use crate::pod_security::CheckCache;
 use crate::policy::{FailureActionOverride, Policy, Rule, RuleBody, Validation, ValidationCheck};
 use crate::request::{AdmissionRequest, Operation};
 use crate::response::{EngineResponse, FailureAction, RuleResult, RuleStatus, RuleType};
@@ -31,6 +32,8 @@ pub struct PolicyContext<'a> {
     subject: MatchSubject<'a>,
     base: OnceLock<JsonContext>,
     empty: OnceLock<JsonContext>,
+    /// Pod Security check results of the request's resource.
+    pss_checks: CheckCache,
 }
 
 impl<'a> PolicyContext<'a> {
@@ -40,6 +43,7 @@ impl<'a> PolicyContext<'a> {
             subject: MatchSubject::new(request),
             base: OnceLock::new(),
             empty: OnceLock::new(),
+            pss_checks: CheckCache::default(),
         }
     }
 
@@ -554,6 +558,7 @@ impl<'p> Engine<'p> {
             policy_namespace: &policy.namespace,
             preset,
             pss_excludes: &pss_excludes,
+            pss_checks: &pctx.pss_checks,
             foreach_values: values.map_or(&empty_foreach, |v| &v.foreach_values),
         };
         match validation::run(&input) {

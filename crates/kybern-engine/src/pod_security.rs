@@ -11,8 +11,11 @@
 //! - field paths of controllers are rewritten with a plain text replace before
 //!   PolicyException exclusions are matched against them.
 
+mod check_cache;
 pub(crate) mod checks;
 mod exclusion;
+
+pub use check_cache::CheckCache;
 
 use serde_json::Value;
 
@@ -280,35 +283,42 @@ pub(crate) fn selected_checks(
     level: Level,
     version: Version,
 ) -> impl Iterator<Item = (&'static str, u32, checks::CheckFn)> {
+    selected_checks_keyed(level, version).map(|(_, id, min, f)| (id, min, f))
+}
+
+/// Versions a check has at most, for [`selected_checks_keyed`]'s keys.
+pub(crate) const MAX_CHECK_VERSIONS: usize = 16;
+
+/// [`selected_checks`], each with a key unique to its check and version: the check's place in
+/// the table times [`MAX_CHECK_VERSIONS`] plus the version's place in the check's list.
+pub(crate) fn selected_checks_keyed(
+    level: Level,
+    version: Version,
+) -> impl Iterator<Item = (usize, &'static str, u32, checks::CheckFn)> {
     CHECKS
         .iter()
-        .filter(move |check| level != Level::Baseline || check.level == CheckLevel::Baseline)
-        .flat_map(move |check| {
-            let versions: &'static [(u32, checks::CheckFn)] = match version {
-                Version::Latest => check
-                    .versions
-                    .len()
-                    .checked_sub(1)
-                    .and_then(|last| check.versions.get(last..))
-                    .unwrap_or(&[]),
-                Version::Minor(_) => check.versions,
+        .enumerate()
+        .filter(move |(_, check)| level != Level::Baseline || check.level == CheckLevel::Baseline)
+        .flat_map(move |(i, check)| {
+            let first = match version {
+                Version::Latest => check.versions.len().saturating_sub(1),
+                Version::Minor(_) => 0,
             };
-            versions
+            check
+                .versions
                 .iter()
-                .filter(move |(min, _)| match version {
+                .enumerate()
+                .skip(first)
+                .filter(move |(_, (min, _))| match version {
                     Version::Latest => true,
                     Version::Minor(minor) => *min <= minor,
                 })
-                .map(move |(min, f)| (check.id, *min, *f))
+                .map(move |(j, (min, f))| (i * MAX_CHECK_VERSIONS + j, check.id, *min, *f))
         })
 }
 
-/// `evaluatePSS`: run the checks of `level` at `version` and collect the failures.
-pub(crate) fn run_checks(level: Level, version: Version, pod: &PodView<'_>) -> Vec<Finding> {
-    run_checks_of(level, version, pod, None)
-}
-
-/// Like [`run_checks`], only the checks whose IDs `only` lists when given.
+/// `evaluatePSS`: run the checks of `level` at `version` (only those whose IDs `only` lists,
+/// when given) and collect the failures.
 pub(crate) fn run_checks_of(
     level: Level,
     version: Version,
@@ -620,13 +630,23 @@ pub fn evaluate_detailed(
     resource: &Value,
     extra_excludes: &[Exclude],
 ) -> Result<Evaluation, PodSecurityError> {
+    evaluate_shared(spec, resource, extra_excludes, &CheckCache::default())
+}
+
+/// [`evaluate_detailed`] with check results shared through `cache` by the rules of a request.
+pub fn evaluate_shared(
+    spec: &PodSecurity,
+    resource: &Value,
+    extra_excludes: &[Exclude],
+    cache: &CheckCache,
+) -> Result<Evaluation, PodSecurityError> {
     let version = parse_version(&spec.version).ok_or_else(|| PodSecurityError::Unsupported {
         path: "version".into(),
         value: spec.version.clone(),
     })?;
     let (kind, metadata, pod_spec) = pod_parts(resource)?;
     let pod = PodView::new(metadata, pod_spec);
-    let mut findings = run_checks(spec.level, version, &pod);
+    let mut findings = cache.run(spec.level, version, &pod, resource);
     if !spec.exclude.is_empty() {
         findings = exclusion::apply(spec.level, version, &spec.exclude, findings, &pod);
     }

@@ -39,6 +39,8 @@ pub struct CheckInput<'a> {
     pub preset: &'a Map<String, Value>,
     /// PSS exclusions from matching PolicyExceptions.
     pub pss_excludes: &'a [Exclude],
+    /// Pod Security check results shared by the request's podSecurity rules.
+    pub pss_checks: &'a pod_security::CheckCache,
     /// Values for `foreachValues`, by variable name: the i-th element is used in the i-th iteration.
     pub foreach_values: &'a Map<String, Value>,
 }
@@ -86,7 +88,12 @@ pub fn run(input: &CheckInput) -> CheckOutcome {
             if input.opts.delete {
                 return None;
             }
-            match pod_security::evaluate_detailed(ps, input.resource, input.pss_excludes) {
+            match pod_security::evaluate_shared(
+                ps,
+                input.resource,
+                input.pss_excludes,
+                input.pss_checks,
+            ) {
                 Err(e) => Some((RuleStatus::Error, e.to_string())),
                 Ok(ev) if ev.checks_before_exceptions.is_empty() => Some((
                     RuleStatus::Pass,

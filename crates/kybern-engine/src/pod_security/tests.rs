@@ -841,3 +841,36 @@ fn from_json_accepts_valid_subrules() {
         );
     }
 }
+
+#[test]
+fn shared_check_results_equal_a_fresh_evaluation_per_rule_and_per_resource() {
+    let bad = good_pod_with(|p| {
+        container_sc(p)["privileged"] = json!(true);
+        container_sc(p)["capabilities"] = json!({"add": ["NET_RAW"]});
+        p["spec"]["hostNetwork"] = json!(true);
+    });
+    let good = good_pod_with(|_| {});
+    let rules = [
+        level("baseline", "latest"),
+        level("restricted", "latest"),
+        level("restricted", "v1.24"),
+        rule(json!({"level": "restricted", "version": "latest",
+            "exclude": [{"controlName": "Capabilities", "images": ["nginx"]}]})),
+        level("baseline", "v1.19"),
+    ];
+    let cache = CheckCache::default();
+    // The rules of one request share the cache; the next resource must not see its results.
+    for resource in [&bad, &good, &bad] {
+        for spec in &rules {
+            let shared = evaluate_shared(spec, resource, &[], &cache).unwrap();
+            let fresh = evaluate_detailed(spec, resource, &[]).unwrap();
+            assert_eq!(
+                ids(&shared.checks_before_exceptions),
+                ids(&fresh.checks_before_exceptions),
+                "{spec:?}"
+            );
+            assert_eq!(ids(&shared.checks), ids(&fresh.checks), "{spec:?}");
+        }
+    }
+    assert!(!evaluate(&level("baseline", "latest"), &bad, &[]).is_empty());
+}
