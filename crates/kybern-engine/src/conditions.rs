@@ -228,7 +228,7 @@ fn deep_equal(a: &Value, b: &Value, depth: usize) -> bool {
 
 fn legacy_in(key: &Value, value: &Value, negate: bool) -> bool {
     match key {
-        Value::String(_) | Value::Number(_) => match scalar_in(&go_sprint(key), value, false) {
+        Value::String(_) | Value::Number(_) => match scalar_in(&sprint(key), value, false) {
             Some(found) => found != negate,
             None => false,
         },

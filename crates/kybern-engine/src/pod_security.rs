@@ -276,6 +276,17 @@ pub(crate) struct Finding {
     pub(crate) errors: Vec<FieldError>,
 }
 
+impl Finding {
+    fn new(id: &'static str, v: checks::Violation) -> Self {
+        Finding {
+            id,
+            reason: v.reason,
+            detail: v.detail,
+            errors: v.errors,
+        }
+    }
+}
+
 /// The checks of `level` at `version` as (check ID, minimum minor version, check) in
 /// reporting order: `latest` runs each check's newest version, `v1.N` every version up to N
 /// (a pod fails when any of them fails, as in Kyverno).
@@ -286,20 +297,21 @@ pub(crate) fn selected_checks(
     selected_checks_keyed(level, version).map(|(_, id, min, f)| (id, min, f))
 }
 
-/// Versions a check has at most, for [`selected_checks_keyed`]'s keys.
-pub(crate) const MAX_CHECK_VERSIONS: usize = 16;
-
-/// [`selected_checks`], each with a key unique to its check and version: the check's place in
-/// the table times [`MAX_CHECK_VERSIONS`] plus the version's place in the check's list.
+/// [`selected_checks`], each with a key unique to its check and version: the version's place
+/// in the table's checks and versions counted in order.
 pub(crate) fn selected_checks_keyed(
     level: Level,
     version: Version,
 ) -> impl Iterator<Item = (usize, &'static str, u32, checks::CheckFn)> {
     CHECKS
         .iter()
-        .enumerate()
+        .scan(0usize, |next, check| {
+            let first_key = *next;
+            *next += check.versions.len();
+            Some((first_key, check))
+        })
         .filter(move |(_, check)| level != Level::Baseline || check.level == CheckLevel::Baseline)
-        .flat_map(move |(i, check)| {
+        .flat_map(move |(first_key, check)| {
             let first = match version {
                 Version::Latest => check.versions.len().saturating_sub(1),
                 Version::Minor(_) => 0,
@@ -313,7 +325,7 @@ pub(crate) fn selected_checks_keyed(
                     Version::Latest => true,
                     Version::Minor(minor) => *min <= minor,
                 })
-                .map(move |(j, (min, f))| (i * MAX_CHECK_VERSIONS + j, check.id, *min, *f))
+                .map(move |(j, (min, f))| (first_key + j, check.id, *min, *f))
         })
 }
 
@@ -331,12 +343,7 @@ pub(crate) fn run_checks_of(
             continue;
         }
         if let Some(v) = check_fn(pod) {
-            findings.push(Finding {
-                id,
-                reason: v.reason,
-                detail: v.detail,
-                errors: v.errors,
-            });
+            findings.push(Finding::new(id, v));
         }
     }
     findings

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use super::checks::PodView;
 use super::{Finding, Level, Version, selected_checks_keyed};
 
-/// Check keys the cache holds; a check past them is always run.
+/// Check keys the cache holds (the table has a few dozen checks and versions); a check past
+/// them is always run.
 const KEYS: usize = 512;
 
 /// The checks that passed on one request's resource.
@@ -50,12 +51,7 @@ impl CheckCache {
                 continue;
             }
             match check_fn(pod) {
-                Some(v) => findings.push(Finding {
-                    id,
-                    reason: v.reason,
-                    detail: v.detail,
-                    errors: v.errors,
-                }),
+                Some(v) => findings.push(Finding::new(id, v)),
                 None => {
                     if let Some(w) = state.passed.get_mut(word) {
                         *w |= bit;

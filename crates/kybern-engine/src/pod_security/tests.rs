@@ -874,3 +874,22 @@ fn shared_check_results_equal_a_fresh_evaluation_per_rule_and_per_resource() {
     }
     assert!(!evaluate(&level("baseline", "latest"), &bad, &[]).is_empty());
 }
+
+#[test]
+fn check_keys_name_one_check_version_each() {
+    let mut seen: Vec<(usize, &str, u32)> = Vec::new();
+    for lvl in [Level::Baseline, Level::Restricted] {
+        for version in [Version::Latest, Version::Minor(19), Version::Minor(31)] {
+            for (key, id, min, _) in selected_checks_keyed(lvl, version) {
+                for (k, i, m) in &seen {
+                    assert_eq!(*k == key, (*i, *m) == (id, min), "{key} {id} {min}");
+                }
+                seen.push((key, id, min));
+            }
+        }
+    }
+    assert!(
+        seen.iter().any(|(_, _, m)| *m > 0),
+        "pinned versions select older checks"
+    );
+}
