@@ -521,12 +521,25 @@ async fn health_and_metrics_endpoints() {
         .unwrap();
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["policies"], 3);
-    s.send(
-        "/validate",
-        &review("CREATE", &pod("m", json!({})), &Value::Null),
-    )
-    .await;
+    // Twice: the same series counts both, and each rule keeps its own series.
+    for _ in 0..2 {
+        s.send(
+            "/validate",
+            &review("CREATE", &pod("m", json!({})), &Value::Null),
+        )
+        .await;
+    }
     let m = get("/metrics").await.unwrap().text().await.unwrap();
+    let failing: Vec<&str> = m
+        .lines()
+        .filter(|l| {
+            l.starts_with("kyverno_policy_results_total{")
+                && l.contains("policy_name=\"require-team\"")
+                && l.contains("rule_result=\"fail\"")
+        })
+        .collect();
+    assert_eq!(failing.len(), 1, "{failing:?}");
+    assert!(failing.iter().all(|l| l.ends_with(" 2")), "{failing:?}");
     for name in [
         "kyverno_admission_requests_total{",
         "kyverno_admission_review_duration_seconds_bucket{",
