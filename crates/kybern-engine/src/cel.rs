@@ -430,9 +430,11 @@ fn http_fetch(provider: &dyn ContextProvider, key: &str) -> Result<cel::Value, S
 /// Variables are kept in the planner's representation: inputs set with [`Scope::set_json_ref`]
 /// stay borrowed JSON. The interpreter's context is built from them only when an expression
 /// first needs the interpreter (its own representation is a deep copy), and kept up to date
-/// from then on.
+/// from then on. The variables every policy kind sets ([`plan::KNOWN_VARS`]) have fixed places,
+/// which planned expressions read without a search by name.
 pub struct Scope<'p> {
-    vars: Vec<(&'static str, plan::V<'p>)>,
+    known: [Option<plan::V<'p>>; plan::KNOWN_VARS.len()],
+    others: Vec<(&'static str, plan::V<'p>)>,
     ctx: OnceCell<cel::Context<'static>>,
     provider: Option<&'p dyn ContextProvider>,
     fetched: RefCell<HashMap<String, cel::Value>>,
@@ -441,7 +443,8 @@ pub struct Scope<'p> {
 impl Default for Scope<'_> {
     fn default() -> Self {
         Scope {
-            vars: Vec::new(),
+            known: Default::default(),
+            others: Vec::new(),
             ctx: OnceCell::new(),
             provider: None,
             fetched: RefCell::default(),
@@ -452,7 +455,8 @@ impl Default for Scope<'_> {
 impl Clone for Scope<'_> {
     fn clone(&self) -> Self {
         Scope {
-            vars: self.vars.clone(),
+            known: self.known.clone(),
+            others: self.others.clone(),
             ctx: OnceCell::new(),
             provider: self.provider,
             fetched: self.fetched.clone(),
@@ -461,11 +465,20 @@ impl Clone for Scope<'_> {
 }
 
 impl<'p> Scope<'p> {
+    /// Every variable with its name.
+    fn variables(&self) -> impl Iterator<Item = (&'static str, &plan::V<'p>)> {
+        plan::KNOWN_VARS
+            .iter()
+            .zip(&self.known)
+            .filter_map(|(name, v)| Some((*name, v.as_ref()?)))
+            .chain(self.others.iter().map(|(name, v)| (*name, v)))
+    }
+
     /// Values in the scope's variables, counted up to `cap`.
     pub fn input_nodes(&self, cap: u64) -> usize {
         let cap = usize::try_from(cap).unwrap_or(usize::MAX);
         let mut n = 0usize;
-        for (_, v) in &self.vars {
+        for (_, v) in self.variables() {
             n = n.saturating_add(plan::value::nodes(v, cap.saturating_sub(n)));
             if n >= cap {
                 break;
@@ -477,11 +490,22 @@ impl<'p> Scope<'p> {
     /// A scope whose `resource.*` lookups go to `provider`.
     pub fn with_provider(provider: Option<&'p dyn ContextProvider>) -> Self {
         Scope {
-            // The standard variables, `variables` and a spare.
-            vars: Vec::with_capacity(8),
             provider,
             ..Scope::default()
         }
+    }
+
+    /// A scope with `resource.*` lookups going to `provider` and these borrowed inputs, in the
+    /// order of [`plan::KNOWN_VARS`] (`variables` is set later).
+    pub fn with_inputs(
+        provider: Option<&'p dyn ContextProvider>,
+        inputs: [&'p Value; plan::KNOWN_VARS.len() - 1],
+    ) -> Self {
+        let mut scope = Scope::with_provider(provider);
+        for (slot, v) in scope.known.iter_mut().zip(inputs) {
+            *slot = Some(plan::value::from_json(v));
+        }
+        scope
     }
 
     /// Records `generator.Apply` calls from now on; read them with [`Scope::generated`].
@@ -494,7 +518,7 @@ impl<'p> Scope<'p> {
 
     /// The `generator.Apply` collector, when [`Scope::collect_generated`] set one.
     pub fn generated(&self) -> Option<&library::Generated> {
-        self.vars.iter().find_map(|(name, v)| match v {
+        self.others.iter().find_map(|(name, v)| match v {
             plan::V::Cel(cel::Value::Opaque(o)) if *name == library::GENERATED_VAR => {
                 o.downcast_ref()
             }
@@ -530,29 +554,41 @@ impl<'p> Scope<'p> {
     }
 
     fn put(&mut self, name: &'static str, v: plan::V<'p>) {
-        if let Some(slot) = self.vars.iter_mut().find(|(n, _)| *n == name) {
+        if let Some(slot) = plan::known_var(name).and_then(|i| self.known.get_mut(i)) {
+            *slot = Some(v);
+        } else if let Some(slot) = self.others.iter_mut().find(|(n, _)| *n == name) {
             slot.1 = v;
         } else {
-            self.vars.push((name, v));
+            self.others.push((name, v));
         }
     }
 
     /// A top-level variable, for planned evaluation.
     pub fn binding(&self, name: &str) -> Option<plan::V<'p>> {
-        self.vars
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.clone())
+        match plan::known_var(name) {
+            Some(i) => self.known_binding(i).cloned(),
+            None => self.named_binding(name).cloned(),
+        }
+    }
+
+    /// A variable not in [`plan::KNOWN_VARS`], borrowed.
+    pub fn named_binding(&self, name: &str) -> Option<&plan::V<'p>> {
+        self.others.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// The variable at place `i` of [`plan::KNOWN_VARS`], borrowed.
+    pub fn known_binding(&self, i: usize) -> Option<&plan::V<'p>> {
+        self.known.get(i)?.as_ref()
     }
 
     /// The interpreter's context with every variable converted, built on first use.
     fn interpreter(&self) -> &cel::Context<'static> {
         self.ctx.get_or_init(|| {
             let mut ctx = root().new_inner_scope();
-            let mut converted: Vec<(&str, cel::Value)> = Vec::with_capacity(self.vars.len());
-            for (name, v) in &self.vars {
-                converted.push((name, v.to_cel()));
-            }
+            let converted: Vec<(&str, cel::Value)> = self
+                .variables()
+                .map(|(name, v)| (name, v.to_cel()))
+                .collect();
             // `request` is the whole AdmissionRequest: when it was set without them, it
             // carries the `object` and `oldObject` values (shared, not converted twice).
             let find = |n: &str| {
@@ -656,6 +692,8 @@ pub struct Variable {
     /// No expression of the policy can read this variable ([`mark_unused_variables`]): it is
     /// not evaluated (Kyverno evaluates variables lazily, so its errors would not show either).
     pub unused: bool,
+    /// The expression may read `variables` (its text names it).
+    pub reads_variables: bool,
 }
 
 /// Marks the variables that no expression among `sources` (every expression of the policy,
@@ -714,7 +752,7 @@ impl VariableValues {
             if v.unused {
                 continue;
             }
-            if stale && v.expression.source.contains("variables") {
+            if stale && v.reads_variables {
                 scope.set_value("variables", plan::V::Map(Arc::new(values.clone())));
                 stale = false;
             }
@@ -815,6 +853,7 @@ pub fn compile_variables_with(
         out.push(Variable {
             name: Arc::new(name.to_string()),
             shared: request_inputs::SharedKey::of(&expression),
+            reads_variables: src.contains("variables"),
             expression,
             unused: false,
         });

@@ -49,6 +49,49 @@ pub struct Plan {
 /// their bindings are), in the order of [`Plan::request_inputs`]'s bits.
 pub const REQUEST_INPUTS: [&str; 4] = ["object", "oldObject", "request", "namespaceObject"];
 
+/// The variables every policy kind may set, at fixed places of a [`Scope`]; the first ones
+/// are [`REQUEST_INPUTS`], in their order.
+pub const KNOWN_VARS: [&str; 7] = [
+    "object",
+    "oldObject",
+    "request",
+    "namespaceObject",
+    "params",
+    "exceptions",
+    "variables",
+];
+const OBJECT: usize = 0;
+const OLD_OBJECT: usize = 1;
+const REQUEST: usize = 2;
+
+/// The place of `name` in [`KNOWN_VARS`].
+pub fn known_var(name: &str) -> Option<usize> {
+    Some(match name {
+        "object" => 0,
+        "oldObject" => 1,
+        "request" => 2,
+        "namespaceObject" => 3,
+        "params" => 4,
+        "exceptions" => 5,
+        "variables" => 6,
+        _ => return None,
+    })
+}
+
+/// A variable of the scope as an expression names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Var {
+    /// At this place of [`KNOWN_VARS`].
+    Known(usize),
+    Named(String),
+}
+
+impl Var {
+    pub fn new(name: &str) -> Var {
+        known_var(name).map_or_else(|| Var::Named(name.to_string()), Var::Known)
+    }
+}
+
 /// Plans a parsed (and rewritten) expression, or says why it cannot be planned.
 pub fn plan(ast: &cel::IdedExpr) -> Result<Plan, String> {
     let mut c = compile::Compiler::default();
@@ -70,13 +113,11 @@ pub fn plan(ast: &cel::IdedExpr) -> Result<Plan, String> {
 /// function (a call may read the scope's fetched resources or the clock).
 fn reads_request_inputs_only(n: &Node, mask: &mut u8) -> bool {
     match n {
-        Node::Var(name) => match REQUEST_INPUTS.iter().position(|i| i == name) {
-            Some(bit) => {
-                *mask |= 1 << bit;
-                true
-            }
-            None => false,
-        },
+        Node::Var(Var::Known(bit)) if *bit < REQUEST_INPUTS.len() => {
+            *mask |= 1 << bit;
+            true
+        }
+        Node::Var(_) => false,
         Node::Call(_) => false,
         other => paths::children(other)
             .into_iter()
@@ -97,6 +138,13 @@ pub enum Op {
     Mul,
     Div,
     Rem,
+}
+
+impl Op {
+    /// An equality or ordering operator (its result is a boolean).
+    fn is_relation(self) -> bool {
+        matches!(self, Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -140,7 +188,7 @@ pub enum MapKey {
 pub enum Node {
     Lit(V<'static>),
     /// A variable of the scope (`object`, `variables`, ...).
-    Var(String),
+    Var(Var),
     /// A comprehension variable.
     Local(usize),
     Select {
@@ -223,6 +271,52 @@ fn boolean(v: &V<'_>) -> Result<bool, Fault> {
     }
 }
 
+/// The value of a scope variable, borrowed.
+fn binding<'a, 'p>(f: &'a Frame<'_, 'p>, v: &Var) -> Result<&'a V<'p>, Fault> {
+    match v {
+        Var::Known(i) => f.scope.known_binding(*i),
+        Var::Named(name) => f.scope.named_binding(name),
+    }
+    .ok_or(Fault::Unsupported)
+}
+
+/// The JSON `n` reads, found in place when it is an input, a comprehension variable or a
+/// cached value holding JSON, or a field path from one through JSON objects: the operand of
+/// a selection is then read without building (and dropping) a value for each step. `None`
+/// for anything else, which is evaluated as usual (nothing here has effects but filling the
+/// cache of a repeated path with the value its evaluation gives).
+fn in_place<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> Option<&'p serde_json::Value> {
+    fn json<'p>(v: Option<&V<'p>>) -> Option<&'p serde_json::Value> {
+        match v? {
+            V::Json(j) => Some(*j),
+            _ => None,
+        }
+    }
+    match n {
+        Node::Var(v) => json(binding(f, v).ok()),
+        Node::Local(i) => json(f.slots.get(*i)),
+        Node::Cached(i, inner) => match f.cache.get(*i)? {
+            Some(v) => json(Some(v)),
+            None => {
+                let found = in_place(inner, f)?;
+                if let Some(entry) = f.cache.get_mut(*i) {
+                    *entry = Some(value::from_json(found));
+                }
+                Some(found)
+            }
+        },
+        Node::Select {
+            operand,
+            field,
+            test: false,
+        } => match in_place(operand, f)? {
+            serde_json::Value::Object(m) => crate::objects::map_get(m, field),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn slot<'p>(f: &Frame<'_, 'p>, i: usize) -> R<'p> {
     f.slots.get(i).cloned().ok_or(Fault::Unsupported)
 }
@@ -230,13 +324,21 @@ fn slot<'p>(f: &Frame<'_, 'p>, i: usize) -> R<'p> {
 fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
     match n {
         Node::Lit(v) => Ok(v.clone()),
-        Node::Var(name) => f.scope.binding(name).ok_or(Fault::Unsupported),
+        Node::Var(v) => binding(f, v).cloned(),
         Node::Local(i) => slot(f, *i),
         Node::Select {
             operand,
             field,
             test,
         } => {
+            if let Some(serde_json::Value::Object(m)) = in_place(operand, f) {
+                match crate::objects::map_get(m, field) {
+                    got if *test => return Ok(V::Bool(got.is_some())),
+                    Some(v) => return Ok(value::from_json(v)),
+                    // Absent: the cases below.
+                    None => {}
+                }
+            }
             let o = eval(operand, f)?;
             // The interpreter (cel 0.13) reads a field of a scalar, list or null as `false`,
             // for `has()` and plain selection alike; kept so that decisions do not change.
@@ -250,15 +352,24 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
             match got {
                 Some(v) => Ok(v),
                 // The interpreter's `request` carries `object` and `oldObject`.
-                None if matches!(operand.as_ref(), Node::Var(r) if r == "request")
+                None if matches!(operand.as_ref(), Node::Var(Var::Known(REQUEST)))
                     && (field == "object" || field == "oldObject") =>
                 {
-                    f.scope.binding(field).ok_or(Fault::Unsupported)
+                    let i = if field == "object" {
+                        OBJECT
+                    } else {
+                        OLD_OBJECT
+                    };
+                    f.scope.known_binding(i).cloned().ok_or(Fault::Unsupported)
                 }
                 None => Err(Fault::Unsupported),
             }
         }
         Node::OptSelect(operand, field) => {
+            if let Some(serde_json::Value::Object(m)) = in_place(operand, f) {
+                let got = crate::objects::map_get(m, field);
+                return Ok(V::Opt(got.map(|v| Box::new(value::from_json(v)))));
+            }
             let o = eval(operand, f)?;
             let o = match o {
                 V::Opt(None) => return Ok(V::Opt(None)),
@@ -313,43 +424,14 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
             let i = eval(i, f)?;
             opt_index(a, &i)
         }
-        Node::And(a, b) => {
-            let l = eval(a, f).and_then(|v| boolean(&v));
-            if l == Ok(false) {
-                return Ok(V::Bool(false));
-            }
-            if l == Err(Fault::Budget) {
-                return Err(Fault::Budget);
-            }
-            let r = boolean(&eval(b, f)?)?;
-            match (l, r) {
-                (Ok(true), r) => Ok(V::Bool(r)),
-                (Err(_), false) => Ok(V::Bool(false)),
-                _ => Err(Fault::Unsupported),
-            }
-        }
-        Node::Or(a, b) => {
-            let l = eval(a, f).and_then(|v| boolean(&v));
-            if l == Ok(true) {
-                return Ok(V::Bool(true));
-            }
-            if l == Err(Fault::Budget) {
-                return Err(Fault::Budget);
-            }
-            let r = boolean(&eval(b, f)?)?;
-            match (l, r) {
-                (Ok(false), r) => Ok(V::Bool(r)),
-                (Err(_), true) => Ok(V::Bool(true)),
-                _ => Err(Fault::Unsupported),
-            }
-        }
-        Node::Not(a) => Ok(V::Bool(!boolean(&eval(a, f)?)?)),
-        Node::NotStrictlyFalse(a) => match eval(a, f).and_then(|v| boolean(&v)) {
-            Err(Fault::Budget) => Err(Fault::Budget),
-            r => Ok(V::Bool(r.unwrap_or(true))),
-        },
+        Node::And(..)
+        | Node::Or(..)
+        | Node::Not(_)
+        | Node::NotStrictlyFalse(_)
+        | Node::In(..)
+        | Node::Str(..) => eval_bool(n, f).map(V::Bool),
         Node::Cond(c, a, b) => {
-            if boolean(&eval(c, f)?)? {
+            if eval_bool(c, f)? {
                 eval(a, f)
             } else {
                 eval(b, f)
@@ -375,21 +457,6 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
             }
             Ok(out)
         }
-        Node::In(a, b) => {
-            let a = eval(a, f)?;
-            let b = eval(b, f)?;
-            if b.is_map() {
-                let key = a.as_str().ok_or(Fault::Unsupported)?;
-                return Ok(V::Bool(b.field(key)?.is_some()));
-            }
-            for x in b.elements(false)? {
-                tick(f, 1)?;
-                if value::equals(&a, &x)? {
-                    return Ok(V::Bool(true));
-                }
-            }
-            Ok(V::Bool(false))
-        }
         Node::Size(a) => eval(a, f)?.size().map(V::Int),
         Node::OrValue(t, d) => match eval(t, f)? {
             V::Opt(Some(v)) => Ok(*v),
@@ -405,18 +472,6 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
             V::Opt(Some(v)) => Ok(*v),
             _ => Err(Fault::Unsupported),
         },
-        Node::Str(func, t, a) => {
-            let t = eval(t, f)?;
-            let a = eval(a, f)?;
-            let (Some(t), Some(a)) = (t.as_str(), a.as_str()) else {
-                return Err(Fault::Unsupported);
-            };
-            Ok(V::Bool(match func {
-                StrFn::StartsWith => t.starts_with(a),
-                StrFn::EndsWith => t.ends_with(a),
-                StrFn::Contains => t.contains(a),
-            }))
-        }
         Node::Append(accu, x) => {
             let x = eval(x, f)?;
             let acc = f.slots.get_mut(*accu).ok_or(Fault::Unsupported)?;
@@ -445,6 +500,114 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
             }
             Ok(v)
         }
+    }
+}
+
+/// Evaluates `n`, which must give a boolean: logic, `in` and string tests answer without
+/// building a value, comparisons without keeping one.
+fn eval_bool(n: &Node, f: &mut Frame<'_, '_>) -> Result<bool, Fault> {
+    match n {
+        Node::Lit(V::Bool(b)) => Ok(*b),
+        Node::Local(i) => match f.slots.get(*i) {
+            Some(V::Bool(b)) => Ok(*b),
+            _ => Err(Fault::Unsupported),
+        },
+        Node::Select {
+            operand,
+            field,
+            test: true,
+        } if let Some(serde_json::Value::Object(m)) = in_place(operand, f) => {
+            Ok(crate::objects::map_get(m, field).is_some())
+        }
+        Node::And(a, b) => {
+            let l = eval_bool(a, f);
+            if l == Ok(false) {
+                return Ok(false);
+            }
+            if l == Err(Fault::Budget) {
+                return Err(Fault::Budget);
+            }
+            let r = eval_bool(b, f)?;
+            match (l, r) {
+                (Ok(true), r) => Ok(r),
+                (Err(_), false) => Ok(false),
+                _ => Err(Fault::Unsupported),
+            }
+        }
+        Node::Or(a, b) => {
+            let l = eval_bool(a, f);
+            if l == Ok(true) {
+                return Ok(true);
+            }
+            if l == Err(Fault::Budget) {
+                return Err(Fault::Budget);
+            }
+            let r = eval_bool(b, f)?;
+            match (l, r) {
+                (Ok(false), r) => Ok(r),
+                (Err(_), true) => Ok(true),
+                _ => Err(Fault::Unsupported),
+            }
+        }
+        Node::Not(a) => Ok(!eval_bool(a, f)?),
+        Node::NotStrictlyFalse(a) => match eval_bool(a, f) {
+            Err(Fault::Budget) => Err(Fault::Budget),
+            r => Ok(r.unwrap_or(true)),
+        },
+        Node::Binary(op, a, b) if op.is_relation() => {
+            let a = eval(a, f)?;
+            let b = eval(b, f)?;
+            relation(*op, &a, &b)
+        }
+        Node::In(a, b) => {
+            let a = eval(a, f)?;
+            let b = eval(b, f)?;
+            if b.is_map() {
+                let key = a.as_str().ok_or(Fault::Unsupported)?;
+                return Ok(b.field(key)?.is_some());
+            }
+            // Lists are searched in place.
+            match &b {
+                V::Json(serde_json::Value::Array(items)) => {
+                    for x in items {
+                        tick(f, 1)?;
+                        if value::equals(&a, &value::from_json(x))? {
+                            return Ok(true);
+                        }
+                    }
+                }
+                V::List(items) => {
+                    for x in items.iter() {
+                        tick(f, 1)?;
+                        if value::equals(&a, x)? {
+                            return Ok(true);
+                        }
+                    }
+                }
+                other => {
+                    for x in other.elements(false)? {
+                        tick(f, 1)?;
+                        if value::equals(&a, &x)? {
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+            Ok(false)
+        }
+        Node::Str(func, t, a) => {
+            let t = eval(t, f)?;
+            let a = eval(a, f)?;
+            let (Some(t), Some(a)) = (t.as_str(), a.as_str()) else {
+                return Err(Fault::Unsupported);
+            };
+            Ok(match func {
+                StrFn::StartsWith => t.starts_with(a),
+                StrFn::EndsWith => t.ends_with(a),
+                StrFn::Contains => t.contains(a),
+            })
+        }
+        other => boolean(&eval(other, f)?),
     }
 }
 
@@ -489,7 +652,7 @@ fn comprehension<'p>(c: &Comprehension, f: &mut Frame<'_, 'p>) -> R<'p> {
 
 /// One iteration of a comprehension; false once its condition ends the loop.
 fn step<'p>(c: &Comprehension, f: &mut Frame<'_, 'p>, item: V<'p>) -> Result<bool, Fault> {
-    if !boolean(&eval(&c.cond, f)?)? {
+    if !eval_bool(&c.cond, f)? {
         return Ok(false);
     }
     tick(f, 1)?;
@@ -573,16 +736,24 @@ fn compare(a: &V<'_>, b: &V<'_>) -> Result<std::cmp::Ordering, Fault> {
     })
 }
 
-fn binary<'p>(op: Op, a: V<'p>, b: V<'p>) -> R<'p> {
+/// `a op b` for an equality or ordering operator.
+fn relation(op: Op, a: &V<'_>, b: &V<'_>) -> Result<bool, Fault> {
     use std::cmp::Ordering::{Greater, Less};
+    Ok(match op {
+        Op::Eq => value::equals(a, b)?,
+        Op::Ne => !value::equals(a, b)?,
+        Op::Lt => compare(a, b)? == Less,
+        Op::Le => compare(a, b)? != Greater,
+        Op::Gt => compare(a, b)? == Greater,
+        Op::Ge => compare(a, b)? != Less,
+        _ => return Err(Fault::Unsupported),
+    })
+}
+
+fn binary<'p>(op: Op, a: V<'p>, b: V<'p>) -> R<'p> {
     let u = Fault::Unsupported;
     Ok(match op {
-        Op::Eq => V::Bool(value::equals(&a, &b)?),
-        Op::Ne => V::Bool(!value::equals(&a, &b)?),
-        Op::Lt => V::Bool(compare(&a, &b)? == Less),
-        Op::Le => V::Bool(compare(&a, &b)? != Greater),
-        Op::Gt => V::Bool(compare(&a, &b)? == Greater),
-        Op::Ge => V::Bool(compare(&a, &b)? != Less),
+        Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => V::Bool(relation(op, &a, &b)?),
         Op::Add => match (&a, &b) {
             (V::Int(x), V::Int(y)) => V::Int(x.checked_add(*y).ok_or(u)?),
             (V::UInt(x), V::UInt(y)) => V::UInt(x.checked_add(*y).ok_or(u)?),
@@ -726,6 +897,18 @@ mod tests {
             // The engine's path gives the interpreter's answer either way.
             assert_eq!(e.eval(&s), e.interpret(&s), "{src}");
         }
+    }
+
+    #[test]
+    fn known_variables_have_their_places() {
+        for (i, name) in super::KNOWN_VARS.iter().enumerate() {
+            assert_eq!(super::known_var(name), Some(i), "{name}");
+        }
+        assert_eq!(super::known_var("objects"), None);
+        assert_eq!(super::KNOWN_VARS[..4], super::REQUEST_INPUTS);
+        assert_eq!(super::KNOWN_VARS[super::OBJECT], "object");
+        assert_eq!(super::KNOWN_VARS[super::OLD_OBJECT], "oldObject");
+        assert_eq!(super::KNOWN_VARS[super::REQUEST], "request");
     }
 
     #[test]

@@ -238,19 +238,19 @@ pub fn base_scope<'p>(input: &CelInput<'p>) -> Result<Scope<'p>, String> {
 
 /// [`base_scope`] for inputs already known to be within the size limits.
 pub fn base_scope_unchecked<'p>(input: &CelInput<'p>) -> Scope<'p> {
-    let mut scope = Scope::with_provider(input.provider);
     // Borrowed, not converted: the interpreter's context is built only if an expression
     // needs it, and then `request` carries `object` and `oldObject` ([`Scope`]).
-    scope.set_json_ref("object", input.object);
-    scope.set_json_ref("oldObject", input.old_object);
-    scope.set_json_ref("request", input.request);
-    scope.set_json_ref(
-        "namespaceObject",
-        input.namespace_object.unwrap_or(&Value::Null),
-    );
-    scope.set_json_ref("params", input.params.unwrap_or(&Value::Null));
-    scope.set_json_ref("exceptions", &super::exceptions::NO_PARTIAL_EXCEPTIONS);
-    scope
+    Scope::with_inputs(
+        input.provider,
+        [
+            input.object,
+            input.old_object,
+            input.request,
+            input.namespace_object.unwrap_or(&Value::Null),
+            input.params.unwrap_or(&Value::Null),
+            &super::exceptions::NO_PARTIAL_EXCEPTIONS,
+        ],
+    )
 }
 
 /// The message of a failed validation: `messageExpression`, else `message`, else the

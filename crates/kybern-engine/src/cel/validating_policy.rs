@@ -510,17 +510,34 @@ impl ValidatingPolicy {
             Ok(p) => p,
             Err(r) => return r,
         };
+        static NO_PARAMS: Value = Value::Null;
+        let Some(params) = params else {
+            scope.set_json_ref("params", &NO_PARAMS);
+            return self.validate(&mut scope, run.shared);
+        };
         for p in &params {
             scope.set_json("params", p);
-            let vars = VariableValues::evaluate_shared(&self.variables, &mut scope, run.shared);
-            match run_validations(&self.validations, &vars, &scope) {
-                CelOutcome::Pass => {}
-                CelOutcome::Fail(m) => return CelPolicyResult::Fail(m),
-                CelOutcome::Skip(m) => return CelPolicyResult::Skip(m),
-                CelOutcome::Error(e) => return CelPolicyResult::Error(e),
+            let result = self.validate(&mut scope, run.shared);
+            if result != CelPolicyResult::Pass {
+                return result;
             }
         }
         CelPolicyResult::Pass
+    }
+
+    /// The variables, then the validations, over `scope` (its `params` set).
+    fn validate<'p>(
+        &self,
+        scope: &mut super::Scope<'p>,
+        shared: Option<&SharedVariables<'p>>,
+    ) -> CelPolicyResult {
+        let vars = VariableValues::evaluate_shared(&self.variables, scope, shared);
+        match run_validations(&self.validations, &vars, scope) {
+            CelOutcome::Pass => CelPolicyResult::Pass,
+            CelOutcome::Fail(m) => CelPolicyResult::Fail(m),
+            CelOutcome::Skip(m) => CelPolicyResult::Skip(m),
+            CelOutcome::Error(e) => CelPolicyResult::Error(e),
+        }
     }
 
     /// Evaluates a policy of an authorization mode (`HTTP`, `Envoy`) on one request payload
@@ -588,14 +605,14 @@ impl ValidatingPolicy {
         &self,
         binding: Option<&Binding>,
         input: &CelInput,
-    ) -> Result<Vec<Value>, CelPolicyResult> {
+    ) -> Result<Option<Vec<Value>>, CelPolicyResult> {
         let Some(b) = binding else {
-            return Ok(vec![Value::Null]);
+            return Ok(None);
         };
         let src = match ParamSource::compile(self.param_kind.as_ref(), b.param_ref.as_ref(), "spec")
         {
             Ok(Some(s)) => s,
-            Ok(None) => return Ok(vec![Value::Null]),
+            Ok(None) => return Ok(None),
             Err(e) => return Err(CelPolicyResult::Error(e.to_string())),
         };
         let ns = input
@@ -614,7 +631,7 @@ impl ValidatingPolicy {
                     )))
                 }
             }
-            Ok(found) => Ok(found),
+            Ok(found) => Ok(Some(found)),
             Err(e) => Err(CelPolicyResult::Error(e)),
         }
     }
@@ -782,14 +799,15 @@ fn pod_objects(req: &AdmissionRequest) -> (Value, Value) {
             template
                 .and_then(|t| t.get(name))
                 .cloned()
-                .unwrap_or_else(|| json!({}))
+                .unwrap_or_else(|| Value::Object(serde_json::Map::new()))
         };
-        json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": field("metadata"),
-            "spec": field("spec"),
-        })
+        // Built by hand: `json!` would serialise each cloned part into another copy.
+        let mut pod = serde_json::Map::new();
+        pod.insert("apiVersion".into(), "v1".into());
+        pod.insert("kind".into(), "Pod".into());
+        pod.insert("metadata".into(), field("metadata"));
+        pod.insert("spec".into(), field("spec"));
+        Value::Object(pod)
     };
     (to_pod(&req.object), to_pod(&req.old_object))
 }

@@ -52,7 +52,7 @@ impl Compiler {
             Expr::Literal(l) => literal(l),
             Expr::Ident(name) => Ok(match self.local(name) {
                 Some(slot) => Node::Local(slot),
-                None => Node::Var(name.clone()),
+                None => Node::Var(super::Var::new(name)),
             }),
             Expr::Select(sel) => {
                 // `request.object` reads the `object` binding when the request map lacks it.
@@ -72,6 +72,17 @@ impl Compiler {
                     .iter()
                     .map(|x| self.node(x))
                     .collect::<Result<Vec<_>, _>>()?;
+                // A list of literals is built once, here (`x in ['a', 'b']`).
+                if items.iter().all(|i| matches!(i, Node::Lit(_))) {
+                    let values = items
+                        .into_iter()
+                        .filter_map(|i| match i {
+                            Node::Lit(v) => Some(v),
+                            _ => None,
+                        })
+                        .collect();
+                    return Ok(Node::Lit(super::V::List(Arc::new(values))));
+                }
                 Ok(Node::List(items))
             }
             Expr::Map(m) => {
@@ -278,6 +289,17 @@ fn append_step(step: Node, accu: usize) -> Node {
                         super::Op::Add,
                         Box::new(Node::Local(s)),
                         Box::new(Node::List(items)),
+                    ),
+                }
+            }
+            // `[x]` of a literal was folded into one.
+            (Node::Local(s), Node::Lit(super::V::List(l))) if s == accu && l.len() == 1 => {
+                match l.first() {
+                    Some(x) => Node::Append(accu, Box::new(Node::Lit(x.clone()))),
+                    None => Node::Binary(
+                        super::Op::Add,
+                        Box::new(Node::Local(s)),
+                        Box::new(Node::Lit(super::V::List(l))),
                     ),
                 }
             }

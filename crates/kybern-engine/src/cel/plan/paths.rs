@@ -4,13 +4,13 @@
 //! its next element. Selection is pure, so a kept value is the value a second read would give;
 //! faults are never kept.
 
-use super::{MapKey, Node};
+use super::{MapKey, Node, Var};
 use std::collections::HashMap;
 
 /// Where a path starts: an input (constant during one evaluation) or a comprehension's element.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Root {
-    Var(String),
+    Var(Var),
     Element(usize),
 }
 
