@@ -435,7 +435,8 @@ fn http_fetch(provider: &dyn ContextProvider, key: &str) -> Result<cel::Value, S
 pub struct Scope<'p> {
     known: [Option<plan::V<'p>>; plan::KNOWN_VARS.len()],
     others: Vec<(&'static str, plan::V<'p>)>,
-    ctx: OnceCell<cel::Context<'static>>,
+    /// Boxed: most scopes never build it, and a scope is made for every policy.
+    ctx: OnceCell<Box<cel::Context<'static>>>,
     provider: Option<&'p dyn ContextProvider>,
     fetched: RefCell<HashMap<String, cel::Value>>,
 }
@@ -613,7 +614,7 @@ impl<'p> Scope<'p> {
                 }
                 ctx.add_variable_from_value(name.to_string(), v);
             }
-            ctx
+            Box::new(ctx)
         })
     }
 

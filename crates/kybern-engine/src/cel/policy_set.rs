@@ -42,7 +42,8 @@ pub fn is_ruleless_kind(kind: &str) -> bool {
 /// `spec.evaluation.admission.enabled` and `spec.evaluation.background.enabled`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdmissionSettings {
-    pub validation_actions: Vec<String>,
+    /// Shared with each outcome.
+    pub validation_actions: Arc<[String]>,
     pub failure_policy_fail: bool,
     pub admission: bool,
     pub background: bool,
@@ -69,7 +70,7 @@ impl AdmissionSettings {
             validation_actions.push("Deny".into());
         }
         AdmissionSettings {
-            validation_actions,
+            validation_actions: validation_actions.into(),
             failure_policy_fail: spec
                 .and_then(|s| s.get("failurePolicy"))
                 .and_then(Value::as_str)
@@ -368,7 +369,7 @@ fn with_object(req: &AdmissionRequest, obj: &Value) -> AdmissionRequest {
 pub struct AdmissionOutcome {
     pub response: EngineResponse,
     /// `Deny`, `Warn`, `Audit`, as the policy or its binding says.
-    pub validation_actions: Vec<String>,
+    pub validation_actions: Arc<[String]>,
     pub failure_policy_fail: bool,
     pub background: bool,
 }
@@ -841,7 +842,7 @@ impl CelPolicySet {
                             if p.kind == CelPolicyKind::ValidatingAdmissionPolicy {
                                 actions
                             } else {
-                                p.admission.validation_actions.clone()
+                                Arc::clone(&p.admission.validation_actions)
                             };
                         pass.outcomes.push(AdmissionOutcome {
                             response: shared_response(
@@ -868,7 +869,7 @@ impl CelPolicySet {
                             resource,
                             resource,
                         ),
-                        validation_actions: p.admission.validation_actions.clone(),
+                        validation_actions: Arc::clone(&p.admission.validation_actions),
                         failure_policy_fail: p.admission.failure_policy_fail,
                         background: p.admission.background,
                     });
@@ -974,7 +975,7 @@ fn chain_mutation(
     };
     pass.outcomes.push(AdmissionOutcome {
         response: shared_response(meta, vec![rule], &before, &after),
-        validation_actions: Vec::new(),
+        validation_actions: Arc::from([]),
         failure_policy_fail: admission.failure_policy_fail,
         background: admission.background,
     });

@@ -15,6 +15,7 @@ use super::{
 use crate::context::ContextProvider;
 use crate::request::AdmissionRequest;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// The policy kinds this module evaluates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +83,7 @@ pub struct Binding {
     pub policy_name: String,
     pub match_resources: Option<MatchConstraints>,
     pub param_ref: Option<Value>,
-    pub validation_actions: Vec<String>,
+    pub validation_actions: Arc<[String]>,
 }
 
 impl Binding {
@@ -106,7 +107,7 @@ impl Binding {
                 Some(m) => Some(MatchConstraints::compile(Some(m), "spec.matchResources")?),
             },
             param_ref: spec.get("paramRef").cloned(),
-            validation_actions: string_list(spec.get("validationActions")),
+            validation_actions: string_list(spec.get("validationActions")).into(),
         })
     }
 }
@@ -143,7 +144,7 @@ pub struct ValidatingPolicy {
     pub match_conditions: Vec<Condition>,
     pub variables: Vec<Variable>,
     pub validations: Vec<Validation>,
-    pub validation_actions: Vec<String>,
+    pub validation_actions: Arc<[String]>,
     /// `failurePolicy: Ignore` (default `Fail`).
     pub failure_policy_ignore: bool,
     pub mode: EvaluationMode,
@@ -235,7 +236,7 @@ impl ValidatingPolicy {
             )?,
             variables,
             validations,
-            validation_actions: string_list(spec.get("validationActions")),
+            validation_actions: string_list(spec.get("validationActions")).into(),
             failure_policy_ignore: spec.get("failurePolicy").and_then(Value::as_str)
                 == Some("Ignore"),
             mode,
@@ -290,7 +291,7 @@ impl ValidatingPolicy {
         &self,
         req: &AdmissionRequest,
         provider: &dyn ContextProvider,
-    ) -> Vec<(CelPolicyResult, Vec<String>)> {
+    ) -> Vec<(CelPolicyResult, Arc<[String]>)> {
         let inputs = RequestInputs::new(req);
         self.evaluate_admission_in(&inputs, &SharedVariables::default(), provider)
     }
@@ -302,21 +303,19 @@ impl ValidatingPolicy {
         inputs: &'i RequestInputs,
         shared: &'i SharedVariables<'i>,
         provider: &'i dyn ContextProvider,
-    ) -> Vec<(CelPolicyResult, Vec<String>)> {
+    ) -> Vec<(CelPolicyResult, Arc<[String]>)> {
         if self.kind == CelPolicyKind::ValidatingAdmissionPolicy && self.bindings.is_empty() {
             return Vec::new();
         }
-        self.results(inputs, shared, provider)
-            .into_iter()
-            .filter(|(r, _)| *r != CelPolicyResult::NotMatched)
-            .map(|(r, b)| {
-                let actions = b.map_or_else(
-                    || self.validation_actions.clone(),
-                    |b| b.validation_actions.clone(),
-                );
-                (r, actions)
-            })
-            .collect()
+        let mut out = Vec::new();
+        self.results(inputs, shared, provider, &mut |r, b| {
+            if r != CelPolicyResult::NotMatched {
+                let actions = b.map_or(&self.validation_actions, |b| &b.validation_actions);
+                out.push((r, Arc::clone(actions)));
+            }
+            true
+        });
+        out
     }
 
     /// The result as the kyverno CLI reports it: the first failing or erroring binding, else a
@@ -328,49 +327,54 @@ impl ValidatingPolicy {
         provider: &'i dyn ContextProvider,
     ) -> (CelPolicyResult, Option<&Binding>) {
         let mut result = (CelPolicyResult::NotMatched, None);
-        for (r, b) in self.results(inputs, shared, provider) {
-            match r {
-                CelPolicyResult::Fail(_) | CelPolicyResult::Error(_) => return (r, b),
-                CelPolicyResult::Pass => result = (r, b),
-                CelPolicyResult::Skip(_) if result.0 == CelPolicyResult::NotMatched => {
-                    result = (r, b);
-                }
-                _ => {}
+        self.results(inputs, shared, provider, &mut |r, b| match r {
+            CelPolicyResult::Fail(_) | CelPolicyResult::Error(_) => {
+                result = (r, b);
+                false
             }
-        }
+            CelPolicyResult::Pass => {
+                result = (r, b);
+                true
+            }
+            CelPolicyResult::Skip(_) if result.0 == CelPolicyResult::NotMatched => {
+                result = (r, b);
+                true
+            }
+            _ => true,
+        });
         result
     }
 
-    /// The results of every binding that selects the request (one unbound result for the other
-    /// kinds); empty when the policy does not select it.
-    fn results<'i>(
-        &self,
+    /// Gives `out` the result of every binding that selects the request (one unbound result for
+    /// the other kinds), none when the policy does not select it; stops when `out` says false.
+    fn results<'s, 'i>(
+        &'s self,
         inputs: &'i RequestInputs,
         shared: &'i SharedVariables<'i>,
         provider: &'i dyn ContextProvider,
-    ) -> Vec<(CelPolicyResult, Option<&Binding>)> {
+        out: &mut dyn FnMut(CelPolicyResult, Option<&'s Binding>) -> bool,
+    ) {
         let req = inputs.request();
         if self.mode != EvaluationMode::Kubernetes {
-            return Vec::new();
+            return;
         }
         if !self.namespace.is_empty() && req.namespace() != self.namespace {
-            return Vec::new();
+            return;
         }
         let ns_labels = inputs.namespace_labels(provider);
         if self
             .match_constraints
             .matches_with(inputs.attributes(), req, ns_labels)
         {
-            return self.evaluate_matched(inputs, shared, None, provider);
+            return self.evaluate_matched(inputs, shared, None, provider, out);
         }
         if let Some(view) = inputs.autogen(&self.autogen_controllers)
             && self
                 .match_constraints
                 .matches_with(&view.attributes, &view.request, ns_labels)
         {
-            return self.evaluate_matched(inputs, shared, Some(view), provider);
+            self.evaluate_matched(inputs, shared, Some(view), provider, out);
         }
-        Vec::new()
     }
 
     /// Evaluates a JSON-mode policy on one payload (`object` is the payload).
@@ -396,13 +400,14 @@ impl ValidatingPolicy {
 
     /// Evaluates after `matchConstraints` selected the request, or its Pod template (`view`,
     /// autogen).
-    fn evaluate_matched<'i>(
-        &self,
+    fn evaluate_matched<'s, 'i>(
+        &'s self,
         inputs: &'i RequestInputs,
         shared: &'i SharedVariables<'i>,
         view: Option<&'i AutogenView>,
         provider: &'i dyn ContextProvider,
-    ) -> Vec<(CelPolicyResult, Option<&Binding>)> {
+        out: &mut dyn FnMut(CelPolicyResult, Option<&'s Binding>) -> bool,
+    ) {
         static NO_REQUEST: Value = Value::Null;
         let req = inputs.request();
         let namespace_object = inputs.namespace_object(provider);
@@ -456,18 +461,19 @@ impl ValidatingPolicy {
             shared: Some(shared),
         };
         if self.kind != CelPolicyKind::ValidatingAdmissionPolicy || self.bindings.is_empty() {
-            return vec![(self.run(&input, None), None)];
+            out(self.run(&input, None), None);
+            return;
         }
         let ns_labels = inputs.namespace_labels(provider);
-        self.bindings
-            .iter()
-            .filter(|b| {
-                b.match_resources
-                    .as_ref()
-                    .is_none_or(|m| m.matches_binding(matched, ns_labels))
-            })
-            .map(|b| (self.run(&input, Some(b)), Some(b)))
-            .collect()
+        for b in &self.bindings {
+            let selects = b
+                .match_resources
+                .as_ref()
+                .is_none_or(|m| m.matches_binding(matched, ns_labels));
+            if selects && !out(self.run(&input, Some(b)), Some(b)) {
+                return;
+            }
+        }
     }
 
     fn run(&self, run: &RunInput, binding: Option<&Binding>) -> CelPolicyResult {
