@@ -27,11 +27,12 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kybern-create-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh folder, removed with everything in it when dropped.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("kybern-create-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 const GOLDEN: &[(&str, &[&str])] = &[
@@ -198,7 +199,8 @@ fn every_subcommand_writes_its_golden_skeleton() {
 
 #[test]
 fn output_flag_writes_the_file_and_nothing_to_stdout() {
-    let dir = temp_dir("output");
+    let tmp = temp_dir("output");
+    let dir = tmp.path();
     let path = dir.join("ui.yaml");
     let out = kybern(
         &[
@@ -338,17 +340,19 @@ fn pod(name: &str, team: &str) -> String {
     )
 }
 
-fn suite_dir(name: &str) -> PathBuf {
-    let dir = temp_dir(name);
+fn suite_dir(name: &str) -> tempfile::TempDir {
+    let tmp = temp_dir(name);
+    let dir = tmp.path();
     std::fs::write(dir.join("policy.yaml"), POLICY).unwrap();
     let resources = format!("{}---\n{}", pod("good", "team-a"), pod("bad", "team-b"));
     std::fs::write(dir.join("resources.yaml"), resources).unwrap();
-    dir
+    tmp
 }
 
 #[test]
 fn a_created_test_with_created_values_passes_kybern_test() {
-    let dir = suite_dir("suite");
+    let tmp = suite_dir("suite");
+    let dir = tmp.path();
     let values = kybern(
         &[
             "create",
@@ -358,7 +362,7 @@ fn a_created_test_with_created_values_passes_kybern_test() {
             "-o",
             "values.yaml",
         ],
-        Some(&dir),
+        Some(dir),
     );
     assert!(
         values.status.success(),
@@ -384,7 +388,7 @@ fn a_created_test_with_created_values_passes_kybern_test() {
             "-o",
             "kyverno-test.yaml",
         ],
-        Some(&dir),
+        Some(dir),
     );
     assert!(
         test.status.success(),
@@ -419,7 +423,7 @@ fn a_created_test_with_created_values_passes_kybern_test() {
             "-o",
             "kyverno-test.yaml",
         ],
-        Some(&dir),
+        Some(dir),
     );
     assert!(wrong.status.success());
     let run = kybern(&["test", dir.to_str().unwrap()], None);
@@ -428,10 +432,11 @@ fn a_created_test_with_created_values_passes_kybern_test() {
 
 #[test]
 fn a_created_exception_exempts_the_resources_it_matches_in_kybern_apply() {
-    let dir = suite_dir("exception");
+    let tmp = suite_dir("exception");
+    let dir = tmp.path();
     let set = ["--set", "allowed=team-a"];
     let base = ["apply", "policy.yaml", "--resource", "resources.yaml"];
-    let without = kybern(&[&base[..], &set[..]].concat(), Some(&dir));
+    let without = kybern(&[&base[..], &set[..]].concat(), Some(dir));
     let text = stdout(&without);
     assert!(!without.status.success(), "{text}");
     assert!(text.contains("fail: 1"), "{text}");
@@ -448,7 +453,7 @@ fn a_created_exception_exempts_the_resources_it_matches_in_kybern_apply() {
             "-o",
             "exception.yaml",
         ],
-        Some(&dir),
+        Some(dir),
     );
     assert!(
         created.status.success(),
@@ -457,7 +462,7 @@ fn a_created_exception_exempts_the_resources_it_matches_in_kybern_apply() {
     );
     let with = kybern(
         &[&base[..], &set[..], &["--exception", "exception.yaml"][..]].concat(),
-        Some(&dir),
+        Some(dir),
     );
     let text = stdout(&with);
     assert!(
@@ -471,7 +476,8 @@ fn a_created_exception_exempts_the_resources_it_matches_in_kybern_apply() {
 
 #[test]
 fn a_created_user_info_is_read_by_kybern_apply() {
-    let dir = temp_dir("userinfo");
+    let tmp = temp_dir("userinfo");
+    let dir = tmp.path();
     std::fs::write(
         dir.join("policy.yaml"),
         r#"apiVersion: kyverno.io/v1
@@ -507,7 +513,7 @@ spec:
     let apply = |user: &[&str]| {
         let created = kybern(
             &[&["create", "user-info", "-o", "ui.yaml"][..], user].concat(),
-            Some(&dir),
+            Some(dir),
         );
         assert!(created.status.success());
         kybern(
@@ -519,7 +525,7 @@ spec:
                 "--userinfo",
                 "ui.yaml",
             ],
-            Some(&dir),
+            Some(dir),
         )
     };
     let admin = apply(&["-u", "ann", "-g", "admins,devs"]);

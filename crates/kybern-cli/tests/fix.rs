@@ -25,11 +25,12 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kybern-fix-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh folder, removed with everything in it when dropped.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("kybern-fix-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -94,21 +95,22 @@ fn fixes_print_their_golden_output_and_one_warning_per_change() {
 
 #[test]
 fn save_rewrites_only_files_that_need_a_fix_and_a_second_run_finds_nothing() {
-    let dir = temp_dir("save");
+    let tmp = temp_dir("save");
+    let dir = tmp.path();
     copy_tree(&fixtures().join("policies"), &dir.join("policies"));
     copy_tree(&fixtures().join("tests"), &dir.join("tests"));
     let mut before = BTreeMap::new();
-    snapshot(&dir, &mut before);
+    snapshot(dir, &mut before);
     for args in [
         &["fix", "policy", "policies", "--save"][..],
         &["fix", "test", "tests", "--save"][..],
     ] {
-        let out = kybern(args, &dir);
+        let out = kybern(args, dir);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
     }
     let mut after = BTreeMap::new();
-    snapshot(&dir, &mut after);
+    snapshot(dir, &mut after);
     for (path, bytes) in &before {
         let current = path.to_string_lossy().contains("current");
         assert_eq!(
@@ -126,7 +128,7 @@ fn save_rewrites_only_files_that_need_a_fix_and_a_second_run_finds_nothing() {
         &["fix", "policy", "policies"][..],
         &["fix", "test", "tests"][..],
     ] {
-        let again = kybern(args, &dir);
+        let again = kybern(args, dir);
         assert!(again.stdout.is_empty(), "{}", text(&again.stdout));
         assert!(
             text(&again.stderr).contains("0 of "),
@@ -139,15 +141,16 @@ fn save_rewrites_only_files_that_need_a_fix_and_a_second_run_finds_nothing() {
 
 #[test]
 fn unreadable_files_are_errors_naming_them_and_the_others_are_still_fixed() {
-    let dir = temp_dir("broken");
+    let tmp = temp_dir("broken");
+    let dir = tmp.path();
     copy_tree(&fixtures().join("policies"), &dir.join("policies"));
     std::fs::write(dir.join("policies/broken.yaml"), "a: [unclosed\n").unwrap();
-    let out = kybern(&["fix", "policy", "policies"], &dir);
+    let out = kybern(&["fix", "policy", "policies"], dir);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("ERROR: policies/broken.yaml: "), "{err}");
     assert!(text(&out.stdout).contains("# policies/old-syntax.yaml"));
-    let missing = kybern(&["fix", "test", "no-such-dir"], &dir);
+    let missing = kybern(&["fix", "test", "no-such-dir"], dir);
     assert!(!missing.status.success());
     assert!(text(&missing.stderr).contains("no-such-dir"));
 }
@@ -175,14 +178,15 @@ fn fixed_copies_of_the_conformance_corpus_still_pass() {
         eprintln!("{msg}");
         return;
     }
-    let dir = temp_dir("corpus");
+    let tmp = temp_dir("corpus");
+    let dir = tmp.path();
     let copy = dir.join("corpus");
     copy_tree(&corpus, &copy);
     let mut before = BTreeMap::new();
     snapshot(&copy, &mut before);
     let mut reported = std::collections::BTreeSet::new();
     for verb in ["test", "policy"] {
-        let out = kybern(&["fix", verb, "corpus", "--save"], &dir);
+        let out = kybern(&["fix", verb, "corpus", "--save"], dir);
         let err = text(&out.stderr);
         assert!(out.status.success(), "fix {verb}: {err}");
         for line in err.lines().filter(|l| l.starts_with("WARNING: ")) {
@@ -221,10 +225,7 @@ fn fixed_copies_of_the_conformance_corpus_still_pass() {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
         count += 1;
-        let out = kybern(
-            &["test", &format!("corpus/{suite}/kyverno-test.yaml")],
-            &dir,
-        );
+        let out = kybern(&["test", &format!("corpus/{suite}/kyverno-test.yaml")], dir);
         if !out.status.success() {
             regressions.push(format!(
                 "{suite}: {}",
@@ -243,12 +244,11 @@ fn fixed_copies_of_the_conformance_corpus_still_pass() {
         regressions.join("\n")
     );
     for verb in ["test", "policy"] {
-        let again = kybern(&["fix", verb, "corpus"], &dir);
+        let again = kybern(&["fix", verb, "corpus"], dir);
         let err = text(&again.stderr);
         assert!(
             again.stdout.is_empty(),
             "fix {verb} is not idempotent: {err}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

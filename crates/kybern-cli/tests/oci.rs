@@ -11,7 +11,7 @@
 use kybern_registry::testing::TestRegistry;
 use kybern_registry::{Registry, RegistryConfig, reference};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kybern");
@@ -30,11 +30,12 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kybern-oci-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh folder, removed with everything in it when dropped.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("kybern-oci-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 const POLICIES: &str = r#"apiVersion: kyverno.io/v1
@@ -95,13 +96,14 @@ fn pushed_policies_carry_kyvernos_media_types_and_pull_back_identical() {
     let Some(server) = TestRegistry::start() else {
         return;
     };
-    let dir = temp_dir("roundtrip");
+    let tmp = temp_dir("roundtrip");
+    let dir = tmp.path();
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     std::fs::write(dir.join("policies/cluster.yaml"), POLICIES).unwrap();
     std::fs::write(dir.join("policies/namespaced.yaml"), NAMESPACED).unwrap();
     let image = format!("{}/kyverno/policies:v1", server.addr);
 
-    let push = kybern(&["oci", "push", "policies", "-i", &image], &dir);
+    let push = kybern(&["oci", "push", "policies", "-i", &image], dir);
     assert!(push.status.success(), "{}", text(&push.stderr));
     let pushed = text(&push.stdout);
     let pushed_digest = pushed.trim().rsplit('@').next().unwrap().to_string();
@@ -148,7 +150,7 @@ fn pushed_policies_carry_kyvernos_media_types_and_pull_back_identical() {
     seen.sort();
     assert_eq!(seen, ["ClusterPolicy/require-labels", "Policy/add-team"]);
 
-    let pull = kybern(&["oci", "pull", "pulled", "-i", &image], &dir);
+    let pull = kybern(&["oci", "pull", "pulled", "-i", &image], dir);
     assert!(pull.status.success(), "{}", text(&pull.stderr));
     let originals = [
         ("require-labels.yaml", POLICIES),
@@ -175,7 +177,7 @@ fn pushed_policies_carry_kyvernos_media_types_and_pull_back_identical() {
             "--resource",
             "pod.yaml",
         ],
-        &dir,
+        dir,
     );
     assert!(
         text(&apply.stdout).contains("fail: 1"),
@@ -184,7 +186,7 @@ fn pushed_policies_carry_kyvernos_media_types_and_pull_back_identical() {
     );
 
     // Pushing the same policies again gives the same digest.
-    let again = kybern(&["oci", "push", "policies", "-i", &image], &dir);
+    let again = kybern(&["oci", "push", "policies", "-i", &image], dir);
     assert_eq!(text(&again.stdout), pushed);
 }
 
@@ -193,18 +195,19 @@ fn pull_refuses_an_image_without_policy_layers_and_push_needs_policies() {
     let Some(server) = TestRegistry::start() else {
         return;
     };
-    let dir = temp_dir("errors");
+    let tmp = temp_dir("errors");
+    let dir = tmp.path();
     let client = registry_client();
     let repo = format!("{}/plain/image", server.addr);
     client.push_image(&repo, "v1", "hello").unwrap();
-    let pull = kybern(&["oci", "pull", "out", "-i", &format!("{repo}:v1")], &dir);
+    let pull = kybern(&["oci", "pull", "out", "-i", &format!("{repo}:v1")], dir);
     assert!(!pull.status.success());
     assert!(
         text(&pull.stderr).contains("holds no Kyverno policy layer"),
         "{}",
         text(&pull.stderr)
     );
-    let missing = kybern(&["oci", "pull", "out", "-i", &format!("{repo}:nope")], &dir);
+    let missing = kybern(&["oci", "pull", "out", "-i", &format!("{repo}:nope")], dir);
     assert!(!missing.status.success());
     assert!(
         text(&missing.stderr).contains("not found"),
@@ -229,7 +232,7 @@ fn pull_refuses_an_image_without_policy_layers_and_push_needs_policies() {
         .unwrap();
     let pull = kybern(
         &["oci", "pull", "out", "-i", &format!("{repo}:bundle")],
-        &dir,
+        dir,
     );
     assert!(!pull.status.success());
     assert!(
@@ -245,7 +248,7 @@ fn pull_refuses_an_image_without_policy_layers_and_push_needs_policies() {
     .unwrap();
     let push = kybern(
         &["oci", "push", "cm.yaml", "-i", &format!("{repo}:cm")],
-        &dir,
+        dir,
     );
     assert!(!push.status.success());
     assert!(text(&push.stderr).contains("no ClusterPolicy or Policy found in cm.yaml"));
@@ -256,7 +259,7 @@ fn pull_refuses_an_image_without_policy_layers_and_push_needs_policies() {
     .unwrap();
     let push = kybern(
         &["oci", "push", "broken.yaml", "-i", &format!("{repo}:b")],
-        &dir,
+        dir,
     );
     assert!(!push.status.success(), "an invalid policy is not published");
     assert!(
@@ -274,11 +277,12 @@ fn a_private_registry_is_used_with_the_docker_config_credentials() {
     let Some(server) = TestRegistry::start_with_basic_auth(HTPASSWD) else {
         return;
     };
-    let dir = temp_dir("private");
+    let tmp = temp_dir("private");
+    let dir = tmp.path();
     std::fs::write(dir.join("policy.yaml"), NAMESPACED).unwrap();
     let image = format!("{}/private/policies:v1", server.addr);
     // No docker config in `dir` yet: the registry refuses.
-    let refused = kybern(&["oci", "push", "policy.yaml", "-i", &image], &dir);
+    let refused = kybern(&["oci", "push", "policy.yaml", "-i", &image], dir);
     assert!(!refused.status.success());
     assert!(
         text(&refused.stderr).contains("Error: push"),
@@ -298,9 +302,9 @@ fn a_private_registry_is_used_with_the_docker_config_credentials() {
         ),
     )
     .unwrap();
-    let push = kybern(&["oci", "push", "policy.yaml", "-i", &image], &dir);
+    let push = kybern(&["oci", "push", "policy.yaml", "-i", &image], dir);
     assert!(push.status.success(), "{}", text(&push.stderr));
-    let pull = kybern(&["oci", "pull", "out", "-i", &image], &dir);
+    let pull = kybern(&["oci", "pull", "out", "-i", &image], dir);
     assert!(pull.status.success(), "{}", text(&pull.stderr));
     assert!(dir.join("out/add-team.yaml").is_file());
 }

@@ -275,21 +275,21 @@ fn renew_in(
 mod tests {
     use super::*;
 
-    fn temp(tag: &str) -> PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("kybern-cluster-certs-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
+    fn temp(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("kybern-cluster-certs-{tag}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn first_run_creates_a_ca_and_a_pair_and_a_second_run_keeps_them() {
         let dns = vec!["kybern-svc.kybern.svc".to_string()];
-        let (ca, pair) = renew_in(&temp("a"), &Data::new(), &Data::new(), &dns).unwrap();
+        let (ca, pair) = renew_in(temp("a").path(), &Data::new(), &Data::new(), &dns).unwrap();
         assert!(ca["tls.crt"].contains("BEGIN CERTIFICATE"));
         assert!(ca["tls.key"].contains("PRIVATE KEY"));
         assert_eq!(pair["ca.crt"], ca["tls.crt"]);
-        let (ca2, pair2) = renew_in(&temp("b"), &ca, &pair, &dns).unwrap();
+        let (ca2, pair2) = renew_in(temp("b").path(), &ca, &pair, &dns).unwrap();
         assert_eq!(ca2, ca, "nothing is close to expiry: the CA stays");
         assert_eq!(pair2, pair);
     }
@@ -297,8 +297,8 @@ mod tests {
     #[test]
     fn a_pair_without_its_ca_starts_over_with_a_new_ca() {
         let dns = vec!["s".to_string()];
-        let (ca, pair) = renew_in(&temp("c"), &Data::new(), &Data::new(), &dns).unwrap();
-        let (ca2, _) = renew_in(&temp("d"), &Data::new(), &pair, &dns).unwrap();
+        let (ca, pair) = renew_in(temp("c").path(), &Data::new(), &Data::new(), &dns).unwrap();
+        let (ca2, _) = renew_in(temp("d").path(), &Data::new(), &pair, &dns).unwrap();
         assert_ne!(ca2["tls.crt"], ca["tls.crt"]);
     }
 }

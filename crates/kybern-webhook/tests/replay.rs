@@ -228,7 +228,7 @@ async fn chainsaw_admission_steps_replay_through_the_webhook() {
         .unwrap();
         let mut cfg = common::config(&pdir, &certs, Limits::default());
         cfg.cluster_resources = Some(cdir);
-        let server = common::serve_config(cfg, work.clone()).await;
+        let server = common::serve_config(cfg, work).await;
         let mut existing: BTreeMap<String, Value> = BTreeMap::new();
         for d in &cluster {
             existing.insert(key(d), d.clone());
@@ -264,7 +264,6 @@ async fn chainsaw_admission_steps_replay_through_the_webhook() {
             }
         }
         server.running.shutdown().await;
-        let _ = std::fs::remove_dir_all(&work);
     }
     for f in &failures {
         eprintln!("webhook replay mismatch: {f}");

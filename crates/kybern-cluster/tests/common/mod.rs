@@ -21,17 +21,21 @@ pub const ADMISSION: &str = "admissionregistration.k8s.io/v1";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("kybern-cluster-{tag}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 pub struct Cluster {
     pub api: FakeApiServer,
     pub kubeconfig: PathBuf,
+    /// The kubeconfig's folder and each server's certificates; removed with the cluster.
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A fresh folder inside the cluster's.
+    pub fn temp_dir(&self, tag: &str) -> PathBuf {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = self.dir.path().join(format!("{tag}-{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
 }
 
 /// A fake API server with kybern's namespace and CRDs, as after `helm install`.
@@ -57,9 +61,17 @@ pub async fn cluster() -> Cluster {
             .create("apiextensions.k8s.io/v1", "customresourcedefinitions", crd)
             .unwrap();
     }
-    let kubeconfig = temp_dir("kubeconfig").join("config");
+    let dir = tempfile::Builder::new()
+        .prefix("kybern-cluster-")
+        .tempdir()
+        .unwrap();
+    let kubeconfig = dir.path().join("config");
     api.write_kubeconfig(&kubeconfig).unwrap();
-    Cluster { api, kubeconfig }
+    Cluster {
+        api,
+        kubeconfig,
+        dir,
+    }
 }
 
 pub fn options(c: &Cluster, identity: &str) -> ClusterOptions {
@@ -69,7 +81,7 @@ pub fn options(c: &Cluster, identity: &str) -> ClusterOptions {
         names: names.clone(),
         identity: identity.to_string(),
         certificates: CertSource::Managed,
-        cert_dir: temp_dir("certs"),
+        cert_dir: c.temp_dir("certs"),
         webhooks: WebhookSettings {
             names,
             default_timeout_seconds: 10,

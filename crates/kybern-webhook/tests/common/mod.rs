@@ -5,26 +5,38 @@
 use kybern_webhook::config::{Limits, TlsSource, WebhookConfig};
 use kybern_webhook::{Running, start};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// A temporary folder, removed with everything in it when dropped.
+pub struct TestDir(tempfile::TempDir);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
 /// A fresh temporary folder.
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("kybern-webhook-{tag}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+pub fn temp_dir(tag: &str) -> TestDir {
+    TestDir(
+        tempfile::Builder::new()
+            .prefix(&format!("kybern-webhook-{tag}-"))
+            .tempdir()
+            .unwrap(),
+    )
 }
 
 pub struct TestServer {
     pub running: Running,
     pub client: reqwest::Client,
     pub base: String,
-    pub dir: PathBuf,
+    /// The server's policies and certificates; removed with the server.
+    pub dir: TestDir,
 }
 
 pub fn config(policies: &Path, cert_dir: &Path, limits: Limits) -> WebhookConfig {
@@ -66,7 +78,7 @@ pub async fn serve(policies: &[(&str, &str)], limits: Limits) -> TestServer {
     serve_config(config(&pdir, &dir.join("certs"), limits), dir).await
 }
 
-pub async fn serve_config(cfg: WebhookConfig, dir: PathBuf) -> TestServer {
+pub async fn serve_config(cfg: WebhookConfig, dir: TestDir) -> TestServer {
     let running = start(cfg).await.unwrap();
     running.wait_ready().await;
     let client = client_for(running.ca_pem.as_deref().unwrap());
