@@ -146,7 +146,7 @@ struct Shared<'p> {
     hash: u64,
     source: String,
     /// The bindings of [`REQUEST_INPUTS`] the expression read (`None` for the others).
-    inputs: [Option<V<'p>>; 4],
+    inputs: [Option<V<'p>>; REQUEST_INPUTS.len()],
     value: V<'p>,
 }
 
@@ -172,19 +172,20 @@ impl<'p> SharedVariables<'p> {
         let Some(read) = e.request_inputs() else {
             return e.eval_value(scope);
         };
-        let mut inputs: [Option<V<'p>>; 4] = [None, None, None, None];
-        for (i, slot) in inputs.iter_mut().enumerate() {
-            if read & (1 << i) != 0 {
-                *slot = REQUEST_INPUTS.get(i).and_then(|name| scope.binding(name));
-            }
-        }
+        // The bindings the expression reads, borrowed (the first places of the scope's known
+        // variables are the request inputs, in order).
+        let read_input = |i: usize| {
+            (read & (1 << i) != 0)
+                .then(|| scope.known_binding(i))
+                .flatten()
+        };
         let found = self.entries.borrow().iter().find_map(|s| {
             (s.hash == key.hash
                 && s.source == e.source
                 && s.inputs
                     .iter()
-                    .zip(&inputs)
-                    .all(|(a, b)| same_input(a.as_ref(), b.as_ref())))
+                    .enumerate()
+                    .all(|(i, a)| same_input(a.as_ref(), read_input(i))))
             .then(|| s.value.clone())
         });
         if let Some(v) = found {
@@ -199,6 +200,10 @@ impl<'p> SharedVariables<'p> {
         }
         let mut entries = self.entries.borrow_mut();
         if entries.len() < MAX_SHARED {
+            let mut inputs: [Option<V<'p>>; REQUEST_INPUTS.len()] = Default::default();
+            for (i, slot) in inputs.iter_mut().enumerate() {
+                *slot = read_input(i).cloned();
+            }
             entries.push(Shared {
                 hash: key.hash,
                 source: e.source.clone(),
