@@ -564,14 +564,6 @@ impl<'p> Scope<'p> {
         }
     }
 
-    /// A top-level variable, for planned evaluation.
-    pub fn binding(&self, name: &str) -> Option<plan::V<'p>> {
-        match plan::known_var(name) {
-            Some(i) => self.known_binding(i).cloned(),
-            None => self.named_binding(name).cloned(),
-        }
-    }
-
     /// A variable not in [`plan::KNOWN_VARS`], borrowed.
     pub fn named_binding(&self, name: &str) -> Option<&plan::V<'p>> {
         self.others.iter().find(|(n, _)| *n == name).map(|(_, v)| v)

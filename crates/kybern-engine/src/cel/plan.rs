@@ -10,7 +10,8 @@
 //!
 //! Work is bounded: the tree is as deep as the parsed expression, and each evaluation has a
 //! budget of [`STEP_BUDGET`] steps (an element visited by a comprehension or `in`, a list or map
-//! entry built, a library call), Kubernetes' per-expression cost limit in spirit. Past it the
+//! entry built, a library call; a list of literals is built once, when planning, and costs
+//! nothing), Kubernetes' per-expression cost limit in spirit. Past it the
 //! evaluation stops with [`Fault::Budget`], an error, never handed to the unbounded interpreter.
 
 mod compile;
@@ -271,6 +272,19 @@ fn boolean(v: &V<'_>) -> Result<bool, Fault> {
     }
 }
 
+/// The place of the binding the interpreter's `request` carries as `request.<field>` when the
+/// request map lacks it (`object`, `oldObject`), for a selection of `field` from `operand`.
+fn request_object(operand: &Node, field: &str) -> Option<usize> {
+    if !matches!(operand, Node::Var(Var::Known(REQUEST))) {
+        return None;
+    }
+    match field {
+        "object" => Some(OBJECT),
+        "oldObject" => Some(OLD_OBJECT),
+        _ => None,
+    }
+}
+
 /// The value of a scope variable, borrowed.
 fn binding<'a, 'p>(f: &'a Frame<'_, 'p>, v: &Var) -> Result<&'a V<'p>, Fault> {
     match v {
@@ -331,13 +345,14 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
             field,
             test,
         } => {
-            if let Some(serde_json::Value::Object(m)) = in_place(operand, f) {
-                match crate::objects::map_get(m, field) {
-                    got if *test => return Ok(V::Bool(got.is_some())),
-                    Some(v) => return Ok(value::from_json(v)),
-                    // Absent: the cases below.
-                    None => {}
-                }
+            if let Some(serde_json::Value::Object(m)) = in_place(operand, f)
+                && let Some(v) = crate::objects::map_get(m, field)
+            {
+                return Ok(if *test {
+                    V::Bool(true)
+                } else {
+                    value::from_json(v)
+                });
             }
             let o = eval(operand, f)?;
             // The interpreter (cel 0.13) reads a field of a scalar, list or null as `false`,
@@ -346,29 +361,29 @@ fn eval<'p>(n: &Node, f: &mut Frame<'_, 'p>) -> R<'p> {
                 return Ok(V::Bool(false));
             }
             let got = o.field(field)?;
-            if *test {
-                return Ok(V::Bool(got.is_some()));
-            }
-            match got {
-                Some(v) => Ok(v),
+            match (got, request_object(operand, field)) {
+                (Some(_), _) if *test => Ok(V::Bool(true)),
+                (Some(v), _) => Ok(v),
                 // The interpreter's `request` carries `object` and `oldObject`.
-                None if matches!(operand.as_ref(), Node::Var(Var::Known(REQUEST)))
-                    && (field == "object" || field == "oldObject") =>
-                {
-                    let i = if field == "object" {
-                        OBJECT
-                    } else {
-                        OLD_OBJECT
-                    };
-                    f.scope.known_binding(i).cloned().ok_or(Fault::Unsupported)
-                }
-                None => Err(Fault::Unsupported),
+                (None, Some(i)) if *test => Ok(V::Bool(f.scope.known_binding(i).is_some())),
+                (None, Some(i)) => f.scope.known_binding(i).cloned().ok_or(Fault::Unsupported),
+                (None, None) if *test => Ok(V::Bool(false)),
+                (None, None) => Err(Fault::Unsupported),
             }
         }
         Node::OptSelect(operand, field) => {
-            if let Some(serde_json::Value::Object(m)) = in_place(operand, f) {
-                let got = crate::objects::map_get(m, field);
-                return Ok(V::Opt(got.map(|v| Box::new(value::from_json(v)))));
+            if let Some(serde_json::Value::Object(m)) = in_place(operand, f)
+                && let Some(v) = crate::objects::map_get(m, field)
+            {
+                return Ok(V::Opt(Some(Box::new(value::from_json(v)))));
+            }
+            if let Some(i) = request_object(operand, field)
+                && let Some(V::Json(serde_json::Value::Object(m))) =
+                    binding(f, &Var::Known(REQUEST)).ok()
+                && !m.contains_key(field.as_str())
+            {
+                let carried = f.scope.known_binding(i).cloned();
+                return Ok(V::Opt(carried.map(Box::new)));
             }
             let o = eval(operand, f)?;
             let o = match o {
@@ -516,9 +531,12 @@ fn eval_bool(n: &Node, f: &mut Frame<'_, '_>) -> Result<bool, Fault> {
             operand,
             field,
             test: true,
-        } if let Some(serde_json::Value::Object(m)) = in_place(operand, f) => {
-            Ok(crate::objects::map_get(m, field).is_some())
-        }
+        } => match in_place(operand, f) {
+            Some(serde_json::Value::Object(m)) => Ok(crate::objects::map_get(m, field).is_some()
+                // `request` without `object`: the interpreter's carries the binding.
+                || request_object(operand, field).is_some_and(|i| f.scope.known_binding(i).is_some())),
+            _ => boolean(&eval(n, f)?),
+        },
         Node::And(a, b) => {
             let l = eval_bool(a, f);
             if l == Ok(false) {
@@ -899,12 +917,40 @@ mod tests {
         }
     }
 
+    /// The interpreter's `request` carries `object` and `oldObject` when the request map lacks
+    /// them; planned reads of `request.object` agree, with `has()` and optional selection too.
+    #[test]
+    fn request_carries_the_objects_as_in_the_interpreter() {
+        let object = json!({"metadata": {"name": "web"}});
+        let request = json!({"operation": "CREATE"});
+        let mut s = Scope::default();
+        s.set_json_ref("object", &object);
+        s.set_json_ref("request", &request);
+        for src in [
+            "request.object.metadata.name == 'web'",
+            "has(request.object)",
+            "has(request.object.metadata)",
+            "request.?object.hasValue()",
+            "request.?object.metadata.name.orValue('') == 'web'",
+            "has(request.oldObject)",
+            "request.?oldObject.hasValue()",
+            "has(request.operation) && !has(request.name)",
+        ] {
+            let e = Expression::compile(src, "test").unwrap();
+            let planned = e.eval_planned(&s);
+            assert!(planned.is_some(), "{src} is answered by the planner");
+            assert_eq!(planned.map(Ok), Some(e.interpret(&s)), "{src}");
+        }
+    }
+
     #[test]
     fn known_variables_have_their_places() {
         for (i, name) in super::KNOWN_VARS.iter().enumerate() {
             assert_eq!(super::known_var(name), Some(i), "{name}");
         }
         assert_eq!(super::known_var("objects"), None);
+        // `Scope::with_inputs` fills every place but the last.
+        assert_eq!(super::KNOWN_VARS.last(), Some(&"variables"));
         assert_eq!(super::KNOWN_VARS[..4], super::REQUEST_INPUTS);
         assert_eq!(super::KNOWN_VARS[super::OBJECT], "object");
         assert_eq!(super::KNOWN_VARS[super::OLD_OBJECT], "oldObject");

@@ -606,7 +606,7 @@ impl ValidatingPolicy {
         CelPolicyResult::Skip("request does not match".into())
     }
 
-    /// The params to evaluate with (one `null` when the policy takes none).
+    /// The params to evaluate with; `None` when the policy takes none (`params` is then null).
     fn params_for(
         &self,
         binding: Option<&Binding>,
