@@ -537,36 +537,8 @@ fn eval_bool(n: &Node, f: &mut Frame<'_, '_>) -> Result<bool, Fault> {
                 || request_object(operand, field).is_some_and(|i| f.scope.known_binding(i).is_some())),
             _ => boolean(&eval(n, f)?),
         },
-        Node::And(a, b) => {
-            let l = eval_bool(a, f);
-            if l == Ok(false) {
-                return Ok(false);
-            }
-            if l == Err(Fault::Budget) {
-                return Err(Fault::Budget);
-            }
-            let r = eval_bool(b, f)?;
-            match (l, r) {
-                (Ok(true), r) => Ok(r),
-                (Err(_), false) => Ok(false),
-                _ => Err(Fault::Unsupported),
-            }
-        }
-        Node::Or(a, b) => {
-            let l = eval_bool(a, f);
-            if l == Ok(true) {
-                return Ok(true);
-            }
-            if l == Err(Fault::Budget) {
-                return Err(Fault::Budget);
-            }
-            let r = eval_bool(b, f)?;
-            match (l, r) {
-                (Ok(false), r) => Ok(r),
-                (Err(_), true) => Ok(true),
-                _ => Err(Fault::Unsupported),
-            }
-        }
+        Node::And(a, b) => junction(a, b, false, f),
+        Node::Or(a, b) => junction(a, b, true, f),
         Node::Not(a) => Ok(!eval_bool(a, f)?),
         Node::NotStrictlyFalse(a) => match eval_bool(a, f) {
             Err(Fault::Budget) => Err(Fault::Budget),
@@ -577,35 +549,39 @@ fn eval_bool(n: &Node, f: &mut Frame<'_, '_>) -> Result<bool, Fault> {
             let b = eval(b, f)?;
             relation(*op, &a, &b)
         }
-        Node::In(a, b) => {
+        Node::In(a, b_node) => {
             let a = eval(a, f)?;
-            let b = eval(b, f)?;
+            let b = eval(b_node, f)?;
             if b.is_map() {
                 let key = a.as_str().ok_or(Fault::Unsupported)?;
-                return Ok(b.field(key)?.is_some());
+                // `request` without `object`: the interpreter's carries the binding.
+                return Ok(b.field(key)?.is_some()
+                    || request_object(b_node, key)
+                        .is_some_and(|i| f.scope.known_binding(i).is_some()));
             }
-            // Lists are searched in place.
+            let mut found = |x: &V<'_>| -> Result<bool, Fault> {
+                tick(f, 1)?;
+                value::equals(&a, x)
+            };
+            // Lists are searched in place; other values are gathered first.
             match &b {
                 V::Json(serde_json::Value::Array(items)) => {
                     for x in items {
-                        tick(f, 1)?;
-                        if value::equals(&a, &value::from_json(x))? {
+                        if found(&value::from_json(x))? {
                             return Ok(true);
                         }
                     }
                 }
                 V::List(items) => {
                     for x in items.iter() {
-                        tick(f, 1)?;
-                        if value::equals(&a, x)? {
+                        if found(x)? {
                             return Ok(true);
                         }
                     }
                 }
                 other => {
                     for x in other.elements(false)? {
-                        tick(f, 1)?;
-                        if value::equals(&a, &x)? {
+                        if found(&x)? {
                             return Ok(true);
                         }
                     }
@@ -626,6 +602,25 @@ fn eval_bool(n: &Node, f: &mut Frame<'_, '_>) -> Result<bool, Fault> {
             })
         }
         other => boolean(&eval(other, f)?),
+    }
+}
+
+/// `a && b` (`decisive` false) or `a || b` (`decisive` true), with CEL's commutative error
+/// handling: a side that gives the decisive value absorbs the other's error; a budget fault is
+/// never absorbed.
+fn junction(a: &Node, b: &Node, decisive: bool, f: &mut Frame<'_, '_>) -> Result<bool, Fault> {
+    let l = eval_bool(a, f);
+    if l == Ok(decisive) {
+        return Ok(decisive);
+    }
+    if l == Err(Fault::Budget) {
+        return Err(Fault::Budget);
+    }
+    let r = eval_bool(b, f)?;
+    match l {
+        Ok(_) => Ok(r),
+        Err(_) if r == decisive => Ok(decisive),
+        Err(_) => Err(Fault::Unsupported),
     }
 }
 
@@ -935,6 +930,7 @@ mod tests {
             "has(request.oldObject)",
             "request.?oldObject.hasValue()",
             "has(request.operation) && !has(request.name)",
+            "'object' in request && !('oldObject' in request)",
         ] {
             let e = Expression::compile(src, "test").unwrap();
             let planned = e.eval_planned(&s);
